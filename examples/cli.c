@@ -1,0 +1,102 @@
+#include "cli.h"
+
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+static ss_server *running_server;
+
+static void on_stop_signal(int sig)
+{
+    (void)sig;
+    ss_server_request_shutdown(running_server); /* async-signal-safe */
+}
+
+static void usage(FILE *out, const char *name)
+{
+    fprintf(out,
+            "usage: %s [--listen URL] [--mode MODE] [--quiet] [--help]\n"
+            "  --listen URL  address to serve (default " CLI_DEFAULT_URL ")\n"
+            "                e.g. tcp://127.0.0.1:0 or tcp://[::1]:9999\n"
+            "  --mode MODE   concurrency model: sync\n"
+            "  --quiet       no per-connection log on stderr\n"
+            "  --help        this text\n",
+            name);
+}
+
+static int usage_error(const char *name, const char *what, const char *arg)
+{
+    fprintf(stderr, "%s: %s%s%s\n", name, what, arg ? ": " : "", arg ? arg : "");
+    usage(stderr, name);
+    return 2;
+}
+
+int cli_parse(int argc, char **argv, const char *name, cli_options *opts)
+{
+    *opts = (cli_options){.name = name, .listen = CLI_DEFAULT_URL, .mode = ss_dispatch_sync()};
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        bool has_value = i + 1 < argc;
+        if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
+            usage(stdout, name);
+            return 0;
+        } else if (strcmp(arg, "--quiet") == 0) {
+            opts->quiet = true;
+        } else if (strcmp(arg, "--listen") == 0 && has_value) {
+            opts->listen = argv[++i];
+        } else if (strcmp(arg, "--mode") == 0 && has_value) {
+            opts->mode = ss_dispatch_by_name(argv[++i]);
+            if (opts->mode == NULL)
+                return usage_error(name, "unknown mode", argv[i]);
+        } else {
+            return usage_error(name, "bad argument", arg);
+        }
+    }
+    return -1;
+}
+
+static void install_stop_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = 0; /* no SA_RESTART: blocking waits see EINTR */
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
+int cli_serve(const cli_options *opts, const ss_handler *handler, void *data)
+{
+    ss_server *srv;
+    int rc = ss_server_new(&srv, opts->listen, opts->mode, handler, data);
+    if (rc < 0) {
+        fprintf(stderr, "%s: cannot listen on %s: %s\n", opts->name, opts->listen, ss_strerror(rc));
+        return 1;
+    }
+    char address[128];
+    ss_server_address(srv, address, sizeof address);
+    printf("listening on %s\n", address);
+    fflush(stdout);
+    running_server = srv;
+    install_stop_signals();
+    rc = ss_server_serve_forever(srv, 500);
+    ss_server_free(srv);
+    if (rc < 0) {
+        fprintf(stderr, "%s: %s\n", opts->name, ss_strerror(rc));
+        return 1;
+    }
+    return 0;
+}
+
+void cli_log(const cli_options *opts, const char *fmt, ...)
+{
+    if (opts->quiet)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}

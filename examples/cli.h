@@ -1,0 +1,35 @@
+/* The command line shared by the example servers:
+ *     NAME [--listen URL] [--mode MODE] [--quiet] [--help]
+ * and the run loop around it: listen, print "listening on URL", serve until
+ * SIGINT/SIGTERM, exit 0. */
+#ifndef EXAMPLES_CLI_H
+#define EXAMPLES_CLI_H
+
+#include <socketserver.h>
+#include <stdbool.h>
+
+#define CLI_DEFAULT_URL "tcp://localhost:9999"
+
+typedef struct cli_options {
+    const char *name;   /* program name for messages */
+    const char *listen; /* URL */
+    const ss_dispatcher *mode;
+    bool quiet;
+} cli_options;
+
+/* Parses argv into opts. Returns -1 to go on, or the exit status to end
+ * with (0 after --help, 2 after a usage error, both already printed). */
+int cli_parse(int argc, char **argv, const char *name, cli_options *opts);
+
+/* Serves with `handler` until SIGINT or SIGTERM. Returns the exit status:
+ * 0 after a signal-requested stop, 1 if the server could not listen. */
+int cli_serve(const cli_options *opts, const ss_handler *handler, void *data);
+
+/* Logs one per-connection line to stderr unless --quiet was given. */
+void cli_log(const cli_options *opts, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+
+#endif

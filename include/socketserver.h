@@ -1,0 +1,358 @@
+/*
+ * libsocketserver — Python's socketserver for C.
+ *
+ * Write one request handler (setup / handle / finish), pick a transport by
+ * URL and a concurrency model by dispatcher, then call serve_forever():
+ *
+ *     static int handle(ss_request *req, void *data) {
+ *         char buf[1024];
+ *         ssize_t n;
+ *         int rc;
+ *         while ((n = ss_request_recv(req, buf, sizeof buf)) > 0)
+ *             if ((rc = ss_request_send_all(req, buf, (size_t)n)) < 0)
+ *                 return rc;
+ *         return (int)n;   // 0 on EOF, negative errno on error
+ *     }
+ *     static const ss_handler echo = {SS_HANDLER_VERSION, NULL, handle, NULL};
+ *
+ *     ss_server *srv;
+ *     int rc = ss_server_new(&srv, "tcp://127.0.0.1:9999", ss_dispatch_sync(),
+ *                            &echo, NULL);
+ *     if (rc < 0) { fprintf(stderr, "%s\n", ss_strerror(rc)); exit(1); }
+ *     ss_server_serve_forever(srv, 500);
+ *     ss_server_free(srv);
+ *
+ * Conventions used by every function below:
+ *   - Fallible calls return 0 (or a non-negative count) on success and a
+ *     negative errno value on failure, e.g. -EADDRINUSE. Codes specific to
+ *     this library are below -SS_ERRBASE. ss_strerror() describes any of them.
+ *   - Whatever a *_new / *_create call returns is released by the matching
+ *     *_free. Tables (handler, dispatcher) and user data are borrowed; strings
+ *     are copied during the call.
+ *   - The library installs no signal handlers and never changes the
+ *     process's signal dispositions. Writes to peers never raise SIGPIPE.
+ *   - Every file descriptor the library opens is close-on-exec.
+ */
+#ifndef SOCKETSERVER_H
+#define SOCKETSERVER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__) || defined(__clang__)
+#define SS_API __attribute__((visibility("default")))
+#else
+#define SS_API
+#endif
+
+#define SS_VERSION_MAJOR 0
+#define SS_VERSION_MINOR 1
+#define SS_VERSION_PATCH 0
+
+/* ------------------------------------------------------------------------ */
+/* Errors                                                                   */
+/* ------------------------------------------------------------------------ */
+
+/* Library-specific error codes sit above the errno range (negated). */
+#define SS_ERRBASE 10000
+enum {
+    SS_EBADURL = -(SS_ERRBASE + 1),       /* address string is not a valid URL */
+    SS_ENOTSUPPORTED = -(SS_ERRBASE + 2), /* URL scheme known, transport not built in */
+    SS_ESTATE = -(SS_ERRBASE + 3),        /* call not valid in the server's current state */
+    SS_ERESOLVE = -(SS_ERRBASE + 4),      /* host name could not be resolved */
+};
+
+/* Describes any value returned by this library (a negative errno or an
+ * SS_E* code). Never returns NULL; the string is static. Thread-safe. */
+SS_API const char *ss_strerror(int err);
+
+/* ------------------------------------------------------------------------ */
+/* Handlers                                                                 */
+/* ------------------------------------------------------------------------ */
+
+typedef struct ss_server ss_server;
+typedef struct ss_request ss_request;
+
+#define SS_HANDLER_VERSION 1
+
+/*
+ * A request handler: Python's BaseRequestHandler as a table.
+ *
+ * For every request the server calls setup(), then handle(), then finish().
+ * `data` is the pointer given when the server was created.
+ *   - setup  (optional): prepare per-request state (see ss_request_set_data).
+ *            If it fails, neither handle nor finish runs.
+ *   - handle (required): serve the request; all I/O with the client happens
+ *            here through ss_request_recv() / ss_request_send_all().
+ *   - finish (optional): always runs when setup succeeded, even if handle
+ *            failed; release per-request state here.
+ * Each returns 0 (or any non-negative value) on success or a negative error
+ * code; the first failure is passed once to the server's handle_error hook.
+ * Whatever a handler returns, the server then shuts the request down.
+ *
+ * The table is copied by the server; `version` must be SS_HANDLER_VERSION.
+ * New slots are only ever appended.
+ */
+typedef struct ss_handler {
+    unsigned version;
+    int (*setup)(ss_request *req, void *data);
+    int (*handle)(ss_request *req, void *data);
+    int (*finish)(ss_request *req, void *data);
+} ss_handler;
+
+/* ------------------------------------------------------------------------ */
+/* Dispatchers: where and how concurrently handlers run                    */
+/* ------------------------------------------------------------------------ */
+
+typedef struct ss_dispatcher ss_dispatcher;
+
+/* One request at a time, in the thread that calls handle_request() or
+ * serve_forever() (Python's plain TCPServer). Handler code may touch any
+ * state of the calling thread; a second client waits in the kernel backlog
+ * until the first request is finished. */
+SS_API const ss_dispatcher *ss_dispatch_sync(void);
+
+/* Looks a dispatcher up by its name ("sync", ...), for command-line tools.
+ * Returns NULL for an unknown name. */
+SS_API const ss_dispatcher *ss_dispatch_by_name(const char *name);
+
+/* The dispatcher's name, e.g. "sync". */
+SS_API const char *ss_dispatch_name(const ss_dispatcher *dispatcher);
+
+/* ------------------------------------------------------------------------ */
+/* Server life cycle                                                        */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Creates a server for `url` without binding it (Python's
+ * bind_and_activate=False). Accepted URL forms:
+ *     tcp://HOST:PORT        IPv4 or IPv6; HOST may be a name, an address,
+ *     tcp://[IPV6]:PORT      or empty/"*" for every IPv4 address. A name that
+ *                            resolves to both families binds IPv4 (as Python
+ *                            does); tcp://[::]:PORT is dual-stack.
+ * PORT may be 0: the kernel picks one, read it back with ss_server_address().
+ * The forms udp://, unix: and unixgram: are parsed and currently rejected
+ * with SS_ENOTSUPPORTED.
+ *
+ * `dispatcher` NULL means ss_dispatch_sync(). `handler` is copied; `data` is
+ * passed to every handler call and hook. The listening socket exists after
+ * this call (ss_server_fileno() works), so options can be set before
+ * ss_server_bind(). On failure *out is NULL and nothing is leaked.
+ * Returns 0, SS_EBADURL, SS_ERESOLVE, -EINVAL (bad handler) or an errno.
+ */
+SS_API int ss_server_create(ss_server **out, const char *url, const ss_dispatcher *dispatcher,
+                            const ss_handler *handler, void *data);
+
+/* Binds the socket to the address given at creation, applying the options
+ * set so far (Python's server_bind). Returns 0 or e.g. -EADDRINUSE. */
+SS_API int ss_server_bind(ss_server *srv);
+
+/* Starts listening with the configured backlog (Python's server_activate).
+ * Returns 0 or a negative errno. */
+SS_API int ss_server_activate(ss_server *srv);
+
+/* create + bind + activate in one call: Python's constructor with
+ * bind_and_activate=True. On failure *out is NULL and every resource the
+ * attempt took (sockets, memory) is released. */
+SS_API int ss_server_new(ss_server **out, const char *url, const ss_dispatcher *dispatcher,
+                         const ss_handler *handler, void *data);
+
+/*
+ * Handles one request, waiting at most the server timeout for it (see
+ * ss_server_set_timeout). If none arrives in time, calls the handle_timeout
+ * hook and returns 0. Interruptions by signals (EINTR) are retried with the
+ * remaining time. Returns 0 after handling (or timing out), -ECANCELED if a
+ * shutdown was requested while waiting, SS_ESTATE if the server is not
+ * activated. Call it from one thread at a time.
+ */
+SS_API int ss_server_handle_request(ss_server *srv);
+
+/*
+ * Handles requests until ss_server_shutdown() or
+ * ss_server_request_shutdown() is called. Calls the service_actions hook at
+ * least every `poll_interval_ms` milliseconds (Python's poll_interval;
+ * negative means only when something happens). Unlike Python, a shutdown
+ * request wakes the loop at once, whatever the poll interval. A shutdown
+ * requested before the loop starts makes it return immediately.
+ * Returns 0 after a shutdown, SS_ESTATE if not activated, -EBUSY if the loop
+ * is already running in another thread.
+ */
+SS_API int ss_server_serve_forever(ss_server *srv, int poll_interval_ms);
+
+/*
+ * Stops serve_forever(). Called from another thread, it blocks until the
+ * loop has exited (Python's shutdown). Called from inside a handler or hook
+ * running on the serving thread, it only requests the stop and returns, so
+ * it cannot deadlock; the loop exits when that request is done. If the loop
+ * is not running, the request is remembered and returns at once.
+ * Not for signal handlers: use ss_server_request_shutdown(). Returns 0.
+ */
+SS_API int ss_server_shutdown(ss_server *srv);
+
+/*
+ * Requests that serve_forever() stop, and returns at once without waiting.
+ * Async-signal-safe: meant for SIGINT/SIGTERM handlers. Preserves errno.
+ */
+SS_API void ss_server_request_shutdown(ss_server *srv);
+
+/*
+ * Releases the server's operating-system resources (Python's
+ * server_close): closes the listening socket and the wake-up pipe and lets
+ * the dispatcher finish its requests. Idempotent. Must not run while
+ * serve_forever() or handle_request() is running; call ss_server_shutdown()
+ * first. The object stays valid for queries until ss_server_free().
+ */
+SS_API void ss_server_close(ss_server *srv);
+
+/* Closes the server (if not already) and releases its memory. NULL is a
+ * no-op. Every successful ss_server_create/ss_server_new needs one call. */
+SS_API void ss_server_free(ss_server *srv);
+
+/* ------------------------------------------------------------------------ */
+/* Server options: set after create, before bind (or activate)             */
+/* ------------------------------------------------------------------------ */
+
+/* SO_REUSEADDR on bind. Default on (unlike Python's default), so a server can
+ * be restarted while old connections sit in TIME_WAIT; it never lets two
+ * live listeners share a port. Returns 0 or SS_ESTATE after bind. */
+SS_API int ss_server_set_reuse_address(ss_server *srv, bool on);
+
+/* SO_REUSEPORT on bind, letting several servers share one port. Default off.
+ * Returns 0, SS_ESTATE after bind, or -ENOTSUP where the OS lacks it. */
+SS_API int ss_server_set_reuse_port(ss_server *srv, bool on);
+
+/* listen() backlog (Python's request_queue_size). Default SOMAXCONN (Python
+ * uses 5). Returns 0, -EINVAL if < 1, or SS_ESTATE after activate. */
+SS_API int ss_server_set_backlog(ss_server *srv, int backlog);
+
+/* How long ss_server_handle_request() waits, in milliseconds; negative
+ * means forever (the default, as Python's timeout=None). Any time. */
+SS_API void ss_server_set_timeout(ss_server *srv, int timeout_ms);
+
+/* Default I/O timeout for each request, in milliseconds (Python's
+ * StreamRequestHandler.timeout); negative means none (the default). A
+ * recv or send that makes no progress for this long fails with -ETIMEDOUT.
+ * Any time; applies to requests accepted afterwards. */
+SS_API void ss_server_set_request_timeout(ss_server *srv, int timeout_ms);
+
+/* ------------------------------------------------------------------------ */
+/* Server hooks (Python's overridable methods). Set before serving.        */
+/* Each receives the `data` given at creation. NULL restores the default.  */
+/* ------------------------------------------------------------------------ */
+
+/* Return false to refuse a request: it is shut down without the handler
+ * running. Default: accept every request. Runs where the loop runs. */
+typedef bool (*ss_verify_fn)(ss_server *srv, ss_request *req, void *data);
+SS_API void ss_server_on_verify_request(ss_server *srv, ss_verify_fn fn);
+
+/* Called once per failed request with the first error a handler returned.
+ * Runs where the handler ran. Default: one line on stderr with the client
+ * address and ss_strerror(err). */
+typedef void (*ss_error_fn)(ss_server *srv, ss_request *req, int err, void *data);
+SS_API void ss_server_on_handle_error(ss_server *srv, ss_error_fn fn);
+
+/* Called by handle_request() when no request arrived within the server
+ * timeout. Default: nothing. */
+typedef void (*ss_server_fn)(ss_server *srv, void *data);
+SS_API void ss_server_on_handle_timeout(ss_server *srv, ss_server_fn fn);
+
+/* Called on every iteration of serve_forever(), in the serving thread.
+ * Default: nothing. */
+SS_API void ss_server_on_service_actions(ss_server *srv, ss_server_fn fn);
+
+/* ------------------------------------------------------------------------ */
+/* Server queries                                                           */
+/* ------------------------------------------------------------------------ */
+
+/* The listening socket (Python's fileno()), or -1 after close. */
+SS_API int ss_server_fileno(const ss_server *srv);
+
+/* Writes the server's address as a URL into buf, e.g. "tcp://127.0.0.1:40123"
+ * or "tcp://[::1]:40123". After bind it is the real bound address (port 0
+ * resolved). Returns the length, or -ENOSPC if buf is too small (64 bytes
+ * always suffice for inet; 128 for every form). */
+SS_API int ss_server_address(const ss_server *srv, char *buf, size_t size);
+
+/* The bound port of an inet server (after bind), 0 otherwise. */
+SS_API int ss_server_port(const ss_server *srv);
+
+/* The `data` pointer given at creation. */
+SS_API void *ss_server_data(const ss_server *srv);
+
+/* Counters, readable at any time from any thread. */
+typedef struct ss_stats {
+    uint64_t accepted;       /* requests received (connections or datagrams) */
+    uint64_t rejected;       /* refused by verify_request */
+    uint64_t handled;        /* handler ran to completion without error */
+    uint64_t handler_errors; /* handle_error calls */
+    uint64_t closed;         /* requests shut down (every accepted one, once) */
+    uint64_t accept_errors;  /* accept()/recvfrom() failures */
+    uint64_t timeouts;       /* handle_timeout calls */
+} ss_stats;
+SS_API void ss_server_stats(const ss_server *srv, ss_stats *out);
+
+/* ------------------------------------------------------------------------ */
+/* Requests: valid from setup until finish returns                         */
+/* ------------------------------------------------------------------------ */
+
+/* The server this request belongs to (Python's self.server). */
+SS_API ss_server *ss_request_server(const ss_request *req);
+
+/* The connected socket (Python's self.request). Prefer the I/O calls
+ * below: they handle timeouts, EINTR and SIGPIPE for you. */
+SS_API int ss_request_fileno(const ss_request *req);
+
+/* The peer's address (Python's self.client_address). *len receives its
+ * length if len is not NULL. */
+SS_API const struct sockaddr *ss_request_client_address(const ss_request *req, socklen_t *len);
+
+/* The peer's address as text: "127.0.0.1:5555" or "[::1]:5555". */
+SS_API const char *ss_request_client_name(const ss_request *req);
+
+/* Per-request user state, e.g. allocated in setup and freed in finish. */
+SS_API void ss_request_set_data(ss_request *req, void *data);
+SS_API void *ss_request_data(const ss_request *req);
+
+/* I/O timeout for this request in milliseconds, negative for none.
+ * Starts as the server's request timeout. */
+SS_API void ss_request_set_timeout(ss_request *req, int timeout_ms);
+
+/*
+ * Receives up to `size` bytes. Returns the count (> 0), 0 when the peer has
+ * closed its side, or a negative errno: -ETIMEDOUT when the request timeout
+ * passes without data, -ECONNRESET when the peer reset, -ECANCELED when a
+ * signal that requested server shutdown interrupted the wait. Retries other
+ * interruptions (EINTR).
+ */
+SS_API ssize_t ss_request_recv(ss_request *req, void *buf, size_t size);
+
+/*
+ * Sends all `size` bytes, however many partial writes and signal
+ * interruptions it takes. Never raises SIGPIPE: a vanished peer gives
+ * -EPIPE or -ECONNRESET. Returns 0 once everything is sent, -ETIMEDOUT if
+ * the request timeout passes without progress, or another negative errno.
+ */
+SS_API int ss_request_send_all(ss_request *req, const void *buf, size_t size);
+
+/* ------------------------------------------------------------------------ */
+/* Clients                                                                  */
+/* ------------------------------------------------------------------------ */
+
+/* Connects to a server URL (the same forms the server takes; a tcp:// name
+ * tries each resolved address in turn, an empty host means localhost).
+ * Returns a connected, blocking, close-on-exec socket that the caller
+ * closes, or a negative error code. */
+SS_API int ss_connect(const char *url);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SOCKETSERVER_H */

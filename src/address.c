@@ -1,0 +1,184 @@
+/* Address URLs: parsing "tcp://host:port", "tcp://[v6]:port", "udp://...",
+ * "unix:/path", "unix:@abstract", "unixgram:/path", and formatting socket
+ * addresses back into the same forms. No resolution happens here. */
+#include "internal.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/un.h>
+
+static const struct {
+    const char *prefix;
+    ss__scheme scheme;
+} schemes[] = {
+    {"tcp://", SS__SCHEME_TCP},
+    {"udp://", SS__SCHEME_UDP},
+    {"unix:", SS__SCHEME_UNIX},
+    {"unixgram:", SS__SCHEME_UNIXGRAM},
+};
+
+const char *ss__scheme_name(ss__scheme scheme)
+{
+    static const char *names[] = {"tcp", "udp", "unix", "unixgram"};
+    return names[scheme];
+}
+
+/* Copies [begin, end) into dst (capacity size) if it fits. */
+static bool copy_span(char *dst, size_t size, const char *begin, const char *end)
+{
+    size_t n = (size_t)(end - begin);
+    if (n >= size)
+        return false;
+    memcpy(dst, begin, n);
+    dst[n] = '\0';
+    return true;
+}
+
+static bool valid_port(const char *port)
+{
+    if (*port == '\0' || strlen(port) > 5)
+        return false;
+    for (const char *c = port; *c; c++)
+        if (*c < '0' || *c > '9')
+            return false;
+    return atoi(port) <= 65535;
+}
+
+/* "HOST:PORT" or "[V6]:PORT"; HOST may be empty or "*" (any address). */
+static int parse_inet(const char *rest, ss__url *out)
+{
+    const char *colon;
+    if (*rest == '[') {
+        const char *close = strchr(rest, ']');
+        if (close == NULL || close[1] != ':' || close == rest + 1)
+            return SS_EBADURL;
+        if (!copy_span(out->host, sizeof out->host, rest + 1, close))
+            return SS_EBADURL;
+        colon = close + 1;
+    } else {
+        colon = strrchr(rest, ':');
+        if (colon == NULL || memchr(rest, ':', (size_t)(colon - rest)) != NULL)
+            return SS_EBADURL; /* a bare IPv6 address needs brackets */
+        if (!copy_span(out->host, sizeof out->host, rest, colon))
+            return SS_EBADURL;
+        if (strcmp(out->host, "*") == 0)
+            out->host[0] = '\0';
+    }
+    if (strpbrk(out->host, "/?#[] ") != NULL)
+        return SS_EBADURL;
+    if (!copy_span(out->port, sizeof out->port, colon + 1, colon + 1 + strlen(colon + 1)) ||
+        !valid_port(out->port))
+        return SS_EBADURL;
+    return 0;
+}
+
+static int parse_path(const char *rest, ss__url *out)
+{
+    if (*rest == '\0' || (rest[0] == '@' && rest[1] == '\0'))
+        return SS_EBADURL;
+    size_t n = strlen(rest);
+    if (n >= sizeof out->path)
+        return -ENAMETOOLONG;
+    memcpy(out->path, rest, n + 1);
+    return 0;
+}
+
+int ss__url_parse(const char *text, ss__url *out)
+{
+    if (text == NULL || out == NULL)
+        return SS_EBADURL;
+    memset(out, 0, sizeof *out);
+    for (size_t i = 0; i < sizeof schemes / sizeof schemes[0]; i++) {
+        size_t len = strlen(schemes[i].prefix);
+        if (strncmp(text, schemes[i].prefix, len) != 0)
+            continue;
+        out->scheme = schemes[i].scheme;
+        bool inet = out->scheme == SS__SCHEME_TCP || out->scheme == SS__SCHEME_UDP;
+        return inet ? parse_inet(text + len, out) : parse_path(text + len, out);
+    }
+    return SS_EBADURL;
+}
+
+static int format_inet(const struct sockaddr *sa, char *buf, size_t size)
+{
+    char ip[INET6_ADDRSTRLEN];
+    unsigned port;
+    int n;
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+        inet_ntop(AF_INET, &in->sin_addr, ip, sizeof ip);
+        port = ntohs(in->sin_port);
+        n = snprintf(buf, size, "%s:%u", ip, port);
+    } else {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+        inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof ip);
+        port = ntohs(in6->sin6_port);
+        n = snprintf(buf, size, "[%s]:%u", ip, port);
+    }
+    return n < 0 || (size_t)n >= size ? -ENOSPC : n;
+}
+
+/* A Unix address as text: the path, "@name" for an abstract one, "" for an
+ * unnamed peer (its address has no path bytes at all). */
+static int format_unix(const struct sockaddr *sa, socklen_t len, char *buf, size_t size)
+{
+    const struct sockaddr_un *un = (const struct sockaddr_un *)sa;
+    size_t offset = offsetof(struct sockaddr_un, sun_path);
+    size_t n = len > offset ? (size_t)len - offset : 0;
+    if (n > sizeof un->sun_path)
+        n = sizeof un->sun_path;
+    bool abstract = n > 0 && un->sun_path[0] == '\0';
+    const char *name = un->sun_path + (abstract ? 1 : 0);
+    size_t name_len = abstract ? n - 1 : strnlen(un->sun_path, n);
+    size_t total = name_len + (abstract ? 1 : 0);
+    if (total >= size)
+        return -ENOSPC;
+    if (abstract)
+        buf[0] = '@';
+    memcpy(buf + (abstract ? 1 : 0), name, name_len);
+    buf[total] = '\0';
+    return (int)total;
+}
+
+int ss__format_peer(const struct sockaddr *sa, socklen_t len, char *buf, size_t size)
+{
+    if (size == 0)
+        return -ENOSPC;
+    buf[0] = '\0';
+    if (len == 0)
+        return 0;
+    switch (sa->sa_family) {
+    case AF_INET:
+    case AF_INET6:
+        return format_inet(sa, buf, size);
+    case AF_UNIX:
+        return format_unix(sa, len, buf, size);
+    default:
+        return -EAFNOSUPPORT;
+    }
+}
+
+int ss__format_url(ss__scheme scheme, const struct sockaddr *sa, socklen_t len, char *buf,
+                   size_t size)
+{
+    bool inet = scheme == SS__SCHEME_TCP || scheme == SS__SCHEME_UDP;
+    const char *sep = inet ? "://" : ":";
+    int prefix = snprintf(buf, size, "%s%s", ss__scheme_name(scheme), sep);
+    if (prefix < 0 || (size_t)prefix >= size)
+        return -ENOSPC;
+    int rc = ss__format_peer(sa, len, buf + prefix, size - (size_t)prefix);
+    return rc < 0 ? rc : prefix + rc;
+}
+
+int ss__sockaddr_port(const struct sockaddr *sa, socklen_t len)
+{
+    if (sa->sa_family == AF_INET && len >= (socklen_t)sizeof(struct sockaddr_in))
+        return ntohs(((const struct sockaddr_in *)sa)->sin_port);
+    if (sa->sa_family == AF_INET6 && len >= (socklen_t)sizeof(struct sockaddr_in6))
+        return ntohs(((const struct sockaddr_in6 *)sa)->sin6_port);
+    return 0;
+}

@@ -1,0 +1,25 @@
+/* The synchronous dispatcher: the request runs to completion in the
+ * serving thread before the next one is accepted (Python's TCPServer). */
+#include "internal.h"
+
+static void sync_process(ss_server *srv, ss_request *req)
+{
+    (void)srv;
+    ss__request_run(req);
+    ss__request_finish(req);
+}
+
+static const ss_dispatcher sync_dispatcher = {
+    .name = "sync",
+    .start = ss__dispatch_start_none,
+    .accepting = ss__dispatch_accepting_always,
+    .process = sync_process,
+    .service = ss__dispatch_service_none,
+    .max_wait_ms = ss__dispatch_max_wait_none,
+    .close = ss__dispatch_close_none,
+};
+
+SS_API const ss_dispatcher *ss_dispatch_sync(void)
+{
+    return &sync_dispatcher;
+}

@@ -1,0 +1,30 @@
+/* ss_strerror: one description for every code the library returns. */
+#include "internal.h"
+
+#include <string.h>
+
+SS_API const char *ss_strerror(int err)
+{
+    switch (err) {
+    case 0:
+        return "Success";
+    case SS_EBADURL:
+        return "Invalid address URL (expected tcp://HOST:PORT, tcp://[IPV6]:PORT, "
+               "udp://HOST:PORT, unix:PATH, unix:@NAME or unixgram:PATH)";
+    case SS_ENOTSUPPORTED:
+        return "Transport not supported yet";
+    case SS_ESTATE:
+        return "Call not valid in the server's current state";
+    case SS_ERESOLVE:
+        return "Host name could not be resolved";
+    default:
+        break;
+    }
+    if (err < 0 && err > -SS_ERRBASE) {
+        /* glibc, musl and the BSDs return static strings for known values */
+        const char *text = strerror(-err);
+        if (text != NULL)
+            return text;
+    }
+    return "Unknown error";
+}

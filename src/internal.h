@@ -1,0 +1,199 @@
+/*
+ * Private definitions shared by the library's source files: the server and
+ * request structs and the two backend tables (transports, dispatchers).
+ *
+ * The core (server.c) is the only place where a transport meets a
+ * dispatcher; each backend sees the other only through these tables.
+ * Every slot of every table is filled (shared no-op defaults below), so the
+ * core never tests a slot for NULL.
+ */
+#ifndef SS_INTERNAL_H
+#define SS_INTERNAL_H
+
+#include "socketserver.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+/* ------------------------------------------------------------------------ */
+/* Addresses (address.c)                                                    */
+/* ------------------------------------------------------------------------ */
+
+typedef enum ss__scheme {
+    SS__SCHEME_TCP,
+    SS__SCHEME_UDP,
+    SS__SCHEME_UNIX,
+    SS__SCHEME_UNIXGRAM,
+} ss__scheme;
+
+/* A parsed URL. For tcp/udp: host (no brackets, "" = any) and port.
+ * For unix/unixgram: path; a leading '@' marks a Linux abstract name. */
+typedef struct ss__url {
+    ss__scheme scheme;
+    char host[256];
+    char port[8];
+    char path[256];
+} ss__url;
+
+int ss__url_parse(const char *text, ss__url *out);
+const char *ss__scheme_name(ss__scheme scheme);
+
+/* "127.0.0.1:5555", "[::1]:5555", a Unix path, or "" (unnamed peer). */
+int ss__format_peer(const struct sockaddr *sa, socklen_t len, char *buf, size_t size);
+/* The address as a URL of the scheme: "tcp://[::1]:80", "unix:/run/x". */
+int ss__format_url(ss__scheme scheme, const struct sockaddr *sa, socklen_t len, char *buf,
+                   size_t size);
+/* The port of an inet address, 0 for anything else. */
+int ss__sockaddr_port(const struct sockaddr *sa, socklen_t len);
+
+/* ------------------------------------------------------------------------ */
+/* Transports (transport_*.c)                                               */
+/* ------------------------------------------------------------------------ */
+
+typedef struct ss__transport {
+    ss__scheme scheme;
+    /* Resolve srv->url into srv->addr and create srv->fd (not bound). */
+    int (*open)(ss_server *srv);
+    /* Apply the bind-time options and bind srv->fd; read back srv->addr. */
+    int (*bind)(ss_server *srv);
+    /* listen() for stream transports, nothing for datagram ones. */
+    int (*activate)(ss_server *srv);
+    /* Take the next request off the socket (accept / recvfrom) into *out. */
+    int (*get_request)(ss_server *srv, ss_request **out);
+    /* Per-request I/O the handler's calls are routed through. */
+    ssize_t (*recv)(ss_request *req, void *buf, size_t size);
+    int (*send_all)(ss_request *req, const void *buf, size_t size);
+    /* Python's shutdown_request: end the request's use of the socket. */
+    void (*shutdown_request)(ss_request *req);
+    /* server_close: release what open/bind created (fd, socket file). */
+    void (*close)(ss_server *srv);
+} ss__transport;
+
+/* The table for a scheme, or NULL if that transport is not built in. */
+const ss__transport *ss__transport_for(ss__scheme scheme);
+const ss__transport *ss__transport_tcp(void);
+
+/* ------------------------------------------------------------------------ */
+/* Dispatchers (dispatch_*.c). The public ss_dispatcher is this table.     */
+/* ------------------------------------------------------------------------ */
+
+struct ss_dispatcher {
+    const char *name;
+    /* Called by activate: allocate srv->dispatch_state. */
+    int (*start)(ss_server *srv);
+    /* False while at a concurrency limit: the listener is then not polled,
+     * so clients wait in the kernel backlog. */
+    bool (*accepting)(ss_server *srv);
+    /* Run the request's handler somewhere; owns req from here on and must
+     * end it with ss__request_finish(). */
+    void (*process)(ss_server *srv, ss_request *req);
+    /* Called on every loop iteration in the serving thread (reaping). */
+    void (*service)(ss_server *srv);
+    /* Longest the loop may sleep before service must run; -1 = no limit. */
+    int (*max_wait_ms)(ss_server *srv);
+    /* server_close: wait for or let go of running requests; free state. */
+    void (*close)(ss_server *srv);
+};
+
+/* Shared no-op slots for dispatcher tables. */
+int ss__dispatch_start_none(ss_server *srv);
+bool ss__dispatch_accepting_always(ss_server *srv);
+void ss__dispatch_service_none(ss_server *srv);
+int ss__dispatch_max_wait_none(ss_server *srv);
+void ss__dispatch_close_none(ss_server *srv);
+
+/* ------------------------------------------------------------------------ */
+/* Server and request                                                       */
+/* ------------------------------------------------------------------------ */
+
+typedef enum ss__state {
+    SS__CREATED,
+    SS__BOUND,
+    SS__ACTIVE,
+    SS__CLOSED,
+} ss__state;
+
+typedef struct ss__counters {
+    atomic_uint_fast64_t accepted, rejected, handled, handler_errors, closed, accept_errors,
+        timeouts;
+} ss__counters;
+
+struct ss_server {
+    atomic_int refs; /* owner + each live request */
+    ss__state state;
+    ss_handler handler;
+    void *data;
+    ss__url url;
+    const ss__transport *transport;
+    const ss_dispatcher *dispatch;
+    void *dispatch_state;
+
+    int fd;
+    struct sockaddr_storage addr;
+    socklen_t addr_len;
+    int wake_read, wake_write; /* self-pipe: shutdown and dispatchers wake the loop */
+
+    bool reuse_address, reuse_port;
+    int backlog;
+    atomic_int timeout_ms, request_timeout_ms;
+
+    ss_verify_fn verify_request;
+    ss_error_fn handle_error;
+    ss_server_fn handle_timeout, service_actions;
+
+    int64_t accept_resume_at; /* monotonic ms; 0 = accepting normally */
+    atomic_bool stop_requested;
+    pthread_mutex_t lock; /* guards serving and serving_thread */
+    pthread_cond_t loop_exited;
+    bool serving;
+    pthread_t serving_thread;
+
+    ss__counters count;
+};
+
+struct ss_request {
+    ss_server *server;
+    int fd;
+    struct sockaddr_storage peer;
+    socklen_t peer_len;
+    char peer_name[128];
+    void *data;
+    int timeout_ms;
+};
+
+/* server.c */
+void ss__server_ref(ss_server *srv);
+void ss__server_unref(ss_server *srv);
+void ss__server_wake(ss_server *srv); /* async-signal-safe */
+bool ss__server_stop_requested(const ss_server *srv);
+
+/* request.c: one request's life. */
+ss_request *ss__request_new(ss_server *srv, int fd, const struct sockaddr *peer,
+                            socklen_t peer_len);
+/* setup -> handle -> finish, routing the first error to handle_error.
+ * Returns that error (0 on success). */
+int ss__request_run(ss_request *req);
+/* shutdown_request, count it, free the request, drop its server ref. */
+void ss__request_finish(ss_request *req);
+
+/* io.c: socket I/O with an optional deadline, EINTR-safe, no SIGPIPE. */
+int64_t ss__now_ms(void);
+int64_t ss__deadline(int timeout_ms); /* -1 when timeout_ms < 0 */
+ssize_t ss__io_recv(int fd, void *buf, size_t size, int timeout_ms, const ss_server *srv);
+int ss__io_send_all(int fd, const void *buf, size_t size, int timeout_ms, const ss_server *srv);
+/* poll() one fd for `events` until deadline (-1 = forever); EINTR-safe.
+ * Returns 1 ready, 0 timed out, negative errno. */
+int ss__io_wait(int fd, short events, int64_t deadline, const ss_server *srv);
+
+/* fd.c: close-on-exec descriptors everywhere. */
+int ss__socket(int domain, int type, int protocol);
+int ss__accept(int fd, struct sockaddr *sa, socklen_t *len);
+int ss__pipe(int fds[2]); /* both ends close-on-exec and non-blocking */
+void ss__close(int *fd);  /* close if >= 0, then set to -1; keeps errno */
+
+/* Default handle_error: one line on stderr. */
+void ss__report_error(ss_server *srv, ss_request *req, int err, void *data);
+
+#endif /* SS_INTERNAL_H */

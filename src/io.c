@@ -1,0 +1,109 @@
+/* Socket I/O for handlers: optional deadlines, EINTR retried, partial
+ * writes completed, and no SIGPIPE (MSG_NOSIGNAL, or SO_NOSIGPIPE where the
+ * OS has that instead). */
+#include "internal.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <time.h>
+
+#ifndef MSG_NOSIGNAL
+#define MSG_NOSIGNAL 0 /* the transport sets SO_NOSIGPIPE on such systems */
+#endif
+
+int64_t ss__now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t ss__deadline(int timeout_ms)
+{
+    return timeout_ms < 0 ? -1 : ss__now_ms() + timeout_ms;
+}
+
+static int remaining_ms(int64_t deadline)
+{
+    if (deadline < 0)
+        return -1;
+    int64_t left = deadline - ss__now_ms();
+    return left <= 0 ? 0 : (left > INT32_MAX ? INT32_MAX : (int)left);
+}
+
+/* An interrupted call is retried unless the interruption asked the server
+ * to stop: then the handler gets -ECANCELED so Ctrl-C is not stuck behind
+ * an idle client in the thread that took the signal. */
+static bool interrupted_by_stop(const ss_server *srv)
+{
+    return srv != NULL && ss__server_stop_requested(srv);
+}
+
+int ss__io_wait(int fd, short events, int64_t deadline, const ss_server *srv)
+{
+    struct pollfd p = {.fd = fd, .events = events};
+    for (;;) {
+        int n = poll(&p, 1, remaining_ms(deadline));
+        if (n > 0)
+            return 1;
+        if (n == 0)
+            return 0;
+        if (errno != EINTR)
+            return -errno;
+        if (interrupted_by_stop(srv))
+            return -ECANCELED;
+    }
+}
+
+ssize_t ss__io_recv(int fd, void *buf, size_t size, int timeout_ms, const ss_server *srv)
+{
+    int64_t deadline = ss__deadline(timeout_ms);
+    /* Without a timeout a blocking recv() is the cheapest wait; with one,
+     * poll() bounds the wait and MSG_DONTWAIT keeps recv() from blocking. */
+    int flags = deadline < 0 ? 0 : MSG_DONTWAIT;
+    bool must_wait = deadline >= 0;
+    for (;;) {
+        if (must_wait) {
+            int rc = ss__io_wait(fd, POLLIN, deadline, srv);
+            if (rc <= 0)
+                return rc == 0 ? -ETIMEDOUT : rc;
+        }
+        ssize_t n = recv(fd, buf, size, flags);
+        if (n >= 0)
+            return n;
+        if (errno == EINTR && interrupted_by_stop(srv))
+            return -ECANCELED;
+        if (errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK)
+            return -errno;
+        must_wait = errno != EINTR; /* EAGAIN: the socket is non-blocking */
+    }
+}
+
+/* A reply is never cut short by a stop request: only the wait for the
+ * client's next bytes is (ss__io_recv), so no srv is passed to waits here. */
+int ss__io_send_all(int fd, const void *buf, size_t size, int timeout_ms, const ss_server *srv)
+{
+    (void)srv;
+    const char *p = buf;
+    int flags = MSG_NOSIGNAL | (timeout_ms < 0 ? 0 : MSG_DONTWAIT);
+    bool must_wait = timeout_ms >= 0;
+    while (size > 0) {
+        if (must_wait) {
+            /* the timeout bounds each stall, not the whole transfer */
+            int rc = ss__io_wait(fd, POLLOUT, ss__deadline(timeout_ms), NULL);
+            if (rc <= 0)
+                return rc == 0 ? -ETIMEDOUT : rc;
+        }
+        ssize_t n = send(fd, p, size, flags);
+        if (n >= 0) {
+            p += n;
+            size -= (size_t)n;
+            must_wait = timeout_ms >= 0;
+        } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            must_wait = true;
+        } else if (errno != EINTR) {
+            return -errno;
+        }
+    }
+    return 0;
+}

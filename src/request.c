@@ -1,0 +1,107 @@
+/* One request's life: setup -> handle -> finish, the first error routed
+ * once to handle_error, then shutdown_request. Also the request's public
+ * accessors and I/O calls, which go through the server's transport so a
+ * handler never depends on what kind of socket it is talking to. */
+#include "internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+ss_request *ss__request_new(ss_server *srv, int fd, const struct sockaddr *peer, socklen_t peer_len)
+{
+    ss_request *req = calloc(1, sizeof *req);
+    if (req == NULL)
+        return NULL;
+    req->server = srv;
+    req->fd = fd;
+    if (peer_len > sizeof req->peer)
+        peer_len = sizeof req->peer;
+    memcpy(&req->peer, peer, peer_len);
+    req->peer_len = peer_len;
+    ss__format_peer(peer, peer_len, req->peer_name, sizeof req->peer_name);
+    req->timeout_ms = atomic_load(&srv->request_timeout_ms);
+    ss__server_ref(srv);
+    return req;
+}
+
+static void report(ss_request *req, int err)
+{
+    ss_server *srv = req->server;
+    atomic_fetch_add(&srv->count.handler_errors, 1);
+    srv->handle_error(srv, req, err, srv->data);
+}
+
+int ss__request_run(ss_request *req)
+{
+    const ss_handler *h = &req->server->handler;
+    void *data = req->server->data;
+    int err = h->setup(req, data);
+    if (err >= 0) {
+        err = h->handle(req, data);
+        int finish_err = h->finish(req, data); /* runs whatever handle did */
+        if (err >= 0)
+            err = finish_err;
+    }
+    if (err < 0) {
+        report(req, err);
+        return err;
+    }
+    atomic_fetch_add(&req->server->count.handled, 1);
+    return 0;
+}
+
+void ss__request_finish(ss_request *req)
+{
+    ss_server *srv = req->server;
+    srv->transport->shutdown_request(req);
+    atomic_fetch_add(&srv->count.closed, 1);
+    free(req);
+    ss__server_unref(srv);
+}
+
+SS_API ss_server *ss_request_server(const ss_request *req)
+{
+    return req->server;
+}
+
+SS_API int ss_request_fileno(const ss_request *req)
+{
+    return req->fd;
+}
+
+SS_API const struct sockaddr *ss_request_client_address(const ss_request *req, socklen_t *len)
+{
+    if (len != NULL)
+        *len = req->peer_len;
+    return (const struct sockaddr *)&req->peer;
+}
+
+SS_API const char *ss_request_client_name(const ss_request *req)
+{
+    return req->peer_name;
+}
+
+SS_API void ss_request_set_data(ss_request *req, void *data)
+{
+    req->data = data;
+}
+
+SS_API void *ss_request_data(const ss_request *req)
+{
+    return req->data;
+}
+
+SS_API void ss_request_set_timeout(ss_request *req, int timeout_ms)
+{
+    req->timeout_ms = timeout_ms < 0 ? -1 : timeout_ms;
+}
+
+SS_API ssize_t ss_request_recv(ss_request *req, void *buf, size_t size)
+{
+    return req->server->transport->recv(req, buf, size);
+}
+
+SS_API int ss_request_send_all(ss_request *req, const void *buf, size_t size)
+{
+    return req->server->transport->send_all(req, buf, size);
+}

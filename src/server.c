@@ -1,0 +1,504 @@
+/* The server's life cycle and the only place a transport meets a
+ * dispatcher: create/bind/activate, the request loop (handle_request,
+ * serve_forever), shutdown through a self-pipe, close and free. */
+#include "internal.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* After a resource error (EMFILE, ...) the listener is left alone this
+ * long, so a full fd table does not turn the loop into a busy spin. */
+#define ACCEPT_PAUSE_MS 100
+
+/* ---- defaults for every optional slot, so the core never tests NULL ---- */
+
+static int handler_step_none(ss_request *req, void *data)
+{
+    (void)req;
+    (void)data;
+    return 0;
+}
+
+static bool verify_always(ss_server *srv, ss_request *req, void *data)
+{
+    (void)srv;
+    (void)req;
+    (void)data;
+    return true;
+}
+
+static void server_hook_none(ss_server *srv, void *data)
+{
+    (void)srv;
+    (void)data;
+}
+
+void ss__report_error(ss_server *srv, ss_request *req, int err, void *data)
+{
+    (void)srv;
+    (void)data;
+    const char *peer = req != NULL ? ss_request_client_name(req) : "";
+    fprintf(stderr, "socketserver: error processing request from %s: %s\n",
+            *peer ? peer : "(unnamed peer)", ss_strerror(err));
+}
+
+/* ---- reference counting: the owner plus every live request ---- */
+
+static void destroy(ss_server *srv)
+{
+    ss__close(&srv->fd);
+    /* The wake pipe lives as long as the memory: a request still running
+     * on another thread may write to it, and a closed number could already
+     * belong to some unrelated file. */
+    ss__close(&srv->wake_read);
+    ss__close(&srv->wake_write);
+    pthread_cond_destroy(&srv->loop_exited);
+    pthread_mutex_destroy(&srv->lock);
+    free(srv);
+}
+
+void ss__server_ref(ss_server *srv)
+{
+    atomic_fetch_add(&srv->refs, 1);
+}
+
+void ss__server_unref(ss_server *srv)
+{
+    if (atomic_fetch_sub(&srv->refs, 1) == 1)
+        destroy(srv);
+}
+
+/* ---- creation ---- */
+
+static bool valid_handler(const ss_handler *h)
+{
+    return h != NULL && h->version >= 1 && h->handle != NULL;
+}
+
+static void copy_handler(ss_server *srv, const ss_handler *h)
+{
+    srv->handler.version = SS_HANDLER_VERSION;
+    srv->handler.setup = h->setup != NULL ? h->setup : handler_step_none;
+    srv->handler.handle = h->handle;
+    srv->handler.finish = h->finish != NULL ? h->finish : handler_step_none;
+}
+
+static ss_server *alloc_server(const ss_dispatcher *dispatcher, const ss_handler *handler,
+                               void *data)
+{
+    ss_server *srv = calloc(1, sizeof *srv);
+    if (srv == NULL)
+        return NULL;
+    atomic_init(&srv->refs, 1);
+    srv->state = SS__CREATED;
+    copy_handler(srv, handler);
+    srv->data = data;
+    srv->dispatch = dispatcher != NULL ? dispatcher : ss_dispatch_sync();
+    srv->fd = srv->wake_read = srv->wake_write = -1;
+    srv->reuse_address = true;
+    srv->backlog = SOMAXCONN;
+    atomic_init(&srv->timeout_ms, -1);
+    atomic_init(&srv->request_timeout_ms, -1);
+    srv->verify_request = verify_always;
+    srv->handle_error = ss__report_error;
+    srv->handle_timeout = srv->service_actions = server_hook_none;
+    atomic_init(&srv->stop_requested, false);
+    pthread_mutex_init(&srv->lock, NULL);
+    pthread_cond_init(&srv->loop_exited, NULL);
+    return srv;
+}
+
+SS_API int ss_server_create(ss_server **out, const char *url, const ss_dispatcher *dispatcher,
+                            const ss_handler *handler, void *data)
+{
+    if (out == NULL)
+        return -EINVAL;
+    *out = NULL;
+    if (!valid_handler(handler))
+        return -EINVAL;
+    ss__url parsed;
+    int rc = ss__url_parse(url, &parsed);
+    if (rc < 0)
+        return rc;
+    const ss__transport *transport = ss__transport_for(parsed.scheme);
+    if (transport == NULL)
+        return SS_ENOTSUPPORTED;
+    ss_server *srv = alloc_server(dispatcher, handler, data);
+    if (srv == NULL)
+        return -ENOMEM;
+    srv->url = parsed;
+    srv->transport = transport;
+    int fds[2];
+    rc = ss__pipe(fds);
+    if (rc == 0) {
+        srv->wake_read = fds[0];
+        srv->wake_write = fds[1];
+        rc = transport->open(srv);
+    }
+    if (rc < 0) {
+        ss__server_unref(srv);
+        return rc;
+    }
+    *out = srv;
+    return 0;
+}
+
+SS_API int ss_server_bind(ss_server *srv)
+{
+    if (srv->state != SS__CREATED)
+        return SS_ESTATE;
+    int rc = srv->transport->bind(srv);
+    if (rc == 0)
+        srv->state = SS__BOUND;
+    return rc;
+}
+
+SS_API int ss_server_activate(ss_server *srv)
+{
+    if (srv->state != SS__BOUND)
+        return SS_ESTATE;
+    int rc = srv->transport->activate(srv);
+    if (rc == 0)
+        rc = srv->dispatch->start(srv);
+    if (rc == 0)
+        srv->state = SS__ACTIVE;
+    return rc;
+}
+
+SS_API int ss_server_new(ss_server **out, const char *url, const ss_dispatcher *dispatcher,
+                         const ss_handler *handler, void *data)
+{
+    int rc = ss_server_create(out, url, dispatcher, handler, data);
+    if (rc < 0)
+        return rc;
+    rc = ss_server_bind(*out);
+    if (rc == 0)
+        rc = ss_server_activate(*out);
+    if (rc < 0) {
+        ss_server_free(*out);
+        *out = NULL;
+    }
+    return rc;
+}
+
+/* ---- close and free ---- */
+
+SS_API void ss_server_close(ss_server *srv)
+{
+    if (srv == NULL || srv->state == SS__CLOSED)
+        return;
+    if (srv->state == SS__ACTIVE)
+        srv->dispatch->close(srv);
+    srv->transport->close(srv);
+    srv->state = SS__CLOSED;
+}
+
+SS_API void ss_server_free(ss_server *srv)
+{
+    if (srv == NULL)
+        return;
+    ss_server_close(srv);
+    ss__server_unref(srv);
+}
+
+/* ---- waking and stopping ---- */
+
+void ss__server_wake(ss_server *srv)
+{
+    int saved = errno;
+    /* A full pipe already guarantees a wake-up, so EAGAIN is fine. */
+    ssize_t ignored = write(srv->wake_write, "", 1);
+    (void)ignored;
+    errno = saved;
+}
+
+bool ss__server_stop_requested(const ss_server *srv)
+{
+    return atomic_load(&((ss_server *)srv)->stop_requested);
+}
+
+static void drain_wake(ss_server *srv)
+{
+    char buf[64];
+    while (read(srv->wake_read, buf, sizeof buf) > 0)
+        ;
+}
+
+/* Reads and clears a pending stop request. */
+static bool take_stop(ss_server *srv)
+{
+    return atomic_exchange(&srv->stop_requested, false);
+}
+
+SS_API void ss_server_request_shutdown(ss_server *srv)
+{
+    atomic_store(&srv->stop_requested, true);
+    ss__server_wake(srv);
+}
+
+SS_API int ss_server_shutdown(ss_server *srv)
+{
+    ss_server_request_shutdown(srv);
+    pthread_mutex_lock(&srv->lock);
+    /* From the serving thread itself (a handler or hook), waiting would
+     * wait for ourselves: the request alone ends the loop. */
+    if (!(srv->serving && pthread_equal(srv->serving_thread, pthread_self()))) {
+        while (srv->serving)
+            pthread_cond_wait(&srv->loop_exited, &srv->lock);
+    }
+    pthread_mutex_unlock(&srv->lock);
+    return 0;
+}
+
+/* ---- the request loop ---- */
+
+static int min_wait(int a, int b)
+{
+    if (a < 0)
+        return b;
+    if (b < 0)
+        return a;
+    return a < b ? a : b;
+}
+
+static bool listener_wanted(ss_server *srv)
+{
+    return ss__now_ms() >= srv->accept_resume_at && srv->dispatch->accepting(srv);
+}
+
+/* Waits up to timeout_ms (negative: no limit) for the listener or the
+ * wake pipe. Returns 1 if a request is ready, 0 otherwise, or a negative
+ * errno if polling itself failed. */
+static int wait_event(ss_server *srv, int timeout_ms)
+{
+    struct pollfd p[2] = {{.fd = srv->wake_read, .events = POLLIN},
+                          {.fd = srv->fd, .events = POLLIN}};
+    nfds_t n = listener_wanted(srv) ? 2 : 1;
+    int wait = min_wait(timeout_ms, srv->dispatch->max_wait_ms(srv));
+    if (n == 1 && srv->accept_resume_at > 0)
+        wait = min_wait(wait, (int)(srv->accept_resume_at - ss__now_ms()) + 1);
+    int rc = poll(p, n, wait);
+    if (rc < 0)
+        return errno == EINTR ? 0 : -errno;
+    if (p[0].revents != 0)
+        drain_wake(srv);
+    return n == 2 && p[1].revents != 0;
+}
+
+static bool is_resource_error(int err)
+{
+    return err == -EMFILE || err == -ENFILE || err == -ENOBUFS || err == -ENOMEM;
+}
+
+/* Per-connection failures (the client reset before we accepted, ...) are
+ * skipped; running out of descriptors or memory pauses accepting instead of
+ * spinning on a listener that stays readable. */
+static void accept_failed(ss_server *srv, int err)
+{
+    if (err == -EAGAIN || err == -EWOULDBLOCK || err == -EINTR)
+        return;
+    atomic_fetch_add(&srv->count.accept_errors, 1);
+    if (!is_resource_error(err))
+        return;
+    if (srv->accept_resume_at == 0)
+        fprintf(stderr, "socketserver: accept failed: %s; pausing new connections\n",
+                ss_strerror(err));
+    srv->accept_resume_at = ss__now_ms() + ACCEPT_PAUSE_MS;
+}
+
+static void handle_one(ss_server *srv)
+{
+    ss_request *req = NULL;
+    int rc = srv->transport->get_request(srv, &req);
+    if (rc < 0) {
+        accept_failed(srv, rc);
+        return;
+    }
+    srv->accept_resume_at = 0;
+    atomic_fetch_add(&srv->count.accepted, 1);
+    if (!srv->verify_request(srv, req, srv->data)) {
+        atomic_fetch_add(&srv->count.rejected, 1);
+        ss__request_finish(req);
+        return;
+    }
+    srv->dispatch->process(srv, req);
+}
+
+static int remaining(int64_t deadline)
+{
+    if (deadline < 0)
+        return -1;
+    int64_t left = deadline - ss__now_ms();
+    return left < 0 ? 0 : (int)left;
+}
+
+SS_API int ss_server_handle_request(ss_server *srv)
+{
+    if (srv->state != SS__ACTIVE)
+        return SS_ESTATE;
+    int64_t deadline = ss__deadline(atomic_load(&srv->timeout_ms));
+    for (;;) {
+        int rc = wait_event(srv, remaining(deadline));
+        if (take_stop(srv))
+            return -ECANCELED;
+        if (rc < 0)
+            return rc;
+        srv->dispatch->service(srv);
+        if (rc > 0) {
+            handle_one(srv);
+            return 0;
+        }
+        if (deadline >= 0 && ss__now_ms() >= deadline) {
+            atomic_fetch_add(&srv->count.timeouts, 1);
+            srv->handle_timeout(srv, srv->data);
+            return 0;
+        }
+    }
+}
+
+static bool enter_loop(ss_server *srv)
+{
+    pthread_mutex_lock(&srv->lock);
+    bool was_serving = srv->serving;
+    if (!was_serving) {
+        srv->serving = true;
+        srv->serving_thread = pthread_self();
+    }
+    pthread_mutex_unlock(&srv->lock);
+    return !was_serving;
+}
+
+static void leave_loop(ss_server *srv)
+{
+    take_stop(srv);
+    pthread_mutex_lock(&srv->lock);
+    srv->serving = false;
+    pthread_cond_broadcast(&srv->loop_exited);
+    pthread_mutex_unlock(&srv->lock);
+}
+
+SS_API int ss_server_serve_forever(ss_server *srv, int poll_interval_ms)
+{
+    if (srv->state != SS__ACTIVE)
+        return SS_ESTATE;
+    if (!enter_loop(srv))
+        return -EBUSY;
+    int rc = 0;
+    while (!ss__server_stop_requested(srv)) {
+        rc = wait_event(srv, poll_interval_ms);
+        if (rc < 0 || ss__server_stop_requested(srv))
+            break;
+        if (rc > 0)
+            handle_one(srv);
+        srv->dispatch->service(srv);
+        srv->service_actions(srv, srv->data);
+    }
+    leave_loop(srv);
+    return rc < 0 ? rc : 0;
+}
+
+/* ---- options ---- */
+
+static int before(const ss_server *srv, ss__state state)
+{
+    return srv->state < state ? 0 : SS_ESTATE;
+}
+
+SS_API int ss_server_set_reuse_address(ss_server *srv, bool on)
+{
+    int rc = before(srv, SS__BOUND);
+    if (rc == 0)
+        srv->reuse_address = on;
+    return rc;
+}
+
+SS_API int ss_server_set_reuse_port(ss_server *srv, bool on)
+{
+#ifndef SO_REUSEPORT
+    if (on)
+        return -ENOTSUP;
+#endif
+    int rc = before(srv, SS__BOUND);
+    if (rc == 0)
+        srv->reuse_port = on;
+    return rc;
+}
+
+SS_API int ss_server_set_backlog(ss_server *srv, int backlog)
+{
+    if (backlog < 1)
+        return -EINVAL;
+    int rc = before(srv, SS__ACTIVE);
+    if (rc == 0)
+        srv->backlog = backlog;
+    return rc;
+}
+
+SS_API void ss_server_set_timeout(ss_server *srv, int timeout_ms)
+{
+    atomic_store(&srv->timeout_ms, timeout_ms < 0 ? -1 : timeout_ms);
+}
+
+SS_API void ss_server_set_request_timeout(ss_server *srv, int timeout_ms)
+{
+    atomic_store(&srv->request_timeout_ms, timeout_ms < 0 ? -1 : timeout_ms);
+}
+
+SS_API void ss_server_on_verify_request(ss_server *srv, ss_verify_fn fn)
+{
+    srv->verify_request = fn != NULL ? fn : verify_always;
+}
+
+SS_API void ss_server_on_handle_error(ss_server *srv, ss_error_fn fn)
+{
+    srv->handle_error = fn != NULL ? fn : ss__report_error;
+}
+
+SS_API void ss_server_on_handle_timeout(ss_server *srv, ss_server_fn fn)
+{
+    srv->handle_timeout = fn != NULL ? fn : server_hook_none;
+}
+
+SS_API void ss_server_on_service_actions(ss_server *srv, ss_server_fn fn)
+{
+    srv->service_actions = fn != NULL ? fn : server_hook_none;
+}
+
+/* ---- queries ---- */
+
+SS_API int ss_server_fileno(const ss_server *srv)
+{
+    return srv->fd;
+}
+
+SS_API int ss_server_address(const ss_server *srv, char *buf, size_t size)
+{
+    return ss__format_url(srv->url.scheme, (const struct sockaddr *)&srv->addr, srv->addr_len, buf,
+                          size);
+}
+
+SS_API int ss_server_port(const ss_server *srv)
+{
+    return ss__sockaddr_port((const struct sockaddr *)&srv->addr, srv->addr_len);
+}
+
+SS_API void *ss_server_data(const ss_server *srv)
+{
+    return srv->data;
+}
+
+SS_API void ss_server_stats(const ss_server *srv, ss_stats *out)
+{
+    ss__counters *c = (ss__counters *)&srv->count;
+    out->accepted = atomic_load(&c->accepted);
+    out->rejected = atomic_load(&c->rejected);
+    out->handled = atomic_load(&c->handled);
+    out->handler_errors = atomic_load(&c->handler_errors);
+    out->closed = atomic_load(&c->closed);
+    out->accept_errors = atomic_load(&c->accept_errors);
+    out->timeouts = atomic_load(&c->timeouts);
+}
