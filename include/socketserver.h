@@ -327,9 +327,12 @@ SS_API void ss_request_set_timeout(ss_request *req, int timeout_ms);
 /*
  * Receives up to `size` bytes. Returns the count (> 0), 0 when the peer has
  * closed its side, or a negative errno: -ETIMEDOUT when the request timeout
- * passes without data, -ECONNRESET when the peer reset, -ECANCELED when a
- * signal that requested server shutdown interrupted the wait. Retries other
- * interruptions (EINTR).
+ * passes without data, -ECONNRESET when the peer reset. Interruptions by
+ * signals (EINTR) are retried, with one exception: when the handler runs in
+ * the thread executing serve_forever() (the sync dispatcher) and a shutdown
+ * has been requested, the wait ends with -ECANCELED, so an idle client
+ * cannot keep a stopping server alive. Handlers on other threads are never
+ * cancelled this way.
  */
 SS_API ssize_t ss_request_recv(ss_request *req, void *buf, size_t size);
 

@@ -65,6 +65,9 @@ typedef struct ss__transport {
     /* Per-request I/O the handler's calls are routed through. */
     ssize_t (*recv)(ss_request *req, void *buf, size_t size);
     int (*send_all)(ss_request *req, const void *buf, size_t size);
+    /* After finish: deliver what the handler left to send (a datagram
+     * reply). Its error goes to handle_error like a handler's. */
+    int (*complete)(ss_request *req);
     /* Python's shutdown_request: end the request's use of the socket. */
     void (*shutdown_request)(ss_request *req);
     /* server_close: release what open/bind created (fd, socket file). */
@@ -168,6 +171,7 @@ void ss__server_ref(ss_server *srv);
 void ss__server_unref(ss_server *srv);
 void ss__server_wake(ss_server *srv); /* async-signal-safe */
 bool ss__server_stop_requested(const ss_server *srv);
+bool ss__server_on_serving_thread(const ss_server *srv); /* inside serve_forever */
 
 /* request.c: one request's life. */
 ss_request *ss__request_new(ss_server *srv, int fd, const struct sockaddr *peer,

@@ -31,12 +31,14 @@ static int remaining_ms(int64_t deadline)
     return left <= 0 ? 0 : (left > INT32_MAX ? INT32_MAX : (int)left);
 }
 
-/* An interrupted call is retried unless the interruption asked the server
- * to stop: then the handler gets -ECANCELED so Ctrl-C is not stuck behind
- * an idle client in the thread that took the signal. */
+/* A wait for the client's next bytes is abandoned with -ECANCELED when a
+ * stop was requested and this thread is the one running serve_forever():
+ * with the sync dispatcher the loop cannot end before the handler does, so
+ * an idle client would otherwise keep the server alive forever. Handlers on
+ * worker threads are left alone to finish (graceful stop). */
 static bool interrupted_by_stop(const ss_server *srv)
 {
-    return srv != NULL && ss__server_stop_requested(srv);
+    return srv != NULL && ss__server_stop_requested(srv) && ss__server_on_serving_thread(srv);
 }
 
 int ss__io_wait(int fd, short events, int64_t deadline, const ss_server *srv)
@@ -63,6 +65,11 @@ ssize_t ss__io_recv(int fd, void *buf, size_t size, int timeout_ms, const ss_ser
     int flags = deadline < 0 ? 0 : MSG_DONTWAIT;
     bool must_wait = deadline >= 0;
     for (;;) {
+        /* A stop signalled just before we block would otherwise not
+         * interrupt the wait; what remains is a window of a few
+         * instructions, which a second signal closes. */
+        if (interrupted_by_stop(srv))
+            return -ECANCELED;
         if (must_wait) {
             int rc = ss__io_wait(fd, POLLIN, deadline, srv);
             if (rc <= 0)

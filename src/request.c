@@ -41,6 +41,9 @@ int ss__request_run(ss_request *req)
         int finish_err = h->finish(req, data); /* runs whatever handle did */
         if (err >= 0)
             err = finish_err;
+        int complete_err = req->server->transport->complete(req);
+        if (err >= 0)
+            err = complete_err;
     }
     if (err < 0) {
         report(req, err);

@@ -221,6 +221,15 @@ bool ss__server_stop_requested(const ss_server *srv)
     return atomic_load(&((ss_server *)srv)->stop_requested);
 }
 
+bool ss__server_on_serving_thread(const ss_server *srv)
+{
+    ss_server *s = (ss_server *)srv;
+    pthread_mutex_lock(&s->lock);
+    bool inside = s->serving && pthread_equal(s->serving_thread, pthread_self());
+    pthread_mutex_unlock(&s->lock);
+    return inside;
+}
+
 static void drain_wake(ss_server *srv)
 {
     char buf[64];
@@ -243,13 +252,13 @@ SS_API void ss_server_request_shutdown(ss_server *srv)
 SS_API int ss_server_shutdown(ss_server *srv)
 {
     ss_server_request_shutdown(srv);
-    pthread_mutex_lock(&srv->lock);
     /* From the serving thread itself (a handler or hook), waiting would
      * wait for ourselves: the request alone ends the loop. */
-    if (!(srv->serving && pthread_equal(srv->serving_thread, pthread_self()))) {
-        while (srv->serving)
-            pthread_cond_wait(&srv->loop_exited, &srv->lock);
-    }
+    if (ss__server_on_serving_thread(srv))
+        return 0;
+    pthread_mutex_lock(&srv->lock);
+    while (srv->serving)
+        pthread_cond_wait(&srv->loop_exited, &srv->lock);
     pthread_mutex_unlock(&srv->lock);
     return 0;
 }

@@ -137,6 +137,12 @@ static int stream_send_all(ss_request *req, const void *buf, size_t size)
     return ss__io_send_all(req->fd, buf, size, req->timeout_ms, req->server);
 }
 
+static int stream_complete(ss_request *req)
+{
+    (void)req; /* everything was sent as the handler wrote it */
+    return 0;
+}
+
 /* Python's shutdown_request: tell the peer we are done writing, then
  * release the descriptor. */
 static void stream_shutdown_request(ss_request *req)
@@ -158,6 +164,7 @@ static const ss__transport tcp_transport = {
     .get_request = tcp_get_request,
     .recv = stream_recv,
     .send_all = stream_send_all,
+    .complete = stream_complete,
     .shutdown_request = stream_shutdown_request,
     .close = inet_close,
 };

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The README's test command: installs what the tests need when it is
+# missing (cmocka and pkg-config, from Debian's packages), builds everything
+# with warnings as errors, and runs the whole ctest suite.
+#
+#   scripts/test.sh                      normal build in build/
+#   SS_SANITIZE=address,undefined scripts/test.sh   sanitizer build in build-address,undefined/
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+have_cmocka() {
+    command -v pkg-config >/dev/null 2>&1 && pkg-config --exists cmocka
+}
+
+if ! have_cmocka; then
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    echo "test.sh: installing cmocka and pkg-config with apt-get"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq libcmocka-dev pkg-config >/dev/null
+fi
+
+sanitize="${SS_SANITIZE:-}"
+build="build${sanitize:+-$sanitize}"
+jobs="$(nproc 2>/dev/null || echo 2)"
+cmake -S . -B "$build" -DSS_BUILD_TESTS=ON -DSS_WERROR=ON -DSS_SANITIZE="$sanitize" >/dev/null
+cmake --build "$build" -j "$jobs"
+ctest --test-dir "$build" --output-on-failure -j "$jobs"

@@ -1,0 +1,161 @@
+#define _GNU_SOURCE
+#include "support.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+static void *serve_thread(void *arg)
+{
+    ts_runner *r = arg;
+    r->result = ss_server_serve_forever(r->server, r->poll_interval_ms);
+    return NULL;
+}
+
+void ts_start(ts_runner *r, ss_server *srv, int poll_interval_ms)
+{
+    r->server = srv;
+    r->poll_interval_ms = poll_interval_ms;
+    r->result = -1;
+    assert_int_equal(pthread_create(&r->thread, NULL, serve_thread, r), 0);
+}
+
+int ts_stop(ts_runner *r)
+{
+    assert_int_equal(ss_server_shutdown(r->server), 0);
+    assert_int_equal(pthread_join(r->thread, NULL), 0);
+    return r->result;
+}
+
+static void set_timeouts(int fd)
+{
+    struct timeval tv = {.tv_sec = 5};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+}
+
+int ts_connect_url(const char *url)
+{
+    int fd = ss_connect(url);
+    if (fd < 0)
+        fail_msg("connect %s: %s", url, ss_strerror(fd));
+    set_timeouts(fd);
+    return fd;
+}
+
+int ts_connect(const ss_server *srv)
+{
+    char url[256];
+    assert_true(ss_server_address(srv, url, sizeof url) > 0);
+    return ts_connect_url(url);
+}
+
+void ts_send(int fd, const void *buf, size_t size)
+{
+    const char *p = buf;
+    while (size > 0) {
+        ssize_t n = send(fd, p, size, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            fail_msg("send: %s", strerror(errno));
+        p += n;
+        size -= (size_t)n;
+    }
+}
+
+size_t ts_recv_exact(int fd, void *buf, size_t size)
+{
+    size_t got = 0;
+    while (got < size) {
+        ssize_t n = recv(fd, (char *)buf + got, size - got, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+    }
+    return got;
+}
+
+bool ts_sees_eof(int fd)
+{
+    char c;
+    for (;;) {
+        ssize_t n = recv(fd, &c, 1, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        return n == 0 || (n < 0 && errno == ECONNRESET);
+    }
+}
+
+int ts_count_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    if (d == NULL) { /* no procfs: probe every descriptor number */
+        int count = 0;
+        for (int fd = 0; fd < 4096; fd++)
+            count += fcntl(fd, F_GETFD) >= 0;
+        return count;
+    }
+    int count = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL)
+        count += e->d_name[0] != '.';
+    closedir(d);
+    return count - 1; /* the directory stream's own descriptor */
+}
+
+long long ts_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+bool ts_wait_until(bool (*cond)(void *), void *arg, int timeout_ms)
+{
+    long long end = ts_now_ms() + timeout_ms;
+    while (!cond(arg)) {
+        if (ts_now_ms() >= end)
+            return false;
+        usleep(1000);
+    }
+    return true;
+}
+
+void ts_mkdtemp(char *path, size_t size)
+{
+    const char *base = getenv("TMPDIR");
+    snprintf(path, size, "%s/sstest.XXXXXX", base && *base ? base : "/tmp");
+    assert_non_null(mkdtemp(path));
+}
+
+void ts_rmdir(const char *path)
+{
+    DIR *d = opendir(path);
+    if (d == NULL)
+        return;
+    struct dirent *e;
+    char child[4096];
+    while ((e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        snprintf(child, sizeof child, "%s/%s", path, e->d_name);
+        unlink(child);
+    }
+    closedir(d);
+    rmdir(path);
+}

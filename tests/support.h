@@ -1,0 +1,51 @@
+/* Helpers shared by the test executables: serving in a thread, loopback
+ * clients with bounded waits, descriptor counting, temp dirs. Every wait
+ * here has a time limit so a broken server fails a test instead of
+ * hanging it. */
+#ifndef TESTS_SUPPORT_H
+#define TESTS_SUPPORT_H
+
+#include <socketserver.h>
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+/* A server running serve_forever() in a thread of its own. */
+typedef struct ts_runner {
+    ss_server *server;
+    pthread_t thread;
+    int poll_interval_ms;
+    int result; /* serve_forever's return value, after ts_stop */
+} ts_runner;
+
+void ts_start(ts_runner *r, ss_server *srv, int poll_interval_ms);
+/* ss_server_shutdown + join; returns serve_forever's result. */
+int ts_stop(ts_runner *r);
+
+/* Connects to the server's own address; the socket gets a 5 s receive and
+ * send timeout so a test never blocks forever. Fails the test on error. */
+int ts_connect(const ss_server *srv);
+/* Same for any URL. */
+int ts_connect_url(const char *url);
+
+/* Sends all of buf; fails the test on error. */
+void ts_send(int fd, const void *buf, size_t size);
+/* Receives exactly size bytes or until EOF/timeout; returns the count. */
+size_t ts_recv_exact(int fd, void *buf, size_t size);
+/* True if the peer closed (recv returns 0) within the socket timeout. */
+bool ts_sees_eof(int fd);
+
+/* Number of open descriptors in this process. */
+int ts_count_fds(void);
+/* True once cond(arg) holds, polling for at most timeout_ms. */
+bool ts_wait_until(bool (*cond)(void *), void *arg, int timeout_ms);
+/* Monotonic milliseconds. */
+long long ts_now_ms(void);
+
+/* A fresh private directory; ts_rmdir removes it and what is in it. */
+void ts_mkdtemp(char *path, size_t size);
+void ts_rmdir(const char *path);
+
+#endif

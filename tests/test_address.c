@@ -1,0 +1,175 @@
+/* URL parsing and formatting, and ss_strerror, through the public API. */
+#include "support.h"
+
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <cmocka.h>
+
+static int handle_nothing(ss_request *req, void *data)
+{
+    (void)req;
+    (void)data;
+    return 0;
+}
+
+static const ss_handler handler = {.version = SS_HANDLER_VERSION, .handle = handle_nothing};
+
+static int create(const char *url)
+{
+    ss_server *srv = NULL;
+    int rc = ss_server_create(&srv, url, NULL, &handler, NULL);
+    if (rc == 0)
+        ss_server_free(srv);
+    else
+        assert_null(srv);
+    return rc;
+}
+
+static void test_valid_urls_create(void **state)
+{
+    (void)state;
+    assert_int_equal(create("tcp://127.0.0.1:0"), 0);
+    assert_int_equal(create("tcp://[::1]:0"), 0);
+    assert_int_equal(create("tcp://localhost:0"), 0);
+    assert_int_equal(create("tcp://:0"), 0);
+    assert_int_equal(create("tcp://*:0"), 0);
+    assert_int_equal(create("tcp://0.0.0.0:65535"), 0);
+}
+
+static void test_malformed_urls_are_rejected(void **state)
+{
+    (void)state;
+    const char *bad[] = {
+        "",
+        "127.0.0.1:80",
+        "tcp://",
+        "tcp://127.0.0.1",
+        "tcp://127.0.0.1:",
+        "tcp://127.0.0.1:65536",
+        "tcp://127.0.0.1:-1",
+        "tcp://127.0.0.1:8x",
+        "tcp://::1:80",
+        "tcp://[::1:80",
+        "tcp://[]:80",
+        "tcp://[::1]80",
+        "http://x:80",
+        "tcp://a/b:80",
+        "unix:",
+        "unix:@",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        int rc = create(bad[i]);
+        if (rc != SS_EBADURL)
+            fail_msg("'%s' gave %d (%s), want SS_EBADURL", bad[i], rc, ss_strerror(rc));
+    }
+    assert_int_equal(create(NULL), SS_EBADURL);
+}
+
+static void test_unbuilt_transports_say_not_supported(void **state)
+{
+    (void)state;
+    /* parsed correctly, but these transports arrive with a later release */
+    const char *later[] = {"udp://127.0.0.1:0", "udp://[::1]:0", "unix:/tmp/x.sock", "unix:@name",
+                           "unixgram:/tmp/x.sock"};
+    for (size_t i = 0; i < sizeof later / sizeof later[0]; i++) {
+        int rc = create(later[i]);
+        if (rc != SS_ENOTSUPPORTED && rc != 0)
+            fail_msg("'%s' gave %d (%s)", later[i], rc, ss_strerror(rc));
+    }
+}
+
+static void test_unresolvable_host(void **state)
+{
+    (void)state;
+    assert_int_equal(create("tcp://no-such-host.invalid:80"), SS_ERESOLVE);
+}
+
+static void test_bound_address_reads_back(void **state)
+{
+    (void)state;
+    ss_server *srv;
+    char url[128];
+    assert_int_equal(ss_server_new(&srv, "tcp://127.0.0.1:0", NULL, &handler, NULL), 0);
+    int port = ss_server_port(srv);
+    assert_true(port > 0);
+    int n = ss_server_address(srv, url, sizeof url);
+    char want[64];
+    snprintf(want, sizeof want, "tcp://127.0.0.1:%d", port);
+    assert_string_equal(url, want);
+    assert_int_equal(n, (int)strlen(want));
+    assert_int_equal(ss_server_address(srv, url, 8), -ENOSPC);
+    ss_server_free(srv);
+
+    assert_int_equal(ss_server_new(&srv, "tcp://[::1]:0", NULL, &handler, NULL), 0);
+    ss_server_address(srv, url, sizeof url);
+    snprintf(want, sizeof want, "tcp://[::1]:%d", ss_server_port(srv));
+    assert_string_equal(url, want);
+    ss_server_free(srv);
+}
+
+static void test_localhost_binds_ipv4(void **state)
+{
+    (void)state;
+    ss_server *srv;
+    char url[128];
+    assert_int_equal(ss_server_new(&srv, "tcp://localhost:0", NULL, &handler, NULL), 0);
+    ss_server_address(srv, url, sizeof url);
+    assert_memory_equal(url, "tcp://127.0.0.1:", 16);
+    ss_server_free(srv);
+}
+
+static void test_strerror_describes_everything(void **state)
+{
+    (void)state;
+    assert_string_equal(ss_strerror(-EADDRINUSE), strerror(EADDRINUSE));
+    assert_non_null(strstr(ss_strerror(SS_EBADURL), "URL"));
+    assert_non_null(strstr(ss_strerror(SS_ENOTSUPPORTED), "not supported"));
+    assert_non_null(ss_strerror(SS_ESTATE));
+    assert_non_null(ss_strerror(SS_ERESOLVE));
+    assert_non_null(ss_strerror(-SS_ERRBASE - 999));
+    assert_non_null(ss_strerror(12345678));
+    assert_string_equal(ss_strerror(0), "Success");
+}
+
+static void test_bad_handler_is_rejected(void **state)
+{
+    (void)state;
+    ss_server *srv = (ss_server *)&srv;
+    ss_handler no_handle = {.version = SS_HANDLER_VERSION};
+    ss_handler no_version = {.handle = handle_nothing};
+    assert_int_equal(ss_server_create(&srv, "tcp://127.0.0.1:0", NULL, NULL, NULL), -EINVAL);
+    assert_null(srv);
+    assert_int_equal(ss_server_create(&srv, "tcp://127.0.0.1:0", NULL, &no_handle, NULL), -EINVAL);
+    assert_int_equal(ss_server_create(&srv, "tcp://127.0.0.1:0", NULL, &no_version, NULL), -EINVAL);
+    assert_int_equal(ss_server_create(NULL, "tcp://127.0.0.1:0", NULL, &handler, NULL), -EINVAL);
+}
+
+static void test_dispatch_lookup(void **state)
+{
+    (void)state;
+    assert_ptr_equal(ss_dispatch_by_name("sync"), ss_dispatch_sync());
+    assert_string_equal(ss_dispatch_name(ss_dispatch_sync()), "sync");
+    assert_null(ss_dispatch_by_name("no-such-mode"));
+    assert_null(ss_dispatch_by_name(NULL));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_valid_urls_create),
+        cmocka_unit_test(test_malformed_urls_are_rejected),
+        cmocka_unit_test(test_unbuilt_transports_say_not_supported),
+        cmocka_unit_test(test_unresolvable_host),
+        cmocka_unit_test(test_bound_address_reads_back),
+        cmocka_unit_test(test_localhost_binds_ipv4),
+        cmocka_unit_test(test_strerror_describes_everything),
+        cmocka_unit_test(test_bad_handler_is_rejected),
+        cmocka_unit_test(test_dispatch_lookup),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,236 @@
+/* Smoke tests of the example programs as a user runs them: the
+ * "listening on URL" line, the uppercase/echo protocol, SIGINT/SIGTERM ->
+ * exit 0, bad arguments -> exit 2, a taken address -> exit 1 with one clear
+ * line, and the interactive client. */
+#include "support.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+typedef struct child {
+    pid_t pid;
+    int in, out, err; /* our ends of its stdin, stdout, stderr */
+} child;
+
+static void spawn(child *c, const char *const argv[])
+{
+    int in[2], out[2], err[2];
+    assert_int_equal(pipe(in), 0);
+    assert_int_equal(pipe(out), 0);
+    assert_int_equal(pipe(err), 0);
+    c->pid = fork();
+    assert_true(c->pid >= 0);
+    if (c->pid == 0) {
+        dup2(in[0], 0);
+        dup2(out[1], 1);
+        dup2(err[1], 2);
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    close(in[0]);
+    close(out[1]);
+    close(err[1]);
+    c->in = in[1];
+    c->out = out[0];
+    c->err = err[0];
+}
+
+/* Reads from fd until `size` bytes, EOF, or 5 s; NUL-terminates. */
+static size_t read_all(int fd, char *buf, size_t size, const char *until)
+{
+    size_t got = 0;
+    long long end = ts_now_ms() + 5000;
+    while (got + 1 < size && ts_now_ms() < end) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, 100) <= 0)
+            continue;
+        ssize_t n = read(fd, buf + got, size - 1 - got);
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+        buf[got] = '\0';
+        if (until != NULL && strstr(buf, until) != NULL)
+            break;
+    }
+    buf[got] = '\0';
+    return got;
+}
+
+/* Waits up to 5 s for the child; returns its exit status or fails. */
+static int reap(child *c)
+{
+    int status;
+    long long end = ts_now_ms() + 5000;
+    while (waitpid(c->pid, &status, WNOHANG) == 0) {
+        if (ts_now_ms() > end) {
+            kill(c->pid, SIGKILL);
+            waitpid(c->pid, &status, 0);
+            fail_msg("child did not exit in time");
+        }
+        usleep(5000);
+    }
+    close(c->in);
+    close(c->out);
+    close(c->err);
+    assert_true(WIFEXITED(status));
+    return WEXITSTATUS(status);
+}
+
+/* Starts a server example and returns the URL from its one stdout line. */
+static void start_server(child *c, const char *program, const char *listen, char *url, size_t size)
+{
+    const char *argv[] = {program, "--listen", listen, NULL};
+    spawn(c, argv);
+    char line[256];
+    read_all(c->out, line, sizeof line, "\n");
+    const char prefix[] = "listening on ";
+    if (strncmp(line, prefix, sizeof prefix - 1) != 0)
+        fail_msg("unexpected first line: '%s'", line);
+    line[strcspn(line, "\n")] = '\0';
+    snprintf(url, size, "%s", line + sizeof prefix - 1);
+}
+
+static void round_trip(const char *url, const char *send, const char *want)
+{
+    int fd = ts_connect_url(url);
+    ts_send(fd, send, strlen(send));
+    char got[256] = {0};
+    assert_int_equal(ts_recv_exact(fd, got, strlen(want)), strlen(want));
+    assert_string_equal(got, want);
+    close(fd);
+}
+
+static void test_uppercase_server_protocol_and_sigint(void **state)
+{
+    (void)state;
+    child c;
+    char url[128];
+    start_server(&c, UPPERCASE_SERVER, "tcp://127.0.0.1:0", url, sizeof url);
+    assert_memory_equal(url, "tcp://127.0.0.1:", 16);
+    round_trip(url, "hello, World 42\n", "HELLO, WORLD 42\n");
+    round_trip(url, "  keep spaces \r\n", "  KEEP SPACES \r\n"); /* nothing stripped */
+    kill(c.pid, SIGINT);
+    assert_int_equal(reap(&c), 0);
+}
+
+static void test_echo_server_ipv6_and_sigterm(void **state)
+{
+    (void)state;
+    child c;
+    char url[128];
+    start_server(&c, ECHO_SERVER, "tcp://[::1]:0", url, sizeof url);
+    assert_memory_equal(url, "tcp://[::1]:", 12);
+    round_trip(url, "echo me", "echo me");
+    kill(c.pid, SIGTERM);
+    assert_int_equal(reap(&c), 0);
+}
+
+static void test_sigint_with_idle_client_connected(void **state)
+{
+    (void)state;
+    child c;
+    char url[128];
+    start_server(&c, UPPERCASE_SERVER, "tcp://127.0.0.1:0", url, sizeof url);
+    int fd = ts_connect_url(url);
+    ts_send(fd, "x", 1);
+    char got;
+    assert_int_equal(ts_recv_exact(fd, &got, 1), 1); /* handler is now waiting on us */
+    kill(c.pid, SIGINT);
+    assert_int_equal(reap(&c), 0);
+    close(fd);
+}
+
+static void test_bad_arguments_exit_2(void **state)
+{
+    (void)state;
+    const char *cases[][3] = {
+        {"--mode", "nonsense", NULL}, {"--bogus", NULL, NULL}, {"--listen", NULL, NULL}};
+    for (size_t i = 0; i < 3; i++) {
+        const char *argv[] = {UPPERCASE_SERVER, cases[i][0], cases[i][1], NULL};
+        child c;
+        spawn(&c, argv);
+        char err[1024];
+        read_all(c.err, err, sizeof err, NULL);
+        assert_int_equal(reap(&c), 2);
+        assert_non_null(strstr(err, "usage:"));
+    }
+}
+
+static void test_help_exits_0(void **state)
+{
+    (void)state;
+    const char *argv[] = {ECHO_SERVER, "--help", NULL};
+    child c;
+    spawn(&c, argv);
+    char out[1024];
+    read_all(c.out, out, sizeof out, NULL);
+    assert_int_equal(reap(&c), 0);
+    assert_non_null(strstr(out, "--listen URL"));
+}
+
+static void test_listen_failure_exit_1(void **state)
+{
+    (void)state;
+    child first;
+    char url[128];
+    start_server(&first, ECHO_SERVER, "tcp://127.0.0.1:0", url, sizeof url);
+    const char *argv[] = {ECHO_SERVER, "--listen", url, NULL};
+    child second;
+    spawn(&second, argv);
+    char err[512];
+    read_all(second.err, err, sizeof err, NULL);
+    assert_int_equal(reap(&second), 1);
+    char want[256];
+    snprintf(want, sizeof want, "echo_server: cannot listen on %s: Address already in use\n", url);
+    assert_string_equal(err, want);
+    kill(first.pid, SIGTERM);
+    assert_int_equal(reap(&first), 0);
+}
+
+static void test_interactive_client(void **state)
+{
+    (void)state;
+    child server;
+    char url[128];
+    start_server(&server, UPPERCASE_SERVER, "tcp://127.0.0.1:0", url, sizeof url);
+    const char *argv[] = {UPPERCASE_CLIENT, "--connect", url, NULL};
+    child client;
+    spawn(&client, argv);
+    const char input[] = "hello there\n\nq\n";
+    assert_int_equal(write(client.in, input, sizeof input - 1), (ssize_t)(sizeof input - 1));
+    char out[2048];
+    read_all(client.out, out, sizeof out, "connection closed");
+    assert_int_equal(reap(&client), 0);
+    assert_non_null(strstr(out, "received: HELLO THERE"));
+    assert_non_null(strstr(out, "input must not be empty"));
+    assert_non_null(strstr(out, "connection closed"));
+    kill(server.pid, SIGINT);
+    assert_int_equal(reap(&server), 0);
+}
+
+int main(void)
+{
+    signal(SIGPIPE, SIG_IGN); /* writing to a child that died must fail the test, not kill it */
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_uppercase_server_protocol_and_sigint),
+        cmocka_unit_test(test_echo_server_ipv6_and_sigterm),
+        cmocka_unit_test(test_sigint_with_idle_client_connected),
+        cmocka_unit_test(test_bad_arguments_exit_2),
+        cmocka_unit_test(test_help_exits_0),
+        cmocka_unit_test(test_listen_failure_exit_1),
+        cmocka_unit_test(test_interactive_client),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

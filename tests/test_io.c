@@ -1,0 +1,269 @@
+/* Handler I/O: complete sends under signal storms, no SIGPIPE from dead
+ * peers, half-closed peers, request timeouts in both directions. */
+#include "support.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#define BIG (16u << 20)
+
+/* What a handler's I/O call returned, and how long it took. */
+typedef struct outcome {
+    atomic_int rc;
+    atomic_int recv_rc;
+    atomic_bool done;
+    atomic_llong took_ms;
+} outcome;
+
+static void record(outcome *o, int rc, long long start)
+{
+    atomic_store(&o->took_ms, ts_now_ms() - start);
+    atomic_store(&o->rc, rc);
+    atomic_store(&o->done, true);
+}
+
+static unsigned char pattern(size_t i)
+{
+    return (unsigned char)(i * 31 + (i >> 12));
+}
+
+static ss_server *serve(int (*handle)(ss_request *, void *), outcome *o)
+{
+    ss_handler h = {.version = SS_HANDLER_VERSION, .handle = handle};
+    ss_server *srv;
+    assert_int_equal(ss_server_new(&srv, "tcp://127.0.0.1:0", NULL, &h, o), 0);
+    ss_server_on_handle_error(srv, NULL); /* default report is fine here */
+    return srv;
+}
+
+/* ---- 16 MiB under a storm of signals ---- */
+
+static int send_big(ss_request *req, void *data)
+{
+    unsigned char *buf = malloc(BIG);
+    for (size_t i = 0; i < BIG; i++)
+        buf[i] = pattern(i);
+    long long start = ts_now_ms();
+    int rc = ss_request_send_all(req, buf, BIG);
+    record(data, rc, start);
+    free(buf);
+    return rc;
+}
+
+static void on_usr2(int sig)
+{
+    (void)sig;
+}
+
+typedef struct storm {
+    pthread_t target;
+    atomic_bool stop;
+    atomic_int sent;
+} storm;
+
+static void *signal_storm(void *arg)
+{
+    storm *s = arg;
+    while (!atomic_load(&s->stop)) {
+        pthread_kill(s->target, SIGUSR2);
+        atomic_fetch_add(&s->sent, 1);
+        usleep(200);
+    }
+    return NULL;
+}
+
+static void test_big_send_survives_signal_storm(void **state)
+{
+    (void)state;
+    struct sigaction sa = {.sa_handler = on_usr2}, old; /* no SA_RESTART */
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGUSR2, &sa, &old);
+    outcome o = {0};
+    ss_server *srv = serve(send_big, &o);
+    ts_runner runner;
+    ts_start(&runner, srv, 500);
+    storm s = {.target = runner.thread};
+    pthread_t storm_thread;
+    pthread_create(&storm_thread, NULL, signal_storm, &s);
+
+    int fd = ts_connect(srv);
+    unsigned char *got = malloc(BIG);
+    size_t total = 0;
+    while (total < BIG) { /* read in small steps so the sender blocks often */
+        size_t chunk = BIG - total < 65536 ? BIG - total : 65536;
+        size_t n = ts_recv_exact(fd, got + total, chunk);
+        if (n == 0)
+            break;
+        total += n;
+    }
+    atomic_store(&s.stop, true);
+    pthread_join(storm_thread, NULL);
+    assert_int_equal(total, BIG);
+    for (size_t i = 0; i < BIG; i += 4093)
+        assert_int_equal(got[i], pattern(i));
+    assert_true(ts_sees_eof(fd));
+    assert_int_equal(ts_stop(&runner), 0);
+    assert_int_equal(atomic_load(&o.rc), 0);
+    assert_true(atomic_load(&s.sent) > 10);
+    free(got);
+    close(fd);
+    ss_server_free(srv);
+    sigaction(SIGUSR2, &old, NULL);
+}
+
+/* ---- peers that vanish ---- */
+
+static int talk_to_reset_peer(ss_request *req, void *data)
+{
+    outcome *o = data;
+    char buf[64];
+    atomic_store(&o->recv_rc, (int)ss_request_recv(req, buf, sizeof buf));
+    static char payload[1 << 20];
+    int rc = ss_request_send_all(req, payload, sizeof payload);
+    record(o, rc, ts_now_ms());
+    return 0;
+}
+
+static void test_reset_peer_gives_errors_not_sigpipe(void **state)
+{
+    (void)state;
+    struct sigaction current;
+    sigaction(SIGPIPE, NULL, &current);
+    assert_ptr_equal(current.sa_handler, SIG_DFL); /* a SIGPIPE would kill us */
+    outcome o = {0};
+    ss_server *srv = serve(talk_to_reset_peer, &o);
+    int fd = ts_connect(srv);
+    struct linger hard = {.l_onoff = 1, .l_linger = 0};
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &hard, sizeof hard);
+    close(fd); /* RST */
+    assert_int_equal(ss_server_handle_request(srv), 0);
+    int recv_rc = atomic_load(&o.recv_rc);
+    assert_true(recv_rc == -ECONNRESET || recv_rc == 0);
+    int rc = atomic_load(&o.rc);
+    assert_true(rc == -EPIPE || rc == -ECONNRESET);
+    ss_server_free(srv);
+}
+
+static int reply_after_eof(ss_request *req, void *data)
+{
+    (void)data;
+    char buf[64];
+    size_t got = 0;
+    ssize_t n;
+    while ((n = ss_request_recv(req, buf + got, sizeof buf - got)) > 0)
+        got += (size_t)n;
+    if (n < 0)
+        return (int)n;
+    int rc = ss_request_send_all(req, "bye:", 4);
+    return rc < 0 ? rc : ss_request_send_all(req, buf, got);
+}
+
+static void test_half_closed_peer_still_gets_reply(void **state)
+{
+    (void)state;
+    ss_server *srv = serve(reply_after_eof, NULL);
+    int fd = ts_connect(srv);
+    ts_send(fd, "hi", 2);
+    shutdown(fd, SHUT_WR);
+    assert_int_equal(ss_server_handle_request(srv), 0);
+    char got[8] = {0};
+    assert_int_equal(ts_recv_exact(fd, got, 6), 6);
+    assert_string_equal(got, "bye:hi");
+    assert_true(ts_sees_eof(fd));
+    close(fd);
+    ss_server_free(srv);
+}
+
+/* ---- timeouts ---- */
+
+static int wait_for_bytes(ss_request *req, void *data)
+{
+    char buf[8];
+    long long start = ts_now_ms();
+    ssize_t n = ss_request_recv(req, buf, sizeof buf);
+    record(data, (int)n, start);
+    return 0;
+}
+
+static void test_recv_times_out(void **state)
+{
+    (void)state;
+    outcome o = {0};
+    ss_server *srv = serve(wait_for_bytes, &o);
+    ss_server_set_request_timeout(srv, 150);
+    int fd = ts_connect(srv); /* connects, then says nothing */
+    assert_int_equal(ss_server_handle_request(srv), 0);
+    assert_int_equal(atomic_load(&o.rc), -ETIMEDOUT);
+    long long took = atomic_load(&o.took_ms);
+    assert_true(took >= 150 && took < 2000);
+    assert_true(ts_sees_eof(fd)); /* the stalled request was shut down */
+    close(fd);
+    ss_server_free(srv);
+}
+
+static int wait_with_own_timeout(ss_request *req, void *data)
+{
+    ss_request_set_timeout(req, 100);
+    return wait_for_bytes(req, data);
+}
+
+static void test_per_request_timeout_overrides_none(void **state)
+{
+    (void)state;
+    outcome o = {0};
+    ss_server *srv = serve(wait_with_own_timeout, &o);
+    int fd = ts_connect(srv);
+    assert_int_equal(ss_server_handle_request(srv), 0);
+    assert_int_equal(atomic_load(&o.rc), -ETIMEDOUT);
+    assert_true(atomic_load(&o.took_ms) >= 100);
+    close(fd);
+    ss_server_free(srv);
+}
+
+static int flood(ss_request *req, void *data)
+{
+    static char payload[1 << 20];
+    long long start = ts_now_ms();
+    int rc = 0;
+    for (int i = 0; i < 64 && rc == 0; i++) /* far more than socket buffers hold */
+        rc = ss_request_send_all(req, payload, sizeof payload);
+    record(data, rc, start);
+    return 0;
+}
+
+static void test_send_to_stalled_reader_times_out(void **state)
+{
+    (void)state;
+    outcome o = {0};
+    ss_server *srv = serve(flood, &o);
+    ss_server_set_request_timeout(srv, 200);
+    int fd = ts_connect(srv); /* never reads */
+    assert_int_equal(ss_server_handle_request(srv), 0);
+    assert_int_equal(atomic_load(&o.rc), -ETIMEDOUT);
+    assert_true(atomic_load(&o.took_ms) >= 200);
+    close(fd);
+    ss_server_free(srv);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_big_send_survives_signal_storm),
+        cmocka_unit_test(test_reset_peer_gives_errors_not_sigpipe),
+        cmocka_unit_test(test_half_closed_peer_still_gets_reply),
+        cmocka_unit_test(test_recv_times_out),
+        cmocka_unit_test(test_per_request_timeout_overrides_none),
+        cmocka_unit_test(test_send_to_stalled_reader_times_out),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
