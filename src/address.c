@@ -141,6 +141,11 @@ static int format_unix(const struct sockaddr *sa, socklen_t len, char *buf, size
         buf[0] = '@';
     memcpy(buf + (abstract ? 1 : 0), name, name_len);
     buf[total] = '\0';
+    /* Abstract names may hold NUL bytes; shown as '@' (as ss(8) does) so
+     * the text stays one C string of the returned length. */
+    for (size_t i = 0; abstract && i < total; i++)
+        if (buf[i] == '\0')
+            buf[i] = '@';
     return (int)total;
 }
 
