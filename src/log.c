@@ -1,0 +1,51 @@
+/* Library messages: routed to the application's log callback, or one line
+ * on stderr by default, so a server embedded in a larger program can send
+ * them wherever its own logs go. */
+#include "internal.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+
+static const char *level_name(ss_log_level level)
+{
+    switch (level) {
+    case SS_LOG_DEBUG:
+        return "debug";
+    case SS_LOG_INFO:
+        return "info";
+    case SS_LOG_WARNING:
+        return "warning";
+    default:
+        return "error";
+    }
+}
+
+/* Default sink: warnings and errors on stderr; debug and info dropped. */
+static void log_to_stderr(ss_server *srv, ss_log_level level, const char *message, void *data)
+{
+    (void)srv;
+    (void)data;
+    if (level >= SS_LOG_WARNING)
+        fprintf(stderr, "socketserver: %s\n", message);
+}
+
+void ss__log(ss_server *srv, ss_log_level level, const char *fmt, ...)
+{
+    char message[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(message, sizeof message, fmt, ap);
+    va_end(ap);
+    ss_log_fn sink = srv->log != NULL ? srv->log : log_to_stderr;
+    sink(srv, level, message, srv->data);
+}
+
+SS_API void ss_server_set_log(ss_server *srv, ss_log_fn fn)
+{
+    srv->log = fn;
+}
+
+SS_API const char *ss_log_level_name(ss_log_level level)
+{
+    return level_name(level);
+}
