@@ -1,0 +1,87 @@
+/* loadgen's internal interfaces: one small purpose per file.
+ *   lg_target.c  URL -> address, the loopback-only rule, socket creation
+ *   lg_engine.c  the epoll loop: connections, requests, reply verification
+ *   lg_stats.c   latency samples and percentiles
+ *   lg_proc.c    server CPU time, RSS, threads and processes from /proc
+ *   loadgen.c    options and the report */
+#ifndef BENCH_LG_H
+#define BENCH_LG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+
+/* ---- target ---- */
+typedef struct lg_target {
+    int family;   /* AF_INET, AF_INET6, AF_UNIX */
+    int socktype; /* SOCK_STREAM or SOCK_DGRAM */
+    struct sockaddr_storage addr;
+    socklen_t len;
+} lg_target;
+
+/* Parses tcp://HOST:PORT, tcp://[V6]:PORT, udp://..., unix:/path or
+ * unixgram:/path. Writes a reason into why and returns -1 for a malformed
+ * URL or for any address outside 127.0.0.0/8 and ::1. */
+int lg_target_parse(const char *url, lg_target *out, char *why, size_t why_size);
+
+/* A non-blocking, close-on-exec socket for the target (datagram sockets
+ * are bound so replies can reach them). Returns the fd or -errno. */
+int lg_target_socket(const lg_target *t);
+
+/* ---- latency samples ---- */
+typedef struct lg_samples {
+    uint64_t *ns;
+    size_t count, cap;
+    bool full; /* stopped recording at the cap */
+} lg_samples;
+
+void lg_samples_add(lg_samples *s, uint64_t ns);
+/* Sorts the samples; then lg_samples_pct(s, 99.9) gives that percentile. */
+void lg_samples_sort(lg_samples *s);
+uint64_t lg_samples_pct(const lg_samples *s, double pct);
+void lg_samples_free(lg_samples *s);
+
+/* ---- server process tree ---- */
+typedef struct lg_proc {
+    bool ok;
+    double cpu_s; /* user+system of the tree, children reaped included */
+    long rss_kb;  /* sum of VmRSS over the tree */
+    long pss_kb;  /* sum of Pss (shared pages divided), 0 if unreadable */
+    long threads; /* sum of threads over the tree */
+    long procs;   /* processes in the tree */
+} lg_proc;
+
+/* Samples pid and all its live descendants. ok is false if pid is gone. */
+lg_proc lg_proc_sample(pid_t pid, bool memory);
+
+/* ---- the run ---- */
+typedef struct lg_config {
+    lg_target target;
+    int connections;
+    size_t size;
+    int depth; /* requests in flight per connection */
+    bool per_request;
+    int think_ms;
+    double warmup_s, duration_s, deadline_s;
+    pid_t server_pid;
+} lg_config;
+
+typedef struct lg_result {
+    uint64_t requests; /* completed inside the window */
+    uint64_t errors, mismatches, lost, connects, connect_errors;
+    uint64_t starved, unconnected;
+    double window_s;
+    lg_samples lat;
+    lg_proc server_start, server_end;
+    double client_cpu_s;
+} lg_result;
+
+/* Runs the load and fills res. Returns 0, or -errno if it could not start
+ * (e.g. no epoll). Always returns by cfg->deadline_s. */
+int lg_run(const lg_config *cfg, lg_result *res);
+
+int64_t lg_now_ns(void);
+
+#endif
