@@ -26,9 +26,11 @@ typedef struct lg_target {
  * URL or for any address outside 127.0.0.0/8 and ::1. */
 int lg_target_parse(const char *url, lg_target *out, char *why, size_t why_size);
 
-/* A non-blocking, close-on-exec socket for the target (datagram sockets
- * are bound so replies can reach them). Returns the fd or -errno. */
-int lg_target_socket(const lg_target *t);
+/* A non-blocking, close-on-exec socket for connection slot `slot` of the
+ * target: TCP over IPv4 from a source address of its own in 127.0.0.0/8,
+ * Unix datagram sockets bound so replies can reach them. Returns the fd
+ * or -errno. */
+int lg_target_socket(const lg_target *t, unsigned slot);
 
 /* ---- latency samples ---- */
 typedef struct lg_samples {

@@ -200,7 +200,7 @@ static void conn_open(engine *e, uint32_t idx)
     conn *c = &e->conns[idx];
     const lg_target *t = &e->cfg->target;
     c->opened = lg_now_ns();
-    c->fd = lg_target_socket(t);
+    c->fd = lg_target_socket(t, idx);
     if (c->fd < 0) {
         conn_fail(e, idx, &e->res->connect_errors);
         return;

@@ -124,7 +124,27 @@ static int bind_for_replies(int fd, const lg_target *t)
     return bind(fd, (const struct sockaddr *)&fam, sizeof fam);
 }
 
-int lg_target_socket(const lg_target *t)
+/* Connections from many source addresses: 127.S.H.L, S fixed per run,
+ * H.L per connection slot. Every slot then has the ephemeral ports to
+ * itself, so connect-per-request load neither collides with the TIME_WAIT
+ * sockets earlier runs left behind nor makes connect() search through
+ * them (which otherwise slows whichever server happens to run later). */
+static void bind_source(int fd, const lg_target *t, unsigned slot)
+{
+    static unsigned salt;
+    if (t->family != AF_INET || t->socktype != SOCK_STREAM)
+        return;
+    if (salt == 0)
+        salt = 1 + (unsigned)getpid() % 254;
+    int one = 1;
+    setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+    struct sockaddr_in src = {.sin_family = AF_INET};
+    src.sin_addr.s_addr =
+        htonl(127u << 24 | salt << 16 | (slot / 254 % 256) << 8 | (slot % 254 + 1));
+    bind(fd, (const struct sockaddr *)&src, sizeof src); /* on failure: any source */
+}
+
+int lg_target_socket(const lg_target *t, unsigned slot)
 {
     int fd = socket(t->family, t->socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
@@ -134,6 +154,7 @@ int lg_target_socket(const lg_target *t)
         close(fd);
         return -err;
     }
+    bind_source(fd, t, slot);
     if (t->family != AF_UNIX && t->socktype == SOCK_STREAM) {
         int one = 1; /* our requests must not wait for the server's ACKs */
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);

@@ -1,0 +1,318 @@
+#!/usr/bin/env python3
+"""Runs the benchmark matrix: every server x every cell x N runs, a fresh
+server per run, bench/loadgen as the client. Writes the raw runs and the
+medians to CSV, the table with ratios and targets to Markdown, and the
+plot to PNG. Called by bench/run.sh, which builds everything first.
+
+Standard library only. Every child has a time limit; every server is
+started in its own session and its whole process group is ended after the
+run, so nothing outlives the matrix."""
+import argparse
+import datetime
+import os
+import platform
+import re
+import select
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+import report  # noqa: E402  (bench/report.py: table, targets, plot)
+
+# name -> (loadgen arguments, what it is for)
+CELLS = {
+    "p1": (["-c", "1"], "persistent, 1 connection, 64 B"),
+    "p10": (["-c", "10"], "persistent, 10 connections, 64 B"),
+    "p100": (["-c", "100"], "persistent, 100 connections, 64 B"),
+    "p1000": (["-c", "1000"], "persistent, 1000 connections, 64 B"),
+    "4k10": (["-c", "10", "-s", "4096"], "persistent, 10 connections, 4 KiB"),
+    "cpr1": (["--per-request", "-c", "1"], "connect-per-request, 1 connection"),
+    "cpr50": (["--per-request", "-c", "50"], "connect-per-request, 50 connections"),
+    "idle1000": (["-c", "1000", "--think", "1000"], "1000 connections, 1 request/s each"),
+}
+MODE_CANDIDATES = ["sync", "threading", "forking", "pool"]
+# Servers that serve one connection at a time: starvation there is by design.
+ONE_AT_A_TIME = {"ss-sync", "py-sync"}
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+# ---- servers -------------------------------------------------------------
+
+def start_server(cmd, url, logf, timeout=10.0):
+    """Starts cmd --listen url in its own session; returns (proc, real URL)."""
+    proc = subprocess.Popen(cmd + ["--listen", url, "--quiet"], stdout=subprocess.PIPE,
+                            stderr=logf, stdin=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + timeout
+    line = b""
+    while time.monotonic() < deadline and proc.poll() is None:
+        ready, _, _ = select.select([proc.stdout], [], [], 0.1)
+        if ready:
+            line = proc.stdout.readline()
+            break
+    m = re.match(rb"listening on (\S+)", line)
+    if not m:
+        stop_server(proc)
+        return None, None
+    return proc, m.group(1).decode()
+
+
+def stop_server(proc, grace=5.0):
+    """SIGTERM, then SIGKILL to the server's own process group (its forked
+    children included). Returns the exit status, or None if it was killed."""
+    status = None
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    try:
+        status = proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)  # the group we created for it
+    except ProcessLookupError:
+        pass
+    if status is None:
+        proc.wait()
+    proc.stdout.close()
+    return status
+
+
+def try_start(cmd, url, logf):
+    proc, real = start_server(cmd, url, logf, timeout=5.0)
+    if proc is None:
+        return False
+    stop_server(proc)
+    return True
+
+
+def discover_modes(binary, logf):
+    """The --mode values uppercase_server accepts: the candidates plus any
+    named in its --help, each kept only if a trial start listens."""
+    names = list(MODE_CANDIDATES)
+    try:
+        text = subprocess.run([binary, "--help"], capture_output=True, text=True,
+                              timeout=5).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        text = ""
+    m = re.search(r"--mode MODE\s+[^:\n]*:\s*([^\n]+)", text)
+    for word in re.findall(r"[a-z][a-z_-]+", m.group(1) if m else ""):
+        if word not in names:
+            names.append(word)
+    return [n for n in names if try_start([binary, "--mode", n], "tcp://127.0.0.1:0", logf)]
+
+
+def discover_servers(build, logf, want_python=True):
+    """name -> command (without --listen)."""
+    servers = {}
+    upper = os.path.join(build, "examples", "uppercase_server")
+    for mode in discover_modes(upper, logf):
+        servers["ss-" + mode] = [upper, "--mode", mode]
+    for ref in ["epoll", "threads", "libuv", "libevent"]:
+        path = os.path.join(build, "bench", "ref_" + ref)
+        if os.access(path, os.X_OK):
+            servers[ref] = [path]
+        else:
+            log("bench: ref_%s not built (its library is not installed): skipped" % ref)
+    python = shutil.which("python3")
+    if want_python and python:
+        for mode in ["sync", "threading", "forking"]:
+            servers["py-" + mode] = [python, os.path.join(HERE, "ref_python.py"), "--mode", mode]
+    return servers
+
+
+# ---- runs ----------------------------------------------------------------
+
+def parse_line(text):
+    for line in text.splitlines():
+        if line.startswith("label="):
+            return dict(kv.split("=", 1) for kv in line.split())
+    return None
+
+
+def run_cell(loadgen, servers, name, cell_args, opts, logf, url="tcp://127.0.0.1:0"):
+    proc, real = start_server(servers[name], url, logf)
+    if proc is None:
+        return {"server": name, "failure": "did not start"}
+    cmd = [loadgen, "--target", real, "--server-pid", str(proc.pid), "--label", name,
+           "-d", str(opts.duration), "-w", str(opts.warmup), "--quiet"] + cell_args
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True,
+                             timeout=opts.warmup + opts.duration + 40)
+        row = parse_line(out.stdout) or {"failure": "loadgen: " + out.stderr.strip()[-200:]}
+    except subprocess.TimeoutExpired:
+        row = {"failure": "loadgen timed out"}
+    row["server"] = name
+    row["stop_status"] = str(stop_server(proc))
+    return row
+
+
+def load_average():
+    try:
+        with open("/proc/loadavg") as f:
+            return " ".join(f.read().split()[:3])
+    except OSError:
+        return "?"
+
+
+def run_matrix(loadgen, servers, cells, opts, logf):
+    rows = []
+    total = opts.runs * len(cells) * len(servers)
+    done = 0
+    for rep in range(opts.runs):
+        for cell in cells:
+            for name in servers:
+                row = run_cell(loadgen, servers, name, CELLS[cell][0], opts, logf)
+                row.update(cell=cell, run=str(rep + 1), loadavg=load_average())
+                rows.append(row)
+                done += 1
+                log("[%d/%d] run %d %-6s %-12s %s" % (done, total, rep + 1, cell, name,
+                                                       summary(row)))
+    return rows
+
+
+def summary(row):
+    if "failure" in row:
+        return "FAILED: " + row["failure"]
+    return "%9.0f req/s  p99 %7.0f us  cpu %6.2f us/req  starved %s/%s  err %s/%s" % (
+        float(row["rps"]), float(row["p99_us"]), float(row["cpu_us_per_req"]),
+        row["starved"], row["unconnected"], row["errors"], row["mismatches"])
+
+
+# ---- aggregation -----------------------------------------------------------
+
+MEDIAN_KEYS = ["rps", "p50_us", "p99_us", "p999_us", "cpu_us_per_req", "server_rss_kb",
+               "server_pss_kb", "server_threads", "server_procs", "client_cpu_pct"]
+MAX_KEYS = ["errors", "mismatches", "lost", "starved", "unconnected", "connect_errors"]
+
+
+def aggregate(rows):
+    """(server, cell) -> medians of MEDIAN_KEYS, maxima of MAX_KEYS."""
+    groups = {}
+    for row in rows:
+        groups.setdefault((row["server"], row["cell"]), []).append(row)
+    agg = {}
+    for key, runs in groups.items():
+        ok = [r for r in runs if "failure" not in r]
+        a = {"runs": len(ok), "failed_runs": len(runs) - len(ok)}
+        for k in MEDIAN_KEYS:
+            vals = [float(r[k]) for r in ok]
+            a[k] = statistics.median(vals) if vals else None
+        for k in MAX_KEYS:
+            a[k] = max((int(r[k]) for r in ok), default=None)
+        rps = [float(r["rps"]) for r in ok]
+        a["spread_pct"] = (100 * (max(rps) - min(rps)) / a["rps"]) if rps and a["rps"] else None
+        agg[key] = a
+    return agg
+
+
+def write_csv(path, rows, keys):
+    with open(path, "w") as f:
+        f.write(",".join(keys) + "\n")
+        for row in rows:
+            f.write(",".join(fmt(row.get(k)) for k in keys) + "\n")
+
+
+def fmt(v):
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return "%.2f" % v
+    return str(v).replace(",", ";")
+
+
+RAW_KEYS = ["server", "cell", "run", "rps", "p50_us", "p99_us", "p999_us", "max_us", "requests",
+            "errors", "mismatches", "lost", "starved", "unconnected", "connects",
+            "connect_errors", "server_cpu_s", "cpu_us_per_req", "server_rss_kb",
+            "server_pss_kb", "server_threads", "server_procs", "client_cpu_pct", "window_s",
+            "stop_status", "loadavg", "failure"]
+
+
+def machine_info():
+    model = "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            m = re.search(r"model name\s*:\s*(.+)", f.read())
+            model = m.group(1).strip() if m else model
+    except OSError:
+        pass
+    try:
+        commit = subprocess.run(["git", "-C", ROOT, "describe", "--always", "--dirty"],
+                                capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        commit = "?"
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": "%s, %d cores, %s, Linux %s" % (model, os.cpu_count() or 0,
+                                                   memory_text(), platform.release()),
+        "commit": commit or "?",
+    }
+
+
+def memory_text():
+    try:
+        with open("/proc/meminfo") as f:
+            kb = int(re.search(r"MemTotal:\s+(\d+)", f.read()).group(1))
+        return "%.0f GiB" % (kb / 1024 / 1024)
+    except (OSError, AttributeError):
+        return "? GiB"
+
+
+# ---- main ----------------------------------------------------------------
+
+def parse_args():
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--build", default=os.path.join(ROOT, "build-bench"))
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--duration", type=float, default=3.0)
+    ap.add_argument("--warmup", type=float, default=1.0)
+    ap.add_argument("--cells", default=",".join(CELLS))
+    ap.add_argument("--servers", default="", help="comma-separated subset (default: all found)")
+    ap.add_argument("--out", default=os.path.join(HERE, "results"))
+    ap.add_argument("--plot", default=os.path.join(ROOT, "docs", "bench.png"))
+    ap.add_argument("--readme", default=os.path.join(HERE, "README.md"))
+    return ap.parse_args()
+
+
+def main():
+    opts = parse_args()
+    os.makedirs(opts.out, exist_ok=True)
+    loadgen = os.path.join(opts.build, "bench", "loadgen")
+    with tempfile.TemporaryFile() as logf:
+        servers = discover_servers(opts.build, logf)
+        if opts.servers:
+            keep = opts.servers.split(",")
+            servers = {k: v for k, v in servers.items() if k in keep}
+        cells = [c for c in opts.cells.split(",") if c in CELLS]
+        log("bench: servers %s" % " ".join(servers))
+        log("bench: cells %s; %d run(s) of %.1f s + %.1f s warm-up each" % (
+            " ".join(cells), opts.runs, opts.duration, opts.warmup))
+        info = machine_info()
+        info["load_before"] = load_average()
+        rows = run_matrix(loadgen, servers, cells, opts, logf)
+        info["load_after"] = load_average()
+    agg = aggregate(rows)
+    write_csv(os.path.join(opts.out, "latest-runs.csv"), rows, RAW_KEYS)
+    med_rows = [dict(agg[(s, c)], server=s, cell=c) for c in cells for s in servers]
+    write_csv(os.path.join(opts.out, "latest.csv"), med_rows,
+              ["server", "cell", "runs", "failed_runs"] + MEDIAN_KEYS + ["spread_pct"] + MAX_KEYS)
+    info.update(runs=opts.runs, duration=opts.duration, warmup=opts.warmup)
+    text = report.markdown(agg, list(servers), cells, CELLS, info)
+    with open(os.path.join(opts.out, "latest.md"), "w") as f:
+        f.write(text)
+    report.update_readme(opts.readme, text)
+    report.plot(agg, list(servers), cells, opts.plot, info)
+    log("bench: wrote %s/latest.csv, latest-runs.csv, latest.md, %s" % (opts.out, opts.plot))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

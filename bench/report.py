@@ -1,0 +1,214 @@
+"""The matrix's report: Markdown tables, the issue's targets as ratios to
+the references measured in the same run, and the gnuplot chart."""
+import os
+import shutil
+import subprocess
+import tempfile
+
+BEGIN = "<!-- bench-results:begin -->"
+END = "<!-- bench-results:end -->"
+RPS_CELLS = ["p1", "p10", "p100", "p1000", "4k10", "cpr1", "cpr50"]
+
+
+def value(agg, server, cell, key):
+    return agg.get((server, cell), {}).get(key)
+
+
+def ratio(agg, a, b, cell, key="rps"):
+    x, y = value(agg, a, cell, key), value(agg, b, cell, key)
+    return x / y if x is not None and y else None
+
+
+def starved(agg, server, cell):
+    s, u = value(agg, server, cell, "starved"), value(agg, server, cell, "unconnected")
+    return None if s is None else s + (u or 0)
+
+
+# ---- targets ---------------------------------------------------------------
+
+def check(label, got, need, at_least=True, unit="x"):
+    """One row: (label, measured, needed as text, result)."""
+    need_s = ("≥ " if at_least else "≤ ") + ("%.1fx" % need if unit == "x" else "%d%s" % (need, unit))
+    if got is None:
+        return (label, "n/a (server missing)", need_s, "n/a")
+    got_s = "%.2fx" % got if unit == "x" else "%d%s" % (got, unit)
+    ok = got >= need if at_least else got <= need
+    return (label, got_s, need_s, "met" if ok else "**MISSED**")
+
+
+def cpu_ratio(agg, server, cell, ref):
+    """Each mode against the hand-written server of its own shape: sync
+    (one thread) against epoll, threading and pool (a blocking handler on
+    a thread) against threads."""
+    mine, theirs = value(agg, server, cell, "cpu_us_per_req"), value(agg, ref, cell, "cpu_us_per_req")
+    return mine / theirs if mine and theirs else None
+
+
+def targets(agg):
+    """[(target, [check rows])] following issue 7, item 4."""
+    conc = ["ss-threading", "ss-pool"]
+    t = []
+    t.append(("throughput >= 1.0x thread-per-connection (threads) at 10/100/1000 connections",
+              [check("%s %s" % (m, c), ratio(agg, m, "threads", c), 1.0)
+               for m in conc for c in ["p10", "p100", "p1000"]]))
+    t.append(("throughput >= 1.0x Python ThreadingTCPServer everywhere",
+              [check("%s %s" % (m, c), ratio(agg, m, "py-threading", c), 1.0)
+               for m in conc for c in RPS_CELLS]))
+    t.append(("zero starved connections at 100 and 1000 connections",
+              [check("%s %s" % (m, c), starved(agg, m, c), 0, at_least=False, unit=" starved")
+               for m in conc + ["ss-forking"] for c in ["p100", "p1000"]]))
+    t.append(("4 KiB messages >= 0.9x minimal epoll server",
+              [check("%s 4k10" % m, ratio(agg, m, "epoll", "4k10"), 0.9) for m in conc]))
+    t.append(("connect-per-request, 50 connections", [
+        check("ss-pool vs libuv", ratio(agg, "ss-pool", "libuv", "cpr50"), 0.8),
+        check("ss-threading vs py-threading", ratio(agg, "ss-threading", "py-threading", "cpr50"), 2.0),
+        check("ss-forking vs py-forking", ratio(agg, "ss-forking", "py-forking", "cpr50"), 3.0)]))
+    t.append(("RSS at 1000 idle connections: threading <= 1.2x threads", [
+        check("ss-threading idle1000", ratio(agg, "ss-threading", "threads", "idle1000",
+                                             "server_rss_kb"), 1.2, at_least=False)]))
+    cpu = [check("ss-sync p1 vs epoll", cpu_ratio(agg, "ss-sync", "p1", "epoll"), 1.2, False)]
+    cpu += [check("ss-threading %s vs threads" % c, cpu_ratio(agg, "ss-threading", c, "threads"),
+                  1.2, False) for c in ["p10", "p100", "p1000"]]
+    cpu += [check("ss-pool %s vs threads" % c, cpu_ratio(agg, "ss-pool", c, "threads"),
+                  1.2, False) for c in ["p10", "p100", "p1000"]]
+    t.append(("server CPU per request within 1.2x the hand-written servers", cpu))
+    return t
+
+
+# ---- Markdown ----------------------------------------------------------------
+
+def num(v, digits=0):
+    if v is None:
+        return "–"
+    if digits == 0:
+        return "{:,.0f}".format(v)
+    return "{:,.{}f}".format(v, digits)
+
+
+def table(agg, servers, cells, key, digits=0, scale=1.0):
+    head = "| server | " + " | ".join(cells) + " |\n|---|" + "---:|" * len(cells) + "\n"
+    lines = []
+    for s in servers:
+        vals = [value(agg, s, c, key) for c in cells]
+        lines.append("| %s | %s |" % (s, " | ".join(
+            num(v * scale if v is not None else None, digits) for v in vals)))
+    return head + "\n".join(lines) + "\n"
+
+
+def starved_table(agg, servers, cells):
+    head = "| server | " + " | ".join(cells) + " |\n|---|" + "---:|" * len(cells) + "\n"
+    return head + "\n".join("| %s | %s |" % (s, " | ".join(num(starved(agg, s, c)) for c in cells))
+                            for s in servers) + "\n"
+
+
+def targets_md(agg):
+    out = ["| target | check | measured | needed | result |", "|---|---|---:|---:|---|"]
+    for name, checks in targets(agg):
+        for label, got, need, res in checks:
+            out.append("| %s | %s | %s | %s | %s |" % (name, label, got, need, res))
+            name = ""
+    return "\n".join(out) + "\n"
+
+
+def markdown(agg, servers, cells, cell_info, info):
+    rps_cells = [c for c in cells if c in RPS_CELLS]
+    parts = [
+        "Measured %(date)s on %(machine)s, commit `%(commit)s`. " % info,
+        "%(runs)d runs per cell, %(duration)g s measured after %(warmup)g s of warm-up, "
+        "a fresh server per run, loadgen on the same 2 cores; medians of the runs "
+        "(errors and starvation: the worst run). Load average before/after: "
+        "%(load_before)s / %(load_after)s.\n\n" % info,
+        "Cells: " + "; ".join("**%s** %s" % (c, cell_info[c][1]) for c in cells) + ".\n\n",
+        "### Targets (issue 7)\n\n", targets_md(agg),
+        "\n### Requests per second\n\n", table(agg, servers, rps_cells, "rps"),
+        "\n### p99 latency (µs)\n\n", table(agg, servers, rps_cells, "p99_us"),
+        "\n### Server CPU per request (µs, children included)\n\n",
+        table(agg, servers, rps_cells, "cpu_us_per_req", 1),
+        "\n### Starved or never-connected connections (worst run)\n\n",
+        starved_table(agg, servers, [c for c in cells if c in ("p10", "p100", "p1000", "4k10",
+                                                               "idle1000")]),
+    ]
+    if "idle1000" in cells:
+        parts += ["\n### 1000 mostly idle connections: server memory and tasks\n\n",
+                  idle_table(agg, servers)]
+    parts += ["\n### Run-to-run spread of requests/s ((max − min) / median, %)\n\n",
+              table(agg, servers, rps_cells, "spread_pct")]
+    return "".join(parts)
+
+
+def idle_table(agg, servers):
+    out = ["| server | RSS (MiB) | PSS (MiB) | threads | processes |", "|---|---:|---:|---:|---:|"]
+    for s in servers:
+        out.append("| %s | %s | %s | %s | %s |" % (
+            s, num(div(value(agg, s, "idle1000", "server_rss_kb"), 1024), 1),
+            num(div(value(agg, s, "idle1000", "server_pss_kb"), 1024), 1),
+            num(value(agg, s, "idle1000", "server_threads")),
+            num(value(agg, s, "idle1000", "server_procs"))))
+    return "\n".join(out) + "\n"
+
+
+def div(v, d):
+    return None if v is None else v / d
+
+
+def update_readme(path, text):
+    """Replaces what stands between the markers in bench/README.md."""
+    try:
+        with open(path) as f:
+            old = f.read()
+    except OSError:
+        return
+    b, e = old.find(BEGIN), old.find(END)
+    if b < 0 or e < b:
+        return
+    with open(path, "w") as f:
+        f.write(old[:b + len(BEGIN)] + "\n" + text + old[e:])
+
+
+# ---- plot ------------------------------------------------------------------
+
+def plot(agg, servers, cells, png, info):
+    gnuplot = shutil.which("gnuplot")
+    rps_cells = [c for c in cells if c in RPS_CELLS]
+    if gnuplot is None or not rps_cells:
+        print("bench: gnuplot not installed: no plot", flush=True)
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        for key in ("rps", "cpu_us_per_req"):
+            with open(os.path.join(tmp, key + ".dat"), "w") as f:
+                f.write("cell " + " ".join(servers) + "\n")
+                for c in rps_cells:
+                    vals = [value(agg, s, c, key) for s in servers]
+                    f.write(c + " " + " ".join("%g" % v if v else "NaN" for v in vals) + "\n")
+        colors = " ".join(COLORS.get(s, "#999999") for s in servers)
+        script = GNUPLOT % {"png": png, "n": len(servers) + 1, "tmp": tmp, "colors": colors,
+                            "title": "%s, %s" % (info["date"], info["machine"])}
+        os.makedirs(os.path.dirname(png), exist_ok=True)
+        subprocess.run([gnuplot], input=script, text=True, timeout=60, check=False)
+
+
+# Our modes in blues, the C references in greys and oranges, Python in greens.
+COLORS = {"ss-sync": "#08306b", "ss-threading": "#2171b5", "ss-forking": "#6baed6",
+          "ss-pool": "#00a6a6", "epoll": "#252525", "threads": "#969696", "libuv": "#e6550d",
+          "libevent": "#fdae6b", "py-sync": "#006d2c", "py-threading": "#41ab5d",
+          "py-forking": "#a1d99b"}
+
+GNUPLOT = """
+set terminal pngcairo size 1400,1000 font ",10" noenhanced
+colors = "%(colors)s"
+set output "%(png)s"
+set multiplot layout 2,1 title "libsocketserver uppercase_server vs references - %(title)s"
+set style data histogram
+set style histogram cluster gap 1
+set style fill solid 0.9 border -1
+set boxwidth 0.9
+set logscale y
+set grid ytics
+set key outside right top vertical
+set ylabel "requests / s (log)"
+plot for [i=2:%(n)d] "%(tmp)s/rps.dat" using i:xtic(1) title columnheader(i) lc rgb word(colors, i-1)
+set ylabel "server CPU us / request (log)"
+plot for [i=2:%(n)d] "%(tmp)s/cpu_us_per_req.dat" using i:xtic(1) title columnheader(i) \\
+     lc rgb word(colors, i-1)
+unset multiplot
+"""

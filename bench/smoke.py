@@ -1,0 +1,129 @@
+#!/usr/bin/env python3
+"""bench/run.sh --quick: a few seconds of every piece of the suite, so it
+cannot rot. Fails (exit 1) on any error, mismatch, lost datagram, starved
+or never-connected connection, or server that does not stop cleanly.
+
+  - loadgen refuses non-loopback targets;
+  - loadgen's verifier catches a server that does not uppercase (echo);
+  - uppercase_server in every --mode it accepts, over TCP (persistent and
+    connect-per-request), Unix and UDP when that mode serves them;
+  - each reference server once (Python's only if python3 is there)."""
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from types import SimpleNamespace
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import matrix  # noqa: E402
+
+OPTS = SimpleNamespace(duration=0.4, warmup=0.15)
+FAIL_KEYS = ["errors", "mismatches", "lost", "starved", "unconnected", "connect_errors"]
+
+
+class Tally:
+    def __init__(self):
+        self.passed = self.failed = 0
+
+    def record(self, what, ok, detail):
+        if ok:
+            self.passed += 1
+        else:
+            self.failed += 1
+        print("%s %-44s %s" % ("ok  " if ok else "FAIL", what, detail), flush=True)
+
+
+def judge(row, clean_stop):
+    if "failure" in row:
+        return False, row["failure"]
+    bad = ["%s=%s" % (k, row[k]) for k in FAIL_KEYS if row.get(k, "0") != "0"]
+    if int(row["requests"]) == 0:
+        bad.append("no requests answered")
+    if clean_stop and row["stop_status"] != "0":
+        bad.append("server stop status %s" % row["stop_status"])
+    return not bad, " ".join(bad) or "%.0f req/s" % float(row["rps"])
+
+
+def refuses(loadgen, tally):
+    for url in ["tcp://192.0.2.1:9", "tcp://10.0.0.1:80", "udp://[2001:db8::1]:9"]:
+        rc = subprocess.run([loadgen, "--target", url, "-d", "0.1", "-w", "0"],
+                            capture_output=True, timeout=10).returncode
+        tally.record("loadgen refuses " + url, rc == 2, "exit %d" % rc)
+
+
+def catches_echo(build, loadgen, tally):
+    """echo_server does not uppercase: loadgen --strict must say so."""
+    servers = {"echo": [os.path.join(build, "examples", "echo_server")]}
+    with tempfile.TemporaryFile() as logf:
+        row = matrix.run_cell(loadgen, servers, "echo", ["-c", "1"], OPTS, logf)
+    ok = "failure" not in row and int(row["mismatches"]) > 0 and int(row["requests"]) == 0
+    tally.record("loadgen catches a wrong reply (echo)", ok,
+                 "mismatches=%s" % row.get("mismatches", row.get("failure")))
+
+
+# Persistent connections per mode, within what each mode documents it
+# serves at once (sync: one; pool: at least 8 workers; forking: 40
+# children), so any starvation here is a bug, not the design. The issue's
+# 100/1000-connection targets are measured by the full matrix.
+CONNS = {"sync": 1, "pool": 4, "forking": 10, "threading": 10}
+
+
+def ss_cases(mode, tmp):
+    many = ["-c", str(CONNS.get(mode, 4))]
+    cases = [("tcp", "tcp://127.0.0.1:0", many),
+             ("tcp per-request", "tcp://127.0.0.1:0", ["--per-request", "-c", "10"])]
+    if mode == "threading":
+        cases.append(("tcp 100 conns", "tcp://127.0.0.1:0", ["-c", "100"]))
+    cases.append(("unix", "unix:" + os.path.join(tmp, mode + ".sock"), many))
+    cases.append(("udp", "udp://127.0.0.1:0", ["-c", "4"]))
+    return cases
+
+
+def run_ss(build, loadgen, servers, tally, tmp):
+    for name in [s for s in servers if s.startswith("ss-")]:
+        for what, url, args in ss_cases(name[3:], tmp):
+            with tempfile.TemporaryFile() as logf:
+                if not url.startswith("tcp") and not matrix.try_start(servers[name], url, logf):
+                    print("skip %-44s (this mode does not serve %s yet)" % (name + " " + what,
+                                                                            url.split(":")[0]))
+                    continue
+                row = matrix.run_cell(loadgen, servers, name, args, OPTS, logf, url)
+            tally.record("%s %s %s" % (name, what, " ".join(args)), *judge(row, True))
+
+
+def run_refs(loadgen, servers, tally):
+    for name, args in [("epoll", ["-c", "10"]), ("threads", ["-c", "10"]),
+                       ("libuv", ["-c", "10"]), ("libevent", ["-c", "10"]),
+                       ("py-threading", ["-c", "2"])]:
+        if name not in servers:
+            print("skip %-44s (not built or no python3)" % name)
+            continue
+        with tempfile.TemporaryFile() as logf:
+            row = matrix.run_cell(loadgen, servers, name, args, OPTS, logf)
+        tally.record("reference %s %s" % (name, " ".join(args)), *judge(row, False))
+
+
+def main():
+    build = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(HERE),
+                                                               "build-bench")
+    loadgen = os.path.join(build, "bench", "loadgen")
+    tally = Tally()
+    tmp = tempfile.mkdtemp(prefix="ss-bench-")
+    try:
+        with tempfile.TemporaryFile() as logf:
+            servers = matrix.discover_servers(build, logf)
+        print("bench smoke: modes %s" % " ".join(s[3:] for s in servers if s.startswith("ss-")))
+        refuses(loadgen, tally)
+        catches_echo(build, loadgen, tally)
+        run_ss(build, loadgen, servers, tally, tmp)
+        run_refs(loadgen, servers, tally)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print("bench: %d passed, %d failed" % (tally.passed, tally.failed))
+    return 1 if tally.failed or tally.passed == 0 else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
