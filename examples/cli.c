@@ -18,7 +18,8 @@ static void usage(FILE *out, const char *name)
     fprintf(out,
             "usage: %s [--listen URL] [--mode MODE] [--quiet] [--help]\n"
             "  --listen URL  address to serve (default " CLI_DEFAULT_URL ")\n"
-            "                e.g. tcp://127.0.0.1:0 or tcp://[::1]:9999\n"
+            "                tcp://HOST:PORT, tcp://[::1]:PORT, udp://HOST:PORT,\n"
+            "                unix:PATH, unix:@NAME (Linux) or unixgram:PATH\n"
             "  --mode MODE   concurrency model: sync\n"
             "  --quiet       no per-connection log on stderr\n"
             "  --help        this text\n",

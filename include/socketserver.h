@@ -67,6 +67,9 @@ enum {
     SS_ENOTSUPPORTED = -(SS_ERRBASE + 2), /* URL scheme known, transport not built in */
     SS_ESTATE = -(SS_ERRBASE + 3),        /* call not valid in the server's current state */
     SS_ERESOLVE = -(SS_ERRBASE + 4),      /* host name could not be resolved */
+    /* transports (see "Transports" below) */
+    SS_ETRUNCATED = -(SS_ERRBASE + 10),   /* datagram longer than max_packet_size */
+    SS_EUNNAMEDPEER = -(SS_ERRBASE + 11), /* reply to a datagram sender with no address */
 };
 
 /* Describes any value returned by this library (a negative errno or an
@@ -137,9 +140,15 @@ SS_API const char *ss_dispatch_name(const ss_dispatcher *dispatcher);
  *     tcp://[IPV6]:PORT      or empty/"*" for every IPv4 address. A name that
  *                            resolves to both families binds IPv4 (as Python
  *                            does); tcp://[::]:PORT is dual-stack.
+ *     udp://HOST:PORT        the same hosts, one datagram per request
+ *     udp://[IPV6]:PORT
+ *     unix:PATH              Unix stream socket at PATH (up to sun_path's
+ *                            size less one byte, else -ENAMETOOLONG)
+ *     unix:@NAME             Linux abstract name, no file (SS_ENOTSUPPORTED
+ *                            on other systems)
+ *     unixgram:PATH          Unix datagram socket (also unixgram:@NAME)
  * PORT may be 0: the kernel picks one, read it back with ss_server_address().
- * The forms udp://, unix: and unixgram: are parsed and currently rejected
- * with SS_ENOTSUPPORTED.
+ * See "Transports" below for datagram requests and socket-file rules.
  *
  * `dispatcher` NULL means ss_dispatch_sync(). `handler` is copied; `data` is
  * passed to every handler call and hook. The listening socket exists after
@@ -219,9 +228,11 @@ SS_API void ss_server_free(ss_server *srv);
 /* Server options: set after create, before bind (or activate)             */
 /* ------------------------------------------------------------------------ */
 
-/* SO_REUSEADDR on bind. Default on (unlike Python's default), so a server can
- * be restarted while old connections sit in TIME_WAIT; it never lets two
- * live listeners share a port. Returns 0 or SS_ESTATE after bind. */
+/* SO_REUSEADDR on bind of a TCP server. Default on (unlike Python's
+ * default), so a server can be restarted while old connections sit in
+ * TIME_WAIT; it never lets two live listeners share a port. Other
+ * transports ignore it (on UDP it would let two live servers share a port).
+ * Returns 0 or SS_ESTATE after bind. */
 SS_API int ss_server_set_reuse_address(ss_server *srv, bool on);
 
 /* SO_REUSEPORT on bind, letting several servers share one port. Default off.
@@ -306,14 +317,18 @@ SS_API void ss_server_stats(const ss_server *srv, ss_stats *out);
 SS_API ss_server *ss_request_server(const ss_request *req);
 
 /* The connected socket (Python's self.request). Prefer the I/O calls
- * below: they handle timeouts, EINTR and SIGPIPE for you. */
+ * below: they handle timeouts, EINTR and SIGPIPE for you. For a datagram
+ * request it is the server's own socket, shared by every request: never
+ * close it. */
 SS_API int ss_request_fileno(const ss_request *req);
 
 /* The peer's address (Python's self.client_address). *len receives its
  * length if len is not NULL. */
 SS_API const struct sockaddr *ss_request_client_address(const ss_request *req, socklen_t *len);
 
-/* The peer's address as text: "127.0.0.1:5555" or "[::1]:5555". */
+/* The peer's address as text: "127.0.0.1:5555" or "[::1]:5555"; for Unix
+ * peers the path, "@name" for an abstract one, or "" for an unnamed peer
+ * (a client socket that was never bound). */
 SS_API const char *ss_request_client_name(const ss_request *req);
 
 /* Per-request user state, e.g. allocated in setup and freed in finish. */
@@ -345,11 +360,89 @@ SS_API ssize_t ss_request_recv(ss_request *req, void *buf, size_t size);
 SS_API int ss_request_send_all(ss_request *req, const void *buf, size_t size);
 
 /* ------------------------------------------------------------------------ */
+/* Transports: datagram requests, Unix socket files, peer credentials      */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Datagram servers (udp://, unixgram:) turn each datagram into one request
+ * (Python's DatagramRequestHandler, for every handler): ss_request_recv and
+ * the stream reader read the packet and then return 0; ss_request_send_all
+ * and the stream writer append to a reply, which is sent to the sender in
+ * one datagram after finish. The reply holds whatever the handler wrote,
+ * even if it then failed. Unlike Python, an empty reply sends nothing
+ * unless the handler calls ss_request_force_reply. A reply that cannot be
+ * sent reaches handle_error like a handler's error: SS_EUNNAMEDPEER when
+ * the sender has no address (an unbound Unix datagram socket), -ETIMEDOUT
+ * when the request timeout passes with the receiver's queue still full.
+ * Without a request timeout the reply waits for room, as a blocking
+ * sendto would.
+ */
+
+/* Largest datagram received whole, in bytes (Python's max_packet_size).
+ * Default 8192. A longer datagram is cut to this size and marked
+ * truncated (see ss_request_truncated). Replies may be as long as this or
+ * 65536 bytes, whichever is more. Set before activate. Returns 0, -EINVAL
+ * if size is 0 or above 16 MiB or the server is not a datagram server, or
+ * SS_ESTATE after activate. */
+SS_API int ss_server_set_max_packet_size(ss_server *srv, size_t size);
+
+/* The datagram this request was made of (Python's self.request[0]), and
+ * its length in *len if len is not NULL. Valid until the request ends;
+ * owned by the request. For a stream request: NULL, length 0. */
+SS_API const void *ss_request_packet(const ss_request *req, size_t *len);
+
+/* True if the datagram was longer than max_packet_size and arrived cut
+ * short (detected with MSG_TRUNC; Python truncates silently). Then every
+ * ss_request_recv (and stream read) returns SS_ETRUNCATED instead of data,
+ * so a handler that ignores this call fails rather than act on part of a
+ * message; ss_request_packet still shows the bytes that arrived. A handler
+ * that returns the error gets it reported by handle_error. False for
+ * stream requests. */
+SS_API bool ss_request_truncated(const ss_request *req);
+
+/* Sends a reply datagram after finish even if the handler wrote nothing
+ * (then it is empty). Returns 0, or -ENOTSUP for a stream request. */
+SS_API int ss_request_force_reply(ss_request *req);
+
+/*
+ * Permission bits (e.g. 0660) for the socket file of a unix: or unixgram:
+ * PATH server, applied with chmod() right after bind, before it listens.
+ * Default: what the process umask gives. Returns 0, -EINVAL for bits
+ * outside 07777 or a server without a socket file (inet, abstract), or
+ * SS_ESTATE after bind.
+ *
+ * Socket-file rules for PATH servers (Python has none of them):
+ *   - bind replaces a stale socket file (one nobody serves: connecting to
+ *     it is refused); a live server stays untouched and bind fails with
+ *     -EADDRINUSE (probing a live stream server costs it one connection
+ *     that closes at once); a path that is not a socket is never deleted:
+ *     bind fails with -EEXIST;
+ *   - ss_server_close removes the socket file this server created, if
+ *     the path still names that same file, and only in the process that
+ *     bound it (a forked child that closes its copy leaves it).
+ */
+SS_API int ss_server_set_unix_mode(ss_server *srv, mode_t mode);
+
+/* Credentials of the process at the other end of a unix: stream request,
+ * taken by the kernel when it connected (SO_PEERCRED on Linux; getpeereid
+ * on the BSDs and macOS, where *pid is -1). Any pointer may be NULL.
+ * Returns 0, -ENOTSUP for other transports or where the OS offers no way,
+ * or a negative errno. Call from the handler. */
+SS_API int ss_request_peer_credentials(const ss_request *req, pid_t *pid, uid_t *uid, gid_t *gid);
+
+/* ------------------------------------------------------------------------ */
 /* Clients                                                                  */
 /* ------------------------------------------------------------------------ */
 
 /* Connects to a server URL (the same forms the server takes; a tcp:// name
- * tries each resolved address in turn, an empty host means localhost).
+ * tries each resolved address in turn, IPv4 first, an empty host means
+ * localhost). udp:// gives a connected UDP socket (send and recv talk to
+ * that server only). unix: gives a connected stream socket. unixgram:
+ * gives a connected datagram socket bound to an address of its own, so
+ * the server can reply: on Linux an automatic abstract name that vanishes
+ * with the socket; elsewhere a fresh file $TMPDIR/ss-client-*.sock (or
+ * under /tmp) that outlives the socket: the caller removes it (getsockname
+ * gives the path).
  * Returns a connected, blocking, close-on-exec socket that the caller
  * closes, or a negative error code. */
 SS_API int ss_connect(const char *url);

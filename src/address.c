@@ -187,3 +187,35 @@ int ss__sockaddr_port(const struct sockaddr *sa, socklen_t len)
         return ntohs(((const struct sockaddr_in6 *)sa)->sin6_port);
     return 0;
 }
+
+int ss__unix_address(const char *path, struct sockaddr_storage *out, socklen_t *len)
+{
+    struct sockaddr_un *un = (struct sockaddr_un *)out;
+    memset(out, 0, sizeof *out);
+    un->sun_family = AF_UNIX;
+    size_t n = strlen(path);
+    /* One byte stays free: the terminating NUL of a path, or the leading
+     * NUL that replaces '@' in an abstract name. */
+    if (n >= sizeof un->sun_path)
+        return -ENAMETOOLONG;
+    memcpy(un->sun_path, path, n);
+    if (path[0] != '@') {
+        *len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + 1);
+        return 0;
+    }
+#ifdef __linux__
+    un->sun_path[0] = '\0'; /* the abstract namespace: no file at all */
+    *len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n);
+    return 0;
+#else
+    return SS_ENOTSUPPORTED; /* abstract names are a Linux feature */
+#endif
+}
+
+bool ss__sockaddr_unnamed(const struct sockaddr *sa, socklen_t len)
+{
+    /* An unbound Unix sender arrives with no address (Linux) or with only
+     * the family and no path bytes (elsewhere). */
+    return len == 0 ||
+           (sa->sa_family == AF_UNIX && len <= (socklen_t)offsetof(struct sockaddr_un, sun_path));
+}

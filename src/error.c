@@ -12,11 +12,15 @@ SS_API const char *ss_strerror(int err)
         return "Invalid address URL (expected tcp://HOST:PORT, tcp://[IPV6]:PORT, "
                "udp://HOST:PORT, unix:PATH, unix:@NAME or unixgram:PATH)";
     case SS_ENOTSUPPORTED:
-        return "Transport not supported yet";
+        return "Transport or address form not supported on this system";
     case SS_ESTATE:
         return "Call not valid in the server's current state";
     case SS_ERESOLVE:
         return "Host name could not be resolved";
+    case SS_ETRUNCATED:
+        return "Datagram truncated: longer than the server's max_packet_size";
+    case SS_EUNNAMEDPEER:
+        return "Cannot reply: the datagram's sender has no address (unbound Unix socket)";
     default:
         break;
     }

@@ -47,6 +47,12 @@ int ss__format_url(ss__scheme scheme, const struct sockaddr *sa, socklen_t len, 
                    size_t size);
 /* The port of an inet address, 0 for anything else. */
 int ss__sockaddr_port(const struct sockaddr *sa, socklen_t len);
+/* A unix:/unixgram: URL path ("/run/x", "@name") as a sockaddr_un.
+ * Returns 0, -ENAMETOOLONG beyond sun_path, SS_ENOTSUPPORTED for an
+ * abstract name where the OS has none. */
+int ss__unix_address(const char *path, struct sockaddr_storage *out, socklen_t *len);
+/* True for a peer with no address to reply to (an unbound Unix socket). */
+bool ss__sockaddr_unnamed(const struct sockaddr *sa, socklen_t len);
 
 /* ------------------------------------------------------------------------ */
 /* Transports (transport_*.c)                                               */
@@ -77,6 +83,32 @@ typedef struct ss__transport {
 /* The table for a scheme, or NULL if that transport is not built in. */
 const ss__transport *ss__transport_for(ss__scheme scheme);
 const ss__transport *ss__transport_tcp(void);
+const ss__transport *ss__transport_udp(void);
+const ss__transport *ss__transport_unix(void);
+const ss__transport *ss__transport_unixgram(void);
+
+/* Slots shared by the tables (transport.c): connected streams (TCP, Unix
+ * stream) accept one socket per request and do I/O on it directly. */
+int ss__set_nonblocking(int fd);
+/* A close-on-exec, non-blocking socket for srv->fd. */
+int ss__open_server_socket(ss_server *srv, int domain, int socktype);
+int ss__activate_listen(ss_server *srv);
+int ss__activate_none(ss_server *srv);
+int ss__stream_get_request(ss_server *srv, ss_request **out);
+ssize_t ss__stream_recv(ss_request *req, void *buf, size_t size);
+int ss__stream_send_all(ss_request *req, const void *buf, size_t size);
+int ss__stream_complete(ss_request *req);
+void ss__stream_shutdown_request(ss_request *req);
+
+/* Datagram slots (datagram.c, UDP and Unix datagram): one recvmsg() per
+ * request into a packet buffer; the handler reads the packet and writes a
+ * reply buffer that complete() sends back with one sendto(). req->fd is
+ * the server's socket, which shutdown_request leaves open. */
+int ss__dgram_get_request(ss_server *srv, ss_request **out);
+ssize_t ss__dgram_recv(ss_request *req, void *buf, size_t size);
+int ss__dgram_send_all(ss_request *req, const void *buf, size_t size);
+int ss__dgram_complete(ss_request *req);
+void ss__dgram_shutdown_request(ss_request *req);
 
 /* ------------------------------------------------------------------------ */
 /* Dispatchers (dispatch_*.c). The public ss_dispatcher is this table.     */
@@ -154,6 +186,18 @@ struct ss_server {
     pthread_t serving_thread;
 
     ss__counters count;
+
+    /* Transport options and state (datagram.c, transport_unix.c). Zeroed
+     * by calloc; a transport's open() sets its own defaults. */
+    size_t max_packet_size; /* datagram transports: recvmsg buffer size */
+    struct {
+        bool mode_set; /* ss_server_set_unix_mode was called */
+        mode_t mode;
+        bool created; /* bind created url.path: close removes it ... */
+        dev_t dev;    /* ... if it is still this very file ... */
+        ino_t ino;
+        pid_t owner; /* ... and we are the process that bound it */
+    } sockfile;
 };
 
 struct ss_request {
@@ -164,6 +208,17 @@ struct ss_request {
     char peer_name[128];
     void *data;
     int timeout_ms;
+
+    /* Datagram requests (datagram.c); all zero for stream requests. */
+    struct {
+        bool active;
+        bool truncated;   /* the datagram was longer than max_packet_size */
+        bool force_reply; /* send a reply even if it is empty */
+        unsigned char *packet;
+        size_t packet_len, read_pos;
+        unsigned char *reply;
+        size_t reply_len, reply_cap;
+    } dgram;
 };
 
 /* server.c */

@@ -1,12 +1,103 @@
-/* Which transport table serves which URL scheme. */
+/* Which transport table serves which URL scheme, and the slots the tables
+ * share: listen/accept and per-connection I/O for stream transports (TCP,
+ * Unix stream). Datagram slots live in datagram.c. */
 #include "internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
 
 const ss__transport *ss__transport_for(ss__scheme scheme)
 {
     switch (scheme) {
     case SS__SCHEME_TCP:
         return ss__transport_tcp();
+    case SS__SCHEME_UDP:
+        return ss__transport_udp();
+    case SS__SCHEME_UNIX:
+        return ss__transport_unix();
+    case SS__SCHEME_UNIXGRAM:
+        return ss__transport_unixgram();
     default:
-        return NULL; /* parsed, but not built in yet: SS_ENOTSUPPORTED */
+        return NULL; /* parsed, but not built in: SS_ENOTSUPPORTED */
     }
+}
+
+int ss__set_nonblocking(int fd)
+{
+    int flags = fcntl(fd, F_GETFL);
+    if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0)
+        return -errno;
+    return 0;
+}
+
+/* Server sockets are non-blocking, so a client that resets (or a datagram
+ * that is dropped) between poll() and accept()/recvmsg() cannot leave the
+ * loop stuck in that call. */
+int ss__open_server_socket(ss_server *srv, int domain, int socktype)
+{
+    int fd = ss__socket(domain, socktype, 0);
+    if (fd < 0)
+        return fd;
+    int rc = ss__set_nonblocking(fd);
+    if (rc < 0) {
+        close(fd);
+        return rc;
+    }
+    srv->fd = fd;
+    return 0;
+}
+
+int ss__activate_listen(ss_server *srv)
+{
+    return listen(srv->fd, srv->backlog) < 0 ? -errno : 0;
+}
+
+int ss__activate_none(ss_server *srv)
+{
+    (void)srv; /* datagram sockets receive as soon as they are bound */
+    return 0;
+}
+
+int ss__stream_get_request(ss_server *srv, ss_request **out)
+{
+    struct sockaddr_storage peer;
+    socklen_t len = sizeof peer;
+    int fd = ss__accept(srv->fd, (struct sockaddr *)&peer, &len);
+    if (fd < 0)
+        return fd;
+#if defined(SO_NOSIGPIPE)
+    int on = 1; /* systems without MSG_NOSIGNAL */
+    setsockopt(fd, SOL_SOCKET, SO_NOSIGPIPE, &on, sizeof on);
+#endif
+    *out = ss__request_new(srv, fd, (struct sockaddr *)&peer, len);
+    if (*out == NULL) {
+        close(fd);
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+ssize_t ss__stream_recv(ss_request *req, void *buf, size_t size)
+{
+    return ss__io_recv(req->fd, buf, size, req->timeout_ms, req->server);
+}
+
+int ss__stream_send_all(ss_request *req, const void *buf, size_t size)
+{
+    return ss__io_send_all(req->fd, buf, size, req->timeout_ms, req->server);
+}
+
+int ss__stream_complete(ss_request *req)
+{
+    (void)req; /* everything was sent as the handler wrote it */
+    return 0;
+}
+
+/* Python's shutdown_request: tell the peer we are done writing, then
+ * release the descriptor. */
+void ss__stream_shutdown_request(ss_request *req)
+{
+    shutdown(req->fd, SHUT_WR);
+    ss__close(&req->fd);
 }

@@ -1,13 +1,12 @@
-/* TCP over IPv4 and IPv6: name resolution, bind-time options, listen and
- * accept, and per-connection I/O. */
+/* TCP and UDP over IPv4 and IPv6: name resolution, bind-time options and
+ * the two tables. Stream I/O is in transport.c, datagram I/O in
+ * datagram.c. */
 #include "internal.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <string.h>
-#include <unistd.h>
 
 /* Picks the address to bind from getaddrinfo's list: IPv4 first when a
  * name has both (Python's TCPServer is AF_INET, and the tutorial's client
@@ -54,30 +53,31 @@ static int set_option(int fd, int level, int name, int value)
     return setsockopt(fd, level, name, &value, sizeof value) < 0 ? -errno : 0;
 }
 
-static int tcp_open(ss_server *srv)
+/* Resolves the URL for `socktype` and creates the (unbound) socket. */
+static int inet_open(ss_server *srv, int socktype)
 {
-    int rc = resolve(srv, SOCK_STREAM);
-    if (rc < 0)
-        return rc;
-    int fd = ss__socket(srv->addr.ss_family, SOCK_STREAM, 0);
-    if (fd < 0)
-        return fd;
-    /* Non-blocking, so a client that resets between poll() and accept()
-     * cannot leave the loop stuck inside accept(). */
-    int flags = fcntl(fd, F_GETFL);
-    if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0) {
-        rc = -errno;
-        close(fd);
-        return rc;
-    }
-    srv->fd = fd;
-    return 0;
+    int rc = resolve(srv, socktype);
+    return rc < 0 ? rc : ss__open_server_socket(srv, srv->addr.ss_family, socktype);
 }
 
-static int apply_bind_options(ss_server *srv)
+static int tcp_open(ss_server *srv)
+{
+    return inet_open(srv, SOCK_STREAM);
+}
+
+static int udp_open(ss_server *srv)
+{
+    srv->max_packet_size = 8192; /* Python's UDPServer.max_packet_size */
+    return inet_open(srv, SOCK_DGRAM);
+}
+
+static int apply_bind_options(ss_server *srv, int socktype)
 {
     int rc = 0;
-    if (srv->reuse_address)
+    /* Only for TCP, where it skips TIME_WAIT. On UDP (Linux) it would let
+     * a second live server bind the same port and steal its datagrams;
+     * Python's UDPServer leaves it off too. */
+    if (srv->reuse_address && socktype == SOCK_STREAM)
         rc = set_option(srv->fd, SOL_SOCKET, SO_REUSEADDR, 1);
 #ifdef SO_REUSEPORT
     if (rc == 0 && srv->reuse_port)
@@ -90,9 +90,9 @@ static int apply_bind_options(ss_server *srv)
     return rc;
 }
 
-static int inet_bind(ss_server *srv)
+static int inet_bind(ss_server *srv, int socktype)
 {
-    int rc = apply_bind_options(srv);
+    int rc = apply_bind_options(srv, socktype);
     if (rc < 0)
         return rc;
     if (bind(srv->fd, (struct sockaddr *)&srv->addr, srv->addr_len) < 0)
@@ -104,51 +104,14 @@ static int inet_bind(ss_server *srv)
     return 0;
 }
 
-static int tcp_activate(ss_server *srv)
+static int tcp_bind(ss_server *srv)
 {
-    return listen(srv->fd, srv->backlog) < 0 ? -errno : 0;
+    return inet_bind(srv, SOCK_STREAM);
 }
 
-static int tcp_get_request(ss_server *srv, ss_request **out)
+static int udp_bind(ss_server *srv)
 {
-    struct sockaddr_storage peer;
-    socklen_t len = sizeof peer;
-    int fd = ss__accept(srv->fd, (struct sockaddr *)&peer, &len);
-    if (fd < 0)
-        return fd;
-#if defined(SO_NOSIGPIPE)
-    set_option(fd, SOL_SOCKET, SO_NOSIGPIPE, 1); /* systems without MSG_NOSIGNAL */
-#endif
-    *out = ss__request_new(srv, fd, (struct sockaddr *)&peer, len);
-    if (*out == NULL) {
-        close(fd);
-        return -ENOMEM;
-    }
-    return 0;
-}
-
-static ssize_t stream_recv(ss_request *req, void *buf, size_t size)
-{
-    return ss__io_recv(req->fd, buf, size, req->timeout_ms, req->server);
-}
-
-static int stream_send_all(ss_request *req, const void *buf, size_t size)
-{
-    return ss__io_send_all(req->fd, buf, size, req->timeout_ms, req->server);
-}
-
-static int stream_complete(ss_request *req)
-{
-    (void)req; /* everything was sent as the handler wrote it */
-    return 0;
-}
-
-/* Python's shutdown_request: tell the peer we are done writing, then
- * release the descriptor. */
-static void stream_shutdown_request(ss_request *req)
-{
-    shutdown(req->fd, SHUT_WR);
-    ss__close(&req->fd);
+    return inet_bind(srv, SOCK_DGRAM);
 }
 
 static void inet_close(ss_server *srv)
@@ -159,17 +122,36 @@ static void inet_close(ss_server *srv)
 static const ss__transport tcp_transport = {
     .scheme = SS__SCHEME_TCP,
     .open = tcp_open,
-    .bind = inet_bind,
-    .activate = tcp_activate,
-    .get_request = tcp_get_request,
-    .recv = stream_recv,
-    .send_all = stream_send_all,
-    .complete = stream_complete,
-    .shutdown_request = stream_shutdown_request,
+    .bind = tcp_bind,
+    .activate = ss__activate_listen,
+    .get_request = ss__stream_get_request,
+    .recv = ss__stream_recv,
+    .send_all = ss__stream_send_all,
+    .complete = ss__stream_complete,
+    .shutdown_request = ss__stream_shutdown_request,
+    .close = inet_close,
+};
+
+/* Python's UDPServer: no listen, one datagram per request. */
+static const ss__transport udp_transport = {
+    .scheme = SS__SCHEME_UDP,
+    .open = udp_open,
+    .bind = udp_bind,
+    .activate = ss__activate_none,
+    .get_request = ss__dgram_get_request,
+    .recv = ss__dgram_recv,
+    .send_all = ss__dgram_send_all,
+    .complete = ss__dgram_complete,
+    .shutdown_request = ss__dgram_shutdown_request,
     .close = inet_close,
 };
 
 const ss__transport *ss__transport_tcp(void)
 {
     return &tcp_transport;
+}
+
+const ss__transport *ss__transport_udp(void)
+{
+    return &udp_transport;
 }

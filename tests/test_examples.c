@@ -137,6 +137,42 @@ static void test_echo_server_ipv6_and_sigterm(void **state)
     assert_int_equal(reap(&c), 0);
 }
 
+/* Over a datagram transport each datagram gets one reply datagram. */
+static void test_echo_server_udp(void **state)
+{
+    (void)state;
+    child c;
+    char url[128];
+    start_server(&c, ECHO_SERVER, "udp://127.0.0.1:0", url, sizeof url);
+    assert_memory_equal(url, "udp://127.0.0.1:", 16);
+    round_trip(url, "one datagram", "one datagram");
+    round_trip(url, "another", "another");
+    kill(c.pid, SIGTERM);
+    assert_int_equal(reap(&c), 0);
+}
+
+/* unix: and unixgram: print the URL as given and remove the socket file
+ * on the way out. */
+static void test_uppercase_server_unix_forms(void **state)
+{
+    (void)state;
+    char dir[256];
+    ts_mkdtemp(dir, sizeof dir);
+    const char *schemes[] = {"unix", "unixgram"};
+    for (int i = 0; i < 2; i++) {
+        char listen[512], url[512];
+        snprintf(listen, sizeof listen, "%s:%s/up.sock", schemes[i], dir);
+        child c;
+        start_server(&c, UPPERCASE_SERVER, listen, url, sizeof url);
+        assert_string_equal(url, listen);
+        round_trip(url, "hello, unix\n", "HELLO, UNIX\n");
+        kill(c.pid, SIGINT);
+        assert_int_equal(reap(&c), 0);
+        assert_int_equal(access(strchr(listen, ':') + 1, F_OK), -1);
+    }
+    ts_rmdir(dir);
+}
+
 static void test_sigint_with_idle_client_connected(void **state)
 {
     (void)state;
@@ -226,6 +262,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_uppercase_server_protocol_and_sigint),
         cmocka_unit_test(test_echo_server_ipv6_and_sigterm),
+        cmocka_unit_test(test_echo_server_udp),
+        cmocka_unit_test(test_uppercase_server_unix_forms),
         cmocka_unit_test(test_sigint_with_idle_client_connected),
         cmocka_unit_test(test_bad_arguments_exit_2),
         cmocka_unit_test(test_help_exits_0),
