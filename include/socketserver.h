@@ -122,12 +122,206 @@ typedef struct ss_dispatcher ss_dispatcher;
  * until the first request is finished. */
 SS_API const ss_dispatcher *ss_dispatch_sync(void);
 
-/* Looks a dispatcher up by its name ("sync", ...), for command-line tools.
- * Returns NULL for an unknown name. */
+/* Looks a dispatcher up by its name ("sync", "threading", "forking",
+ * "pool"), for command-line tools. Returns NULL for an unknown name. */
 SS_API const ss_dispatcher *ss_dispatch_by_name(const char *name);
 
 /* The dispatcher's name, e.g. "sync". */
 SS_API const char *ss_dispatch_name(const ss_dispatcher *dispatcher);
+
+/*
+ * One thread per request (Python's ThreadingMixIn). The handler runs in a
+ * new thread with a small stack (ss_server_set_thread_stack_size); it may
+ * share state with other requests only under its own locks. Threads are
+ * joined as soon as they finish, so the bookkeeping holds live threads
+ * only (Python's bpo-37193 grew it with every request). There is no limit
+ * on threads: for untrusted load prefer ss_dispatch_pool().
+ * ss_server_close waits for the handler threads (see
+ * ss_server_set_block_on_close and ss_server_set_daemon_threads). A handler
+ * error, or a thread that cannot be created, goes to handle_error; the
+ * request is always shut down.
+ */
+SS_API const ss_dispatcher *ss_dispatch_threading(void);
+
+/*
+ * One child process per request (Python's ForkingMixIn). The handler runs
+ * in a fork of the serving thread: it may use anything the process had at
+ * the fork, but what it changes stays in the child (counters, user data,
+ * ss_server_shutdown, which then stops nothing: signal the parent with
+ * kill(getppid(), SIGTERM) if you must). In the child the listening socket
+ * is closed (except for datagram transports, whose requests reply through
+ * it) and so is the wake-up pipe, except for the one byte by which the
+ * child announces its exit; after the request is shut down the child ends
+ * with _exit(0), or _exit(1) if the handler failed (handle_error ran in the
+ * child). _exit skips stdio flushing: flush what the handler printed.
+ *
+ * At most ss_server_set_max_children children run at once; at the limit
+ * the server stops accepting, so further clients wait in the kernel
+ * backlog (neither refused nor lost) until a child exits. Children are
+ * reaped within milliseconds with waitpid(pid, WNOHANG) on their own pids
+ * only: no SIGCHLD handler is installed, no disposition is changed, and
+ * waitpid(-1) is never called, so children the application starts itself
+ * keep their exit status for it. The parent's ss_stats counts each reaped
+ * child: exit 0 as handled, exit 1 as a handler error; any other end
+ * counts in ss_dispatch_stats.children_failed. Fork in a program whose
+ * other threads hold locks (of a logger, ...) at your own risk, as always.
+ */
+SS_API const ss_dispatcher *ss_dispatch_forking(void);
+
+/*
+ * A fixed pool of worker threads fed by a bounded queue (not in Python).
+ * Handlers run in the workers, with the same rules as with
+ * ss_dispatch_threading. The workers start at ss_server_activate
+ * (ss_server_set_workers); accepted requests wait in a queue of
+ * ss_server_set_queue_size entries, and while it is full the server stops
+ * accepting: a burst waits in the kernel backlog and costs this process
+ * neither memory nor descriptors. A worker stays with one client until the
+ * handler returns, so an idle client holds a worker: use a request timeout
+ * (ss_server_set_request_timeout) against clients that hold on.
+ * ss_server_close drains the queue and joins the workers, or with
+ * block_on_close off shuts the queued requests down unhandled (counted in
+ * ss_dispatch_stats.cancelled) and lets running handlers finish alone.
+ */
+SS_API const ss_dispatcher *ss_dispatch_pool(void);
+
+/* ------------------------------------------------------------------------ */
+/* Concurrency: options of the dispatchers, their counters, and which      */
+/* calls are safe from where                                               */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Which thread may call what:
+ *   - Any thread, at any time: ss_server_shutdown (blocks until the loop
+ *     has stopped, except from a handler or hook on the serving thread,
+ *     where it only asks), ss_server_request_shutdown (also from signal
+ *     handlers), ss_server_stats, ss_server_dispatch_stats, the setters
+ *     documented as "any time", and the queries (fileno, address, port,
+ *     data), which do not change after bind.
+ *   - Before serving, from the thread that set the server up: hooks and
+ *     the other options.
+ *   - One thread at a time: ss_server_handle_request, ss_server_serve_forever.
+ *   - Once the loop has stopped (after ss_server_shutdown returns, or when
+ *     serve_forever has returned), from any thread but the server's own
+ *     handler threads: ss_server_close and ss_server_free. They are safe
+ *     while handlers still run on other threads: close waits for them (or
+ *     lets them go, per block_on_close and daemon_threads); a request
+ *     keeps the server's memory alive until it ends, so a handler never
+ *     sees a freed server.
+ *   - ss_request_* calls: the thread running that request's handler, or
+ *     one writer thread it hands the output to while it reads (see
+ *     "Stream I/O"), until finish returns.
+ * Handler code runs in the serving thread (sync), a new thread
+ * (threading), a worker thread (pool) or a child process (forking); the
+ * hooks verify_request, handle_timeout and service_actions always run in
+ * the serving thread, handle_error wherever the handler ran.
+ */
+
+/* Python's daemon_threads, for ss_dispatch_threading. In C a process ends
+ * when main returns whatever its threads do, so "daemon" means only: not
+ * waited for by ss_server_close. Default off. Applies to requests started
+ * afterwards; any time. */
+SS_API void ss_server_set_daemon_threads(ss_server *srv, bool on);
+
+/* Python's block_on_close. On (the default): ss_server_close waits for
+ * every non-daemon handler thread (threading), every child (forking), or
+ * drains the queue and joins the workers (pool). Off: close waits for
+ * none of them; the pool shuts its queued requests down unhandled, and
+ * children still running are no longer tracked (they stay the
+ * application's children: reap them yourself or they linger as zombies
+ * once they exit). Any time before ss_server_close. */
+SS_API void ss_server_set_block_on_close(ss_server *srv, bool on);
+
+/* Python's max_children, for ss_dispatch_forking: how many children may
+ * run at once. Default SS_DEFAULT_MAX_CHILDREN (40, as Python); 0 restores
+ * it. Returns 0, -EINVAL if negative, SS_ESTATE after activate. */
+#define SS_DEFAULT_MAX_CHILDREN 40
+SS_API int ss_server_set_max_children(ss_server *srv, int max_children);
+
+/* Worker threads of ss_dispatch_pool. Default (0): 4 per online CPU, at
+ * least 8 and at most 256: handlers mostly wait on their clients, and a
+ * worker stays with one client for a whole connection, so several per core
+ * keep the cores busy while the ceiling bounds memory. For a pool that
+ * must serve N clients at once, set N. Returns 0, -EINVAL if negative,
+ * SS_ESTATE after activate. */
+SS_API int ss_server_set_workers(ss_server *srv, int workers);
+
+/* Capacity of ss_dispatch_pool's queue of accepted requests waiting for a
+ * worker. Default (0): as many as there are workers. Deeper gains little:
+ * each queued request holds a descriptor, while waiting in the kernel
+ * backlog (see ss_server_set_backlog) costs this process nothing. Returns
+ * 0, -EINVAL if negative, SS_ESTATE after activate. */
+SS_API int ss_server_set_queue_size(ss_server *srv, int queue_size);
+
+/* Stack size of handler threads (threading and pool), in bytes, rounded up
+ * to whole pages. Default SS_DEFAULT_THREAD_STACK_SIZE (256 KiB): room for
+ * handlers with tens of KiB of locals and the library's calls, where the
+ * system default (often 8 MiB) would reserve 32 times more address space
+ * per thread. 0 restores the default. Returns 0, -EINVAL below
+ * PTHREAD_STACK_MIN, SS_ESTATE after activate. */
+#define SS_DEFAULT_THREAD_STACK_SIZE (256 * 1024)
+SS_API int ss_server_set_thread_stack_size(ss_server *srv, size_t bytes);
+
+/* What the dispatcher is doing; readable at any time from any thread. */
+typedef struct ss_dispatch_stats {
+    uint64_t tracked;         /* threads or children the dispatcher holds a record of:
+                                 threading: handler threads running or not yet joined;
+                                 forking: children not yet reaped; pool: live workers */
+    uint64_t active;          /* requests being handled right now (forking: children
+                                 not yet reaped); 0 for sync */
+    uint64_t queued;          /* pool: accepted requests waiting for a worker */
+    uint64_t cancelled;       /* pool: queued requests shut down unhandled by close */
+    uint64_t spawn_failures;  /* threads or processes that could not be created (the
+                                 request then went to handle_error) */
+    uint64_t children_failed; /* forking: children that did not exit with status 0 */
+} ss_dispatch_stats;
+SS_API void ss_server_dispatch_stats(const ss_server *srv, ss_dispatch_stats *out);
+
+/* ------------------------------------------------------------------------ */
+/* Combined constructors: Python's server classes in one line              */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Each is ss_server_new() with the URL built from its arguments and a
+ * dispatcher: ss_threading_tcp_server_new(&srv, "127.0.0.1", 0, &h, data) is
+ * Python's ThreadingTCPServer(("127.0.0.1", 0), Handler). `host` may be a
+ * name, an IPv4 or IPv6 address (no brackets needed), or NULL/"" for every
+ * IPv4 address; `port` 0 lets the kernel choose. `path` is a socket file
+ * path or "@name" (Linux abstract). Returns what ss_server_new returns,
+ * -EINVAL for a port outside 0..65535, -ENAMETOOLONG for an overlong host
+ * or path, SS_ENOTSUPPORTED where the transport is not built in.
+ */
+SS_API int ss_tcp_server_new(ss_server **out, const char *host, int port, const ss_handler *handler,
+                             void *data);
+SS_API int ss_udp_server_new(ss_server **out, const char *host, int port, const ss_handler *handler,
+                             void *data);
+SS_API int ss_unix_stream_server_new(ss_server **out, const char *path, const ss_handler *handler,
+                                     void *data);
+SS_API int ss_unix_datagram_server_new(ss_server **out, const char *path, const ss_handler *handler,
+                                       void *data);
+SS_API int ss_threading_tcp_server_new(ss_server **out, const char *host, int port,
+                                       const ss_handler *handler, void *data);
+SS_API int ss_threading_udp_server_new(ss_server **out, const char *host, int port,
+                                       const ss_handler *handler, void *data);
+SS_API int ss_threading_unix_stream_server_new(ss_server **out, const char *path,
+                                               const ss_handler *handler, void *data);
+SS_API int ss_threading_unix_datagram_server_new(ss_server **out, const char *path,
+                                                 const ss_handler *handler, void *data);
+SS_API int ss_forking_tcp_server_new(ss_server **out, const char *host, int port,
+                                     const ss_handler *handler, void *data);
+SS_API int ss_forking_udp_server_new(ss_server **out, const char *host, int port,
+                                     const ss_handler *handler, void *data);
+SS_API int ss_forking_unix_stream_server_new(ss_server **out, const char *path,
+                                             const ss_handler *handler, void *data);
+SS_API int ss_forking_unix_datagram_server_new(ss_server **out, const char *path,
+                                               const ss_handler *handler, void *data);
+SS_API int ss_pool_tcp_server_new(ss_server **out, const char *host, int port,
+                                  const ss_handler *handler, void *data);
+SS_API int ss_pool_udp_server_new(ss_server **out, const char *host, int port,
+                                  const ss_handler *handler, void *data);
+SS_API int ss_pool_unix_stream_server_new(ss_server **out, const char *path,
+                                          const ss_handler *handler, void *data);
+SS_API int ss_pool_unix_datagram_server_new(ss_server **out, const char *path,
+                                            const ss_handler *handler, void *data);
 
 /* ------------------------------------------------------------------------ */
 /* Server life cycle                                                        */

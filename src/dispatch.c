@@ -1,8 +1,13 @@
-/* The dispatcher registry (by name, for command lines) and the shared
- * no-op slots that keep every dispatcher table fully filled. */
+/* The dispatcher registry (by name, for command lines), the shared no-op
+ * slots that keep every dispatcher table fully filled, and what the
+ * concurrent dispatchers share: their options, their counters and the
+ * attributes of handler threads. */
 #include "internal.h"
 
+#include <errno.h>
+#include <limits.h>
 #include <string.h>
+#include <unistd.h>
 
 int ss__dispatch_start_none(ss_server *srv)
 {
@@ -34,7 +39,8 @@ void ss__dispatch_close_none(ss_server *srv)
 
 SS_API const ss_dispatcher *ss_dispatch_by_name(const char *name)
 {
-    const ss_dispatcher *all[] = {ss_dispatch_sync()};
+    const ss_dispatcher *all[] = {ss_dispatch_sync(), ss_dispatch_threading(),
+                                  ss_dispatch_forking(), ss_dispatch_pool()};
     for (size_t i = 0; name != NULL && i < sizeof all / sizeof all[0]; i++)
         if (strcmp(all[i]->name, name) == 0)
             return all[i];
@@ -44,4 +50,94 @@ SS_API const ss_dispatcher *ss_dispatch_by_name(const char *name)
 SS_API const char *ss_dispatch_name(const ss_dispatcher *dispatcher)
 {
     return dispatcher->name;
+}
+
+/* ---- options ---- */
+
+SS_API void ss_server_set_daemon_threads(ss_server *srv, bool on)
+{
+    atomic_store(&srv->dopt.daemon_threads, on);
+}
+
+SS_API void ss_server_set_block_on_close(ss_server *srv, bool on)
+{
+    atomic_store(&srv->dopt.no_block_on_close, !on);
+}
+
+bool ss__block_on_close(const ss_server *srv)
+{
+    return !atomic_load(&((ss_server *)srv)->dopt.no_block_on_close);
+}
+
+/* Counts and sizes size the dispatcher's state when activate starts it. */
+static int set_count(ss_server *srv, int *field, int value)
+{
+    if (value < 0)
+        return -EINVAL;
+    if (srv->state >= SS__ACTIVE)
+        return SS_ESTATE;
+    *field = value;
+    return 0;
+}
+
+SS_API int ss_server_set_max_children(ss_server *srv, int max_children)
+{
+    return set_count(srv, &srv->dopt.max_children, max_children);
+}
+
+SS_API int ss_server_set_workers(ss_server *srv, int workers)
+{
+    return set_count(srv, &srv->dopt.workers, workers);
+}
+
+SS_API int ss_server_set_queue_size(ss_server *srv, int queue_size)
+{
+    return set_count(srv, &srv->dopt.queue_size, queue_size);
+}
+
+SS_API int ss_server_set_thread_stack_size(ss_server *srv, size_t bytes)
+{
+    if (bytes != 0 && bytes < (size_t)PTHREAD_STACK_MIN)
+        return -EINVAL;
+    if (srv->state >= SS__ACTIVE)
+        return SS_ESTATE;
+    srv->dopt.stack_size = bytes;
+    return 0;
+}
+
+/* ---- shared by the threading and pool dispatchers ---- */
+
+/* Some systems refuse a stack size that is not a whole number of pages. */
+static size_t round_to_pages(size_t bytes)
+{
+    long page = sysconf(_SC_PAGESIZE);
+    size_t p = page > 0 ? (size_t)page : 4096;
+    return (bytes + p - 1) / p * p;
+}
+
+int ss__thread_attr_init(const ss_server *srv, pthread_attr_t *attr)
+{
+    size_t size = srv->dopt.stack_size ? srv->dopt.stack_size : SS_DEFAULT_THREAD_STACK_SIZE;
+    int rc = pthread_attr_init(attr);
+    if (rc != 0)
+        return -rc;
+    rc = pthread_attr_setstacksize(attr, round_to_pages(size));
+    if (rc != 0) {
+        pthread_attr_destroy(attr);
+        return -rc;
+    }
+    return 0;
+}
+
+/* ---- counters ---- */
+
+SS_API void ss_server_dispatch_stats(const ss_server *srv, ss_dispatch_stats *out)
+{
+    struct ss__dispatch_counters *c = (struct ss__dispatch_counters *)&srv->dcount;
+    out->tracked = atomic_load(&c->tracked);
+    out->active = atomic_load(&c->active);
+    out->queued = atomic_load(&c->queued);
+    out->cancelled = atomic_load(&c->cancelled);
+    out->spawn_failures = atomic_load(&c->spawn_failures);
+    out->children_failed = atomic_load(&c->children_failed);
 }

@@ -138,6 +138,10 @@ bool ss__dispatch_accepting_always(ss_server *srv);
 void ss__dispatch_service_none(ss_server *srv);
 int ss__dispatch_max_wait_none(ss_server *srv);
 void ss__dispatch_close_none(ss_server *srv);
+/* Handler-thread attributes: joinable, with the configured stack size. */
+int ss__thread_attr_init(const ss_server *srv, pthread_attr_t *attr);
+/* True unless ss_server_set_block_on_close(srv, false) was called. */
+bool ss__block_on_close(const ss_server *srv);
 
 /* ------------------------------------------------------------------------ */
 /* Server and request                                                       */
@@ -198,6 +202,23 @@ struct ss_server {
         ino_t ino;
         pid_t owner; /* ... and we are the process that bound it */
     } sockfile;
+
+    /* Dispatcher options and counters (dispatch.c, dispatch_*.c). Zero is
+     * "the default" for every option, so calloc is their initialisation.
+     * Counts and sizes are read once, when activate starts the dispatcher;
+     * the two flags are read when they matter (spawn, close). */
+    struct ss__dispatch_options {
+        atomic_bool daemon_threads;    /* threading: close does not join it */
+        atomic_bool no_block_on_close; /* inverted: Python's default is on */
+        int max_children;              /* forking; 0 = SS_DEFAULT_MAX_CHILDREN */
+        int workers, queue_size;       /* pool; 0 = computed at activate */
+        size_t stack_size;             /* 0 = SS_DEFAULT_THREAD_STACK_SIZE */
+    } dopt;
+    /* What ss_server_dispatch_stats reports; outlives the dispatcher's
+     * own state, which close frees. */
+    struct ss__dispatch_counters {
+        atomic_uint_fast64_t tracked, active, queued, cancelled, spawn_failures, children_failed;
+    } dcount;
 };
 
 struct ss_request {
@@ -236,6 +257,16 @@ ss_request *ss__request_new(ss_server *srv, int fd, const struct sockaddr *peer,
 int ss__request_run(ss_request *req);
 /* shutdown_request, count it, free the request, drop its server ref. */
 void ss__request_finish(ss_request *req);
+/* A request the dispatcher could not start (no thread, no process):
+ * reported once to handle_error as a handler failure would be; the caller
+ * then ends it with ss__request_finish(). */
+void ss__request_fail(ss_request *req, int err);
+/* The forking parent's side of a request a child now serves: drops this
+ * process's copy with close() only, never shutdown(), which would end the
+ * child's conversation too (a datagram request's socket is the server's
+ * own and stays open). Counts nothing: the child's exit does. Frees req
+ * and drops its server reference. */
+void ss__request_release(ss_request *req);
 
 /* io.c: socket I/O with an optional deadline, EINTR-safe, no SIGPIPE. */
 int64_t ss__now_ms(void);

@@ -31,6 +31,11 @@ static void report(ss_request *req, int err)
     srv->handle_error(srv, req, err, srv->data);
 }
 
+void ss__request_fail(ss_request *req, int err)
+{
+    report(req, err);
+}
+
 int ss__request_run(ss_request *req)
 {
     const ss_handler *h = &req->server->handler;
@@ -53,13 +58,29 @@ int ss__request_run(ss_request *req)
     return 0;
 }
 
-void ss__request_finish(ss_request *req)
+static void request_free(ss_request *req)
 {
     ss_server *srv = req->server;
-    srv->transport->shutdown_request(req);
-    atomic_fetch_add(&srv->count.closed, 1);
     free(req);
     ss__server_unref(srv);
+}
+
+void ss__request_finish(ss_request *req)
+{
+    req->server->transport->shutdown_request(req);
+    atomic_fetch_add(&req->server->count.closed, 1);
+    request_free(req);
+}
+
+void ss__request_release(ss_request *req)
+{
+    /* A datagram request's shutdown_request only frees its buffers and
+     * leaves the server's socket alone: exactly the parent's part. */
+    if (req->fd == req->server->fd)
+        req->server->transport->shutdown_request(req);
+    else
+        ss__close(&req->fd);
+    request_free(req);
 }
 
 SS_API ss_server *ss_request_server(const ss_request *req)

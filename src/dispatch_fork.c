@@ -1,0 +1,258 @@
+/* The forking dispatcher (Python's ForkingMixIn): one child process per
+ * request, with three of Python's pitfalls designed out:
+ *   - at max_children the server stops accepting (clients wait in the
+ *     kernel backlog) instead of blocking in waitpid(-1);
+ *   - only our own pids are ever waited for (waitpid(pid, WNOHANG)), so a
+ *     child the application started itself keeps its exit status;
+ *   - children are reaped within milliseconds of exiting, without a
+ *     SIGCHLD handler: just before _exit a child marks its slot in a small
+ *     shared page and writes one byte to the server's wake-up pipe, which
+ *     wakes the loop; a marked child is then looked for again after 1, 2,
+ *     4 ... ms until it is gone. A child that dies without marking (killed
+ *     by a signal) is found by a check every REAP_INTERVAL_MS while any
+ *     child exists.
+ * Everything here runs in the serving thread (process, service, close
+ * after the loop has stopped), so the state needs no lock. */
+#include "internal.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define REAP_INTERVAL_MS 100 /* the safety net for children killed by a signal */
+#define RETRY_MAX_MS     64  /* backoff ceiling for a child seen exiting */
+
+typedef struct forks {
+    int max;
+    int count;             /* live (unreaped) children */
+    pid_t *pids;           /* slot -> pid, 0 = free */
+    atomic_uchar *exiting; /* shared with the children: slot -> 1 at _exit */
+    size_t exiting_size;   /* bytes mapped */
+    int retry_ms;          /* next look for a marked child, 0 = none marked */
+} forks;
+
+static int fork_start(ss_server *srv)
+{
+    forks *fs = calloc(1, sizeof *fs);
+    int max = srv->dopt.max_children > 0 ? srv->dopt.max_children : SS_DEFAULT_MAX_CHILDREN;
+    if (fs == NULL || (fs->pids = calloc((size_t)max, sizeof *fs->pids)) == NULL) {
+        free(fs);
+        return -ENOMEM;
+    }
+    fs->max = max;
+    fs->exiting_size = (size_t)max * sizeof *fs->exiting;
+    void *page =
+        mmap(NULL, fs->exiting_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (page == MAP_FAILED) {
+        int rc = -errno;
+        free(fs->pids);
+        free(fs);
+        return rc;
+    }
+    fs->exiting = page;
+    srv->dispatch_state = fs;
+    return 0;
+}
+
+static bool fork_accepting(ss_server *srv)
+{
+    forks *fs = srv->dispatch_state;
+    return fs->count < fs->max;
+}
+
+/* ---- reaping our own children ---- */
+
+/* The child's outcome, as counters the parent can show: the child's own
+ * counters died with it. Exit 0 is a handled request, 1 a handle_error
+ * call in the child; anything else (another exit code, a signal) is only
+ * a failed child. */
+static void account(ss_server *srv, int status)
+{
+    bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    if (ok)
+        atomic_fetch_add(&srv->count.handled, 1);
+    else
+        atomic_fetch_add(&srv->dcount.children_failed, 1);
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 1)
+        atomic_fetch_add(&srv->count.handler_errors, 1);
+    atomic_fetch_add(&srv->count.closed, 1);
+}
+
+static void forget(ss_server *srv, forks *fs, int slot)
+{
+    fs->pids[slot] = 0;
+    fs->count--;
+    atomic_fetch_sub(&srv->dcount.tracked, 1);
+    atomic_fetch_sub(&srv->dcount.active, 1);
+}
+
+/* Waits for the child in `slot` (flags 0 or WNOHANG). Returns true if it
+ * is gone: reaped, or already reaped by someone else (ECHILD: e.g. the
+ * application set SIGCHLD to SIG_IGN), whose status we then never see. */
+static bool reap_slot(ss_server *srv, forks *fs, int slot, int flags)
+{
+    int status = 0;
+    pid_t got;
+    do
+        got = waitpid(fs->pids[slot], &status, flags);
+    while (got < 0 && errno == EINTR);
+    if (got == 0 || (got < 0 && errno != ECHILD))
+        return false;
+    if (got > 0)
+        account(srv, status);
+    else
+        atomic_fetch_add(&srv->count.closed, 1);
+    forget(srv, fs, slot);
+    return true;
+}
+
+/* One pass over our children. Returns how many marked themselves exiting
+ * but were not gone yet. */
+static int reap_pass(ss_server *srv, forks *fs, int flags)
+{
+    int pending = 0;
+    for (int slot = 0; slot < fs->max && fs->count > 0; slot++) {
+        if (fs->pids[slot] == 0)
+            continue;
+        bool marked = atomic_load(&fs->exiting[slot]) != 0;
+        if (!reap_slot(srv, fs, slot, flags) && marked)
+            pending++;
+    }
+    return pending;
+}
+
+static void fork_service(ss_server *srv)
+{
+    forks *fs = srv->dispatch_state;
+    if (fs->count == 0)
+        return;
+    if (reap_pass(srv, fs, WNOHANG) == 0)
+        fs->retry_ms = 0;
+    else if (fs->retry_ms == 0)
+        fs->retry_ms = 1;
+    else if (fs->retry_ms < RETRY_MAX_MS)
+        fs->retry_ms *= 2;
+}
+
+static int fork_max_wait(ss_server *srv)
+{
+    forks *fs = srv->dispatch_state;
+    if (fs->count == 0)
+        return -1;
+    return fs->retry_ms > 0 ? fs->retry_ms : REAP_INTERVAL_MS;
+}
+
+/* ---- the child ---- */
+
+/* Tells the parent we are about to exit: mark our slot, then wake its
+ * loop. SIGPIPE is blocked first because the parent may already have
+ * freed its server (the pipe's read end); this child's mask dies with it. */
+static void announce_exit(forks *fs, int slot, int notify_fd)
+{
+    atomic_store(&fs->exiting[slot], 1);
+    sigset_t pipe_only;
+    sigemptyset(&pipe_only);
+    sigaddset(&pipe_only, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe_only, NULL);
+    ssize_t ignored = write(notify_fd, "", 1);
+    (void)ignored;
+}
+
+/* Never returns. The child gives up the server's descriptors first: the
+ * listener (unless it is the request's own socket, a datagram request
+ * replying through it, as in Python), and the wake-up pipe, of which
+ * it keeps only the write end, and only to announce its exit. The library
+ * changes no signal dispositions, so there are none to reset. */
+static void run_child(ss_server *srv, forks *fs, int slot, ss_request *req)
+{
+    int notify_fd = srv->wake_write;
+    srv->wake_write = -1; /* a shutdown called in the child stays in the child */
+    /* A stop the parent was asked for as it forked is the parent's: it
+     * must not cancel this child's reads (see ss_request_recv). */
+    atomic_store(&srv->stop_requested, false);
+    ss__close(&srv->wake_read);
+    if (req->fd != srv->fd)
+        ss__close(&srv->fd);
+    int rc = ss__request_run(req);
+    ss__request_finish(req);
+    announce_exit(fs, slot, notify_fd);
+    _exit(rc < 0 ? 1 : 0);
+}
+
+static int free_slot(const forks *fs)
+{
+    for (int slot = 0; slot < fs->max; slot++)
+        if (fs->pids[slot] == 0)
+            return slot;
+    return -1;
+}
+
+static void refuse(ss_server *srv, ss_request *req, int err)
+{
+    atomic_fetch_add(&srv->dcount.spawn_failures, 1);
+    ss__request_fail(req, err);
+    ss__request_finish(req);
+}
+
+static void fork_process(ss_server *srv, ss_request *req)
+{
+    forks *fs = srv->dispatch_state;
+    int slot = free_slot(fs);
+    if (slot < 0) { /* not reached: the loop accepts only below the limit */
+        refuse(srv, req, -EAGAIN);
+        return;
+    }
+    atomic_store(&fs->exiting[slot], 0);
+    /* counted first: the child may answer before fork returns here */
+    atomic_fetch_add(&srv->dcount.tracked, 1);
+    atomic_fetch_add(&srv->dcount.active, 1);
+    pid_t pid = fork();
+    if (pid == 0)
+        run_child(srv, fs, slot, req);
+    if (pid < 0) {
+        int err = -errno;
+        atomic_fetch_sub(&srv->dcount.tracked, 1);
+        atomic_fetch_sub(&srv->dcount.active, 1);
+        refuse(srv, req, err);
+        return;
+    }
+    ss__request_release(req);
+    fs->pids[slot] = pid;
+    fs->count++;
+}
+
+/* ---- close ---- */
+
+/* With block_on_close (the default), waits for every child, as Python's
+ * server_close does. Without it, reaps those already gone and stops
+ * tracking the rest: they remain the application's children, which it
+ * may reap itself; this library never calls waitpid(-1). */
+static void fork_close(ss_server *srv)
+{
+    forks *fs = srv->dispatch_state;
+    reap_pass(srv, fs, ss__block_on_close(srv) ? 0 : WNOHANG);
+    atomic_fetch_sub(&srv->dcount.tracked, (uint_fast64_t)fs->count);
+    atomic_fetch_sub(&srv->dcount.active, (uint_fast64_t)fs->count);
+    munmap((void *)fs->exiting, fs->exiting_size);
+    free(fs->pids);
+    free(fs);
+    srv->dispatch_state = NULL;
+}
+
+static const ss_dispatcher forking_dispatcher = {
+    .name = "forking",
+    .start = fork_start,
+    .accepting = fork_accepting,
+    .process = fork_process,
+    .service = fork_service,
+    .max_wait_ms = fork_max_wait,
+    .close = fork_close,
+};
+
+SS_API const ss_dispatcher *ss_dispatch_forking(void)
+{
+    return &forking_dispatcher;
+}

@@ -1,0 +1,244 @@
+/* The threading dispatcher (Python's ThreadingMixIn): one thread per
+ * request. Unlike Python, a finished thread is joined as soon as the loop
+ * hears that it is done, so the bookkeeping holds live threads only and
+ * never grows with the number of past requests (bpo-37193); and handler
+ * threads get a small stack (an option) instead of the system's 8 MiB. */
+#include "internal.h"
+
+#include <errno.h>
+#include <stdlib.h>
+
+typedef struct threads threads;
+
+/* One handler thread. On the running list until its request is over, then
+ * on the finished list until the serving thread joins and frees it. Once
+ * detached (by close), the thread frees its record itself. */
+typedef struct worker {
+    struct worker *prev, *next;
+    threads *owner;
+    ss_request *req;
+    pthread_t tid;
+    bool daemon;   /* daemon_threads when it started */
+    bool shared;   /* replies through the server's own socket (datagram) */
+    bool detached; /* close let it go: nobody will join it */
+} worker;
+
+struct threads {
+    pthread_mutex_t lock;
+    pthread_cond_t changed; /* a joinable thread finished its request */
+    pthread_attr_t attr;
+    worker running;   /* sentinel of a circular list */
+    worker *finished; /* singly linked through next */
+    int joinable;     /* running threads close must still wait for */
+    int refs;         /* the server's + one per thread still running */
+};
+
+/* ---- state life: the server and every thread hold a reference ---- */
+
+static void threads_unref(threads *ts)
+{
+    pthread_mutex_lock(&ts->lock);
+    bool last = --ts->refs == 0;
+    pthread_mutex_unlock(&ts->lock);
+    if (!last)
+        return;
+    pthread_attr_destroy(&ts->attr);
+    pthread_cond_destroy(&ts->changed);
+    pthread_mutex_destroy(&ts->lock);
+    free(ts);
+}
+
+static int thread_start(ss_server *srv)
+{
+    threads *ts = calloc(1, sizeof *ts);
+    if (ts == NULL)
+        return -ENOMEM;
+    int rc = ss__thread_attr_init(srv, &ts->attr);
+    if (rc < 0) {
+        free(ts);
+        return rc;
+    }
+    pthread_mutex_init(&ts->lock, NULL);
+    pthread_cond_init(&ts->changed, NULL);
+    ts->running.prev = ts->running.next = &ts->running;
+    ts->refs = 1;
+    srv->dispatch_state = ts;
+    return 0;
+}
+
+/* ---- reaping ---- */
+
+/* Joins the threads that have finished their requests. The join cannot
+ * block for long: a thread on this list has nothing left to do but return. */
+static void join_all(ss_server *srv, worker *list)
+{
+    while (list != NULL) {
+        worker *w = list;
+        list = w->next;
+        pthread_join(w->tid, NULL);
+        free(w);
+        atomic_fetch_sub(&srv->dcount.tracked, 1);
+    }
+}
+
+static worker *take_finished(threads *ts)
+{
+    pthread_mutex_lock(&ts->lock);
+    worker *list = ts->finished;
+    ts->finished = NULL;
+    pthread_mutex_unlock(&ts->lock);
+    return list;
+}
+
+static void thread_service(ss_server *srv)
+{
+    join_all(srv, take_finished(srv->dispatch_state));
+}
+
+/* ---- one thread per request ---- */
+
+static void unlink_worker(worker *w)
+{
+    w->prev->next = w->next;
+    w->next->prev = w->prev;
+}
+
+/* The request is over: hand the record to the reaper, or free it if
+ * close already let this thread go. Either way the caller must not touch
+ * w afterwards: the reaper may free it as soon as the lock is released. */
+static void worker_done(ss_server *srv, worker *w)
+{
+    threads *ts = w->owner;
+    pthread_mutex_lock(&ts->lock);
+    unlink_worker(w);
+    bool detached = w->detached;
+    if (!detached) {
+        w->next = ts->finished;
+        ts->finished = w;
+        ts->joinable--;
+        pthread_cond_broadcast(&ts->changed);
+    }
+    pthread_mutex_unlock(&ts->lock);
+    atomic_fetch_sub(&srv->dcount.active, 1);
+    if (detached) {
+        free(w);
+        atomic_fetch_sub(&srv->dcount.tracked, 1);
+    }
+}
+
+static void *worker_main(void *arg)
+{
+    worker *w = arg;
+    threads *ts = w->owner;
+    ss_request *req = w->req;
+    ss_server *srv = req->server;
+    ss__request_run(req);
+    ss__request_finish(req);
+    worker_done(srv, w);
+    ss__server_wake(srv); /* the loop joins us promptly */
+    threads_unref(ts);
+    ss__server_unref(srv);
+    return NULL;
+}
+
+/* The lock is held across pthread_create so the new thread cannot report
+ * itself done before its record is on the running list. The counters go
+ * up first: a client may see its answer before pthread_create returns. */
+static int spawn(ss_server *srv, threads *ts, worker *w)
+{
+    atomic_fetch_add(&srv->dcount.tracked, 1);
+    atomic_fetch_add(&srv->dcount.active, 1);
+    pthread_mutex_lock(&ts->lock);
+    int rc = pthread_create(&w->tid, &ts->attr, worker_main, w);
+    if (rc == 0) {
+        w->prev = ts->running.prev;
+        w->next = &ts->running;
+        w->prev->next = w;
+        ts->running.prev = w;
+        ts->joinable++;
+        ts->refs++;
+    }
+    pthread_mutex_unlock(&ts->lock);
+    if (rc != 0) {
+        atomic_fetch_sub(&srv->dcount.tracked, 1);
+        atomic_fetch_sub(&srv->dcount.active, 1);
+    }
+    return -rc;
+}
+
+static void thread_process(ss_server *srv, ss_request *req)
+{
+    threads *ts = srv->dispatch_state;
+    thread_service(srv); /* as Python's _Threads.append reaps first */
+    worker *w = calloc(1, sizeof *w);
+    int rc = -ENOMEM;
+    if (w != NULL) {
+        *w = (worker){.owner = ts,
+                      .req = req,
+                      .daemon = atomic_load(&srv->dopt.daemon_threads),
+                      .shared = req->fd == srv->fd};
+        ss__server_ref(srv); /* the thread still wakes the loop after its request */
+        rc = spawn(srv, ts, w);
+    }
+    if (rc == 0)
+        return;
+    if (w != NULL) {
+        free(w);
+        ss__server_unref(srv);
+    }
+    atomic_fetch_add(&srv->dcount.spawn_failures, 1);
+    ss__request_fail(req, rc);
+    ss__request_finish(req);
+}
+
+/* ---- close: join what block_on_close asks for, let the rest go ---- */
+
+/* Detaches the running threads close will not wait for: daemon threads,
+ * all of them without block_on_close, and the caller itself if a handler
+ * closes its own server (joining itself would deadlock). Never one that
+ * replies through the server's socket (datagram): once close has closed
+ * that socket, its number may belong to an unrelated file, and the reply
+ * would go there. */
+static void let_go(ss_server *srv, threads *ts)
+{
+    bool block = ss__block_on_close(srv);
+    pthread_t self = pthread_self();
+    for (worker *w = ts->running.next; w != &ts->running; w = w->next) {
+        bool wait = w->shared || (block && !w->daemon);
+        if (wait && !pthread_equal(w->tid, self))
+            continue;
+        w->detached = true;
+        pthread_detach(w->tid);
+        ts->joinable--;
+    }
+}
+
+static void thread_close(ss_server *srv)
+{
+    threads *ts = srv->dispatch_state;
+    pthread_mutex_lock(&ts->lock);
+    let_go(srv, ts);
+    while (ts->joinable > 0)
+        pthread_cond_wait(&ts->changed, &ts->lock);
+    worker *list = ts->finished;
+    ts->finished = NULL;
+    pthread_mutex_unlock(&ts->lock);
+    join_all(srv, list);
+    srv->dispatch_state = NULL;
+    threads_unref(ts);
+}
+
+static const ss_dispatcher threading_dispatcher = {
+    .name = "threading",
+    .start = thread_start,
+    .accepting = ss__dispatch_accepting_always,
+    .process = thread_process,
+    .service = thread_service,
+    .max_wait_ms = ss__dispatch_max_wait_none,
+    .close = thread_close,
+};
+
+SS_API const ss_dispatcher *ss_dispatch_threading(void)
+{
+    return &threading_dispatcher;
+}
