@@ -1,0 +1,78 @@
+/* Handlers and helpers shared by the dispatcher tests (test_matrix,
+ * test_threading, test_forking, test_pool). Handlers here may run in a
+ * forked child, so they never call cmocka: they only return errors. */
+#ifndef TESTS_DISPATCH_SUPPORT_H
+#define TESTS_DISPATCH_SUPPORT_H
+
+#include "support.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* Reads one line (through '\n', or the whole datagram) and sends it back. */
+extern const ss_handler td_echo_line;
+/* Echoes one line, then keeps the connection until the client sends
+ * "bye\n" (td_release) or closes it. */
+extern const ss_handler td_hold;
+/* Fails at once with -EPROTO, reading nothing. */
+extern const ss_handler td_fail;
+
+/* Echoes one line once *(atomic_bool *)data is true (at most 5 s later). */
+extern const ss_handler td_echo_when_released;
+
+/* Sends `line` on fd and asserts the same bytes come back. */
+void td_round_trip(int fd, const char *line);
+/* Ends a td_hold request: "bye\n", then close. */
+void td_release(int fd);
+/* True if nothing arrives on fd for `ms` milliseconds. */
+bool td_quiet_for(int fd, int ms);
+
+/* Serves one request: a client connects, sends `send` (unless NULL),
+ * expects `want` back, closes; returns once the server has closed it. */
+void td_serve_once(ss_server *srv, const char *send, const char *want);
+/* Receives exactly `line` on fd, or fails. */
+void td_expect(int fd, const char *line);
+/* Waits (bounded) until this process has `count` descriptors open. */
+bool td_wait_fds(int count, int timeout_ms);
+
+/* ss_server_close in a thread of its own, to watch it wait. */
+typedef struct td_closer {
+    ss_server *srv;
+    pthread_t thread;
+    atomic_bool done;
+} td_closer;
+void td_close_start(td_closer *c, ss_server *srv);
+/* True once that close has returned (within timeout_ms); joins it then. */
+bool td_close_returned(td_closer *c, int timeout_ms);
+
+/* A datagram server on dispatcher d, configured by `configure` not to wait
+ * for its handlers at close: close still waits for a handler that will
+ * reply through the server's socket. Skips without a UDP transport. */
+void td_close_waits_for_datagram_handler(const ss_dispatcher *d, void (*configure)(ss_server *));
+
+/* Waits (bounded) until the server's counter reaches a value. */
+bool td_wait_closed(ss_server *srv, uint64_t closed, int timeout_ms);
+bool td_wait_accepted(ss_server *srv, uint64_t accepted, int timeout_ms);
+bool td_wait_tracked(ss_server *srv, uint64_t tracked, int timeout_ms);
+ss_stats td_stats(const ss_server *srv);
+ss_dispatch_stats td_dstats(const ss_server *srv);
+
+/* cmocka setup/teardown: a child of the test itself that exits with
+ * status 72 at once; the teardown asserts that status is still there to
+ * collect, i.e. the server did not reap it (Python issue 1540386). */
+int td_own_child_setup(void **state);
+int td_own_child_teardown(void **state);
+/* The pid of that child, 0 when none. */
+pid_t td_own_child(void);
+
+/* Zombie children of this process other than td_own_child(); -1 where
+ * /proc is missing. */
+int td_zombies(void);
+/* Reaps every child of this process except td_own_child() (waiting at
+ * most timeout_ms); returns how many, -1 where /proc is missing. */
+int td_reap_strays(int timeout_ms);
+
+#endif
