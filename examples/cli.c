@@ -1,8 +1,10 @@
 #include "cli.h"
 
+#include <errno.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static ss_server *running_server;
@@ -16,11 +18,14 @@ static void on_stop_signal(int sig)
 static void usage(FILE *out, const char *name)
 {
     fprintf(out,
-            "usage: %s [--listen URL] [--mode MODE] [--quiet] [--help]\n"
+            "usage: %s [--listen URL] [--mode MODE] [--workers N] [--quiet] [--help]\n"
             "  --listen URL  address to serve (default " CLI_DEFAULT_URL ")\n"
             "                tcp://HOST:PORT, tcp://[::1]:PORT, udp://HOST:PORT,\n"
             "                unix:PATH, unix:@NAME (Linux) or unixgram:PATH\n"
-            "  --mode MODE   concurrency model: sync\n"
+            "  --mode MODE   concurrency model: sync, threading (default), forking\n"
+            "                or pool; see docs/concurrency.md\n"
+            "  --workers N   pool: worker threads; forking: children at once\n"
+            "                (default: the library's, see socketserver.h)\n"
             "  --quiet       no per-connection log on stderr\n"
             "  --help        this text\n",
             name);
@@ -33,9 +38,20 @@ static int usage_error(const char *name, const char *what, const char *arg)
     return 2;
 }
 
+/* A positive decimal count, or -1. */
+static int parse_count(const char *text)
+{
+    char *end;
+    errno = 0;
+    long n = strtol(text, &end, 10);
+    if (errno != 0 || end == text || *end != '\0' || n < 1 || n > 100000)
+        return -1;
+    return (int)n;
+}
+
 int cli_parse(int argc, char **argv, const char *name, cli_options *opts)
 {
-    *opts = (cli_options){.name = name, .listen = CLI_DEFAULT_URL, .mode = ss_dispatch_sync()};
+    *opts = (cli_options){.name = name, .listen = CLI_DEFAULT_URL, .mode = ss_dispatch_threading()};
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
         bool has_value = i + 1 < argc;
@@ -50,6 +66,10 @@ int cli_parse(int argc, char **argv, const char *name, cli_options *opts)
             opts->mode = ss_dispatch_by_name(argv[++i]);
             if (opts->mode == NULL)
                 return usage_error(name, "unknown mode", argv[i]);
+        } else if (strcmp(arg, "--workers") == 0 && has_value) {
+            opts->workers = parse_count(argv[++i]);
+            if (opts->workers <= 0)
+                return usage_error(name, "--workers needs a number from 1 to 100000", argv[i]);
         } else {
             return usage_error(name, "bad argument", arg);
         }
@@ -68,10 +88,32 @@ static void install_stop_signals(void)
     sigaction(SIGTERM, &sa, NULL);
 }
 
+/* ss_server_new, with --workers applied before activate sizes the pool
+ * (the sync and threading dispatchers ignore it). */
+/* docs:begin open_server */
+static int open_server(const cli_options *opts, const ss_handler *handler, void *data,
+                       ss_server **out)
+{
+    int rc = ss_server_create(out, opts->listen, opts->mode, handler, data);
+    if (rc < 0)
+        return rc;
+    ss_server_set_workers(*out, opts->workers);
+    ss_server_set_max_children(*out, opts->workers);
+    rc = ss_server_bind(*out);
+    if (rc == 0)
+        rc = ss_server_activate(*out);
+    if (rc < 0) {
+        ss_server_free(*out);
+        *out = NULL;
+    }
+    return rc;
+}
+/* docs:end open_server */
+
 int cli_serve(const cli_options *opts, const ss_handler *handler, void *data)
 {
     ss_server *srv;
-    int rc = ss_server_new(&srv, opts->listen, opts->mode, handler, data);
+    int rc = open_server(opts, handler, data, &srv);
     if (rc < 0) {
         fprintf(stderr, "%s: cannot listen on %s: %s\n", opts->name, opts->listen, ss_strerror(rc));
         return 1;
@@ -83,6 +125,10 @@ int cli_serve(const cli_options *opts, const ss_handler *handler, void *data)
     running_server = srv;
     install_stop_signals();
     rc = ss_server_serve_forever(srv, 500);
+    /* Ctrl-C means now: handlers still busy with connected clients are not
+     * waited for (exiting ends their threads; forked children finish their
+     * client on their own), and a pool's queued clients are disconnected. */
+    ss_server_set_block_on_close(srv, false);
     ss_server_free(srv);
     if (rc < 0) {
         fprintf(stderr, "%s: %s\n", opts->name, ss_strerror(rc));

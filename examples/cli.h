@@ -1,5 +1,5 @@
 /* The command line shared by the example servers:
- *     NAME [--listen URL] [--mode MODE] [--quiet] [--help]
+ *     NAME [--listen URL] [--mode MODE] [--workers N] [--quiet] [--help]
  * and the run loop around it: listen, print "listening on URL", serve until
  * SIGINT/SIGTERM, exit 0. */
 #ifndef EXAMPLES_CLI_H
@@ -11,9 +11,10 @@
 #define CLI_DEFAULT_URL "tcp://localhost:9999"
 
 typedef struct cli_options {
-    const char *name;   /* program name for messages */
-    const char *listen; /* URL */
-    const ss_dispatcher *mode;
+    const char *name;          /* program name for messages */
+    const char *listen;        /* URL */
+    const ss_dispatcher *mode; /* default: threading */
+    int workers;               /* --workers: pool threads / forking children; 0 = default */
     bool quiet;
 } cli_options;
 

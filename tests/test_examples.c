@@ -88,10 +88,10 @@ static int reap(child *c)
     return WEXITSTATUS(status);
 }
 
-/* Starts a server example and returns the URL from its one stdout line. */
-static void start_server(child *c, const char *program, const char *listen, char *url, size_t size)
+/* Starts a server example with argv and returns the URL from its one
+ * stdout line. */
+static void start_server_argv(child *c, const char *const argv[], char *url, size_t size)
 {
-    const char *argv[] = {program, "--listen", listen, NULL};
     spawn(c, argv);
     char line[256];
     read_all(c->out, line, sizeof line, "\n");
@@ -100,6 +100,12 @@ static void start_server(child *c, const char *program, const char *listen, char
         fail_msg("unexpected first line: '%s'", line);
     line[strcspn(line, "\n")] = '\0';
     snprintf(url, size, "%s", line + sizeof prefix - 1);
+}
+
+static void start_server(child *c, const char *program, const char *listen, char *url, size_t size)
+{
+    const char *argv[] = {program, "--listen", listen, NULL};
+    start_server_argv(c, argv, url, size);
 }
 
 static void round_trip(const char *url, const char *send, const char *want)
@@ -188,12 +194,37 @@ static void test_sigint_with_idle_client_connected(void **state)
     close(fd);
 }
 
+/* Every --mode serves, and Ctrl-C ends it at once even with a client
+ * connected and idle (handlers busy with clients are not waited for). */
+static void test_every_mode_serves_and_stops_with_idle_client(void **state)
+{
+    (void)state;
+    const char *modes[] = {"sync", "threading", "forking", "pool"};
+    for (size_t i = 0; i < 4; i++) {
+        const char *argv[] = {ECHO_SERVER, "--listen", "tcp://127.0.0.1:0", "--mode", modes[i],
+                              "--workers", "2",        "--quiet",           NULL};
+        child c;
+        char url[128];
+        start_server_argv(&c, argv, url, sizeof url);
+        int fd = ts_connect_url(url);
+        ts_send(fd, "hi", 2);
+        char got[2];
+        assert_int_equal(ts_recv_exact(fd, got, 2), 2); /* its handler now waits on us */
+        kill(c.pid, SIGINT);
+        assert_int_equal(reap(&c), 0);
+        close(fd); /* forking: the child, on its own now, ends too */
+    }
+}
+
 static void test_bad_arguments_exit_2(void **state)
 {
     (void)state;
-    const char *cases[][3] = {
-        {"--mode", "nonsense", NULL}, {"--bogus", NULL, NULL}, {"--listen", NULL, NULL}};
-    for (size_t i = 0; i < 3; i++) {
+    const char *cases[][3] = {{"--mode", "nonsense", NULL},
+                              {"--bogus", NULL, NULL},
+                              {"--listen", NULL, NULL},
+                              {"--workers", "0", NULL},
+                              {"--workers", "2x", NULL}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const char *argv[] = {UPPERCASE_SERVER, cases[i][0], cases[i][1], NULL};
         child c;
         spawn(&c, argv);
@@ -265,6 +296,7 @@ int main(void)
         cmocka_unit_test(test_echo_server_udp),
         cmocka_unit_test(test_uppercase_server_unix_forms),
         cmocka_unit_test(test_sigint_with_idle_client_connected),
+        cmocka_unit_test(test_every_mode_serves_and_stops_with_idle_client),
         cmocka_unit_test(test_bad_arguments_exit_2),
         cmocka_unit_test(test_help_exits_0),
         cmocka_unit_test(test_listen_failure_exit_1),
