@@ -208,6 +208,8 @@ def aggregate(rows):
             a[k] = statistics.median(vals) if vals else None
         for k in MAX_KEYS:
             a[k] = max((int(r[k]) for r in ok), default=None)
+        a["starved_total"] = max((int(r["starved"]) + int(r["unconnected"]) for r in ok),
+                                 default=None)
         rps = [float(r["rps"]) for r in ok]
         a["spread_pct"] = (100 * (max(rps) - min(rps)) / a["rps"]) if rps and a["rps"] else None
         agg[key] = a
@@ -279,12 +281,14 @@ def parse_args():
     ap.add_argument("--out", default=os.path.join(HERE, "results"))
     ap.add_argument("--plot", default=os.path.join(ROOT, "docs", "bench.png"))
     ap.add_argument("--readme", default=os.path.join(HERE, "README.md"))
+    ap.add_argument("--report-only", action="store_true",
+                    help="make the tables and plot again from OUT/latest-runs.csv")
     return ap.parse_args()
 
 
-def main():
-    opts = parse_args()
-    os.makedirs(opts.out, exist_ok=True)
+def measure(opts):
+    """Runs the matrix; returns (rows, info, servers, cells) and keeps the
+    run's facts in latest-info.txt so the report can be made again."""
     loadgen = os.path.join(opts.build, "bench", "loadgen")
     with tempfile.TemporaryFile() as logf:
         servers = discover_servers(opts.build, logf)
@@ -296,20 +300,51 @@ def main():
         log("bench: cells %s; %d run(s) of %.1f s + %.1f s warm-up each" % (
             " ".join(cells), opts.runs, opts.duration, opts.warmup))
         info = machine_info()
-        info["load_before"] = load_average()
+        info.update(runs=opts.runs, duration=opts.duration, warmup=opts.warmup,
+                    load_before=load_average())
         rows = run_matrix(loadgen, servers, cells, opts, logf)
         info["load_after"] = load_average()
-    agg = aggregate(rows)
     write_csv(os.path.join(opts.out, "latest-runs.csv"), rows, RAW_KEYS)
-    med_rows = [dict(agg[(s, c)], server=s, cell=c) for c in cells for s in servers]
+    with open(os.path.join(opts.out, "latest-info.txt"), "w") as f:
+        f.writelines("%s=%s\n" % kv for kv in info.items())
+    return rows, info, list(servers), cells
+
+
+def load_previous(out):
+    """The rows and facts of the last run, for --report-only."""
+    with open(os.path.join(out, "latest-runs.csv")) as f:
+        lines = f.read().splitlines()
+    keys = lines[0].split(",")
+    rows = [{k: v for k, v in zip(keys, line.split(",")) if v != ""} for line in lines[1:]]
+    with open(os.path.join(out, "latest-info.txt")) as f:
+        info = dict(line.rstrip("\n").split("=", 1) for line in f if "=" in line)
+    for k in ("runs",):
+        info[k] = int(info[k])
+    for k in ("duration", "warmup"):
+        info[k] = float(info[k])
+    servers = list(dict.fromkeys(r["server"] for r in rows))
+    cells = list(dict.fromkeys(r["cell"] for r in rows))
+    return rows, info, servers, cells
+
+
+def main():
+    opts = parse_args()
+    os.makedirs(opts.out, exist_ok=True)
+    if opts.report_only:
+        rows, info, servers, cells = load_previous(opts.out)
+    else:
+        rows, info, servers, cells = measure(opts)
+    agg = aggregate(rows)
+    med_rows = [dict(agg[(s, c)], server=s, cell=c) for c in cells for s in servers
+                if (s, c) in agg]
     write_csv(os.path.join(opts.out, "latest.csv"), med_rows,
-              ["server", "cell", "runs", "failed_runs"] + MEDIAN_KEYS + ["spread_pct"] + MAX_KEYS)
-    info.update(runs=opts.runs, duration=opts.duration, warmup=opts.warmup)
-    text = report.markdown(agg, list(servers), cells, CELLS, info)
+              ["server", "cell", "runs", "failed_runs"] + MEDIAN_KEYS + ["spread_pct"] + MAX_KEYS
+              + ["starved_total"])
+    text = report.markdown(agg, rows, servers, cells, CELLS, info)
     with open(os.path.join(opts.out, "latest.md"), "w") as f:
         f.write(text)
     report.update_readme(opts.readme, text)
-    report.plot(agg, list(servers), cells, opts.plot, info)
+    report.plot(agg, servers, cells, opts.plot, info)
     log("bench: wrote %s/latest.csv, latest-runs.csv, latest.md, %s" % (opts.out, opts.plot))
     return 0
 

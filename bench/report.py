@@ -1,6 +1,7 @@
 """The matrix's report: Markdown tables, the issue's targets as ratios to
 the references measured in the same run, and the gnuplot chart."""
 import os
+import statistics
 import shutil
 import subprocess
 import tempfile
@@ -14,14 +15,21 @@ def value(agg, server, cell, key):
     return agg.get((server, cell), {}).get(key)
 
 
-def ratio(agg, a, b, cell, key="rps"):
-    x, y = value(agg, a, cell, key), value(agg, b, cell, key)
-    return x / y if x is not None and y else None
+def ratio(runs, a, b, cell, key="rps"):
+    """Median over the runs of a/b, each run's two figures measured minutes
+    apart at most (servers are interleaved within a run), so a drift of
+    the machine between runs cancels out instead of landing on one side."""
+    by_run = {}
+    for r in runs:
+        if r.get("cell") == cell and r.get("server") in (a, b) and "failure" not in r:
+            by_run.setdefault(r["run"], {})[r["server"]] = float(r[key])
+    vals = [v[a] / v[b] for v in by_run.values() if a in v and b in v and v[b] > 0]
+    return statistics.median(vals) if vals else None
 
 
 def starved(agg, server, cell):
-    s, u = value(agg, server, cell, "starved"), value(agg, server, cell, "unconnected")
-    return None if s is None else s + (u or 0)
+    """Starved plus never connected, in the worst run."""
+    return value(agg, server, cell, "starved_total")
 
 
 # ---- targets ---------------------------------------------------------------
@@ -36,40 +44,39 @@ def check(label, got, need, at_least=True, unit="x"):
     return (label, got_s, need_s, "met" if ok else "**MISSED**")
 
 
-def cpu_ratio(agg, server, cell, ref):
+def cpu_ratio(runs, server, cell, ref):
     """Each mode against the hand-written server of its own shape: sync
     (one thread) against epoll, threading and pool (a blocking handler on
     a thread) against threads."""
-    mine, theirs = value(agg, server, cell, "cpu_us_per_req"), value(agg, ref, cell, "cpu_us_per_req")
-    return mine / theirs if mine and theirs else None
+    return ratio(runs, server, ref, cell, "cpu_us_per_req")
 
 
-def targets(agg):
+def targets(agg, runs):
     """[(target, [check rows])] following issue 7, item 4."""
     conc = ["ss-threading", "ss-pool"]
     t = []
     t.append(("throughput >= 1.0x thread-per-connection (threads) at 10/100/1000 connections",
-              [check("%s %s" % (m, c), ratio(agg, m, "threads", c), 1.0)
+              [check("%s %s" % (m, c), ratio(runs, m, "threads", c), 1.0)
                for m in conc for c in ["p10", "p100", "p1000"]]))
     t.append(("throughput >= 1.0x Python ThreadingTCPServer everywhere",
-              [check("%s %s" % (m, c), ratio(agg, m, "py-threading", c), 1.0)
+              [check("%s %s" % (m, c), ratio(runs, m, "py-threading", c), 1.0)
                for m in conc for c in RPS_CELLS]))
     t.append(("zero starved connections at 100 and 1000 connections",
               [check("%s %s" % (m, c), starved(agg, m, c), 0, at_least=False, unit=" starved")
                for m in conc + ["ss-forking"] for c in ["p100", "p1000"]]))
     t.append(("4 KiB messages >= 0.9x minimal epoll server",
-              [check("%s 4k10" % m, ratio(agg, m, "epoll", "4k10"), 0.9) for m in conc]))
+              [check("%s 4k10" % m, ratio(runs, m, "epoll", "4k10"), 0.9) for m in conc]))
     t.append(("connect-per-request, 50 connections", [
-        check("ss-pool vs libuv", ratio(agg, "ss-pool", "libuv", "cpr50"), 0.8),
-        check("ss-threading vs py-threading", ratio(agg, "ss-threading", "py-threading", "cpr50"), 2.0),
-        check("ss-forking vs py-forking", ratio(agg, "ss-forking", "py-forking", "cpr50"), 3.0)]))
+        check("ss-pool vs libuv", ratio(runs, "ss-pool", "libuv", "cpr50"), 0.8),
+        check("ss-threading vs py-threading", ratio(runs, "ss-threading", "py-threading", "cpr50"), 2.0),
+        check("ss-forking vs py-forking", ratio(runs, "ss-forking", "py-forking", "cpr50"), 3.0)]))
     t.append(("RSS at 1000 idle connections: threading <= 1.2x threads", [
-        check("ss-threading idle1000", ratio(agg, "ss-threading", "threads", "idle1000",
+        check("ss-threading idle1000", ratio(runs, "ss-threading", "threads", "idle1000",
                                              "server_rss_kb"), 1.2, at_least=False)]))
-    cpu = [check("ss-sync p1 vs epoll", cpu_ratio(agg, "ss-sync", "p1", "epoll"), 1.2, False)]
-    cpu += [check("ss-threading %s vs threads" % c, cpu_ratio(agg, "ss-threading", c, "threads"),
+    cpu = [check("ss-sync p1 vs epoll", cpu_ratio(runs, "ss-sync", "p1", "epoll"), 1.2, False)]
+    cpu += [check("ss-threading %s vs threads" % c, cpu_ratio(runs, "ss-threading", c, "threads"),
                   1.2, False) for c in ["p10", "p100", "p1000"]]
-    cpu += [check("ss-pool %s vs threads" % c, cpu_ratio(agg, "ss-pool", c, "threads"),
+    cpu += [check("ss-pool %s vs threads" % c, cpu_ratio(runs, "ss-pool", c, "threads"),
                   1.2, False) for c in ["p10", "p100", "p1000"]]
     t.append(("server CPU per request within 1.2x the hand-written servers", cpu))
     return t
@@ -101,16 +108,16 @@ def starved_table(agg, servers, cells):
                             for s in servers) + "\n"
 
 
-def targets_md(agg):
+def targets_md(agg, runs):
     out = ["| target | check | measured | needed | result |", "|---|---|---:|---:|---|"]
-    for name, checks in targets(agg):
+    for name, checks in targets(agg, runs):
         for label, got, need, res in checks:
             out.append("| %s | %s | %s | %s | %s |" % (name, label, got, need, res))
             name = ""
     return "\n".join(out) + "\n"
 
 
-def markdown(agg, servers, cells, cell_info, info):
+def markdown(agg, runs, servers, cells, cell_info, info):
     rps_cells = [c for c in cells if c in RPS_CELLS]
     parts = [
         "Measured %(date)s on %(machine)s, commit `%(commit)s`. " % info,
@@ -119,7 +126,10 @@ def markdown(agg, servers, cells, cell_info, info):
         "(errors and starvation: the worst run). Load average before/after: "
         "%(load_before)s / %(load_after)s.\n\n" % info,
         "Cells: " + "; ".join("**%s** %s" % (c, cell_info[c][1]) for c in cells) + ".\n\n",
-        "### Targets (issue 7)\n\n", targets_md(agg),
+        "### Targets (issue 7)\n\n",
+        "Ratios are medians of per-run ratios (the two servers measured in the same "
+        "run, minutes apart), so they are steadier than the ratio of the medians below.\n\n",
+        targets_md(agg, runs),
         "\n### Requests per second\n\n", table(agg, servers, rps_cells, "rps"),
         "\n### p99 latency (µs)\n\n", table(agg, servers, rps_cells, "p99_us"),
         "\n### Server CPU per request (µs, children included)\n\n",
