@@ -23,6 +23,9 @@ fi
 sanitize="${SS_SANITIZE:-}"
 build="build${sanitize:+-$sanitize}"
 jobs="$(nproc 2>/dev/null || echo 2)"
-cmake -S . -B "$build" -DSS_BUILD_TESTS=ON -DSS_WERROR=ON -DSS_SANITIZE="$sanitize" >/dev/null
+# RelWithDebInfo: -O2 finds warnings (maybe-uninitialized, truncation)
+# that an unoptimized build never sees, and tests run the code users run.
+cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSS_BUILD_TESTS=ON -DSS_WERROR=ON \
+      -DSS_SANITIZE="$sanitize" >/dev/null
 cmake --build "$build" -j "$jobs"
 ctest --test-dir "$build" --output-on-failure -j "$jobs"

@@ -232,9 +232,9 @@ SS_API int ss_request_peer_credentials(const ss_request *req, pid_t *pid, uid_t 
 {
     if (req->server->transport != &unix_transport)
         return -ENOTSUP;
-    pid_t p;
-    uid_t u;
-    gid_t g;
+    pid_t p = -1; /* initialized: gcc -O2 cannot see every branch fill them */
+    uid_t u = (uid_t)-1;
+    gid_t g = (gid_t)-1;
     int rc = peer_credentials(req->fd, &p, &u, &g);
     if (rc < 0)
         return rc;
