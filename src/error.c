@@ -21,6 +21,12 @@ SS_API const char *ss_strerror(int err)
         return "Datagram truncated: longer than the server's max_packet_size";
     case SS_EUNNAMEDPEER:
         return "Cannot reply: the datagram's sender has no address (unbound Unix socket)";
+    case SS_ELINETOOLONG:
+        return "Line too long";
+    case SS_EINCOMPLETE:
+        return "Connection closed in the middle of a message";
+    case SS_EFINALFLUSH:
+        return "Output pending at the end of the request could not be sent (peer gone)";
     default:
         break;
     }

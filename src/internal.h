@@ -203,6 +203,11 @@ struct ss_server {
         pid_t owner; /* ... and we are the process that bound it */
     } sockfile;
 
+    /* Stream I/O options (stream.c): copied into each new request, so a
+     * change applies to requests accepted afterwards. 0 = default. */
+    atomic_size_t read_buffer_size, write_buffer_size;
+    atomic_bool tcp_nodelay; /* read by the TCP transport at accept */
+
     /* Dispatcher options and counters (dispatch.c, dispatch_*.c). Zero is
      * "the default" for every option, so calloc is their initialisation.
      * Counts and sizes are read once, when activate starts the dispatcher;
@@ -240,6 +245,22 @@ struct ss_request {
         unsigned char *reply;
         size_t reply_len, reply_cap;
     } dgram;
+
+    /* Buffered stream I/O (stream.c), over the transport's recv/send_all.
+     * Buffers are allocated on first use and freed with the request. The
+     * reader and writer share nothing: one thread may read while another
+     * writes. */
+    struct ss__reader {
+        char *buf;
+        size_t cap, start, end; /* unread bytes: buf[start, end) */
+        bool skip_line;         /* discard through the next '\n' first */
+        int err;                /* sticky: a read_exact lost bytes */
+    } in;
+    struct ss__writer {
+        char *buf; /* allocated lazily; cap 0 = unbuffered */
+        size_t cap, len;
+        int err; /* sticky: buffered output was lost */
+    } out;
 };
 
 /* server.c */
@@ -276,6 +297,14 @@ int ss__io_send_all(int fd, const void *buf, size_t size, int timeout_ms, const 
 /* poll() one fd for `events` until deadline (-1 = forever); EINTR-safe.
  * Returns 1 ready, 0 timed out, negative errno. */
 int ss__io_wait(int fd, short events, int64_t deadline, const ss_server *srv);
+
+/* stream.c: the buffered reader/writer as the core and recv/send_all see
+ * it. ("bufio", because ss__stream_* names the stream transports' slots.) */
+void ss__bufio_init(ss_request *req);                            /* buffer sizes */
+ssize_t ss__bufio_recv(ss_request *req, void *buf, size_t size); /* buffered bytes first */
+int ss__bufio_flush(ss_request *req);       /* pending output, or the sticky error */
+int ss__bufio_final_flush(ss_request *req); /* after finish; 0 if nothing was pending */
+void ss__bufio_free(ss_request *req);
 
 /* fd.c: close-on-exec descriptors everywhere. */
 int ss__socket(int domain, int type, int protocol);

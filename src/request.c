@@ -20,6 +20,7 @@ ss_request *ss__request_new(ss_server *srv, int fd, const struct sockaddr *peer,
     req->peer_len = peer_len;
     ss__format_peer(peer, peer_len, req->peer_name, sizeof req->peer_name);
     req->timeout_ms = atomic_load(&srv->request_timeout_ms);
+    ss__bufio_init(req);
     ss__server_ref(srv);
     return req;
 }
@@ -36,6 +37,18 @@ void ss__request_fail(ss_request *req, int err)
     report(req, err);
 }
 
+/* Sends what the handler left in the writer, as Python's
+ * StreamRequestHandler.finish does. A failure here almost always means the
+ * client took its answer and left (bpo-14574), which is not the handler's
+ * fault: Python swallows it. We do not lose it, but report it as
+ * SS_EFINALFLUSH, which the default handle_error logs at debug level, and
+ * the request still counts as handled. */
+static void final_flush(ss_request *req, int handler_err)
+{
+    if (ss__bufio_final_flush(req) < 0 && handler_err >= 0)
+        report(req, SS_EFINALFLUSH);
+}
+
 int ss__request_run(ss_request *req)
 {
     const ss_handler *h = &req->server->handler;
@@ -46,6 +59,7 @@ int ss__request_run(ss_request *req)
         int finish_err = h->finish(req, data); /* runs whatever handle did */
         if (err >= 0)
             err = finish_err;
+        final_flush(req, err); /* before complete: it may feed a datagram reply */
         int complete_err = req->server->transport->complete(req);
         if (err >= 0)
             err = complete_err;
@@ -61,6 +75,7 @@ int ss__request_run(ss_request *req)
 static void request_free(ss_request *req)
 {
     ss_server *srv = req->server;
+    ss__bufio_free(req);
     free(req);
     ss__server_unref(srv);
 }
@@ -120,12 +135,16 @@ SS_API void ss_request_set_timeout(ss_request *req, int timeout_ms)
     req->timeout_ms = timeout_ms < 0 ? -1 : timeout_ms;
 }
 
+/* recv and send_all stay coherent with the stream reader and writer
+ * (stream.c): bytes already read ahead come first, output already
+ * buffered goes first. Both cost one test when the buffers are unused. */
 SS_API ssize_t ss_request_recv(ss_request *req, void *buf, size_t size)
 {
-    return req->server->transport->recv(req, buf, size);
+    return ss__bufio_recv(req, buf, size);
 }
 
 SS_API int ss_request_send_all(ss_request *req, const void *buf, size_t size)
 {
-    return req->server->transport->send_all(req, buf, size);
+    int rc = ss__bufio_flush(req);
+    return rc < 0 ? rc : req->server->transport->send_all(req, buf, size);
 }

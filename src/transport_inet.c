@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <string.h>
 
 /* Picks the address to bind from getaddrinfo's list: IPv4 first when a
@@ -114,6 +115,15 @@ static int udp_bind(ss_server *srv)
     return inet_bind(srv, SOCK_DGRAM);
 }
 
+/* The shared accept, plus what only TCP connections have. */
+static int tcp_get_request(ss_server *srv, ss_request **out)
+{
+    int rc = ss__stream_get_request(srv, out);
+    if (rc == 0 && atomic_load(&srv->tcp_nodelay))
+        set_option((*out)->fd, IPPROTO_TCP, TCP_NODELAY, 1); /* a hint: failure is harmless */
+    return rc;
+}
+
 static void inet_close(ss_server *srv)
 {
     ss__close(&srv->fd);
@@ -124,7 +134,7 @@ static const ss__transport tcp_transport = {
     .open = tcp_open,
     .bind = tcp_bind,
     .activate = ss__activate_listen,
-    .get_request = ss__stream_get_request,
+    .get_request = tcp_get_request,
     .recv = ss__stream_recv,
     .send_all = ss__stream_send_all,
     .complete = ss__stream_complete,

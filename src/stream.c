@@ -1,0 +1,293 @@
+/* Buffered stream I/O on a request (Python's rfile/wfile): a reader with
+ * read_line / read_exact / read_some and a writer with write / flush. Both
+ * sit on the transport's recv/send_all slots, so the same calls read a TCP
+ * stream or a datagram's packet, and write to a socket or into a datagram
+ * reply. Buffers are allocated on first use: a handler that never calls
+ * these functions costs nothing beyond two sizes copied per request. */
+#include "internal.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DEFAULT_READ_BUFFER ((size_t)8192)
+#define MAX_BUFFER          ((size_t)1 << 30)
+
+/* ---- options ---- */
+
+SS_API int ss_server_set_read_buffer_size(ss_server *srv, size_t size)
+{
+    if (size == 0 || size > MAX_BUFFER)
+        return -EINVAL;
+    atomic_store(&srv->read_buffer_size, size);
+    return 0;
+}
+
+SS_API int ss_server_set_write_buffer_size(ss_server *srv, size_t size)
+{
+    if (size > MAX_BUFFER)
+        return -EINVAL;
+    atomic_store(&srv->write_buffer_size, size);
+    return 0;
+}
+
+SS_API void ss_server_set_tcp_nodelay(ss_server *srv, bool on)
+{
+    atomic_store(&srv->tcp_nodelay, on);
+}
+
+void ss__bufio_init(ss_request *req)
+{
+    size_t rsize = atomic_load(&req->server->read_buffer_size);
+    req->in.cap = rsize != 0 ? rsize : DEFAULT_READ_BUFFER;
+    req->out.cap = atomic_load(&req->server->write_buffer_size);
+}
+
+void ss__bufio_free(ss_request *req)
+{
+    free(req->in.buf);
+    free(req->out.buf);
+    req->in.buf = req->out.buf = NULL;
+}
+
+/* ---- reader internals ---- */
+
+static size_t buffered(const struct ss__reader *r)
+{
+    return r->end - r->start;
+}
+
+/* Hands out up to `size` buffered bytes. */
+static size_t take(struct ss__reader *r, void *buf, size_t size)
+{
+    size_t n = buffered(r) < size ? buffered(r) : size;
+    if (n == 0)
+        return 0; /* r->buf may still be NULL: memcpy must not see it */
+    memcpy(buf, r->buf + r->start, n);
+    r->start += n;
+    if (r->start == r->end)
+        r->start = r->end = 0;
+    return n;
+}
+
+/* Makes room for at least `want` unread bytes: allocates on first use,
+ * grows when a caller's line limit is larger than the buffer. */
+static int reserve(struct ss__reader *r, size_t want)
+{
+    size_t cap = r->cap > want ? r->cap : want;
+    if (r->buf == NULL || cap > r->cap) {
+        char *grown = realloc(r->buf, cap);
+        if (grown == NULL)
+            return -ENOMEM;
+        r->buf = grown;
+        r->cap = cap;
+    }
+    return 0;
+}
+
+/* One transport read appended to the buffer, after moving unread bytes
+ * to the front. Returns the count, 0 at end of stream, or an error. */
+static ssize_t fill(ss_request *req)
+{
+    struct ss__reader *r = &req->in;
+    if (r->start > 0) {
+        memmove(r->buf, r->buf + r->start, buffered(r));
+        r->end -= r->start;
+        r->start = 0;
+    }
+    ssize_t n = req->server->transport->recv(req, r->buf + r->end, r->cap - r->end);
+    if (n > 0)
+        r->end += (size_t)n;
+    return n;
+}
+
+/* Discards the rest of an over-long line, through its '\n'. Returns 0 when
+ * done (or at end of stream), or the error that interrupted it; the skip
+ * then resumes on the next call. */
+static int skip_line_rest(ss_request *req)
+{
+    struct ss__reader *r = &req->in;
+    while (r->skip_line) {
+        char *nl = memchr(r->buf + r->start, '\n', buffered(r));
+        if (nl != NULL) {
+            r->start = (size_t)(nl - r->buf) + 1;
+            r->skip_line = false;
+            break;
+        }
+        r->start = r->end = 0;
+        ssize_t n = fill(req);
+        if (n <= 0) {
+            r->skip_line = n < 0;
+            return (int)n;
+        }
+    }
+    return 0;
+}
+
+/* What every read does first: report a broken stream, finish a skip. */
+static int settle(ss_request *req)
+{
+    if (req->in.err != 0)
+        return req->in.err;
+    return req->in.skip_line ? skip_line_rest(req) : 0;
+}
+
+/* settle, for the calls that return a count of up to `size` bytes. */
+static int begin_read(ss_request *req, size_t size)
+{
+    return size > SSIZE_MAX ? -EINVAL : settle(req);
+}
+
+/* ---- reader API ---- */
+
+ssize_t ss__bufio_recv(ss_request *req, void *buf, size_t size)
+{
+    struct ss__reader *r = &req->in;
+    if (r->err == 0 && !r->skip_line && buffered(r) == 0) /* the common case */
+        return req->server->transport->recv(req, buf, size);
+    int rc = settle(req);
+    if (rc < 0)
+        return rc;
+    if (buffered(r) > 0 || size == 0)
+        return (ssize_t)take(r, buf, size);
+    return req->server->transport->recv(req, buf, size);
+}
+
+/* Copies a line of n bytes out of the buffer and NUL-terminates it. */
+static ssize_t hand_out_line(struct ss__reader *r, char *buf, size_t n)
+{
+    take(r, buf, n);
+    buf[n] = '\0';
+    return (ssize_t)n;
+}
+
+SS_API ssize_t ss_request_read_line(ss_request *req, char *buf, size_t size)
+{
+    if (size < 2)
+        return -EINVAL;
+    struct ss__reader *r = &req->in;
+    size_t limit = size - 1;
+    int rc = begin_read(req, limit);
+    if (rc == 0)
+        rc = reserve(r, limit);
+    if (rc < 0)
+        return rc;
+    for (size_t scanned = 0;;) {
+        size_t avail = buffered(r) < limit ? buffered(r) : limit;
+        char *nl = memchr(r->buf + r->start + scanned, '\n', avail - scanned);
+        if (nl != NULL)
+            return hand_out_line(r, buf, (size_t)(nl - (r->buf + r->start)) + 1);
+        if (avail == limit) {
+            hand_out_line(r, buf, limit);
+            r->skip_line = true;
+            return SS_ELINETOOLONG;
+        }
+        scanned = avail;
+        ssize_t n = fill(req);
+        if (n < 0)
+            return n; /* the partial line stays buffered for the next call */
+        if (n == 0)
+            return hand_out_line(r, buf, buffered(r)); /* last line, or 0 */
+    }
+}
+
+/* The part of read_exact that needs the socket: large remainders go
+ * straight into the caller's memory, small ones through the buffer. */
+static ssize_t read_more(ss_request *req, char *dst, size_t want)
+{
+    struct ss__reader *r = &req->in;
+    if (want >= r->cap)
+        return req->server->transport->recv(req, dst, want);
+    int rc = reserve(r, r->cap);
+    if (rc < 0)
+        return rc;
+    ssize_t n = fill(req);
+    return n > 0 ? (ssize_t)take(r, dst, want) : n;
+}
+
+SS_API ssize_t ss_request_read_exact(ss_request *req, void *buf, size_t size)
+{
+    int rc = begin_read(req, size);
+    if (rc < 0)
+        return rc;
+    char *dst = buf;
+    size_t got = take(&req->in, dst, size);
+    while (got < size) {
+        ssize_t n = read_more(req, dst + got, size - got);
+        if (n <= 0 && got == 0)
+            return n; /* nothing consumed: clean EOF, or a retryable error */
+        if (n == 0)
+            n = SS_EINCOMPLETE;
+        if (n < 0) {
+            req->in.err = (int)n; /* bytes were consumed and are lost */
+            return n;
+        }
+        got += (size_t)n;
+    }
+    return (ssize_t)size;
+}
+
+SS_API ssize_t ss_request_read_some(ss_request *req, void *buf, size_t size)
+{
+    int rc = begin_read(req, size);
+    if (rc < 0)
+        return rc;
+    struct ss__reader *r = &req->in;
+    if (buffered(r) > 0 || size == 0)
+        return (ssize_t)take(r, buf, size);
+    return read_more(req, buf, size);
+}
+
+/* ---- writer ---- */
+
+int ss__bufio_flush(ss_request *req)
+{
+    struct ss__writer *w = &req->out;
+    if (w->err != 0 || w->len == 0)
+        return w->err;
+    int rc = req->server->transport->send_all(req, w->buf, w->len);
+    w->len = 0;
+    if (rc < 0)
+        w->err = rc; /* how much of it left is unknown: the stream is broken */
+    return rc;
+}
+
+int ss__bufio_final_flush(ss_request *req)
+{
+    return req->out.len == 0 ? 0 : ss__bufio_flush(req);
+}
+
+SS_API int ss_request_flush(ss_request *req)
+{
+    return ss__bufio_flush(req);
+}
+
+/* Appends to the buffer, allocating it on first use. */
+static int append(struct ss__writer *w, const void *buf, size_t size)
+{
+    if (w->buf == NULL && (w->buf = malloc(w->cap)) == NULL)
+        return -ENOMEM;
+    memcpy(w->buf + w->len, buf, size);
+    w->len += size;
+    return 0;
+}
+
+SS_API ssize_t ss_request_write(ss_request *req, const void *buf, size_t size)
+{
+    struct ss__writer *w = &req->out;
+    if (size > SSIZE_MAX)
+        return -EINVAL;
+    if (w->err != 0 || size == 0)
+        return w->err;
+    int rc = 0;
+    if (w->cap > 0 && size <= w->cap - w->len) {
+        rc = append(w, buf, size); /* fits: no system call */
+    } else {                       /* unbuffered (cap 0) always comes here, with nothing pending */
+        rc = ss__bufio_flush(req);
+        if (rc == 0)
+            rc = size < w->cap ? append(w, buf, size)
+                               : req->server->transport->send_all(req, buf, size);
+    }
+    return rc < 0 ? rc : (ssize_t)size;
+}
