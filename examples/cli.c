@@ -9,11 +9,13 @@
 
 static ss_server *running_server;
 
+/* docs:begin signal-handler */
 static void on_stop_signal(int sig)
 {
     (void)sig;
     ss_server_request_shutdown(running_server); /* async-signal-safe */
 }
+/* docs:end signal-handler */
 
 static void usage(FILE *out, const char *name)
 {
@@ -77,6 +79,7 @@ int cli_parse(int argc, char **argv, const char *name, cli_options *opts)
     return -1;
 }
 
+/* docs:begin install-signals */
 static void install_stop_signals(void)
 {
     struct sigaction sa;
@@ -87,6 +90,7 @@ static void install_stop_signals(void)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
 }
+/* docs:end install-signals */
 
 /* ss_server_new, with --workers applied before activate sizes the pool
  * (the sync and threading dispatchers ignore it). */
@@ -118,13 +122,25 @@ int cli_serve(const cli_options *opts, const ss_handler *handler, void *data)
         fprintf(stderr, "%s: cannot listen on %s: %s\n", opts->name, opts->listen, ss_strerror(rc));
         return 1;
     }
+    /* docs:begin nodelay */
+    /* Every example answers with whole messages, one send each, so let
+     * each send leave at once (the Nagle/delayed-ACK trap: see "Performance"
+     * in docs/tutorial.md). */
+    ss_server_set_tcp_nodelay(srv, true);
+    /* docs:end nodelay */
+    if (opts->configure != NULL)
+        opts->configure(srv);
+    /* Before the "listening" line: a tool that signals as soon as it reads
+     * it must find the handler in place, not the default (kill). */
+    running_server = srv;
+    install_stop_signals();
     char address[128];
     ss_server_address(srv, address, sizeof address);
     printf("listening on %s\n", address);
     fflush(stdout);
-    running_server = srv;
-    install_stop_signals();
     rc = ss_server_serve_forever(srv, 500);
+    if (opts->stopping != NULL)
+        opts->stopping(srv);
     /* Ctrl-C means now: handlers still busy with connected clients are not
      * waited for (exiting ends their threads; forked children finish their
      * client on their own), and a pool's queued clients are disconnected. */

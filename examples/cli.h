@@ -16,6 +16,12 @@ typedef struct cli_options {
     const ss_dispatcher *mode; /* default: threading */
     int workers;               /* --workers: pool threads / forking children; 0 = default */
     bool quiet;
+    /* Optional, set by a program after cli_parse. configure runs once the
+     * server listens, before it serves (options, hooks); stopping runs
+     * after the loop has stopped, before the server is closed (end what
+     * keeps handlers busy, so closing does not wait for them forever). */
+    void (*configure)(ss_server *srv);
+    void (*stopping)(ss_server *srv);
 } cli_options;
 
 /* Parses argv into opts. Returns -1 to go on, or the exit status to end

@@ -1,24 +1,30 @@
-/* Echo: every byte a client sends comes straight back. */
+/* Echo: every byte a client sends comes straight back. Written with the
+ * stream calls (Python's StreamRequestHandler), so the same handler also
+ * answers each datagram of udp:// or unixgram: with one reply. */
 #include "cli.h"
 
 #include <errno.h>
 
 static cli_options opts;
 
+/* docs:begin echo */
 static int handle(ss_request *req, void *data)
 {
     (void)data;
     cli_log(&opts, "%s connected", ss_request_client_name(req));
-    char buf[4096];
+    char buf[16384];
     ssize_t n;
-    while ((n = ss_request_recv(req, buf, sizeof buf)) > 0) {
-        int rc = ss_request_send_all(req, buf, (size_t)n);
+    /* read_some: whatever has arrived, up to sizeof buf; write: unbuffered
+     * (the default), so each answer leaves at once, in one piece */
+    while ((n = ss_request_read_some(req, buf, sizeof buf)) > 0) {
+        ssize_t rc = ss_request_write(req, buf, (size_t)n);
         if (rc < 0)
-            return rc;
+            return (int)rc;
     }
     cli_log(&opts, "%s disconnected", ss_request_client_name(req));
-    return n == -ECANCELED ? 0 : (int)n;
+    return n == -ECANCELED ? 0 : (int)n; /* -ECANCELED: stopping (sync mode) */
 }
+/* docs:end echo */
 
 static const ss_handler echo_handler = {.version = SS_HANDLER_VERSION, .handle = handle};
 

@@ -26,6 +26,7 @@ static int read_reply(int fd, char *buf, size_t want)
     return 0;
 }
 
+/* docs:begin converse */
 static int converse(int fd)
 {
     char line[4096], reply[4096];
@@ -50,6 +51,7 @@ static int converse(int fd)
         printf("received: %s\n", reply);
     }
 }
+/* docs:end converse */
 
 int main(int argc, char **argv)
 {

@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -287,6 +288,112 @@ static void test_interactive_client(void **state)
     assert_int_equal(reap(&server), 0);
 }
 
+/* ---- the tutorial's chat, robust and line servers ---- */
+
+/* Reads exactly strlen(want) bytes and compares. */
+static void expect(int fd, const char *want)
+{
+    char got[512] = {0};
+    size_t n = strlen(want);
+    assert_true(n < sizeof got);
+    assert_int_equal(ts_recv_exact(fd, got, n), n);
+    assert_string_equal(got, want);
+}
+
+/* "127.0.0.1:PORT: text\n", as the chat server prefixes a client's line. */
+static void chat_line(int fd, const char *text, char *out, size_t size)
+{
+    struct sockaddr_in me;
+    socklen_t len = sizeof me;
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&me, &len), 0);
+    snprintf(out, size, "127.0.0.1:%d: %s\n", ntohs(me.sin_port), text);
+}
+
+static void test_chat_broadcast_survives_a_vanished_client(void **state)
+{
+    (void)state;
+    child c;
+    char url[128], line[3][128];
+    start_server(&c, CHAT_SERVER, "tcp://127.0.0.1:0", url, sizeof url);
+    int fd[3];
+    for (int i = 0; i < 3; i++) { /* one by one: its own echo proves it joined */
+        fd[i] = ts_connect_url(url);
+        chat_line(fd[i], "ping", line[i], sizeof line[i]);
+        ts_send(fd[i], "ping\n", 5);
+        for (int j = 0; j <= i; j++)
+            expect(fd[j], line[i]);
+    }
+    ts_send(fd[0], "hello all\r\n", 11);
+    chat_line(fd[0], "hello all", line[0], sizeof line[0]);
+    for (int i = 0; i < 3; i++)
+        expect(fd[i], line[0]);
+    struct linger hard = {.l_onoff = 1, .l_linger = 0};
+    setsockopt(fd[2], SOL_SOCKET, SO_LINGER, &hard, sizeof hard);
+    close(fd[2]); /* vanishes with a reset */
+    ts_send(fd[1], "still here\n", 11);
+    chat_line(fd[1], "still here", line[1], sizeof line[1]);
+    expect(fd[0], line[1]);
+    expect(fd[1], line[1]);
+    kill(c.pid, SIGINT); /* with clients connected */
+    assert_int_equal(reap(&c), 0);
+    assert_true(ts_sees_eof(fd[0]));
+    close(fd[0]);
+    close(fd[1]);
+}
+
+static void test_robust_server_refuses_invalid_utf8(void **state)
+{
+    (void)state;
+    child c;
+    char url[128];
+    start_server(&c, ROBUST_SERVER, "tcp://127.0.0.1:0", url, sizeof url);
+    int fd = ts_connect_url(url);
+    ts_send(fd, "h\xc3\xa9llo", 6);
+    expect(fd, "H\xc3\xa9LLO");
+    ts_send(fd, "\xff\xfe", 2);
+    expect(fd, "Invalid UTF-8 data received");
+    ts_send(fd, "\xc3", 1); /* a character split across two sends */
+    ts_send(fd, "\xa9!", 2);
+    expect(fd, "\xc3\xa9!");
+    close(fd);
+    char log[4096];
+    /* each client has its own thread (the default mode): read the first
+     * one's log before the second can write between its lines */
+    read_all(c.err, log, sizeof log, "disconnected");
+    assert_non_null(strstr(log, "sent invalid UTF-8"));
+    assert_non_null(strstr(log, "disconnected"));
+    fd = ts_connect_url(url);
+    ts_send(fd, "x", 1);
+    expect(fd, "X");
+    struct linger hard = {.l_onoff = 1, .l_linger = 0};
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &hard, sizeof hard);
+    close(fd);
+    read_all(c.err, log, sizeof log, "reset the connection");
+    assert_non_null(strstr(log, "reset the connection"));
+    kill(c.pid, SIGINT);
+    assert_int_equal(reap(&c), 0);
+}
+
+static void test_line_server_commands_and_long_line(void **state)
+{
+    (void)state;
+    child c;
+    char url[128];
+    start_server(&c, LINE_SERVER, "tcp://127.0.0.1:0", url, sizeof url);
+    int fd = ts_connect_url(url);
+    ts_send(fd, "echo hi\r\nUPPER abc\nbogus\n", 25);
+    char flood[3000];
+    memset(flood, 'x', sizeof flood);
+    flood[sizeof flood - 1] = '\n';
+    ts_send(fd, flood, sizeof flood);
+    ts_send(fd, "QUIT\n", 5);
+    expect(fd, "OK hi\nOK ABC\nERR unknown command\nERR line too long\nOK bye\n");
+    assert_true(ts_sees_eof(fd));
+    close(fd);
+    kill(c.pid, SIGTERM);
+    assert_int_equal(reap(&c), 0);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN); /* writing to a child that died must fail the test, not kill it */
@@ -301,6 +408,9 @@ int main(void)
         cmocka_unit_test(test_help_exits_0),
         cmocka_unit_test(test_listen_failure_exit_1),
         cmocka_unit_test(test_interactive_client),
+        cmocka_unit_test(test_chat_broadcast_survives_a_vanished_client),
+        cmocka_unit_test(test_robust_server_refuses_invalid_utf8),
+        cmocka_unit_test(test_line_server_commands_and_long_line),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
