@@ -462,8 +462,8 @@ typedef bool (*ss_verify_fn)(ss_server *srv, ss_request *req, void *data);
 SS_API void ss_server_on_verify_request(ss_server *srv, ss_verify_fn fn);
 
 /* Called once per failed request with the first error a handler returned.
- * Runs where the handler ran. Default: one line on stderr with the client
- * address and ss_strerror(err). */
+ * Runs where the handler ran. Default: an SS_LOG_ERROR message (see
+ * ss_server_set_log) with the client address and ss_strerror(err). */
 typedef void (*ss_error_fn)(ss_server *srv, ss_request *req, int err, void *data);
 SS_API void ss_server_on_handle_error(ss_server *srv, ss_error_fn fn);
 
@@ -475,6 +475,29 @@ SS_API void ss_server_on_handle_timeout(ss_server *srv, ss_server_fn fn);
 /* Called on every iteration of serve_forever(), in the serving thread.
  * Default: nothing. */
 SS_API void ss_server_on_service_actions(ss_server *srv, ss_server_fn fn);
+
+/* Library messages (accept failures, default handle_error reports, ...).
+ * Levels, least to most severe. */
+typedef enum ss_log_level {
+    SS_LOG_DEBUG,
+    SS_LOG_INFO,
+    SS_LOG_WARNING,
+    SS_LOG_ERROR,
+} ss_log_level;
+
+/* Receives every library message for a server, already formatted (no
+ * trailing newline), with the `data` given at creation. May run in the
+ * serving thread or in a handler's thread; must be thread-safe when a
+ * concurrent dispatcher is used. */
+typedef void (*ss_log_fn)(ss_server *srv, ss_log_level level, const char *message, void *data);
+
+/* Routes the server's messages to fn; NULL restores the default, which
+ * prints warnings and errors as one "socketserver: ..." line on stderr and
+ * drops debug and info messages. Set before serving. */
+SS_API void ss_server_set_log(ss_server *srv, ss_log_fn fn);
+
+/* "debug", "info", "warning" or "error". */
+SS_API const char *ss_log_level_name(ss_log_level level);
 
 /* ------------------------------------------------------------------------ */
 /* Server queries                                                           */
@@ -502,8 +525,13 @@ typedef struct ss_stats {
     uint64_t handled;        /* handler ran to completion without error */
     uint64_t handler_errors; /* handle_error calls */
     uint64_t closed;         /* requests shut down (every accepted one, once) */
-    uint64_t accept_errors;  /* accept()/recvfrom() failures */
+    uint64_t accept_errors;  /* accept()/recvfrom() failures, every kind */
     uint64_t timeouts;       /* handle_timeout calls */
+    uint64_t accept_emfile;  /* ... of which: per-process fd limit */
+    uint64_t accept_enfile;  /* system-wide fd limit */
+    uint64_t accept_enobufs; /* no socket buffers */
+    uint64_t accept_enomem;  /* no memory */
+    uint64_t shed;           /* clients closed unserved while out of resources */
 } ss_stats;
 SS_API void ss_server_stats(const ss_server *srv, ss_stats *out);
 

@@ -157,6 +157,7 @@ typedef enum ss__state {
 typedef struct ss__counters {
     atomic_uint_fast64_t accepted, rejected, handled, handler_errors, closed, accept_errors,
         timeouts;
+    atomic_uint_fast64_t accept_emfile, accept_enfile, accept_enobufs, accept_enomem, shed;
 } ss__counters;
 
 struct ss_server {
@@ -182,7 +183,12 @@ struct ss_server {
     ss_error_fn handle_error;
     ss_server_fn handle_timeout, service_actions;
 
-    int64_t accept_resume_at; /* monotonic ms; 0 = accepting normally */
+    /* accept policy (accept_policy.c); touched only by the serving thread */
+    int spare_fd;             /* given up to shed a client when out of fds */
+    int accept_backoff_ms;    /* 0 = accepting normally */
+    int64_t accept_resume_at; /* monotonic ms */
+    uint64_t burst_errors;
+    ss_log_fn log; /* NULL = stderr */
     atomic_bool stop_requested;
     pthread_mutex_t lock; /* guards serving and serving_thread */
     pthread_cond_t loop_exited;
@@ -311,6 +317,20 @@ int ss__socket(int domain, int type, int protocol);
 int ss__accept(int fd, struct sockaddr *sa, socklen_t *len);
 int ss__pipe(int fds[2]); /* both ends close-on-exec and non-blocking */
 void ss__close(int *fd);  /* close if >= 0, then set to -1; keeps errno */
+
+/* accept_policy.c */
+int ss__accept_policy_init(ss_server *srv);
+void ss__accept_policy_close(ss_server *srv);
+void ss__accept_failed(ss_server *srv, int err);
+void ss__accept_succeeded(ss_server *srv);
+int ss__accept_pause_ms(const ss_server *srv); /* > 0 while backing off */
+
+/* log.c: format and route one library message. */
+void ss__log(ss_server *srv, ss_log_level level, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
 
 /* Default handle_error: one line on stderr. */
 void ss__report_error(ss_server *srv, ss_request *req, int err, void *data);

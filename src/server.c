@@ -10,10 +10,6 @@
 #include <string.h>
 #include <unistd.h>
 
-/* After a resource error (EMFILE, ...) the listener is left alone this
- * long, so a full fd table does not turn the loop into a busy spin. */
-#define ACCEPT_PAUSE_MS 100
-
 /* ---- defaults for every optional slot, so the core never tests NULL ---- */
 
 static int handler_step_none(ss_request *req, void *data)
@@ -39,11 +35,12 @@ static void server_hook_none(ss_server *srv, void *data)
 
 void ss__report_error(ss_server *srv, ss_request *req, int err, void *data)
 {
-    (void)srv;
     (void)data;
     const char *peer = req != NULL ? ss_request_client_name(req) : "";
-    fprintf(stderr, "socketserver: error processing request from %s: %s\n",
-            *peer ? peer : "(unnamed peer)", ss_strerror(err));
+    /* A peer that left before the final flush is routine (bpo-14574). */
+    ss_log_level level = err == SS_EFINALFLUSH ? SS_LOG_DEBUG : SS_LOG_ERROR;
+    ss__log(srv, level, "error processing request from %s: %s", *peer ? peer : "(unnamed peer)",
+            ss_strerror(err));
 }
 
 /* ---- reference counting: the owner plus every live request ---- */
@@ -51,6 +48,7 @@ void ss__report_error(ss_server *srv, ss_request *req, int err, void *data)
 static void destroy(ss_server *srv)
 {
     ss__close(&srv->fd);
+    ss__accept_policy_close(srv);
     /* The wake pipe lives as long as the memory: a request still running
      * on another thread may write to it, and a closed number could already
      * belong to some unrelated file. */
@@ -98,7 +96,7 @@ static ss_server *alloc_server(const ss_dispatcher *dispatcher, const ss_handler
     copy_handler(srv, handler);
     srv->data = data;
     srv->dispatch = dispatcher != NULL ? dispatcher : ss_dispatch_sync();
-    srv->fd = srv->wake_read = srv->wake_write = -1;
+    srv->fd = srv->wake_read = srv->wake_write = srv->spare_fd = -1;
     srv->reuse_address = true;
     srv->backlog = SOMAXCONN;
     atomic_init(&srv->timeout_ms, -1);
@@ -137,8 +135,10 @@ SS_API int ss_server_create(ss_server **out, const char *url, const ss_dispatche
     if (rc == 0) {
         srv->wake_read = fds[0];
         srv->wake_write = fds[1];
-        rc = transport->open(srv);
+        rc = ss__accept_policy_init(srv);
     }
+    if (rc == 0)
+        rc = transport->open(srv);
     if (rc < 0) {
         ss__server_unref(srv);
         return rc;
@@ -194,6 +194,7 @@ SS_API void ss_server_close(ss_server *srv)
     if (srv->state == SS__ACTIVE)
         srv->dispatch->close(srv);
     srv->transport->close(srv);
+    ss__accept_policy_close(srv);
     srv->state = SS__CLOSED;
 }
 
@@ -276,7 +277,7 @@ static int min_wait(int a, int b)
 
 static bool listener_wanted(ss_server *srv)
 {
-    return ss__now_ms() >= srv->accept_resume_at && srv->dispatch->accepting(srv);
+    return ss__accept_pause_ms(srv) == 0 && srv->dispatch->accepting(srv);
 }
 
 /* Waits up to timeout_ms (negative: no limit) for the listener or the
@@ -288,8 +289,9 @@ static int wait_event(ss_server *srv, int timeout_ms)
                           {.fd = srv->fd, .events = POLLIN}};
     nfds_t n = listener_wanted(srv) ? 2 : 1;
     int wait = min_wait(timeout_ms, srv->dispatch->max_wait_ms(srv));
-    if (n == 1 && srv->accept_resume_at > 0)
-        wait = min_wait(wait, (int)(srv->accept_resume_at - ss__now_ms()) + 1);
+    int paused = ss__accept_pause_ms(srv);
+    if (paused > 0)
+        wait = min_wait(wait, paused);
     int rc = poll(p, n, wait);
     if (rc < 0)
         return errno == EINTR ? 0 : -errno;
@@ -298,36 +300,15 @@ static int wait_event(ss_server *srv, int timeout_ms)
     return n == 2 && p[1].revents != 0;
 }
 
-static bool is_resource_error(int err)
-{
-    return err == -EMFILE || err == -ENFILE || err == -ENOBUFS || err == -ENOMEM;
-}
-
-/* Per-connection failures (the client reset before we accepted, ...) are
- * skipped; running out of descriptors or memory pauses accepting instead of
- * spinning on a listener that stays readable. */
-static void accept_failed(ss_server *srv, int err)
-{
-    if (err == -EAGAIN || err == -EWOULDBLOCK || err == -EINTR)
-        return;
-    atomic_fetch_add(&srv->count.accept_errors, 1);
-    if (!is_resource_error(err))
-        return;
-    if (srv->accept_resume_at == 0)
-        fprintf(stderr, "socketserver: accept failed: %s; pausing new connections\n",
-                ss_strerror(err));
-    srv->accept_resume_at = ss__now_ms() + ACCEPT_PAUSE_MS;
-}
-
 static void handle_one(ss_server *srv)
 {
     ss_request *req = NULL;
     int rc = srv->transport->get_request(srv, &req);
     if (rc < 0) {
-        accept_failed(srv, rc);
+        ss__accept_failed(srv, rc);
         return;
     }
-    srv->accept_resume_at = 0;
+    ss__accept_succeeded(srv);
     atomic_fetch_add(&srv->count.accepted, 1);
     if (!srv->verify_request(srv, req, srv->data)) {
         atomic_fetch_add(&srv->count.rejected, 1);
@@ -509,5 +490,10 @@ SS_API void ss_server_stats(const ss_server *srv, ss_stats *out)
     out->handler_errors = atomic_load(&c->handler_errors);
     out->closed = atomic_load(&c->closed);
     out->accept_errors = atomic_load(&c->accept_errors);
+    out->accept_emfile = atomic_load(&c->accept_emfile);
+    out->accept_enfile = atomic_load(&c->accept_enfile);
+    out->accept_enobufs = atomic_load(&c->accept_enobufs);
+    out->accept_enomem = atomic_load(&c->accept_enomem);
+    out->shed = atomic_load(&c->shed);
     out->timeouts = atomic_load(&c->timeouts);
 }
