@@ -4,7 +4,7 @@
 # with warnings as errors, and runs the whole ctest suite.
 #
 #   scripts/test.sh                      normal build in build/
-#   SS_SANITIZE=address,undefined scripts/test.sh   sanitizer build in build-address,undefined/
+#   SS_SANITIZE=address,undefined scripts/test.sh   sanitizer build in build-address-undefined/
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,7 +21,8 @@ if ! have_cmocka; then
 fi
 
 sanitize="${SS_SANITIZE:-}"
-build="build${sanitize:+-$sanitize}"
+# no comma in the directory name: it would split the linker's -Wl,-rpath
+build="build${sanitize:+-${sanitize//,/-}}"
 jobs="$(nproc 2>/dev/null || echo 2)"
 # RelWithDebInfo: -O2 finds warnings (maybe-uninitialized, truncation)
 # that an unoptimized build never sees, and tests run the code users run.

@@ -12,6 +12,19 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+/* Sanitizer builds shadow every allocation, so memory bounds measured
+ * through RSS only mean something without them. */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define TS_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define TS_SANITIZED 1
+#endif
+#endif
+#ifndef TS_SANITIZED
+#define TS_SANITIZED 0
+#endif
+
 /* A server running serve_forever() in a thread of its own. */
 typedef struct ts_runner {
     ss_server *server;
