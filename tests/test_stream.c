@@ -540,6 +540,47 @@ static void test_final_flush_to_vanished_peer_is_reported_not_fatal(void **state
     ss_server_free(srv);
 }
 
+typedef struct log_probe {
+    atomic_int debug, error;
+} log_probe;
+
+static void count_levels(ss_server *srv, ss_log_level level, const char *message, void *data)
+{
+    (void)srv;
+    log_probe *l = data;
+    if (strstr(message, ss_strerror(SS_EFINALFLUSH)) == NULL)
+        return;
+    atomic_fetch_add(level == SS_LOG_DEBUG ? &l->debug : &l->error, 1);
+}
+
+static int write_after_reset(ss_request *req, void *data)
+{
+    (void)data;
+    char buf[8];
+    ss_request_recv(req, buf, sizeof buf);
+    ssize_t rc = ss_request_write(req, "late", 4);
+    return rc < 0 ? (int)rc : 0;
+}
+
+static void test_default_hook_logs_final_flush_at_debug_level(void **state)
+{
+    (void)state;
+    log_probe l = {0};
+    ss_handler h = {.version = SS_HANDLER_VERSION, .handle = write_after_reset};
+    ss_server *srv;
+    assert_int_equal(ss_server_new(&srv, "tcp://127.0.0.1:0", NULL, &h, &l), 0);
+    ss_server_set_log(srv, count_levels);
+    ss_server_set_write_buffer_size(srv, 1024);
+    int fd = ts_connect(srv);
+    struct linger hard = {.l_onoff = 1, .l_linger = 0};
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &hard, sizeof hard);
+    close(fd);
+    assert_int_equal(ss_server_handle_request(srv), 0);
+    assert_int_equal(atomic_load(&l.debug), 1);
+    assert_int_equal(atomic_load(&l.error), 0);
+    ss_server_free(srv);
+}
+
 /* ---- datagrams: the same calls over a packet and its reply ---- */
 
 static int upper_lines(ss_request *req, void *data)
@@ -592,6 +633,7 @@ int main(void)
         cmocka_unit_test(test_buffered_writes_wait_for_flush),
         cmocka_unit_test(test_writer_timeout_is_sticky),
         cmocka_unit_test(test_final_flush_to_vanished_peer_is_reported_not_fatal),
+        cmocka_unit_test(test_default_hook_logs_final_flush_at_debug_level),
         cmocka_unit_test(test_datagram_reader_and_writer),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
