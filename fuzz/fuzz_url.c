@@ -29,8 +29,7 @@ static void format_as_sockaddr(const uint8_t *data, size_t size)
     memcpy(&sa, data, n);
     char small[8], url[128];
     ss__format_peer((struct sockaddr *)&sa, (socklen_t)n, small, sizeof small);
-    int rc = ss__format_url(SS__SCHEME_UNIX, (struct sockaddr *)&sa, (socklen_t)n, url,
-                            sizeof url);
+    int rc = ss__format_url(SS__SCHEME_UNIX, (struct sockaddr *)&sa, (socklen_t)n, url, sizeof url);
     if (rc >= 0 && (size_t)rc != strlen(url))
         abort();
 }
