@@ -8,7 +8,7 @@
 # build compiles (examples/, docs/snippets/), so a block that no longer
 # compiles, or no longer matches the code, fails this check.
 #
-# Checked pages: docs/tutorial.md and docs/python-to-c.md always, and any
+# Checked pages: README.md, docs/tutorial.md and docs/python-to-c.md always, and any
 # other docs/*.md that uses a snippet marker (a page opts in with its first
 # marker; pages without one only get a note).
 #
@@ -19,12 +19,12 @@ cd "$(dirname "$0")/.."
 update=0
 [ "${1:-}" = "--update" ] && update=1
 status=0
-for md in docs/tutorial.md docs/python-to-c.md; do
+for md in README.md docs/tutorial.md docs/python-to-c.md; do
     [ -f "$md" ] || { echo "$md is missing" >&2; status=1; }
 done
-for md in docs/*.md; do
+for md in README.md docs/*.md; do
     case "$md" in
-    docs/tutorial.md | docs/python-to-c.md) ;;
+    README.md | docs/tutorial.md | docs/python-to-c.md) ;;
     *)
         if ! grep -q '^<!-- snippet: ' "$md"; then
             blocks="$(grep -c '^```c$' "$md" || true)"
