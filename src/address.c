@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/un.h>
 
 static const struct {
@@ -218,4 +219,17 @@ bool ss__sockaddr_unnamed(const struct sockaddr *sa, socklen_t len)
      * the family and no path bytes (elsewhere). */
     return len == 0 ||
            (sa->sa_family == AF_UNIX && len <= (socklen_t)offsetof(struct sockaddr_un, sun_path));
+}
+
+/* RFC 6761, section 6.3: "localhost" and the names under it are the
+ * loopback address, whatever /etc/hosts or DNS say. A container or a fresh
+ * chroot may have no hosts file at all, and the examples' default address
+ * is tcp://localhost:9999. */
+bool ss__is_localhost(const char *host)
+{
+    static const char name[] = "localhost";
+    size_t n = strlen(host), k = sizeof name - 1;
+    if (n < k || strcasecmp(host + n - k, name) != 0)
+        return false;
+    return n == k || host[n - k - 1] == '.';
 }

@@ -27,13 +27,12 @@ static int try_connect(const struct addrinfo *ai)
  * server given the same name binds IPv4 (see transport_inet.c), and for UDP,
  * where connect() cannot tell whether anybody is there, the first address
  * is the only one tried. */
-static int connect_inet(const ss__url *url, int socktype)
+static int connect_host(const char *host, const char *port, int socktype)
 {
     struct addrinfo hints = {
         .ai_family = AF_UNSPEC, .ai_socktype = socktype, .ai_flags = AI_NUMERICSERV};
     struct addrinfo *list = NULL;
-    const char *host = url->host[0] != '\0' ? url->host : "localhost";
-    int gai = getaddrinfo(host, url->port, &hints, &list);
+    int gai = getaddrinfo(host, port, &hints, &list);
     if (gai != 0)
         return gai == EAI_SYSTEM && errno != 0 ? -errno : SS_ERESOLVE;
     int rc = -ECONNREFUSED;
@@ -42,6 +41,19 @@ static int connect_inet(const ss__url *url, int socktype)
             if ((ai->ai_family == AF_INET) == (pass == 0))
                 rc = try_connect(ai);
     freeaddrinfo(list);
+    return rc;
+}
+
+/* localhost is the loopback addresses without asking the resolver (RFC
+ * 6761), IPv4 first like any other name; UDP gets the first only. */
+static int connect_inet(const ss__url *url, int socktype)
+{
+    const char *host = url->host[0] != '\0' ? url->host : "localhost";
+    if (!ss__is_localhost(host))
+        return connect_host(host, url->port, socktype);
+    int rc = connect_host("127.0.0.1", url->port, socktype);
+    if (rc < 0 && socktype == SOCK_STREAM)
+        rc = connect_host("::1", url->port, socktype);
     return rc;
 }
 

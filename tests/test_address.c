@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 static int handle_nothing(ss_request *req, void *data)
@@ -134,6 +135,27 @@ static void test_localhost_binds_ipv4(void **state)
     ss_server_free(srv);
 }
 
+/* RFC 6761: names under .localhost are loopback without any resolver, so
+ * they work where /etc/hosts is missing; look-alikes are not special. */
+static void test_localhost_names_need_no_resolver(void **state)
+{
+    (void)state;
+    const char *loopback[] = {"tcp://LocalHost:0", "tcp://api.localhost:0", "udp://x.localhost:0"};
+    for (size_t i = 0; i < sizeof loopback / sizeof loopback[0]; i++) {
+        ss_server *srv;
+        char url[128];
+        assert_int_equal(ss_server_new(&srv, loopback[i], NULL, &handler, NULL), 0);
+        ss_server_address(srv, url, sizeof url);
+        assert_non_null(strstr(url, "://127.0.0.1:"));
+        int fd = ss_connect(loopback[i][0] == 't' ? "tcp://sub.localhost:1" : "udp://localhost:9");
+        assert_true(fd == -ECONNREFUSED || fd >= 0); /* resolved, whatever answers */
+        if (fd >= 0)
+            close(fd);
+        ss_server_free(srv);
+    }
+    assert_int_equal(create("tcp://notlocalhost.invalid:0"), SS_ERESOLVE);
+}
+
 static void test_strerror_describes_everything(void **state)
 {
     (void)state;
@@ -180,6 +202,7 @@ int main(void)
         cmocka_unit_test(test_unresolvable_host),
         cmocka_unit_test(test_bound_address_reads_back),
         cmocka_unit_test(test_localhost_binds_ipv4),
+        cmocka_unit_test(test_localhost_names_need_no_resolver),
         cmocka_unit_test(test_strerror_describes_everything),
         cmocka_unit_test(test_bad_handler_is_rejected),
         cmocka_unit_test(test_dispatch_lookup),
