@@ -56,13 +56,6 @@ bool ss__is_localhost(const char *host);
 /* True for a peer with no address to reply to (an unbound Unix socket). */
 bool ss__sockaddr_unnamed(const struct sockaddr *sa, socklen_t len);
 
-/* Who a client is for the per-client limit: a tag byte ('4', '6', 'u')
- * and the IP address or uid; len 0 means "nobody in particular". */
-typedef struct ss__client_key {
-    unsigned char len;
-    unsigned char bytes[1 + 16];
-} ss__client_key;
-
 /* ------------------------------------------------------------------------ */
 /* Transports (transport_*.c)                                               */
 /* ------------------------------------------------------------------------ */
@@ -85,13 +78,6 @@ typedef struct ss__transport {
     int (*complete)(ss_request *req);
     /* Python's shutdown_request: end the request's use of the socket. */
     void (*shutdown_request)(ss_request *req);
-    /* Who the client is, for the per-client limit: fills *key and returns
-     * 0, or returns -ENOTSUP when the transport cannot tell (the request is
-     * then not limited per client). */
-    int (*client_key)(const ss_request *req, ss__client_key *key);
-    /* Drain: make a handler blocked in this request's I/O return now.
-     * Called under the live-request lock, so before shutdown_request. */
-    void (*interrupt)(ss_request *req);
     /* server_close: release what open/bind created (fd, socket file). */
     void (*close)(ss_server *srv);
 } ss__transport;
@@ -115,10 +101,6 @@ ssize_t ss__stream_recv(ss_request *req, void *buf, size_t size);
 int ss__stream_send_all(ss_request *req, const void *buf, size_t size);
 int ss__stream_complete(ss_request *req);
 void ss__stream_shutdown_request(ss_request *req);
-/* shutdown(SHUT_RDWR): blocked reads return 0, writes fail. */
-void ss__stream_interrupt(ss_request *req);
-/* For transports whose peers cannot be told apart: -ENOTSUP. */
-int ss__client_key_none(const ss_request *req, ss__client_key *key);
 
 /* Datagram slots (datagram.c, UDP and Unix datagram): one recvmsg() per
  * request into a packet buffer; the handler reads the packet and writes a
@@ -129,8 +111,6 @@ ssize_t ss__dgram_recv(ss_request *req, void *buf, size_t size);
 int ss__dgram_send_all(ss_request *req, const void *buf, size_t size);
 int ss__dgram_complete(ss_request *req);
 void ss__dgram_shutdown_request(ss_request *req);
-/* Nothing to do: a datagram handler never waits for its client. */
-void ss__dgram_interrupt(ss_request *req);
 
 /* ------------------------------------------------------------------------ */
 /* Dispatchers (dispatch_*.c). The public ss_dispatcher is this table.     */
@@ -150,11 +130,6 @@ struct ss_dispatcher {
     void (*service)(ss_server *srv);
     /* Longest the loop may sleep before service must run; -1 = no limit. */
     int (*max_wait_ms)(ss_server *srv);
-    /* Drain, once its deadline has passed: end the requests this
-     * dispatcher holds beyond the core's reach (queued ones, children).
-     * The core has already shut the live requests' sockets down; force
-     * means the gentle way did not suffice. */
-    void (*abort)(ss_server *srv, bool force);
     /* server_close: wait for or let go of running requests; free state. */
     void (*close)(ss_server *srv);
 };
@@ -164,7 +139,6 @@ int ss__dispatch_start_none(ss_server *srv);
 bool ss__dispatch_accepting_always(ss_server *srv);
 void ss__dispatch_service_none(ss_server *srv);
 int ss__dispatch_max_wait_none(ss_server *srv);
-void ss__dispatch_abort_none(ss_server *srv, bool force);
 void ss__dispatch_close_none(ss_server *srv);
 /* Handler-thread attributes: joinable, with the configured stack size. */
 int ss__thread_attr_init(const ss_server *srv, pthread_attr_t *attr);
@@ -179,37 +153,14 @@ typedef enum ss__state {
     SS__CREATED,
     SS__BOUND,
     SS__ACTIVE,
-    SS__DRAINED, /* ss_server_drain ran: no new requests, only close */
     SS__CLOSED,
 } ss__state;
 
-/* What ss_server_stats reports (see ss_stats for each meaning). Each is
- * updated where the event happens, by whichever thread sees it. */
 typedef struct ss__counters {
-    atomic_uint_fast64_t accepted, active, handled, handler_errors, closed;
-    atomic_uint_fast64_t rejected, rejected_verify, rejected_limit, rejected_per_client;
-    atomic_uint_fast64_t request_timeouts, interrupted, timeouts;
-    atomic_uint_fast64_t accept_errors, accept_emfile, accept_enfile, accept_enobufs,
-        accept_enomem, shed;
-    atomic_uint_fast64_t tracked, queued, cancelled, spawn_failures, children_failed;
+    atomic_uint_fast64_t accepted, rejected, handled, handler_errors, closed, accept_errors,
+        timeouts;
+    atomic_uint_fast64_t accept_emfile, accept_enfile, accept_enobufs, accept_enomem, shed;
 } ss__counters;
-
-/* What a request holds against the server's limits from accept until it
- * ends (limits.c): its place in count.active and, with a per-client limit,
- * in its client's entry. The forking dispatcher takes it over from the
- * request and gives it back when the child is reaped. */
-typedef struct ss__hold {
-    bool active;
-    bool keyed;
-    ss__client_key key;
-} ss__hold;
-
-/* A link in the server's list of live requests. */
-typedef struct ss__link {
-    struct ss__link *prev, *next;
-} ss__link;
-
-typedef struct ss__clients ss__clients; /* limits.c */
 
 struct ss_server {
     atomic_int refs; /* owner + each live request */
@@ -248,25 +199,6 @@ struct ss_server {
 
     ss__counters count;
 
-    /* Limits (limits.c). max_connections may change any time; the rest is
-     * set before activate and freed with the server's memory, since a
-     * request may end after close. */
-    struct ss__limits {
-        atomic_int max_connections; /* 0 = none */
-        int max_per_client;         /* 0 = none */
-        char *overload_reply;       /* NULL: at the limit, clients wait in the backlog */
-        size_t overload_reply_len;
-        ss__clients *clients; /* the per-client counts, when max_per_client > 0 */
-    } limits;
-
-    /* Requests alive in this process, from accept to shutdown_request, so
-     * drain can interrupt them (request.c). A request leaves the list
-     * under the lock before its socket is closed: whoever walks the list
-     * under the lock never touches a closed descriptor number. */
-    pthread_mutex_t live_lock;
-    ss__link live;
-    atomic_bool draining; /* a request that ends wakes the loop */
-
     /* Transport options and state (datagram.c, transport_unix.c). Zeroed
      * by calloc; a transport's open() sets its own defaults. */
     size_t max_packet_size; /* datagram transports: recvmsg buffer size */
@@ -294,12 +226,15 @@ struct ss_server {
         int max_children;              /* forking; 0 = SS_DEFAULT_MAX_CHILDREN */
         int workers, queue_size;       /* pool; 0 = computed at activate */
         size_t stack_size;             /* 0 = SS_DEFAULT_THREAD_STACK_SIZE */
-        int fibers;                    /* pool: requests per worker; 0 = SS_DEFAULT_POOL_FIBERS */
     } dopt;
+    /* What ss_server_dispatch_stats reports; outlives the dispatcher's
+     * own state, which close frees. */
+    struct ss__dispatch_counters {
+        atomic_uint_fast64_t tracked, active, queued, cancelled, spawn_failures, children_failed;
+    } dcount;
 };
 
 struct ss_request {
-    ss__link link; /* first: in srv->live while the request is alive */
     ss_server *server;
     int fd;
     struct sockaddr_storage peer;
@@ -307,8 +242,6 @@ struct ss_request {
     char peer_name[128];
     void *data;
     int timeout_ms;
-    ss__hold hold;
-    atomic_bool timed_out; /* a read or write failed with -ETIMEDOUT */
 
     /* Datagram requests (datagram.c); all zero for stream requests. */
     struct {
@@ -344,10 +277,6 @@ void ss__server_unref(ss_server *srv);
 void ss__server_wake(ss_server *srv); /* async-signal-safe */
 bool ss__server_stop_requested(const ss_server *srv);
 bool ss__server_on_serving_thread(const ss_server *srv); /* inside serve_forever */
-bool ss__server_serving(ss_server *srv);                 /* serve_forever is running */
-/* Sleeps until the wake-up pipe is written to or timeout_ms (-1: no
- * limit) passes, and empties the pipe. */
-void ss__server_sleep(ss_server *srv, int timeout_ms);
 
 /* request.c: one request's life. */
 ss_request *ss__request_new(ss_server *srv, int fd, const struct sockaddr *peer,
@@ -355,13 +284,8 @@ ss_request *ss__request_new(ss_server *srv, int fd, const struct sockaddr *peer,
 /* setup -> handle -> finish, routing the first error to handle_error.
  * Returns that error (0 on success). */
 int ss__request_run(ss_request *req);
-/* shutdown_request, count it, give its hold back, free the request,
- * drop its server ref. */
+/* shutdown_request, count it, free the request, drop its server ref. */
 void ss__request_finish(ss_request *req);
-/* Notes an I/O result: -ETIMEDOUT marks the request as timed out. Returns rc. */
-int ss__request_note_io(ss_request *req, int rc);
-/* Drain: interrupt every live request of this process (transport slot). */
-void ss__requests_interrupt(ss_server *srv);
 /* A request the dispatcher could not start (no thread, no process):
  * reported once to handle_error as a handler failure would be; the caller
  * then ends it with ss__request_finish(). */
@@ -369,57 +293,18 @@ void ss__request_fail(ss_request *req, int err);
 /* The forking parent's side of a request a child now serves: drops this
  * process's copy with close() only, never shutdown(), which would end the
  * child's conversation too (a datagram request's socket is the server's
- * own and stays open). Counts nothing: the child's exit does. Moves the
- * request's hold into *hold, for ss__hold_drop once the child is reaped.
- * Frees req and drops its server reference. */
-void ss__request_release(ss_request *req, ss__hold *hold);
+ * own and stays open). Counts nothing: the child's exit does. Frees req
+ * and drops its server reference. */
+void ss__request_release(ss_request *req);
 
 /* io.c: socket I/O with an optional deadline, EINTR-safe, no SIGPIPE. */
 int64_t ss__now_ms(void);
 int64_t ss__deadline(int timeout_ms); /* -1 when timeout_ms < 0 */
-/* Milliseconds left until deadline: -1 without one, 0 once passed. */
-int ss__remaining_ms(int64_t deadline);
-/* The shorter of two waits, where negative means "no limit". */
-int ss__min_wait(int a, int b);
 ssize_t ss__io_recv(int fd, void *buf, size_t size, int timeout_ms, const ss_server *srv);
 int ss__io_send_all(int fd, const void *buf, size_t size, int timeout_ms, const ss_server *srv);
 /* poll() one fd for `events` until deadline (-1 = forever); EINTR-safe.
  * Returns 1 ready, 0 timed out, negative errno. */
 int ss__io_wait(int fd, short events, int64_t deadline, const ss_server *srv);
-/* Sleeps ms milliseconds; on a fiber, parks it instead of the thread. */
-void ss__io_pause(int ms);
-
-/* fiber.c: fibers and a per-thread scheduler (the pool's workers). A
- * scheduler and its fibers belong to the thread that runs it. Built
- * without fibers (SS_HAVE_FIBERS 0), spawn runs the function to its end
- * at once and nothing is ever live. */
-#ifndef SS_HAVE_FIBERS
-#define SS_HAVE_FIBERS 0
-#endif
-typedef struct ss__sched ss__sched;
-/* Stacks of stack_size bytes; wake_fd (read end of a pipe) joins the
- * readiness set so another thread can interrupt ss__sched_poll. */
-ss__sched *ss__sched_new(size_t stack_size, int wake_fd);
-void ss__sched_free(ss__sched *s); /* with no fiber live */
-void ss__sched_enter(ss__sched *s); /* this thread runs s (NULL: none) */
-size_t ss__sched_live(const ss__sched *s);
-/* A fiber that will run fn(a, b). Returns 0 or -ENOMEM. */
-int ss__sched_spawn(ss__sched *s, void (*fn)(void *, void *), void *a, void *b);
-/* Runs every runnable fiber until each has parked or ended. */
-void ss__sched_run(ss__sched *s);
-/* Waits for readiness, a deadline or the wake fd; makes the fibers
- * concerned runnable. Returns true if the wake fd is readable. */
-bool ss__sched_poll(ss__sched *s);
-/* True on a fiber: io.c then parks instead of blocking the thread. */
-bool ss__fiber_active(void);
-/* Parks the current fiber until fd has `events` (POLLIN or POLLOUT; a
- * hang-up or error counts) or deadline (-1: none) passes; fd -1 just
- * sleeps until the deadline. Returns 1 ready, 0 timed out, or a negative
- * errno if fd cannot be watched. */
-int ss__fiber_wait(int fd, short events, int64_t deadline);
-/* Drops the current fiber's fd from the readiness set: before it is
- * closed. */
-void ss__fiber_forget_fd(void);
 
 /* stream.c: the buffered reader/writer as the core and recv/send_all see
  * it. ("bufio", because ss__stream_* names the stream transports' slots.) */
@@ -441,25 +326,6 @@ void ss__accept_policy_close(ss_server *srv);
 void ss__accept_failed(ss_server *srv, int err);
 void ss__accept_succeeded(ss_server *srv);
 int ss__accept_pause_ms(const ss_server *srv); /* > 0 while backing off */
-
-/* limits.c */
-typedef enum ss__refusal {
-    SS__ADMITTED,
-    SS__REFUSE_VERIFY,     /* verify_request said no */
-    SS__REFUSE_LIMIT,      /* over max_connections, with an overload reply */
-    SS__REFUSE_PER_CLIENT, /* over max_per_client */
-} ss__refusal;
-/* False while at max_connections without an overload reply. */
-bool ss__limits_accepting(ss_server *srv);
-/* Checks a new request against the limits; on admission it holds its
- * client's place. */
-ss__refusal ss__limits_admit(ss_server *srv, ss_request *req);
-/* Counts the refusal, sends the overload reply for a limit, ends req. */
-void ss__request_refuse(ss_request *req, ss__refusal why);
-/* A request has ended: give back what it held (and wake the loop if that
- * makes room under max_connections, or drain is waiting). */
-void ss__hold_drop(ss_server *srv, ss__hold *hold);
-void ss__limits_free(ss_server *srv);
 
 /* log.c: format and route one library message. */
 void ss__log(ss_server *srv, ss_log_level level, const char *fmt, ...)
