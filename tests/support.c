@@ -17,6 +17,21 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+int ts_echo_handle(ss_request *req, void *data)
+{
+    (void)data;
+    char buf[1024];
+    ssize_t n;
+    while ((n = ss_request_recv(req, buf, sizeof buf)) > 0) {
+        int rc = ss_request_send_all(req, buf, (size_t)n);
+        if (rc < 0)
+            return rc;
+    }
+    return (int)n;
+}
+
+const ss_handler ts_echo = {.version = SS_HANDLER_VERSION, .handle = ts_echo_handle};
+
 static void *serve_thread(void *arg)
 {
     ts_runner *r = arg;

@@ -25,6 +25,11 @@
 #define TS_SANITIZED 0
 #endif
 
+/* The echo protocol the transport tests share: every byte goes back until
+ * the client closes. Returns 0 at EOF or the first I/O error. */
+int ts_echo_handle(ss_request *req, void *data);
+extern const ss_handler ts_echo;
+
 /* A server running serve_forever() in a thread of its own. */
 typedef struct ts_runner {
     ss_server *server;

@@ -13,26 +13,11 @@
 #include <unistd.h>
 #include <cmocka.h>
 
-static int echo_handle(ss_request *req, void *data)
-{
-    (void)data;
-    char buf[1024];
-    ssize_t n;
-    while ((n = ss_request_recv(req, buf, sizeof buf)) > 0) {
-        int rc = ss_request_send_all(req, buf, (size_t)n);
-        if (rc < 0)
-            return rc;
-    }
-    return (int)n;
-}
-
-static const ss_handler echo = {.version = SS_HANDLER_VERSION, .handle = echo_handle};
-
 /* Python's test_socketserver: three clients in a row, each one line. */
 static void echo_three_times(const char *url)
 {
     ss_server *srv;
-    int rc = ss_server_new(&srv, url, NULL, &echo, NULL);
+    int rc = ss_server_new(&srv, url, NULL, &ts_echo, NULL);
     if (rc == -EADDRNOTAVAIL || rc == -EAFNOSUPPORT) {
         skip(); /* no IPv6 on this machine */
     }
@@ -75,7 +60,7 @@ static void test_dual_stack_any_accepts_ipv4(void **state)
 {
     (void)state;
     ss_server *srv;
-    int rc = ss_server_new(&srv, "tcp://[::]:0", NULL, &echo, NULL);
+    int rc = ss_server_new(&srv, "tcp://[::]:0", NULL, &ts_echo, NULL);
     if (rc == -EAFNOSUPPORT || rc == -EADDRNOTAVAIL)
         skip();
     assert_int_equal(rc, 0);
@@ -97,7 +82,7 @@ static void test_close_without_serving(void **state)
     (void)state;
     int before = ts_count_fds();
     ss_server *srv;
-    assert_int_equal(ss_server_new(&srv, "tcp://127.0.0.1:0", NULL, &echo, NULL), 0);
+    assert_int_equal(ss_server_new(&srv, "tcp://127.0.0.1:0", NULL, &ts_echo, NULL), 0);
     assert_true(ss_server_fileno(srv) >= 0);
     ss_server_close(srv);
     ss_server_close(srv); /* idempotent */
@@ -113,7 +98,7 @@ static void test_failed_creations_leak_no_fd(void **state)
 {
     (void)state;
     ss_server *taken;
-    assert_int_equal(ss_server_new(&taken, "tcp://127.0.0.1:0", NULL, &echo, NULL), 0);
+    assert_int_equal(ss_server_new(&taken, "tcp://127.0.0.1:0", NULL, &ts_echo, NULL), 0);
     char in_use[64];
     ss_server_address(taken, in_use, sizeof in_use);
     int before = ts_count_fds();
@@ -121,7 +106,7 @@ static void test_failed_creations_leak_no_fd(void **state)
         ss_server *srv = (ss_server *)&srv;
         const char *url = i % 2 ? in_use : "tcp://127.0.0.1:70000";
         int want = i % 2 ? -EADDRINUSE : SS_EBADURL;
-        assert_int_equal(ss_server_new(&srv, url, NULL, &echo, NULL), want);
+        assert_int_equal(ss_server_new(&srv, url, NULL, &ts_echo, NULL), want);
         assert_null(srv);
     }
     assert_int_equal(ts_count_fds(), before);
@@ -132,7 +117,7 @@ static void test_bind_and_activate_separately(void **state)
 {
     (void)state;
     ss_server *srv;
-    assert_int_equal(ss_server_create(&srv, "tcp://127.0.0.1:0", NULL, &echo, NULL), 0);
+    assert_int_equal(ss_server_create(&srv, "tcp://127.0.0.1:0", NULL, &ts_echo, NULL), 0);
     assert_true(ss_server_fileno(srv) >= 0);
     assert_int_equal(ss_server_port(srv), 0);
     assert_int_equal(ss_server_activate(srv), SS_ESTATE); /* not bound yet */
@@ -150,7 +135,7 @@ static void test_bind_and_activate_separately(void **state)
     char url[64];
     ss_server_address(srv, url, sizeof url);
     ss_server *twin;
-    assert_int_equal(ss_server_create(&twin, url, NULL, &echo, NULL), 0);
+    assert_int_equal(ss_server_create(&twin, url, NULL, &ts_echo, NULL), 0);
     assert_int_equal(ss_server_set_reuse_port(twin, true), 0);
     assert_int_equal(ss_server_bind(twin), 0);
     ss_server_free(twin);

@@ -31,21 +31,6 @@ typedef struct seen {
     int errors;
 } seen;
 
-static int echo_handle(ss_request *req, void *data)
-{
-    (void)data;
-    char buf[1024];
-    ssize_t n;
-    while ((n = ss_request_recv(req, buf, sizeof buf)) > 0) {
-        int rc = ss_request_send_all(req, buf, (size_t)n);
-        if (rc < 0)
-            return rc;
-    }
-    return (int)n;
-}
-
-static const ss_handler echo = {.version = SS_HANDLER_VERSION, .handle = echo_handle};
-
 /* Records what the request looks like, then echoes. */
 static int observe_handle(ss_request *req, void *data)
 {
@@ -62,7 +47,7 @@ static int observe_handle(ss_request *req, void *data)
     if (s->first_recv <= 0)
         return (int)s->first_recv;
     int rc = ss_request_send_all(req, buf, (size_t)s->first_recv);
-    return rc < 0 ? rc : echo_handle(req, data);
+    return rc < 0 ? rc : ts_echo_handle(req, data);
 }
 
 static void record_error(ss_server *srv, ss_request *req, int err, void *data)
@@ -109,7 +94,7 @@ static int send_and_handle(ss_server *srv, const void *buf, size_t size)
 /* Python's test_socketserver: three datagrams from three clients. */
 static void echo_three_times(const char *url)
 {
-    ss_server *srv = udp_server(url, &echo, &(seen){0});
+    ss_server *srv = udp_server(url, &ts_echo, &(seen){0});
     if (srv == NULL)
         skip();
     ts_runner runner;
@@ -149,7 +134,7 @@ static void test_echo_ipv6(void **state)
 static void test_address_reads_back(void **state)
 {
     (void)state;
-    ss_server *srv = udp_server("udp://127.0.0.1:0", &echo, &(seen){0});
+    ss_server *srv = udp_server("udp://127.0.0.1:0", &ts_echo, &(seen){0});
     char url[128], want[64];
     assert_true(ss_server_port(srv) > 0);
     snprintf(want, sizeof want, "udp://127.0.0.1:%d", ss_server_port(srv));
@@ -258,7 +243,7 @@ static int reply_rules_handle(ss_request *req, void *data)
         return 0;
     if (len == 5 && memcmp(packet, "empty", 5) == 0)
         return ss_request_force_reply(req);
-    return echo_handle(req, data);
+    return ts_echo_handle(req, data);
 }
 
 static void test_empty_reply_only_when_asked(void **state)
@@ -323,7 +308,7 @@ static void test_max_packet_size_option(void **state)
 {
     (void)state;
     ss_server *srv;
-    assert_int_equal(ss_server_create(&srv, "udp://127.0.0.1:0", NULL, &echo, NULL), 0);
+    assert_int_equal(ss_server_create(&srv, "udp://127.0.0.1:0", NULL, &ts_echo, NULL), 0);
     assert_int_equal(ss_server_set_max_packet_size(srv, 0), -EINVAL);
     assert_int_equal(ss_server_set_max_packet_size(srv, (size_t)-1), -EINVAL);
     assert_int_equal(ss_server_set_max_packet_size(srv, 65507), 0);
@@ -367,11 +352,11 @@ static void test_reply_larger_than_a_datagram_fails_early(void **state)
 static void test_second_server_cannot_share_the_port(void **state)
 {
     (void)state;
-    ss_server *first = udp_server("udp://127.0.0.1:0", &echo, &(seen){0});
+    ss_server *first = udp_server("udp://127.0.0.1:0", &ts_echo, &(seen){0});
     char url[64];
     ss_server_address(first, url, sizeof url);
     ss_server *second = (ss_server *)&second;
-    assert_int_equal(ss_server_new(&second, url, NULL, &echo, NULL), -EADDRINUSE);
+    assert_int_equal(ss_server_new(&second, url, NULL, &ts_echo, NULL), -EADDRINUSE);
     assert_null(second);
     ss_server_free(first);
 }
@@ -380,7 +365,7 @@ static void test_no_fd_leak_and_close_on_exec(void **state)
 {
     (void)state;
     int before = ts_count_fds();
-    ss_server *srv = udp_server("udp://127.0.0.1:0", &echo, &(seen){0});
+    ss_server *srv = udp_server("udp://127.0.0.1:0", &ts_echo, &(seen){0});
     assert_true(fcntl(ss_server_fileno(srv), F_GETFD) & FD_CLOEXEC);
     for (int i = 0; i < 5; i++) {
         int fd = send_and_handle(srv, "x", 1);

@@ -75,14 +75,7 @@ static int echo_handle(ss_request *req, void *data)
         snprintf(s->client, sizeof s->client, "%s", ss_request_client_name(req));
         s->creds_rc = ss_request_peer_credentials(req, &s->pid, &s->uid, &s->gid);
     }
-    char buf[1024];
-    ssize_t n;
-    while ((n = ss_request_recv(req, buf, sizeof buf)) > 0) {
-        int rc = ss_request_send_all(req, buf, (size_t)n);
-        if (rc < 0)
-            return rc;
-    }
-    return (int)n;
+    return ts_echo_handle(req, data);
 }
 
 static const ss_handler echo = {.version = SS_HANDLER_VERSION, .handle = echo_handle};
