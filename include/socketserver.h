@@ -179,9 +179,30 @@ SS_API const ss_dispatcher *ss_dispatch_forking(void);
  * (ss_server_set_workers); accepted requests wait in a queue of
  * ss_server_set_queue_size entries, and while it is full the server stops
  * accepting: a burst waits in the kernel backlog and costs this process
- * neither memory nor descriptors. A worker stays with one client until the
- * handler returns, so an idle client holds a worker: use a request timeout
- * (ss_server_set_request_timeout) against clients that hold on.
+ * neither memory nor descriptors.
+ *
+ * Each worker is an event loop: every request it takes runs on a fiber (a
+ * small stack of its own, ss_server_set_thread_stack_size), and when the
+ * handler's request I/O (ss_request_recv, ss_request_send_all, the stream
+ * reader and writer, a datagram reply) would block, the fiber parks and
+ * the worker runs another. Handler code is unchanged: it is written
+ * blocking-style as for any dispatcher. A worker serves up to
+ * ss_server_set_pool_fibers requests at once; only when every worker is
+ * at that cap does the queue fill. So idle clients cost a parked stack,
+ * not a worker, and a few workers serve thousands of connections.
+ *
+ * The trade-off: a handler that blocks its thread some other way (sleep,
+ * disk I/O, a lock held long, a blocking call on the raw fileno) stalls
+ * every other request on its worker meanwhile. Such handlers belong on
+ * ss_dispatch_threading, or on a pool with ss_server_set_pool_fibers(1).
+ * A fiber never moves between threads, so thread-local storage works;
+ * handle_error runs on the fiber too.
+ *
+ * Where the C library has no ucontext (getcontext/makecontext/swapcontext:
+ * musl, for one), or the library was configured with -DSS_FIBERS=OFF, a
+ * worker stays with one client until the handler returns, so an idle
+ * client holds a worker: use a request timeout against such clients.
+ *
  * ss_server_close drains the queue and joins the workers, or with
  * block_on_close off shuts the queued requests down unhandled (counted in
  * ss_dispatch_stats.cancelled) and lets running handlers finish alone.
@@ -242,11 +263,12 @@ SS_API void ss_server_set_block_on_close(ss_server *srv, bool on);
 SS_API int ss_server_set_max_children(ss_server *srv, int max_children);
 
 /* Worker threads of ss_dispatch_pool. Default (0): 4 per online CPU, at
- * least 8 and at most 256: handlers mostly wait on their clients, and a
- * worker stays with one client for a whole connection, so several per core
- * keep the cores busy while the ceiling bounds memory. For a pool that
- * must serve N clients at once, set N. Returns 0, -EINVAL if negative,
- * SS_ESTATE after activate. */
+ * least 8 and at most 256: each worker serves many connections on fibers,
+ * but a handler that blocks its thread outside request I/O stalls its
+ * worker, so several per core keep the cores busy while the ceiling
+ * bounds memory. Without fibers a worker stays with one client for a
+ * whole connection: for such a pool that must serve N clients at once,
+ * set N. Returns 0, -EINVAL if negative, SS_ESTATE after activate. */
 SS_API int ss_server_set_workers(ss_server *srv, int workers);
 
 /* Capacity of ss_dispatch_pool's queue of accepted requests waiting for a
@@ -264,6 +286,19 @@ SS_API int ss_server_set_queue_size(ss_server *srv, int queue_size);
  * PTHREAD_STACK_MIN, SS_ESTATE after activate. */
 #define SS_DEFAULT_THREAD_STACK_SIZE (256 * 1024)
 SS_API int ss_server_set_thread_stack_size(ss_server *srv, size_t bytes);
+
+/* How many requests each ss_dispatch_pool worker runs at once, each on a
+ * fiber with a stack of ss_server_set_thread_stack_size bytes (mmap'd
+ * with a guard page; address space, of which only touched pages cost
+ * memory; up to 64 per worker are kept for reuse). Default (0):
+ * SS_DEFAULT_POOL_FIBERS, so the default 8 workers hold 8192 connections
+ * before the queue fills and the server stops accepting. 1 gives a
+ * worker per connection, for handlers that block their thread outside
+ * request I/O. Ignored where fibers are not built in (see
+ * ss_dispatch_pool). Returns 0, -EINVAL if negative, SS_ESTATE after
+ * activate. */
+#define SS_DEFAULT_POOL_FIBERS 1024
+SS_API int ss_server_set_pool_fibers(ss_server *srv, int fibers);
 
 /* What the dispatcher is doing; readable at any time from any thread. */
 typedef struct ss_dispatch_stats {

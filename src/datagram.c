@@ -9,7 +9,6 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #ifndef MSG_NOSIGNAL
 #define MSG_NOSIGNAL 0 /* unconnected datagram sockets raise no SIGPIPE anyway */
@@ -94,12 +93,6 @@ int ss__dgram_send_all(ss_request *req, const void *buf, size_t size)
     return 0;
 }
 
-static void pause_ms(int ms)
-{
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL); /* an interruption only shortens one pause */
-}
-
 /* One sendto() of the whole reply. EAGAIN cannot be awaited with poll():
  * for an unconnected Unix datagram socket the kernel reports "writable"
  * while the *receiver's* queue is full. So back off (1 ms doubling to
@@ -119,7 +112,7 @@ static int send_reply(ss_request *req)
             return -errno;
         if (deadline >= 0 && ss__now_ms() >= deadline)
             return -ETIMEDOUT;
-        pause_ms(wait_ms);
+        ss__io_pause(wait_ms); /* on a pool fiber: parked, the worker serves others */
         wait_ms = wait_ms < 64 ? wait_ms * 2 : 64;
     }
 }

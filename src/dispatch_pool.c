@@ -2,43 +2,148 @@
  * threads started at activate, fed through a bounded queue of accepted
  * requests. When the queue is full the loop stops polling the listener, so
  * a burst waits in the kernel's backlog instead of growing our memory, and
- * the number of threads never depends on the number of clients. */
+ * the number of threads never depends on the number of clients.
+ *
+ * Each worker is an event loop (fiber.c): every request it takes runs on a
+ * fiber of its own, and a handler whose request I/O would block parks
+ * there while the worker runs the others. So a worker serves up to
+ * `fibers` connections at once, idle ones costing a parked stack, not a
+ * thread. Where fibers are not built in, a worker serves one request at a
+ * time, start to end. */
 #include "internal.h"
 
 #include <errno.h>
 #include <stdlib.h>
+#include <time.h>
 #include <unistd.h>
 
 #define MIN_WORKERS     8
 #define MAX_WORKERS     256
 #define WORKERS_PER_CPU 4
+#define TAKE_BATCH      16 /* requests a worker takes off the queue per lock */
+/* Where new work goes: to the first worker with room that spent more than
+ * a quarter of the last WINDOW_US waiting, so light load packs onto one
+ * worker (one thread doing everything, as a hand-written epoll server
+ * does, with no thread wake-up per request) and heavy load spreads over
+ * as many as it keeps busy. A worker that has not come round its loop for
+ * STUCK_US is inside a handler that blocks its thread: it gets nothing. */
+#define WINDOW_US 10000
+#define SPILL_PCT 75
+#define STUCK_US  10000
 
-typedef struct pool {
+typedef struct pool pool;
+
+typedef struct worker {
+    pool *pool;
+    pthread_t thread;
+    ss__sched *sched;
+    int wake[2]; /* new work or close, for a worker asleep in its readiness set */
+    /* under the pool's lock: */
+    bool alive;    /* the thread runs; wake[] is open */
+    bool has_room; /* fewer live fibers than the cap: wake it for new work */
+    bool notified; /* a byte is waiting in wake[] */
+    /* written by the worker, read by the loop choosing where work goes */
+    atomic_llong seen_us; /* the last time it came round its loop */
+    atomic_bool waiting;  /* asleep in its readiness set since seen_us */
+    atomic_int busy_pct;  /* share of the last window not spent asleep */
+    /* the worker's own: the current window */
+    int64_t window_start_us, slept_us;
+} worker;
+
+struct pool {
     pthread_mutex_t lock;
-    pthread_cond_t work;  /* a request was queued, or close began */
     pthread_cond_t space; /* a request left the queue */
     ss_request **queue;   /* ring buffer */
     size_t cap, head, len;
-    pthread_t *threads;
-    size_t nthreads;
+    worker *workers;
+    size_t nworkers, started;
+    size_t fibers;           /* requests one worker runs at once */
     bool closing;            /* workers end once the queue is empty ... */
-    bool cancel;             /* ... or at once, leaving the queue to close */
+    bool cancel;             /* ... or take no more, leaving the queue to close */
     int refs;                /* close's + one per worker still running */
     int shared;              /* requests running that reply through the server's socket */
     pthread_cond_t unshared; /* shared fell to 0 */
     int server_fd;           /* that socket's number, read at activate: close changes srv->fd */
     ss_server *srv;
-} pool;
+};
 
-/* Handlers mostly wait on their clients, and a worker stays with one
- * client for its whole connection: several workers per core keep the
- * cores busy. The floor lets a small machine still serve a handful of slow
- * clients at once; the ceiling bounds memory (256 small stacks). */
+/* With fibers, more workers than cores only matter for handlers that
+ * block their thread outside request I/O (sleep, disk, a long lock); the
+ * default keeps the old "several per core" so such handlers still share
+ * the machine, and the ceiling bounds memory. */
 static size_t default_workers(void)
 {
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     long n = (cpus > 0 ? cpus : 1) * WORKERS_PER_CPU;
     return (size_t)(n < MIN_WORKERS ? MIN_WORKERS : n > MAX_WORKERS ? MAX_WORKERS : n);
+}
+
+static size_t fibers_per_worker(const ss_server *srv)
+{
+#if SS_HAVE_FIBERS
+    return srv->dopt.fibers > 0 ? (size_t)srv->dopt.fibers : SS_DEFAULT_POOL_FIBERS;
+#else
+    (void)srv;
+    return 1; /* a worker runs its request to the end */
+#endif
+}
+
+SS_API int ss_server_set_pool_fibers(ss_server *srv, int fibers)
+{
+    if (fibers < 0)
+        return -EINVAL;
+    if (srv->state >= SS__ACTIVE)
+        return SS_ESTATE;
+    srv->dopt.fibers = fibers;
+    return 0;
+}
+
+/* ---- a worker's own resources: its scheduler and wake-up pipe ---- */
+
+static int worker_init(worker *w, pool *p, size_t stack_size)
+{
+    w->pool = p;
+    w->wake[0] = w->wake[1] = -1;
+    int rc = ss__pipe(w->wake);
+    if (rc < 0)
+        return rc;
+    w->sched = ss__sched_new(stack_size, w->wake[0]);
+    if (w->sched == NULL) {
+        ss__close(&w->wake[0]);
+        ss__close(&w->wake[1]);
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+static void worker_release(worker *w)
+{
+    ss__sched_free(w->sched);
+    w->sched = NULL;
+    ss__close(&w->wake[0]);
+    ss__close(&w->wake[1]);
+}
+
+/* Caller holds the lock. One byte is enough: it stays until the worker
+ * looks at the queue again. */
+static void notify(worker *w)
+{
+    if (!w->alive || w->notified)
+        return;
+    w->notified = true;
+    ssize_t ignored = write(w->wake[1], "", 1);
+    (void)ignored;
+}
+
+/* Caller holds the lock. */
+static void clear_notice(worker *w)
+{
+    if (!w->notified)
+        return;
+    char buf[16];
+    while (read(w->wake[0], buf, sizeof buf) > 0)
+        ;
+    w->notified = false;
 }
 
 static void pool_unref(pool *p)
@@ -48,11 +153,12 @@ static void pool_unref(pool *p)
     pthread_mutex_unlock(&p->lock);
     if (!last)
         return;
+    for (size_t i = 0; i < p->nworkers; i++)
+        worker_release(&p->workers[i]); /* those that never ran */
     pthread_cond_destroy(&p->unshared);
     pthread_cond_destroy(&p->space);
-    pthread_cond_destroy(&p->work);
     pthread_mutex_destroy(&p->lock);
-    free(p->threads);
+    free(p->workers);
     free(p->queue);
     free(p);
 }
@@ -75,25 +181,48 @@ static ss_request *pop(pool *p)
     return req;
 }
 
-/* ---- workers ---- */
-
-/* The next request, or NULL once close began and the queue is empty. */
-static ss_request *next_request(pool *p)
+static int64_t now_us(void)
 {
-    pthread_mutex_lock(&p->lock);
-    while (p->len == 0 && !p->closing)
-        pthread_cond_wait(&p->work, &p->lock);
-    bool was_full = p->len == p->cap;
-    ss_request *req = p->len > 0 && !p->cancel ? pop(p) : NULL;
-    if (req != NULL)
-        pthread_cond_signal(&p->space);
-    if (req != NULL && req->fd == p->server_fd)
-        p->shared++;
-    pthread_mutex_unlock(&p->lock);
-    if (was_full)
-        ss__server_wake(p->srv); /* the loop may poll the listener again */
-    return req;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
+
+/* How busy a worker is for new work: 0 if it is asleep right now, its
+ * last window's share otherwise, or -1 if it is stuck in a handler. */
+static int load_of(worker *w, int64_t now)
+{
+    int64_t idle_for = now - atomic_load_explicit(&w->seen_us, memory_order_relaxed);
+    if (atomic_load_explicit(&w->waiting, memory_order_relaxed))
+        return idle_for > 1000 ? 0 : atomic_load_explicit(&w->busy_pct, memory_order_relaxed);
+    return idle_for > STUCK_US ? -1 : atomic_load_explicit(&w->busy_pct, memory_order_relaxed);
+}
+
+/* Caller holds the lock. Wakes the first worker with room and time to
+ * spare, else the least busy one with room. With none, the request waits
+ * for the first worker whose fiber ends. */
+static void wake_a_worker(pool *p)
+{
+    int64_t now = now_us();
+    worker *best = NULL;
+    int best_load = 101;
+    for (size_t i = 0; i < p->started; i++) {
+        worker *w = &p->workers[i];
+        int load = w->alive && w->has_room ? load_of(w, now) : -1;
+        if (load >= 0 && load < SPILL_PCT) {
+            best = w;
+            break;
+        }
+        if (load >= 0 && load < best_load) {
+            best = w;
+            best_load = load;
+        }
+    }
+    if (best != NULL)
+        notify(best);
+}
+
+/* ---- a request on a fiber ---- */
 
 static void request_done(pool *p, bool shared)
 {
@@ -105,19 +234,124 @@ static void request_done(pool *p, bool shared)
     pthread_mutex_unlock(&p->lock);
 }
 
+/* The fiber's whole life. The socket leaves the readiness set before
+ * finish closes it, so a recycled descriptor number never reaches a
+ * stale registration. */
+static void serve(void *pool_arg, void *req_arg)
+{
+    pool *p = pool_arg;
+    ss_request *req = req_arg;
+    bool shared = req->fd == p->server_fd;
+    atomic_fetch_add(&p->srv->dcount.active, 1);
+    ss__request_run(req);
+    ss__fiber_forget_fd();
+    ss__request_finish(req);
+    atomic_fetch_sub(&p->srv->dcount.active, 1);
+    request_done(p, shared);
+}
+
+static void start_request(pool *p, worker *w, ss_request *req)
+{
+    int rc = ss__sched_spawn(w->sched, serve, p, req);
+    if (rc == 0)
+        return;
+    bool shared = req->fd == p->server_fd;
+    atomic_fetch_add(&p->srv->dcount.spawn_failures, 1);
+    ss__request_fail(req, rc);
+    ss__request_finish(req);
+    request_done(p, shared);
+}
+
+/* ---- workers ---- */
+
+/* Keeps the worker's load figure for wake_a_worker: the share of each
+ * window of WINDOW_US it did not spend asleep. */
+static void meter(worker *w, int64_t now)
+{
+    atomic_store_explicit(&w->seen_us, now, memory_order_relaxed);
+    int64_t span = now - w->window_start_us;
+    if (span < WINDOW_US)
+        return;
+    int busy = (int)(100 - 100 * (w->slept_us < span ? w->slept_us : span) / span);
+    atomic_store_explicit(&w->busy_pct, busy, memory_order_relaxed);
+    w->window_start_us = now;
+    w->slept_us = 0;
+}
+
+/* Takes queued requests while the worker has room and starts a fiber for
+ * each. Returns false when the worker should end: close began, nothing is
+ * live, and the queue is empty or cancelled. */
+static bool take_work(pool *p, worker *w)
+{
+    ss_request *batch[TAKE_BATCH];
+    size_t n = 0, live = ss__sched_live(w->sched);
+    meter(w, now_us());
+    pthread_mutex_lock(&p->lock);
+    clear_notice(w);
+    bool was_full = p->len == p->cap;
+    while (n < TAKE_BATCH && p->len > 0 && !p->cancel && live + n < p->fibers) {
+        batch[n] = pop(p);
+        p->shared += batch[n]->fd == p->server_fd;
+        n++;
+    }
+    if (n > 0)
+        pthread_cond_signal(&p->space);
+    w->has_room = live + n < p->fibers;
+    bool go_on = live + n > 0 || !p->closing || (p->len > 0 && !p->cancel);
+    pthread_mutex_unlock(&p->lock);
+    if (was_full && n > 0)
+        ss__server_wake(p->srv); /* the loop may poll the listener again */
+    for (size_t i = 0; i < n; i++)
+        start_request(p, w, batch[i]);
+    return go_on;
+}
+
+/* Before the worker blocks in its readiness set (with or without live
+ * fibers): says whether it has room, so that new work wakes it, and false
+ * if there is work to take right now or close wants it to end. */
+static bool may_sleep(pool *p, worker *w)
+{
+    size_t live = ss__sched_live(w->sched);
+    pthread_mutex_lock(&p->lock);
+    w->has_room = live < p->fibers;
+    bool work_waits = w->has_room && p->len > 0 && !p->cancel;
+    bool sleep = !work_waits && !w->notified && !(p->closing && live == 0);
+    pthread_mutex_unlock(&p->lock);
+    return sleep;
+}
+
+static void sleep_in_readiness_set(worker *w)
+{
+    int64_t start = now_us();
+    atomic_store_explicit(&w->seen_us, start, memory_order_relaxed);
+    atomic_store_explicit(&w->waiting, true, memory_order_relaxed);
+    ss__sched_poll(w->sched);
+    atomic_store_explicit(&w->waiting, false, memory_order_relaxed);
+    w->slept_us += now_us() - start;
+}
+
+static void worker_exit(pool *p, worker *w)
+{
+    pthread_mutex_lock(&p->lock);
+    w->alive = false; /* nobody writes to wake[] any more */
+    pthread_mutex_unlock(&p->lock);
+    worker_release(w);
+}
+
 static void *worker_main(void *arg)
 {
-    pool *p = arg;
+    worker *w = arg;
+    pool *p = w->pool;
     ss_server *srv = p->srv;
-    ss_request *req;
-    while ((req = next_request(p)) != NULL) {
-        bool shared = req->fd == p->server_fd;
-        atomic_fetch_add(&srv->dcount.active, 1);
-        ss__request_run(req);
-        ss__request_finish(req);
-        atomic_fetch_sub(&srv->dcount.active, 1);
-        request_done(p, shared);
+    ss__sched_enter(w->sched);
+    w->window_start_us = now_us();
+    while (take_work(p, w)) {
+        ss__sched_run(w->sched);
+        if (may_sleep(p, w))
+            sleep_in_readiness_set(w);
     }
+    ss__sched_enter(NULL);
+    worker_exit(p, w);
     atomic_fetch_sub(&srv->dcount.tracked, 1);
     pool_unref(p);
     ss__server_unref(srv);
@@ -131,18 +365,20 @@ static pool *pool_alloc(ss_server *srv)
     pool *p = calloc(1, sizeof *p);
     if (p == NULL)
         return NULL;
-    p->nthreads = srv->dopt.workers > 0 ? (size_t)srv->dopt.workers : default_workers();
-    p->cap = srv->dopt.queue_size > 0 ? (size_t)srv->dopt.queue_size : p->nthreads;
+    p->nworkers = srv->dopt.workers > 0 ? (size_t)srv->dopt.workers : default_workers();
+    p->cap = srv->dopt.queue_size > 0 ? (size_t)srv->dopt.queue_size : p->nworkers;
+    p->fibers = fibers_per_worker(srv);
     p->queue = calloc(p->cap, sizeof *p->queue);
-    p->threads = calloc(p->nthreads, sizeof *p->threads);
-    if (p->queue == NULL || p->threads == NULL) {
+    p->workers = calloc(p->nworkers, sizeof *p->workers);
+    if (p->queue == NULL || p->workers == NULL) {
         free(p->queue);
-        free(p->threads);
+        free(p->workers);
         free(p);
         return NULL;
     }
+    for (size_t i = 0; i < p->nworkers; i++)
+        p->workers[i].wake[0] = p->workers[i].wake[1] = -1;
     pthread_mutex_init(&p->lock, NULL);
-    pthread_cond_init(&p->work, NULL);
     pthread_cond_init(&p->space, NULL);
     pthread_cond_init(&p->unshared, NULL);
     p->refs = 1;
@@ -151,16 +387,30 @@ static pool *pool_alloc(ss_server *srv)
     return p;
 }
 
-static int start_worker(ss_server *srv, pool *p, const pthread_attr_t *attr, size_t i)
+/* Fiber stacks are as large as handler threads' stacks would be: the
+ * same handler code runs on them. */
+static size_t fiber_stack_size(const ss_server *srv)
 {
+    return srv->dopt.stack_size ? srv->dopt.stack_size : SS_DEFAULT_THREAD_STACK_SIZE;
+}
+
+static int start_worker(ss_server *srv, pool *p, const pthread_attr_t *attr, worker *w)
+{
+    int rc = worker_init(w, p, fiber_stack_size(srv));
+    if (rc < 0)
+        return rc;
     pthread_mutex_lock(&p->lock);
     p->refs++;
+    w->alive = true;
+    w->has_room = true;
     pthread_mutex_unlock(&p->lock);
+    atomic_store(&w->seen_us, now_us()); /* not "stuck" before it first runs */
     ss__server_ref(srv);
     atomic_fetch_add(&srv->dcount.tracked, 1);
-    int rc = pthread_create(&p->threads[i], attr, worker_main, p);
+    rc = pthread_create(&w->thread, attr, worker_main, w);
     if (rc == 0)
         return 0;
+    w->alive = false;
     atomic_fetch_sub(&srv->dcount.tracked, 1);
     atomic_fetch_add(&srv->dcount.spawn_failures, 1);
     ss__server_unref(srv);
@@ -168,19 +418,17 @@ static int start_worker(ss_server *srv, pool *p, const pthread_attr_t *attr, siz
     return -rc;
 }
 
-/* Starts the workers; on failure p->nthreads counts the ones started. */
+/* Starts the workers; p->started counts the ones running. */
 static int spawn_workers(ss_server *srv, pool *p)
 {
     pthread_attr_t attr;
     int rc = ss__thread_attr_init(srv, &attr);
     if (rc < 0)
         return rc;
-    for (size_t i = 0; i < p->nthreads; i++) {
-        rc = start_worker(srv, p, &attr, i);
-        if (rc < 0) {
-            p->nthreads = i;
-            break;
-        }
+    for (size_t i = 0; i < p->nworkers && rc == 0; i++) {
+        rc = start_worker(srv, p, &attr, &p->workers[i]);
+        if (rc == 0)
+            p->started++;
     }
     pthread_attr_destroy(&attr);
     return rc;
@@ -223,45 +471,46 @@ static void pool_process(ss_server *srv, ss_request *req)
     while (p->len == p->cap)
         pthread_cond_wait(&p->space, &p->lock);
     push(p, req);
-    pthread_cond_signal(&p->work);
+    wake_a_worker(p);
     pthread_mutex_unlock(&p->lock);
 }
 
 /* ---- close: drain (block_on_close) or cancel ---- */
 
-/* Tells every worker to end: after the queue is empty, or at once with
- * cancel. */
+/* Tells every worker to end: after the queue is empty, or without taking
+ * more with cancel. Either way a worker first finishes its live fibers. */
 static void begin_close(pool *p, bool cancel)
 {
     pthread_mutex_lock(&p->lock);
     p->closing = true;
     p->cancel = cancel;
-    pthread_cond_broadcast(&p->work);
+    for (size_t i = 0; i < p->started; i++)
+        notify(&p->workers[i]);
     pthread_mutex_unlock(&p->lock);
 }
 
 /* With join, waits for the workers; without, lets them go and the last
  * one out frees the pool. A handler closing its own server is never
- * joined by itself. */
+ * joined by its own worker. */
 static void stop_workers(pool *p, bool join)
 {
     begin_close(p, !join);
     pthread_t self = pthread_self();
-    for (size_t i = 0; i < p->nthreads; i++) {
-        if (join && !pthread_equal(p->threads[i], self))
-            pthread_join(p->threads[i], NULL);
+    for (size_t i = 0; i < p->started; i++) {
+        if (join && !pthread_equal(p->workers[i].thread, self))
+            pthread_join(p->workers[i].thread, NULL);
         else
-            pthread_detach(p->threads[i]);
+            pthread_detach(p->workers[i].thread);
     }
 }
 
-/* Shuts the queued requests down unhandled, each counted as cancelled.
- * Workers no longer take any (cancel is set). */
+/* Shuts the queued requests down unhandled, each counted as cancelled. */
 static void cancel_queued(ss_server *srv, pool *p)
 {
     for (;;) {
         pthread_mutex_lock(&p->lock);
         ss_request *req = p->len > 0 ? pop(p) : NULL;
+        pthread_cond_signal(&p->space);
         pthread_mutex_unlock(&p->lock);
         if (req == NULL)
             return;
@@ -272,8 +521,8 @@ static void cancel_queued(ss_server *srv, pool *p)
 
 static bool is_worker(const pool *p, pthread_t thread)
 {
-    for (size_t i = 0; i < p->nthreads; i++)
-        if (pthread_equal(p->threads[i], thread))
+    for (size_t i = 0; i < p->started; i++)
+        if (pthread_equal(p->workers[i].thread, thread))
             return true;
     return false;
 }

@@ -57,13 +57,34 @@ int ss__io_wait(int fd, short events, int64_t deadline, const ss_server *srv)
     }
 }
 
+/* Where a wait happens: on a fiber (the pool), the fiber parks in its
+ * worker's readiness set and the thread serves other requests meanwhile;
+ * elsewhere the thread itself polls. */
+static int wait_ready(int fd, short events, int64_t deadline, const ss_server *srv, bool fiber)
+{
+    return fiber ? ss__fiber_wait(fd, events, deadline) : ss__io_wait(fd, events, deadline, srv);
+}
+
+void ss__io_pause(int ms)
+{
+    if (ss__fiber_active()) {
+        ss__fiber_wait(-1, 0, ss__now_ms() + ms);
+        return;
+    }
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL); /* an interruption only shortens one pause */
+}
+
 ssize_t ss__io_recv(int fd, void *buf, size_t size, int timeout_ms, const ss_server *srv)
 {
     int64_t deadline = ss__deadline(timeout_ms);
-    /* Without a timeout a blocking recv() is the cheapest wait; with one,
-     * poll() bounds the wait and MSG_DONTWAIT keeps recv() from blocking. */
-    int flags = deadline < 0 ? 0 : MSG_DONTWAIT;
-    bool must_wait = deadline >= 0;
+    /* Without a timeout a blocking recv() is the cheapest wait for a
+     * thread; with one, poll() bounds the wait and MSG_DONTWAIT keeps
+     * recv() from blocking. A fiber never blocks its thread: it tries
+     * first and parks only on EAGAIN. */
+    bool fiber = ss__fiber_active();
+    int flags = deadline < 0 && !fiber ? 0 : MSG_DONTWAIT;
+    bool must_wait = fiber ? ss__fiber_drained_fd(fd) : deadline >= 0;
     for (;;) {
         /* A stop signalled just before we block would otherwise not
          * interrupt the wait; what remains is a window of a few
@@ -71,11 +92,13 @@ ssize_t ss__io_recv(int fd, void *buf, size_t size, int timeout_ms, const ss_ser
         if (interrupted_by_stop(srv))
             return -ECANCELED;
         if (must_wait) {
-            int rc = ss__io_wait(fd, POLLIN, deadline, srv);
+            int rc = wait_ready(fd, POLLIN, deadline, srv, fiber);
             if (rc <= 0)
                 return rc == 0 ? -ETIMEDOUT : rc;
         }
         ssize_t n = recv(fd, buf, size, flags);
+        if (n > 0 && fiber && (size_t)n < size)
+            ss__fiber_drained(fd);
         if (n >= 0)
             return n;
         if (errno == EINTR && interrupted_by_stop(srv))
@@ -92,12 +115,14 @@ int ss__io_send_all(int fd, const void *buf, size_t size, int timeout_ms, const 
 {
     (void)srv;
     const char *p = buf;
-    int flags = MSG_NOSIGNAL | (timeout_ms < 0 ? 0 : MSG_DONTWAIT);
-    bool must_wait = timeout_ms >= 0;
+    bool fiber = ss__fiber_active(); /* as in ss__io_recv: try first, park on EAGAIN */
+    int flags = MSG_NOSIGNAL | (timeout_ms < 0 && !fiber ? 0 : MSG_DONTWAIT);
+    bool poll_first = timeout_ms >= 0 && !fiber;
+    bool must_wait = poll_first;
     while (size > 0) {
         if (must_wait) {
             /* the timeout bounds each stall, not the whole transfer */
-            int rc = ss__io_wait(fd, POLLOUT, ss__deadline(timeout_ms), NULL);
+            int rc = wait_ready(fd, POLLOUT, ss__deadline(timeout_ms), NULL, fiber);
             if (rc <= 0)
                 return rc == 0 ? -ETIMEDOUT : rc;
         }
@@ -105,7 +130,7 @@ int ss__io_send_all(int fd, const void *buf, size_t size, int timeout_ms, const 
         if (n >= 0) {
             p += n;
             size -= (size_t)n;
-            must_wait = timeout_ms >= 0;
+            must_wait = poll_first;
         } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
             must_wait = true;
         } else if (errno != EINTR) {

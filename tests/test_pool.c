@@ -14,10 +14,14 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+/* One request per worker at a time (ss_server_set_pool_fibers 1), so a
+ * busy worker leaves later clients in the queue: the queue's behaviour is
+ * what these tests watch. test_fiber_pool covers many per worker. */
 static ss_server *pool_server(const ss_handler *h, void *data, int workers, int queue)
 {
     ss_server *srv;
     assert_int_equal(ss_server_create(&srv, "tcp://127.0.0.1:0", ss_dispatch_pool(), h, data), 0);
+    assert_int_equal(ss_server_set_pool_fibers(srv, 1), 0);
     assert_int_equal(ss_server_set_workers(srv, workers), 0);
     assert_int_equal(ss_server_set_queue_size(srv, queue), 0);
     assert_int_equal(ss_server_bind(srv), 0);
@@ -46,11 +50,13 @@ static void test_options(void **state)
         ss_server_create(&srv, "tcp://127.0.0.1:0", ss_dispatch_pool(), &td_echo_line, NULL), 0);
     assert_int_equal(ss_server_set_workers(srv, -1), -EINVAL);
     assert_int_equal(ss_server_set_queue_size(srv, -1), -EINVAL);
+    assert_int_equal(ss_server_set_pool_fibers(srv, -1), -EINVAL);
     assert_int_equal(ss_server_set_workers(srv, 3), 0);
     assert_int_equal(ss_server_bind(srv), 0);
     assert_int_equal(ss_server_activate(srv), 0);
     assert_int_equal(ss_server_set_workers(srv, 4), SS_ESTATE);
     assert_int_equal(ss_server_set_queue_size(srv, 4), SS_ESTATE);
+    assert_int_equal(ss_server_set_pool_fibers(srv, 4), SS_ESTATE);
     assert_int_equal(td_dstats(srv).tracked, 3);
     ss_server_free(srv);
 }
