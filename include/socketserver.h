@@ -167,7 +167,7 @@ SS_API const ss_dispatcher *ss_dispatch_threading(void);
  * waitpid(-1) is never called, so children the application starts itself
  * keep their exit status for it. The parent's ss_stats counts each reaped
  * child: exit 0 as handled, exit 1 as a handler error; any other end
- * counts in ss_dispatch_stats.children_failed. Fork in a program whose
+ * counts in ss_stats.children_failed. Fork in a program whose
  * other threads hold locks (of a logger, ...) at your own risk, as always.
  */
 SS_API const ss_dispatcher *ss_dispatch_forking(void);
@@ -205,7 +205,7 @@ SS_API const ss_dispatcher *ss_dispatch_forking(void);
  *
  * ss_server_close drains the queue and joins the workers, or with
  * block_on_close off shuts the queued requests down unhandled (counted in
- * ss_dispatch_stats.cancelled) and lets running handlers finish alone.
+ * ss_stats.cancelled) and lets running handlers finish alone.
  */
 SS_API const ss_dispatcher *ss_dispatch_pool(void);
 
@@ -300,18 +300,16 @@ SS_API int ss_server_set_thread_stack_size(ss_server *srv, size_t bytes);
 #define SS_DEFAULT_POOL_FIBERS 1024
 SS_API int ss_server_set_pool_fibers(ss_server *srv, int fibers);
 
-/* What the dispatcher is doing; readable at any time from any thread. */
+/* The dispatcher's part of ss_stats (see there for each field), as it
+ * was read before ss_stats held every counter; new code reads ss_stats.
+ * Any time, any thread. */
 typedef struct ss_dispatch_stats {
-    uint64_t tracked;         /* threads or children the dispatcher holds a record of:
-                                 threading: handler threads running or not yet joined;
-                                 forking: children not yet reaped; pool: live workers */
-    uint64_t active;          /* requests being handled right now (forking: children
-                                 not yet reaped); 0 for sync */
-    uint64_t queued;          /* pool: accepted requests waiting for a worker */
-    uint64_t cancelled;       /* pool: queued requests shut down unhandled by close */
-    uint64_t spawn_failures;  /* threads or processes that could not be created (the
-                                 request then went to handle_error) */
-    uint64_t children_failed; /* forking: children that did not exit with status 0 */
+    uint64_t tracked;
+    uint64_t active;
+    uint64_t queued;
+    uint64_t cancelled;
+    uint64_t spawn_failures;
+    uint64_t children_failed;
 } ss_dispatch_stats;
 SS_API void ss_server_dispatch_stats(const ss_server *srv, ss_dispatch_stats *out);
 
@@ -481,10 +479,63 @@ SS_API int ss_server_set_backlog(ss_server *srv, int backlog);
 SS_API void ss_server_set_timeout(ss_server *srv, int timeout_ms);
 
 /* Default I/O timeout for each request, in milliseconds (Python's
- * StreamRequestHandler.timeout); negative means none (the default). A
- * recv or send that makes no progress for this long fails with -ETIMEDOUT.
- * Any time; applies to requests accepted afterwards. */
+ * StreamRequestHandler.timeout); negative means none (the default, as in
+ * Python). A recv or send that makes no progress for this long fails with
+ * -ETIMEDOUT, and so does every read and write built on them: the wait
+ * for a client's next request on a kept-alive connection is a read too,
+ * so this is also the idle timeout. A handler that returns on the error
+ * frees its thread, worker or child; the request counts in
+ * ss_stats.request_timeouts. Against clients that connect and stall
+ * (slowloris), set it. Any time; applies to requests accepted afterwards
+ * (ss_request_set_timeout changes one request). */
 SS_API void ss_server_set_request_timeout(ss_server *srv, int timeout_ms);
+
+/* ------------------------------------------------------------------------ */
+/* Limits                                                                  */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * At most `max` requests at once, whatever the dispatcher (0, the default:
+ * no limit beyond the dispatcher's own). Counted is ss_stats.active: every
+ * request accepted and not yet ended, whether in a handler, waiting in the
+ * pool's queue, or served by a child not yet reaped. At the limit the
+ * listener is not polled: new clients wait in the kernel backlog (see
+ * ss_server_set_backlog) and are served as requests end, neither refused
+ * nor lost; with ss_server_set_overload_reply they are refused instead.
+ * The forking dispatcher's max_children applies as well. Any time, any
+ * thread. Returns 0, or -EINVAL if max is negative.
+ */
+SS_API int ss_server_set_max_connections(ss_server *srv, int max);
+
+/*
+ * At most `max` requests at once from one client (0, the default: no
+ * limit): one IP address for tcp:// and udp:// (IPv4-mapped IPv6 addresses
+ * count as IPv4), one user id for unix: (the peer credentials). unixgram:
+ * peers cannot be told apart and are not limited. A request over the limit
+ * is refused: accepted, sent the overload reply if one is set, closed, and
+ * counted in ss_stats.rejected_per_client. The counts live in a small hash
+ * table holding only clients with a request in flight (an entry goes when
+ * its count returns to 0; forking: when the child is reaped). If no memory
+ * is left for a new entry, that request is refused too. Before activate.
+ * Returns 0, -EINVAL if max is negative, SS_ESTATE after activate.
+ */
+SS_API int ss_server_set_max_per_client(ss_server *srv, int max);
+
+/*
+ * What happens at ss_server_set_max_connections' limit. NULL (the
+ * default): the listener is not polled and clients wait in the backlog.
+ * A string: the listener stays polled, and each client over the limit is
+ * accepted, sent `message` once without waiting (one non-blocking send:
+ * if the socket cannot take it all at once the rest is dropped; a datagram
+ * server sends it as the reply), and closed, counted in
+ * ss_stats.rejected_limit. "" closes without a word. The same message goes
+ * to clients refused by ss_server_set_max_per_client. Refusing at once
+ * tells a client to come back later, or a balancer to go elsewhere;
+ * waiting in the backlog serves everybody eventually. The string is
+ * copied (at most 512 bytes). Before activate. Returns 0, -EINVAL if it
+ * is too long, -ENOMEM, SS_ESTATE after activate.
+ */
+SS_API int ss_server_set_overload_reply(ss_server *srv, const char *message);
 
 /* ------------------------------------------------------------------------ */
 /* Server hooks (Python's overridable methods). Set before serving.        */
@@ -553,20 +604,46 @@ SS_API int ss_server_port(const ss_server *srv);
 /* The `data` pointer given at creation. */
 SS_API void *ss_server_data(const ss_server *srv);
 
-/* Counters, readable at any time from any thread. */
+/*
+ * Every counter of the server, in one place. Each is an atomic updated
+ * where its event happens, so reading them takes no lock and never slows
+ * the server down; readable at any time from any thread, also after close.
+ * A snapshot is not one instant: counters move while it is taken. For the
+ * forking dispatcher, what happens inside a child reaches the parent's
+ * counters when the child is reaped.
+ */
 typedef struct ss_stats {
-    uint64_t accepted;       /* requests received (connections or datagrams) */
-    uint64_t rejected;       /* refused by verify_request */
-    uint64_t handled;        /* handler ran to completion without error */
-    uint64_t handler_errors; /* handle_error calls */
-    uint64_t closed;         /* requests shut down (every accepted one, once) */
+    /* requests */
+    uint64_t accepted;            /* requests received (connections or datagrams) */
+    uint64_t active;              /* accepted and not yet ended: in a handler, waiting in the
+                                     pool's queue, or served by a child not yet reaped. What
+                                     ss_server_set_max_connections bounds */
+    uint64_t handled;             /* handler ran to completion without error */
+    uint64_t handler_errors;      /* handle_error calls */
+    uint64_t closed;              /* requests shut down (every accepted one, once) */
+    uint64_t rejected;            /* shut down without running the handler, any reason: */
+    uint64_t rejected_verify;     /* ... verify_request returned false */
+    uint64_t rejected_limit;      /* ... over max_connections (overload reply mode) */
+    uint64_t rejected_per_client; /* ... over max_per_client */
+    uint64_t request_timeouts;    /* requests in which a read or write timed out
+                                     (-ETIMEDOUT: the request timeout fired) */
+    uint64_t timeouts;            /* handle_timeout calls */
+    /* accept */
     uint64_t accept_errors;  /* accept()/recvfrom() failures, every kind */
-    uint64_t timeouts;       /* handle_timeout calls */
     uint64_t accept_emfile;  /* ... of which: per-process fd limit */
     uint64_t accept_enfile;  /* system-wide fd limit */
     uint64_t accept_enobufs; /* no socket buffers */
     uint64_t accept_enomem;  /* no memory */
     uint64_t shed;           /* clients closed unserved while out of resources */
+    /* the dispatcher (same as ss_dispatch_stats) */
+    uint64_t tracked;         /* threading: handler threads running or not yet joined;
+                                 forking: children not yet reaped; pool: live workers */
+    uint64_t queued;          /* pool: accepted requests waiting for a worker */
+    uint64_t cancelled;       /* pool: queued requests shut down unhandled (close
+                                 without block_on_close) */
+    uint64_t spawn_failures;  /* threads or processes that could not be created (the
+                                 request then went to handle_error) */
+    uint64_t children_failed; /* forking: children that did not exit with status 0 */
 } ss_stats;
 SS_API void ss_server_stats(const ss_server *srv, ss_stats *out);
 

@@ -126,7 +126,7 @@ int ss__dgram_complete(ss_request *req)
         return 0;
     if (ss__sockaddr_unnamed((const struct sockaddr *)&req->peer, req->peer_len))
         return SS_EUNNAMEDPEER;
-    return send_reply(req);
+    return ss__request_note_io(req, send_reply(req));
 }
 
 void ss__dgram_shutdown_request(ss_request *req)

@@ -1,7 +1,7 @@
 /* The dispatcher registry (by name, for command lines), the shared no-op
  * slots that keep every dispatcher table fully filled, and what the
- * concurrent dispatchers share: their options, their counters and the
- * attributes of handler threads. */
+ * concurrent dispatchers share: their options and the attributes of
+ * handler threads. Their counters are the server's (ss_stats). */
 #include "internal.h"
 
 #include <errno.h>
@@ -127,17 +127,4 @@ int ss__thread_attr_init(const ss_server *srv, pthread_attr_t *attr)
         return -rc;
     }
     return 0;
-}
-
-/* ---- counters ---- */
-
-SS_API void ss_server_dispatch_stats(const ss_server *srv, ss_dispatch_stats *out)
-{
-    struct ss__dispatch_counters *c = (struct ss__dispatch_counters *)&srv->dcount;
-    out->tracked = atomic_load(&c->tracked);
-    out->active = atomic_load(&c->active);
-    out->queued = atomic_load(&c->queued);
-    out->cancelled = atomic_load(&c->cancelled);
-    out->spawn_failures = atomic_load(&c->spawn_failures);
-    out->children_failed = atomic_load(&c->children_failed);
 }

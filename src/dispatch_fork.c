@@ -25,11 +25,16 @@
 #define REAP_INTERVAL_MS 100 /* the safety net for children killed by a signal */
 #define RETRY_MAX_MS     64  /* backoff ceiling for a child seen exiting */
 
+/* What a child writes into its byte of the shared page as it exits. */
+#define EXIT_MARK      1 /* about to _exit */
+#define EXIT_TIMED_OUT 2 /* its request's I/O timed out (ss_stats.request_timeouts) */
+
 typedef struct forks {
     int max;
     int count;             /* live (unreaped) children */
     pid_t *pids;           /* slot -> pid, 0 = free */
-    atomic_uchar *exiting; /* shared with the children: slot -> 1 at _exit */
+    ss__hold *holds;       /* slot -> what its request holds against the limits */
+    atomic_uchar *exiting; /* shared with the children: slot -> EXIT_* bits at _exit */
     size_t exiting_size;   /* bytes mapped */
     int retry_ms;          /* next look for a marked child, 0 = none marked */
 } forks;
@@ -38,7 +43,10 @@ static int fork_start(ss_server *srv)
 {
     forks *fs = calloc(1, sizeof *fs);
     int max = srv->dopt.max_children > 0 ? srv->dopt.max_children : SS_DEFAULT_MAX_CHILDREN;
-    if (fs == NULL || (fs->pids = calloc((size_t)max, sizeof *fs->pids)) == NULL) {
+    if (fs == NULL || (fs->pids = calloc((size_t)max, sizeof *fs->pids)) == NULL ||
+        (fs->holds = calloc((size_t)max, sizeof *fs->holds)) == NULL) {
+        if (fs != NULL)
+            free(fs->pids);
         free(fs);
         return -ENOMEM;
     }
@@ -48,6 +56,7 @@ static int fork_start(ss_server *srv)
         mmap(NULL, fs->exiting_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (page == MAP_FAILED) {
         int rc = -errno;
+        free(fs->holds);
         free(fs->pids);
         free(fs);
         return rc;
@@ -68,25 +77,29 @@ static bool fork_accepting(ss_server *srv)
 /* The child's outcome, as counters the parent can show: the child's own
  * counters died with it. Exit 0 is a handled request, 1 a handle_error
  * call in the child; anything else (another exit code, a signal) is only
- * a failed child. */
-static void account(ss_server *srv, int status)
+ * a failed child. A timeout the child marked in its byte counts too. */
+static void account(ss_server *srv, int status, unsigned char marks)
 {
     bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
     if (ok)
         atomic_fetch_add(&srv->count.handled, 1);
     else
-        atomic_fetch_add(&srv->dcount.children_failed, 1);
+        atomic_fetch_add(&srv->count.children_failed, 1);
     if (WIFEXITED(status) && WEXITSTATUS(status) == 1)
         atomic_fetch_add(&srv->count.handler_errors, 1);
+    if (marks & EXIT_TIMED_OUT)
+        atomic_fetch_add(&srv->count.request_timeouts, 1);
     atomic_fetch_add(&srv->count.closed, 1);
 }
 
+/* The child is gone (or no longer ours to track): its request has ended,
+ * so its place under the limits is given back. */
 static void forget(ss_server *srv, forks *fs, int slot)
 {
     fs->pids[slot] = 0;
     fs->count--;
-    atomic_fetch_sub(&srv->dcount.tracked, 1);
-    atomic_fetch_sub(&srv->dcount.active, 1);
+    atomic_fetch_sub(&srv->count.tracked, 1);
+    ss__hold_drop(srv, &fs->holds[slot]);
 }
 
 /* Waits for the child in `slot` (flags 0 or WNOHANG). Returns true if it
@@ -102,7 +115,7 @@ static bool reap_slot(ss_server *srv, forks *fs, int slot, int flags)
     if (got == 0 || (got < 0 && errno != ECHILD))
         return false;
     if (got > 0)
-        account(srv, status);
+        account(srv, status, atomic_load(&fs->exiting[slot]));
     else
         atomic_fetch_add(&srv->count.closed, 1);
     forget(srv, fs, slot);
@@ -117,7 +130,7 @@ static int reap_pass(ss_server *srv, forks *fs, int flags)
     for (int slot = 0; slot < fs->max && fs->count > 0; slot++) {
         if (fs->pids[slot] == 0)
             continue;
-        bool marked = atomic_load(&fs->exiting[slot]) != 0;
+        bool marked = (atomic_load(&fs->exiting[slot]) & EXIT_MARK) != 0;
         if (!reap_slot(srv, fs, slot, flags) && marked)
             pending++;
     }
@@ -150,9 +163,9 @@ static int fork_max_wait(ss_server *srv)
 /* Tells the parent we are about to exit: mark our slot, then wake its
  * loop. SIGPIPE is blocked first because the parent may already have
  * freed its server (the pipe's read end); this child's mask dies with it. */
-static void announce_exit(forks *fs, int slot, int notify_fd)
+static void announce_exit(forks *fs, int slot, int notify_fd, unsigned char marks)
 {
-    atomic_store(&fs->exiting[slot], 1);
+    atomic_store(&fs->exiting[slot], (unsigned char)(EXIT_MARK | marks));
     sigset_t pipe_only;
     sigemptyset(&pipe_only);
     sigaddset(&pipe_only, SIGPIPE);
@@ -177,8 +190,9 @@ static void run_child(ss_server *srv, forks *fs, int slot, ss_request *req)
     if (req->fd != srv->fd)
         ss__close(&srv->fd);
     int rc = ss__request_run(req);
+    unsigned char marks = atomic_load(&req->timed_out) ? EXIT_TIMED_OUT : 0;
     ss__request_finish(req);
-    announce_exit(fs, slot, notify_fd);
+    announce_exit(fs, slot, notify_fd, marks);
     _exit(rc < 0 ? 1 : 0);
 }
 
@@ -192,7 +206,7 @@ static int free_slot(const forks *fs)
 
 static void refuse(ss_server *srv, ss_request *req, int err)
 {
-    atomic_fetch_add(&srv->dcount.spawn_failures, 1);
+    atomic_fetch_add(&srv->count.spawn_failures, 1);
     ss__request_fail(req, err);
     ss__request_finish(req);
 }
@@ -207,19 +221,17 @@ static void fork_process(ss_server *srv, ss_request *req)
     }
     atomic_store(&fs->exiting[slot], 0);
     /* counted first: the child may answer before fork returns here */
-    atomic_fetch_add(&srv->dcount.tracked, 1);
-    atomic_fetch_add(&srv->dcount.active, 1);
+    atomic_fetch_add(&srv->count.tracked, 1);
     pid_t pid = fork();
     if (pid == 0)
         run_child(srv, fs, slot, req);
     if (pid < 0) {
         int err = -errno;
-        atomic_fetch_sub(&srv->dcount.tracked, 1);
-        atomic_fetch_sub(&srv->dcount.active, 1);
+        atomic_fetch_sub(&srv->count.tracked, 1);
         refuse(srv, req, err);
         return;
     }
-    ss__request_release(req);
+    ss__request_release(req, &fs->holds[slot]); /* given back when reaped */
     fs->pids[slot] = pid;
     fs->count++;
 }
@@ -234,9 +246,11 @@ static void fork_close(ss_server *srv)
 {
     forks *fs = srv->dispatch_state;
     reap_pass(srv, fs, ss__block_on_close(srv) ? 0 : WNOHANG);
-    atomic_fetch_sub(&srv->dcount.tracked, (uint_fast64_t)fs->count);
-    atomic_fetch_sub(&srv->dcount.active, (uint_fast64_t)fs->count);
+    for (int slot = 0; slot < fs->max && fs->count > 0; slot++)
+        if (fs->pids[slot] != 0)
+            forget(srv, fs, slot);
     munmap((void *)fs->exiting, fs->exiting_size);
+    free(fs->holds);
     free(fs->pids);
     free(fs);
     srv->dispatch_state = NULL;

@@ -169,7 +169,7 @@ static void push(pool *p, ss_request *req)
 {
     p->queue[(p->head + p->len) % p->cap] = req;
     p->len++;
-    atomic_fetch_add(&p->srv->dcount.queued, 1);
+    atomic_fetch_add(&p->srv->count.queued, 1);
 }
 
 static ss_request *pop(pool *p)
@@ -177,7 +177,7 @@ static ss_request *pop(pool *p)
     ss_request *req = p->queue[p->head];
     p->head = (p->head + 1) % p->cap;
     p->len--;
-    atomic_fetch_sub(&p->srv->dcount.queued, 1);
+    atomic_fetch_sub(&p->srv->count.queued, 1);
     return req;
 }
 
@@ -242,11 +242,9 @@ static void serve(void *pool_arg, void *req_arg)
     pool *p = pool_arg;
     ss_request *req = req_arg;
     bool shared = req->fd == p->server_fd;
-    atomic_fetch_add(&p->srv->dcount.active, 1);
     ss__request_run(req);
     ss__fiber_forget_fd();
     ss__request_finish(req);
-    atomic_fetch_sub(&p->srv->dcount.active, 1);
     request_done(p, shared);
 }
 
@@ -256,7 +254,7 @@ static void start_request(pool *p, worker *w, ss_request *req)
     if (rc == 0)
         return;
     bool shared = req->fd == p->server_fd;
-    atomic_fetch_add(&p->srv->dcount.spawn_failures, 1);
+    atomic_fetch_add(&p->srv->count.spawn_failures, 1);
     ss__request_fail(req, rc);
     ss__request_finish(req);
     request_done(p, shared);
@@ -352,7 +350,7 @@ static void *worker_main(void *arg)
     }
     ss__sched_enter(NULL);
     worker_exit(p, w);
-    atomic_fetch_sub(&srv->dcount.tracked, 1);
+    atomic_fetch_sub(&srv->count.tracked, 1);
     pool_unref(p);
     ss__server_unref(srv);
     return NULL;
@@ -406,13 +404,13 @@ static int start_worker(ss_server *srv, pool *p, const pthread_attr_t *attr, wor
     pthread_mutex_unlock(&p->lock);
     atomic_store(&w->seen_us, now_us()); /* not "stuck" before it first runs */
     ss__server_ref(srv);
-    atomic_fetch_add(&srv->dcount.tracked, 1);
+    atomic_fetch_add(&srv->count.tracked, 1);
     rc = pthread_create(&w->thread, attr, worker_main, w);
     if (rc == 0)
         return 0;
     w->alive = false;
-    atomic_fetch_sub(&srv->dcount.tracked, 1);
-    atomic_fetch_add(&srv->dcount.spawn_failures, 1);
+    atomic_fetch_sub(&srv->count.tracked, 1);
+    atomic_fetch_add(&srv->count.spawn_failures, 1);
     ss__server_unref(srv);
     pool_unref(p); /* never the last: the caller holds one */
     return -rc;
@@ -514,7 +512,7 @@ static void cancel_queued(ss_server *srv, pool *p)
         pthread_mutex_unlock(&p->lock);
         if (req == NULL)
             return;
-        atomic_fetch_add(&srv->dcount.cancelled, 1);
+        atomic_fetch_add(&srv->count.cancelled, 1);
         ss__request_finish(req);
     }
 }

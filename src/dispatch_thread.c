@@ -77,7 +77,7 @@ static void join_all(ss_server *srv, worker *list)
         list = w->next;
         pthread_join(w->tid, NULL);
         free(w);
-        atomic_fetch_sub(&srv->dcount.tracked, 1);
+        atomic_fetch_sub(&srv->count.tracked, 1);
     }
 }
 
@@ -119,10 +119,9 @@ static void worker_done(ss_server *srv, worker *w)
         pthread_cond_broadcast(&ts->changed);
     }
     pthread_mutex_unlock(&ts->lock);
-    atomic_fetch_sub(&srv->dcount.active, 1);
     if (detached) {
         free(w);
-        atomic_fetch_sub(&srv->dcount.tracked, 1);
+        atomic_fetch_sub(&srv->count.tracked, 1);
     }
 }
 
@@ -146,8 +145,7 @@ static void *worker_main(void *arg)
  * up first: a client may see its answer before pthread_create returns. */
 static int spawn(ss_server *srv, threads *ts, worker *w)
 {
-    atomic_fetch_add(&srv->dcount.tracked, 1);
-    atomic_fetch_add(&srv->dcount.active, 1);
+    atomic_fetch_add(&srv->count.tracked, 1);
     pthread_mutex_lock(&ts->lock);
     int rc = pthread_create(&w->tid, &ts->attr, worker_main, w);
     if (rc == 0) {
@@ -159,10 +157,8 @@ static int spawn(ss_server *srv, threads *ts, worker *w)
         ts->refs++;
     }
     pthread_mutex_unlock(&ts->lock);
-    if (rc != 0) {
-        atomic_fetch_sub(&srv->dcount.tracked, 1);
-        atomic_fetch_sub(&srv->dcount.active, 1);
-    }
+    if (rc != 0)
+        atomic_fetch_sub(&srv->count.tracked, 1);
     return -rc;
 }
 
@@ -186,7 +182,7 @@ static void thread_process(ss_server *srv, ss_request *req)
         free(w);
         ss__server_unref(srv);
     }
-    atomic_fetch_add(&srv->dcount.spawn_failures, 1);
+    atomic_fetch_add(&srv->count.spawn_failures, 1);
     ss__request_fail(req, rc);
     ss__request_finish(req);
 }

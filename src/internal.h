@@ -56,6 +56,13 @@ bool ss__is_localhost(const char *host);
 /* True for a peer with no address to reply to (an unbound Unix socket). */
 bool ss__sockaddr_unnamed(const struct sockaddr *sa, socklen_t len);
 
+/* Who a client is for the per-client limit: a tag byte ('4', '6', 'u')
+ * and the IP address or uid; len 0 means "nobody in particular". */
+typedef struct ss__client_key {
+    unsigned char len;
+    unsigned char bytes[1 + 16];
+} ss__client_key;
+
 /* ------------------------------------------------------------------------ */
 /* Transports (transport_*.c)                                               */
 /* ------------------------------------------------------------------------ */
@@ -78,6 +85,10 @@ typedef struct ss__transport {
     int (*complete)(ss_request *req);
     /* Python's shutdown_request: end the request's use of the socket. */
     void (*shutdown_request)(ss_request *req);
+    /* Who the client is, for the per-client limit: fills *key and returns
+     * 0, or returns -ENOTSUP when the transport cannot tell (the request is
+     * then not limited per client). */
+    int (*client_key)(const ss_request *req, ss__client_key *key);
     /* server_close: release what open/bind created (fd, socket file). */
     void (*close)(ss_server *srv);
 } ss__transport;
@@ -101,6 +112,8 @@ ssize_t ss__stream_recv(ss_request *req, void *buf, size_t size);
 int ss__stream_send_all(ss_request *req, const void *buf, size_t size);
 int ss__stream_complete(ss_request *req);
 void ss__stream_shutdown_request(ss_request *req);
+/* For transports whose peers cannot be told apart: -ENOTSUP. */
+int ss__client_key_none(const ss_request *req, ss__client_key *key);
 
 /* Datagram slots (datagram.c, UDP and Unix datagram): one recvmsg() per
  * request into a packet buffer; the handler reads the packet and writes a
@@ -156,11 +169,28 @@ typedef enum ss__state {
     SS__CLOSED,
 } ss__state;
 
+/* What ss_server_stats reports (see ss_stats for each meaning). Each is
+ * updated where the event happens, by whichever thread sees it. */
 typedef struct ss__counters {
-    atomic_uint_fast64_t accepted, rejected, handled, handler_errors, closed, accept_errors,
-        timeouts;
-    atomic_uint_fast64_t accept_emfile, accept_enfile, accept_enobufs, accept_enomem, shed;
+    atomic_uint_fast64_t accepted, active, handled, handler_errors, closed;
+    atomic_uint_fast64_t rejected, rejected_verify, rejected_limit, rejected_per_client;
+    atomic_uint_fast64_t request_timeouts, timeouts;
+    atomic_uint_fast64_t accept_errors, accept_emfile, accept_enfile, accept_enobufs, accept_enomem,
+        shed;
+    atomic_uint_fast64_t tracked, queued, cancelled, spawn_failures, children_failed;
 } ss__counters;
+
+/* What a request holds against the server's limits from accept until it
+ * ends (limits.c): its place in count.active and, with a per-client limit,
+ * in its client's entry. The forking dispatcher takes it over from the
+ * request and gives it back when the child is reaped. */
+typedef struct ss__hold {
+    bool active;
+    bool keyed;
+    ss__client_key key;
+} ss__hold;
+
+typedef struct ss__clients ss__clients; /* limits.c */
 
 struct ss_server {
     atomic_int refs; /* owner + each live request */
@@ -199,6 +229,17 @@ struct ss_server {
 
     ss__counters count;
 
+    /* Limits (limits.c). max_connections may change any time; the rest is
+     * set before activate and freed with the server's memory, since a
+     * request may end after close. */
+    struct ss__limits {
+        atomic_int max_connections; /* 0 = none */
+        int max_per_client;         /* 0 = none */
+        char *overload_reply;       /* NULL: at the limit, clients wait in the backlog */
+        size_t overload_reply_len;
+        ss__clients *clients; /* the per-client counts, when max_per_client > 0 */
+    } limits;
+
     /* Transport options and state (datagram.c, transport_unix.c). Zeroed
      * by calloc; a transport's open() sets its own defaults. */
     size_t max_packet_size; /* datagram transports: recvmsg buffer size */
@@ -228,11 +269,6 @@ struct ss_server {
         size_t stack_size;             /* 0 = SS_DEFAULT_THREAD_STACK_SIZE */
         int fibers;                    /* pool: requests per worker; 0 = SS_DEFAULT_POOL_FIBERS */
     } dopt;
-    /* What ss_server_dispatch_stats reports; outlives the dispatcher's
-     * own state, which close frees. */
-    struct ss__dispatch_counters {
-        atomic_uint_fast64_t tracked, active, queued, cancelled, spawn_failures, children_failed;
-    } dcount;
 };
 
 struct ss_request {
@@ -243,6 +279,8 @@ struct ss_request {
     char peer_name[128];
     void *data;
     int timeout_ms;
+    ss__hold hold;
+    atomic_bool timed_out; /* a read or write failed with -ETIMEDOUT */
 
     /* Datagram requests (datagram.c); all zero for stream requests. */
     struct {
@@ -285,8 +323,11 @@ ss_request *ss__request_new(ss_server *srv, int fd, const struct sockaddr *peer,
 /* setup -> handle -> finish, routing the first error to handle_error.
  * Returns that error (0 on success). */
 int ss__request_run(ss_request *req);
-/* shutdown_request, count it, free the request, drop its server ref. */
+/* shutdown_request, count it, give its hold back, free the request,
+ * drop its server ref. */
 void ss__request_finish(ss_request *req);
+/* Notes an I/O result: -ETIMEDOUT marks the request as timed out. Returns rc. */
+int ss__request_note_io(ss_request *req, int rc);
 /* A request the dispatcher could not start (no thread, no process):
  * reported once to handle_error as a handler failure would be; the caller
  * then ends it with ss__request_finish(). */
@@ -294,13 +335,18 @@ void ss__request_fail(ss_request *req, int err);
 /* The forking parent's side of a request a child now serves: drops this
  * process's copy with close() only, never shutdown(), which would end the
  * child's conversation too (a datagram request's socket is the server's
- * own and stays open). Counts nothing: the child's exit does. Frees req
- * and drops its server reference. */
-void ss__request_release(ss_request *req);
+ * own and stays open). Counts nothing: the child's exit does. Moves the
+ * request's hold into *hold, for ss__hold_drop once the child is reaped.
+ * Frees req and drops its server reference. */
+void ss__request_release(ss_request *req, ss__hold *hold);
 
 /* io.c: socket I/O with an optional deadline, EINTR-safe, no SIGPIPE. */
 int64_t ss__now_ms(void);
 int64_t ss__deadline(int timeout_ms); /* -1 when timeout_ms < 0 */
+/* Milliseconds left until deadline: -1 without one, 0 once passed. */
+int ss__remaining_ms(int64_t deadline);
+/* The shorter of two waits, where negative means "no limit". */
+int ss__min_wait(int a, int b);
 ssize_t ss__io_recv(int fd, void *buf, size_t size, int timeout_ms, const ss_server *srv);
 int ss__io_send_all(int fd, const void *buf, size_t size, int timeout_ms, const ss_server *srv);
 /* poll() one fd for `events` until deadline (-1 = forever); EINTR-safe.
@@ -367,6 +413,25 @@ void ss__accept_policy_close(ss_server *srv);
 void ss__accept_failed(ss_server *srv, int err);
 void ss__accept_succeeded(ss_server *srv);
 int ss__accept_pause_ms(const ss_server *srv); /* > 0 while backing off */
+
+/* limits.c */
+typedef enum ss__refusal {
+    SS__ADMITTED,
+    SS__REFUSE_VERIFY,     /* verify_request said no */
+    SS__REFUSE_LIMIT,      /* over max_connections, with an overload reply */
+    SS__REFUSE_PER_CLIENT, /* over max_per_client */
+} ss__refusal;
+/* False while at max_connections without an overload reply. */
+bool ss__limits_accepting(ss_server *srv);
+/* Checks a new request against the limits; on admission it holds its
+ * client's place. */
+ss__refusal ss__limits_admit(ss_server *srv, ss_request *req);
+/* Counts the refusal, sends the overload reply for a limit, ends req. */
+void ss__request_refuse(ss_request *req, ss__refusal why);
+/* A request has ended: give back what it held (and wake the loop if that
+ * makes room under max_connections). */
+void ss__hold_drop(ss_server *srv, ss__hold *hold);
+void ss__limits_free(ss_server *srv);
 
 /* log.c: format and route one library message. */
 void ss__log(ss_server *srv, ss_log_level level, const char *fmt, ...)

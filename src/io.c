@@ -23,12 +23,21 @@ int64_t ss__deadline(int timeout_ms)
     return timeout_ms < 0 ? -1 : ss__now_ms() + timeout_ms;
 }
 
-static int remaining_ms(int64_t deadline)
+int ss__remaining_ms(int64_t deadline)
 {
     if (deadline < 0)
         return -1;
     int64_t left = deadline - ss__now_ms();
     return left <= 0 ? 0 : (left > INT32_MAX ? INT32_MAX : (int)left);
+}
+
+int ss__min_wait(int a, int b)
+{
+    if (a < 0)
+        return b;
+    if (b < 0)
+        return a;
+    return a < b ? a : b;
 }
 
 /* A wait for the client's next bytes is abandoned with -ECANCELED when a
@@ -45,7 +54,7 @@ int ss__io_wait(int fd, short events, int64_t deadline, const ss_server *srv)
 {
     struct pollfd p = {.fd = fd, .events = events};
     for (;;) {
-        int n = poll(&p, 1, remaining_ms(deadline));
+        int n = poll(&p, 1, ss__remaining_ms(deadline));
         if (n > 0)
             return 1;
         if (n == 0)

@@ -4,6 +4,7 @@
  * handler never depends on what kind of socket it is talking to. */
 #include "internal.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -20,9 +21,19 @@ ss_request *ss__request_new(ss_server *srv, int fd, const struct sockaddr *peer,
     req->peer_len = peer_len;
     ss__format_peer(peer, peer_len, req->peer_name, sizeof req->peer_name);
     req->timeout_ms = atomic_load(&srv->request_timeout_ms);
+    atomic_init(&req->timed_out, false);
     ss__bufio_init(req);
     ss__server_ref(srv);
+    req->hold.active = true; /* counted from accept until the request ends */
+    atomic_fetch_add(&srv->count.active, 1);
     return req;
+}
+
+int ss__request_note_io(ss_request *req, int rc)
+{
+    if (rc == -ETIMEDOUT)
+        atomic_store(&req->timed_out, true);
+    return rc;
 }
 
 static void report(ss_request *req, int err)
@@ -64,6 +75,8 @@ int ss__request_run(ss_request *req)
         if (err >= 0)
             err = complete_err;
     }
+    if (atomic_load(&req->timed_out))
+        atomic_fetch_add(&req->server->count.request_timeouts, 1);
     if (err < 0) {
         report(req, err);
         return err;
@@ -82,12 +95,14 @@ static void request_free(ss_request *req)
 
 void ss__request_finish(ss_request *req)
 {
-    req->server->transport->shutdown_request(req);
-    atomic_fetch_add(&req->server->count.closed, 1);
+    ss_server *srv = req->server;
+    srv->transport->shutdown_request(req);
+    atomic_fetch_add(&srv->count.closed, 1);
+    ss__hold_drop(srv, &req->hold);
     request_free(req);
 }
 
-void ss__request_release(ss_request *req)
+void ss__request_release(ss_request *req, ss__hold *hold)
 {
     /* A datagram request's shutdown_request only frees its buffers and
      * leaves the server's socket alone: exactly the parent's part. */
@@ -95,6 +110,7 @@ void ss__request_release(ss_request *req)
         req->server->transport->shutdown_request(req);
     else
         ss__close(&req->fd);
+    *hold = req->hold;
     request_free(req);
 }
 

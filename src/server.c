@@ -54,6 +54,7 @@ static void destroy(ss_server *srv)
      * belong to some unrelated file. */
     ss__close(&srv->wake_read);
     ss__close(&srv->wake_write);
+    ss__limits_free(srv);
     pthread_cond_destroy(&srv->loop_exited);
     pthread_mutex_destroy(&srv->lock);
     free(srv);
@@ -266,18 +267,12 @@ SS_API int ss_server_shutdown(ss_server *srv)
 
 /* ---- the request loop ---- */
 
-static int min_wait(int a, int b)
-{
-    if (a < 0)
-        return b;
-    if (b < 0)
-        return a;
-    return a < b ? a : b;
-}
-
+/* Not while backing off from accept errors, nor at the dispatcher's
+ * limit or max_connections: clients then wait in the kernel backlog. */
 static bool listener_wanted(ss_server *srv)
 {
-    return ss__accept_pause_ms(srv) == 0 && srv->dispatch->accepting(srv);
+    return ss__accept_pause_ms(srv) == 0 && srv->dispatch->accepting(srv) &&
+           ss__limits_accepting(srv);
 }
 
 /* Waits up to timeout_ms (negative: no limit) for the listener or the
@@ -288,10 +283,10 @@ static int wait_event(ss_server *srv, int timeout_ms)
     struct pollfd p[2] = {{.fd = srv->wake_read, .events = POLLIN},
                           {.fd = srv->fd, .events = POLLIN}};
     nfds_t n = listener_wanted(srv) ? 2 : 1;
-    int wait = min_wait(timeout_ms, srv->dispatch->max_wait_ms(srv));
+    int wait = ss__min_wait(timeout_ms, srv->dispatch->max_wait_ms(srv));
     int paused = ss__accept_pause_ms(srv);
     if (paused > 0)
-        wait = min_wait(wait, paused);
+        wait = ss__min_wait(wait, paused);
     int rc = poll(p, n, wait);
     if (rc < 0)
         return errno == EINTR ? 0 : -errno;
@@ -310,20 +305,14 @@ static void handle_one(ss_server *srv)
     }
     ss__accept_succeeded(srv);
     atomic_fetch_add(&srv->count.accepted, 1);
-    if (!srv->verify_request(srv, req, srv->data)) {
-        atomic_fetch_add(&srv->count.rejected, 1);
-        ss__request_finish(req);
-        return;
-    }
-    srv->dispatch->process(srv, req);
-}
-
-static int remaining(int64_t deadline)
-{
-    if (deadline < 0)
-        return -1;
-    int64_t left = deadline - ss__now_ms();
-    return left < 0 ? 0 : (int)left;
+    /* the limits first: they are cheap, verify_request may not be */
+    ss__refusal why = ss__limits_admit(srv, req);
+    if (why == SS__ADMITTED && !srv->verify_request(srv, req, srv->data))
+        why = SS__REFUSE_VERIFY;
+    if (why != SS__ADMITTED)
+        ss__request_refuse(req, why);
+    else
+        srv->dispatch->process(srv, req);
 }
 
 SS_API int ss_server_handle_request(ss_server *srv)
@@ -332,7 +321,7 @@ SS_API int ss_server_handle_request(ss_server *srv)
         return SS_ESTATE;
     int64_t deadline = ss__deadline(atomic_load(&srv->timeout_ms));
     for (;;) {
-        int rc = wait_event(srv, remaining(deadline));
+        int rc = wait_event(srv, ss__remaining_ms(deadline));
         if (take_stop(srv))
             return -ECANCELED;
         if (rc < 0)
@@ -484,16 +473,40 @@ SS_API void *ss_server_data(const ss_server *srv)
 SS_API void ss_server_stats(const ss_server *srv, ss_stats *out)
 {
     ss__counters *c = (ss__counters *)&srv->count;
-    out->accepted = atomic_load(&c->accepted);
-    out->rejected = atomic_load(&c->rejected);
-    out->handled = atomic_load(&c->handled);
-    out->handler_errors = atomic_load(&c->handler_errors);
-    out->closed = atomic_load(&c->closed);
-    out->accept_errors = atomic_load(&c->accept_errors);
-    out->accept_emfile = atomic_load(&c->accept_emfile);
-    out->accept_enfile = atomic_load(&c->accept_enfile);
-    out->accept_enobufs = atomic_load(&c->accept_enobufs);
-    out->accept_enomem = atomic_load(&c->accept_enomem);
-    out->shed = atomic_load(&c->shed);
-    out->timeouts = atomic_load(&c->timeouts);
+    *out = (ss_stats){
+        .accepted = atomic_load(&c->accepted),
+        .active = atomic_load(&c->active),
+        .handled = atomic_load(&c->handled),
+        .handler_errors = atomic_load(&c->handler_errors),
+        .closed = atomic_load(&c->closed),
+        .rejected = atomic_load(&c->rejected),
+        .rejected_verify = atomic_load(&c->rejected_verify),
+        .rejected_limit = atomic_load(&c->rejected_limit),
+        .rejected_per_client = atomic_load(&c->rejected_per_client),
+        .request_timeouts = atomic_load(&c->request_timeouts),
+        .timeouts = atomic_load(&c->timeouts),
+        .accept_errors = atomic_load(&c->accept_errors),
+        .accept_emfile = atomic_load(&c->accept_emfile),
+        .accept_enfile = atomic_load(&c->accept_enfile),
+        .accept_enobufs = atomic_load(&c->accept_enobufs),
+        .accept_enomem = atomic_load(&c->accept_enomem),
+        .shed = atomic_load(&c->shed),
+        .tracked = atomic_load(&c->tracked),
+        .queued = atomic_load(&c->queued),
+        .cancelled = atomic_load(&c->cancelled),
+        .spawn_failures = atomic_load(&c->spawn_failures),
+        .children_failed = atomic_load(&c->children_failed),
+    };
+}
+
+SS_API void ss_server_dispatch_stats(const ss_server *srv, ss_dispatch_stats *out)
+{
+    ss_stats all;
+    ss_server_stats(srv, &all);
+    *out = (ss_dispatch_stats){.tracked = all.tracked,
+                               .active = all.active,
+                               .queued = all.queued,
+                               .cancelled = all.cancelled,
+                               .spawn_failures = all.spawn_failures,
+                               .children_failed = all.children_failed};
 }

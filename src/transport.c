@@ -80,12 +80,14 @@ int ss__stream_get_request(ss_server *srv, ss_request **out)
 
 ssize_t ss__stream_recv(ss_request *req, void *buf, size_t size)
 {
-    return ss__io_recv(req->fd, buf, size, req->timeout_ms, req->server);
+    ssize_t n = ss__io_recv(req->fd, buf, size, req->timeout_ms, req->server);
+    return n < 0 ? ss__request_note_io(req, (int)n) : n;
 }
 
 int ss__stream_send_all(ss_request *req, const void *buf, size_t size)
 {
-    return ss__io_send_all(req->fd, buf, size, req->timeout_ms, req->server);
+    return ss__request_note_io(req,
+                               ss__io_send_all(req->fd, buf, size, req->timeout_ms, req->server));
 }
 
 int ss__stream_complete(ss_request *req)
@@ -100,4 +102,11 @@ void ss__stream_shutdown_request(ss_request *req)
 {
     shutdown(req->fd, SHUT_WR);
     ss__close(&req->fd);
+}
+
+int ss__client_key_none(const ss_request *req, ss__client_key *key)
+{
+    (void)req;
+    (void)key;
+    return -ENOTSUP;
 }

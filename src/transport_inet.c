@@ -126,6 +126,29 @@ static int tcp_get_request(ss_server *srv, ss_request **out)
     return rc;
 }
 
+/* The client is its IP address, the port left out; an IPv4 client of a
+ * dual-stack server ([::ffff:a.b.c.d]) is the same client as over IPv4. */
+static int inet_client_key(const ss_request *req, ss__client_key *key)
+{
+    const void *addr;
+    size_t len;
+    if (req->peer.ss_family == AF_INET) {
+        addr = &((const struct sockaddr_in *)&req->peer)->sin_addr;
+        len = 4;
+    } else if (req->peer.ss_family == AF_INET6) {
+        const struct in6_addr *a6 = &((const struct sockaddr_in6 *)&req->peer)->sin6_addr;
+        bool mapped = IN6_IS_ADDR_V4MAPPED(a6);
+        addr = mapped ? a6->s6_addr + 12 : a6->s6_addr;
+        len = mapped ? 4 : 16;
+    } else {
+        return -ENOTSUP;
+    }
+    key->bytes[0] = len == 4 ? '4' : '6';
+    memcpy(key->bytes + 1, addr, len);
+    key->len = (unsigned char)(1 + len);
+    return 0;
+}
+
 static void inet_close(ss_server *srv)
 {
     ss__close(&srv->fd);
@@ -141,6 +164,7 @@ static const ss__transport tcp_transport = {
     .send_all = ss__stream_send_all,
     .complete = ss__stream_complete,
     .shutdown_request = ss__stream_shutdown_request,
+    .client_key = inet_client_key,
     .close = inet_close,
 };
 
@@ -155,6 +179,7 @@ static const ss__transport udp_transport = {
     .send_all = ss__dgram_send_all,
     .complete = ss__dgram_complete,
     .shutdown_request = ss__dgram_shutdown_request,
+    .client_key = inet_client_key,
     .close = inet_close,
 };
 

@@ -139,6 +139,8 @@ static void unix_close(ss_server *srv)
     ss__close(&srv->fd);
 }
 
+static int unix_client_key(const ss_request *req, ss__client_key *key);
+
 static const ss__transport unix_transport = {
     .scheme = SS__SCHEME_UNIX,
     .open = unix_stream_open,
@@ -149,6 +151,7 @@ static const ss__transport unix_transport = {
     .send_all = ss__stream_send_all,
     .complete = ss__stream_complete,
     .shutdown_request = ss__stream_shutdown_request,
+    .client_key = unix_client_key,
     .close = unix_close,
 };
 
@@ -162,6 +165,7 @@ static const ss__transport unixgram_transport = {
     .send_all = ss__dgram_send_all,
     .complete = ss__dgram_complete,
     .shutdown_request = ss__dgram_shutdown_request,
+    .client_key = ss__client_key_none,
     .close = unix_close,
 };
 
@@ -227,6 +231,21 @@ static int peer_credentials(int fd, pid_t *pid, uid_t *uid, gid_t *gid)
 }
 
 #endif
+
+/* A Unix stream client is its user: what the kernel recorded at connect. */
+_Static_assert(sizeof(uid_t) <= sizeof(((ss__client_key *)0)->bytes) - 1, "uid_t fits a key");
+
+static int unix_client_key(const ss_request *req, ss__client_key *key)
+{
+    uid_t uid;
+    int rc = ss_request_peer_credentials(req, NULL, &uid, NULL);
+    if (rc < 0)
+        return rc;
+    key->bytes[0] = 'u';
+    memcpy(key->bytes + 1, &uid, sizeof uid);
+    key->len = (unsigned char)(1 + sizeof uid);
+    return 0;
+}
 
 SS_API int ss_request_peer_credentials(const ss_request *req, pid_t *pid, uid_t *uid, gid_t *gid)
 {

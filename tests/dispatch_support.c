@@ -221,6 +221,26 @@ bool td_wait_tracked(ss_server *srv, uint64_t tracked, int timeout_ms)
     return ts_wait_until(tracked_is, &a, timeout_ms);
 }
 
+static bool active_is(void *arg)
+{
+    awaited *a = arg;
+    return td_stats(a->srv).active == a->value;
+}
+
+bool td_wait_active(ss_server *srv, uint64_t active, int timeout_ms)
+{
+    awaited a = {srv, active};
+    return ts_wait_until(active_is, &a, timeout_ms);
+}
+
+void td_quiet_error(ss_server *srv, ss_request *req, int err, void *data)
+{
+    (void)srv;
+    (void)req;
+    (void)err;
+    (void)data;
+}
+
 /* ---- the test's own child ---- */
 
 static pid_t own_child;

@@ -57,8 +57,13 @@ void td_close_waits_for_datagram_handler(const ss_dispatcher *d, void (*configur
 bool td_wait_closed(ss_server *srv, uint64_t closed, int timeout_ms);
 bool td_wait_accepted(ss_server *srv, uint64_t accepted, int timeout_ms);
 bool td_wait_tracked(ss_server *srv, uint64_t tracked, int timeout_ms);
+bool td_wait_active(ss_server *srv, uint64_t active, int timeout_ms);
 ss_stats td_stats(const ss_server *srv);
 ss_dispatch_stats td_dstats(const ss_server *srv);
+
+/* A handle_error hook that reports nothing, for tests whose handlers are
+ * meant to fail (timed out, interrupted): keeps their output clean. */
+void td_quiet_error(ss_server *srv, ss_request *req, int err, void *data);
 
 /* cmocka setup/teardown: a child of the test itself that exits with
  * status 72 at once; the teardown asserts that status is still there to

@@ -1,0 +1,221 @@
+/* What the server takes on: at most max_connections requests at once
+ * (at the limit the loop stops polling the listener, or, with an overload
+ * reply, accepts and refuses), at most max_per_client per client (IP
+ * address, or uid for Unix stream peers), and each request's "hold": its
+ * place in ss_stats.active and in its client's entry, given back when the
+ * request ends (forking: when the child is reaped).
+ *
+ * The per-client counts live in a chained hash table with a fixed number
+ * of buckets. It holds only clients with a request in flight: an entry is
+ * created on a client's first request and freed when its count returns to
+ * 0, so its size follows the requests in flight (each of which already
+ * costs a descriptor and a thread or process) and never the clients seen.
+ * Entries are added by the serving thread and removed by whichever thread
+ * ends the request, under the table's lock. */
+#include "internal.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CLIENT_BUCKETS     256
+#define MAX_OVERLOAD_REPLY 512
+
+typedef struct client_entry {
+    struct client_entry *next;
+    ss__client_key key;
+    int count;
+} client_entry;
+
+struct ss__clients {
+    pthread_mutex_t lock;
+    client_entry *buckets[CLIENT_BUCKETS];
+};
+
+/* ---- options ---- */
+
+SS_API int ss_server_set_max_connections(ss_server *srv, int max)
+{
+    if (max < 0)
+        return -EINVAL;
+    atomic_store(&srv->limits.max_connections, max);
+    ss__server_wake(srv); /* a higher limit may let the loop poll again */
+    return 0;
+}
+
+static int clients_new(ss__clients **out)
+{
+    if (*out != NULL)
+        return 0;
+    ss__clients *t = calloc(1, sizeof *t);
+    if (t == NULL)
+        return -ENOMEM;
+    pthread_mutex_init(&t->lock, NULL);
+    *out = t;
+    return 0;
+}
+
+SS_API int ss_server_set_max_per_client(ss_server *srv, int max)
+{
+    if (max < 0)
+        return -EINVAL;
+    if (srv->state >= SS__ACTIVE)
+        return SS_ESTATE;
+    int rc = max > 0 ? clients_new(&srv->limits.clients) : 0;
+    if (rc == 0)
+        srv->limits.max_per_client = max;
+    return rc;
+}
+
+SS_API int ss_server_set_overload_reply(ss_server *srv, const char *message)
+{
+    size_t len = message != NULL ? strlen(message) : 0;
+    if (len > MAX_OVERLOAD_REPLY)
+        return -EINVAL;
+    if (srv->state >= SS__ACTIVE)
+        return SS_ESTATE;
+    char *copy = NULL;
+    if (message != NULL && (copy = malloc(len + 1)) == NULL)
+        return -ENOMEM;
+    if (copy != NULL)
+        memcpy(copy, message, len + 1);
+    free(srv->limits.overload_reply);
+    srv->limits.overload_reply = copy;
+    srv->limits.overload_reply_len = len;
+    return 0;
+}
+
+void ss__limits_free(ss_server *srv)
+{
+    ss__clients *t = srv->limits.clients;
+    if (t != NULL) { /* empty by now: every request has given its hold back */
+        pthread_mutex_destroy(&t->lock);
+        free(t);
+    }
+    free(srv->limits.overload_reply);
+}
+
+/* ---- the per-client table ---- */
+
+static client_entry **bucket(ss__clients *t, const ss__client_key *key)
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (size_t i = 0; i < key->len; i++)
+        h = (h ^ key->bytes[i]) * 16777619u;
+    return &t->buckets[h % CLIENT_BUCKETS];
+}
+
+static bool same_key(const ss__client_key *a, const ss__client_key *b)
+{
+    return a->len == b->len && memcmp(a->bytes, b->bytes, a->len) == 0;
+}
+
+/* Takes one of the client's places; false at its limit or out of memory. */
+static bool enter_client(ss__clients *t, const ss__client_key *key, int max)
+{
+    pthread_mutex_lock(&t->lock);
+    client_entry **head = bucket(t, key), *e = *head;
+    while (e != NULL && !same_key(&e->key, key))
+        e = e->next;
+    if (e == NULL && (e = calloc(1, sizeof *e)) != NULL) {
+        e->key = *key;
+        e->next = *head;
+        *head = e;
+    }
+    bool admitted = e != NULL && e->count < max;
+    if (admitted)
+        e->count++;
+    pthread_mutex_unlock(&t->lock);
+    return admitted;
+}
+
+static void leave_client(ss__clients *t, const ss__client_key *key)
+{
+    pthread_mutex_lock(&t->lock);
+    client_entry **p = bucket(t, key);
+    while (*p != NULL && !same_key(&(*p)->key, key))
+        p = &(*p)->next;
+    client_entry *e = *p;
+    if (e != NULL && --e->count == 0) {
+        *p = e->next;
+        free(e);
+    }
+    pthread_mutex_unlock(&t->lock);
+}
+
+/* ---- admission ---- */
+
+bool ss__limits_accepting(ss_server *srv)
+{
+    int max = atomic_load(&srv->limits.max_connections);
+    return max == 0 || srv->limits.overload_reply != NULL ||
+           atomic_load(&srv->count.active) < (uint_fast64_t)max;
+}
+
+/* Only in overload-reply mode can a request arrive over the limit: without
+ * it, the listener is not polled there. A request is counted in active
+ * from its creation, so "over" means more than max, itself included. */
+static bool over_limit(ss_server *srv)
+{
+    int max = atomic_load(&srv->limits.max_connections);
+    return max > 0 && srv->limits.overload_reply != NULL &&
+           atomic_load(&srv->count.active) > (uint_fast64_t)max;
+}
+
+ss__refusal ss__limits_admit(ss_server *srv, ss_request *req)
+{
+    if (over_limit(srv))
+        return SS__REFUSE_LIMIT;
+    int max = srv->limits.max_per_client;
+    ss__client_key key = {0};
+    if (max == 0 || srv->transport->client_key(req, &key) < 0 || key.len == 0)
+        return SS__ADMITTED;
+    if (!enter_client(srv->limits.clients, &key, max))
+        return SS__REFUSE_PER_CLIENT;
+    req->hold.keyed = true;
+    req->hold.key = key;
+    return SS__ADMITTED;
+}
+
+/* Best effort, without waiting: a timeout of 0 makes the request's own
+ * send give up at once where it would block; complete() sends a datagram
+ * server's reply. */
+static void send_overload_reply(ss_request *req)
+{
+    const ss_server *srv = req->server;
+    if (srv->limits.overload_reply_len == 0)
+        return;
+    req->timeout_ms = 0;
+    if (srv->transport->send_all(req, srv->limits.overload_reply, srv->limits.overload_reply_len) ==
+        0)
+        srv->transport->complete(req);
+}
+
+void ss__request_refuse(ss_request *req, ss__refusal why)
+{
+    ss__counters *c = &req->server->count;
+    atomic_fetch_add(&c->rejected, 1);
+    if (why == SS__REFUSE_VERIFY) {
+        atomic_fetch_add(&c->rejected_verify, 1);
+    } else {
+        atomic_fetch_add(why == SS__REFUSE_LIMIT ? &c->rejected_limit : &c->rejected_per_client, 1);
+        send_overload_reply(req);
+    }
+    ss__request_finish(req);
+}
+
+/* ---- the end of a request ---- */
+
+void ss__hold_drop(ss_server *srv, ss__hold *hold)
+{
+    if (hold->keyed)
+        leave_client(srv->limits.clients, &hold->key);
+    if (hold->active) {
+        uint_fast64_t before = atomic_fetch_sub(&srv->count.active, 1);
+        int max = atomic_load(&srv->limits.max_connections);
+        /* the loop sleeps without the listener at the limit: room now */
+        if (max > 0 && before >= (uint_fast64_t)max)
+            ss__server_wake(srv);
+    }
+    *hold = (ss__hold){0};
+}
