@@ -227,11 +227,11 @@ SS_API const ss_dispatcher *ss_dispatch_pool(void);
  *   - One thread at a time: ss_server_handle_request, ss_server_serve_forever.
  *   - Once the loop has stopped (after ss_server_shutdown returns, or when
  *     serve_forever has returned), from any thread but the server's own
- *     handler threads: ss_server_close and ss_server_free. They are safe
- *     while handlers still run on other threads: close waits for them (or
- *     lets them go, per block_on_close and daemon_threads); a request
- *     keeps the server's memory alive until it ends, so a handler never
- *     sees a freed server.
+ *     handler threads: ss_server_drain, ss_server_close and
+ *     ss_server_free. They are safe while handlers still run on other
+ *     threads: close waits for them (or lets them go, per block_on_close
+ *     and daemon_threads); a request keeps the server's memory alive until
+ *     it ends, so a handler never sees a freed server.
  *   - ss_request_* calls: the thread running that request's handler, or
  *     one writer thread it hands the output to while it reads (see
  *     "Stream I/O"), until finish returns.
@@ -431,7 +431,8 @@ SS_API int ss_server_serve_forever(ss_server *srv, int poll_interval_ms);
  * loop has exited (Python's shutdown). Called from inside a handler or hook
  * running on the serving thread, it only requests the stop and returns, so
  * it cannot deadlock; the loop exits when that request is done. If the loop
- * is not running, the request is remembered and returns at once.
+ * is not running, the request is remembered and returns at once (during
+ * ss_server_drain: stop now).
  * Not for signal handlers: use ss_server_request_shutdown(). Returns 0.
  */
 SS_API int ss_server_shutdown(ss_server *srv);
@@ -439,6 +440,7 @@ SS_API int ss_server_shutdown(ss_server *srv);
 /*
  * Requests that serve_forever() stop, and returns at once without waiting.
  * Async-signal-safe: meant for SIGINT/SIGTERM handlers. Preserves errno.
+ * During ss_server_drain, it means "stop now" (a second Ctrl-C).
  */
 SS_API void ss_server_request_shutdown(ss_server *srv);
 
@@ -447,7 +449,9 @@ SS_API void ss_server_request_shutdown(ss_server *srv);
  * server_close): closes the listening socket and the wake-up pipe and lets
  * the dispatcher finish its requests. Idempotent. Must not run while
  * serve_forever() or handle_request() is running; call ss_server_shutdown()
- * first. The object stays valid for queries until ss_server_free().
+ * first, and ss_server_drain() to bound how long requests still in flight
+ * may keep close waiting. The object stays valid for queries until
+ * ss_server_free().
  */
 SS_API void ss_server_close(ss_server *srv);
 
@@ -491,7 +495,7 @@ SS_API void ss_server_set_timeout(ss_server *srv, int timeout_ms);
 SS_API void ss_server_set_request_timeout(ss_server *srv, int timeout_ms);
 
 /* ------------------------------------------------------------------------ */
-/* Limits                                                                  */
+/* Limits and graceful stop                                                */
 /* ------------------------------------------------------------------------ */
 
 /*
@@ -536,6 +540,37 @@ SS_API int ss_server_set_max_per_client(ss_server *srv, int max);
  * is too long, -ENOMEM, SS_ESTATE after activate.
  */
 SS_API int ss_server_set_overload_reply(ss_server *srv, const char *message);
+
+/*
+ * Graceful stop: lets the requests in flight finish, then ends those that
+ * do not, so that ss_server_close has nothing left to wait for. Call it
+ * once the loop has stopped (after serve_forever returned), from the
+ * thread that will close the server, never from a handler.
+ *   1. No new request is taken: the listener is no longer polled (a client
+ *      connecting now waits in the backlog until close resets it), and
+ *      serve_forever and handle_request refuse to run (SS_ESTATE).
+ *   2. Requests in flight (running handlers, the pool's queue, forked
+ *      children) have up to timeout_ms to end on their own; negative: no
+ *      limit. Children are reaped and threads joined meanwhile.
+ *   3. Those still in flight then are interrupted, counted in
+ *      ss_stats.interrupted: the sockets of stream requests are shut down
+ *      (shutdown(SHUT_RDWR): a handler's reads return 0 and its writes
+ *      fail, so it returns), the pool's queued requests are shut down
+ *      unhandled (ss_stats.cancelled), and each child of this server, and
+ *      no other process, gets SIGTERM, then SIGKILL if it is still there
+ *      1 s later. A socket is never touched after its request has closed
+ *      it. drain waits up to 2 s more for all of this to end.
+ * A stop request (ss_server_request_shutdown, e.g. from a second SIGINT,
+ * or ss_server_shutdown) made during step 2, or pending when drain starts,
+ * means "stop now": step 2 ends at once. One made during step 3 sends the
+ * SIGKILLs at once. A handler that ignores both its socket and SIGTERM
+ * (busy computing) can outlast the drain: close then waits for it, or not,
+ * per block_on_close.
+ * Returns 0 if every request ended on its own, -ETIMEDOUT if some had to
+ * be interrupted at the deadline, -ECANCELED if a stop request cut step 2
+ * short, SS_ESTATE if the server is not activated or its loop is running.
+ */
+SS_API int ss_server_drain(ss_server *srv, int timeout_ms);
 
 /* ------------------------------------------------------------------------ */
 /* Server hooks (Python's overridable methods). Set before serving.        */
@@ -627,6 +662,8 @@ typedef struct ss_stats {
     uint64_t rejected_per_client; /* ... over max_per_client */
     uint64_t request_timeouts;    /* requests in which a read or write timed out
                                      (-ETIMEDOUT: the request timeout fired) */
+    uint64_t interrupted;         /* requests still in flight when ss_server_drain's
+                                     deadline passed, which it then interrupted */
     uint64_t timeouts;            /* handle_timeout calls */
     /* accept */
     uint64_t accept_errors;  /* accept()/recvfrom() failures, every kind */
@@ -640,7 +677,7 @@ typedef struct ss_stats {
                                  forking: children not yet reaped; pool: live workers */
     uint64_t queued;          /* pool: accepted requests waiting for a worker */
     uint64_t cancelled;       /* pool: queued requests shut down unhandled (close
-                                 without block_on_close) */
+                                 without block_on_close, or drain's deadline) */
     uint64_t spawn_failures;  /* threads or processes that could not be created (the
                                  request then went to handle_error) */
     uint64_t children_failed; /* forking: children that did not exit with status 0 */

@@ -137,6 +137,11 @@ void ss__dgram_shutdown_request(ss_request *req)
     req->fd = -1; /* the server's socket: not ours to close */
 }
 
+void ss__dgram_interrupt(ss_request *req)
+{
+    (void)req; /* the packet is in memory; a reply waits at most the request timeout */
+}
+
 /* ---- public API ---- */
 
 static bool is_datagram_server(const ss_server *srv)

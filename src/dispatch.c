@@ -32,6 +32,12 @@ int ss__dispatch_max_wait_none(ss_server *srv)
     return -1;
 }
 
+void ss__dispatch_abort_none(ss_server *srv, bool force)
+{
+    (void)srv;
+    (void)force;
+}
+
 void ss__dispatch_close_none(ss_server *srv)
 {
     (void)srv;

@@ -11,8 +11,8 @@
  *     4 ... ms until it is gone. A child that dies without marking (killed
  *     by a signal) is found by a check every REAP_INTERVAL_MS while any
  *     child exists.
- * Everything here runs in the serving thread (process, service, close
- * after the loop has stopped), so the state needs no lock. */
+ * Everything here runs in the serving thread (process, service; abort
+ * and close after the loop has stopped), so the state needs no lock. */
 #include "internal.h"
 
 #include <errno.h>
@@ -236,6 +236,17 @@ static void fork_process(ss_server *srv, ss_request *req)
     fs->count++;
 }
 
+/* Drain's deadline: SIGTERM, then SIGKILL, to our own children only. A pid
+ * not yet reaped cannot belong to anybody else: even exited, the child
+ * keeps it until waitpid. */
+static void fork_abort(ss_server *srv, bool force)
+{
+    forks *fs = srv->dispatch_state;
+    for (int slot = 0; slot < fs->max; slot++)
+        if (fs->pids[slot] != 0)
+            kill(fs->pids[slot], force ? SIGKILL : SIGTERM);
+}
+
 /* ---- close ---- */
 
 /* With block_on_close (the default), waits for every child, as Python's
@@ -263,6 +274,7 @@ static const ss_dispatcher forking_dispatcher = {
     .process = fork_process,
     .service = fork_service,
     .max_wait_ms = fork_max_wait,
+    .abort = fork_abort,
     .close = fork_close,
 };
 

@@ -539,6 +539,15 @@ static void wait_unshared(pool *p)
     pthread_mutex_unlock(&p->lock);
 }
 
+/* Drain's deadline: the queued requests are not started any more. The
+ * running ones had their sockets shut down by the core, which wakes
+ * their parked fibers (a hang-up is readiness). */
+static void pool_abort(ss_server *srv, bool force)
+{
+    (void)force;
+    cancel_queued(srv, srv->dispatch_state);
+}
+
 static void pool_close(ss_server *srv)
 {
     pool *p = srv->dispatch_state;
@@ -559,6 +568,7 @@ static const ss_dispatcher pool_dispatcher = {
     .process = pool_process,
     .service = ss__dispatch_service_none,
     .max_wait_ms = ss__dispatch_max_wait_none,
+    .abort = pool_abort,
     .close = pool_close,
 };
 

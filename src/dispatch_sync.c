@@ -16,6 +16,7 @@ static const ss_dispatcher sync_dispatcher = {
     .process = sync_process,
     .service = ss__dispatch_service_none,
     .max_wait_ms = ss__dispatch_max_wait_none,
+    .abort = ss__dispatch_abort_none,
     .close = ss__dispatch_close_none,
 };
 

@@ -231,6 +231,7 @@ static const ss_dispatcher threading_dispatcher = {
     .process = thread_process,
     .service = thread_service,
     .max_wait_ms = ss__dispatch_max_wait_none,
+    .abort = ss__dispatch_abort_none, /* the core shuts the sockets down */
     .close = thread_close,
 };
 

@@ -89,6 +89,9 @@ typedef struct ss__transport {
      * 0, or returns -ENOTSUP when the transport cannot tell (the request is
      * then not limited per client). */
     int (*client_key)(const ss_request *req, ss__client_key *key);
+    /* Drain: make a handler blocked in this request's I/O return now.
+     * Called under the live-request lock, so before shutdown_request. */
+    void (*interrupt)(ss_request *req);
     /* server_close: release what open/bind created (fd, socket file). */
     void (*close)(ss_server *srv);
 } ss__transport;
@@ -112,6 +115,8 @@ ssize_t ss__stream_recv(ss_request *req, void *buf, size_t size);
 int ss__stream_send_all(ss_request *req, const void *buf, size_t size);
 int ss__stream_complete(ss_request *req);
 void ss__stream_shutdown_request(ss_request *req);
+/* shutdown(SHUT_RDWR): blocked reads return 0, writes fail. */
+void ss__stream_interrupt(ss_request *req);
 /* For transports whose peers cannot be told apart: -ENOTSUP. */
 int ss__client_key_none(const ss_request *req, ss__client_key *key);
 
@@ -124,6 +129,8 @@ ssize_t ss__dgram_recv(ss_request *req, void *buf, size_t size);
 int ss__dgram_send_all(ss_request *req, const void *buf, size_t size);
 int ss__dgram_complete(ss_request *req);
 void ss__dgram_shutdown_request(ss_request *req);
+/* Nothing to do: a datagram handler never waits for its client. */
+void ss__dgram_interrupt(ss_request *req);
 
 /* ------------------------------------------------------------------------ */
 /* Dispatchers (dispatch_*.c). The public ss_dispatcher is this table.     */
@@ -139,10 +146,16 @@ struct ss_dispatcher {
     /* Run the request's handler somewhere; owns req from here on and must
      * end it with ss__request_finish(). */
     void (*process)(ss_server *srv, ss_request *req);
-    /* Called on every loop iteration in the serving thread (reaping). */
+    /* Called on every loop iteration in the serving thread (reaping), and
+     * by drain, which runs once the loop has stopped. */
     void (*service)(ss_server *srv);
     /* Longest the loop may sleep before service must run; -1 = no limit. */
     int (*max_wait_ms)(ss_server *srv);
+    /* Drain, once its deadline has passed: end the requests this
+     * dispatcher holds beyond the core's reach (queued ones, children).
+     * The core has already shut the live requests' sockets down; force
+     * means the gentle way did not suffice. */
+    void (*abort)(ss_server *srv, bool force);
     /* server_close: wait for or let go of running requests; free state. */
     void (*close)(ss_server *srv);
 };
@@ -152,6 +165,7 @@ int ss__dispatch_start_none(ss_server *srv);
 bool ss__dispatch_accepting_always(ss_server *srv);
 void ss__dispatch_service_none(ss_server *srv);
 int ss__dispatch_max_wait_none(ss_server *srv);
+void ss__dispatch_abort_none(ss_server *srv, bool force);
 void ss__dispatch_close_none(ss_server *srv);
 /* Handler-thread attributes: joinable, with the configured stack size. */
 int ss__thread_attr_init(const ss_server *srv, pthread_attr_t *attr);
@@ -166,6 +180,7 @@ typedef enum ss__state {
     SS__CREATED,
     SS__BOUND,
     SS__ACTIVE,
+    SS__DRAINED, /* ss_server_drain ran: no new requests, only close */
     SS__CLOSED,
 } ss__state;
 
@@ -174,7 +189,7 @@ typedef enum ss__state {
 typedef struct ss__counters {
     atomic_uint_fast64_t accepted, active, handled, handler_errors, closed;
     atomic_uint_fast64_t rejected, rejected_verify, rejected_limit, rejected_per_client;
-    atomic_uint_fast64_t request_timeouts, timeouts;
+    atomic_uint_fast64_t request_timeouts, interrupted, timeouts;
     atomic_uint_fast64_t accept_errors, accept_emfile, accept_enfile, accept_enobufs, accept_enomem,
         shed;
     atomic_uint_fast64_t tracked, queued, cancelled, spawn_failures, children_failed;
@@ -189,6 +204,11 @@ typedef struct ss__hold {
     bool keyed;
     ss__client_key key;
 } ss__hold;
+
+/* A link in the server's list of live requests. */
+typedef struct ss__link {
+    struct ss__link *prev, *next;
+} ss__link;
 
 typedef struct ss__clients ss__clients; /* limits.c */
 
@@ -240,6 +260,14 @@ struct ss_server {
         ss__clients *clients; /* the per-client counts, when max_per_client > 0 */
     } limits;
 
+    /* Requests alive in this process, from accept to shutdown_request, so
+     * drain can interrupt them (request.c). A request leaves the list
+     * under the lock before its socket is closed: whoever walks the list
+     * under the lock never touches a closed descriptor number. */
+    pthread_mutex_t live_lock;
+    ss__link live;
+    atomic_bool draining; /* a request that ends wakes the loop */
+
     /* Transport options and state (datagram.c, transport_unix.c). Zeroed
      * by calloc; a transport's open() sets its own defaults. */
     size_t max_packet_size; /* datagram transports: recvmsg buffer size */
@@ -272,6 +300,7 @@ struct ss_server {
 };
 
 struct ss_request {
+    ss__link link; /* first: in srv->live while the request is alive */
     ss_server *server;
     int fd;
     struct sockaddr_storage peer;
@@ -316,6 +345,10 @@ void ss__server_unref(ss_server *srv);
 void ss__server_wake(ss_server *srv); /* async-signal-safe */
 bool ss__server_stop_requested(const ss_server *srv);
 bool ss__server_on_serving_thread(const ss_server *srv); /* inside serve_forever */
+bool ss__server_serving(ss_server *srv);                 /* serve_forever is running */
+/* Sleeps until the wake-up pipe is written to or timeout_ms (-1: no
+ * limit) passes, and empties the pipe. */
+void ss__server_sleep(ss_server *srv, int timeout_ms);
 
 /* request.c: one request's life. */
 ss_request *ss__request_new(ss_server *srv, int fd, const struct sockaddr *peer,
@@ -328,6 +361,8 @@ int ss__request_run(ss_request *req);
 void ss__request_finish(ss_request *req);
 /* Notes an I/O result: -ETIMEDOUT marks the request as timed out. Returns rc. */
 int ss__request_note_io(ss_request *req, int rc);
+/* Drain: interrupt every live request of this process (transport slot). */
+void ss__requests_interrupt(ss_server *srv);
 /* A request the dispatcher could not start (no thread, no process):
  * reported once to handle_error as a handler failure would be; the caller
  * then ends it with ss__request_finish(). */
@@ -429,7 +464,7 @@ ss__refusal ss__limits_admit(ss_server *srv, ss_request *req);
 /* Counts the refusal, sends the overload reply for a limit, ends req. */
 void ss__request_refuse(ss_request *req, ss__refusal why);
 /* A request has ended: give back what it held (and wake the loop if that
- * makes room under max_connections). */
+ * makes room under max_connections, or drain is waiting). */
 void ss__hold_drop(ss_server *srv, ss__hold *hold);
 void ss__limits_free(ss_server *srv);
 

@@ -214,7 +214,7 @@ void ss__hold_drop(ss_server *srv, ss__hold *hold)
         uint_fast64_t before = atomic_fetch_sub(&srv->count.active, 1);
         int max = atomic_load(&srv->limits.max_connections);
         /* the loop sleeps without the listener at the limit: room now */
-        if (max > 0 && before >= (uint_fast64_t)max)
+        if ((max > 0 && before >= (uint_fast64_t)max) || atomic_load(&srv->draining))
             ss__server_wake(srv);
     }
     *hold = (ss__hold){0};

@@ -8,6 +8,18 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The server's list of the requests alive in this process, for drain. */
+static void link_live(ss_request *req)
+{
+    ss_server *srv = req->server;
+    pthread_mutex_lock(&srv->live_lock);
+    req->link.prev = &srv->live;
+    req->link.next = srv->live.next;
+    srv->live.next->prev = &req->link;
+    srv->live.next = &req->link;
+    pthread_mutex_unlock(&srv->live_lock);
+}
+
 ss_request *ss__request_new(ss_server *srv, int fd, const struct sockaddr *peer, socklen_t peer_len)
 {
     ss_request *req = calloc(1, sizeof *req);
@@ -26,7 +38,29 @@ ss_request *ss__request_new(ss_server *srv, int fd, const struct sockaddr *peer,
     ss__server_ref(srv);
     req->hold.active = true; /* counted from accept until the request ends */
     atomic_fetch_add(&srv->count.active, 1);
+    link_live(req);
     return req;
+}
+
+/* Must come before the request's socket is closed: see ss__requests_interrupt. */
+static void unlink_live(ss_request *req)
+{
+    ss_server *srv = req->server;
+    pthread_mutex_lock(&srv->live_lock);
+    req->link.prev->next = req->link.next;
+    req->link.next->prev = req->link.prev;
+    pthread_mutex_unlock(&srv->live_lock);
+}
+
+/* A request leaves the list, under this lock, before its descriptor is
+ * closed; so every descriptor seen here is still the request's own, and
+ * never a number the system has since given to some other file. */
+void ss__requests_interrupt(ss_server *srv)
+{
+    pthread_mutex_lock(&srv->live_lock);
+    for (ss__link *l = srv->live.next; l != &srv->live; l = l->next)
+        srv->transport->interrupt((ss_request *)l); /* link is the first member */
+    pthread_mutex_unlock(&srv->live_lock);
 }
 
 int ss__request_note_io(ss_request *req, int rc)
@@ -96,6 +130,7 @@ static void request_free(ss_request *req)
 void ss__request_finish(ss_request *req)
 {
     ss_server *srv = req->server;
+    unlink_live(req);
     srv->transport->shutdown_request(req);
     atomic_fetch_add(&srv->count.closed, 1);
     ss__hold_drop(srv, &req->hold);
@@ -104,6 +139,7 @@ void ss__request_finish(ss_request *req)
 
 void ss__request_release(ss_request *req, ss__hold *hold)
 {
+    unlink_live(req);
     /* A datagram request's shutdown_request only frees its buffers and
      * leaves the server's socket alone: exactly the parent's part. */
     if (req->fd == req->server->fd)

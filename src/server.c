@@ -56,6 +56,7 @@ static void destroy(ss_server *srv)
     ss__close(&srv->wake_write);
     ss__limits_free(srv);
     pthread_cond_destroy(&srv->loop_exited);
+    pthread_mutex_destroy(&srv->live_lock);
     pthread_mutex_destroy(&srv->lock);
     free(srv);
 }
@@ -108,6 +109,9 @@ static ss_server *alloc_server(const ss_dispatcher *dispatcher, const ss_handler
     atomic_init(&srv->stop_requested, false);
     pthread_mutex_init(&srv->lock, NULL);
     pthread_cond_init(&srv->loop_exited, NULL);
+    pthread_mutex_init(&srv->live_lock, NULL);
+    srv->live.prev = srv->live.next = &srv->live;
+    atomic_init(&srv->draining, false);
     return srv;
 }
 
@@ -192,7 +196,7 @@ SS_API void ss_server_close(ss_server *srv)
 {
     if (srv == NULL || srv->state == SS__CLOSED)
         return;
-    if (srv->state == SS__ACTIVE)
+    if (srv->state == SS__ACTIVE || srv->state == SS__DRAINED)
         srv->dispatch->close(srv);
     srv->transport->close(srv);
     ss__accept_policy_close(srv);
@@ -223,6 +227,14 @@ bool ss__server_stop_requested(const ss_server *srv)
     return atomic_load(&((ss_server *)srv)->stop_requested);
 }
 
+bool ss__server_serving(ss_server *srv)
+{
+    pthread_mutex_lock(&srv->lock);
+    bool serving = srv->serving;
+    pthread_mutex_unlock(&srv->lock);
+    return serving;
+}
+
 bool ss__server_on_serving_thread(const ss_server *srv)
 {
     ss_server *s = (ss_server *)srv;
@@ -237,6 +249,13 @@ static void drain_wake(ss_server *srv)
     char buf[64];
     while (read(srv->wake_read, buf, sizeof buf) > 0)
         ;
+}
+
+void ss__server_sleep(ss_server *srv, int timeout_ms)
+{
+    struct pollfd p = {.fd = srv->wake_read, .events = POLLIN};
+    if (poll(&p, 1, timeout_ms) > 0)
+        drain_wake(srv);
 }
 
 /* Reads and clears a pending stop request. */
@@ -484,6 +503,7 @@ SS_API void ss_server_stats(const ss_server *srv, ss_stats *out)
         .rejected_limit = atomic_load(&c->rejected_limit),
         .rejected_per_client = atomic_load(&c->rejected_per_client),
         .request_timeouts = atomic_load(&c->request_timeouts),
+        .interrupted = atomic_load(&c->interrupted),
         .timeouts = atomic_load(&c->timeouts),
         .accept_errors = atomic_load(&c->accept_errors),
         .accept_emfile = atomic_load(&c->accept_emfile),

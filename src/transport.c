@@ -104,6 +104,14 @@ void ss__stream_shutdown_request(ss_request *req)
     ss__close(&req->fd);
 }
 
+/* Both directions: a blocked recv returns 0 (also a blocking one with no
+ * timeout: poll and recv both wake), a send fails with EPIPE. The
+ * descriptor stays open for the request to close as usual. */
+void ss__stream_interrupt(ss_request *req)
+{
+    shutdown(req->fd, SHUT_RDWR);
+}
+
 int ss__client_key_none(const ss_request *req, ss__client_key *key)
 {
     (void)req;

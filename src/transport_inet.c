@@ -165,6 +165,7 @@ static const ss__transport tcp_transport = {
     .complete = ss__stream_complete,
     .shutdown_request = ss__stream_shutdown_request,
     .client_key = inet_client_key,
+    .interrupt = ss__stream_interrupt,
     .close = inet_close,
 };
 
@@ -180,6 +181,7 @@ static const ss__transport udp_transport = {
     .complete = ss__dgram_complete,
     .shutdown_request = ss__dgram_shutdown_request,
     .client_key = inet_client_key,
+    .interrupt = ss__dgram_interrupt,
     .close = inet_close,
 };
 

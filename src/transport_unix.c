@@ -152,6 +152,7 @@ static const ss__transport unix_transport = {
     .complete = ss__stream_complete,
     .shutdown_request = ss__stream_shutdown_request,
     .client_key = unix_client_key,
+    .interrupt = ss__stream_interrupt,
     .close = unix_close,
 };
 
@@ -166,6 +167,7 @@ static const ss__transport unixgram_transport = {
     .complete = ss__dgram_complete,
     .shutdown_request = ss__dgram_shutdown_request,
     .client_key = ss__client_key_none,
+    .interrupt = ss__dgram_interrupt,
     .close = unix_close,
 };
 

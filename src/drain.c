@@ -1,0 +1,69 @@
+/* Graceful stop (ss_server_drain): with the loop stopped, wait for the
+ * requests in flight to end; past the deadline, or on a second stop
+ * request, interrupt them: the core shuts down the sockets of the
+ * requests alive in this process (the live list, request.c), and the
+ * dispatcher ends what only it can reach (the pool's queue, children).
+ * Waiting is event-driven: every request that ends while draining wakes
+ * the wake-up pipe (ss__hold_drop), a forked child writes to it as it
+ * exits, and the dispatcher's service step reaps and joins meanwhile. */
+#include "internal.h"
+
+#include <errno.h>
+
+#define GRACE_MS 1000 /* after SIGTERM until SIGKILL, and after that */
+
+/* Waits until nothing is in flight (true), or the deadline passes or, if
+ * `stoppable`, a stop is requested (false). */
+static bool wait_idle(ss_server *srv, int64_t deadline, bool stoppable)
+{
+    for (;;) {
+        srv->dispatch->service(srv);
+        if (atomic_load(&srv->count.active) == 0)
+            return true;
+        int left = ss__remaining_ms(deadline);
+        if (left == 0 || (stoppable && ss__server_stop_requested(srv)))
+            return false;
+        ss__server_sleep(srv, ss__min_wait(left, srv->dispatch->max_wait_ms(srv)));
+    }
+}
+
+/* Shut the live sockets down and let the dispatcher end the rest; then
+ * force what is still there after GRACE_MS, or at a further stop request
+ * (the one that brought us here is consumed first). */
+static void interrupt_all(ss_server *srv)
+{
+    atomic_store(&srv->stop_requested, false);
+    atomic_fetch_add(&srv->count.interrupted, atomic_load(&srv->count.active));
+    ss__requests_interrupt(srv);
+    srv->dispatch->abort(srv, false);
+    if (wait_idle(srv, ss__deadline(GRACE_MS), true))
+        return;
+    srv->dispatch->abort(srv, true);
+    wait_idle(srv, ss__deadline(GRACE_MS), false);
+}
+
+/* Once drained, the server takes no new request: serve_forever and
+ * handle_request want SS__ACTIVE. */
+static int enter_drain(ss_server *srv)
+{
+    if (srv->state != SS__ACTIVE && srv->state != SS__DRAINED)
+        return SS_ESTATE;
+    if (ss__server_serving(srv))
+        return SS_ESTATE;
+    srv->state = SS__DRAINED;
+    atomic_store(&srv->draining, true);
+    return 0;
+}
+
+SS_API int ss_server_drain(ss_server *srv, int timeout_ms)
+{
+    int rc = enter_drain(srv);
+    if (rc < 0)
+        return rc;
+    if (!wait_idle(srv, ss__deadline(timeout_ms), true)) {
+        rc = ss__server_stop_requested(srv) ? -ECANCELED : -ETIMEDOUT;
+        interrupt_all(srv);
+    }
+    atomic_store(&srv->draining, false);
+    return rc;
+}
