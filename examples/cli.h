@@ -1,20 +1,26 @@
 /* The command line shared by the example servers:
- *     NAME [--listen URL] [--mode MODE] [--workers N] [--quiet] [--help]
+ *     NAME [--listen URL] [--mode MODE] [--workers N] [--timeout SEC]
+ *          [--drain SEC] [--quiet] [--help]
  * and the run loop around it: listen, print "listening on URL", serve until
- * SIGINT/SIGTERM, exit 0. */
+ * SIGINT/SIGTERM, let the requests in flight finish (a second signal: stop
+ * now), exit 0. */
 #ifndef EXAMPLES_CLI_H
 #define EXAMPLES_CLI_H
 
 #include <socketserver.h>
 #include <stdbool.h>
 
-#define CLI_DEFAULT_URL "tcp://localhost:9999"
+#define CLI_DEFAULT_URL     "tcp://localhost:9999"
+#define CLI_DEFAULT_TIMEOUT 300 /* seconds a client may stall a read or write */
+#define CLI_DEFAULT_DRAIN   5   /* seconds requests in flight get after a stop signal */
 
 typedef struct cli_options {
     const char *name;          /* program name for messages */
     const char *listen;        /* URL */
     const ss_dispatcher *mode; /* default: threading */
     int workers;               /* --workers: pool threads / forking children; 0 = default */
+    int timeout;               /* --timeout: request timeout in seconds; 0 = none */
+    int drain;                 /* --drain: seconds for requests in flight at a stop */
     bool quiet;
     /* Optional, set by a program after cli_parse. configure runs once the
      * server listens, before it serves (options, hooks); stopping runs
@@ -28,8 +34,10 @@ typedef struct cli_options {
  * with (0 after --help, 2 after a usage error, both already printed). */
 int cli_parse(int argc, char **argv, const char *name, cli_options *opts);
 
-/* Serves with `handler` until SIGINT or SIGTERM. Returns the exit status:
- * 0 after a signal-requested stop, 1 if the server could not listen. */
+/* Serves with `handler` until SIGINT or SIGTERM, then drains: requests in
+ * flight get --drain seconds to finish, or until a second signal. Returns
+ * the exit status: 0 after a signal-requested stop, 1 if the server could
+ * not listen. */
 int cli_serve(const cli_options *opts, const ss_handler *handler, void *data);
 
 /* Logs one per-connection line to stderr unless --quiet was given. */

@@ -495,7 +495,7 @@ SS_API void ss_server_set_timeout(ss_server *srv, int timeout_ms);
 SS_API void ss_server_set_request_timeout(ss_server *srv, int timeout_ms);
 
 /* ------------------------------------------------------------------------ */
-/* Limits and graceful stop                                                */
+/* Limits and graceful stop (docs/production.md)                           */
 /* ------------------------------------------------------------------------ */
 
 /*
@@ -646,6 +646,7 @@ SS_API void *ss_server_data(const ss_server *srv);
  * A snapshot is not one instant: counters move while it is taken. For the
  * forking dispatcher, what happens inside a child reaches the parent's
  * counters when the child is reaped.
+ * Each field, and what to watch: docs/production.md.
  */
 typedef struct ss_stats {
     /* requests */

@@ -1,7 +1,8 @@
 /* Smoke tests of the example programs as a user runs them: the
  * "listening on URL" line, the uppercase/echo protocol, SIGINT/SIGTERM ->
- * exit 0, bad arguments -> exit 2, a taken address -> exit 1 with one clear
- * line, and the interactive client. */
+ * exit 0 (a first signal drains, a second stops at once), --timeout and
+ * --drain, bad arguments -> exit 2, a taken address -> exit 1 with one
+ * clear line, and the interactive client. */
 #include "support.h"
 
 #include <errno.h>
@@ -180,6 +181,20 @@ static void test_uppercase_server_unix_forms(void **state)
     ts_rmdir(dir);
 }
 
+/* Ctrl-C twice: the first starts the drain (announced on stderr), which
+ * would wait for the busy client; the second ends it at once, exit 0. */
+static void stop_twice(child *c)
+{
+    kill(c->pid, SIGINT);
+    char err[4096];
+    read_all(c->err, err, sizeof err, "stopping");
+    assert_non_null(strstr(err, "signal again to stop now"));
+    long long start = ts_now_ms();
+    kill(c->pid, SIGINT);
+    assert_int_equal(reap(c), 0);
+    assert_true(ts_now_ms() - start < 3000); /* not the 5 s --drain default */
+}
+
 static void test_sigint_with_idle_client_connected(void **state)
 {
     (void)state;
@@ -190,13 +205,57 @@ static void test_sigint_with_idle_client_connected(void **state)
     ts_send(fd, "x", 1);
     char got;
     assert_int_equal(ts_recv_exact(fd, &got, 1), 1); /* handler is now waiting on us */
-    kill(c.pid, SIGINT);
-    assert_int_equal(reap(&c), 0);
+    stop_twice(&c);
+    assert_true(ts_sees_eof(fd)); /* the drain shut the connection down */
     close(fd);
 }
 
-/* Every --mode serves, and Ctrl-C ends it at once even with a client
- * connected and idle (handlers busy with clients are not waited for). */
+/* During the drain a busy client is still served; once it leaves the
+ * server exits, long before --drain runs out. */
+static void test_drain_lets_busy_client_finish(void **state)
+{
+    (void)state;
+    const char *argv[] = {UPPERCASE_SERVER, "--listen", "tcp://127.0.0.1:0", "--drain", "60",
+                          "--quiet",        NULL};
+    child c;
+    char url[128];
+    start_server_argv(&c, argv, url, sizeof url);
+    int fd = ts_connect_url(url);
+    char got[2] = {0};
+    ts_send(fd, "a", 1);
+    assert_int_equal(ts_recv_exact(fd, got, 1), 1);
+    kill(c.pid, SIGINT);
+    char err[1024];
+    read_all(c.err, err, sizeof err, "stopping");
+    assert_non_null(strstr(err, "up to 60 s"));
+    ts_send(fd, "b", 1); /* still served */
+    assert_int_equal(ts_recv_exact(fd, got, 1), 1);
+    assert_string_equal(got, "B");
+    close(fd);
+    assert_int_equal(reap(&c), 0); /* within reap's 5 s, not 60 */
+}
+
+/* --timeout N drops a client that says nothing for N seconds. */
+static void test_timeout_drops_stalled_client(void **state)
+{
+    (void)state;
+    const char *argv[] = {ECHO_SERVER, "--listen", "tcp://127.0.0.1:0", "--timeout", "1",
+                          "--quiet",   NULL};
+    child c;
+    char url[128];
+    start_server_argv(&c, argv, url, sizeof url);
+    int fd = ts_connect_url(url);
+    long long start = ts_now_ms();
+    assert_true(ts_sees_eof(fd)); /* within the client's own 5 s limit */
+    long long waited = ts_now_ms() - start;
+    assert_true(waited >= 900 && waited < 4000);
+    close(fd);
+    kill(c.pid, SIGTERM);
+    assert_int_equal(reap(&c), 0);
+}
+
+/* Every --mode serves, and a second Ctrl-C ends it at once even with a
+ * client connected and idle. */
 static void test_every_mode_serves_and_stops_with_idle_client(void **state)
 {
     (void)state;
@@ -211,20 +270,19 @@ static void test_every_mode_serves_and_stops_with_idle_client(void **state)
         ts_send(fd, "hi", 2);
         char got[2];
         assert_int_equal(ts_recv_exact(fd, got, 2), 2); /* its handler now waits on us */
-        kill(c.pid, SIGINT);
-        assert_int_equal(reap(&c), 0);
-        close(fd); /* forking: the child, on its own now, ends too */
+        stop_twice(&c);
+        assert_true(ts_sees_eof(fd)); /* forking: the child was told to end too */
+        close(fd);
     }
 }
 
 static void test_bad_arguments_exit_2(void **state)
 {
     (void)state;
-    const char *cases[][3] = {{"--mode", "nonsense", NULL},
-                              {"--bogus", NULL, NULL},
-                              {"--listen", NULL, NULL},
-                              {"--workers", "0", NULL},
-                              {"--workers", "2x", NULL}};
+    const char *cases[][3] = {{"--mode", "nonsense", NULL}, {"--bogus", NULL, NULL},
+                              {"--listen", NULL, NULL},     {"--workers", "0", NULL},
+                              {"--workers", "2x", NULL},    {"--timeout", "-1", NULL},
+                              {"--drain", "soon", NULL}};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const char *argv[] = {UPPERCASE_SERVER, cases[i][0], cases[i][1], NULL};
         child c;
@@ -403,6 +461,8 @@ int main(void)
         cmocka_unit_test(test_echo_server_udp),
         cmocka_unit_test(test_uppercase_server_unix_forms),
         cmocka_unit_test(test_sigint_with_idle_client_connected),
+        cmocka_unit_test(test_drain_lets_busy_client_finish),
+        cmocka_unit_test(test_timeout_drops_stalled_client),
         cmocka_unit_test(test_every_mode_serves_and_stops_with_idle_client),
         cmocka_unit_test(test_bad_arguments_exit_2),
         cmocka_unit_test(test_help_exits_0),
