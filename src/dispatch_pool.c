@@ -40,7 +40,7 @@ typedef struct worker {
     int wake[2]; /* new work or close, for a worker asleep in its readiness set */
     /* under the pool's lock: */
     bool alive;    /* the thread runs; wake[] is open */
-    bool has_room; /* fewer live fibers than the cap: wake it for new work */
+    size_t spare;  /* fibers it may still start, less the requests it was woken for */
     bool notified; /* a byte is waiting in wake[] */
     /* written by the worker, read by the loop choosing where work goes */
     atomic_llong seen_us; /* the last time it came round its loop */
@@ -208,7 +208,7 @@ static void wake_a_worker(pool *p)
     int best_load = 101;
     for (size_t i = 0; i < p->started; i++) {
         worker *w = &p->workers[i];
-        int load = w->alive && w->has_room ? load_of(w, now) : -1;
+        int load = w->alive && w->spare > 0 ? load_of(w, now) : -1;
         if (load >= 0 && load < SPILL_PCT) {
             best = w;
             break;
@@ -218,8 +218,10 @@ static void wake_a_worker(pool *p)
             best_load = load;
         }
     }
-    if (best != NULL)
-        notify(best);
+    if (best == NULL)
+        return;
+    best->spare--; /* promised: the next request looks elsewhere if it is full */
+    notify(best);
 }
 
 /* ---- a request on a fiber ---- */
@@ -294,7 +296,7 @@ static bool take_work(pool *p, worker *w)
     }
     if (n > 0)
         pthread_cond_signal(&p->space);
-    w->has_room = live + n < p->fibers;
+    w->spare = p->fibers - (live + n);
     bool go_on = live + n > 0 || !p->closing || (p->len > 0 && !p->cancel);
     pthread_mutex_unlock(&p->lock);
     if (was_full && n > 0)
@@ -311,8 +313,8 @@ static bool may_sleep(pool *p, worker *w)
 {
     size_t live = ss__sched_live(w->sched);
     pthread_mutex_lock(&p->lock);
-    w->has_room = live < p->fibers;
-    bool work_waits = w->has_room && p->len > 0 && !p->cancel;
+    w->spare = p->fibers - live;
+    bool work_waits = w->spare > 0 && p->len > 0 && !p->cancel;
     bool sleep = !work_waits && !w->notified && !(p->closing && live == 0);
     pthread_mutex_unlock(&p->lock);
     return sleep;
@@ -400,7 +402,7 @@ static int start_worker(ss_server *srv, pool *p, const pthread_attr_t *attr, wor
     pthread_mutex_lock(&p->lock);
     p->refs++;
     w->alive = true;
-    w->has_room = true;
+    w->spare = p->fibers;
     pthread_mutex_unlock(&p->lock);
     atomic_store(&w->seen_us, now_us()); /* not "stuck" before it first runs */
     ss__server_ref(srv);

@@ -268,6 +268,31 @@ static void test_fiber_cap_stops_accepting(void **state)
     ss_server_free(srv);
 }
 
+/* One fiber per worker, 20 workers, 20 clients arriving at once: each
+ * wake-up promises a worker's slot, so no request is left waiting for a
+ * worker that was already woken for another and is now full. */
+static void test_twenty_workers_one_fiber_each(void **state)
+{
+    (void)state;
+    ss_server *srv = fiber_pool(&td_hold, 20, 0);
+    assert_int_equal(ss_server_set_pool_fibers(srv, 1), 0);
+    activate(srv);
+    ts_runner runner;
+    ts_start(&runner, srv, 5000);
+    int c[20];
+    for (int i = 0; i < 20; i++) {
+        c[i] = ts_connect(srv);
+        ts_send(c[i], "hi\n", 3);
+    }
+    for (int i = 0; i < 20; i++)
+        td_expect(c[i], "hi\n");
+    for (int i = 0; i < 20; i++)
+        td_release(c[i]);
+    assert_true(td_wait_closed(srv, 20, 5000));
+    assert_int_equal(ts_stop(&runner), 0);
+    ss_server_free(srv);
+}
+
 /* ---- every I/O call parks ---- */
 
 /* One worker: while client A's handler is parked in the middle of each
@@ -525,6 +550,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_1000_connections_2_workers),
         cmocka_unit_test(test_fiber_cap_stops_accepting),
+        cmocka_unit_test(test_twenty_workers_one_fiber_each),
         cmocka_unit_test(test_io_calls_park),
         cmocka_unit_test(test_buffered_writer_and_lines),
         cmocka_unit_test(test_timeout_on_parked_fibers),
