@@ -131,8 +131,8 @@ static void in_flight_requests_finish(void **state)
     assert_true(td_wait_active(srv, 3, 5000)); /* all three in their 400 ms of work */
     assert_int_equal(ts_stop(&runner), 0);
     long long start = ts_now_ms();
-    assert_int_equal(ss_server_drain(srv, 10000), 0);
-    assert_true(ts_now_ms() - start < 3000); /* woken as they end, not at the deadline */
+    assert_int_equal(ss_server_drain(srv, 60000), 0);
+    assert_true(ts_now_ms() - start < 10000); /* woken as they end, not at the deadline */
     ss_stats st = td_stats(srv);
     assert_int_equal(st.handled, 3); /* before close: drain waited for them */
     assert_int_equal(st.active, 0);
@@ -167,7 +167,7 @@ static void deadline_interrupts(void **state)
     assert_int_equal(st.active, 0);
     start = ts_now_ms();
     ss_server_close(srv); /* nothing left to wait for */
-    assert_true(ts_now_ms() - start < 1000);
+    assert_true(ts_now_ms() - start < 5000);
     for (int i = 0; i < 2; i++)
         close(fds[i]);
     ss_server_free(srv);
@@ -206,10 +206,8 @@ static void second_stop_is_immediate(void **state)
     atomic_init(&d.done, false);
     assert_int_equal(pthread_create(&d.thread, NULL, drain_in_thread, &d), 0);
     assert_false(ts_wait_until(drain_done, &d, 300)); /* it waits for the clients */
-    long long start = ts_now_ms();
-    ss_server_request_shutdown(srv); /* the second: as from a signal handler */
-    assert_true(ts_wait_until(drain_done, &d, 3000));
-    assert_true(ts_now_ms() - start < 3000);
+    ss_server_request_shutdown(srv);                   /* the second: as from a signal handler */
+    assert_true(ts_wait_until(drain_done, &d, 10000)); /* far before the 60 s deadline */
     pthread_join(d.thread, NULL);
     assert_int_equal(d.result, -ECANCELED);
     for (int i = 0; i < 2; i++) {
@@ -229,7 +227,7 @@ static void test_stop_pending_before_drain(void **state)
     ss_server_request_shutdown(srv);
     long long start = ts_now_ms();
     assert_int_equal(ss_server_drain(srv, 60000), -ECANCELED);
-    assert_true(ts_now_ms() - start < 2000);
+    assert_true(ts_now_ms() - start < 10000);
     assert_true(ts_sees_eof(fd));
     close(fd);
     ss_server_free(srv);
@@ -295,7 +293,7 @@ static void test_nothing_in_flight_returns_at_once(void **state)
         long long start = ts_now_ms();
         assert_int_equal(ss_server_drain(srv, 60000), 0);
         assert_int_equal(ss_server_drain(srv, 60000), 0); /* again: nothing to do */
-        assert_true(ts_now_ms() - start < 1000);
+        assert_true(ts_now_ms() - start < 10000);
         ss_server_free(srv);
     }
 }
