@@ -13,6 +13,9 @@
  * Without ucontext (musl, or -DSS_FIBERS=OFF) the same interface runs each
  * fiber function to completion on the calling thread's stack: the pool then
  * keeps one connection per worker, as it did before fibers. */
+/* __longjmp_chk, which _FORTIFY_SOURCE substitutes for siglongjmp,
+ * refuses a jump to another stack: the fiber switch below is exactly that. */
+#undef _FORTIFY_SOURCE
 #include "internal.h"
 
 #include <errno.h>
@@ -48,6 +51,16 @@
 #ifdef SS_ASAN
 #include <sanitizer/common_interface_defs.h>
 #endif
+/* After a fiber's first entry (setcontext), switches use sigsetjmp /
+ * siglongjmp without a saved mask: glibc's swapcontext saves and restores
+ * the signal mask with a system call on every switch, two per park.
+ * ThreadSanitizer keeps setjmp buffers per thread (per fiber) and does not
+ * follow a jump to one saved on another fiber: under it, every switch is
+ * a swapcontext. */
+#ifndef SS_TSAN
+#define FAST_SWITCH 1
+#include <setjmp.h>
+#endif
 #ifdef SS_TSAN
 #include <sanitizer/tsan_interface.h>
 #endif
@@ -76,6 +89,10 @@ struct ss__fiber {
     int fd;        /* registered with the readiness set, -1 if none */
     size_t slot;   /* poll backend: index in waiting[] */
     bool done;
+#ifdef FAST_SWITCH
+    bool started;  /* entered once: resume with jb */
+    sigjmp_buf jb; /* where it parked */
+#endif
 #ifdef SS_ASAN
     void *fake_stack;
 #endif
@@ -86,6 +103,9 @@ struct ss__fiber {
 
 struct ss__sched {
     ucontext_t main_ctx;
+#ifdef FAST_SWITCH
+    sigjmp_buf main_jb; /* where run_fiber waits for the fiber to park */
+#endif
     ss__fiber *current;
     ss__fiber *run_head, *run_tail;
     ss__fiber *timers, *timers_tail;
@@ -123,6 +143,16 @@ static _Thread_local ss__sched *this_sched;
 #define SWITCHES
 #endif
 
+#ifdef FAST_SWITCH
+static void enter(ss__fiber *f)
+{
+    if (f->started)
+        siglongjmp(f->jb, 1);
+    f->started = true;
+    setcontext(&f->ctx); /* the fresh stack: fiber_entry */
+}
+#endif
+
 /* Scheduler -> fiber f; returns when f parks or ends. */
 static SWITCHES void run_fiber(ss__sched *s, ss__fiber *f)
 {
@@ -130,10 +160,16 @@ static SWITCHES void run_fiber(ss__sched *s, ss__fiber *f)
 #ifdef SS_ASAN
     __sanitizer_start_switch_fiber(&s->main_fake_stack, f->map + s->guard, s->stack_size);
 #endif
+#ifdef FAST_SWITCH
+    if (sigsetjmp(s->main_jb, 0) == 0)
+        enter(f);
+    s = this_sched;
+#else
 #ifdef SS_TSAN
     __tsan_switch_to_fiber(f->tsan, 0);
 #endif
     swapcontext(&s->main_ctx, &f->ctx);
+#endif
 #ifdef SS_ASAN
     __sanitizer_finish_switch_fiber(s->main_fake_stack, NULL, NULL);
 #endif
@@ -157,10 +193,16 @@ static SWITCHES void back_to_scheduler(ss__sched *s, ss__fiber *f)
 #ifdef SS_ASAN
     __sanitizer_start_switch_fiber(f->done ? NULL : &f->fake_stack, s->main_bottom, s->main_size);
 #endif
+#ifdef FAST_SWITCH
+    if (f->done || sigsetjmp(f->jb, 0) == 0)
+        siglongjmp(s->main_jb, 1);
+    f = this_sched->current;
+#else
 #ifdef SS_TSAN
     __tsan_switch_to_fiber(s->tsan_main, 0);
 #endif
     swapcontext(&f->ctx, &s->main_ctx);
+#endif
     fiber_resumed(f);
 }
 
@@ -533,6 +575,9 @@ int ss__sched_spawn(ss__sched *s, void (*fn)(void *, void *), void *a, void *b)
     f->want = 0;
     f->readable = true;
     f->done = false;
+#ifdef FAST_SWITCH
+    f->started = false;
+#endif
     prepare_context(s, f);
 #ifdef SS_ASAN
     f->fake_stack = NULL;
