@@ -308,6 +308,7 @@ struct ss_request {
     char peer_name[128];
     void *data;
     int timeout_ms;
+    int socket_timeout_ms; /* timeout_ms as last set on the socket; -1: none (transport.c) */
     ss__hold hold;
     atomic_bool timed_out; /* a read or write failed with -ETIMEDOUT */
 
@@ -382,8 +383,13 @@ int64_t ss__deadline(int timeout_ms); /* -1 when timeout_ms < 0 */
 int ss__remaining_ms(int64_t deadline);
 /* The shorter of two waits, where negative means "no limit". */
 int ss__min_wait(int a, int b);
-ssize_t ss__io_recv(int fd, void *buf, size_t size, int timeout_ms, const ss_server *srv);
-int ss__io_send_all(int fd, const void *buf, size_t size, int timeout_ms, const ss_server *srv);
+/* kernel_timed: the socket already carries timeout_ms as SO_RCVTIMEO and
+ * SO_SNDTIMEO, so a thread may block in the call itself instead of polling
+ * first; a fiber ignores it (it never blocks). */
+ssize_t ss__io_recv(int fd, void *buf, size_t size, int timeout_ms, bool kernel_timed,
+                    const ss_server *srv);
+int ss__io_send_all(int fd, const void *buf, size_t size, int timeout_ms, bool kernel_timed,
+                    const ss_server *srv);
 /* poll() one fd for `events` until deadline (-1 = forever); EINTR-safe.
  * Returns 1 ready, 0 timed out, negative errno. */
 int ss__io_wait(int fd, short events, int64_t deadline, const ss_server *srv);

@@ -84,16 +84,27 @@ void ss__io_pause(int ms)
     nanosleep(&ts, NULL); /* an interruption only shortens one pause */
 }
 
-ssize_t ss__io_recv(int fd, void *buf, size_t size, int timeout_ms, const ss_server *srv)
+/* EAGAIN from a blocking call on a kernel-timed socket is the timeout,
+ * unless the call came back early (a clock tick apart): then the caller
+ * waits out the rest itself. */
+static bool timed_out(bool kernel_timed, int64_t deadline)
+{
+    return kernel_timed && ss__remaining_ms(deadline) == 0;
+}
+
+ssize_t ss__io_recv(int fd, void *buf, size_t size, int timeout_ms, bool kernel_timed,
+                    const ss_server *srv)
 {
     int64_t deadline = ss__deadline(timeout_ms);
-    /* Without a timeout a blocking recv() is the cheapest wait for a
-     * thread; with one, poll() bounds the wait and MSG_DONTWAIT keeps
-     * recv() from blocking. A fiber never blocks its thread: it tries
-     * first and parks only on EAGAIN. */
+    /* A thread's cheapest wait is a blocking recv(): with no timeout, or
+     * when the kernel times it (SO_RCVTIMEO). Otherwise poll() bounds the
+     * wait and MSG_DONTWAIT keeps recv() from blocking. A fiber never
+     * blocks its thread: it tries first and parks only on EAGAIN. */
     bool fiber = ss__fiber_active();
-    int flags = deadline < 0 && !fiber ? 0 : MSG_DONTWAIT;
-    bool must_wait = fiber ? ss__fiber_drained_fd(fd) : deadline >= 0;
+    kernel_timed = kernel_timed && !fiber;
+    bool blocking = !fiber && (deadline < 0 || kernel_timed);
+    int flags = blocking ? 0 : MSG_DONTWAIT;
+    bool must_wait = fiber ? ss__fiber_drained_fd(fd) : !blocking;
     for (;;) {
         /* A stop signalled just before we block would otherwise not
          * interrupt the wait; what remains is a window of a few
@@ -114,21 +125,27 @@ ssize_t ss__io_recv(int fd, void *buf, size_t size, int timeout_ms, const ss_ser
             return -ECANCELED;
         if (errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK)
             return -errno;
-        must_wait = errno != EINTR; /* EAGAIN: the socket is non-blocking */
+        if (errno != EINTR && timed_out(kernel_timed, deadline))
+            return -ETIMEDOUT;
+        must_wait = errno != EINTR; /* EAGAIN: non-blocking, or back early */
     }
 }
 
 /* A reply is never cut short by a stop request: only the wait for the
  * client's next bytes is (ss__io_recv), so no srv is passed to waits here. */
-int ss__io_send_all(int fd, const void *buf, size_t size, int timeout_ms, const ss_server *srv)
+int ss__io_send_all(int fd, const void *buf, size_t size, int timeout_ms, bool kernel_timed,
+                    const ss_server *srv)
 {
     (void)srv;
     const char *p = buf;
     bool fiber = ss__fiber_active(); /* as in ss__io_recv: try first, park on EAGAIN */
-    int flags = MSG_NOSIGNAL | (timeout_ms < 0 && !fiber ? 0 : MSG_DONTWAIT);
-    bool poll_first = timeout_ms >= 0 && !fiber;
+    kernel_timed = kernel_timed && !fiber;
+    bool blocking = !fiber && (timeout_ms < 0 || kernel_timed);
+    int flags = MSG_NOSIGNAL | (blocking ? 0 : MSG_DONTWAIT);
+    bool poll_first = !fiber && !blocking;
     bool must_wait = poll_first;
     while (size > 0) {
+        int64_t deadline = ss__deadline(timeout_ms); /* bounds each stall */
         if (must_wait) {
             /* the timeout bounds each stall, not the whole transfer */
             int rc = wait_ready(fd, POLLOUT, ss__deadline(timeout_ms), NULL, fiber);
@@ -141,6 +158,8 @@ int ss__io_send_all(int fd, const void *buf, size_t size, int timeout_ms, const 
             size -= (size_t)n;
             must_wait = poll_first;
         } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            if (timed_out(kernel_timed, deadline))
+                return -ETIMEDOUT; /* no byte went out for a whole timeout */
             must_wait = true;
         } else if (errno != EINTR) {
             return -errno;

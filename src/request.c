@@ -33,6 +33,7 @@ ss_request *ss__request_new(ss_server *srv, int fd, const struct sockaddr *peer,
     req->peer_len = peer_len;
     ss__format_peer(peer, peer_len, req->peer_name, sizeof req->peer_name);
     req->timeout_ms = atomic_load(&srv->request_timeout_ms);
+    req->socket_timeout_ms = -1;
     atomic_init(&req->timed_out, false);
     ss__bufio_init(req);
     ss__server_ref(srv);

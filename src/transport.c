@@ -3,6 +3,8 @@
  * Unix stream). Datagram slots live in datagram.c. */
 #include "internal.h"
 
+#include <sys/time.h>
+
 #include <errno.h>
 #include <fcntl.h>
 #include <unistd.h>
@@ -78,16 +80,39 @@ int ss__stream_get_request(ss_server *srv, ss_request **out)
     return 0;
 }
 
+/* With a request timeout, a thread lets the kernel time its blocking
+ * recv/send (SO_RCVTIMEO, SO_SNDTIMEO) rather than poll() before each
+ * call: one system call per read, as without a timeout. The options are
+ * set once per request, and again only when its timeout changes. A
+ * timeout of 0 ("do not wait") cannot be said that way (0 there means
+ * forever), and fibers never block: both keep explicit deadlines. */
+static bool kernel_timed(ss_request *req)
+{
+    if (req->timeout_ms <= 0 || ss__fiber_active())
+        return false;
+    if (req->socket_timeout_ms == req->timeout_ms)
+        return true;
+    struct timeval tv = {.tv_sec = req->timeout_ms / 1000,
+                         .tv_usec = (req->timeout_ms % 1000) * 1000};
+    if (setsockopt(req->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) < 0 ||
+        setsockopt(req->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv) < 0)
+        return false; /* poll() then bounds the wait, as before */
+    req->socket_timeout_ms = req->timeout_ms;
+    return true;
+}
+
 ssize_t ss__stream_recv(ss_request *req, void *buf, size_t size)
 {
-    ssize_t n = ss__io_recv(req->fd, buf, size, req->timeout_ms, req->server);
+    bool timed = kernel_timed(req);
+    ssize_t n = ss__io_recv(req->fd, buf, size, req->timeout_ms, timed, req->server);
     return n < 0 ? ss__request_note_io(req, (int)n) : n;
 }
 
 int ss__stream_send_all(ss_request *req, const void *buf, size_t size)
 {
-    return ss__request_note_io(req,
-                               ss__io_send_all(req->fd, buf, size, req->timeout_ms, req->server));
+    bool timed = kernel_timed(req);
+    return ss__request_note_io(
+        req, ss__io_send_all(req->fd, buf, size, req->timeout_ms, timed, req->server));
 }
 
 int ss__stream_complete(ss_request *req)

@@ -230,6 +230,47 @@ static void test_per_request_timeout_overrides_none(void **state)
     ss_server_free(srv);
 }
 
+/* A timeout that fired, then was lifted: the next read waits for data
+ * (the socket may still carry the old timeout; it must not leak through). */
+static int time_out_then_wait(ss_request *req, void *data)
+{
+    outcome *o = data;
+    char buf[8];
+    ss_request_set_timeout(req, 100);
+    atomic_store(&o->recv_rc, (int)ss_request_recv(req, buf, sizeof buf));
+    ss_request_set_timeout(req, -1);
+    long long start = ts_now_ms();
+    ssize_t n = ss_request_recv(req, buf, sizeof buf);
+    record(o, (int)n, start);
+    return n > 0 ? ss_request_send_all(req, buf, (size_t)n) : 0;
+}
+
+static void *send_later(void *arg)
+{
+    usleep(400000); /* well after the first read timed out */
+    ts_send(*(int *)arg, "late", 4);
+    return NULL;
+}
+
+static void test_lifted_timeout_waits_for_data(void **state)
+{
+    (void)state;
+    outcome o = {0};
+    ss_server *srv = serve(time_out_then_wait, &o);
+    int fd = ts_connect(srv);
+    pthread_t t;
+    pthread_create(&t, NULL, send_later, &fd);
+    assert_int_equal(ss_server_handle_request(srv), 0);
+    pthread_join(t, NULL);
+    assert_int_equal(atomic_load(&o.recv_rc), -ETIMEDOUT);
+    assert_int_equal(atomic_load(&o.rc), 4); /* the late bytes, not a timeout */
+    char got[5] = {0};
+    assert_int_equal(ts_recv_exact(fd, got, 4), 4);
+    assert_string_equal(got, "late");
+    close(fd);
+    ss_server_free(srv);
+}
+
 static int flood(ss_request *req, void *data)
 {
     static char payload[1 << 20];
@@ -264,6 +305,7 @@ int main(void)
         cmocka_unit_test(test_recv_times_out),
         cmocka_unit_test(test_per_request_timeout_overrides_none),
         cmocka_unit_test(test_send_to_stalled_reader_times_out),
+        cmocka_unit_test(test_lifted_timeout_waits_for_data),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
