@@ -204,6 +204,19 @@ int cli_serve(const cli_options *opts, const ss_handler *handler, void *data)
     return 0;
 }
 
+int cli_client_gone(const cli_options *opts, const char *peer, ssize_t n)
+{
+    const char *how = n == 0                            ? "disconnected"
+                      : n == -ECONNRESET || n == -EPIPE ? "reset the connection"
+                      : n == -ETIMEDOUT                 ? "timed out (--timeout)"
+                      : n == -ECANCELED                 ? "dropped: stopping"
+                                                        : NULL;
+    if (how == NULL)
+        return (int)n;
+    cli_log(opts, "%s %s", peer, how);
+    return 0;
+}
+
 void cli_log(const cli_options *opts, const char *fmt, ...)
 {
     if (opts->quiet)

@@ -9,6 +9,7 @@
 
 #include <socketserver.h>
 #include <stdbool.h>
+#include <sys/types.h>
 
 #define CLI_DEFAULT_URL     "tcp://localhost:9999"
 #define CLI_DEFAULT_TIMEOUT 300 /* seconds a client may stall a read or write */
@@ -39,6 +40,12 @@ int cli_parse(int argc, char **argv, const char *name, cli_options *opts);
  * the exit status: 0 after a signal-requested stop, 1 if the server could
  * not listen. */
 int cli_serve(const cli_options *opts, const ss_handler *handler, void *data);
+
+/* Ends a handler: the normal ways a client goes (n == 0: it closed; a
+ * reset or broken pipe; the --timeout passing; -ECANCELED: the server is
+ * stopping) are logged as one per-connection line and return 0; any other
+ * negative n is returned for handle_error to report. */
+int cli_client_gone(const cli_options *opts, const char *peer, ssize_t n);
 
 /* Logs one per-connection line to stderr unless --quiet was given. */
 void cli_log(const cli_options *opts, const char *fmt, ...)

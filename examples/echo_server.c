@@ -19,10 +19,9 @@ static int handle(ss_request *req, void *data)
     while ((n = ss_request_read_some(req, buf, sizeof buf)) > 0) {
         ssize_t rc = ss_request_write(req, buf, (size_t)n);
         if (rc < 0)
-            return (int)rc;
+            return cli_client_gone(&opts, ss_request_client_name(req), rc);
     }
-    cli_log(&opts, "%s disconnected", ss_request_client_name(req));
-    return n == -ECANCELED ? 0 : (int)n; /* -ECANCELED: stopping (sync mode) */
+    return cli_client_gone(&opts, ss_request_client_name(req), n);
 }
 /* docs:end echo */
 

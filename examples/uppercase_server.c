@@ -26,10 +26,9 @@ static int handle(ss_request *req, void *data)
         uppercase(buf, n);
         int rc = ss_request_send_all(req, buf, (size_t)n);
         if (rc < 0)
-            return rc;
+            return cli_client_gone(&opts, peer, rc);
     }
-    cli_log(&opts, "%s disconnected", peer);
-    return n == -ECANCELED ? 0 : (int)n; /* Ctrl-C while a client is idle */
+    return cli_client_gone(&opts, peer, n); /* closed, reset, timed out, stopping */
 }
 
 static const ss_handler uppercase_handler = {.version = SS_HANDLER_VERSION, .handle = handle};
