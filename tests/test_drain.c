@@ -205,7 +205,7 @@ static void second_stop_is_immediate(void **state)
     drainer d = {.srv = srv, .timeout_ms = 60000};
     atomic_init(&d.done, false);
     assert_int_equal(pthread_create(&d.thread, NULL, drain_in_thread, &d), 0);
-    assert_false(ts_wait_until(drain_done, &d, 300)); /* it waits for the clients */
+    assert_false(ts_wait_until(drain_done, &d, 300));  /* it waits for the clients */
     ss_server_request_shutdown(srv);                   /* the second: as from a signal handler */
     assert_true(ts_wait_until(drain_done, &d, 10000)); /* far before the 60 s deadline */
     pthread_join(d.thread, NULL);
