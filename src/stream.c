@@ -141,17 +141,45 @@ static int begin_read(ss_request *req, size_t size)
 
 /* ---- reader API ---- */
 
+/* The part of read_exact that needs the socket: large remainders go
+ * straight into the caller's memory, small ones through the buffer. */
+static ssize_t read_more(ss_request *req, char *dst, size_t want)
+{
+    struct ss__reader *r = &req->in;
+    if (want >= r->cap)
+        return req->server->transport->recv(req, dst, want);
+    int rc = reserve(r, r->cap);
+    if (rc < 0)
+        return rc;
+    ssize_t n = fill(req);
+    return n > 0 ? (ssize_t)take(r, dst, want) : n;
+}
+
+/* On a fiber (the pool), a socket read that fills the caller's buffer
+ * cannot tell whether more is waiting, so the next read is a recv() that
+ * fails with EAGAIN before the fiber parks: one wasted system call per
+ * request whenever requests are as large as the caller's buffer (4 KiB
+ * messages read with a 4 KiB buffer). Reading into the larger stream
+ * buffer makes that read come back short, and the fiber then parks
+ * without trying (ss__fiber_drained); the copy out costs far less than
+ * the system call. A thread gains nothing: its next recv() just blocks. */
+static bool read_via_buffer(const ss_request *req, size_t size)
+{
+    return size < req->in.cap && !req->dgram.active && ss__fiber_active();
+}
+
 ssize_t ss__bufio_recv(ss_request *req, void *buf, size_t size)
 {
     struct ss__reader *r = &req->in;
-    if (r->err == 0 && !r->skip_line && buffered(r) == 0) /* the common case */
+    bool direct = !read_via_buffer(req, size);
+    if (direct && r->err == 0 && !r->skip_line && buffered(r) == 0) /* the common case */
         return req->server->transport->recv(req, buf, size);
     int rc = settle(req);
     if (rc < 0)
         return rc;
     if (buffered(r) > 0 || size == 0)
         return (ssize_t)take(r, buf, size);
-    return req->server->transport->recv(req, buf, size);
+    return direct ? req->server->transport->recv(req, buf, size) : read_more(req, buf, size);
 }
 
 /* Copies a line of n bytes out of the buffer and NUL-terminates it. */
@@ -190,20 +218,6 @@ SS_API ssize_t ss_request_read_line(ss_request *req, char *buf, size_t size)
         if (n == 0)
             return hand_out_line(r, buf, buffered(r)); /* last line, or 0 */
     }
-}
-
-/* The part of read_exact that needs the socket: large remainders go
- * straight into the caller's memory, small ones through the buffer. */
-static ssize_t read_more(ss_request *req, char *dst, size_t want)
-{
-    struct ss__reader *r = &req->in;
-    if (want >= r->cap)
-        return req->server->transport->recv(req, dst, want);
-    int rc = reserve(r, r->cap);
-    if (rc < 0)
-        return rc;
-    ssize_t n = fill(req);
-    return n > 0 ? (ssize_t)take(r, dst, want) : n;
 }
 
 SS_API ssize_t ss_request_read_exact(ss_request *req, void *buf, size_t size)

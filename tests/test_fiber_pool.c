@@ -83,6 +83,23 @@ static int mixed(ss_request *req, void *data)
     return rc;
 }
 
+/* recv with a buffer far smaller than the stream buffer (a fiber reads
+ * through the stream buffer then), with one read_line in between: every
+ * byte comes back once, in order, until EOF. */
+static int small_reads(ss_request *req, void *data)
+{
+    (void)data;
+    char buf[5];
+    ssize_t n = ss_request_recv(req, buf, sizeof buf);
+    int rc = n > 0 ? ss_request_send_all(req, buf, (size_t)n) : (int)n;
+    char line[64];
+    n = rc == 0 ? ss_request_read_line(req, line, sizeof line) : 0;
+    rc = n > 0 ? ss_request_send_all(req, line, (size_t)n) : rc;
+    while (rc == 0 && (n = ss_request_recv(req, buf, sizeof buf)) > 0)
+        rc = ss_request_send_all(req, buf, (size_t)n);
+    return rc < 0 ? rc : (int)n;
+}
+
 /* Reads one line, then fails. */
 static int fail_after_line(ss_request *req, void *data)
 {
@@ -105,6 +122,8 @@ static int publish_and_read(ss_request *req, void *data)
 
 static const ss_handler lines_handler = {.version = SS_HANDLER_VERSION, .handle = lines};
 static const ss_handler mixed_handler = {.version = SS_HANDLER_VERSION, .handle = mixed};
+static const ss_handler small_reads_handler = {.version = SS_HANDLER_VERSION,
+                                               .handle = small_reads};
 static const ss_handler failing_handler = {.version = SS_HANDLER_VERSION,
                                            .handle = fail_after_line};
 static const ss_handler publish_handler = {.version = SS_HANDLER_VERSION,
@@ -324,6 +343,36 @@ static void test_io_calls_park(void **state)
     assert_true(td_wait_closed(srv, 4, 5000));
     assert_int_equal(ts_stop(&runner), 0);
     assert_int_equal(td_stats(srv).handled, 4);
+    assert_int_equal(atomic_load(&errors_seen), 0);
+    ss_server_free(srv);
+}
+
+/* A recv smaller than what arrived leaves the rest for the next read;
+ * a read that emptied the socket parks, and later bytes still wake it. */
+static void test_small_recv_keeps_the_rest(void **state)
+{
+    (void)state;
+    NEED_FIBERS();
+    ss_server *srv = fiber_pool(&small_reads_handler, 1, 0);
+    activate(srv);
+    ts_runner runner;
+    ts_start(&runner, srv, 5000);
+    int fd = ts_connect(srv);
+    const char *first = "abcdefghij\nklmnop";
+    ts_send(fd, first, strlen(first)); /* one segment: recv takes 5 of it */
+    td_expect(fd, first);
+    static char later[4096];
+    fill_pattern(later, sizeof later, 7);
+    for (int i = 0; i < 3; i++) { /* the handler is parked between these */
+        ts_send(fd, later, sizeof later);
+        char got[sizeof later];
+        assert_int_equal(ts_recv_exact(fd, got, sizeof got), sizeof got);
+        assert_memory_equal(got, later, sizeof later);
+    }
+    close(fd);
+    assert_true(td_wait_closed(srv, 1, 5000));
+    assert_int_equal(ts_stop(&runner), 0);
+    assert_int_equal(td_stats(srv).handled, 1);
     assert_int_equal(atomic_load(&errors_seen), 0);
     ss_server_free(srv);
 }
@@ -552,6 +601,7 @@ int main(void)
         cmocka_unit_test(test_fiber_cap_stops_accepting),
         cmocka_unit_test(test_twenty_workers_one_fiber_each),
         cmocka_unit_test(test_io_calls_park),
+        cmocka_unit_test(test_small_recv_keeps_the_rest),
         cmocka_unit_test(test_buffered_writer_and_lines),
         cmocka_unit_test(test_timeout_on_parked_fibers),
         cmocka_unit_test(test_errors_reported_once),
