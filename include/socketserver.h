@@ -257,9 +257,14 @@ SS_API void ss_server_set_daemon_threads(ss_server *srv, bool on);
 SS_API void ss_server_set_block_on_close(ss_server *srv, bool on);
 
 /* Python's max_children, for ss_dispatch_forking: how many children may
- * run at once. Default SS_DEFAULT_MAX_CHILDREN (40, as Python); 0 restores
- * it. Returns 0, -EINVAL if negative, SS_ESTATE after activate. */
-#define SS_DEFAULT_MAX_CHILDREN 40
+ * run at once. Default SS_DEFAULT_MAX_CHILDREN (1024); 0 restores it.
+ * Python's default is 40, which leaves every client beyond the 40th
+ * unanswered while 40 long connections last: pass 40 for Python's
+ * behaviour. A child of a C server costs little more than its touched
+ * pages, so the default bounds a fork storm without starving ordinary
+ * loads; ss_server_set_max_connections bounds every dispatcher alike.
+ * Returns 0, -EINVAL if negative, SS_ESTATE after activate. */
+#define SS_DEFAULT_MAX_CHILDREN 1024
 SS_API int ss_server_set_max_children(ss_server *srv, int max_children);
 
 /* Worker threads of ss_dispatch_pool. Default (0): 4 per online CPU, at

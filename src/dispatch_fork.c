@@ -9,8 +9,10 @@
  *     shared page and writes one byte to the server's wake-up pipe, which
  *     wakes the loop; a marked child is then looked for again after 1, 2,
  *     4 ... ms until it is gone. A child that dies without marking (killed
- *     by a signal) is found by a check every REAP_INTERVAL_MS while any
- *     child exists.
+ *     by a signal) is found by a sweep every REAP_INTERVAL_MS while any
+ *     child exists, and only when waitid(WNOWAIT) shows some child of the
+ *     process has ended: a thousand children serving long connections
+ *     cost no thousand waitpid calls per accept or per sweep.
  * Everything here runs in the serving thread (process, service; abort
  * and close after the loop has stopped), so the state needs no lock. */
 #include "internal.h"
@@ -37,6 +39,7 @@ typedef struct forks {
     atomic_uchar *exiting; /* shared with the children: slot -> EXIT_* bits at _exit */
     size_t exiting_size;   /* bytes mapped */
     int retry_ms;          /* next look for a marked child, 0 = none marked */
+    int64_t next_sweep_ms; /* when to look for unmarked (killed) children */
 } forks;
 
 static int fork_start(ss_server *srv)
@@ -122,19 +125,43 @@ static bool reap_slot(ss_server *srv, forks *fs, int slot, int flags)
     return true;
 }
 
-/* One pass over our children. Returns how many marked themselves exiting
- * but were not gone yet. */
-static int reap_pass(ss_server *srv, forks *fs, int flags)
+/* One pass over our children: all of them, or only those that marked
+ * themselves exiting. Returns how many marked ones were not gone yet. */
+static int reap_pass(ss_server *srv, forks *fs, int flags, bool all)
 {
     int pending = 0;
     for (int slot = 0; slot < fs->max && fs->count > 0; slot++) {
         if (fs->pids[slot] == 0)
             continue;
         bool marked = (atomic_load(&fs->exiting[slot]) & EXIT_MARK) != 0;
-        if (!reap_slot(srv, fs, slot, flags) && marked)
+        if ((all || marked) && !reap_slot(srv, fs, slot, flags) && marked)
             pending++;
     }
     return pending;
+}
+
+/* Has any child of this process ended? WNOWAIT leaves it unreaped, so
+ * this takes no status from anybody. An error (ECHILD: someone reaped our
+ * children already) answers yes: the sweep then notices they are gone. */
+static bool some_child_ended(void)
+{
+    siginfo_t info = {0};
+    int rc;
+    do
+        rc = waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT);
+    while (rc < 0 && errno == EINTR);
+    return rc < 0 || info.si_pid != 0;
+}
+
+/* The safety net for children that ended without marking: due every
+ * REAP_INTERVAL_MS, and worth a waitpid per child only if one ended. */
+static bool sweep_due(forks *fs)
+{
+    int64_t now = ss__now_ms();
+    if (now < fs->next_sweep_ms)
+        return false;
+    fs->next_sweep_ms = now + REAP_INTERVAL_MS;
+    return some_child_ended();
 }
 
 static void fork_service(ss_server *srv)
@@ -142,7 +169,7 @@ static void fork_service(ss_server *srv)
     forks *fs = srv->dispatch_state;
     if (fs->count == 0)
         return;
-    if (reap_pass(srv, fs, WNOHANG) == 0)
+    if (reap_pass(srv, fs, WNOHANG, sweep_due(fs)) == 0)
         fs->retry_ms = 0;
     else if (fs->retry_ms == 0)
         fs->retry_ms = 1;
@@ -256,7 +283,7 @@ static void fork_abort(ss_server *srv, bool force)
 static void fork_close(ss_server *srv)
 {
     forks *fs = srv->dispatch_state;
-    reap_pass(srv, fs, ss__block_on_close(srv) ? 0 : WNOHANG);
+    reap_pass(srv, fs, ss__block_on_close(srv) ? 0 : WNOHANG, true);
     for (int slot = 0; slot < fs->max && fs->count > 0; slot++)
         if (fs->pids[slot] != 0)
             forget(srv, fs, slot);

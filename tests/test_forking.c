@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stddef.h>
@@ -113,6 +114,29 @@ static void test_max_children_extra_clients_wait(void **state)
     ss_server_free(srv);
 }
 
+/* Python's 40 starves the 41st long connection; the default must not. */
+#define BEYOND_PYTHON 60
+
+static void test_default_serves_beyond_pythons_40(void **state)
+{
+    (void)state;
+    ss_server *srv = forking_server(&td_hold, NULL, 0);
+    ts_runner runner;
+    ts_start(&runner, srv, 5000);
+    int fds[BEYOND_PYTHON];
+    for (int i = 0; i < BEYOND_PYTHON; i++) {
+        fds[i] = ts_connect(srv);
+        td_round_trip(fds[i], "held\n"); /* answered while all before it hold on */
+    }
+    assert_int_equal(td_dstats(srv).tracked, BEYOND_PYTHON);
+    for (int i = 0; i < BEYOND_PYTHON; i++)
+        td_release(fds[i]);
+    assert_true(td_wait_closed(srv, BEYOND_PYTHON, 10000));
+    assert_int_equal(ts_stop(&runner), 0);
+    assert_int_equal(td_stats(srv).handled, BEYOND_PYTHON);
+    ss_server_free(srv);
+}
+
 /* ---- reaping ---- */
 
 static bool all_reaped(void *arg)
@@ -134,6 +158,33 @@ static void test_no_zombies_after_40_requests(void **state)
     }
     assert_true(ts_wait_until(all_reaped, srv, 1000));
     assert_int_equal(td_stats(srv).closed, 40);
+    assert_int_equal(ts_stop(&runner), 0);
+    ss_server_free(srv);
+}
+
+/* Dies without announcing its exit, as a crashed handler would. */
+static int die_by_signal(ss_request *req, void *data)
+{
+    (void)req;
+    (void)data;
+    raise(SIGKILL);
+    return 0;
+}
+
+static const ss_handler killed_child = {.version = SS_HANDLER_VERSION, .handle = die_by_signal};
+
+static void test_child_killed_by_signal_is_reaped(void **state)
+{
+    (void)state;
+    ss_server *srv = forking_server(&killed_child, NULL, 0);
+    ts_runner runner;
+    ts_start(&runner, srv, 5000); /* the sweep, not the poll interval, must find it */
+    int fd = ts_connect(srv);
+    assert_true(ts_sees_eof(fd));
+    close(fd);
+    assert_true(ts_wait_until(all_reaped, srv, 2000));
+    assert_int_equal(td_dstats(srv).children_failed, 1);
+    assert_int_equal(td_stats(srv).handled, 0);
     assert_int_equal(ts_stop(&runner), 0);
     ss_server_free(srv);
 }
@@ -258,7 +309,9 @@ int main(void)
         FORK_TEST(test_failing_handler_child_exits_1),
         FORK_TEST(test_handled_child_exits_0),
         FORK_TEST(test_max_children_extra_clients_wait),
+        FORK_TEST(test_default_serves_beyond_pythons_40),
         FORK_TEST(test_no_zombies_after_40_requests),
+        FORK_TEST(test_child_killed_by_signal_is_reaped),
         FORK_TEST(test_close_waits_for_children),
         FORK_TEST(test_close_without_block_leaves_child_to_application),
         FORK_TEST(test_child_closes_listener),
