@@ -55,8 +55,10 @@ int ss__dgram_get_request(ss_server *srv, ss_request **out)
  * gives SS_ETRUNCATED on every call, so a handler that only uses recv can
  * never act on a cut-off message by mistake (ss_request_packet still shows
  * what arrived). */
-ssize_t ss__dgram_recv(ss_request *req, void *buf, size_t size)
+ssize_t ss__dgram_recv(ss_request *req, void *buf, size_t size, void *spill, size_t spill_size)
 {
+    (void)spill; /* the packet is in memory: nothing to save by spilling */
+    (void)spill_size;
     if (req->dgram.truncated)
         return SS_ETRUNCATED;
     size_t left = req->dgram.packet_len - req->dgram.read_pos;

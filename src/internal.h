@@ -77,8 +77,11 @@ typedef struct ss__transport {
     int (*activate)(ss_server *srv);
     /* Take the next request off the socket (accept / recvfrom) into *out. */
     int (*get_request)(ss_server *srv, ss_request **out);
-    /* Per-request I/O the handler's calls are routed through. */
-    ssize_t (*recv)(ss_request *req, void *buf, size_t size);
+    /* Per-request I/O the handler's calls are routed through. recv reads
+     * up to size bytes into buf; given a spill buffer (spill_size > 0),
+     * bytes already waiting beyond those may go on into spill in the same
+     * call. Returns the total: anything past size is in spill. */
+    ssize_t (*recv)(ss_request *req, void *buf, size_t size, void *spill, size_t spill_size);
     int (*send_all)(ss_request *req, const void *buf, size_t size);
     /* After finish: deliver what the handler left to send (a datagram
      * reply). Its error goes to handle_error like a handler's. */
@@ -111,7 +114,7 @@ int ss__open_server_socket(ss_server *srv, int domain, int socktype);
 int ss__activate_listen(ss_server *srv);
 int ss__activate_none(ss_server *srv);
 int ss__stream_get_request(ss_server *srv, ss_request **out);
-ssize_t ss__stream_recv(ss_request *req, void *buf, size_t size);
+ssize_t ss__stream_recv(ss_request *req, void *buf, size_t size, void *spill, size_t spill_size);
 int ss__stream_send_all(ss_request *req, const void *buf, size_t size);
 int ss__stream_complete(ss_request *req);
 void ss__stream_shutdown_request(ss_request *req);
@@ -125,7 +128,8 @@ int ss__client_key_none(const ss_request *req, ss__client_key *key);
  * reply buffer that complete() sends back with one sendto(). req->fd is
  * the server's socket, which shutdown_request leaves open. */
 int ss__dgram_get_request(ss_server *srv, ss_request **out);
-ssize_t ss__dgram_recv(ss_request *req, void *buf, size_t size);
+ssize_t ss__dgram_recv(ss_request *req, void *buf, size_t size, void *spill,
+                       size_t spill_size); /* never spills */
 int ss__dgram_send_all(ss_request *req, const void *buf, size_t size);
 int ss__dgram_complete(ss_request *req);
 void ss__dgram_shutdown_request(ss_request *req);
@@ -386,8 +390,8 @@ int ss__min_wait(int a, int b);
 /* kernel_timed: the socket already carries timeout_ms as SO_RCVTIMEO and
  * SO_SNDTIMEO, so a thread may block in the call itself instead of polling
  * first; a fiber ignores it (it never blocks). */
-ssize_t ss__io_recv(int fd, void *buf, size_t size, int timeout_ms, bool kernel_timed,
-                    const ss_server *srv);
+ssize_t ss__io_recv(int fd, void *buf, size_t size, void *spill, size_t spill_size, int timeout_ms,
+                    bool kernel_timed, const ss_server *srv);
 int ss__io_send_all(int fd, const void *buf, size_t size, int timeout_ms, bool kernel_timed,
                     const ss_server *srv);
 /* poll() one fd for `events` until deadline (-1 = forever); EINTR-safe.

@@ -5,6 +5,8 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
 #include <time.h>
 
 #ifndef MSG_NOSIGNAL
@@ -92,8 +94,19 @@ static bool timed_out(bool kernel_timed, int64_t deadline)
     return kernel_timed && ss__remaining_ms(deadline) == 0;
 }
 
-ssize_t ss__io_recv(int fd, void *buf, size_t size, int timeout_ms, bool kernel_timed,
-                    const ss_server *srv)
+/* recv(), or recvmsg() into buf and on into spill when there is one. */
+static ssize_t receive(int fd, void *buf, size_t size, void *spill, size_t spill_size, int flags)
+{
+    if (spill_size == 0)
+        return recv(fd, buf, size, flags);
+    struct iovec iov[2] = {{.iov_base = buf, .iov_len = size},
+                           {.iov_base = spill, .iov_len = spill_size}};
+    struct msghdr msg = {.msg_iov = iov, .msg_iovlen = 2};
+    return recvmsg(fd, &msg, flags);
+}
+
+ssize_t ss__io_recv(int fd, void *buf, size_t size, void *spill, size_t spill_size, int timeout_ms,
+                    bool kernel_timed, const ss_server *srv)
 {
     int64_t deadline = ss__deadline(timeout_ms);
     /* A thread's cheapest wait is a blocking recv(): with no timeout, or
@@ -116,8 +129,8 @@ ssize_t ss__io_recv(int fd, void *buf, size_t size, int timeout_ms, bool kernel_
             if (rc <= 0)
                 return rc == 0 ? -ETIMEDOUT : rc;
         }
-        ssize_t n = recv(fd, buf, size, flags);
-        if (n > 0 && fiber && (size_t)n < size)
+        ssize_t n = receive(fd, buf, size, spill, spill_size, flags);
+        if (n > 0 && fiber && (size_t)n < size + spill_size)
             ss__fiber_drained(fd);
         if (n >= 0)
             return n;

@@ -96,7 +96,7 @@ static ssize_t fill(ss_request *req)
         r->end -= r->start;
         r->start = 0;
     }
-    ssize_t n = req->server->transport->recv(req, r->buf + r->end, r->cap - r->end);
+    ssize_t n = req->server->transport->recv(req, r->buf + r->end, r->cap - r->end, NULL, 0);
     if (n > 0)
         r->end += (size_t)n;
     return n;
@@ -147,7 +147,7 @@ static ssize_t read_more(ss_request *req, char *dst, size_t want)
 {
     struct ss__reader *r = &req->in;
     if (want >= r->cap)
-        return req->server->transport->recv(req, dst, want);
+        return req->server->transport->recv(req, dst, want, NULL, 0);
     int rc = reserve(r, r->cap);
     if (rc < 0)
         return rc;
@@ -156,30 +156,48 @@ static ssize_t read_more(ss_request *req, char *dst, size_t want)
 }
 
 /* On a fiber (the pool), a socket read that fills the caller's buffer
- * cannot tell whether more is waiting, so the next read is a recv() that
- * fails with EAGAIN before the fiber parks: one wasted system call per
+ * cannot tell whether more is waiting, so the next read would be a recv()
+ * failing with EAGAIN before the fiber parks: one wasted system call per
  * request whenever requests are as large as the caller's buffer (4 KiB
- * messages read with a 4 KiB buffer). Reading into the larger stream
- * buffer makes that read come back short, and the fiber then parks
- * without trying (ss__fiber_drained); the copy out costs far less than
- * the system call. A thread gains nothing: its next recv() just blocks. */
-static bool read_via_buffer(const ss_request *req, size_t size)
+ * messages read with a 4 KiB buffer). So a fiber reads into the caller's
+ * buffer and on into the empty stream buffer, in one recvmsg(): a read
+ * that stops short of both emptied the socket, and the fiber then parks
+ * without trying (ss__fiber_drained); bytes that went on into the stream
+ * buffer are the next read's. No copy in the usual case. A thread gains
+ * nothing from this: its next recv() just blocks. */
+static bool spill_wanted(const ss_request *req)
 {
-    return size < req->in.cap && !req->dgram.active && ss__fiber_active();
+    return !req->dgram.active && ss__fiber_active();
+}
+
+/* The reader is settled and holds no bytes. */
+static ssize_t recv_with_spill(ss_request *req, void *buf, size_t size)
+{
+    struct ss__reader *r = &req->in;
+    int rc = reserve(r, r->cap);
+    if (rc < 0)
+        return rc;
+    ssize_t n = req->server->transport->recv(req, buf, size, r->buf, r->cap);
+    if (n <= (ssize_t)size)
+        return n;
+    r->start = 0;
+    r->end = (size_t)n - size;
+    return (ssize_t)size;
 }
 
 ssize_t ss__bufio_recv(ss_request *req, void *buf, size_t size)
 {
     struct ss__reader *r = &req->in;
-    bool direct = !read_via_buffer(req, size);
-    if (direct && r->err == 0 && !r->skip_line && buffered(r) == 0) /* the common case */
-        return req->server->transport->recv(req, buf, size);
-    int rc = settle(req);
-    if (rc < 0)
-        return rc;
-    if (buffered(r) > 0 || size == 0)
-        return (ssize_t)take(r, buf, size);
-    return direct ? req->server->transport->recv(req, buf, size) : read_more(req, buf, size);
+    if (r->err != 0 || r->skip_line || buffered(r) > 0) {
+        int rc = settle(req);
+        if (rc < 0)
+            return rc;
+        if (buffered(r) > 0 || size == 0)
+            return (ssize_t)take(r, buf, size);
+    }
+    if (spill_wanted(req) && size > 0)
+        return recv_with_spill(req, buf, size);
+    return req->server->transport->recv(req, buf, size, NULL, 0);
 }
 
 /* Copies a line of n bytes out of the buffer and NUL-terminates it. */

@@ -101,10 +101,11 @@ static bool kernel_timed(ss_request *req)
     return true;
 }
 
-ssize_t ss__stream_recv(ss_request *req, void *buf, size_t size)
+ssize_t ss__stream_recv(ss_request *req, void *buf, size_t size, void *spill, size_t spill_size)
 {
     bool timed = kernel_timed(req);
-    ssize_t n = ss__io_recv(req->fd, buf, size, req->timeout_ms, timed, req->server);
+    ssize_t n =
+        ss__io_recv(req->fd, buf, size, spill, spill_size, req->timeout_ms, timed, req->server);
     return n < 0 ? ss__request_note_io(req, (int)n) : n;
 }
 
