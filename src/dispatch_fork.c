@@ -12,7 +12,13 @@
  *     by a signal) is found by a sweep every REAP_INTERVAL_MS while any
  *     child exists, and only when waitid(WNOWAIT) shows some child of the
  *     process has ended: a thousand children serving long connections
- *     cost no thousand waitpid calls per accept or per sweep.
+ *     cost no thousand waitpid calls per accept or per sweep;
+ *   - when the kernel refuses a fork (EAGAIN: RLIMIT_NPROC, a cgroup's
+ *     pids.max) while children of ours run, the request waits for one of
+ *     them to exit and the server stops accepting meanwhile, as at
+ *     max_children: the kernel's limit is met with backpressure, not with
+ *     a client dropped. With no child of ours to wait for, the request
+ *     fails (handle_error, then closed), as Python's would.
  * Everything here runs in the serving thread (process, service; abort
  * and close after the loop has stopped), so the state needs no lock. */
 #include "internal.h"
@@ -40,6 +46,9 @@ typedef struct forks {
     size_t exiting_size;   /* bytes mapped */
     int retry_ms;          /* next look for a marked child, 0 = none marked */
     int64_t next_sweep_ms; /* when to look for unmarked (killed) children */
+    ss_request *unforked;  /* a request whose fork the kernel refused ... */
+    int unforked_at;       /* ... with this many children: retried below it */
+    bool warned;           /* the refusal was logged (once per episode) */
 } forks;
 
 static int fork_start(ss_server *srv)
@@ -72,7 +81,7 @@ static int fork_start(ss_server *srv)
 static bool fork_accepting(ss_server *srv)
 {
     forks *fs = srv->dispatch_state;
-    return fs->count < fs->max;
+    return fs->count < fs->max && fs->unforked == NULL;
 }
 
 /* ---- reaping our own children ---- */
@@ -153,28 +162,36 @@ static bool some_child_ended(void)
     return rc < 0 || info.si_pid != 0;
 }
 
-/* The safety net for children that ended without marking: due every
- * REAP_INTERVAL_MS, and worth a waitpid per child only if one ended. */
+/* The slow timer, every REAP_INTERVAL_MS while children run: the safety
+ * net for children that ended without marking, and another try for a
+ * request whose fork the kernel refused (other processes of the user may
+ * have ended meanwhile). */
 static bool sweep_due(forks *fs)
 {
     int64_t now = ss__now_ms();
     if (now < fs->next_sweep_ms)
         return false;
     fs->next_sweep_ms = now + REAP_INTERVAL_MS;
-    return some_child_ended();
+    return true;
 }
+
+static void retry_unforked(ss_server *srv, forks *fs);
 
 static void fork_service(ss_server *srv)
 {
     forks *fs = srv->dispatch_state;
     if (fs->count == 0)
         return;
-    if (reap_pass(srv, fs, WNOHANG, sweep_due(fs)) == 0)
+    bool sweep = sweep_due(fs);
+    /* a waitpid per child only if some child ended */
+    if (reap_pass(srv, fs, WNOHANG, sweep && some_child_ended()) == 0)
         fs->retry_ms = 0;
     else if (fs->retry_ms == 0)
         fs->retry_ms = 1;
     else if (fs->retry_ms < RETRY_MAX_MS)
         fs->retry_ms *= 2;
+    if (fs->unforked != NULL && (sweep || fs->count < fs->unforked_at))
+        retry_unforked(srv, fs);
 }
 
 static int fork_max_wait(ss_server *srv)
@@ -238,14 +255,12 @@ static void refuse(ss_server *srv, ss_request *req, int err)
     ss__request_finish(req);
 }
 
-static void fork_process(ss_server *srv, ss_request *req)
+/* Starts req's child. Returns 0, or the fork's error with req untouched. */
+static int spawn(ss_server *srv, forks *fs, ss_request *req)
 {
-    forks *fs = srv->dispatch_state;
     int slot = free_slot(fs);
-    if (slot < 0) { /* not reached: the loop accepts only below the limit */
-        refuse(srv, req, -EAGAIN);
-        return;
-    }
+    if (slot < 0)
+        return -EAGAIN; /* not reached: the loop accepts only below the limit */
     atomic_store(&fs->exiting[slot], 0);
     /* counted first: the child may answer before fork returns here */
     atomic_fetch_add(&srv->count.tracked, 1);
@@ -255,12 +270,54 @@ static void fork_process(ss_server *srv, ss_request *req)
     if (pid < 0) {
         int err = -errno;
         atomic_fetch_sub(&srv->count.tracked, 1);
-        refuse(srv, req, err);
-        return;
+        return err;
     }
     ss__request_release(req, &fs->holds[slot]); /* given back when reaped */
     fs->pids[slot] = pid;
     fs->count++;
+    return 0;
+}
+
+/* The kernel's process limit, not ours: wait for a child of ours to exit
+ * (fork_service retries then), or fail the request if none runs. */
+static void fork_refused(ss_server *srv, forks *fs, ss_request *req, int err)
+{
+    if (err != -EAGAIN || fs->count == 0) {
+        refuse(srv, req, err);
+        return;
+    }
+    fs->unforked = req;
+    fs->unforked_at = fs->count;
+    if (!fs->warned)
+        ss__log(srv, SS_LOG_WARNING, "fork: %s with %d children; new clients wait until one exits",
+                ss_strerror(err), fs->count);
+    fs->warned = true;
+}
+
+static void fork_process(ss_server *srv, ss_request *req)
+{
+    forks *fs = srv->dispatch_state;
+    int err = spawn(srv, fs, req);
+    if (err < 0)
+        fork_refused(srv, fs, req, err);
+    else
+        fs->warned = false;
+}
+
+static void retry_unforked(ss_server *srv, forks *fs)
+{
+    ss_request *req = fs->unforked;
+    fs->unforked = NULL;
+    fork_process(srv, req);
+}
+
+/* Close and drain: the request that never got its child is refused. */
+static void drop_unforked(ss_server *srv, forks *fs)
+{
+    if (fs->unforked == NULL)
+        return;
+    refuse(srv, fs->unforked, -ECANCELED);
+    fs->unforked = NULL;
 }
 
 /* Drain's deadline: SIGTERM, then SIGKILL, to our own children only. A pid
@@ -269,6 +326,7 @@ static void fork_process(ss_server *srv, ss_request *req)
 static void fork_abort(ss_server *srv, bool force)
 {
     forks *fs = srv->dispatch_state;
+    drop_unforked(srv, fs);
     for (int slot = 0; slot < fs->max; slot++)
         if (fs->pids[slot] != 0)
             kill(fs->pids[slot], force ? SIGKILL : SIGTERM);
@@ -283,6 +341,7 @@ static void fork_abort(ss_server *srv, bool force)
 static void fork_close(ss_server *srv)
 {
     forks *fs = srv->dispatch_state;
+    drop_unforked(srv, fs);
     reap_pass(srv, fs, ss__block_on_close(srv) ? 0 : WNOHANG, true);
     for (int slot = 0; slot < fs->max && fs->count > 0; slot++)
         if (fs->pids[slot] != 0)
