@@ -26,6 +26,45 @@ typedef struct child {
     int in, out, err; /* our ends of its stdin, stdout, stderr */
 } child;
 
+/* Every example this test started and has not reaped yet: a failed
+ * assertion skips the test's own kill and reap, so the teardown ends
+ * whatever is left instead of leaving it serving after the test. */
+#define MAX_SPAWNED 8
+static pid_t spawned[MAX_SPAWNED];
+
+static void remember(pid_t pid)
+{
+    for (int i = 0; i < MAX_SPAWNED; i++)
+        if (spawned[i] == 0) {
+            spawned[i] = pid;
+            return;
+        }
+    fail_msg("more than %d examples running at once", MAX_SPAWNED);
+}
+
+static void forget(pid_t pid)
+{
+    for (int i = 0; i < MAX_SPAWNED; i++)
+        if (spawned[i] == pid)
+            spawned[i] = 0;
+}
+
+/* cmocka teardown: a leftover example is killed and reaped. Its process
+ * group goes too: a forking example's children would outlive it. */
+static int end_leftovers(void **state)
+{
+    (void)state;
+    for (int i = 0; i < MAX_SPAWNED; i++) {
+        if (spawned[i] == 0)
+            continue;
+        kill(-spawned[i], SIGKILL);
+        kill(spawned[i], SIGKILL);
+        waitpid(spawned[i], NULL, 0);
+        spawned[i] = 0;
+    }
+    return 0;
+}
+
 static void spawn(child *c, const char *const argv[])
 {
     int in[2], out[2], err[2];
@@ -35,12 +74,14 @@ static void spawn(child *c, const char *const argv[])
     c->pid = fork();
     assert_true(c->pid >= 0);
     if (c->pid == 0) {
+        setpgid(0, 0); /* its own group, so the teardown can end its children */
         dup2(in[0], 0);
         dup2(out[1], 1);
         dup2(err[1], 2);
         execv(argv[0], (char *const *)argv);
         _exit(127);
     }
+    remember(c->pid);
     close(in[0]);
     close(out[1]);
     close(err[1]);
@@ -77,12 +118,11 @@ static int reap(child *c)
     long long end = ts_now_ms() + 5000;
     while (waitpid(c->pid, &status, WNOHANG) == 0) {
         if (ts_now_ms() > end) {
-            kill(c->pid, SIGKILL);
-            waitpid(c->pid, &status, 0);
-            fail_msg("child did not exit in time");
+            fail_msg("child did not exit in time"); /* end_leftovers kills it */
         }
         usleep(5000);
     }
+    forget(c->pid);
     close(c->in);
     close(c->out);
     close(c->err);
@@ -456,21 +496,21 @@ int main(void)
 {
     signal(SIGPIPE, SIG_IGN); /* writing to a child that died must fail the test, not kill it */
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_uppercase_server_protocol_and_sigint),
-        cmocka_unit_test(test_echo_server_ipv6_and_sigterm),
-        cmocka_unit_test(test_echo_server_udp),
-        cmocka_unit_test(test_uppercase_server_unix_forms),
-        cmocka_unit_test(test_sigint_with_idle_client_connected),
-        cmocka_unit_test(test_drain_lets_busy_client_finish),
-        cmocka_unit_test(test_timeout_drops_stalled_client),
-        cmocka_unit_test(test_every_mode_serves_and_stops_with_idle_client),
-        cmocka_unit_test(test_bad_arguments_exit_2),
-        cmocka_unit_test(test_help_exits_0),
-        cmocka_unit_test(test_listen_failure_exit_1),
-        cmocka_unit_test(test_interactive_client),
-        cmocka_unit_test(test_chat_broadcast_survives_a_vanished_client),
-        cmocka_unit_test(test_robust_server_refuses_invalid_utf8),
-        cmocka_unit_test(test_line_server_commands_and_long_line),
+        cmocka_unit_test_teardown(test_uppercase_server_protocol_and_sigint, end_leftovers),
+        cmocka_unit_test_teardown(test_echo_server_ipv6_and_sigterm, end_leftovers),
+        cmocka_unit_test_teardown(test_echo_server_udp, end_leftovers),
+        cmocka_unit_test_teardown(test_uppercase_server_unix_forms, end_leftovers),
+        cmocka_unit_test_teardown(test_sigint_with_idle_client_connected, end_leftovers),
+        cmocka_unit_test_teardown(test_drain_lets_busy_client_finish, end_leftovers),
+        cmocka_unit_test_teardown(test_timeout_drops_stalled_client, end_leftovers),
+        cmocka_unit_test_teardown(test_every_mode_serves_and_stops_with_idle_client, end_leftovers),
+        cmocka_unit_test_teardown(test_bad_arguments_exit_2, end_leftovers),
+        cmocka_unit_test_teardown(test_help_exits_0, end_leftovers),
+        cmocka_unit_test_teardown(test_listen_failure_exit_1, end_leftovers),
+        cmocka_unit_test_teardown(test_interactive_client, end_leftovers),
+        cmocka_unit_test_teardown(test_chat_broadcast_survives_a_vanished_client, end_leftovers),
+        cmocka_unit_test_teardown(test_robust_server_refuses_invalid_utf8, end_leftovers),
+        cmocka_unit_test_teardown(test_line_server_commands_and_long_line, end_leftovers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
