@@ -161,7 +161,11 @@ SS_API const ss_dispatcher *ss_dispatch_threading(void);
  *
  * At most ss_server_set_max_children children run at once; at the limit
  * the server stops accepting, so further clients wait in the kernel
- * backlog (neither refused nor lost) until a child exits. Children are
+ * backlog (neither refused nor lost) until a child exits. The same holds
+ * when the kernel refuses a fork (EAGAIN: RLIMIT_NPROC, a cgroup's
+ * pids.max) while children of this server run: the request waits for one
+ * of them to exit (one SS_LOG_WARNING says so); with none running it goes
+ * to handle_error and is closed (ss_stats.spawn_failures). Children are
  * reaped within milliseconds with waitpid(pid, WNOHANG) on their own pids
  * only: no SIGCHLD handler is installed, no disposition is changed, and
  * waitpid(-1) is never called, so children the application starts itself
