@@ -1,7 +1,13 @@
 /* The server's cost as the kernel sees it: CPU time, memory, threads and
  * processes of the server pid and every live descendant (forking servers),
  * read from /proc. CPU time includes children already reaped (cutime and
- * cstime), so a child that lived and died inside the window still counts. */
+ * cstime), so a child that lived and died inside the window still counts.
+ *
+ * /proc/PID/stat gives CPU time in clock ticks (10 ms), rounded down per
+ * process: a forking server's thousand children, each running a few ms,
+ * would show almost nothing. So a single-threaded process is read from
+ * /proc/PID/schedstat (nanoseconds) instead; a multi-threaded one keeps
+ * stat's figure, which also holds its threads that have exited. */
 #include "lg.h"
 
 #include <ctype.h>
@@ -13,9 +19,32 @@
 
 typedef struct proc_stat {
     pid_t pid, ppid;
-    unsigned long long ticks; /* utime + stime + cutime + cstime */
+    double cpu_s; /* own time (stat or schedstat) + children reaped (cutime + cstime) */
     long threads, rss_pages;
 } proc_stat;
+
+/* The process's own run time in seconds from /proc/PID/schedstat, -1 if
+ * unreadable. It counts the main thread only: single-threaded use. */
+static double schedstat_s(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/schedstat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return -1;
+    unsigned long long ns;
+    bool ok = fscanf(f, "%llu", &ns) == 1;
+    fclose(f);
+    return ok ? (double)ns / 1e9 : -1;
+}
+
+static double ticks_s(unsigned long long ticks)
+{
+    static long hz;
+    if (hz == 0)
+        hz = sysconf(_SC_CLK_TCK);
+    return (double)ticks / (double)hz;
+}
 
 /* Fields after "pid (comm)": state ppid ... utime(14) stime cutime cstime
  * ... num_threads(20) ... rss(24). comm may hold spaces and parentheses, so
@@ -43,7 +72,10 @@ static bool read_stat(pid_t pid, proc_stat *out)
         return false;
     out->pid = pid;
     out->ppid = ppid;
-    out->ticks = ut + st + (unsigned long long)cut + (unsigned long long)cst;
+    double own = out->threads == 1 ? schedstat_s(pid) : -1;
+    if (own < 0)
+        own = ticks_s(ut + st);
+    out->cpu_s = own + ticks_s((unsigned long long)cut + (unsigned long long)cst);
     return true;
 }
 
@@ -111,12 +143,10 @@ static void mark_tree(const proc_stat *all, size_t n, pid_t root, bool *member)
 
 static void add_member(lg_proc *r, const proc_stat *p, bool memory)
 {
-    static long page_kb, hz;
-    if (hz == 0) {
+    static long page_kb;
+    if (page_kb == 0)
         page_kb = sysconf(_SC_PAGESIZE) / 1024;
-        hz = sysconf(_SC_CLK_TCK);
-    }
-    r->cpu_s += (double)p->ticks / (double)hz;
+    r->cpu_s += p->cpu_s;
     r->rss_kb += p->rss_pages * page_kb;
     r->threads += p->threads;
     r->procs++;
