@@ -283,6 +283,10 @@ def parse_args():
     ap.add_argument("--readme", default=os.path.join(HERE, "README.md"))
     ap.add_argument("--report-only", action="store_true",
                     help="make the tables and plot again from OUT/latest-runs.csv")
+    ap.add_argument("--replace-from", metavar="DIR",
+                    help="with --report-only: the servers measured in DIR (a later run "
+                         "with --out DIR) replace theirs in OUT, run for run, and the "
+                         "report says so")
     return ap.parse_args()
 
 
@@ -327,11 +331,27 @@ def load_previous(out):
     return rows, info, servers, cells
 
 
+def replace_rows(opts, rows, info):
+    """Rows of the servers measured in opts.replace_from take the place of
+    the same server, cell and run in rows; writes the merged runs back."""
+    newer, newer_info, newer_servers, _ = load_previous(opts.replace_from)
+    by_key = {(r["server"], r["cell"], r["run"]): r for r in newer}
+    merged = [by_key.get((r["server"], r["cell"], r["run"]), r) for r in rows]
+    write_csv(os.path.join(opts.out, "latest-runs.csv"), merged, RAW_KEYS)
+    info["remeasured"] = "Rows of %s: measured again %s, commit `%s`, %d runs" % (
+        ", ".join(newer_servers), newer_info["date"], newer_info["commit"], newer_info["runs"])
+    with open(os.path.join(opts.out, "latest-info.txt"), "w") as f:
+        f.writelines("%s=%s\n" % kv for kv in info.items())
+    return merged
+
+
 def main():
     opts = parse_args()
     os.makedirs(opts.out, exist_ok=True)
     if opts.report_only:
         rows, info, servers, cells = load_previous(opts.out)
+        if opts.replace_from:
+            rows = replace_rows(opts, rows, info)
     else:
         rows, info, servers, cells = measure(opts)
     agg = aggregate(rows)

@@ -121,6 +121,8 @@ def markdown(agg, runs, servers, cells, cell_info, info):
     rps_cells = [c for c in cells if c in RPS_CELLS]
     parts = [
         "Measured %(date)s on %(machine)s, commit `%(commit)s`. " % info,
+        # rows measured again later (matrix.py --replace-from), said so
+        "%s. " % info["remeasured"] if info.get("remeasured") else "",
         "%(runs)d runs per cell, %(duration)g s measured after %(warmup)g s of warm-up, "
         "a fresh server per run, loadgen on the same 2 cores; medians of the runs "
         "(errors and starvation: the worst run). Load average before/after: "
