@@ -16,9 +16,12 @@ static struct {
     size_t len, sent, step;
 } peer;
 
-static ssize_t fake_recv(ss_request *req, void *buf, size_t size)
+/* Never spills: the stream reader passes a spill buffer only on a fiber. */
+static ssize_t fake_recv(ss_request *req, void *buf, size_t size, void *spill, size_t spill_size)
 {
     (void)req;
+    (void)spill;
+    (void)spill_size;
     size_t chunk = 1 + peer.control[peer.step++ % peer.control_len] % 64;
     size_t left = peer.len - peer.sent;
     size_t n = chunk < size ? chunk : size;
