@@ -173,6 +173,14 @@ ss_stats td_stats(const ss_server *srv)
     return st;
 }
 
+void td_finish(ts_runner *runner, ss_server *srv, uint64_t handled, int timeout_ms)
+{
+    assert_true(td_wait_closed(srv, handled, timeout_ms));
+    assert_int_equal(ts_stop(runner), 0);
+    assert_int_equal(td_stats(srv).handled, handled);
+    ss_server_free(srv);
+}
+
 ss_dispatch_stats td_dstats(const ss_server *srv)
 {
     ss_dispatch_stats st;

@@ -59,6 +59,10 @@ bool td_wait_accepted(ss_server *srv, uint64_t accepted, int timeout_ms);
 bool td_wait_tracked(ss_server *srv, uint64_t tracked, int timeout_ms);
 bool td_wait_active(ss_server *srv, uint64_t active, int timeout_ms);
 ss_stats td_stats(const ss_server *srv);
+/* The usual end of a test: `handled` requests closed (waiting at most
+ * timeout_ms), the runner stopped cleanly, each request counted as
+ * handled; then frees srv. */
+void td_finish(ts_runner *runner, ss_server *srv, uint64_t handled, int timeout_ms);
 ss_dispatch_stats td_dstats(const ss_server *srv);
 
 /* A handle_error hook that reports nothing, for tests whose handlers are

@@ -245,10 +245,7 @@ static void test_1000_connections_2_workers(void **state)
     assert_int_equal(td_dstats(srv).tracked, 2); /* still two threads */
     for (int i = 0; i < N; i++)
         close(fds[i]);
-    assert_true(td_wait_closed(srv, N, 30000));
-    assert_int_equal(ts_stop(&runner), 0);
-    assert_int_equal(td_stats(srv).handled, N);
-    ss_server_free(srv);
+    td_finish(&runner, srv, N, 30000);
 }
 
 /* The cap: one worker with 2 fibers and a queue of 1 takes 3 clients;
@@ -340,11 +337,8 @@ static void test_io_calls_park(void **state)
         td_expect(a, want[s]);
     }
     close(a);
-    assert_true(td_wait_closed(srv, 4, 5000));
-    assert_int_equal(ts_stop(&runner), 0);
-    assert_int_equal(td_stats(srv).handled, 4);
+    td_finish(&runner, srv, 4, 5000);
     assert_int_equal(atomic_load(&errors_seen), 0);
-    ss_server_free(srv);
 }
 
 /* A recv smaller than what arrived leaves the rest for the next read;
@@ -370,11 +364,8 @@ static void test_small_recv_keeps_the_rest(void **state)
         assert_memory_equal(got, later, sizeof later);
     }
     close(fd);
-    assert_true(td_wait_closed(srv, 1, 5000));
-    assert_int_equal(ts_stop(&runner), 0);
-    assert_int_equal(td_stats(srv).handled, 1);
+    td_finish(&runner, srv, 1, 5000);
     assert_int_equal(atomic_load(&errors_seen), 0);
-    ss_server_free(srv);
 }
 
 /* The buffered writer with a buffer, and read_line over many packets. */
@@ -398,10 +389,7 @@ static void test_buffered_writer_and_lines(void **state)
     }
     for (int i = 0; i < 8; i++)
         close(fds[i]);
-    assert_true(td_wait_closed(srv, 8, 5000));
-    assert_int_equal(ts_stop(&runner), 0);
-    assert_int_equal(td_stats(srv).handled, 8);
-    ss_server_free(srv);
+    td_finish(&runner, srv, 8, 5000);
 }
 
 /* ---- timeouts, errors ---- */
@@ -502,10 +490,7 @@ static void test_big_send_to_slow_reader(void **state)
     }
     read_big(slow);
     close(slow);
-    assert_true(td_wait_closed(srv, 21, 10000));
-    assert_int_equal(ts_stop(&runner), 0);
-    assert_int_equal(td_stats(srv).handled, 21);
-    ss_server_free(srv);
+    td_finish(&runner, srv, 21, 10000);
 }
 
 /* ---- hang-ups and close ---- */

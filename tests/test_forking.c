@@ -131,10 +131,7 @@ static void test_default_serves_beyond_pythons_40(void **state)
     assert_int_equal(td_dstats(srv).tracked, BEYOND_PYTHON);
     for (int i = 0; i < BEYOND_PYTHON; i++)
         td_release(fds[i]);
-    assert_true(td_wait_closed(srv, BEYOND_PYTHON, 10000));
-    assert_int_equal(ts_stop(&runner), 0);
-    assert_int_equal(td_stats(srv).handled, BEYOND_PYTHON);
-    ss_server_free(srv);
+    td_finish(&runner, srv, BEYOND_PYTHON, 10000);
 }
 
 /* ---- reaping ---- */
