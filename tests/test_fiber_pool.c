@@ -160,6 +160,16 @@ static void activate(ss_server *srv)
     assert_int_equal(ss_server_activate(srv), 0);
 }
 
+/* A pool of one worker, no queue, serving in `runner`: every client of
+ * the test shares that worker's thread. */
+static ss_server *serving_on_one_worker(const ss_handler *h, ts_runner *runner)
+{
+    ss_server *srv = fiber_pool(h, 1, 0);
+    activate(srv);
+    ts_start(runner, srv, 5000);
+    return srv;
+}
+
 static int threads_now(void)
 {
     FILE *f = fopen("/proc/self/status", "r");
@@ -318,10 +328,8 @@ static void test_io_calls_park(void **state)
 {
     (void)state;
     NEED_FIBERS();
-    ss_server *srv = fiber_pool(&mixed_handler, 1, 0);
-    activate(srv);
     ts_runner runner;
-    ts_start(&runner, srv, 5000);
+    ss_server *srv = serving_on_one_worker(&mixed_handler, &runner);
     int a = ts_connect(srv);
     const char *steps[][2] = {{"hal", "f\n"}, {"1234", "5678"}, {NULL, "raw"}};
     const char *want[] = {"half\n", "12345678", "raw"};
@@ -347,10 +355,8 @@ static void test_small_recv_keeps_the_rest(void **state)
 {
     (void)state;
     NEED_FIBERS();
-    ss_server *srv = fiber_pool(&small_reads_handler, 1, 0);
-    activate(srv);
     ts_runner runner;
-    ts_start(&runner, srv, 5000);
+    ss_server *srv = serving_on_one_worker(&small_reads_handler, &runner);
     int fd = ts_connect(srv);
     const char *first = "abcdefghij\nklmnop";
     ts_send(fd, first, strlen(first)); /* one segment: recv takes 5 of it */
@@ -433,10 +439,8 @@ static void test_timeout_on_parked_fibers(void **state)
 static void test_errors_reported_once(void **state)
 {
     (void)state;
-    ss_server *srv = fiber_pool(&failing_handler, 1, 0);
-    activate(srv);
     ts_runner runner;
-    ts_start(&runner, srv, 5000);
+    ss_server *srv = serving_on_one_worker(&failing_handler, &runner);
     int fds[5];
     for (int i = 0; i < 5; i++)
         fds[i] = ts_connect(srv);
@@ -476,10 +480,8 @@ static void test_big_send_to_slow_reader(void **state)
 {
     (void)state;
     NEED_FIBERS();
-    ss_server *srv = fiber_pool(&lines_handler, 1, 0);
-    activate(srv);
     ts_runner runner;
-    ts_start(&runner, srv, 5000);
+    ss_server *srv = serving_on_one_worker(&lines_handler, &runner);
     int slow = ts_connect(srv);
     ts_send(slow, "big\n", 4);
     assert_false(td_quiet_for(slow, 5000)); /* it has started sending */
@@ -501,10 +503,8 @@ static void test_shutdown_wakes_parked_fiber(void **state)
 {
     (void)state;
     atomic_store(&published_fd, -1);
-    ss_server *srv = fiber_pool(&publish_handler, 1, 0);
-    activate(srv);
     ts_runner runner;
-    ts_start(&runner, srv, 5000);
+    ss_server *srv = serving_on_one_worker(&publish_handler, &runner);
     int fd = ts_connect(srv);
     long long end = ts_now_ms() + 5000;
     while (atomic_load(&published_fd) < 0 && ts_now_ms() < end)
