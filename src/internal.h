@@ -362,7 +362,7 @@ struct ss_request {
 /* server.c */
 void ss__server_ref(ss_server *srv);
 void ss__server_unref(ss_server *srv);
-void ss__server_wake(ss_server *srv); /* async-signal-safe */
+void ss__server_wake(const ss_server *srv); /* async-signal-safe */
 bool ss__server_stop_requested(const ss_server *srv);
 bool ss__server_on_serving_thread(const ss_server *srv); /* inside serve_forever */
 /* Empties the wake-up pipe: only from the thread that runs the loop. */

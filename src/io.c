@@ -57,11 +57,13 @@ int ss__min_wait(int a, int b)
 /* The sync waiter: the handler runs on the loop's own thread, so the loop
  * cannot see a stop until the handler returns. Each wait therefore polls
  * the wake-up pipe too, whoever writes to it (another thread, a signal
- * handler on any thread, a hook). A stop request ends the wait; its byte
- * stays in the pipe for the loop. Any other byte only asks the loop to look
- * again, and the loop is this very thread, which will look again anyway
- * once the handler returns: so it is drained, before the stop flag is read
- * again (a stop requested meanwhile wrote its byte after setting the flag). */
+ * handler on any thread, a hook). A stop request ends the wait and its
+ * byte stays in the pipe for the loop. Any other byte only asks the loop to
+ * look again, which it does anyway once the handler returns, so it is
+ * drained here (else poll would spin). A stop sets its flag before writing
+ * its byte: if the flag is set once the pipe is drained, the byte drained
+ * may have been the stop's, and it is put back for the loop, which may be
+ * about to block in handle_request's wait without reading the flag first. */
 static int wait_or_stop(int fd, short events, int64_t deadline, const ss_server *srv)
 {
     struct pollfd p[2] = {{.fd = fd, .events = events}, {.fd = srv->wake_read, .events = POLLIN}};
@@ -77,6 +79,10 @@ static int wait_or_stop(int fd, short events, int64_t deadline, const ss_server 
             return 1;
         if (n > 0)
             ss__server_drain_wake(srv);
+        if (n > 0 && ss__server_stop_requested(srv)) {
+            ss__server_wake(srv); /* the byte drained may have been the stop's */
+            return -ECANCELED;
+        }
     }
 }
 

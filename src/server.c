@@ -213,7 +213,7 @@ SS_API void ss_server_free(ss_server *srv)
 
 /* ---- waking and stopping ---- */
 
-void ss__server_wake(ss_server *srv)
+void ss__server_wake(const ss_server *srv)
 {
     int saved = errno;
     /* A full pipe already guarantees a wake-up, so EAGAIN is fine. */

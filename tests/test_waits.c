@@ -230,6 +230,51 @@ static void test_sync_stop_ends_wait(void **state)
     check_sync_stop(c->handle, c->way);
 }
 
+/* ss_server_handle_request runs the sync handler on its caller's thread
+ * too: a stop from another thread ends the handler's wait, and the stop
+ * stays pending, so the next handle_request returns -ECANCELED at once
+ * instead of waiting for a client. */
+typedef struct one_call {
+    ss_server *srv;
+    pthread_t thread;
+    atomic_bool returned;
+    atomic_int first, second;
+} one_call;
+
+static void *handle_twice(void *arg)
+{
+    one_call *c = arg;
+    atomic_store(&c->first, ss_server_handle_request(c->srv));
+    atomic_store(&c->second, ss_server_handle_request(c->srv));
+    atomic_store(&c->returned, true);
+    return NULL;
+}
+
+static void test_sync_stop_ends_wait_in_handle_request(void **state)
+{
+    (void)state;
+    probe *p = probe_new();
+    ss_server *srv = server_on("tcp://127.0.0.1:0", ss_dispatch_sync(), recv_idle, p);
+    one_call c = {.srv = srv};
+    assert_int_equal(pthread_create(&c.thread, NULL, handle_twice, &c), 0);
+    int fd = ts_connect(srv);
+    assert_true(ts_wait_until(flag_set, &p->started, 5000));
+    ss_server_request_shutdown(srv);
+    bool returned = ts_wait_until(flag_set, &c.returned, 5000);
+    close(fd);
+    if (!returned) { /* a second client lets a stuck second call return */
+        int late = ts_connect(srv);
+        close(late);
+    }
+    assert_int_equal(pthread_join(c.thread, NULL), 0);
+    assert_true(returned);
+    assert_int_equal(atomic_load(&p->rc), -ECANCELED);
+    assert_int_equal(atomic_load(&c.first), 0);
+    assert_int_equal(atomic_load(&c.second), -ECANCELED);
+    ss_server_free(srv);
+    probe_free(p);
+}
+
 /* ---- item 1: the datagram reply's wait too (Unix datagram: a receiver
  * whose queue is full makes sendto fail with EAGAIN) ---- */
 
@@ -552,6 +597,7 @@ int main(void)
         cmocka_unit_test_prestate(test_sync_stop_ends_wait, &sync_stops[2]),
         cmocka_unit_test_prestate(test_sync_stop_ends_wait, &sync_stops[3]),
         cmocka_unit_test_prestate(test_sync_stop_ends_wait, &sync_stops[4]),
+        cmocka_unit_test(test_sync_stop_ends_wait_in_handle_request),
         cmocka_unit_test(test_sync_shutdown_ends_datagram_reply_wait),
         cmocka_unit_test_prestate(test_send_stall_times_out_once, &each_dispatcher_sends[0]),
         cmocka_unit_test_prestate(test_send_stall_times_out_once, &each_dispatcher_sends[1]),
