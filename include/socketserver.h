@@ -123,7 +123,11 @@ typedef struct ss_dispatcher ss_dispatcher;
 /* One request at a time, in the thread that calls handle_request() or
  * serve_forever() (Python's plain TCPServer). Handler code may touch any
  * state of the calling thread; a second client waits in the kernel backlog
- * until the first request is finished. */
+ * until the first request is finished. Since the loop cannot stop before
+ * the handler returns, a stop request (ss_server_shutdown or
+ * ss_server_request_shutdown, from any thread or signal handler) ends
+ * every wait of the handler's request I/O with -ECANCELED (see
+ * ss_request_recv). */
 SS_API const ss_dispatcher *ss_dispatch_sync(void);
 
 /* Looks a dispatcher up by its name ("sync", "threading", "forking",
@@ -152,7 +156,11 @@ SS_API const ss_dispatcher *ss_dispatch_threading(void);
  * in a fork of the serving thread: it may use anything the process had at
  * the fork, but what it changes stays in the child (counters, user data,
  * ss_server_shutdown, which then stops nothing: signal the parent with
- * kill(getppid(), SIGTERM) if you must). In the child the listening socket
+ * kill(getppid(), SIGTERM) if you must). A stop never cancels the child's
+ * request, not even one the application's signal handler requests in the
+ * child because the signal went to the whole process group (Ctrl-C,
+ * systemd's KillMode=control-group): the child serves its client to the
+ * end or to the request timeout, and ss_server_drain's SIGTERM bounds it. In the child the listening socket
  * is closed (except for datagram transports, whose requests reply through
  * it) and so is the wake-up pipe, except for the one byte by which the
  * child announces its exit; after the request is shut down the child ends
@@ -437,7 +445,10 @@ SS_API int ss_server_serve_forever(ss_server *srv, int poll_interval_ms);
 
 /*
  * Stops serve_forever(). Called from another thread, it blocks until the
- * loop has exited (Python's shutdown). Called from inside a handler or hook
+ * loop has exited (Python's shutdown). With the sync dispatcher a handler
+ * waiting on its client then gets -ECANCELED, so the loop exits as soon as
+ * the handler returns; other dispatchers' handlers are not interrupted
+ * (ss_server_drain bounds them). Called from inside a handler or hook
  * running on the serving thread, it only requests the stop and returns, so
  * it cannot deadlock; the loop exits when that request is done. If the loop
  * is not running, the request is remembered and returns at once (during
@@ -496,7 +507,12 @@ SS_API void ss_server_set_timeout(ss_server *srv, int timeout_ms);
  * Python). A recv or send that makes no progress for this long fails with
  * -ETIMEDOUT, and so does every read and write built on them: the wait
  * for a client's next request on a kept-alive connection is a read too,
- * so this is also the idle timeout. A handler that returns on the error
+ * so this is also the idle timeout. Progress is a byte moved (data read,
+ * or bytes a send handed to the socket): the timeout counts from the start
+ * of the call or from its last partial send, on every dispatcher. A signal
+ * handled during the wait (EINTR, with or without SA_RESTART) is retried
+ * against the same deadline: signals never extend it (docs/production.md,
+ * "The request timeout"). A handler that returns on the error
  * frees its thread, worker or child; the request counts in
  * ss_stats.request_timeouts. Against clients that connect and stall
  * (slowloris), set it. Any time; applies to requests accepted afterwards
@@ -728,12 +744,15 @@ SS_API void ss_request_set_timeout(ss_request *req, int timeout_ms);
  * Receives up to `size` bytes. Returns the count (> 0), 0 when the peer has
  * closed its side, or a negative errno: -ETIMEDOUT when the request timeout
  * passes without data, -ECONNRESET when the peer reset. Interruptions by
- * signals (EINTR) are retried, with one exception: when the handler runs in
- * the thread executing serve_forever() (the sync dispatcher) and a shutdown
- * has been requested, the wait ends with -ECANCELED, so an idle client
- * cannot keep a stopping server alive. Handlers on other threads are never
- * cancelled this way. Bytes the stream reader (below) has already taken
- * off the socket come first, so the two can be mixed.
+ * signals (EINTR) are retried within the same timeout. On the sync
+ * dispatcher (the handler runs on the loop's own thread) a requested
+ * shutdown ends the call with -ECANCELED, so an idle client cannot keep a
+ * stopping server alive: the wait also watches the server's wake-up pipe,
+ * so the stop may come from any thread, a signal handler on any thread or
+ * a hook; once a stop is pending, every recv returns -ECANCELED at once.
+ * Handlers of other dispatchers (threads, pool fibers, forked children)
+ * are never cancelled this way. Bytes the stream reader (below) has
+ * already taken off the socket come first, so the two can be mixed.
  */
 SS_API ssize_t ss_request_recv(ss_request *req, void *buf, size_t size);
 
@@ -741,7 +760,10 @@ SS_API ssize_t ss_request_recv(ss_request *req, void *buf, size_t size);
  * Sends all `size` bytes, however many partial writes and signal
  * interruptions it takes. Never raises SIGPIPE: a vanished peer gives
  * -EPIPE or -ECONNRESET. Returns 0 once everything is sent, -ETIMEDOUT if
- * the request timeout passes without progress, or another negative errno.
+ * the request timeout passes with no byte sent (counted from the last
+ * partial send), -ECANCELED on the sync dispatcher when it would have to
+ * wait for the client while a shutdown is requested (as ss_request_recv),
+ * or another negative errno.
  * Output still waiting in the stream writer (below) is sent first.
  */
 SS_API int ss_request_send_all(ss_request *req, const void *buf, size_t size);
@@ -759,7 +781,8 @@ SS_API int ss_request_send_all(ss_request *req, const void *buf, size_t size);
  *
  * Reads and writes go through the request timeout (ss_request_set_timeout):
  * a wait with no progress for that long fails with -ETIMEDOUT, and the
- * -ECANCELED rule of ss_request_recv applies to every read.
+ * -ECANCELED rule of the sync dispatcher (ss_request_recv) applies to every
+ * read and to every write that has to wait.
  *
  * Threads: the reader (ss_request_read_*, ss_request_recv) and the writer
  * (ss_request_write, ss_request_flush, ss_request_send_all) share no state,

@@ -99,7 +99,8 @@ int ss__dgram_send_all(ss_request *req, const void *buf, size_t size)
  * for an unconnected Unix datagram socket the kernel reports "writable"
  * while the *receiver's* queue is full. So back off (1 ms doubling to
  * 64 ms) until the request timeout, or indefinitely without one, as a
- * blocking send would. */
+ * blocking send would. A datagram moves whole or not at all, so the
+ * deadline is counted once from the first attempt; signals do not move it. */
 static int send_reply(ss_request *req)
 {
     int64_t deadline = ss__deadline(req->timeout_ms);
@@ -114,7 +115,11 @@ static int send_reply(ss_request *req)
             return -errno;
         if (deadline >= 0 && ss__now_ms() >= deadline)
             return -ETIMEDOUT;
-        ss__io_pause(wait_ms); /* on a pool fiber: parked, the worker serves others */
+        /* on a pool fiber: parked, the worker serves others; on the sync
+         * dispatcher a stop request ends the wait (-ECANCELED) */
+        int rc = ss__io_pause(wait_ms, ss__request_stop(req));
+        if (rc < 0)
+            return rc;
         wait_ms = wait_ms < 64 ? wait_ms * 2 : 64;
     }
 }

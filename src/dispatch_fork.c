@@ -218,6 +218,21 @@ static void announce_exit(forks *fs, int slot, int notify_fd, unsigned char mark
     (void)ignored;
 }
 
+/* The child is not the parent's loop: a stop the parent was asked for as
+ * it forked is the parent's, and a stop signal sent to the whole process
+ * group (Ctrl-C, systemd's KillMode=control-group), which the
+ * application's handler turns into ss_server_request_shutdown in the child
+ * too, must not cancel this child's request: its waits are a thread's,
+ * which a stop never ends. Drain's SIGTERM, then SIGKILL, bounds a stuck
+ * child. No lock: the child has one thread, and a lock another thread of
+ * the parent held at the fork would stay held here. */
+static void forget_parents_loop(ss_server *srv, ss_request *req)
+{
+    atomic_store(&srv->stop_requested, false);
+    srv->serving = false; /* ss_server_shutdown in the child waits for no loop */
+    req->waiter = SS__WAITER_THREAD;
+}
+
 /* Never returns. The child gives up the server's descriptors first: the
  * listener (unless it is the request's own socket, a datagram request
  * replying through it, as in Python), and the wake-up pipe, of which
@@ -227,9 +242,7 @@ static void run_child(ss_server *srv, forks *fs, int slot, ss_request *req)
 {
     int notify_fd = srv->wake_write;
     srv->wake_write = -1; /* a shutdown called in the child stays in the child */
-    /* A stop the parent was asked for as it forked is the parent's: it
-     * must not cancel this child's reads (see ss_request_recv). */
-    atomic_store(&srv->stop_requested, false);
+    forget_parents_loop(srv, req);
     ss__close(&srv->wake_read);
     if (req->fd != srv->fd)
         ss__close(&srv->fd);

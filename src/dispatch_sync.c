@@ -2,9 +2,12 @@
  * serving thread before the next one is accepted (Python's TCPServer). */
 #include "internal.h"
 
+/* The handler runs on the loop's thread: its waits must end on a stop
+ * request, or an idle client would keep the loop from ever seeing it. */
 static void sync_process(ss_server *srv, ss_request *req)
 {
     (void)srv;
+    req->waiter = SS__WAITER_SYNC;
     ss__request_run(req);
     ss__request_finish(req);
 }

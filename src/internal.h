@@ -303,6 +303,20 @@ struct ss_server {
     } dopt;
 };
 
+/* How a request's blocking I/O waits (io.c): chosen by the dispatcher when
+ * it starts the request, read once per I/O call. A fiber (the pool's
+ * workers) parks whatever this says: io.c asks ss__fiber_active(). */
+typedef enum ss__waiter {
+    /* A thread of its own (threading, a forked child, a pool worker
+     * without fibers): it may block in the kernel, and only its timeout or
+     * its client ends a wait; a stop request does not (graceful stop). */
+    SS__WAITER_THREAD = 0,
+    /* The loop's own thread (sync): the loop cannot end before the
+     * handler does, so every wait also watches the wake-up pipe and a stop
+     * request ends it with -ECANCELED. */
+    SS__WAITER_SYNC,
+} ss__waiter;
+
 struct ss_request {
     ss__link link; /* first: in srv->live while the request is alive */
     ss_server *server;
@@ -313,6 +327,7 @@ struct ss_request {
     void *data;
     int timeout_ms;
     int socket_timeout_ms; /* timeout_ms as last set on the socket; -1: none (transport.c) */
+    ss__waiter waiter;     /* set by the dispatcher as the request starts */
     ss__hold hold;
     atomic_bool timed_out; /* a read or write failed with -ETIMEDOUT */
 
@@ -347,13 +362,22 @@ struct ss_request {
 /* server.c */
 void ss__server_ref(ss_server *srv);
 void ss__server_unref(ss_server *srv);
-void ss__server_wake(ss_server *srv); /* async-signal-safe */
+void ss__server_wake(const ss_server *srv); /* async-signal-safe */
 bool ss__server_stop_requested(const ss_server *srv);
 bool ss__server_on_serving_thread(const ss_server *srv); /* inside serve_forever */
-bool ss__server_serving(ss_server *srv);                 /* serve_forever is running */
+/* Empties the wake-up pipe: only from the thread that runs the loop. */
+void ss__server_drain_wake(const ss_server *srv);
+bool ss__server_serving(ss_server *srv); /* serve_forever is running */
 /* Sleeps until the wake-up pipe is written to or timeout_ms (-1: no
  * limit) passes, and empties the pipe. */
 void ss__server_sleep(ss_server *srv, int timeout_ms);
+
+/* The server whose stop ends this request's waits (the sync waiter), or
+ * NULL: what io.c takes as `stop`. */
+static inline const ss_server *ss__request_stop(const ss_request *req)
+{
+    return req->waiter == SS__WAITER_SYNC ? req->server : NULL;
+}
 
 /* request.c: one request's life. */
 ss_request *ss__request_new(ss_server *srv, int fd, const struct sockaddr *peer,
@@ -380,25 +404,32 @@ void ss__request_fail(ss_request *req, int err);
  * Frees req and drops its server reference. */
 void ss__request_release(ss_request *req, ss__hold *hold);
 
-/* io.c: socket I/O with an optional deadline, EINTR-safe, no SIGPIPE. */
+/* io.c: socket I/O with an optional deadline, EINTR-safe, no SIGPIPE.
+ * timeout_ms bounds each stall: -ETIMEDOUT once no byte has moved for
+ * that long (since the call began or its last partial send); a signal
+ * never restarts it. `stop` is the request's waiter as ss__request_stop()
+ * gives it: NULL, or the server whose stop request ends every wait with
+ * -ECANCELED (the sync dispatcher). */
 int64_t ss__now_ms(void);
 int64_t ss__deadline(int timeout_ms); /* -1 when timeout_ms < 0 */
 /* Milliseconds left until deadline: -1 without one, 0 once passed. */
 int ss__remaining_ms(int64_t deadline);
 /* The shorter of two waits, where negative means "no limit". */
 int ss__min_wait(int a, int b);
-/* kernel_timed: the socket already carries timeout_ms as SO_RCVTIMEO and
- * SO_SNDTIMEO, so a thread may block in the call itself instead of polling
- * first; a fiber ignores it (it never blocks). */
+/* kernel_timed: the socket already carries timeout_ms as SO_RCVTIMEO, so
+ * a thread may block in the first recv itself instead of polling first;
+ * a fiber and the sync waiter ignore it. */
 ssize_t ss__io_recv(int fd, void *buf, size_t size, void *spill, size_t spill_size, int timeout_ms,
-                    bool kernel_timed, const ss_server *srv);
-int ss__io_send_all(int fd, const void *buf, size_t size, int timeout_ms, bool kernel_timed,
-                    const ss_server *srv);
-/* poll() one fd for `events` until deadline (-1 = forever); EINTR-safe.
- * Returns 1 ready, 0 timed out, negative errno. */
-int ss__io_wait(int fd, short events, int64_t deadline, const ss_server *srv);
-/* Sleeps ms milliseconds; on a fiber, parks it instead of the thread. */
-void ss__io_pause(int ms);
+                    bool kernel_timed, const ss_server *stop);
+int ss__io_send_all(int fd, const void *buf, size_t size, int timeout_ms, const ss_server *stop);
+/* poll() one fd (-1: none, a sleep) for `events` until deadline (-1 =
+ * forever); EINTR-safe. With `stop`, also the server's wake-up pipe.
+ * Returns 1 ready, 0 timed out, -ECANCELED on a stop request, or another
+ * negative errno. */
+int ss__io_wait(int fd, short events, int64_t deadline, const ss_server *stop);
+/* Sleeps ms milliseconds; on a fiber, parks it instead of the thread.
+ * Returns 0, or -ECANCELED early on a stop request of `stop`. */
+int ss__io_pause(int ms, const ss_server *stop);
 
 /* fiber.c: fibers and a per-thread scheduler (the pool's workers). A
  * scheduler and its fibers belong to the thread that runs it. Built

@@ -1,6 +1,18 @@
 /* Socket I/O for handlers: optional deadlines, EINTR retried, partial
  * writes completed, and no SIGPIPE (MSG_NOSIGNAL, or SO_NOSIGPIPE where the
- * OS has that instead). */
+ * OS has that instead).
+ *
+ * The timeout bounds each stall: a call fails with -ETIMEDOUT once no byte
+ * has moved for timeout_ms, counted from the start of the call or from the
+ * last send that moved bytes ("progress": a recv or send returning > 0).
+ * A signal costs a retry, never the deadline: after EINTR the rest of the
+ * call waits against the same deadline.
+ *
+ * How a call waits is the request's waiter (internal.h), which the caller
+ * passes on as `stop`: NULL for a thread of its own, which may block in the
+ * kernel; the server for the sync dispatcher's handlers, whose waits also
+ * watch the wake-up pipe and end with -ECANCELED on a stop request. A fiber
+ * (the pool) parks in its worker instead of blocking. */
 #include "internal.h"
 
 #include <errno.h>
@@ -42,56 +54,107 @@ int ss__min_wait(int a, int b)
     return a < b ? a : b;
 }
 
-/* A wait for the client's next bytes is abandoned with -ECANCELED when a
- * stop was requested and this thread is the one running serve_forever():
- * with the sync dispatcher the loop cannot end before the handler does, so
- * an idle client would otherwise keep the server alive forever. Handlers on
- * worker threads are left alone to finish (graceful stop). */
-static bool interrupted_by_stop(const ss_server *srv)
+/* The sync waiter: the handler runs on the loop's own thread, so the loop
+ * cannot see a stop until the handler returns. Each wait therefore polls
+ * the wake-up pipe too, whoever writes to it (another thread, a signal
+ * handler on any thread, a hook). A stop request ends the wait and its
+ * byte stays in the pipe for the loop. Any other byte only asks the loop to
+ * look again, which it does anyway once the handler returns, so it is
+ * drained here (else poll would spin). A stop sets its flag before writing
+ * its byte: if the flag is set once the pipe is drained, the byte drained
+ * may have been the stop's, and it is put back for the loop, which may be
+ * about to block in handle_request's wait without reading the flag first. */
+static int wait_or_stop(int fd, short events, int64_t deadline, const ss_server *srv)
 {
-    return srv != NULL && ss__server_stop_requested(srv) && ss__server_on_serving_thread(srv);
-}
-
-int ss__io_wait(int fd, short events, int64_t deadline, const ss_server *srv)
-{
-    struct pollfd p = {.fd = fd, .events = events};
+    struct pollfd p[2] = {{.fd = fd, .events = events}, {.fd = srv->wake_read, .events = POLLIN}};
     for (;;) {
-        int n = poll(&p, 1, ss__remaining_ms(deadline));
-        if (n > 0)
-            return 1;
+        if (ss__server_stop_requested(srv))
+            return -ECANCELED;
+        int n = poll(p, 2, ss__remaining_ms(deadline));
+        if (n < 0 && errno != EINTR)
+            return -errno;
         if (n == 0)
             return 0;
+        if (n > 0 && p[0].revents != 0)
+            return 1;
+        if (n > 0)
+            ss__server_drain_wake(srv);
+        if (n > 0 && ss__server_stop_requested(srv)) {
+            ss__server_wake(srv); /* the byte drained may have been the stop's */
+            return -ECANCELED;
+        }
+    }
+}
+
+int ss__io_wait(int fd, short events, int64_t deadline, const ss_server *stop)
+{
+    if (stop != NULL)
+        return wait_or_stop(fd, events, deadline, stop);
+    struct pollfd p = {.fd = fd, .events = events};
+    for (;;) {
+        int n = poll(&p, 1, ss__remaining_ms(deadline)); /* EINTR: the rest only */
+        if (n >= 0)
+            return n > 0;
         if (errno != EINTR)
             return -errno;
-        if (interrupted_by_stop(srv))
-            return -ECANCELED;
     }
 }
 
-/* Where a wait happens: on a fiber (the pool), the fiber parks in its
- * worker's readiness set and the thread serves other requests meanwhile;
- * elsewhere the thread itself polls. */
-static int wait_ready(int fd, short events, int64_t deadline, const ss_server *srv, bool fiber)
+int ss__io_pause(int ms, const ss_server *stop)
 {
-    return fiber ? ss__fiber_wait(fd, events, deadline) : ss__io_wait(fd, events, deadline, srv);
-}
-
-void ss__io_pause(int ms)
-{
+    int64_t until = ss__now_ms() + ms;
     if (ss__fiber_active()) {
-        ss__fiber_wait(-1, 0, ss__now_ms() + ms);
-        return;
+        ss__fiber_wait(-1, 0, until); /* parked: the worker serves others */
+        return 0;
     }
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL); /* an interruption only shortens one pause */
+    int rc = ss__io_wait(-1, 0, until, stop); /* poll ignores fd -1: a sleep */
+    return rc < 0 ? rc : 0;
 }
 
-/* EAGAIN from a blocking call on a kernel-timed socket is the timeout,
- * unless the call came back early (a clock tick apart): then the caller
- * waits out the rest itself. */
-static bool timed_out(bool kernel_timed, int64_t deadline)
+/* One I/O call's way of waiting, decided once per call. */
+typedef struct waiting {
+    int64_t deadline;      /* -1: none */
+    bool fiber;            /* park the fiber, never block the thread */
+    bool blocking;         /* the next attempt may block in the kernel */
+    const ss_server *stop; /* the sync waiter's server, else NULL */
+} waiting;
+
+/* Only a thread watching nothing but its socket blocks in the kernel:
+ * without a timeout, or with one the kernel keeps (SO_RCVTIMEO). The
+ * kernel's timeout is right only for a whole call, so the first EINTR or
+ * early return turns the rest of the call into poll()s against our own
+ * deadline (next_step). */
+static waiting begin(int timeout_ms, bool kernel_timed, const ss_server *stop)
 {
-    return kernel_timed && ss__remaining_ms(deadline) == 0;
+    waiting w = {.deadline = ss__deadline(timeout_ms), .fiber = ss__fiber_active(), .stop = stop};
+    bool plain_thread = !w.fiber && stop == NULL;
+    w.blocking = plain_thread && (timeout_ms < 0 || (kernel_timed && timeout_ms > 0));
+    return w;
+}
+
+/* Waits until fd is ready: 0, or -ETIMEDOUT, -ECANCELED, another -errno. */
+static int wait_for(const waiting *w, int fd, short events)
+{
+    int rc = w->fiber ? ss__fiber_wait(fd, events, w->deadline)
+                      : ss__io_wait(fd, events, w->deadline, w->stop);
+    return rc > 0 ? 0 : (rc == 0 ? -ETIMEDOUT : rc);
+}
+
+/* After an attempt failed with errno: a negative errno to give up, 0 to
+ * try again at once, 1 to wait for readiness first. */
+static int next_step(waiting *w)
+{
+    int err = errno;
+    if (err != EINTR && err != EAGAIN && err != EWOULDBLOCK)
+        return -err;
+    if (w->blocking && w->deadline < 0)
+        return 0; /* EINTR with no timeout: blocking again loses nothing */
+    if (w->blocking) {
+        w->blocking = false; /* a new blocking call would restart the kernel's timeout */
+        if (err != EINTR && ss__remaining_ms(w->deadline) == 0)
+            return -ETIMEDOUT; /* the kernel waited the whole timeout */
+    }
+    return err == EINTR ? 0 : 1;
 }
 
 /* recv(), or recvmsg() into buf and on into spill when there is one. */
@@ -105,78 +168,55 @@ static ssize_t receive(int fd, void *buf, size_t size, void *spill, size_t spill
     return recvmsg(fd, &msg, flags);
 }
 
+/* A thread's cheapest read is one blocking recv() (kernel-timed or with no
+ * timeout); otherwise MSG_DONTWAIT first, so data already there costs one
+ * system call, and a wait only on EAGAIN. A fiber whose socket is known to
+ * be empty parks before trying. */
 ssize_t ss__io_recv(int fd, void *buf, size_t size, void *spill, size_t spill_size, int timeout_ms,
-                    bool kernel_timed, const ss_server *srv)
+                    bool kernel_timed, const ss_server *stop)
 {
-    int64_t deadline = ss__deadline(timeout_ms);
-    /* A thread's cheapest wait is a blocking recv(): with no timeout, or
-     * when the kernel times it (SO_RCVTIMEO). Otherwise poll() bounds the
-     * wait and MSG_DONTWAIT keeps recv() from blocking. A fiber never
-     * blocks its thread: it tries first and parks only on EAGAIN. */
-    bool fiber = ss__fiber_active();
-    kernel_timed = kernel_timed && !fiber;
-    bool blocking = !fiber && (deadline < 0 || kernel_timed);
-    int flags = blocking ? 0 : MSG_DONTWAIT;
-    bool must_wait = fiber ? ss__fiber_drained_fd(fd) : !blocking;
+    waiting w = begin(timeout_ms, kernel_timed, stop);
+    /* a stop ends even a read that would not wait: a client that keeps
+     * talking cannot keep a stopping sync server alive either */
+    if (stop != NULL && ss__server_stop_requested(stop))
+        return -ECANCELED;
+    int step = w.fiber && ss__fiber_drained_fd(fd);
     for (;;) {
-        /* A stop signalled just before we block would otherwise not
-         * interrupt the wait; what remains is a window of a few
-         * instructions, which a second signal closes. */
-        if (interrupted_by_stop(srv))
-            return -ECANCELED;
-        if (must_wait) {
-            int rc = wait_ready(fd, POLLIN, deadline, srv, fiber);
-            if (rc <= 0)
-                return rc == 0 ? -ETIMEDOUT : rc;
-        }
-        ssize_t n = receive(fd, buf, size, spill, spill_size, flags);
-        if (n > 0 && fiber && (size_t)n < size + spill_size)
+        if (step > 0 && (step = wait_for(&w, fd, POLLIN)) < 0)
+            return step;
+        ssize_t n = receive(fd, buf, size, spill, spill_size, w.blocking ? 0 : MSG_DONTWAIT);
+        if (n > 0 && w.fiber && (size_t)n < size + spill_size)
             ss__fiber_drained(fd);
         if (n >= 0)
             return n;
-        if (errno == EINTR && interrupted_by_stop(srv))
-            return -ECANCELED;
-        if (errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK)
-            return -errno;
-        if (errno != EINTR && timed_out(kernel_timed, deadline))
-            return -ETIMEDOUT;
-        must_wait = errno != EINTR; /* EAGAIN: non-blocking, or back early */
+        if ((step = next_step(&w)) < 0)
+            return step;
     }
 }
 
-/* A reply is never cut short by a stop request: only the wait for the
- * client's next bytes is (ss__io_recv), so no srv is passed to waits here. */
-int ss__io_send_all(int fd, const void *buf, size_t size, int timeout_ms, bool kernel_timed,
-                    const ss_server *srv)
+/* Sends are never kernel-timed: a blocking send with SO_SNDTIMEO copies
+ * what fits, sleeps out the whole timeout and returns a short count, so it
+ * cannot tell a stall from progress. Without a timeout a thread blocks (no
+ * deadline to keep); otherwise MSG_DONTWAIT, and after a short send the
+ * buffer is full, so it waits for room before trying again. */
+int ss__io_send_all(int fd, const void *buf, size_t size, int timeout_ms, const ss_server *stop)
 {
-    (void)srv;
+    waiting w = begin(timeout_ms, false, stop);
     const char *p = buf;
-    bool fiber = ss__fiber_active(); /* as in ss__io_recv: try first, park on EAGAIN */
-    kernel_timed = kernel_timed && !fiber;
-    bool blocking = !fiber && (timeout_ms < 0 || kernel_timed);
-    int flags = MSG_NOSIGNAL | (blocking ? 0 : MSG_DONTWAIT);
-    bool poll_first = !fiber && !blocking;
-    bool must_wait = poll_first;
+    int step = 0;
     while (size > 0) {
-        int64_t deadline = ss__deadline(timeout_ms); /* bounds each stall */
-        if (must_wait) {
-            /* the timeout bounds each stall, not the whole transfer */
-            int rc = wait_ready(fd, POLLOUT, ss__deadline(timeout_ms), NULL, fiber);
-            if (rc <= 0)
-                return rc == 0 ? -ETIMEDOUT : rc;
+        if (step > 0 && (step = wait_for(&w, fd, POLLOUT)) < 0)
+            return step;
+        ssize_t n = send(fd, p, size, MSG_NOSIGNAL | (w.blocking ? 0 : MSG_DONTWAIT));
+        if (n < 0) {
+            if ((step = next_step(&w)) < 0)
+                return step;
+            continue;
         }
-        ssize_t n = send(fd, p, size, flags);
-        if (n >= 0) {
-            p += n;
-            size -= (size_t)n;
-            must_wait = poll_first;
-        } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
-            if (timed_out(kernel_timed, deadline))
-                return -ETIMEDOUT; /* no byte went out for a whole timeout */
-            must_wait = true;
-        } else if (errno != EINTR) {
-            return -errno;
-        }
+        p += n;
+        size -= (size_t)n;
+        w.deadline = ss__deadline(timeout_ms); /* progress: a new stall starts now */
+        step = !w.blocking;
     }
     return 0;
 }

@@ -213,7 +213,7 @@ SS_API void ss_server_free(ss_server *srv)
 
 /* ---- waking and stopping ---- */
 
-void ss__server_wake(ss_server *srv)
+void ss__server_wake(const ss_server *srv)
 {
     int saved = errno;
     /* A full pipe already guarantees a wake-up, so EAGAIN is fine. */
@@ -244,7 +244,7 @@ bool ss__server_on_serving_thread(const ss_server *srv)
     return inside;
 }
 
-static void drain_wake(ss_server *srv)
+void ss__server_drain_wake(const ss_server *srv)
 {
     char buf[64];
     while (read(srv->wake_read, buf, sizeof buf) > 0)
@@ -255,7 +255,7 @@ void ss__server_sleep(ss_server *srv, int timeout_ms)
 {
     struct pollfd p = {.fd = srv->wake_read, .events = POLLIN};
     if (poll(&p, 1, timeout_ms) > 0)
-        drain_wake(srv);
+        ss__server_drain_wake(srv);
 }
 
 /* Reads and clears a pending stop request. */
@@ -310,7 +310,7 @@ static int wait_event(ss_server *srv, int timeout_ms)
     if (rc < 0)
         return errno == EINTR ? 0 : -errno;
     if (p[0].revents != 0)
-        drain_wake(srv);
+        ss__server_drain_wake(srv);
     return n == 2 && p[1].revents != 0;
 }
 

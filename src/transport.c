@@ -81,21 +81,23 @@ int ss__stream_get_request(ss_server *srv, ss_request **out)
 }
 
 /* With a request timeout, a thread lets the kernel time its blocking
- * recv/send (SO_RCVTIMEO, SO_SNDTIMEO) rather than poll() before each
- * call: one system call per read, as without a timeout. The options are
- * set once per request, and again only when its timeout changes. A
- * timeout of 0 ("do not wait") cannot be said that way (0 there means
- * forever), and fibers never block: both keep explicit deadlines. */
+ * recv (SO_RCVTIMEO) rather than poll() before each call: one system call
+ * per read, as without a timeout. The option is set once per request, and
+ * again only when its timeout changes. A recv returns as soon as any byte
+ * arrives, so the kernel's timeout is exactly "no progress for this long"
+ * (io.c takes over with its own deadline after a signal). Sends are never
+ * kernel-timed (see ss__io_send_all). A timeout of 0 ("do not wait")
+ * cannot be said that way (0 there means forever); fibers never block and
+ * the sync waiter also watches the wake-up pipe: those poll instead. */
 static bool kernel_timed(ss_request *req)
 {
-    if (req->timeout_ms <= 0 || ss__fiber_active())
+    if (req->timeout_ms <= 0 || req->waiter != SS__WAITER_THREAD || ss__fiber_active())
         return false;
     if (req->socket_timeout_ms == req->timeout_ms)
         return true;
     struct timeval tv = {.tv_sec = req->timeout_ms / 1000,
                          .tv_usec = (req->timeout_ms % 1000) * 1000};
-    if (setsockopt(req->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) < 0 ||
-        setsockopt(req->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv) < 0)
+    if (setsockopt(req->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) < 0)
         return false; /* poll() then bounds the wait, as before */
     req->socket_timeout_ms = req->timeout_ms;
     return true;
@@ -104,16 +106,15 @@ static bool kernel_timed(ss_request *req)
 ssize_t ss__stream_recv(ss_request *req, void *buf, size_t size, void *spill, size_t spill_size)
 {
     bool timed = kernel_timed(req);
-    ssize_t n =
-        ss__io_recv(req->fd, buf, size, spill, spill_size, req->timeout_ms, timed, req->server);
+    ssize_t n = ss__io_recv(req->fd, buf, size, spill, spill_size, req->timeout_ms, timed,
+                            ss__request_stop(req));
     return n < 0 ? ss__request_note_io(req, (int)n) : n;
 }
 
 int ss__stream_send_all(ss_request *req, const void *buf, size_t size)
 {
-    bool timed = kernel_timed(req);
     return ss__request_note_io(
-        req, ss__io_send_all(req->fd, buf, size, req->timeout_ms, timed, req->server));
+        req, ss__io_send_all(req->fd, buf, size, req->timeout_ms, ss__request_stop(req)));
 }
 
 int ss__stream_complete(ss_request *req)
