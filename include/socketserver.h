@@ -104,8 +104,12 @@ typedef struct ss_request ss_request;
  * code; the first failure is passed once to the server's handle_error hook.
  * Whatever a handler returns, the server then shuts the request down.
  *
- * The table is copied by the server; `version` must be SS_HANDLER_VERSION.
- * New slots are only ever appended.
+ * The table is copied by the server; `version` must be SS_HANDLER_VERSION
+ * (1 up to the version of the library the program runs with).
+ * ss_server_create and the constructors return -EINVAL for version 0, for a
+ * version above the library's (a table from a newer header: its extra
+ * slots would be ignored silently), and for a NULL handle. New slots are
+ * only ever appended.
  */
 typedef struct ss_handler {
     unsigned version;
@@ -170,8 +174,9 @@ SS_API const ss_dispatcher *ss_dispatch_threading(void);
  * only: no SIGCHLD handler is installed, no disposition is changed, and
  * waitpid(-1) is never called, so children the application starts itself
  * keep their exit status for it. The parent's ss_stats counts each reaped
- * child: exit 0 as handled, exit 1 as a handler error; any other end
- * counts in ss_stats.children_failed. Fork in a program whose
+ * child: exit 0 as handled; every other end (exit 1, which also counts as
+ * a handler error, another code, a signal) counts in
+ * ss_stats.children_failed. Fork in a program whose
  * other threads hold locks (of a logger, ...) at your own risk, as always.
  */
 SS_API const ss_dispatcher *ss_dispatch_forking(void);
