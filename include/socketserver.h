@@ -389,8 +389,9 @@ SS_API int ss_pool_unix_datagram_server_new(ss_server **out, const char *path,
  *     udp://[IPV6]:PORT
  *     unix:PATH              Unix stream socket at PATH (up to sun_path's
  *                            size less one byte, else -ENAMETOOLONG)
- *     unix:@NAME             Linux abstract name, no file (SS_ENOTSUPPORTED
- *                            on other systems)
+ *     unix:@NAME             Linux abstract name, no file, NAME up to
+ *                            sun_path's size less one byte (107), else
+ *                            -ENAMETOOLONG (SS_ENOTSUPPORTED on other systems)
  *     unixgram:PATH          Unix datagram socket (also unixgram:@NAME)
  * PORT may be 0: the kernel picks one, read it back with ss_server_address().
  * See "Transports" below for datagram requests and socket-file rules.
@@ -902,17 +903,25 @@ SS_API int ss_request_force_reply(ss_request *req);
 
 /*
  * Permission bits (e.g. 0660) for the socket file of a unix: or unixgram:
- * PATH server, applied with chmod() right after bind, before it listens.
- * Default: what the process umask gives. Returns 0, -EINVAL for bits
- * outside 07777 or a server without a socket file (inet, abstract), or
- * SS_ESTATE after bind.
+ * PATH server: the file gets exactly these bits, whatever the umask, and
+ * never more than these, not even for an instant. On Linux the file is
+ * created with them (fchmod on the unbound socket, bind in a helper thread
+ * with a private umask of 0: the process umask never changes). Elsewhere,
+ * or if unshare(CLONE_FS) is refused, it is created under the umask and
+ * the missing bits are then added to that very file, never through a
+ * symbolic link (docs/transports.md). Default: what the process umask
+ * gives. Returns 0, -EINVAL for bits outside 07777 or a server without a
+ * socket file (inet, abstract), or SS_ESTATE after bind.
  *
  * Socket-file rules for PATH servers (Python has none of them):
- *   - bind replaces a stale socket file (one nobody serves: connecting to
- *     it is refused); a live server stays untouched and bind fails with
- *     -EADDRINUSE (probing a live stream server costs it one connection
- *     that closes at once); a path that is not a socket is never deleted:
- *     bind fails with -EEXIST;
+ *   - bind replaces a stale socket file (one no socket is bound to: both a
+ *     datagram and a stream connect to it are refused); a file any socket
+ *     is bound to, listening or not yet, stays untouched and bind fails
+ *     with -EADDRINUSE; a path that is not a socket is never deleted: bind
+ *     fails with -EEXIST;
+ *   - if right after bind the path no longer names a socket file (it was
+ *     replaced), bind fails with -ELOOP for a symbolic link, -EEXIST for
+ *     another file, and leaves it alone;
  *   - ss_server_close removes the socket file this server created, if
  *     the path still names that same file, and only in the process that
  *     bound it (a forked child that closes its copy leaves it).
