@@ -870,9 +870,11 @@ SS_API int ss_request_flush(ss_request *req);
  * unless the handler calls ss_request_force_reply. A reply that cannot be
  * sent reaches handle_error like a handler's error: SS_EUNNAMEDPEER when
  * the sender has no address (an unbound Unix datagram socket), -ETIMEDOUT
- * when the request timeout passes with the receiver's queue still full.
- * Without a request timeout the reply waits for room, as a blocking
- * sendto would.
+ * when the request timeout passes with the receiver's queue still full,
+ * -ENOBUFS at once when the server's own send buffer is full or its peer
+ * holds its share of it (Linux, unixgram: a client that never reads its
+ * replies; docs/transports.md). Without a request timeout the reply waits
+ * for room in the receiver's queue, as a blocking sendto would.
  */
 
 /* Largest datagram received whole, in bytes (Python's max_packet_size).

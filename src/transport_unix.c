@@ -266,6 +266,14 @@ static int unix_bind(ss_server *srv)
     return rc < 0 ? rc : own_socket_file(srv, mode_applied);
 }
 
+static int unixgram_bind(ss_server *srv)
+{
+    int rc = unix_bind(srv);
+    if (rc == 0)
+        ss__dgram_size_send_buffer(srv);
+    return rc;
+}
+
 static void unix_close(ss_server *srv)
 {
     /* Unlink first: a server starting meanwhile then finds no file rather
@@ -294,7 +302,7 @@ static const ss__transport unix_transport = {
 static const ss__transport unixgram_transport = {
     .scheme = SS__SCHEME_UNIXGRAM,
     .open = unixgram_open,
-    .bind = unix_bind,
+    .bind = unixgram_bind,
     .activate = ss__activate_none,
     .get_request = ss__dgram_get_request,
     .recv = ss__dgram_recv,
