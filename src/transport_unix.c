@@ -230,7 +230,7 @@ static int bind_with_mode(ss_server *srv, bool *mode_applied)
     int err = pthread_create(&thread, NULL, bind_with_private_umask, &job);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (err != 0)
-        return -err;
+        return bind_once(srv); /* no thread: as without unshare, below */
     pthread_join(thread, NULL);
     *mode_applied = job.mode_applied;
     return job.rc;
