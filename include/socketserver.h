@@ -104,8 +104,12 @@ typedef struct ss_request ss_request;
  * code; the first failure is passed once to the server's handle_error hook.
  * Whatever a handler returns, the server then shuts the request down.
  *
- * The table is copied by the server; `version` must be SS_HANDLER_VERSION.
- * New slots are only ever appended.
+ * The table is copied by the server; `version` must be SS_HANDLER_VERSION
+ * (1 up to the version of the library the program runs with).
+ * ss_server_create and the constructors return -EINVAL for version 0, for a
+ * version above the library's (a table from a newer header: its extra
+ * slots would be ignored silently), and for a NULL handle. New slots are
+ * only ever appended.
  */
 typedef struct ss_handler {
     unsigned version;
@@ -178,8 +182,9 @@ SS_API const ss_dispatcher *ss_dispatch_threading(void);
  * only: no SIGCHLD handler is installed, no disposition is changed, and
  * waitpid(-1) is never called, so children the application starts itself
  * keep their exit status for it. The parent's ss_stats counts each reaped
- * child: exit 0 as handled, exit 1 as a handler error; any other end
- * counts in ss_stats.children_failed. Fork in a program whose
+ * child: exit 0 as handled; every other end (exit 1, which also counts as
+ * a handler error, another code, a signal) counts in
+ * ss_stats.children_failed. Fork in a program whose
  * other threads hold locks (of a logger, ...) at your own risk, as always.
  */
 SS_API const ss_dispatcher *ss_dispatch_forking(void);
@@ -392,8 +397,9 @@ SS_API int ss_pool_unix_datagram_server_new(ss_server **out, const char *path,
  *     udp://[IPV6]:PORT
  *     unix:PATH              Unix stream socket at PATH (up to sun_path's
  *                            size less one byte, else -ENAMETOOLONG)
- *     unix:@NAME             Linux abstract name, no file (SS_ENOTSUPPORTED
- *                            on other systems)
+ *     unix:@NAME             Linux abstract name, no file, NAME up to
+ *                            sun_path's size less one byte (107), else
+ *                            -ENAMETOOLONG (SS_ENOTSUPPORTED on other systems)
  *     unixgram:PATH          Unix datagram socket (also unixgram:@NAME)
  * PORT may be 0: the kernel picks one, read it back with ss_server_address().
  * See "Transports" below for datagram requests and socket-file rules.
@@ -887,9 +893,11 @@ SS_API int ss_request_flush(ss_request *req);
  * unless the handler calls ss_request_force_reply. A reply that cannot be
  * sent reaches handle_error like a handler's error: SS_EUNNAMEDPEER when
  * the sender has no address (an unbound Unix datagram socket), -ETIMEDOUT
- * when the request timeout passes with the receiver's queue still full.
- * Without a request timeout the reply waits for room, as a blocking
- * sendto would.
+ * when the request timeout passes with the receiver's queue still full,
+ * -ENOBUFS at once when the server's own send buffer is full or its peer
+ * holds its share of it (Linux, unixgram: a client that never reads its
+ * replies; docs/transports.md). Without a request timeout the reply waits
+ * for room in the receiver's queue, as a blocking sendto would.
  */
 
 /* Largest datagram received whole, in bytes (Python's max_packet_size).
@@ -920,17 +928,25 @@ SS_API int ss_request_force_reply(ss_request *req);
 
 /*
  * Permission bits (e.g. 0660) for the socket file of a unix: or unixgram:
- * PATH server, applied with chmod() right after bind, before it listens.
- * Default: what the process umask gives. Returns 0, -EINVAL for bits
- * outside 07777 or a server without a socket file (inet, abstract), or
- * SS_ESTATE after bind.
+ * PATH server: the file gets exactly these bits, whatever the umask, and
+ * never more than these, not even for an instant. On Linux the file is
+ * created with them (fchmod on the unbound socket, bind in a helper thread
+ * with a private umask of 0: the process umask never changes). Elsewhere,
+ * or if unshare(CLONE_FS) is refused, it is created under the umask and
+ * the missing bits are then added to that very file, never through a
+ * symbolic link (docs/transports.md). Default: what the process umask
+ * gives. Returns 0, -EINVAL for bits outside 07777 or a server without a
+ * socket file (inet, abstract), or SS_ESTATE after bind.
  *
  * Socket-file rules for PATH servers (Python has none of them):
- *   - bind replaces a stale socket file (one nobody serves: connecting to
- *     it is refused); a live server stays untouched and bind fails with
- *     -EADDRINUSE (probing a live stream server costs it one connection
- *     that closes at once); a path that is not a socket is never deleted:
- *     bind fails with -EEXIST;
+ *   - bind replaces a stale socket file (one no socket is bound to: both a
+ *     datagram and a stream connect to it are refused); a file any socket
+ *     is bound to, listening or not yet, stays untouched and bind fails
+ *     with -EADDRINUSE; a path that is not a socket is never deleted: bind
+ *     fails with -EEXIST;
+ *   - if right after bind the path no longer names a socket file (it was
+ *     replaced), bind fails with -ELOOP for a symbolic link, -EEXIST for
+ *     another file, and leaves it alone;
  *   - ss_server_close removes the socket file this server created, if
  *     the path still names that same file, and only in the process that
  *     bound it (a forked child that closes its copy leaves it).

@@ -4,15 +4,17 @@
  * ECONNABORTED, EPROTO, EPERM from a firewall, ...) are counted and
  * skipped. Resource exhaustion (EMFILE, ENFILE, ENOBUFS, ENOMEM) is
  * different: the listener stays readable, so retrying at once would spin.
- * Instead the server sheds the pending client with the help of a spare
- * descriptor kept for this moment (the client sees its connection closed
- * rather than hanging in the backlog), stops polling the listener, and
- * retries after a pause that doubles from 5 ms to 1 s. One message marks
+ * Instead the server sheds every pending client with the help of a spare
+ * descriptor kept for this moment (each sees its connection closed rather
+ * than hanging in the backlog), stops polling the listener, and retries
+ * after a pause that doubles from 5 ms to 1 s; each retry that fails
+ * sheds whoever queued meanwhile. One message marks
  * the start of such a burst and one its end. */
 #include "internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <unistd.h>
 
 #define BACKOFF_FIRST_MS 5
@@ -59,15 +61,32 @@ static void count_error(ss_server *srv, int err)
         atomic_fetch_add(by_errno, 1);
 }
 
-/* Gives the spare descriptor up for one moment so the client at the head
- * of the queue can be taken and closed at once. */
-static void shed_one(ss_server *srv)
+/* How many clients one step may shed: a listener's whole queue, which
+ * holds at most backlog + 1 connections (Linux lets the count reach one
+ * past the backlog), so clients that keep arriving cannot hold the loop;
+ * one datagram, since a datagram left queued is not a client left
+ * hanging: it is served once memory is back. */
+static int shed_limit(const ss_server *srv)
+{
+    bool listener = srv->transport->activate == ss__activate_listen;
+    if (!listener)
+        return 1;
+    return srv->backlog < INT_MAX ? srv->backlog + 1 : INT_MAX;
+}
+
+/* Gives the spare descriptor up so each client waiting in the queue can
+ * be taken and closed at once (it sees its connection end instead of
+ * hanging), until the queue is empty or taking one fails. The back-off
+ * then only paces the retries of real accepts. */
+static void shed_waiting(ss_server *srv)
 {
     if (srv->spare_fd < 0)
         return;
     ss__close(&srv->spare_fd);
-    ss_request *req = NULL;
-    if (srv->transport->get_request(srv, &req) == 0) {
+    for (int i = shed_limit(srv); i > 0; i--) {
+        ss_request *req = NULL;
+        if (srv->transport->get_request(srv, &req) != 0)
+            break; /* EAGAIN: none left; or still out of resources */
         atomic_fetch_add(&srv->count.shed, 1);
         atomic_fetch_add(&srv->count.accepted, 1);
         ss__request_finish(req);
@@ -88,7 +107,7 @@ void ss__accept_failed(ss_server *srv, int err)
                 ss_strerror(err));
     }
     srv->burst_errors++;
-    shed_one(srv);
+    shed_waiting(srv);
     int next = srv->accept_backoff_ms * 2;
     srv->accept_backoff_ms = next == 0               ? BACKOFF_FIRST_MS
                              : next > BACKOFF_MAX_MS ? BACKOFF_MAX_MS

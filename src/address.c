@@ -195,9 +195,11 @@ int ss__unix_address(const char *path, struct sockaddr_storage *out, socklen_t *
     memset(out, 0, sizeof *out);
     un->sun_family = AF_UNIX;
     size_t n = strlen(path);
-    /* One byte stays free: the terminating NUL of a path, or the leading
-     * NUL that replaces '@' in an abstract name. */
-    if (n >= sizeof un->sun_path)
+    /* A path keeps one byte for its terminating NUL (107 characters on
+     * Linux). An abstract name has none: its '@' becomes the leading NUL,
+     * so it may fill sun_path (the '@' and 107 name bytes on Linux). */
+    size_t max = path[0] == '@' ? sizeof un->sun_path : sizeof un->sun_path - 1;
+    if (n > max)
         return -ENAMETOOLONG;
     memcpy(un->sun_path, path, n);
     if (path[0] != '@') {

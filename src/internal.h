@@ -132,6 +132,8 @@ ssize_t ss__dgram_recv(ss_request *req, void *buf, size_t size, void *spill,
                        size_t spill_size); /* never spills */
 int ss__dgram_send_all(ss_request *req, const void *buf, size_t size);
 int ss__dgram_complete(ss_request *req);
+/* Sizes a Unix datagram server's send buffer for its replies (at bind). */
+void ss__dgram_size_send_buffer(ss_server *srv);
 void ss__dgram_shutdown_request(ss_request *req);
 /* Nothing to do: a datagram handler never waits for its client. */
 void ss__dgram_interrupt(ss_request *req);
@@ -275,6 +277,17 @@ struct ss_server {
     /* Transport options and state (datagram.c, transport_unix.c). Zeroed
      * by calloc; a transport's open() sets its own defaults. */
     size_t max_packet_size; /* datagram transports: recvmsg buffer size */
+    /* Datagram replies (datagram.c): who holds the socket's send buffer
+     * while replies wait unread in their receivers' queues. */
+    struct ss__reply_budget {
+        atomic_size_t since_sample; /* reply bytes sent since the buffer was last measured */
+        atomic_bool pressure;       /* the buffer is more than half full */
+        atomic_flag lock;           /* guards peers; clear when zeroed by calloc */
+        struct {
+            uint64_t peer;  /* hash of the peer's address; 0 = free */
+            size_t charged; /* reply bytes sent to it while under pressure */
+        } peers[32];
+    } budget;
     struct {
         bool mode_set; /* ss_server_set_unix_mode was called */
         mode_t mode;

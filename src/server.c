@@ -74,9 +74,12 @@ void ss__server_unref(ss_server *srv)
 
 /* ---- creation ---- */
 
+/* A table from a newer header may carry slots this library would ignore
+ * (an ignored finish or error slot changes what the program means), so
+ * only versions this library knows are taken. */
 static bool valid_handler(const ss_handler *h)
 {
-    return h != NULL && h->version >= 1 && h->handle != NULL;
+    return h != NULL && h->version >= 1 && h->version <= SS_HANDLER_VERSION && h->handle != NULL;
 }
 
 static void copy_handler(ss_server *srv, const ss_handler *h)

@@ -3,8 +3,8 @@
  * file's life cycle, its permission bits, and peer credentials.
  *
  * Socket-file rules (Python applies none of them):
- *   - a stale socket file (connecting to it is refused: nobody serves it)
- *     is replaced on bind;
+ *   - a stale socket file (no socket is bound to it, see is_stale) is
+ *     replaced on bind;
  *   - a live one is never stolen: bind fails with -EADDRINUSE;
  *   - a path that is not a socket is never deleted: bind fails with -EEXIST;
  *   - server_close removes the file this server created, if it is still
@@ -13,6 +13,11 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -39,34 +44,46 @@ static int unixgram_open(ss_server *srv)
     return unix_open(srv, SOCK_DGRAM);
 }
 
-/* Does anybody serve the socket file? A non-blocking connect of our own
- * type answers without waiting: only "refused" (nobody bound to it) or
- * "gone" mean stale. Anything else - accepted, backlog full, wrong socket
- * type, no permission - counts as live, so doubt never deletes a file.
- * A live stream server sees one connection that closes at once. */
-static bool is_stale(const ss_server *srv, int socktype)
+/* Is a socket bound to the file? One non-blocking connect answers without
+ * waiting: "refused" (no socket behind the inode) or "gone" mean no;
+ * anything else - connected, backlog full, wrong socket type, no
+ * permission - counts as yes, so doubt never deletes a file. */
+static bool probe_refused(const ss_server *srv, int socktype)
 {
     int fd = ss__socket(AF_UNIX, socktype, 0);
     if (fd < 0 || ss__set_nonblocking(fd) < 0) {
         ss__close(&fd);
         return false;
     }
-    bool stale = connect(fd, (const struct sockaddr *)&srv->addr, srv->addr_len) < 0 &&
-                 (errno == ECONNREFUSED || errno == ENOENT);
+    bool refused = connect(fd, (const struct sockaddr *)&srv->addr, srv->addr_len) < 0 &&
+                   (errno == ECONNREFUSED || errno == ENOENT);
     ss__close(&fd);
-    return stale;
+    return refused;
+}
+
+/* A stream socket that is bound but not yet listening refuses a stream
+ * connect exactly as a stale file does. The kernel looks the socket up by
+ * the file's inode and checks its type before anything else (Linux
+ * unix_find_bsd, the BSDs' unp_connect): a datagram connect to any bound
+ * stream or seqpacket socket fails with EPROTOTYPE, to a bound datagram
+ * socket it succeeds, and only a file no socket is bound to refuses it.
+ * So the file is stale only if both probes are refused; the datagram one
+ * goes first and spares a live stream server the probe connection. */
+static bool is_stale(const ss_server *srv)
+{
+    return probe_refused(srv, SOCK_DGRAM) && probe_refused(srv, SOCK_STREAM);
 }
 
 /* After bind failed with EADDRINUSE: removes a stale socket file and
  * returns 0 (bind again), or says why the path must be left alone. */
-static int clear_stale(const ss_server *srv, int socktype)
+static int clear_stale(const ss_server *srv)
 {
     struct stat st;
     if (lstat(srv->url.path, &st) < 0)
         return errno == ENOENT ? 0 : -EADDRINUSE;
     if (!S_ISSOCK(st.st_mode))
         return -EEXIST;
-    if (!is_stale(srv, socktype))
+    if (!is_stale(srv))
         return -EADDRINUSE;
     if (unlink(srv->url.path) < 0 && errno != ENOENT)
         return -errno;
@@ -84,23 +101,85 @@ static void remove_socket_file(ss_server *srv)
         unlink(srv->url.path);
 }
 
-/* Records the file bind created (so close removes it and nothing else),
- * then applies the requested permission bits. */
-static int own_socket_file(ss_server *srv)
+/* What was found at the path where our socket file should be: 0 if it is
+ * a socket (recorded as ours), else why it is not: -ELOOP for a symbolic
+ * link, -EEXIST for any other file put there since bind. */
+static int check_socket_file(const struct stat *st)
+{
+    if (S_ISSOCK(st->st_mode))
+        return 0;
+    return S_ISLNK(st->st_mode) ? -ELOOP : -EEXIST;
+}
+
+static bool is_recorded_file(const ss_server *srv, const struct stat *st)
+{
+    return S_ISSOCK(st->st_mode) && st->st_dev == srv->sockfile.dev &&
+           st->st_ino == srv->sockfile.ino;
+}
+
+#ifdef O_PATH /* Linux */
+
+/* Changes the mode of the file the recorded socket file is, never of what
+ * a symbolic link put in its place points to: the name is opened without
+ * following a link (O_PATH opens the socket file itself), checked to be
+ * the recorded file, and that very inode is changed through its
+ * /proc/self/fd entry (fchmod refuses O_PATH descriptors). */
+static int chmod_recorded_file(const ss_server *srv)
+{
+    int fd = open(srv->url.path, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    struct stat st;
+    int rc = fstat(fd, &st) < 0 ? -errno : check_socket_file(&st);
+    if (rc == 0 && !is_recorded_file(srv, &st))
+        rc = -EEXIST;
+    char proc[64];
+    snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+    if (rc == 0 && chmod(proc, srv->sockfile.mode) < 0)
+        rc = -errno;
+    ss__close(&fd);
+    return rc;
+}
+
+#else
+
+/* Without O_PATH: the name is checked, then changed without following a
+ * link (BSD and macOS support AT_SYMLINK_NOFOLLOW for fchmodat). */
+static int chmod_recorded_file(const ss_server *srv)
 {
     struct stat st;
     if (lstat(srv->url.path, &st) < 0)
         return -errno;
+    int rc = check_socket_file(&st);
+    if (rc == 0 && !is_recorded_file(srv, &st))
+        rc = -EEXIST;
+    if (rc == 0 && fchmodat(AT_FDCWD, srv->url.path, srv->sockfile.mode, AT_SYMLINK_NOFOLLOW) < 0)
+        rc = -errno;
+    return rc;
+}
+
+#endif
+
+/* Records the file bind created (so close removes it and nothing else),
+ * then gives it the requested permission bits if bind could not. */
+static int own_socket_file(ss_server *srv, bool mode_applied)
+{
+    struct stat st;
+    if (lstat(srv->url.path, &st) < 0)
+        return -errno;
+    int rc = check_socket_file(&st);
+    if (rc < 0)
+        return rc; /* the name no longer is our socket: nothing of ours to record */
     srv->sockfile.created = true;
     srv->sockfile.dev = st.st_dev;
     srv->sockfile.ino = st.st_ino;
     srv->sockfile.owner = getpid();
-    if (srv->sockfile.mode_set && chmod(srv->url.path, srv->sockfile.mode) < 0) {
-        int rc = -errno;
+    bool mode_wrong = (st.st_mode & 07777) != srv->sockfile.mode;
+    if (srv->sockfile.mode_set && !mode_applied && mode_wrong)
+        rc = chmod_recorded_file(srv);
+    if (rc < 0)
         remove_socket_file(srv); /* a failed bind leaves nothing behind */
-        return rc;
-    }
-    return 0;
+    return rc;
 }
 
 static int bind_once(ss_server *srv)
@@ -108,27 +187,91 @@ static int bind_once(ss_server *srv)
     return bind(srv->fd, (const struct sockaddr *)&srv->addr, srv->addr_len) < 0 ? -errno : 0;
 }
 
-static int unix_bind(ss_server *srv, int socktype)
+#if defined(__linux__) && defined(CLONE_FS)
+
+/* Linux creates the socket file with the mode of the socket's own inode
+ * less the umask (unix_bind_bsd), and fchmod on the unbound socket sets
+ * that inode's mode. So with the umask out of the way the file is born
+ * with exactly the requested bits: nothing is changed by name afterwards,
+ * which no symbolic link swapped in can redirect. The umask is
+ * process-wide, so it is cleared only in a helper thread that first gives
+ * itself a private copy of it (unshare(CLONE_FS)); the application's
+ * threads never see it change. */
+typedef struct bind_job {
+    ss_server *srv;
+    int rc;
+    bool mode_applied;
+} bind_job;
+
+static void *bind_with_private_umask(void *arg)
 {
-    int rc = bind_once(srv);
-    if (is_abstract(srv))
-        return rc; /* no file: the kernel frees the name with the socket */
-    if (rc == -EADDRINUSE) {
-        rc = clear_stale(srv, socktype);
-        if (rc == 0)
-            rc = bind_once(srv);
+    bind_job *job = arg;
+    /* If the copy is refused (a seccomp filter, ...), bind under the
+     * process umask: the file then has at most the requested bits, and
+     * own_socket_file adds the missing ones. */
+    if (unshare(CLONE_FS) == 0) {
+        umask(0);
+        job->mode_applied = true;
     }
-    return rc < 0 ? rc : own_socket_file(srv);
+    job->rc = bind_once(job->srv);
+    return NULL;
 }
 
-static int unix_stream_bind(ss_server *srv)
+static int bind_with_mode(ss_server *srv, bool *mode_applied)
 {
-    return unix_bind(srv, SOCK_STREAM);
+    *mode_applied = false;
+    if (fchmod(srv->fd, srv->sockfile.mode) < 0)
+        return bind_once(srv); /* then own_socket_file changes the mode */
+    bind_job job = {.srv = srv};
+    sigset_t all, old;
+    sigfillset(&all); /* the helper takes none of the application's signals */
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    pthread_t thread;
+    int err = pthread_create(&thread, NULL, bind_with_private_umask, &job);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (err != 0)
+        return bind_once(srv); /* no thread: as without unshare, below */
+    pthread_join(thread, NULL);
+    *mode_applied = job.mode_applied;
+    return job.rc;
+}
+
+#else
+
+static int bind_with_mode(ss_server *srv, bool *mode_applied)
+{
+    *mode_applied = false; /* own_socket_file changes it, checked, without following links */
+    return bind_once(srv);
+}
+
+#endif
+
+static int bind_path(ss_server *srv, bool *mode_applied)
+{
+    *mode_applied = false;
+    return srv->sockfile.mode_set ? bind_with_mode(srv, mode_applied) : bind_once(srv);
+}
+
+static int unix_bind(ss_server *srv)
+{
+    if (is_abstract(srv))
+        return bind_once(srv); /* no file: the kernel frees the name with the socket */
+    bool mode_applied;
+    int rc = bind_path(srv, &mode_applied);
+    if (rc == -EADDRINUSE) {
+        rc = clear_stale(srv);
+        if (rc == 0)
+            rc = bind_path(srv, &mode_applied);
+    }
+    return rc < 0 ? rc : own_socket_file(srv, mode_applied);
 }
 
 static int unixgram_bind(ss_server *srv)
 {
-    return unix_bind(srv, SOCK_DGRAM);
+    int rc = unix_bind(srv);
+    if (rc == 0)
+        ss__dgram_size_send_buffer(srv);
+    return rc;
 }
 
 static void unix_close(ss_server *srv)
@@ -144,7 +287,7 @@ static int unix_client_key(const ss_request *req, ss__client_key *key);
 static const ss__transport unix_transport = {
     .scheme = SS__SCHEME_UNIX,
     .open = unix_stream_open,
-    .bind = unix_stream_bind,
+    .bind = unix_bind,
     .activate = ss__activate_listen,
     .get_request = ss__stream_get_request,
     .recv = ss__stream_recv,
