@@ -2,7 +2,7 @@
  * input, send it, print the reply; "q" is sent, its reply read, and then
  * the session ends, so the server sees a clean close on every transport.
  * A line is bytes with a length: NUL bytes in it go out and come back.
- *     uppercase_client [--connect URL]     (default tcp://localhost:9999) */
+ *     uppercase_client [--connect URL] [--help]   (default tcp://localhost:9999) */
 #include <socketserver.h>
 
 #include <errno.h>
@@ -92,10 +92,16 @@ static int converse(int fd)
 int main(int argc, char **argv)
 {
     const char *url = "tcp://localhost:9999";
+    if (argc == 2 && strcmp(argv[1], "--help") == 0) {
+        printf("usage: uppercase_client [--connect URL]   (default %s)\n"
+               "type lines to send; an empty line is refused; q ends the session\n",
+               url);
+        return 0;
+    }
     if (argc == 3 && strcmp(argv[1], "--connect") == 0) {
         url = argv[2];
     } else if (argc != 1) {
-        fprintf(stderr, "usage: %s [--connect URL]\n", argv[0]);
+        fprintf(stderr, "usage: uppercase_client [--connect URL] [--help]\n");
         return 2;
     }
     int fd = ss_connect(url);

@@ -289,6 +289,42 @@ static void chat_line(int fd, const char *text, char *out, size_t size)
     snprintf(out, size, "127.0.0.1:%d: %s\n", ntohs(me.sin_port), text);
 }
 
+/* Forked children share stderr: each log line must reach it in one
+ * write, or two children's lines cut into each other ("A connectedB
+ * connected\n\n"). Many clients at once, then every line checked whole. */
+static void test_forked_children_log_whole_lines(void **state)
+{
+    (void)state;
+    const char *argv[] = {UPPERCASE_SERVER, "--listen", "tcp://127.0.0.1:0",
+                          "--mode",         "forking",  NULL};
+    child c;
+    char url[128];
+    start_server_argv(&c, argv, url, sizeof url);
+    enum { CLIENTS = 32 };
+    int fd[CLIENTS];
+    for (int round = 0; round < 2; round++) {
+        for (int i = 0; i < CLIENTS; i++)
+            fd[i] = ts_connect_url(url);
+        for (int i = 0; i < CLIENTS; i++)
+            ts_send(fd[i], "x", 1);
+        for (int i = 0; i < CLIENTS; i++) {
+            expect(fd[i], "X");
+            close(fd[i]);
+        }
+    }
+    kill(c.pid, SIGINT);
+    assert_int_equal(reap(&c), 0);
+    size_t lines = 0;
+    for (char *line = c.log, *end; (end = strchr(line, '\n')) != NULL; line = end + 1) {
+        *end = '\0';
+        bool client = strncmp(line, "127.0.0.1:", 10) == 0 && strstr(line + 10, "127.") == NULL;
+        if (!client && strncmp(line, "uppercase_server: stopping", 26) != 0)
+            fail_msg("a cut line: '%s'", line);
+        lines++;
+    }
+    assert_int_equal(lines, 2 * CLIENTS * 3 + 1); /* connected, sent, disconnected; stopping */
+}
+
 /* Runs the interactive client against url with `input` on its stdin;
  * returns what it printed (in out, size bytes) once it exits 0 with
  * nothing on stderr. */
@@ -530,6 +566,7 @@ int main(void)
         cmocka_unit_test_teardown(test_interactive_client_sends_nul_bytes, end_leftovers),
         cmocka_unit_test_teardown(test_chat_relays_nul_bytes, end_leftovers),
         cmocka_unit_test_teardown(test_line_server_nul_bytes, end_leftovers),
+        cmocka_unit_test_teardown(test_forked_children_log_whole_lines, end_leftovers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
