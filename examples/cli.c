@@ -257,7 +257,7 @@ int cli_serve(const cli_options *opts, const ss_handler *handler, void *data)
     ss_server_free(srv);
     /* docs:end serve */
     if (rc < 0) {
-        fprintf(stderr, "%s: %s\n", opts->name, ss_strerror(rc));
+        cli_log_always(opts, "%s: %s", opts->name, ss_strerror(rc));
         return 1;
     }
     return 0;
@@ -283,17 +283,17 @@ void cli_request_begins(const cli_options *opts, const ss_request *req)
         cli_log(opts, "%s connected", cli_peer(req));
 }
 
-/* How a client went, or NULL if err is a real error. */
+/* How a client went, or NULL if err is a real error. Once the stop began
+ * (serve_forever returned), a reset or broken pipe is the drain shutting
+ * the socket down, not the client. */
 static const char *how_client_went(const ss_request *req, ssize_t err)
 {
-    bool gone = err == -ECONNRESET || err == -EPIPE || err == -ECANCELED;
+    bool reset = err == -ECONNRESET || err == -EPIPE || err == SS_EFINALFLUSH;
     if (err == 0)
         return cli_is_datagram(req) ? NULL : "disconnected";
-    if (gone && atomic_load(&stop_begun))
+    if (err == -ECANCELED || (reset && atomic_load(&stop_begun)))
         return "dropped: the server is stopping";
-    if (err == -ECANCELED)
-        return "dropped: the server is stopping";
-    if (err == -ECONNRESET || err == -EPIPE || err == SS_EFINALFLUSH)
+    if (reset)
         return "reset the connection";
     if (err == -ETIMEDOUT)
         return "timed out (--timeout)";
