@@ -25,15 +25,22 @@
 #     --help, which must exit 0: its options and their values parse.
 #
 #   scripts/check-docs.sh [--build-dir DIR]   check (ctest runs this)
+#   scripts/check-docs.sh --pages 'A.md ...'  part 2 on other pages (its test)
 #   scripts/check-docs.sh --update            rewrite the C blocks from the sources
 set -eu
 cd "$(dirname "$0")/.."
 update=0
 build_dir=""
-case "${1:-}" in
---update) update=1 ;;
---build-dir) build_dir="$2" ;;
-esac
+pages="" # part 2 only: these pages instead of README.md docs/*.md (tests)
+while [ $# -gt 0 ]; do
+    case "$1" in
+    --update) update=1 ;;
+    --build-dir) build_dir="$2" && shift ;;
+    --pages) pages="$2" && shift ;;
+    *) echo "usage: $0 [--update] [--build-dir DIR] [--pages 'PAGE...']" >&2 && exit 2 ;;
+    esac
+    shift
+done
 status=0
 for md in README.md docs/tutorial.md docs/python-to-c.md; do
     [ -f "$md" ] || { echo "$md is missing" >&2; status=1; }
@@ -161,7 +168,7 @@ check_link() {
 
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
-for md in README.md docs/*.md; do
+for md in ${pages:-README.md docs/*.md}; do
     awk -f scripts/docs-commands.awk "$md"
 done >"$tmp/records"
 while IFS="$(printf '\t')" read -r kind where text; do

@@ -1,8 +1,9 @@
 # Used by check-docs.sh: lists what a Markdown page tells a reader to run
 # or open, one record a line, "KIND<TAB>FILE:LINE<TAB>TEXT":
 #   cmd   a command line: each line of a ```sh block (continuations joined),
-#         a "$ " line of a ```text block, or an inline `code` span whose
-#         first word is a path (`build/examples/echo_server --listen ...`)
+#         a "$ " line of a ```text block, or an inline `code` span with
+#         arguments whose first word is a path (`build/examples/echo_server
+#         --listen ...`) or an example's bare name (`echo_server --quiet`)
 #   path  any other repository path in an inline code span (`examples/cli.c`)
 #   link  the target of a relative Markdown link ([text](production.md#x))
 # check-docs.sh then checks each one against the repository and the build.
@@ -21,7 +22,7 @@ function inline_spans(line,    span, words, n, i) {
         span = substr(line, RSTART + 1, RLENGTH - 2)
         line = substr(line, RSTART + RLENGTH)
         n = split(span, words, /[ \t]+/)
-        if (n > 1 && is_path(words[1])) {
+        if (n > 1 && (is_path(words[1]) || words[1] ~ /^(echo|uppercase|line|robust|chat)_(server|client)$/)) {
             emit("cmd", span)
             continue
         }
