@@ -325,6 +325,30 @@ static void test_forked_children_log_whole_lines(void **state)
     assert_int_equal(lines, 2 * CLIENTS * 3 + 1); /* connected, sent, disconnected; stopping */
 }
 
+/* A unixgram client that closes before its reply is sent is gone, not an
+ * error: "was gone before the reply" (the reply's Connection refused). */
+static void test_datagram_sender_gone_is_not_an_error(void **state)
+{
+    (void)state;
+    char dir[256], listen[512], url[512];
+    ts_mkdtemp(dir, sizeof dir);
+    snprintf(listen, sizeof listen, "unixgram:%s/g.sock", dir);
+    child c;
+    start_server(&c, ECHO_SERVER, listen, url, sizeof url);
+    for (int i = 0; i < 20; i++) {
+        int fd = ts_connect_url(url);
+        ts_send(fd, "x", 1);
+        close(fd); /* before the reply, most of the time */
+    }
+    if (!ex_log_until(&c, "was gone before the reply", 5000))
+        fail_msg("no sender gone before its reply in:\n%s", c.log);
+    kill(c.pid, SIGTERM);
+    assert_int_equal(reap(&c), 0);
+    ex_log_lacks(&c, "error");
+    ex_log_lacks(&c, "refused");
+    ts_rmdir(dir);
+}
+
 /* Runs the interactive client against url with `input` on its stdin;
  * returns what it printed (in out, size bytes) once it exits 0 with
  * nothing on stderr. */
@@ -567,6 +591,7 @@ int main(void)
         cmocka_unit_test_teardown(test_chat_relays_nul_bytes, end_leftovers),
         cmocka_unit_test_teardown(test_line_server_nul_bytes, end_leftovers),
         cmocka_unit_test_teardown(test_forked_children_log_whole_lines, end_leftovers),
+        cmocka_unit_test_teardown(test_datagram_sender_gone_is_not_an_error, end_leftovers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
