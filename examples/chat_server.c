@@ -122,7 +122,7 @@ static void post(client *c, const char *text, size_t len)
         pthread_cond_signal(&c->wake);
         m = NULL;
     } else if (!c->closing) {
-        cli_log(&opts, "%s is not reading: disconnected", ss_request_client_name(c->req));
+        cli_log(&opts, "%s is not reading: disconnected", cli_peer(c->req));
         c->closing = true; /* its courier stops; its handler sees the end */
         pthread_cond_signal(&c->wake);
         pthread_cond_signal(&c->room);
@@ -208,21 +208,27 @@ static int setup(ss_request *req, void *data)
         disconnect(c); /* accepted just as the server stopped */
     pthread_mutex_unlock(&registry_lock);
     ss_request_set_data(req, c);
-    cli_log(&opts, "%s joined", ss_request_client_name(req));
+    cli_log(&opts, "%s joined", cli_peer(req));
     return 0;
 }
 
 /* docs:begin handle */
-/* Sends "ADDRESS: line\n" to everybody, the sender included. */
-static void say(ss_request *req, char *line, ssize_t len)
+/* Sends "ADDRESS: line\n" to everybody, the sender included. The line is
+ * len bytes, NUL bytes included: copied by length, never as a C string. */
+static void say(ss_request *req, const char *line, size_t len)
 {
     while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
-        line[--len] = '\0';
+        len--;
     if (len == 0)
         return;
-    char text[LINE_LIMIT + 160];
-    int n = snprintf(text, sizeof text, "%s: %s\n", ss_request_client_name(req), line);
-    broadcast(text, (size_t)n);
+    const char *peer = cli_peer(req);
+    size_t peer_len = strnlen(peer, 150); /* addresses and socket paths are shorter */
+    char text[150 + 2 + LINE_LIMIT + 1];
+    memcpy(text, peer, peer_len);
+    memcpy(text + peer_len, ": ", 2);
+    memcpy(text + peer_len + 2, line, len);
+    text[peer_len + 2 + len] = '\n';
+    broadcast(text, peer_len + 2 + len + 1);
 }
 
 static int handle(ss_request *req, void *data)
@@ -236,13 +242,13 @@ static int handle(ss_request *req, void *data)
             static const char refusal[] = "error: line too long\n";
             post(c, refusal, sizeof refusal - 1);
         } else if (n < 0) {
-            break; /* reset, or disconnected by us: all the same here */
+            return cli_request_ends(&opts, req, n); /* reset, timed out, stopping */
         } else {
             wait_to_speak(c);
-            say(req, line, n);
+            say(req, line, (size_t)n);
         }
     }
-    cli_log(&opts, "%s left", ss_request_client_name(req));
+    cli_log(&opts, "%s left", cli_peer(req)); /* or was disconnected by us */
     return 0;
 }
 /* docs:end handle */
@@ -285,6 +291,11 @@ int main(int argc, char **argv)
     if (strcmp(mode, "sync") == 0 || strcmp(mode, "forking") == 0) {
         /* one client at a time, or each in its own process: nobody to talk to */
         fprintf(stderr, "chat_server: --mode %s cannot chat: use threading or pool\n", mode);
+        return 2;
+    }
+    if (strncmp(opts.listen, "udp:", 4) == 0 || strncmp(opts.listen, "unixgram:", 9) == 0) {
+        /* a datagram is a request of its own: no connection to chat on */
+        fprintf(stderr, "chat_server: --listen %s cannot chat: use tcp:// or unix:\n", opts.listen);
         return 2;
     }
     opts.configure = configure;

@@ -1,6 +1,8 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <stdatomic.h>
+#include <unistd.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -8,6 +10,12 @@
 #include <string.h>
 
 static ss_server *running_server;
+/* Set once serve_forever has returned: whatever ends a request from then
+ * on is the stop, not the client. */
+static atomic_bool stop_begun;
+static const cli_options *serving_opts; /* for report_error */
+
+static void report_error(ss_server *srv, ss_request *req, int err, void *data);
 
 /* docs:begin signal-handler */
 static void on_stop_signal(int sig)
@@ -60,6 +68,62 @@ static int parse_number(const char *text, long min, long max)
 /* Up to a million seconds, so that milliseconds fit an int. */
 #define MAX_SECONDS 1000000
 
+/* An option that takes a value: the value, or NULL after a usage error
+ * (printed) when the command line ends before it. */
+static const char *option_value(int argc, char **argv, int *i, const char *name)
+{
+    if (*i + 1 >= argc) {
+        fprintf(stderr, "%s: %s needs a value\n", name, argv[*i]);
+        usage(stderr, name);
+        return NULL;
+    }
+    return argv[++*i];
+}
+
+/* Applies one option that takes a value. Returns -1 to go on, else the
+ * exit status (2: usage error, printed). */
+static int apply_option(cli_options *opts, const char *option, const char *value)
+{
+    const char *name = opts->name;
+    if (strcmp(option, "--listen") == 0) {
+        opts->listen = value;
+    } else if (strcmp(option, "--mode") == 0) {
+        if ((opts->mode = ss_dispatch_by_name(value)) == NULL)
+            return usage_error(name, "unknown mode", value);
+    } else if (strcmp(option, "--workers") == 0) {
+        if ((opts->workers = parse_number(value, 1, 100000)) <= 0)
+            return usage_error(name, "--workers needs a number from 1 to 100000", value);
+    } else if (strcmp(option, "--timeout") == 0) {
+        if ((opts->timeout = parse_number(value, 0, MAX_SECONDS)) < 0)
+            return usage_error(name, "--timeout needs seconds from 0 to 1000000", value);
+    } else if ((opts->drain = parse_number(value, 0, MAX_SECONDS)) < 0) {
+        return usage_error(name, "--drain needs seconds from 0 to 1000000", value);
+    }
+    return -1;
+}
+
+static bool takes_value(const char *arg)
+{
+    static const char *const options[] = {"--listen", "--mode", "--workers", "--timeout",
+                                          "--drain"};
+    for (size_t i = 0; i < sizeof options / sizeof options[0]; i++)
+        if (strcmp(arg, options[i]) == 0)
+            return true;
+    return false;
+}
+
+/* --workers sizes the pool or bounds the forked children; with sync or
+ * threading it would be silently ignored, so it is refused. */
+static int check_workers(const cli_options *opts)
+{
+    const char *mode = ss_dispatch_name(opts->mode);
+    if (opts->workers == 0 || strcmp(mode, "pool") == 0 || strcmp(mode, "forking") == 0)
+        return -1;
+    fprintf(stderr, "%s: --workers needs --mode pool or forking (not %s)\n", opts->name, mode);
+    usage(stderr, opts->name);
+    return 2;
+}
+
 int cli_parse(int argc, char **argv, const char *name, cli_options *opts)
 {
     *opts = (cli_options){.name = name,
@@ -69,33 +133,23 @@ int cli_parse(int argc, char **argv, const char *name, cli_options *opts)
                           .drain = CLI_DEFAULT_DRAIN};
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
-        bool has_value = i + 1 < argc;
         if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
             usage(stdout, name);
             return 0;
         } else if (strcmp(arg, "--quiet") == 0) {
             opts->quiet = true;
-        } else if (strcmp(arg, "--listen") == 0 && has_value) {
-            opts->listen = argv[++i];
-        } else if (strcmp(arg, "--mode") == 0 && has_value) {
-            opts->mode = ss_dispatch_by_name(argv[++i]);
-            if (opts->mode == NULL)
-                return usage_error(name, "unknown mode", argv[i]);
-        } else if (strcmp(arg, "--workers") == 0 && has_value) {
-            opts->workers = parse_number(argv[++i], 1, 100000);
-            if (opts->workers <= 0)
-                return usage_error(name, "--workers needs a number from 1 to 100000", argv[i]);
-        } else if (strcmp(arg, "--timeout") == 0 && has_value) {
-            if ((opts->timeout = parse_number(argv[++i], 0, MAX_SECONDS)) < 0)
-                return usage_error(name, "--timeout needs seconds from 0 to 1000000", argv[i]);
-        } else if (strcmp(arg, "--drain") == 0 && has_value) {
-            if ((opts->drain = parse_number(argv[++i], 0, MAX_SECONDS)) < 0)
-                return usage_error(name, "--drain needs seconds from 0 to 1000000", argv[i]);
+        } else if (takes_value(arg)) {
+            const char *value = option_value(argc, argv, &i, name);
+            if (value == NULL)
+                return 2;
+            int rc = apply_option(opts, arg, value);
+            if (rc >= 0)
+                return rc;
         } else {
-            return usage_error(name, "bad argument", arg);
+            return usage_error(name, "unknown argument", arg);
         }
     }
-    return -1;
+    return check_workers(opts);
 }
 
 /* docs:begin install-signals */
@@ -128,13 +182,14 @@ static void ignore_stop_signals(void)
  * ss_server_drain). */
 static void drain(const cli_options *opts, ss_server *srv)
 {
-    fprintf(stderr, "%s: stopping: finishing requests for up to %d s (signal again to stop now)\n",
-            opts->name, opts->drain);
+    cli_log_always(opts,
+                   "%s: stopping: finishing requests for up to %d s (signal again to stop now)",
+                   opts->name, opts->drain);
     int rc = ss_server_drain(srv, opts->drain * 1000);
     ignore_stop_signals(); /* the server is about to be freed */
     if (rc < 0)
-        fprintf(stderr, "%s: %s: unfinished requests were interrupted\n", opts->name,
-                rc == -ECANCELED ? "stopped at once" : "drain time is up");
+        cli_log_always(opts, "%s: %s: unfinished requests were interrupted", opts->name,
+                       rc == -ECANCELED ? "stopped at once" : "drain time is up");
 }
 /* docs:end drain */
 
@@ -165,7 +220,8 @@ int cli_serve(const cli_options *opts, const ss_handler *handler, void *data)
     ss_server *srv;
     int rc = open_server(opts, handler, data, &srv);
     if (rc < 0) {
-        fprintf(stderr, "%s: cannot listen on %s: %s\n", opts->name, opts->listen, ss_strerror(rc));
+        cli_log_always(opts, "%s: cannot listen on %s: %s", opts->name, opts->listen,
+                       ss_strerror(rc));
         return 1;
     }
     /* docs:begin nodelay */
@@ -177,6 +233,8 @@ int cli_serve(const cli_options *opts, const ss_handler *handler, void *data)
     /* Off in the library, as in Python; a server facing a network wants
      * one, or a client that connects and says nothing holds a handler. */
     ss_server_set_request_timeout(srv, opts->timeout > 0 ? opts->timeout * 1000 : -1);
+    serving_opts = opts;
+    ss_server_on_handle_error(srv, report_error);
     if (opts->configure != NULL)
         opts->configure(srv);
     /* Before the "listening" line: a tool that signals as soon as it reads
@@ -189,6 +247,7 @@ int cli_serve(const cli_options *opts, const ss_handler *handler, void *data)
     fflush(stdout);
     /* docs:begin serve */
     rc = ss_server_serve_forever(srv, 500); /* until the first signal */
+    atomic_store(&stop_begun, true);
     if (opts->stopping != NULL)
         opts->stopping(srv);
     drain(opts, srv);
@@ -198,23 +257,87 @@ int cli_serve(const cli_options *opts, const ss_handler *handler, void *data)
     ss_server_free(srv);
     /* docs:end serve */
     if (rc < 0) {
-        fprintf(stderr, "%s: %s\n", opts->name, ss_strerror(rc));
+        cli_log_always(opts, "%s: %s", opts->name, ss_strerror(rc));
         return 1;
     }
     return 0;
 }
 
-int cli_client_gone(const cli_options *opts, const char *peer, ssize_t n)
+const char *cli_peer(const ss_request *req)
 {
-    const char *how = n == 0                            ? "disconnected"
-                      : n == -ECONNRESET || n == -EPIPE ? "reset the connection"
-                      : n == -ETIMEDOUT                 ? "timed out (--timeout)"
-                      : n == -ECANCELED                 ? "dropped: stopping"
-                                                        : NULL;
+    const char *name = ss_request_client_name(req);
+    return name[0] != '\0' ? name : "(unnamed peer)";
+}
+
+bool cli_is_datagram(const ss_request *req)
+{
+    return ss_request_packet(req, NULL) != NULL;
+}
+
+void cli_request_begins(const cli_options *opts, const ss_request *req)
+{
+    size_t len;
+    if (ss_request_packet(req, &len) != NULL)
+        cli_log(opts, "datagram of %zu bytes from %s", len, cli_peer(req));
+    else
+        cli_log(opts, "%s connected", cli_peer(req));
+}
+
+/* How a client went, or NULL if err is a real error. Once the stop began
+ * (serve_forever returned), a reset or broken pipe is the drain shutting
+ * the socket down, not the client. */
+static const char *how_client_went(const ss_request *req, ssize_t err)
+{
+    bool reset = err == -ECONNRESET || err == -EPIPE || err == SS_EFINALFLUSH;
+    if (err == 0)
+        return cli_is_datagram(req) ? NULL : "disconnected";
+    if (err == -ECANCELED || (reset && atomic_load(&stop_begun)))
+        return "dropped: the server is stopping";
+    if (reset)
+        return "reset the connection";
+    if (err == -ETIMEDOUT)
+        return "timed out (--timeout)";
+    if (err == -ECONNREFUSED && cli_is_datagram(req))
+        return "was gone before the reply"; /* its socket closed */
+    return NULL;
+}
+
+int cli_request_ends(const cli_options *opts, const ss_request *req, ssize_t n)
+{
+    if (n == 0 && cli_is_datagram(req))
+        return 0; /* answered: logged once, when it came */
+    const char *how = how_client_went(req, n);
     if (how == NULL)
         return (int)n;
-    cli_log(opts, "%s %s", peer, how);
+    cli_log(opts, "%s %s", cli_peer(req), how);
     return 0;
+}
+
+/* handle_error: what a handler returned, and what the library met after
+ * it (a datagram reply that could not go, ...). How a client went is
+ * logged as such; only the rest is an error. */
+static void report_error(ss_server *srv, ss_request *req, int err, void *data)
+{
+    (void)srv;
+    (void)data;
+    const cli_options *opts = serving_opts;
+    if (cli_request_ends(opts, req, err) != 0) /* not a client going */
+        cli_log_always(opts, "%s: error serving %s: %s", opts->name, cli_peer(req),
+                       ss_strerror(err));
+}
+
+/* One write(2) per line: forked children and threads share stderr, and a
+ * line written in two pieces can be cut in two by another's line. */
+static void write_line(const char *fmt, va_list ap)
+{
+    char line[1024];
+    int n = vsnprintf(line, sizeof line - 1, fmt, ap);
+    if (n < 0)
+        return;
+    size_t len = (size_t)n < sizeof line - 1 ? (size_t)n : sizeof line - 2;
+    line[len++] = '\n';
+    while (write(STDERR_FILENO, line, len) < 0 && errno == EINTR)
+        continue;
 }
 
 void cli_log(const cli_options *opts, const char *fmt, ...)
@@ -223,7 +346,15 @@ void cli_log(const cli_options *opts, const char *fmt, ...)
         return;
     va_list ap;
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    write_line(fmt, ap);
     va_end(ap);
-    fputc('\n', stderr);
+}
+
+void cli_log_always(const cli_options *opts, const char *fmt, ...)
+{
+    (void)opts;
+    va_list ap;
+    va_start(ap, fmt);
+    write_line(fmt, ap);
+    va_end(ap);
 }

@@ -41,14 +41,38 @@ int cli_parse(int argc, char **argv, const char *name, cli_options *opts);
  * not listen. */
 int cli_serve(const cli_options *opts, const ss_handler *handler, void *data);
 
-/* Ends a handler: the normal ways a client goes (n == 0: it closed; a
- * reset or broken pipe; the --timeout passing; -ECANCELED: the server is
- * stopping) are logged as one per-connection line and return 0; any other
- * negative n is returned for handle_error to report. */
-int cli_client_gone(const cli_options *opts, const char *peer, ssize_t n);
+/* The client's name for logs: ss_request_client_name, or "(unnamed
+ * peer)" for a Unix client that never bound an address (as the library's
+ * own reports say). */
+const char *cli_peer(const ss_request *req);
 
-/* Logs one per-connection line to stderr unless --quiet was given. */
+/* True if the request is one datagram (udp://, unixgram:), not a
+ * connection. */
+bool cli_is_datagram(const ss_request *req);
+
+/* Logs how a request begins: "PEER connected" for a connection, "datagram
+ * of N bytes from PEER" for a datagram. */
+void cli_request_begins(const cli_options *opts, const ss_request *req);
+
+/* Ends a handler: the normal ways a client goes (n == 0: it closed, or its
+ * datagram is answered; a reset or broken pipe; the --timeout passing;
+ * -ECANCELED or any of these once a stop began: the server is stopping)
+ * are logged as one line and return 0; any other negative n is returned
+ * for handle_error to report. cli_serve installs a handle_error hook that
+ * sorts errors the same way, so nothing a client does on its way out is
+ * ever logged as an error. */
+int cli_request_ends(const cli_options *opts, const ss_request *req, ssize_t n);
+
+/* Logs one per-connection line to stderr unless --quiet was given, in
+ * one write (lines of threads and forked children never mix). */
 void cli_log(const cli_options *opts, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+
+/* The same, even with --quiet: for what is not per-connection chatter. */
+void cli_log_always(const cli_options *opts, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 2, 3)))
 #endif

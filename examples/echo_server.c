@@ -11,7 +11,7 @@ static cli_options opts;
 static int handle(ss_request *req, void *data)
 {
     (void)data;
-    cli_log(&opts, "%s connected", ss_request_client_name(req));
+    cli_request_begins(&opts, req);
     char buf[16384];
     ssize_t n;
     /* read_some: whatever has arrived, up to sizeof buf; write: unbuffered
@@ -19,9 +19,9 @@ static int handle(ss_request *req, void *data)
     while ((n = ss_request_read_some(req, buf, sizeof buf)) > 0) {
         ssize_t rc = ss_request_write(req, buf, (size_t)n);
         if (rc < 0)
-            return cli_client_gone(&opts, ss_request_client_name(req), rc);
+            return cli_request_ends(&opts, req, rc);
     }
-    return cli_client_gone(&opts, ss_request_client_name(req), n);
+    return cli_request_ends(&opts, req, n); /* closed, reset, timed out, stopping */
 }
 /* docs:end echo */
 

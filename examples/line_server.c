@@ -11,6 +11,7 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <string.h>
 #include <strings.h>
 
@@ -31,32 +32,41 @@ static int reply(ss_request *req, const char *status, const char *text, size_t l
 }
 /* docs:end reply */
 
-/* Splits "COMMAND argument" in place; *arg points into line. */
-static size_t split(char *line, size_t len, char **arg)
+/* Splits a line (its newline dropped) into "COMMAND argument": the
+ * command is line[0, *command_len), the argument starts at *arg and its
+ * length is returned. Lengths, not '\0': a line may hold NUL bytes. */
+static size_t split(char *line, size_t len, size_t *command_len, char **arg)
 {
     while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
-        line[--len] = '\0';
+        len--;
     char *space = memchr(line, ' ', len);
+    *command_len = space != NULL ? (size_t)(space - line) : len;
     *arg = space != NULL ? space + 1 : line + len;
-    if (space != NULL)
-        *space = '\0';
     return (size_t)(line + len - *arg);
+}
+
+/* True if the len bytes at command are `word`, in any case. strncasecmp
+ * stops at a NUL byte, which `word` never holds, so "QUIT\0x" differs. */
+static bool is_command(const char *command, size_t len, const char *word)
+{
+    return len == strlen(word) && strncasecmp(command, word, len) == 0;
 }
 
 /* Answers one command. Returns 1 after QUIT, 0 to go on, or an error. */
 static int answer(ss_request *req, char *line, size_t len)
 {
+    size_t command_len;
     char *arg;
-    size_t arg_len = split(line, len, &arg);
-    if (strcasecmp(line, "ECHO") == 0)
+    size_t arg_len = split(line, len, &command_len, &arg);
+    if (is_command(line, command_len, "ECHO"))
         return reply(req, "OK ", arg, arg_len);
-    if (strcasecmp(line, "UPPER") == 0) {
+    if (is_command(line, command_len, "UPPER")) {
         for (size_t i = 0; i < arg_len; i++)
             if (arg[i] >= 'a' && arg[i] <= 'z')
                 arg[i] = (char)(arg[i] - 'a' + 'A');
         return reply(req, "OK ", arg, arg_len);
     }
-    if (strcasecmp(line, "QUIT") == 0) {
+    if (is_command(line, command_len, "QUIT")) {
         int rc = reply(req, "OK bye", "", 0);
         return rc < 0 ? rc : 1;
     }
@@ -67,7 +77,7 @@ static int answer(ss_request *req, char *line, size_t len)
 static int handle(ss_request *req, void *data)
 {
     (void)data;
-    cli_log(&opts, "%s connected", ss_request_client_name(req));
+    cli_request_begins(&opts, req);
     char line[LINE_LIMIT + 1]; /* + 1 for the '\0' read_line adds */
     ssize_t n;
     int rc = 0;
@@ -75,12 +85,15 @@ static int handle(ss_request *req, void *data)
         if (n == SS_ELINETOOLONG)
             rc = reply(req, "ERR line too long", "", 0); /* its rest is skipped */
         else if (n < 0)
-            return n == -ECANCELED ? 0 : (int)n;
+            rc = (int)n; /* reset, timed out, stopping, ... */
         else
-            rc = answer(req, line, (size_t)n);
+            rc = answer(req, line, (size_t)n); /* n bytes, NULs and all */
     }
-    cli_log(&opts, "%s disconnected", ss_request_client_name(req));
-    return rc < 0 ? rc : 0;
+    if (rc == 1) {
+        cli_log(&opts, "%s said QUIT", cli_peer(req));
+        return 0;
+    }
+    return cli_request_ends(&opts, req, rc); /* 0: the client closed */
 }
 /* docs:end handle */
 

@@ -2,11 +2,12 @@
  * apart how a conversation ends and logs each case with the client's
  * address on stderr, then goes on serving:
  *   - the client disconnects normally (end of stream);
- *   - the client resets the connection;
+ *   - the client resets the connection (seen reading or writing);
+ *   - the client stalls longer than --timeout, or the server stops;
  *   - the client sends bytes that are not UTF-8: it is told so with
  *     "Invalid UTF-8 data received" and may go on;
- *   - anything else (a stalled client timing out, ...) is a handler error,
- *     reported by the server's handle_error hook.
+ *   - anything else is a handler error, reported by the server's
+ *     handle_error hook.
  * Unlike the Python original, a character split across two reads is not
  * mistaken for invalid data: its first bytes wait for the rest. */
 #include "cli.h"
@@ -15,8 +16,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#define CHUNK           4096
-#define IDLE_TIMEOUT_MS (5 * 60 * 1000) /* a silent client is let go */
+#define CHUNK 4096
 
 static cli_options opts;
 
@@ -79,7 +79,7 @@ static void uppercase(unsigned char *buf, size_t n)
 static ssize_t refuse(ss_request *req)
 {
     static const char refusal[] = "Invalid UTF-8 data received";
-    cli_log(&opts, "%s sent invalid UTF-8", ss_request_client_name(req));
+    cli_log(&opts, "%s sent invalid UTF-8", cli_peer(req));
     return ss_request_write(req, refusal, sizeof refusal - 1);
 }
 
@@ -101,30 +101,33 @@ static ssize_t process_data(ss_request *req, unsigned char *buf, size_t n, size_
 /* docs:end process */
 
 /* docs:begin handle */
+/* How the conversation ended: n == 0 (the client closed) or an error. */
+static int conversation_over(ss_request *req, ssize_t n, size_t carried)
+{
+    if (n == 0 && carried > 0)
+        refuse(req); /* it ended in the middle of a character */
+    if (n == -ECONNRESET || n == -EPIPE) {
+        cli_log(&opts, "%s reset the connection", cli_peer(req));
+        return 0;
+    }
+    /* the rest as every example does: closed, timed out (--timeout),
+     * stopping; anything else goes to report_error */
+    return cli_request_ends(&opts, req, n);
+}
+
 static int handle(ss_request *req, void *data)
 {
     (void)data;
-    const char *peer = ss_request_client_name(req);
-    cli_log(&opts, "%s connected", peer);
+    cli_request_begins(&opts, req);
     unsigned char buf[CHUNK + 3]; /* room for a split character's first bytes */
     size_t carried = 0;
     for (;;) {
         ssize_t n = ss_request_read_some(req, buf + carried, CHUNK);
-        if (n == 0 || n == -ECANCELED) { /* -ECANCELED: we are shutting down */
-            if (n == 0 && carried > 0)
-                refuse(req); /* it ended in the middle of a character */
-            cli_log(&opts, "%s disconnected", peer);
-            return 0;
-        }
-        if (n == -ECONNRESET) {
-            cli_log(&opts, "%s reset the connection", peer);
-            return 0;
-        }
-        if (n < 0)
-            return (int)n; /* to report_error below */
+        if (n <= 0)
+            return conversation_over(req, n, carried);
         n = process_data(req, buf, carried + (size_t)n, &carried);
-        if (n < 0)
-            return (int)n;
+        if (n < 0) /* a write failed: a reset, most likely */
+            return conversation_over(req, n, 0);
     }
 }
 /* docs:end handle */
@@ -135,14 +138,14 @@ static void report_error(ss_server *srv, ss_request *req, int err, void *data)
 {
     (void)srv;
     (void)data;
-    fprintf(stderr, "robust_server: error serving %s: %s\n", ss_request_client_name(req),
-            ss_strerror(err));
+    if (cli_request_ends(&opts, req, err) == 0)
+        return; /* a client going (a datagram's sender gone, ...) logged as such */
+    cli_log_always(&opts, "robust_server: error serving %s: %s", cli_peer(req), ss_strerror(err));
 }
 
 static void configure(ss_server *srv)
 {
     ss_server_on_handle_error(srv, report_error);
-    ss_server_set_request_timeout(srv, IDLE_TIMEOUT_MS);
 }
 /* docs:end errors */
 

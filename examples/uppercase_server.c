@@ -17,18 +17,19 @@ static void uppercase(char *buf, ssize_t n)
 static int handle(ss_request *req, void *data)
 {
     (void)data;
-    const char *peer = ss_request_client_name(req);
-    cli_log(&opts, "%s connected", peer);
+    cli_request_begins(&opts, req);
+    bool datagram = cli_is_datagram(req); /* its size is on the line above */
     char buf[4096];
     ssize_t n;
     while ((n = ss_request_recv(req, buf, sizeof buf)) > 0) {
-        cli_log(&opts, "%s sent %zd bytes", peer, n);
+        if (!datagram)
+            cli_log(&opts, "%s sent %zd bytes", cli_peer(req), n);
         uppercase(buf, n);
         int rc = ss_request_send_all(req, buf, (size_t)n);
         if (rc < 0)
-            return cli_client_gone(&opts, peer, rc);
+            return cli_request_ends(&opts, req, rc);
     }
-    return cli_client_gone(&opts, peer, n); /* closed, reset, timed out, stopping */
+    return cli_request_ends(&opts, req, n); /* closed, reset, timed out, stopping */
 }
 
 static const ss_handler uppercase_handler = {.version = SS_HANDLER_VERSION, .handle = handle};

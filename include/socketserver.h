@@ -74,7 +74,20 @@ enum {
     SS_ELINETOOLONG = -(SS_ERRBASE + 20), /* read_line: line longer than the caller's buffer */
     SS_EINCOMPLETE = -(SS_ERRBASE + 21),  /* read_exact: peer closed in mid-message */
     SS_EFINALFLUSH = -(SS_ERRBASE + 22),  /* output left at the end of a request was lost */
+    /* address URLs (ss_server_create, ss_connect): each says what is wrong */
+    SS_EURLNOSCHEME = -(SS_ERRBASE + 30),   /* no "scheme:" in front (e.g. "localhost:80") */
+    SS_EURLSCHEME = -(SS_ERRBASE + 31),     /* scheme other than tcp, udp, unix, unixgram */
+    SS_EURLNOPORT = -(SS_ERRBASE + 32),     /* tcp/udp URL without ":PORT" */
+    SS_EURLPORTSYNTAX = -(SS_ERRBASE + 33), /* port is not a decimal number */
+    SS_EURLPORTRANGE = -(SS_ERRBASE + 34),  /* port above 65535 */
+    SS_EURLBRACKET = -(SS_ERRBASE + 35),    /* "[" of an IPv6 address without its "]" */
+    SS_EURLIPV6BARE = -(SS_ERRBASE + 36),   /* IPv6 address without brackets */
+    SS_EURLHOST = -(SS_ERRBASE + 37),       /* host empty in [], or holding / ? # [ ] or space */
+    SS_EURLNOPATH = -(SS_ERRBASE + 38),     /* unix:/unixgram: with no path or name */
 };
+/* True for every URL error: SS_EBADURL (no URL at all) and SS_EURL*. */
+#define SS_IS_URL_ERROR(err)                                                                       \
+    ((err) == SS_EBADURL || ((err) <= SS_EURLNOSCHEME && (err) >= SS_EURLNOPATH))
 
 /* Describes any value returned by this library (a negative errno or an
  * SS_E* code). Never returns NULL; the string is static. Thread-safe. */
@@ -408,7 +421,10 @@ SS_API int ss_pool_unix_datagram_server_new(ss_server **out, const char *path,
  * passed to every handler call and hook. The listening socket exists after
  * this call (ss_server_fileno() works), so options can be set before
  * ss_server_bind(). On failure *out is NULL and nothing is leaked.
- * Returns 0, SS_EBADURL, SS_ERESOLVE, -EINVAL (bad handler) or an errno.
+ * Returns 0; for a malformed URL an SS_EURL* code that says what is wrong
+ * (ss_strerror: e.g. "URL port out of range (0-65535)"), SS_EBADURL if url
+ * is NULL, -ENAMETOOLONG for a host of 256 bytes or more or a path beyond
+ * sun_path; SS_ERESOLVE, -EINVAL (bad handler) or an errno.
  */
 SS_API int ss_server_create(ss_server **out, const char *url, const ss_dispatcher *dispatcher,
                             const ss_handler *handler, void *data);

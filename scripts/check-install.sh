@@ -1,21 +1,95 @@
 #!/usr/bin/env bash
-# Installs the library into a temporary prefix and builds a consumer against
-# it twice: with CMake's find_package and with pkg-config.
+# Installs the library as README.md says and builds a consumer against it
+# both documented ways, CMake's find_package and pkg-config, then runs each
+# with only what a user sets: LD_LIBRARY_PATH is never used.
+#  1. Into a temporary prefix. The find_package consumer runs as built
+#     (CMake records the library's directory in its RUNPATH). The
+#     pkg-config consumer, linked with -L only, must fail to start with
+#     "cannot open shared object file" (what README.md warns of), and
+#     linked with the documented -Wl,-rpath must start.
+#  2. As root on a machine whose /usr/local holds no libsocketserver (a
+#     fresh machine, CI): README.md's own steps, `cmake --install build
+#     --prefix /usr/local` and `ldconfig`, then the pkg-config consumer
+#     built exactly as README.md shows; what was installed is removed
+#     afterwards (and ldconfig run again).
+# pkg-config is installed when missing (scripts/need-packages.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+unset LD_LIBRARY_PATH
+command -v pkg-config >/dev/null 2>&1 ||
+    scripts/need-packages.sh scripts/check-install.sh pkg-config
 tmp="$(mktemp -d)"
-trap 'rm -rf "$tmp"' EXIT
-cmake -S . -B "$tmp/build" -DSS_BUILD_TESTS=OFF -DSS_BUILD_EXAMPLES=OFF \
-      -DCMAKE_INSTALL_PREFIX="$tmp/prefix" >/dev/null
-cmake --build "$tmp/build" -j "$(nproc 2>/dev/null || echo 2)" >/dev/null
-cmake --install "$tmp/build" >/dev/null
+installed=""
+cleanup() {
+    if [ -n "$installed" ]; then # part 2's files, then the loader's cache
+        xargs -d '\n' rm -f <"$installed"
+        # and the directories it made, now empty; never one that was there
+        for _ in 1 2 3 4; do # a parent is empty once its child is gone
+            find /usr/local -depth -type d -empty | grep -vxF -f "$tmp/dirs-before" |
+                xargs -d '\n' -r rmdir 2>/dev/null || true
+        done
+        ldconfig
+    fi
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+jobs="$(nproc 2>/dev/null || echo 2)"
 
-cmake -S tests/install -B "$tmp/consumer" -DCMAKE_PREFIX_PATH="$tmp/prefix" >/dev/null
+# Builds the library for `prefix` in $tmp/build-NAME; installs it.
+install_into() {
+    cmake -S . -B "$tmp/build-$1" -DSS_BUILD_TESTS=OFF -DSS_BUILD_EXAMPLES=OFF \
+          -DCMAKE_INSTALL_PREFIX="$2" >/dev/null
+    cmake --build "$tmp/build-$1" -j "$jobs" >/dev/null
+    cmake --install "$tmp/build-$1" >/dev/null
+}
+
+# ---- 1. a temporary prefix ----
+prefix="$tmp/prefix"
+install_into temp "$prefix"
+cmake -S tests/install -B "$tmp/consumer" -DCMAKE_PREFIX_PATH="$prefix" >/dev/null
 cmake --build "$tmp/consumer" >/dev/null
-LD_LIBRARY_PATH="$tmp/prefix/lib:$tmp/prefix/lib64" "$tmp/consumer/consumer"
+"$tmp/consumer/consumer"
 
-export PKG_CONFIG_PATH="$tmp/prefix/lib/pkgconfig:$tmp/prefix/lib64/pkgconfig"
+export PKG_CONFIG_PATH="$prefix/lib/pkgconfig:$prefix/lib64/pkgconfig"
+libdir="$(pkg-config --variable=libdir socketserver)"
+# shellcheck disable=SC2046 # pkg-config's words are separate arguments
 cc -Wall -Werror tests/install/consumer.c $(pkg-config --cflags --libs socketserver) \
    -o "$tmp/consumer-pc"
-LD_LIBRARY_PATH="$tmp/prefix/lib:$tmp/prefix/lib64" "$tmp/consumer-pc"
-echo "check-install: find_package and pkg-config consumers both work"
+if ! ldconfig -p | grep -q 'libsocketserver\.so'; then
+    if "$tmp/consumer-pc" >/dev/null 2>"$tmp/err"; then
+        echo "check-install: a consumer linked with -L only started: README's note is wrong" >&2
+        exit 1
+    fi
+    grep -q 'libsocketserver.so.*cannot open shared object file' "$tmp/err" || {
+        echo "check-install: unexpected failure:" >&2
+        cat "$tmp/err" >&2
+        exit 1
+    }
+fi
+# shellcheck disable=SC2046
+cc -Wall -Werror tests/install/consumer.c $(pkg-config --cflags --libs socketserver) \
+   -Wl,-rpath,"$libdir" -o "$tmp/consumer-rpath"
+"$tmp/consumer-rpath"
+unset PKG_CONFIG_PATH
+echo "check-install: temporary prefix: find_package, and pkg-config with -Wl,-rpath, both run"
+
+# ---- 2. /usr/local, as README.md says ----
+if [ "$(id -u)" -ne 0 ]; then
+    echo "check-install: not root: the /usr/local + ldconfig steps are not checked"
+    exit 0
+fi
+if ls /usr/local/lib*/libsocketserver* /usr/local/lib/*/libsocketserver* >/dev/null 2>&1 ||
+        [ -e /usr/local/include/socketserver.h ]; then
+    echo "check-install: /usr/local already holds libsocketserver: left alone, not checked"
+    exit 0
+fi
+exec 9>/tmp/socketserver-check-install.lock
+flock 9 # one check at a time touches /usr/local
+find /usr/local -type d >"$tmp/dirs-before"
+install_into system /usr/local
+installed="$tmp/build-system/install_manifest.txt"
+ldconfig
+# shellcheck disable=SC2046
+cc tests/install/consumer.c $(pkg-config --cflags --libs socketserver) -o "$tmp/myserver"
+"$tmp/myserver"
+echo "check-install: /usr/local + ldconfig: the pkg-config consumer runs as README.md says"

@@ -11,11 +11,8 @@ seconds="${1:-30}"
 
 if ! echo 'int LLVMFuzzerTestOneInput(const char*d,long n){(void)d;(void)n;return 0;}' |
         clang -x c -fsanitize=fuzzer - -o /dev/null 2>/dev/null; then
-    sudo=""
-    [ "$(id -u)" -eq 0 ] || sudo="sudo"
-    echo "fuzz.sh: installing clang's fuzzer runtime with apt-get"
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq clang libclang-rt-14-dev >/dev/null
+    # clang's fuzzer runtime: as root, or with sudo; otherwise it says what to run
+    scripts/need-packages.sh scripts/fuzz.sh clang libclang-rt-14-dev
 fi
 
 out="build-fuzz"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The README's test command: installs what the tests need when it is
-# missing (cmocka and pkg-config, from Debian's packages), builds everything
-# with warnings as errors, and runs the whole ctest suite.
+# missing (cmocka and pkg-config, from Debian's packages, with
+# scripts/need-packages.sh: as root or with sudo, else it says what to run),
+# builds everything with warnings as errors, and runs the whole ctest suite.
 #
 #   scripts/test.sh                      normal build in build/
 #   SS_SANITIZE=address,undefined scripts/test.sh   sanitizer build in build-address-undefined/
@@ -13,11 +14,8 @@ have_cmocka() {
 }
 
 if ! have_cmocka; then
-    sudo=""
-    [ "$(id -u)" -eq 0 ] || sudo="sudo"
-    echo "test.sh: installing cmocka and pkg-config with apt-get"
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq libcmocka-dev pkg-config >/dev/null
+    # as root, or with sudo; otherwise it says what to run as root
+    scripts/need-packages.sh scripts/test.sh libcmocka-dev pkg-config
 fi
 
 sanitize="${SS_SANITIZE:-}"

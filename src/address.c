@@ -39,53 +39,84 @@ static bool copy_span(char *dst, size_t size, const char *begin, const char *end
     return true;
 }
 
-static bool valid_port(const char *port)
+/* A decimal port from 0 to 65535, nothing before or after it. */
+static int check_port(const char *port)
 {
-    if (*port == '\0' || strlen(port) > 5)
-        return false;
-    for (const char *c = port; *c; c++)
-        if (*c < '0' || *c > '9')
-            return false;
-    return atoi(port) <= 65535;
+    if (*port == '\0')
+        return SS_EURLNOPORT;
+    size_t digits = strspn(port, "0123456789");
+    if (port[digits] != '\0')
+        return SS_EURLPORTSYNTAX;
+    if (digits > 5 || atol(port) > 65535)
+        return SS_EURLPORTRANGE;
+    return 0;
+}
+
+/* "[V6]" at the start of rest: the host between the brackets; *colon is
+ * what follows the "]" (":PORT" when well formed). */
+static int parse_bracketed(const char *rest, ss__url *out, const char **colon)
+{
+    const char *close = strchr(rest, ']');
+    if (close == NULL)
+        return SS_EURLBRACKET;
+    if (close == rest + 1)
+        return SS_EURLHOST; /* "[]" */
+    if (!copy_span(out->host, sizeof out->host, rest + 1, close))
+        return -ENAMETOOLONG;
+    if (close[1] != ':')
+        return SS_EURLNOPORT; /* "[::1]" or "[::1]80" */
+    *colon = close + 1;
+    return 0;
 }
 
 /* "HOST:PORT" or "[V6]:PORT"; HOST may be empty or "*" (any address). */
 static int parse_inet(const char *rest, ss__url *out)
 {
-    const char *colon;
+    const char *colon = NULL;
     if (*rest == '[') {
-        const char *close = strchr(rest, ']');
-        if (close == NULL || close[1] != ':' || close == rest + 1)
-            return SS_EBADURL;
-        if (!copy_span(out->host, sizeof out->host, rest + 1, close))
-            return SS_EBADURL;
-        colon = close + 1;
+        int rc = parse_bracketed(rest, out, &colon);
+        if (rc < 0)
+            return rc;
     } else {
         colon = strrchr(rest, ':');
-        if (colon == NULL || memchr(rest, ':', (size_t)(colon - rest)) != NULL)
-            return SS_EBADURL; /* a bare IPv6 address needs brackets */
+        if (colon == NULL)
+            return SS_EURLNOPORT;
+        if (memchr(rest, ':', (size_t)(colon - rest)) != NULL)
+            return SS_EURLIPV6BARE;
         if (!copy_span(out->host, sizeof out->host, rest, colon))
-            return SS_EBADURL;
+            return -ENAMETOOLONG;
         if (strcmp(out->host, "*") == 0)
             out->host[0] = '\0';
     }
     if (strpbrk(out->host, "/?#[] ") != NULL)
-        return SS_EBADURL;
-    if (!copy_span(out->port, sizeof out->port, colon + 1, colon + 1 + strlen(colon + 1)) ||
-        !valid_port(out->port))
-        return SS_EBADURL;
+        return SS_EURLHOST;
+    int rc = check_port(colon + 1);
+    if (rc < 0)
+        return rc;
+    memcpy(out->port, colon + 1, strlen(colon + 1) + 1); /* at most 5 digits */
     return 0;
 }
 
 static int parse_path(const char *rest, ss__url *out)
 {
     if (*rest == '\0' || (rest[0] == '@' && rest[1] == '\0'))
-        return SS_EBADURL;
+        return SS_EURLNOPATH;
     size_t n = strlen(rest);
     if (n >= sizeof out->path)
         return -ENAMETOOLONG;
     memcpy(out->path, rest, n + 1);
     return 0;
+}
+
+/* No known prefix: "name:..." is a scheme we do not serve; without a
+ * scheme-like start ("localhost:80" would look like one, but its "80" is
+ * no path) the text has no scheme at all. */
+static int unknown_scheme(const char *text)
+{
+    size_t name = strspn(text, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+-.");
+    if (name > 0 && text[name] == ':' && (text[name + 1] == '/' || text[name + 1] == '@'))
+        return SS_EURLSCHEME;
+    return SS_EURLNOSCHEME;
 }
 
 int ss__url_parse(const char *text, ss__url *out)
@@ -101,7 +132,7 @@ int ss__url_parse(const char *text, ss__url *out)
         bool inet = out->scheme == SS__SCHEME_TCP || out->scheme == SS__SCHEME_UDP;
         return inet ? parse_inet(text + len, out) : parse_path(text + len, out);
     }
-    return SS_EBADURL;
+    return unknown_scheme(text);
 }
 
 static int format_inet(const struct sockaddr *sa, char *buf, size_t size)

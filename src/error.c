@@ -3,33 +3,37 @@
 
 #include <string.h>
 
+static const struct {
+    int code;
+    const char *text;
+} descriptions[] = {
+    {0, "Success"},
+    {SS_EBADURL, "Invalid address URL (expected tcp://HOST:PORT, tcp://[IPV6]:PORT, "
+                 "udp://HOST:PORT, unix:PATH, unix:@NAME or unixgram:PATH)"},
+    {SS_EURLNOSCHEME, "URL has no scheme (expected tcp://, udp://, unix: or unixgram: in front)"},
+    {SS_EURLSCHEME, "Unknown URL scheme (expected tcp://, udp://, unix: or unixgram:)"},
+    {SS_EURLNOPORT, "URL has no ':PORT' after the host (tcp://HOST:PORT, tcp://[IPV6]:PORT)"},
+    {SS_EURLPORTSYNTAX, "URL port is not a decimal number"},
+    {SS_EURLPORTRANGE, "URL port out of range (0-65535)"},
+    {SS_EURLBRACKET, "Missing ']' in IPv6 address (tcp://[IPV6]:PORT)"},
+    {SS_EURLIPV6BARE, "IPv6 address needs brackets (tcp://[IPV6]:PORT)"},
+    {SS_EURLHOST, "URL host is empty in brackets or holds '/', '?', '#', '[', ']' or a space"},
+    {SS_EURLNOPATH, "URL has no socket path (unix:PATH, unix:@NAME, unixgram:PATH)"},
+    {SS_ENOTSUPPORTED, "Transport or address form not supported on this system"},
+    {SS_ESTATE, "Call not valid in the server's current state"},
+    {SS_ERESOLVE, "Host name could not be resolved"},
+    {SS_ETRUNCATED, "Datagram truncated: longer than the server's max_packet_size"},
+    {SS_EUNNAMEDPEER, "Cannot reply: the datagram's sender has no address (unbound Unix socket)"},
+    {SS_ELINETOOLONG, "Line too long"},
+    {SS_EINCOMPLETE, "Connection closed in the middle of a message"},
+    {SS_EFINALFLUSH, "Output pending at the end of the request could not be sent (peer gone)"},
+};
+
 SS_API const char *ss_strerror(int err)
 {
-    switch (err) {
-    case 0:
-        return "Success";
-    case SS_EBADURL:
-        return "Invalid address URL (expected tcp://HOST:PORT, tcp://[IPV6]:PORT, "
-               "udp://HOST:PORT, unix:PATH, unix:@NAME or unixgram:PATH)";
-    case SS_ENOTSUPPORTED:
-        return "Transport or address form not supported on this system";
-    case SS_ESTATE:
-        return "Call not valid in the server's current state";
-    case SS_ERESOLVE:
-        return "Host name could not be resolved";
-    case SS_ETRUNCATED:
-        return "Datagram truncated: longer than the server's max_packet_size";
-    case SS_EUNNAMEDPEER:
-        return "Cannot reply: the datagram's sender has no address (unbound Unix socket)";
-    case SS_ELINETOOLONG:
-        return "Line too long";
-    case SS_EINCOMPLETE:
-        return "Connection closed in the middle of a message";
-    case SS_EFINALFLUSH:
-        return "Output pending at the end of the request could not be sent (peer gone)";
-    default:
-        break;
-    }
+    for (size_t i = 0; i < sizeof descriptions / sizeof descriptions[0]; i++)
+        if (descriptions[i].code == err)
+            return descriptions[i].text;
     if (err < 0 && err > -SS_ERRBASE) {
         /* glibc, musl and the BSDs return static strings for known values */
         const char *text = strerror(-err);

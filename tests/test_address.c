@@ -42,38 +42,69 @@ static void test_valid_urls_create(void **state)
     assert_int_equal(create("tcp://0.0.0.0:65535"), 0);
 }
 
-static void test_malformed_urls_are_rejected(void **state)
+/* Each malformed URL gets the code that says what is wrong with it, over
+ * ss_server_create and ss_connect alike, and a description naming it. */
+static const struct {
+    const char *url;
+    int code;
+    const char *says; /* in ss_strerror(code) */
+} malformed[] = {
+    {"", SS_EURLNOSCHEME, "no scheme"},
+    {"127.0.0.1:80", SS_EURLNOSCHEME, "no scheme"},
+    {"localhost:80", SS_EURLNOSCHEME, "no scheme"},
+    {"unix//tmp/x", SS_EURLNOSCHEME, "no scheme"},
+    {"http://x:80", SS_EURLSCHEME, "Unknown URL scheme"},
+    {"tcp:/x:80", SS_EURLSCHEME, "Unknown URL scheme"},
+    {"tcp://", SS_EURLNOPORT, "no ':PORT'"},
+    {"udp://", SS_EURLNOPORT, "no ':PORT'"},
+    {"tcp://127.0.0.1", SS_EURLNOPORT, "no ':PORT'"},
+    {"udp://127.0.0.1", SS_EURLNOPORT, "no ':PORT'"},
+    {"tcp://127.0.0.1:", SS_EURLNOPORT, "no ':PORT'"},
+    {"tcp://[::1]", SS_EURLNOPORT, "no ':PORT'"},
+    {"tcp://[::1]80", SS_EURLNOPORT, "no ':PORT'"},
+    {"tcp://127.0.0.1:-1", SS_EURLPORTSYNTAX, "not a decimal number"},
+    {"tcp://127.0.0.1:8x", SS_EURLPORTSYNTAX, "not a decimal number"},
+    {"tcp://127.0.0.1:80/", SS_EURLPORTSYNTAX, "not a decimal number"},
+    {"tcp://127.0.0.1:65536", SS_EURLPORTRANGE, "out of range (0-65535)"},
+    {"tcp://[::1]:99999", SS_EURLPORTRANGE, "out of range (0-65535)"},
+    {"udp://x:123456789012", SS_EURLPORTRANGE, "out of range (0-65535)"},
+    {"tcp://[::1:80", SS_EURLBRACKET, "Missing ']'"},
+    {"tcp://::1:80", SS_EURLIPV6BARE, "needs brackets"},
+    {"udp://::1:80", SS_EURLIPV6BARE, "needs brackets"},
+    {"tcp://[]:80", SS_EURLHOST, "host"},
+    {"tcp://a/b:80", SS_EURLHOST, "host"},
+    {"tcp://a b:80", SS_EURLHOST, "host"},
+    {"unix:", SS_EURLNOPATH, "no socket path"},
+    {"unix:@", SS_EURLNOPATH, "no socket path"},
+    {"unixgram:", SS_EURLNOPATH, "no socket path"},
+};
+
+static void test_malformed_urls_say_what_is_wrong(void **state)
 {
     (void)state;
-    const char *bad[] = {
-        "",
-        "127.0.0.1:80",
-        "tcp://",
-        "tcp://127.0.0.1",
-        "tcp://127.0.0.1:",
-        "tcp://127.0.0.1:65536",
-        "tcp://127.0.0.1:-1",
-        "tcp://127.0.0.1:8x",
-        "tcp://::1:80",
-        "tcp://[::1:80",
-        "tcp://[]:80",
-        "tcp://[::1]80",
-        "http://x:80",
-        "tcp://a/b:80",
-        "unix:",
-        "unix:@",
-        "unixgram:",
-        "udp://",
-        "udp://127.0.0.1",
-        "udp://::1:80",
-        "unix//tmp/x",
-    };
-    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        int rc = create(bad[i]);
-        if (rc != SS_EBADURL)
-            fail_msg("'%s' gave %d (%s), want SS_EBADURL", bad[i], rc, ss_strerror(rc));
+    for (size_t i = 0; i < sizeof malformed / sizeof malformed[0]; i++) {
+        int rc = create(malformed[i].url);
+        if (rc != malformed[i].code)
+            fail_msg("'%s' gave %d (%s), want %d", malformed[i].url, rc, ss_strerror(rc),
+                     malformed[i].code);
+        assert_int_equal(ss_connect(malformed[i].url), malformed[i].code);
+        assert_true(SS_IS_URL_ERROR(rc));
+        if (strstr(ss_strerror(rc), malformed[i].says) == NULL)
+            fail_msg("'%s': '%s' does not say '%s'", malformed[i].url, ss_strerror(rc),
+                     malformed[i].says);
     }
     assert_int_equal(create(NULL), SS_EBADURL);
+    assert_true(SS_IS_URL_ERROR(SS_EBADURL));
+    assert_false(SS_IS_URL_ERROR(SS_ERESOLVE) || SS_IS_URL_ERROR(-ENAMETOOLONG));
+}
+
+/* A host too long for any resolver is not a syntax error. */
+static void test_overlong_host_is_named_too_long(void **state)
+{
+    (void)state;
+    char url[400];
+    snprintf(url, sizeof url, "tcp://%0300d:80", 0);
+    assert_int_equal(create(url), -ENAMETOOLONG);
 }
 
 static void test_every_transport_creates(void **state)
@@ -197,7 +228,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_valid_urls_create),
-        cmocka_unit_test(test_malformed_urls_are_rejected),
+        cmocka_unit_test(test_malformed_urls_say_what_is_wrong),
+        cmocka_unit_test(test_overlong_host_is_named_too_long),
         cmocka_unit_test(test_every_transport_creates),
         cmocka_unit_test(test_unresolvable_host),
         cmocka_unit_test(test_bound_address_reads_back),

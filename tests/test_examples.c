@@ -1,9 +1,10 @@
+#define _GNU_SOURCE /* memmem */
 /* Smoke tests of the example programs as a user runs them: the
  * "listening on URL" line, the uppercase/echo protocol, SIGINT/SIGTERM ->
  * exit 0 (a first signal drains, a second stops at once), --timeout and
  * --drain, bad arguments -> exit 2, a taken address -> exit 1 with one
  * clear line, and the interactive client. */
-#include "support.h"
+#include "example_support.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -20,135 +21,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #include <cmocka.h>
-
-typedef struct child {
-    pid_t pid;
-    int in, out, err; /* our ends of its stdin, stdout, stderr */
-} child;
-
-/* Every example this test started and has not reaped yet: a failed
- * assertion skips the test's own kill and reap, so the teardown ends
- * whatever is left instead of leaving it serving after the test. */
-#define MAX_SPAWNED 8
-static pid_t spawned[MAX_SPAWNED];
-
-static void remember(pid_t pid)
-{
-    for (int i = 0; i < MAX_SPAWNED; i++)
-        if (spawned[i] == 0) {
-            spawned[i] = pid;
-            return;
-        }
-    fail_msg("more than %d examples running at once", MAX_SPAWNED);
-}
-
-static void forget(pid_t pid)
-{
-    for (int i = 0; i < MAX_SPAWNED; i++)
-        if (spawned[i] == pid)
-            spawned[i] = 0;
-}
-
-/* cmocka teardown: a leftover example is killed and reaped. Its process
- * group goes too: a forking example's children would outlive it. */
-static int end_leftovers(void **state)
-{
-    (void)state;
-    for (int i = 0; i < MAX_SPAWNED; i++) {
-        if (spawned[i] == 0)
-            continue;
-        kill(-spawned[i], SIGKILL);
-        kill(spawned[i], SIGKILL);
-        waitpid(spawned[i], NULL, 0);
-        spawned[i] = 0;
-    }
-    return 0;
-}
-
-static void spawn(child *c, const char *const argv[])
-{
-    int in[2], out[2], err[2];
-    assert_int_equal(pipe(in), 0);
-    assert_int_equal(pipe(out), 0);
-    assert_int_equal(pipe(err), 0);
-    c->pid = fork();
-    assert_true(c->pid >= 0);
-    if (c->pid == 0) {
-        setpgid(0, 0); /* its own group, so the teardown can end its children */
-        dup2(in[0], 0);
-        dup2(out[1], 1);
-        dup2(err[1], 2);
-        execv(argv[0], (char *const *)argv);
-        _exit(127);
-    }
-    remember(c->pid);
-    close(in[0]);
-    close(out[1]);
-    close(err[1]);
-    c->in = in[1];
-    c->out = out[0];
-    c->err = err[0];
-}
-
-/* Reads from fd until `size` bytes, EOF, or 5 s; NUL-terminates. */
-static size_t read_all(int fd, char *buf, size_t size, const char *until)
-{
-    size_t got = 0;
-    long long end = ts_now_ms() + 5000;
-    while (got + 1 < size && ts_now_ms() < end) {
-        struct pollfd p = {.fd = fd, .events = POLLIN};
-        if (poll(&p, 1, 100) <= 0)
-            continue;
-        ssize_t n = read(fd, buf + got, size - 1 - got);
-        if (n <= 0)
-            break;
-        got += (size_t)n;
-        buf[got] = '\0';
-        if (until != NULL && strstr(buf, until) != NULL)
-            break;
-    }
-    buf[got] = '\0';
-    return got;
-}
-
-/* Waits up to 5 s for the child; returns its exit status or fails. */
-static int reap(child *c)
-{
-    int status;
-    long long end = ts_now_ms() + 5000;
-    while (waitpid(c->pid, &status, WNOHANG) == 0) {
-        if (ts_now_ms() > end) {
-            fail_msg("child did not exit in time"); /* end_leftovers kills it */
-        }
-        usleep(5000);
-    }
-    forget(c->pid);
-    close(c->in);
-    close(c->out);
-    close(c->err);
-    assert_true(WIFEXITED(status));
-    return WEXITSTATUS(status);
-}
-
-/* Starts a server example with argv and returns the URL from its one
- * stdout line. */
-static void start_server_argv(child *c, const char *const argv[], char *url, size_t size)
-{
-    spawn(c, argv);
-    char line[256];
-    read_all(c->out, line, sizeof line, "\n");
-    const char prefix[] = "listening on ";
-    if (strncmp(line, prefix, sizeof prefix - 1) != 0)
-        fail_msg("unexpected first line: '%s'", line);
-    line[strcspn(line, "\n")] = '\0';
-    snprintf(url, size, "%s", line + sizeof prefix - 1);
-}
-
-static void start_server(child *c, const char *program, const char *listen, char *url, size_t size)
-{
-    const char *argv[] = {program, "--listen", listen, NULL};
-    start_server_argv(c, argv, url, size);
-}
 
 static void round_trip(const char *url, const char *send, const char *want)
 {
@@ -301,8 +173,10 @@ static void test_every_mode_serves_and_stops_with_idle_client(void **state)
     (void)state;
     const char *modes[] = {"sync", "threading", "forking", "pool"};
     for (size_t i = 0; i < 4; i++) {
-        const char *argv[] = {ECHO_SERVER, "--listen", "tcp://127.0.0.1:0", "--mode", modes[i],
-                              "--workers", "2",        "--quiet",           NULL};
+        bool sized = strcmp(modes[i], "pool") == 0 || strcmp(modes[i], "forking") == 0;
+        const char *argv[] = {ECHO_SERVER, "--listen", "tcp://127.0.0.1:0",        "--mode",
+                              modes[i],    "--quiet",  sized ? "--workers" : NULL, "2",
+                              NULL};
         child c;
         char url[128];
         start_server_argv(&c, argv, url, sizeof url);
@@ -316,21 +190,60 @@ static void test_every_mode_serves_and_stops_with_idle_client(void **state)
     }
 }
 
-static void test_bad_arguments_exit_2(void **state)
+/* Each bad command line exits 2 with usage and a line that says what is
+ * wrong with it, in every example server. */
+static void test_bad_arguments_exit_2_saying_why(void **state)
 {
     (void)state;
-    const char *cases[][3] = {{"--mode", "nonsense", NULL}, {"--bogus", NULL, NULL},
-                              {"--listen", NULL, NULL},     {"--workers", "0", NULL},
-                              {"--workers", "2x", NULL},    {"--timeout", "-1", NULL},
-                              {"--drain", "soon", NULL}};
+    static const struct {
+        const char *arg[3];
+        const char *says;
+    } cases[] = {
+        {{"--mode", "nonsense", NULL}, "unknown mode: nonsense"},
+        {{"--bogus", NULL, NULL}, "unknown argument: --bogus"},
+        {{"--listen", NULL, NULL}, "--listen needs a value"},
+        {{"--mode", NULL, NULL}, "--mode needs a value"},
+        {{"--timeout", NULL, NULL}, "--timeout needs a value"},
+        {{"--workers", "0", NULL}, "--workers needs a number from 1 to 100000: 0"},
+        {{"--workers", "2x", NULL}, "--workers needs a number from 1 to 100000: 2x"},
+        {{"--workers", "2", NULL}, "--workers needs --mode pool or forking (not threading)"},
+        {{"--mode", "sync", "--workers"}, "--workers needs a value"},
+        {{"--timeout", "-1", NULL}, "--timeout needs seconds from 0 to 1000000: -1"},
+        {{"--drain", "soon", NULL}, "--drain needs seconds from 0 to 1000000: soon"},
+    };
+    const char *programs[] = {ECHO_SERVER, UPPERCASE_SERVER, LINE_SERVER, ROBUST_SERVER,
+                              CHAT_SERVER};
+    for (size_t p = 0; p < sizeof programs / sizeof programs[0]; p++)
+        for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+            const char *argv[] = {programs[p], cases[i].arg[0], cases[i].arg[1], cases[i].arg[2],
+                                  NULL};
+            expect_refusal(argv, 2, cases[i].says);
+            expect_refusal(argv, 2, "usage:");
+        }
+}
+
+/* A URL the library cannot parse: exit 1 and the parser's own words. */
+static void test_bad_url_says_what_is_wrong(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *url, *says;
+    } cases[] = {
+        {"tcp://[::1]:99999", "URL port out of range (0-65535)"},
+        {"tcp://127.0.0.1:http", "URL port is not a decimal number"},
+        {"tcp://127.0.0.1", "URL has no ':PORT'"},
+        {"tcp://[::1:80", "Missing ']' in IPv6 address"},
+        {"tcp://::1:80", "IPv6 address needs brackets"},
+        {"localhost:9999", "URL has no scheme"},
+        {"http://localhost:9999", "Unknown URL scheme"},
+        {"unix:", "URL has no socket path"},
+    };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        const char *argv[] = {UPPERCASE_SERVER, cases[i][0], cases[i][1], NULL};
-        child c;
-        spawn(&c, argv);
-        char err[1024];
-        read_all(c.err, err, sizeof err, NULL);
-        assert_int_equal(reap(&c), 2);
-        assert_non_null(strstr(err, "usage:"));
+        const char *argv[] = {ECHO_SERVER, "--listen", cases[i].url, NULL};
+        char want[256];
+        snprintf(want, sizeof want, "echo_server: cannot listen on %s: %s", cases[i].url,
+                 cases[i].says);
+        expect_refusal(argv, 1, want);
     }
 }
 
@@ -365,38 +278,7 @@ static void test_listen_failure_exit_1(void **state)
     assert_int_equal(reap(&first), 0);
 }
 
-static void test_interactive_client(void **state)
-{
-    (void)state;
-    child server;
-    char url[128];
-    start_server(&server, UPPERCASE_SERVER, "tcp://127.0.0.1:0", url, sizeof url);
-    const char *argv[] = {UPPERCASE_CLIENT, "--connect", url, NULL};
-    child client;
-    spawn(&client, argv);
-    const char input[] = "hello there\n\nq\n";
-    assert_int_equal(write(client.in, input, sizeof input - 1), (ssize_t)(sizeof input - 1));
-    char out[2048];
-    read_all(client.out, out, sizeof out, "connection closed");
-    assert_int_equal(reap(&client), 0);
-    assert_non_null(strstr(out, "received: HELLO THERE"));
-    assert_non_null(strstr(out, "input must not be empty"));
-    assert_non_null(strstr(out, "connection closed"));
-    kill(server.pid, SIGINT);
-    assert_int_equal(reap(&server), 0);
-}
-
 /* ---- the tutorial's chat, robust and line servers ---- */
-
-/* Reads exactly strlen(want) bytes and compares. */
-static void expect(int fd, const char *want)
-{
-    char got[512] = {0};
-    size_t n = strlen(want);
-    assert_true(n < sizeof got);
-    assert_int_equal(ts_recv_exact(fd, got, n), n);
-    assert_string_equal(got, want);
-}
 
 /* "127.0.0.1:PORT: text\n", as the chat server prefixes a client's line. */
 static void chat_line(int fd, const char *text, char *out, size_t size)
@@ -405,6 +287,198 @@ static void chat_line(int fd, const char *text, char *out, size_t size)
     socklen_t len = sizeof me;
     assert_int_equal(getsockname(fd, (struct sockaddr *)&me, &len), 0);
     snprintf(out, size, "127.0.0.1:%d: %s\n", ntohs(me.sin_port), text);
+}
+
+/* Forked children share stderr: each log line must reach it in one
+ * write, or two children's lines cut into each other ("A connectedB
+ * connected\n\n"). Many clients at once, then every line checked whole. */
+static void test_forked_children_log_whole_lines(void **state)
+{
+    (void)state;
+    const char *argv[] = {UPPERCASE_SERVER, "--listen", "tcp://127.0.0.1:0",
+                          "--mode",         "forking",  NULL};
+    child c;
+    char url[128];
+    start_server_argv(&c, argv, url, sizeof url);
+    enum { CLIENTS = 32 };
+    int fd[CLIENTS];
+    for (int round = 0; round < 2; round++) {
+        for (int i = 0; i < CLIENTS; i++)
+            fd[i] = ts_connect_url(url);
+        for (int i = 0; i < CLIENTS; i++)
+            ts_send(fd[i], "x", 1);
+        for (int i = 0; i < CLIENTS; i++) {
+            expect(fd[i], "X");
+            close(fd[i]);
+        }
+    }
+    kill(c.pid, SIGINT);
+    assert_int_equal(reap(&c), 0);
+    size_t lines = 0;
+    for (char *line = c.log, *end; (end = strchr(line, '\n')) != NULL; line = end + 1) {
+        *end = '\0';
+        bool client = strncmp(line, "127.0.0.1:", 10) == 0 && strstr(line + 10, "127.") == NULL;
+        if (!client && strncmp(line, "uppercase_server: stopping", 26) != 0)
+            fail_msg("a cut line: '%s'", line);
+        lines++;
+    }
+    assert_int_equal(lines, 2 * CLIENTS * 3 + 1); /* connected, sent, disconnected; stopping */
+}
+
+/* A unixgram client that closes before its reply is sent is gone, not an
+ * error: "was gone before the reply" (the reply's Connection refused). */
+static void test_datagram_sender_gone_is_not_an_error(void **state)
+{
+    (void)state;
+    char dir[256], listen[512], url[512];
+    ts_mkdtemp(dir, sizeof dir);
+    snprintf(listen, sizeof listen, "unixgram:%s/g.sock", dir);
+    child c;
+    start_server(&c, ECHO_SERVER, listen, url, sizeof url);
+    for (int i = 0; i < 20; i++) {
+        int fd = ts_connect_url(url);
+        ts_send(fd, "x", 1);
+        close(fd); /* before the reply, most of the time */
+    }
+    if (!ex_log_until(&c, "was gone before the reply", 5000))
+        fail_msg("no sender gone before its reply in:\n%s", c.log);
+    kill(c.pid, SIGTERM);
+    assert_int_equal(reap(&c), 0);
+    ex_log_lacks(&c, "error");
+    ex_log_lacks(&c, "refused");
+    ts_rmdir(dir);
+}
+
+/* Runs the interactive client against url with `input` on its stdin;
+ * returns what it printed (in out, size bytes) once it exits 0 with
+ * nothing on stderr. */
+static size_t run_client(const char *url, const char *input, size_t len, char *out, size_t size)
+{
+    const char *argv[] = {UPPERCASE_CLIENT, "--connect", url, NULL};
+    child client;
+    spawn(&client, argv);
+    assert_int_equal(write(client.in, input, len), (ssize_t)len);
+    size_t n = read_all(client.out, out, size, "connection closed");
+    assert_int_equal(reap(&client), 0);
+    assert_string_equal(client.log, ""); /* the client complains of nothing */
+    return n;
+}
+
+/* The client's "q" ends the session with no complaint on either side,
+ * on every transport: the server logs the client leaving, never a reset,
+ * a refused reply or an error. A unix: client has no address: it is
+ * "(unnamed peer)", not an empty name. */
+static void test_interactive_client_quits_cleanly_on_every_transport(void **state)
+{
+    (void)state;
+    char dir[256];
+    ts_mkdtemp(dir, sizeof dir);
+    const char *forms[] = {"tcp://127.0.0.1:0", "unix:%s/s.sock", "unixgram:%s/g.sock",
+                           "udp://127.0.0.1:0"};
+    const char *leaving[] = {"disconnected", "(unnamed peer) disconnected",
+                             "datagram of 1 bytes from @", "datagram of 1 bytes from 127.0.0.1:"};
+    for (size_t i = 0; i < sizeof forms / sizeof forms[0]; i++) {
+        char listen[512], url[512];
+        snprintf(listen, sizeof listen, forms[i], dir);
+        child server;
+        start_server(&server, UPPERCASE_SERVER, listen, url, sizeof url);
+        const char input[] = "hello there\n\nq\n";
+        char out[2048];
+        run_client(url, input, sizeof input - 1, out, sizeof out);
+        assert_non_null(strstr(out, "received: HELLO THERE\n"));
+        assert_non_null(strstr(out, "input must not be empty"));
+        assert_non_null(strstr(out, "connection closed"));
+        if (!ex_log_until(&server, leaving[i], 5000))
+            fail_msg("%s: no '%s' in:\n%s", listen, leaving[i], server.log);
+        kill(server.pid, SIGINT);
+        assert_int_equal(reap(&server), 0);
+        ex_log_lacks(&server, "error");
+        ex_log_lacks(&server, "reset");
+        ex_log_lacks(&server, "refused");
+        ex_log_lacks(&server, "\n connected"); /* no empty names */
+        ex_log_lacks(&server, "\n sent");
+    }
+    ts_rmdir(dir);
+}
+
+/* Reads exactly len bytes and compares them, NUL bytes included. */
+static void expect_bytes(int fd, const char *want, size_t len)
+{
+    char got[512];
+    assert_true(len <= sizeof got);
+    assert_int_equal(ts_recv_exact(fd, got, len), len);
+    assert_memory_equal(got, want, len);
+}
+
+/* A line is bytes with a length: a NUL byte in it goes out and comes
+ * back like any other. */
+static void test_interactive_client_sends_nul_bytes(void **state)
+{
+    (void)state;
+    child server;
+    char url[128];
+    start_server(&server, UPPERCASE_SERVER, "tcp://127.0.0.1:0", url, sizeof url);
+    const char input[] = "ab\0cd\nq\n";
+    char out[2048];
+    size_t n = run_client(url, input, sizeof input - 1, out, sizeof out);
+    const char want[] = "received: AB\0CD\n";
+    assert_non_null(memmem(out, n, want, sizeof want - 1));
+    kill(server.pid, SIGINT);
+    assert_int_equal(reap(&server), 0);
+}
+
+static void test_chat_relays_nul_bytes(void **state)
+{
+    (void)state;
+    child c;
+    char url[128];
+    start_server(&c, CHAT_SERVER, "tcp://127.0.0.1:0", url, sizeof url);
+    int a = ts_connect_url(url);
+    char joined[128];
+    ts_send(a, "here\n", 5); /* its own echo proves a has joined */
+    chat_line(a, "here", joined, sizeof joined);
+    expect(a, joined);
+    int b = ts_connect_url(url);
+    ts_send(b, "here\n", 5);
+    chat_line(b, "here", joined, sizeof joined);
+    expect(b, joined);
+    expect(a, joined);
+    ts_send(a, "hello\0world\n", 12);
+    char line[128];
+    chat_line(a, "hello", line, sizeof line); /* "127.0.0.1:PORT: hello\n" */
+    size_t prefix = strlen(line) - strlen("hello\n");
+    char want[160];
+    memcpy(want, line, prefix);
+    memcpy(want + prefix, "hello\0world\n", 12);
+    expect_bytes(a, want, prefix + 12);
+    expect_bytes(b, want, prefix + 12);
+    close(a);
+    close(b);
+    kill(c.pid, SIGINT);
+    assert_int_equal(reap(&c), 0);
+}
+
+static void test_line_server_nul_bytes(void **state)
+{
+    (void)state;
+    child c;
+    char url[128];
+    start_server(&c, LINE_SERVER, "tcp://127.0.0.1:0", url, sizeof url);
+    int fd = ts_connect_url(url);
+    ts_send(fd, "QUIT\0not-quit\n", 14);
+    expect(fd, "ERR unknown command\n"); /* not QUIT: the connection stays */
+    ts_send(fd, "ECHO a\0b\n", 9);
+    expect_bytes(fd, "OK a\0b\n", 7);
+    ts_send(fd, "UPPER x\0y\n", 10);
+    expect_bytes(fd, "OK X\0Y\n", 7);
+    ts_send(fd, "quit\n", 5);
+    expect(fd, "OK bye\n");
+    assert_true(ts_sees_eof(fd));
+    close(fd);
+    assert_true(ex_log_until(&c, "said QUIT", 5000));
+    kill(c.pid, SIGTERM);
+    assert_int_equal(reap(&c), 0);
+    ex_log_lacks(&c, "error");
 }
 
 static void test_chat_broadcast_survives_a_vanished_client(void **state)
@@ -504,13 +578,20 @@ int main(void)
         cmocka_unit_test_teardown(test_drain_lets_busy_client_finish, end_leftovers),
         cmocka_unit_test_teardown(test_timeout_drops_stalled_client, end_leftovers),
         cmocka_unit_test_teardown(test_every_mode_serves_and_stops_with_idle_client, end_leftovers),
-        cmocka_unit_test_teardown(test_bad_arguments_exit_2, end_leftovers),
+        cmocka_unit_test_teardown(test_bad_arguments_exit_2_saying_why, end_leftovers),
+        cmocka_unit_test_teardown(test_bad_url_says_what_is_wrong, end_leftovers),
         cmocka_unit_test_teardown(test_help_exits_0, end_leftovers),
         cmocka_unit_test_teardown(test_listen_failure_exit_1, end_leftovers),
-        cmocka_unit_test_teardown(test_interactive_client, end_leftovers),
         cmocka_unit_test_teardown(test_chat_broadcast_survives_a_vanished_client, end_leftovers),
         cmocka_unit_test_teardown(test_robust_server_refuses_invalid_utf8, end_leftovers),
         cmocka_unit_test_teardown(test_line_server_commands_and_long_line, end_leftovers),
+        cmocka_unit_test_teardown(test_interactive_client_quits_cleanly_on_every_transport,
+                                  end_leftovers),
+        cmocka_unit_test_teardown(test_interactive_client_sends_nul_bytes, end_leftovers),
+        cmocka_unit_test_teardown(test_chat_relays_nul_bytes, end_leftovers),
+        cmocka_unit_test_teardown(test_line_server_nul_bytes, end_leftovers),
+        cmocka_unit_test_teardown(test_forked_children_log_whole_lines, end_leftovers),
+        cmocka_unit_test_teardown(test_datagram_sender_gone_is_not_an_error, end_leftovers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

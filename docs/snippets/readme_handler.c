@@ -1,8 +1,15 @@
 /* The handler example of README.md, compiled so the front page cannot rot
  * (scripts/check-docs.sh keeps README's block equal to the region below). */
 /* docs:begin readme */
+#include <errno.h>
 #include <socketserver.h>
 #include <stdio.h>
+
+/* A client leaves by closing (0) or by resetting: neither is an error. */
+static int client_left(ssize_t n)
+{
+    return n == 0 || n == -ECONNRESET || n == -EPIPE ? 0 : (int)n;
+}
 
 static int handle(ss_request *req, void *data)
 {
@@ -15,9 +22,9 @@ static int handle(ss_request *req, void *data)
                 buf[i] -= 'a' - 'A';
         int rc = ss_request_send_all(req, buf, (size_t)n); /* never short, no SIGPIPE */
         if (rc < 0)
-            return rc; /* reported once through handle_error */
+            return client_left(rc); /* other errors: reported once by handle_error */
     }
-    return (int)n;
+    return client_left(n);
 }
 
 int main(void)
