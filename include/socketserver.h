@@ -562,13 +562,17 @@ SS_API int ss_server_set_overload_reply(ss_server *srv, const char *message);
  *      children) have up to timeout_ms to end on their own; negative: no
  *      limit. Children are reaped and threads joined meanwhile.
  *   3. Those still in flight then are interrupted, counted in
- *      ss_stats.interrupted: the sockets of stream requests are shut down
- *      (shutdown(SHUT_RDWR): a handler's reads return 0 and its writes
- *      fail, so it returns), the pool's queued requests are shut down
- *      unhandled (ss_stats.cancelled), and each child of this server, and
- *      no other process, gets SIGTERM, then SIGKILL if it is still there
- *      1 s later. A socket is never touched after its request has closed
- *      it. drain waits up to 2 s more for all of this to end.
+ *      ss_stats.interrupted. First what has not started: the pool's
+ *      queued requests are shut down unhandled (ss_stats.cancelled), and
+ *      a forking server's request still waiting for the kernel to allow a
+ *      fork is refused (handle_error with -ECANCELED), so no handler
+ *      starts after the deadline. Then what runs: each child of this
+ *      server, and no other process, gets SIGTERM, then SIGKILL if it is
+ *      still there 1 s later, and the sockets of stream requests are shut
+ *      down (shutdown(SHUT_RDWR): a handler's reads return 0 and its
+ *      writes fail, so it returns). A socket is never touched after its
+ *      request has closed it. drain waits up to 2 s more for all of this
+ *      to end.
  * A stop request (ss_server_request_shutdown, e.g. from a second SIGINT,
  * or ss_server_shutdown) made during step 2, or pending when drain starts,
  * means "stop now": step 2 ends at once. One made during step 3 sends the
