@@ -136,9 +136,13 @@ SS_API const char *ss_dispatch_name(const ss_dispatcher *dispatcher);
 /*
  * One thread per request (Python's ThreadingMixIn). The handler runs in a
  * new thread with a small stack (ss_server_set_thread_stack_size); it may
- * share state with other requests only under its own locks. Threads are
- * joined as soon as they finish, so the bookkeeping holds live threads
- * only (Python's bpo-37193 grew it with every request). There is no limit
+ * share state with other requests only under its own locks. A thread
+ * that has finished its request leaves the bookkeeping at once, by
+ * itself, even when no loop runs (ss_server_handle_request between calls):
+ * it detaches itself, or, once ss_server_drain or ss_server_close has
+ * begun, is joined by them, so none outlives close. The bookkeeping holds
+ * running threads only (Python's bpo-37193 grew it with every request),
+ * and ss_stats.tracked falls as each handler returns. There is no limit
  * on threads: for untrusted load prefer ss_dispatch_pool().
  * ss_server_close waits for the handler threads (see
  * ss_server_set_block_on_close and ss_server_set_daemon_threads). A handler
@@ -687,7 +691,7 @@ typedef struct ss_stats {
     uint64_t accept_enomem;  /* no memory */
     uint64_t shed;           /* clients closed unserved while out of resources */
     /* the dispatcher (same as ss_dispatch_stats) */
-    uint64_t tracked;         /* threading: handler threads running or not yet joined;
+    uint64_t tracked;         /* threading: handler threads running their request;
                                  forking: children not yet reaped; pool: live workers */
     uint64_t queued;          /* pool: accepted requests waiting for a worker */
     uint64_t cancelled;       /* pool: queued requests shut down unhandled (close
