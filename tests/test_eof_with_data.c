@@ -41,6 +41,18 @@ static int line_handle(ss_request *req, void *data)
 }
 static const ss_handler line_handler = {.version = SS_HANDLER_VERSION, .handle = line_handle};
 
+/* Reads until the end of stream, answering nothing. */
+static int sink_handle(ss_request *req, void *data)
+{
+    (void)data;
+    char buf[256];
+    ssize_t n;
+    while ((n = ss_request_recv(req, buf, sizeof buf)) > 0)
+        ;
+    return (int)n;
+}
+static const ss_handler sink_handler = {.version = SS_HANDLER_VERSION, .handle = sink_handle};
+
 typedef struct scenario {
     const char *mode;
     const char *transport; /* "tcp" or "unix" */
@@ -86,7 +98,8 @@ static bool read_to_eof(int fd, char *buf, size_t size, size_t *got, long long d
 }
 
 /* Connects every client, pauses, then each sends `request` and shuts its
- * writing side down at once. Returns how many got `reply` and then EOF. */
+ * writing side down at once, or with no `reply` to wait for, closes its
+ * socket. Returns how many got `reply` and then EOF. */
 static int clients_run(ss_server *srv, const char *request, const char *reply)
 {
     int fds[CLIENTS];
@@ -95,8 +108,14 @@ static int clients_run(ss_server *srv, const char *request, const char *reply)
     usleep(PAUSE_MS * 1000);
     for (int i = 0; i < CLIENTS; i++) {
         ts_send(fds[i], request, strlen(request));
-        assert_int_equal(shutdown(fds[i], SHUT_WR), 0);
+        /* A forked child holds a copy of fds[i]: only shutdown ends the
+         * stream whatever copies exist. */
+        assert_int_equal(shutdown(fds[i], reply == NULL ? SHUT_RDWR : SHUT_WR), 0);
+        if (reply == NULL)
+            close(fds[i]);
     }
+    if (reply == NULL)
+        return CLIENTS;
     int good = 0;
     long long deadline = ts_now_ms() + CLIENT_WAIT;
     for (int i = 0; i < CLIENTS; i++) {
@@ -145,27 +164,38 @@ static void test_echo_then_eof(void **state)
     run(*state, &ts_echo, "hello", "hello");
 }
 
+/* Send and close, to a handler that reads to the end and answers
+ * nothing (an answer would draw a reset, a later event of its own): the
+ * server still closes every socket. */
+static void test_send_and_close(void **state)
+{
+    run(*state, &sink_handler, "hello", NULL);
+}
+
 /* No newline: the reader's last, partial line comes with the end. */
 static void test_partial_line_then_eof(void **state)
 {
     run(*state, &line_handler, "hello", "OK hello");
 }
 
-#define SCENARIO(m, t) {.mode = m, .transport = t}
+#define SCENARIO(m, t)                                                                             \
+    {                                                                                              \
+        .mode = m, .transport = t                                                                  \
+    }
 static const scenario scenarios[] = {
-    SCENARIO("pool", "tcp"),      SCENARIO("pool", "unix"),    SCENARIO("sync", "tcp"),
-    SCENARIO("sync", "unix"),     SCENARIO("threading", "tcp"), SCENARIO("threading", "unix"),
-    SCENARIO("forking", "tcp"),   SCENARIO("forking", "unix"),
+    SCENARIO("pool", "tcp"),    SCENARIO("pool", "unix"),     SCENARIO("sync", "tcp"),
+    SCENARIO("sync", "unix"),   SCENARIO("threading", "tcp"), SCENARIO("threading", "unix"),
+    SCENARIO("forking", "tcp"), SCENARIO("forking", "unix"),
 };
 
-#define FOR(test)                                                                              \
-    cmocka_unit_test_prestate(test, (void *)&scenarios[0]),                                    \
-        cmocka_unit_test_prestate(test, (void *)&scenarios[1]),                                \
-        cmocka_unit_test_prestate(test, (void *)&scenarios[2]),                                \
-        cmocka_unit_test_prestate(test, (void *)&scenarios[3]),                                \
-        cmocka_unit_test_prestate(test, (void *)&scenarios[4]),                                \
-        cmocka_unit_test_prestate(test, (void *)&scenarios[5]),                                \
-        cmocka_unit_test_prestate(test, (void *)&scenarios[6]),                                \
+#define FOR(test)                                                                                  \
+    cmocka_unit_test_prestate(test, (void *)&scenarios[0]),                                        \
+        cmocka_unit_test_prestate(test, (void *)&scenarios[1]),                                    \
+        cmocka_unit_test_prestate(test, (void *)&scenarios[2]),                                    \
+        cmocka_unit_test_prestate(test, (void *)&scenarios[3]),                                    \
+        cmocka_unit_test_prestate(test, (void *)&scenarios[4]),                                    \
+        cmocka_unit_test_prestate(test, (void *)&scenarios[5]),                                    \
+        cmocka_unit_test_prestate(test, (void *)&scenarios[6]),                                    \
         cmocka_unit_test_prestate(test, (void *)&scenarios[7])
 
 int main(void)
@@ -174,6 +204,7 @@ int main(void)
         FOR(test_line_then_eof),
         FOR(test_echo_then_eof),
         FOR(test_partial_line_then_eof),
+        FOR(test_send_and_close),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
