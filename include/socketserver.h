@@ -157,9 +157,13 @@ SS_API const char *ss_dispatch_name(const ss_dispatcher *dispatcher);
 /*
  * One thread per request (Python's ThreadingMixIn). The handler runs in a
  * new thread with a small stack (ss_server_set_thread_stack_size); it may
- * share state with other requests only under its own locks. Threads are
- * joined as soon as they finish, so the bookkeeping holds live threads
- * only (Python's bpo-37193 grew it with every request). There is no limit
+ * share state with other requests only under its own locks. A thread
+ * that has finished its request leaves the bookkeeping at once, by
+ * itself, even when no loop runs (ss_server_handle_request between calls):
+ * it detaches itself, or, once ss_server_drain or ss_server_close has
+ * begun, is joined by them, so none outlives close. The bookkeeping holds
+ * running threads only (Python's bpo-37193 grew it with every request),
+ * and ss_stats.tracked falls as each handler returns. There is no limit
  * on threads: for untrusted load prefer ss_dispatch_pool().
  * ss_server_close waits for the handler threads (see
  * ss_server_set_block_on_close and ss_server_set_daemon_threads). A handler
@@ -600,13 +604,17 @@ SS_API int ss_server_set_overload_reply(ss_server *srv, const char *message);
  *      children) have up to timeout_ms to end on their own; negative: no
  *      limit. Children are reaped and threads joined meanwhile.
  *   3. Those still in flight then are interrupted, counted in
- *      ss_stats.interrupted: the sockets of stream requests are shut down
- *      (shutdown(SHUT_RDWR): a handler's reads return 0 and its writes
- *      fail, so it returns), the pool's queued requests are shut down
- *      unhandled (ss_stats.cancelled), and each child of this server, and
- *      no other process, gets SIGTERM, then SIGKILL if it is still there
- *      1 s later. A socket is never touched after its request has closed
- *      it. drain waits up to 2 s more for all of this to end.
+ *      ss_stats.interrupted. First what has not started: the pool's
+ *      queued requests are shut down unhandled (ss_stats.cancelled), and
+ *      a forking server's request still waiting for the kernel to allow a
+ *      fork is refused (handle_error with -ECANCELED), so no handler
+ *      starts after the deadline. Then what runs: each child of this
+ *      server, and no other process, gets SIGTERM, then SIGKILL if it is
+ *      still there 1 s later, and the sockets of stream requests are shut
+ *      down (shutdown(SHUT_RDWR): a handler's reads return 0 and its
+ *      writes fail, so it returns). A socket is never touched after its
+ *      request has closed it. drain waits up to 2 s more for all of this
+ *      to end.
  * A stop request (ss_server_request_shutdown, e.g. from a second SIGINT,
  * or ss_server_shutdown) made during step 2, or pending when drain starts,
  * means "stop now": step 2 ends at once. One made during step 3 sends the
@@ -721,7 +729,7 @@ typedef struct ss_stats {
     uint64_t accept_enomem;  /* no memory */
     uint64_t shed;           /* clients closed unserved while out of resources */
     /* the dispatcher (same as ss_dispatch_stats) */
-    uint64_t tracked;         /* threading: handler threads running or not yet joined;
+    uint64_t tracked;         /* threading: handler threads running their request;
                                  forking: children not yet reaped; pool: live workers */
     uint64_t queued;          /* pool: accepted requests waiting for a worker */
     uint64_t cancelled;       /* pool: queued requests shut down unhandled (close

@@ -335,7 +335,9 @@ static void drop_unforked(ss_server *srv, forks *fs)
 
 /* Drain's deadline: SIGTERM, then SIGKILL, to our own children only. A pid
  * not yet reaped cannot belong to anybody else: even exited, the child
- * keeps it until waitpid. */
+ * keeps it until waitpid. The request still waiting for a fork is refused
+ * first, before the core shuts the live sockets down, so the service step
+ * drain keeps running never forks it after the deadline. */
 static void fork_abort(ss_server *srv, bool force)
 {
     forks *fs = srv->dispatch_state;

@@ -541,13 +541,21 @@ static void wait_unshared(pool *p)
     pthread_mutex_unlock(&p->lock);
 }
 
-/* Drain's deadline: the queued requests are not started any more. The
- * running ones had their sockets shut down by the core, which wakes
- * their parked fibers (a hang-up is readiness). */
+/* Drain's deadline, before the core shuts the running requests' sockets
+ * down (which wakes their parked fibers: a hang-up is readiness): the
+ * workers take nothing more from the queue, and what is queued is shut
+ * down unhandled. Otherwise a fiber ended by that shutdown would leave
+ * room for a queued request, which would then run after the deadline.
+ * The server takes no new request after a drain, so the queue stays
+ * closed; close's own begin_close sets `cancel` as it needs. */
 static void pool_abort(ss_server *srv, bool force)
 {
     (void)force;
-    cancel_queued(srv, srv->dispatch_state);
+    pool *p = srv->dispatch_state;
+    pthread_mutex_lock(&p->lock);
+    p->cancel = true;
+    pthread_mutex_unlock(&p->lock);
+    cancel_queued(srv, p);
 }
 
 static void pool_close(ss_server *srv)

@@ -1,8 +1,13 @@
 /* The threading dispatcher (Python's ThreadingMixIn): one thread per
- * request. Unlike Python, a finished thread is joined as soon as the loop
- * hears that it is done, so the bookkeeping holds live threads only and
- * never grows with the number of past requests (bpo-37193); and handler
- * threads get a small stack (an option) instead of the system's 8 MiB. */
+ * request. Unlike Python, a thread that has finished its request leaves
+ * the bookkeeping at once, by itself, whether or not the loop ever turns
+ * again (a server driven by handle_request runs none between calls): the
+ * bookkeeping holds running threads only and never grows with the number
+ * of past requests (bpo-37193). Such a thread detaches itself; one that
+ * finishes while close or drain is collecting threads is joined by them
+ * instead, so that nothing of it, not even its last steps, outlives close.
+ * Handler threads get a small stack (an option) instead of the system's
+ * 8 MiB. */
 #include "internal.h"
 
 #include <errno.h>
@@ -10,9 +15,10 @@
 
 typedef struct threads threads;
 
-/* One handler thread. On the running list until its request is over, then
- * on the finished list until the serving thread joins and frees it. Once
- * detached (by close), the thread frees its record itself. */
+/* One handler thread. On the running list until its request is over.
+ * Then it detaches itself and frees its record, or, while close or drain
+ * collects threads, goes on the finished list for them to join and free.
+ * Once detached by close, the thread frees its record itself. */
 typedef struct worker {
     struct worker *prev, *next;
     threads *owner;
@@ -28,9 +34,10 @@ struct threads {
     pthread_cond_t changed; /* a joinable thread finished its request */
     pthread_attr_t attr;
     worker running;   /* sentinel of a circular list */
-    worker *finished; /* singly linked through next */
+    worker *finished; /* singly linked through next: for close or drain to join */
     int joinable;     /* running threads close must still wait for */
     int refs;         /* the server's + one per thread still running */
+    bool collect;     /* close or drain began: finished threads wait to be joined */
 };
 
 /* ---- state life: the server and every thread hold a reference ---- */
@@ -68,16 +75,16 @@ static int thread_start(ss_server *srv)
 
 /* ---- reaping ---- */
 
-/* Joins the threads that have finished their requests. The join cannot
- * block for long: a thread on this list has nothing left to do but return. */
-static void join_all(ss_server *srv, worker *list)
+/* Joins the threads that have finished their requests (already counted
+ * out of stats.tracked). The join cannot block for long: a thread on this
+ * list has nothing left to do but return. */
+static void join_all(worker *list)
 {
     while (list != NULL) {
         worker *w = list;
         list = w->next;
         pthread_join(w->tid, NULL);
         free(w);
-        atomic_fetch_sub(&srv->count.tracked, 1);
     }
 }
 
@@ -90,9 +97,19 @@ static worker *take_finished(threads *ts)
     return list;
 }
 
+/* The loop's and drain's step: joins the threads that finished while
+ * drain or close collects them. Drain calls it first thing, and from then
+ * on until close, finished threads are collected: a thread that ends the
+ * drain by finishing is joined by close, not left in its last steps. */
 static void thread_service(ss_server *srv)
 {
-    join_all(srv, take_finished(srv->dispatch_state));
+    threads *ts = srv->dispatch_state;
+    if (atomic_load(&srv->draining)) {
+        pthread_mutex_lock(&ts->lock);
+        ts->collect = true;
+        pthread_mutex_unlock(&ts->lock);
+    }
+    join_all(take_finished(ts));
 }
 
 /* ---- one thread per request ---- */
@@ -103,26 +120,34 @@ static void unlink_worker(worker *w)
     w->next->prev = w->prev;
 }
 
-/* The request is over: hand the record to the reaper, or free it if
- * close already let this thread go. Either way the caller must not touch
- * w afterwards: the reaper may free it as soon as the lock is released. */
+/* The request is over: out of stats.tracked at once; the record goes to
+ * whoever joins it, or is freed here if the thread lets itself go or
+ * close already let it go. Either way the caller must not touch w
+ * afterwards: a joiner may free it as soon as the lock is released. */
 static void worker_done(ss_server *srv, worker *w)
 {
     threads *ts = w->owner;
     pthread_mutex_lock(&ts->lock);
     unlink_worker(w);
-    bool detached = w->detached;
-    if (!detached) {
-        w->next = ts->finished;
-        ts->finished = w;
+    atomic_fetch_sub(&srv->count.tracked, 1);
+    /* Outside drain and close nobody may come to join it (handle_request
+     * runs no loop between calls): it lets itself go. `draining` covers
+     * a drain that has not run its first service step yet. */
+    bool collected = ts->collect || atomic_load(&srv->draining);
+    bool by_itself = w->detached || !collected;
+    if (!w->detached) {
         ts->joinable--;
         pthread_cond_broadcast(&ts->changed);
     }
-    pthread_mutex_unlock(&ts->lock);
-    if (detached) {
-        free(w);
-        atomic_fetch_sub(&srv->count.tracked, 1);
+    if (by_itself && !w->detached)
+        pthread_detach(pthread_self()); /* this is w's thread */
+    if (!by_itself) {
+        w->next = ts->finished;
+        ts->finished = w;
     }
+    pthread_mutex_unlock(&ts->lock);
+    if (by_itself)
+        free(w);
 }
 
 static void *worker_main(void *arg)
@@ -134,7 +159,6 @@ static void *worker_main(void *arg)
     ss__request_run(req);
     ss__request_finish(req);
     worker_done(srv, w);
-    ss__server_wake(srv); /* the loop joins us promptly */
     threads_unref(ts);
     ss__server_unref(srv);
     return NULL;
@@ -165,7 +189,7 @@ static int spawn(ss_server *srv, threads *ts, worker *w)
 static void thread_process(ss_server *srv, ss_request *req)
 {
     threads *ts = srv->dispatch_state;
-    thread_service(srv); /* as Python's _Threads.append reaps first */
+    thread_service(srv); /* what a drain left to join; Python's append reaps too */
     worker *w = calloc(1, sizeof *w);
     int rc = -ENOMEM;
     if (w != NULL) {
@@ -213,13 +237,14 @@ static void thread_close(ss_server *srv)
 {
     threads *ts = srv->dispatch_state;
     pthread_mutex_lock(&ts->lock);
+    ts->collect = true;
     let_go(srv, ts);
     while (ts->joinable > 0)
         pthread_cond_wait(&ts->changed, &ts->lock);
     worker *list = ts->finished;
     ts->finished = NULL;
     pthread_mutex_unlock(&ts->lock);
-    join_all(srv, list);
+    join_all(list);
     srv->dispatch_state = NULL;
     threads_unref(ts);
 }

@@ -1,8 +1,9 @@
 /* Graceful stop (ss_server_drain): with the loop stopped, wait for the
  * requests in flight to end; past the deadline, or on a second stop
  * request, interrupt them: the core shuts down the sockets of the
- * requests alive in this process (the live list, request.c), and the
- * dispatcher ends what only it can reach (the pool's queue, children).
+ * requests alive in this process (the live list, request.c), after the
+ * dispatcher has ended what only it can reach (the pool's queue,
+ * children).
  * Waiting is event-driven: every request that ends while draining wakes
  * the wake-up pipe (ss__hold_drop), a forked child writes to it as it
  * exits, and the dispatcher's service step reaps and joins meanwhile. */
@@ -27,15 +28,19 @@ static bool wait_idle(ss_server *srv, int64_t deadline, bool stoppable)
     }
 }
 
-/* Shut the live sockets down and let the dispatcher end the rest; then
- * force what is still there after GRACE_MS, or at a further stop request
- * (the one that brought us here is consumed first). */
+/* The dispatcher first ends what has not started (the pool's queue, a
+ * request waiting for a fork) and signals its children; only then are the
+ * live sockets shut down: the other way round, a worker freed by an
+ * interrupted handler would take a queued request and run its handler
+ * after the deadline. Then force what is still there after GRACE_MS, or
+ * at a further stop request (the one that brought us here is consumed
+ * first). */
 static void interrupt_all(ss_server *srv)
 {
     atomic_store(&srv->stop_requested, false);
     atomic_fetch_add(&srv->count.interrupted, atomic_load(&srv->count.active));
-    ss__requests_interrupt(srv);
     srv->dispatch->abort(srv, false);
+    ss__requests_interrupt(srv);
     if (wait_idle(srv, ss__deadline(GRACE_MS), true))
         return;
     srv->dispatch->abort(srv, true);

@@ -85,6 +85,7 @@ struct ss__fiber {
     bool runnable; /* on the run queue */
     short want;    /* POLLIN / POLLOUT waited for; 0 = not parked on an fd */
     bool readable; /* fd: no short read since its last readiness report */
+    bool ended;    /* fd: a hang-up, end of stream or error was reported */
     int result;    /* what ss__fiber_wait returns: 1 ready, 0 timed out */
     int fd;        /* registered with the readiness set, -1 if none */
     size_t slot;   /* poll backend: index in waiting[] */
@@ -320,6 +321,8 @@ static int set_watch(ss__sched *s, ss__fiber *f, int fd, short events)
     if (epoll_ctl(s->ep, EPOLL_CTL_ADD, fd, &ev) < 0)
         return -errno;
     f->fd = fd;
+    f->readable = true; /* a new socket: nothing known about it yet */
+    f->ended = false;
     return 0;
 }
 
@@ -344,7 +347,7 @@ static short to_poll_events(uint32_t ev)
     if (ev & EPOLLOUT)
         out |= POLLOUT;
     if (ev & (EPOLLERR | EPOLLHUP | EPOLLRDHUP))
-        out |= POLLIN | POLLOUT; /* the I/O call will tell which */
+        out |= POLLIN | POLLOUT | POLLHUP; /* the I/O call will tell which */
     return out;
 }
 
@@ -437,10 +440,16 @@ static bool set_wait(ss__sched *s, int timeout_ms)
 
 #endif
 
+/* An end of stream, hang-up or error is reported once, often in the same
+ * edge as the last bytes: it is remembered for good (such a state never
+ * goes away), so the short read of those bytes cannot make the fiber park
+ * for an edge that was already reported (ss__fiber_drained_fd). */
 static void fd_ready(ss__sched *s, ss__fiber *f, short revents)
 {
     if (revents & POLLIN)
         f->readable = true;
+    if (revents & (POLLHUP | POLLERR))
+        f->ended = true;
     if (f->want == 0 || (revents & (f->want | POLLERR | POLLHUP)) == 0)
         return; /* an edge nobody waits for: the next I/O call sees it */
     set_unwatch(s, f);
@@ -574,6 +583,7 @@ int ss__sched_spawn(ss__sched *s, void (*fn)(void *, void *), void *a, void *b)
     f->fd = -1;
     f->want = 0;
     f->readable = true;
+    f->ended = false;
     f->done = false;
 #ifdef FAST_SWITCH
     f->started = false;
@@ -668,7 +678,12 @@ int ss__fiber_wait(int fd, short events, int64_t deadline)
  * emptied the socket, so the next one would fail with EAGAIN; park at once
  * instead, saving that system call on every request. Only for a socket in
  * the readiness set, whose next arrival is then sure to be reported. An
- * end of stream (0) is not a short read: reading on must see 0 again. */
+ * end of stream (0) is not a short read: reading on must see 0 again.
+ * "No bytes now" is not "nothing more to report": an end of stream, a
+ * hang-up or an error that came in the same edge as the bytes just read
+ * is never reported again, so once one was seen the fiber always tries
+ * the socket before it parks (the poll() backend, level-triggered, never
+ * skips the try: its fiber leaves the set, f->fd = -1, when it wakes). */
 void ss__fiber_drained(int fd)
 {
     ss__fiber *f = this_sched->current;
@@ -679,7 +694,7 @@ void ss__fiber_drained(int fd)
 bool ss__fiber_drained_fd(int fd)
 {
     ss__fiber *f = this_sched->current;
-    return f->fd == fd && !f->readable;
+    return f->fd == fd && !f->readable && !f->ended;
 }
 
 void ss__fiber_forget_fd(void)

@@ -158,9 +158,11 @@ struct ss_dispatcher {
     /* Longest the loop may sleep before service must run; -1 = no limit. */
     int (*max_wait_ms)(ss_server *srv);
     /* Drain, once its deadline has passed: end the requests this
-     * dispatcher holds beyond the core's reach (queued ones, children).
-     * The core has already shut the live requests' sockets down; force
-     * means the gentle way did not suffice. */
+     * dispatcher holds beyond the core's reach: cancel those not started
+     * (queued, waiting for a fork), so none starts later, and signal
+     * children. Called before the core shuts the live requests' sockets
+     * down (the requests it cancels are on that list too), and again
+     * with force when the gentle way did not suffice. */
     void (*abort)(ss_server *srv, bool force);
     /* server_close: wait for or let go of running requests; free state. */
     void (*close)(ss_server *srv);

@@ -329,6 +329,19 @@ int td_zombies(void)
     return n < 0 ? -1 : count;
 }
 
+int td_threads(void)
+{
+    DIR *d = opendir("/proc/self/task");
+    if (d == NULL)
+        return -1;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL)
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n;
+}
+
 int td_reap_strays(int timeout_ms)
 {
     pid_t pids[256];

@@ -80,6 +80,8 @@ pid_t td_own_child(void);
 /* Zombie children of this process other than td_own_child(); -1 where
  * /proc is missing. */
 int td_zombies(void);
+/* Threads of this process; -1 where /proc is missing. */
+int td_threads(void);
 /* Reaps every child of this process except td_own_child() (waiting at
  * most timeout_ms); returns how many, -1 where /proc is missing. */
 int td_reap_strays(int timeout_ms);

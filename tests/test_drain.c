@@ -5,7 +5,6 @@
  * Handlers may run in a forked child: they never call cmocka. */
 #include "dispatch_support.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -24,26 +23,13 @@
 
 /* ---- what the process holds ---- */
 
-static int count_threads(void)
-{
-    DIR *d = opendir("/proc/self/task");
-    if (d == NULL)
-        return -1;
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL)
-        n += e->d_name[0] != '.';
-    closedir(d);
-    return n;
-}
-
 typedef struct baseline {
     int fds, threads;
 } baseline;
 
 static baseline take_baseline(void)
 {
-    return (baseline){ts_count_fds(), count_threads()};
+    return (baseline){ts_count_fds(), td_threads()};
 }
 
 /* After close: the process holds what it held before the server. The
@@ -51,7 +37,7 @@ static baseline take_baseline(void)
 static void assert_nothing_left(baseline before)
 {
     assert_true(td_wait_fds(before.fds, 5000));
-    assert_int_equal(count_threads(), before.threads);
+    assert_int_equal(td_threads(), before.threads);
     assert_true(td_zombies() <= 0);
 }
 
