@@ -448,21 +448,21 @@ int ss__bufio_flush(ss_request *req);       /* pending output, or the sticky err
 int ss__bufio_final_flush(ss_request *req); /* after finish; 0 if nothing was pending */
 void ss__bufio_free(ss_request *req);
 
-/* linger.c: the end of a stream request's socket, already shut down for
- * writing. Closes fd at once unless the peer shows it is sending more than
- * was read (bytes unread in the socket, or pipelined: in the request's
- * reader) and closing now could reset the connection and lose our reply;
- * such a socket gets a lingering close: read and discarded until the peer
- * closes, or a bound. That happens in a process-wide background thread,
- * or with in_place (a forking child about to exit) right here.
- * send_queue: TCP, whose unacknowledged bytes a reset destroys; false for
- * Unix streams. fd belongs to this call from here on. */
+/* linger.c: the end of a stream request's socket: shutdown(SHUT_WR),
+ * then close. Closes fd at once when nothing can be lost: the peer has
+ * closed, or nothing is unread and everything we sent was acknowledged.
+ * Otherwise a reset (any byte the peer sends after the close) could
+ * destroy the end of our reply, so fd gets a lingering close: read and
+ * discarded until the peer closes, or a bound. That happens in a
+ * process-wide background thread, or with in_place (a forking child about
+ * to exit) right here. send_queue: TCP, whose unacknowledged bytes a
+ * reset destroys; false for Unix streams. fd belongs to this call. */
 typedef enum ss__linger_result {
     SS__CLOSED_AT_ONCE, /* nothing to wait for */
     SS__LINGERED,       /* closed or to be closed after lingering */
     SS__LINGER_REFUSED, /* needed it, but the lingerer was full: closed at once */
 } ss__linger_result;
-ss__linger_result ss__linger_close(int fd, bool send_queue, bool pipelined, bool in_place);
+ss__linger_result ss__linger_close(int fd, bool send_queue, bool in_place);
 
 /* fd.c: close-on-exec descriptors everywhere. */
 int ss__socket(int domain, int type, int protocol);

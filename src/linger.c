@@ -36,6 +36,7 @@
 #define LINGER_TOTAL_MS    30000       /* Apache's MAX_SECS_TO_LINGER, nginx's lingering_time */
 #define LINGER_DISCARD_MAX (1 << 20)   /* bytes thrown away before we give up on the peer */
 #define LINGER_SWEEP_MS    100         /* how often the send queues are looked at */
+#define LINGER_RETIRE_MS   1000        /* the thread ends after this long with nothing to do */
 #define LINGER_MAX         1024        /* lingering sockets at most, per process ... */
 #define LINGER_MIN         16          /* ... and at least, whatever RLIMIT_NOFILE says */
 #define INLINE_READS       8           /* recv calls in the request's own thread */
@@ -46,6 +47,7 @@
 typedef struct lingering {
     int fd;
     bool send_queue;  /* TCP: our unacknowledged bytes are lost on a reset */
+    bool fin_queued;  /* shutdown(SHUT_WR) worked: SIOCOUTQ counts our FIN too */
     int outq;         /* SIOCOUTQ last seen; -1: unknown */
     size_t discarded; /* bytes read and thrown away */
     int64_t started_ms, progress_ms;
@@ -90,8 +92,11 @@ static ssize_t discard(int fd, char *buf, size_t size, int max_reads, bool *more
     return total;
 }
 
-/* What of ours a reset would still destroy: 0 when nothing. -1 when the
- * system cannot tell (then only the peer's EOF or a bound ends it). */
+/* How many bytes of ours a reset would still destroy: 0 when none. -1
+ * when the system cannot tell (then only the peer's EOF or a bound ends
+ * the lingering). Our FIN is not one of them: it has the last sequence
+ * number, so an outq of 1 means every byte before it was acknowledged,
+ * and if a reset replaces it the peer still reads all our data. */
 static int unacknowledged(const lingering *e)
 {
     if (!e->send_queue)
@@ -99,7 +104,7 @@ static int unacknowledged(const lingering *e)
 #if defined(SIOCOUTQ)
     int queued = 0;
     if (ioctl(e->fd, SIOCOUTQ, &queued) == 0)
-        return queued;
+        return e->fin_queued && queued > 0 ? queued - 1 : queued;
 #endif
     return -1;
 }
@@ -179,9 +184,7 @@ static void remove_done(const bool *done, int n)
     pthread_mutex_unlock(&L.lock);
 }
 
-/* The entries present now, as poll() wants them after the wake pipe.
- * With none left, the thread ends (0): a process that no longer lingers
- * holds no thread and no pipe for it; the next hand-off starts another. */
+/* The entries present now, as poll() wants them after the wake pipe. */
 static int snapshot(struct pollfd *fds)
 {
     pthread_mutex_lock(&L.lock);
@@ -189,27 +192,46 @@ static int snapshot(struct pollfd *fds)
     for (int i = 0; i < n; i++)
         fds[i + 1] = (struct pollfd){.fd = L.entries[i].fd, .events = POLLIN};
     fds[0] = (struct pollfd){.fd = L.wake[0], .events = POLLIN};
-    if (n == 0) {
+    pthread_mutex_unlock(&L.lock);
+    return n;
+}
+
+/* With nothing to linger for LINGER_RETIRE_MS, the thread ends: a process
+ * that no longer lingers holds no thread and no pipe for it, and the next
+ * hand-off starts another. Returns true when the thread should return. */
+static bool retire(int n, int64_t now, int64_t *idle_since)
+{
+    if (n > 0 || *idle_since < 0) {
+        *idle_since = n > 0 ? -1 : now;
+        return false;
+    }
+    if (now - *idle_since < LINGER_RETIRE_MS)
+        return false;
+    pthread_mutex_lock(&L.lock);
+    bool idle = L.count == 0;
+    if (idle) {
         ss__close(&L.wake[0]);
         ss__close(&L.wake[1]);
         L.running = false;
     }
     pthread_mutex_unlock(&L.lock);
-    return n;
+    return idle;
 }
 
 /* Entries [0, n) are the thread's to update until remove_done: adders
- * only ever write at index count and beyond. Runs while any is left. */
+ * only ever write at index count and beyond. */
 static void *lingerer_main(void *arg)
 {
     (void)arg;
     static struct pollfd fds[1 + LINGER_MAX];
     static bool done[LINGER_MAX];
     static char buf[THREAD_BUFFER];
-    int64_t next_sweep = 0;
-    int n;
-    while ((n = snapshot(fds)) > 0) {
-        (void)poll(fds, (nfds_t)n + 1, LINGER_SWEEP_MS);
+    int64_t next_sweep = 0, idle_since = -1;
+    for (;;) {
+        int n = snapshot(fds);
+        if (retire(n, ss__now_ms(), &idle_since))
+            return NULL;
+        (void)poll(fds, (nfds_t)n + 1, n > 0 ? LINGER_SWEEP_MS : LINGER_RETIRE_MS);
         if (fds[0].revents != 0)
             empty_wake_pipe();
         int64_t now = ss__now_ms();
@@ -224,7 +246,6 @@ static void *lingerer_main(void *arg)
         }
         remove_done(done, n);
     }
-    return NULL;
 }
 
 /* ---- fork ---- */
@@ -313,30 +334,30 @@ static bool hand_off(const lingering *e)
     return taken;
 }
 
-/* The first look, in the request's thread. Like nginx (lingering_close
- * on), only a peer that shows it sends more than was read is waited for:
- * bytes unread in the socket or in the request's reader. One that has
- * sent nothing more (the common case) costs one recv(): a socket closed
- * with nothing unread closes gracefully, and the kernel still delivers
- * what we queued. Only bytes arriving later, while some of ours are still
- * unacknowledged, would reset it: the window nginx leaves open too, and
- * the price of not holding every connection until its peer closes. */
-static bool close_now(lingering *e, bool pipelined)
+/* The first look, in the request's thread: one recv() when the peer has
+ * closed already (the common case of a client that closes first), one
+ * more (ioctl) when nothing is unread. A socket closed then with bytes of
+ * ours unacknowledged would still be reset by any byte the peer sends
+ * afterwards (a pipelined request 50 ms later, say), so it lingers too. */
+static bool close_now(lingering *e)
 {
     char buf[INLINE_BUFFER];
     bool more;
     ssize_t got = discard(e->fd, buf, sizeof buf, INLINE_READS, &more);
-    if (got == 0 && !more && !pipelined)
-        return true;
     return may_close(e, e->started_ms, got, more);
 }
 
-ss__linger_result ss__linger_close(int fd, bool send_queue, bool pipelined, bool in_place)
+ss__linger_result ss__linger_close(int fd, bool send_queue, bool in_place)
 {
+    bool fin_queued = shutdown(fd, SHUT_WR) == 0;
     int64_t now = ss__now_ms();
-    lingering e = {
-        .fd = fd, .send_queue = send_queue, .outq = -1, .started_ms = now, .progress_ms = now};
-    if (close_now(&e, pipelined)) {
+    lingering e = {.fd = fd,
+                   .send_queue = send_queue,
+                   .fin_queued = fin_queued,
+                   .outq = -1,
+                   .started_ms = now,
+                   .progress_ms = now};
+    if (close_now(&e)) {
         close(fd);
         return SS__CLOSED_AT_ONCE;
     }

@@ -130,10 +130,8 @@ void ss__stream_shutdown_request(ss_request *req)
     ss_server *srv = req->server;
     if (req->fd < 0)
         return;
-    shutdown(req->fd, SHUT_WR);
     bool tcp = srv->url.scheme == SS__SCHEME_TCP;
-    bool pipelined = req->in.start < req->in.end; /* read ahead, never consumed */
-    ss__linger_result how = ss__linger_close(req->fd, tcp, pipelined, req->linger_in_place);
+    ss__linger_result how = ss__linger_close(req->fd, tcp, req->linger_in_place);
     req->fd = -1;
     if (how == SS__LINGERED)
         atomic_fetch_add(&srv->count.lingering_closes, 1);
