@@ -103,13 +103,15 @@ typedef struct ss_request ss_request;
  * Each returns 0 (or any non-negative value) on success or a negative error
  * code; the first failure is passed once to the server's handle_error hook.
  * Whatever a handler returns, the server then shuts the request down. For
- * a stream (tcp, unix) that is shutdown(SHUT_WR), then close; if the client
- * may still be sending (it sent more than the handler read) and closing
- * now could reset the connection and destroy the end of the reply, the
- * socket is handed to a background thread of the library that reads and
- * discards until the client closes, at most 2 s without progress and 30 s
- * in all (a lingering close, as nginx and Apache do: ss_stats.
- * lingering_closes, docs/production.md). The request has ended by then.
+ * a stream (tcp, unix) that is shutdown(SHUT_WR), then close. If the client
+ * has not closed yet and input is unread, or (TCP) part of the reply is
+ * not yet acknowledged, closing could reset the connection and destroy the
+ * end of the reply (a client that sent more than the handler read); such
+ * a socket is handed to a background thread of the library, which reads
+ * and discards until the client closes, at most 2 s without progress,
+ * 30 s and 1 MiB in all: a lingering close, as nginx and Apache do
+ * (ss_stats.lingering_closes, docs/production.md). The request has ended
+ * by then; a forking child lingers in place before it exits.
  *
  * The table is copied by the server; `version` must be SS_HANDLER_VERSION.
  * New slots are only ever appended.

@@ -9,8 +9,8 @@
  *
  * The common cases cost one or two system calls in the request's thread:
  * the peer has closed already (recv returns 0), or nothing is unread and
- * nothing of ours can be lost (Linux: SIOCOUTQ is 0, everything we sent
- * was acknowledged, FIN included; Unix streams have no send queue). Any
+ * nothing of ours can be lost (Linux: SIOCOUTQ shows every byte we sent
+ * acknowledged, but maybe our FIN; Unix streams have no send queue). Any
  * other socket goes to one background thread per process, which polls
  * every lingering socket and closes each at EOF, an error, once nothing
  * can be lost any more, or at a bound (LINGER_IDLE_MS without progress,
@@ -36,7 +36,6 @@
 #define LINGER_TOTAL_MS    30000       /* Apache's MAX_SECS_TO_LINGER, nginx's lingering_time */
 #define LINGER_DISCARD_MAX (1 << 20)   /* bytes thrown away before we give up on the peer */
 #define LINGER_SWEEP_MS    100         /* how often the send queues are looked at */
-#define LINGER_RETIRE_MS   1000        /* the thread ends after this long with nothing to do */
 #define LINGER_MAX         1024        /* lingering sockets at most, per process ... */
 #define LINGER_MIN         16          /* ... and at least, whatever RLIMIT_NOFILE says */
 #define INLINE_READS       8           /* recv calls in the request's own thread */
@@ -59,11 +58,10 @@ typedef struct lingering {
 static struct {
     pthread_mutex_t lock;
     bool running; /* the thread exists in this process */
-    int wake[2];  /* a new entry: wakes the thread's poll */
     int cap;      /* LINGER_MIN..LINGER_MAX, a quarter of RLIMIT_NOFILE */
     int count;    /* entries [0, count) */
     lingering entries[LINGER_MAX];
-} L = {.lock = PTHREAD_MUTEX_INITIALIZER, .wake = {-1, -1}};
+} L = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 
@@ -157,19 +155,6 @@ static void linger_here(lingering *e)
 
 /* ---- the lingerer thread ---- */
 
-static void wake_thread(void)
-{
-    ssize_t ignored = write(L.wake[1], "", 1); /* full pipe: a wake-up is pending anyway */
-    (void)ignored;
-}
-
-static void empty_wake_pipe(void)
-{
-    char sink[64];
-    while (read(L.wake[0], sink, sizeof sink) > 0) {
-    }
-}
-
 /* Closes and removes the entries marked done; the last entry (maybe one
  * added since the poll) moves into each freed slot. */
 static void remove_done(const bool *done, int n)
@@ -184,68 +169,48 @@ static void remove_done(const bool *done, int n)
     pthread_mutex_unlock(&L.lock);
 }
 
-/* The entries present now, as poll() wants them after the wake pipe. */
+/* The entries present now, as poll() wants them. With none left the
+ * thread ends (returns 0): a process that no longer lingers holds no
+ * thread for it, and the next hand-off starts one again. */
 static int snapshot(struct pollfd *fds)
 {
     pthread_mutex_lock(&L.lock);
     int n = L.count;
     for (int i = 0; i < n; i++)
-        fds[i + 1] = (struct pollfd){.fd = L.entries[i].fd, .events = POLLIN};
-    fds[0] = (struct pollfd){.fd = L.wake[0], .events = POLLIN};
+        fds[i] = (struct pollfd){.fd = L.entries[i].fd, .events = POLLIN};
+    if (n == 0)
+        L.running = false;
     pthread_mutex_unlock(&L.lock);
     return n;
 }
 
-/* With nothing to linger for LINGER_RETIRE_MS, the thread ends: a process
- * that no longer lingers holds no thread and no pipe for it, and the next
- * hand-off starts another. Returns true when the thread should return. */
-static bool retire(int n, int64_t now, int64_t *idle_since)
-{
-    if (n > 0 || *idle_since < 0) {
-        *idle_since = n > 0 ? -1 : now;
-        return false;
-    }
-    if (now - *idle_since < LINGER_RETIRE_MS)
-        return false;
-    pthread_mutex_lock(&L.lock);
-    bool idle = L.count == 0;
-    if (idle) {
-        ss__close(&L.wake[0]);
-        ss__close(&L.wake[1]);
-        L.running = false;
-    }
-    pthread_mutex_unlock(&L.lock);
-    return idle;
-}
-
 /* Entries [0, n) are the thread's to update until remove_done: adders
- * only ever write at index count and beyond. */
+ * only ever write at index count and beyond. An entry added meanwhile is
+ * first looked at when the poll's tick ends, at most LINGER_SWEEP_MS
+ * later: no wake-up descriptor is needed. */
 static void *lingerer_main(void *arg)
 {
     (void)arg;
-    static struct pollfd fds[1 + LINGER_MAX];
+    static struct pollfd fds[LINGER_MAX];
     static bool done[LINGER_MAX];
     static char buf[THREAD_BUFFER];
-    int64_t next_sweep = 0, idle_since = -1;
-    for (;;) {
-        int n = snapshot(fds);
-        if (retire(n, ss__now_ms(), &idle_since))
-            return NULL;
-        (void)poll(fds, (nfds_t)n + 1, n > 0 ? LINGER_SWEEP_MS : LINGER_RETIRE_MS);
-        if (fds[0].revents != 0)
-            empty_wake_pipe();
+    int64_t next_sweep = 0;
+    int n;
+    while ((n = snapshot(fds)) > 0) {
+        (void)poll(fds, (nfds_t)n, LINGER_SWEEP_MS);
         int64_t now = ss__now_ms();
         bool sweep = now >= next_sweep;
         if (sweep)
             next_sweep = now + LINGER_SWEEP_MS;
         for (int i = 0; i < n; i++) {
             lingering *e = &L.entries[i];
-            done[i] = fds[i + 1].revents != 0 || sweep
+            done[i] = fds[i].revents != 0 || sweep
                           ? linger_step(e, now, buf, sizeof buf, THREAD_READS)
                           : expired(e, now);
         }
         remove_done(done, n);
     }
+    return NULL;
 }
 
 /* ---- fork ---- */
@@ -268,11 +233,7 @@ static void after_fork_child(void)
     for (int i = 0; i < L.count; i++)
         close(L.entries[i].fd);
     L.count = 0;
-    if (L.running) {
-        ss__close(&L.wake[0]);
-        ss__close(&L.wake[1]);
-        L.running = false;
-    }
+    L.running = false;
     pthread_mutex_unlock(&L.lock);
 }
 
@@ -296,8 +257,6 @@ static int linger_cap(void)
  * its own threads. Called under the lock. */
 static bool start_thread(void)
 {
-    if (ss__pipe(L.wake) < 0)
-        return false;
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
@@ -310,14 +269,8 @@ static bool start_thread(void)
         pthread_attr_destroy(&attr);
     }
     pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (rc != 0) {
-        ss__close(&L.wake[0]);
-        ss__close(&L.wake[1]);
-        return false;
-    }
-    L.cap = linger_cap();
-    L.running = true;
-    return true;
+    L.running = rc == 0;
+    return L.running;
 }
 
 /* False: no room (or no thread); the caller closes at once. */
@@ -325,11 +278,11 @@ static bool hand_off(const lingering *e)
 {
     pthread_once(&atfork_once, register_atfork);
     pthread_mutex_lock(&L.lock);
-    bool taken = (L.running || start_thread()) && L.count < L.cap;
-    if (taken) {
+    if (L.cap == 0)
+        L.cap = linger_cap();
+    bool taken = L.count < L.cap && (L.running || start_thread());
+    if (taken)
         L.entries[L.count++] = *e;
-        wake_thread();
-    }
     pthread_mutex_unlock(&L.lock);
     return taken;
 }
