@@ -221,18 +221,26 @@ static int connect_small_window(const ss_server *srv)
 }
 
 /* A TCP client with a tiny receive buffer that pipelines a line and then
- * neither reads nor closes: nothing moves, so after 2 s without progress
- * the lingering close gives up and the descriptor is closed. Meanwhile
- * the socket is no longer a request: the server closes without waiting. */
+ * neither reads nor closes, of a server started for it: nothing moves
+ * once the reply fills the client's window. Returns the client. */
+static int stalled_client(ts_runner *runner, ss_server **srv, const scenario *sc)
+{
+    reply_size = 64 * 1024; /* more than the client's window takes */
+    *srv = start(runner, sc);
+    int fd = connect_small_window(*srv);
+    ts_send(fd, "one\ntwo\n", 8);
+    return fd;
+}
+
+/* Lingering for the stalled client ends after 2 s without progress.
+ * Meanwhile the socket is no longer a request: close does not wait. */
 static void stalled_client_is_let_go(void **state)
 {
     const scenario *sc = *state;
-    reply_size = 64 * 1024; /* more than the client's window takes */
     int fds_before = ts_count_fds();
     ts_runner runner;
-    ss_server *srv = start(&runner, sc);
-    int fd = connect_small_window(srv);
-    ts_send(fd, "one\ntwo\n", 8);
+    ss_server *srv;
+    int fd = stalled_client(&runner, &srv, sc);
     assert_true(td_wait_closed(srv, 1, 20000));
     long long start = ts_now_ms();
     assert_int_equal(td_stats(srv).lingering_closes, 1);
@@ -251,11 +259,9 @@ static void stalled_client_is_let_go(void **state)
 static void stalled_client_of_a_child_is_let_go(void **state)
 {
     const scenario *sc = *state;
-    reply_size = 64 * 1024;
     ts_runner runner;
-    ss_server *srv = start(&runner, sc);
-    int fd = connect_small_window(srv);
-    ts_send(fd, "one\ntwo\n", 8);
+    ss_server *srv;
+    int fd = stalled_client(&runner, &srv, sc);
     assert_true(td_wait_accepted(srv, 1, 10000));
     long long start = ts_now_ms();
     assert_true(td_wait_closed(srv, 1, 20000));
