@@ -254,7 +254,7 @@ static int linger_cap(void)
 }
 
 /* Detached, with every signal blocked: the application's signals are for
- * its own threads. Called under the lock. */
+ * its own threads. Called under the lock, with nothing lingering. */
 static bool start_thread(void)
 {
     sigset_t all, old;
@@ -270,6 +270,7 @@ static bool start_thread(void)
     }
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     L.running = rc == 0;
+    L.cap = linger_cap(); /* nothing lingers yet: the limit as it is now */
     return L.running;
 }
 
@@ -278,9 +279,7 @@ static bool hand_off(const lingering *e)
 {
     pthread_once(&atfork_once, register_atfork);
     pthread_mutex_lock(&L.lock);
-    if (L.cap == 0)
-        L.cap = linger_cap();
-    bool taken = L.count < L.cap && (L.running || start_thread());
+    bool taken = (L.running || start_thread()) && L.count < L.cap;
     if (taken)
         L.entries[L.count++] = *e;
     pthread_mutex_unlock(&L.lock);

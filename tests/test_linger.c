@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <netinet/in.h>
 #include <time.h>
@@ -273,6 +274,39 @@ static void stalled_client_of_a_child_is_let_go(void **state)
     stop(&runner, srv, sc);
 }
 
+/* With RLIMIT_NOFILE at 64, at most 16 sockets linger at once (a quarter
+ * of it); more stalled clients than that are closed at once and counted.
+ * Runs first: the cap is taken when the lingerer starts, with nothing
+ * lingering yet. */
+static void lingering_sockets_are_capped(void **state)
+{
+    enum { CLIENTS = 20, CAP = 16 };
+    const scenario *sc = *state;
+    struct rlimit saved, low;
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &saved), 0);
+    low = saved;
+    low.rlim_cur = 64;
+    if (ts_count_fds() + 2 * CLIENTS + 8 > 64 || saved.rlim_max < 64)
+        skip();
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+    reply_size = 64 * 1024;
+    ts_runner runner;
+    ss_server *srv = start(&runner, sc);
+    int fds[CLIENTS];
+    for (int i = 0; i < CLIENTS; i++) {
+        fds[i] = connect_small_window(srv);
+        ts_send(fds[i], "one\ntwo\n", 8);
+        assert_true(td_wait_closed(srv, (uint64_t)i + 1, 10000)); /* all within 2 s */
+    }
+    ss_stats st = td_stats(srv);
+    assert_int_equal(st.lingering_closes, CAP);
+    assert_int_equal(st.linger_overflows, CLIENTS - CAP);
+    for (int i = 0; i < CLIENTS; i++)
+        close(fds[i]);
+    stop(&runner, srv, sc);
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &saved), 0);
+}
+
 #define CASE(fn, mode, unix_stream)                                                                \
     {                                                                                              \
 #fn "/" mode "/" #unix_stream, fn, NULL, NULL, &(scenario)                                 \
@@ -287,6 +321,7 @@ static void stalled_client_of_a_child_is_let_go(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        CASE(lingering_sockets_are_capped, "threading", false),
         ON_EVERY_DISPATCHER(pipelined_client_gets_whole_reply, false),
         ON_EVERY_DISPATCHER(pipelined_client_gets_whole_reply, true),
         ON_EVERY_DISPATCHER(half_closed_client_is_closed_at_once, false),
