@@ -278,15 +278,22 @@ static void stalled_client_of_a_child_is_let_go(void **state)
  * of it); more stalled clients than that are closed at once and counted.
  * Runs first: the cap is taken when the lingerer starts, with nothing
  * lingering yet. */
+static struct rlimit saved_nofile;
+
+/* cmocka teardown: the limit comes back even when the test fails. */
+static int restore_nofile(void **state)
+{
+    (void)state;
+    return setrlimit(RLIMIT_NOFILE, &saved_nofile);
+}
+
 static void lingering_sockets_are_capped(void **state)
 {
     enum { CLIENTS = 20, CAP = 16 };
     const scenario *sc = *state;
-    struct rlimit saved, low;
-    assert_int_equal(getrlimit(RLIMIT_NOFILE, &saved), 0);
-    low = saved;
+    struct rlimit low = saved_nofile;
     low.rlim_cur = 64;
-    if (ts_count_fds() + 2 * CLIENTS + 8 > 64 || saved.rlim_max < 64)
+    if (ts_count_fds() + 2 * CLIENTS + 8 > 64 || low.rlim_max < 64)
         skip();
     assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
     reply_size = 64 * 1024;
@@ -304,7 +311,6 @@ static void lingering_sockets_are_capped(void **state)
     for (int i = 0; i < CLIENTS; i++)
         close(fds[i]);
     stop(&runner, srv, sc);
-    assert_int_equal(setrlimit(RLIMIT_NOFILE, &saved), 0);
 }
 
 #define CASE(fn, mode, unix_stream)                                                                \
@@ -320,8 +326,11 @@ static void lingering_sockets_are_capped(void **state)
 
 int main(void)
 {
+    if (getrlimit(RLIMIT_NOFILE, &saved_nofile) != 0)
+        return 1;
     const struct CMUnitTest tests[] = {
-        CASE(lingering_sockets_are_capped, "threading", false),
+        {"lingering_sockets_are_capped/threading", lingering_sockets_are_capped, NULL,
+         restore_nofile, &(scenario){"threading", false}},
         ON_EVERY_DISPATCHER(pipelined_client_gets_whole_reply, false),
         ON_EVERY_DISPATCHER(pipelined_client_gets_whole_reply, true),
         ON_EVERY_DISPATCHER(half_closed_client_is_closed_at_once, false),
