@@ -115,7 +115,16 @@ typedef struct ss_request ss_request;
  *            failed; release per-request state here.
  * Each returns 0 (or any non-negative value) on success or a negative error
  * code; the first failure is passed once to the server's handle_error hook.
- * Whatever a handler returns, the server then shuts the request down.
+ * Whatever a handler returns, the server then shuts the request down. For
+ * a stream (tcp, unix) that is shutdown(SHUT_WR), then close. If the client
+ * has not closed yet and input is unread, or (TCP) part of the reply is
+ * not yet acknowledged, closing could reset the connection and destroy the
+ * end of the reply (a client that sent more than the handler read); such
+ * a socket is handed to a background thread of the library, which reads
+ * and discards until the client closes, at most 2 s without progress,
+ * 30 s and 1 MiB in all: a lingering close, as nginx and Apache do
+ * (ss_stats.lingering_closes, docs/production.md). The request has ended
+ * by then; a forking child lingers in place before it exits.
  *
  * The table is copied by the server; `version` must be SS_HANDLER_VERSION
  * (1 up to the version of the library the program runs with).
@@ -737,6 +746,17 @@ typedef struct ss_stats {
     uint64_t spawn_failures;  /* threads or processes that could not be created (the
                                  request then went to handle_error) */
     uint64_t children_failed; /* forking: children that did not exit with status 0 */
+    /* closing stream sockets (added after the fields above: their offsets do not move) */
+    uint64_t lingering_closes; /* stream requests closed with a lingering close: the peer
+                                  had not closed, and closing at once could have reset the
+                                  connection and lost the end of the reply. The socket is
+                                  then read and discarded until the peer closes (at most 2 s
+                                  without progress, 30 s in all, 1 MiB) by a background
+                                  thread, no longer a request. forking: done in the child,
+                                  whose count the parent does not see */
+    uint64_t linger_overflows; /* ... that needed one but were closed at once, because
+                                  the process's lingering sockets were at their cap (1024,
+                                  or a quarter of RLIMIT_NOFILE) or no thread could start */
 } ss_stats;
 SS_API void ss_server_stats(const ss_server *srv, ss_stats *out);
 

@@ -247,6 +247,7 @@ static void run_child(ss_server *srv, forks *fs, int slot, ss_request *req)
     if (req->fd != srv->fd)
         ss__close(&srv->fd);
     int rc = ss__request_run(req);
+    req->linger_in_place = true; /* we exit next, and a lingerer thread with us */
     unsigned char marks = atomic_load(&req->timed_out) ? EXIT_TIMED_OUT : 0;
     ss__request_finish(req);
     announce_exit(fs, slot, notify_fd, marks);

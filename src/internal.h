@@ -201,6 +201,7 @@ typedef struct ss__counters {
     atomic_uint_fast64_t accept_errors, accept_emfile, accept_enfile, accept_enobufs, accept_enomem,
         shed;
     atomic_uint_fast64_t tracked, queued, cancelled, spawn_failures, children_failed;
+    atomic_uint_fast64_t lingering_closes, linger_overflows;
 } ss__counters;
 
 /* What a request holds against the server's limits from accept until it
@@ -345,6 +346,7 @@ struct ss_request {
     ss__waiter waiter;     /* set by the dispatcher as the request starts */
     ss__hold hold;
     atomic_bool timed_out; /* a read or write failed with -ETIMEDOUT */
+    bool linger_in_place;  /* a forking child: its lingering close is its own (linger.c) */
 
     /* Datagram requests (datagram.c); all zero for stream requests. */
     struct {
@@ -491,6 +493,22 @@ ssize_t ss__bufio_recv(ss_request *req, void *buf, size_t size); /* buffered byt
 int ss__bufio_flush(ss_request *req);       /* pending output, or the sticky error */
 int ss__bufio_final_flush(ss_request *req); /* after finish; 0 if nothing was pending */
 void ss__bufio_free(ss_request *req);
+
+/* linger.c: the end of a stream request's socket: shutdown(SHUT_WR),
+ * then close. Closes fd at once when nothing can be lost: the peer has
+ * closed, or nothing is unread and everything we sent was acknowledged.
+ * Otherwise a reset (any byte the peer sends after the close) could
+ * destroy the end of our reply, so fd gets a lingering close: read and
+ * discarded until the peer closes, or a bound. That happens in a
+ * process-wide background thread, or with in_place (a forking child about
+ * to exit) right here. send_queue: TCP, whose unacknowledged bytes a
+ * reset destroys; false for Unix streams. fd belongs to this call. */
+typedef enum ss__linger_result {
+    SS__CLOSED_AT_ONCE, /* nothing to wait for */
+    SS__LINGERED,       /* closed or to be closed after lingering */
+    SS__LINGER_REFUSED, /* needed it, but the lingerer was full: closed at once */
+} ss__linger_result;
+ss__linger_result ss__linger_close(int fd, bool send_queue, bool in_place);
 
 /* fd.c: close-on-exec descriptors everywhere. */
 int ss__socket(int domain, int type, int protocol);

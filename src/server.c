@@ -519,6 +519,8 @@ SS_API void ss_server_stats(const ss_server *srv, ss_stats *out)
         .cancelled = atomic_load(&c->cancelled),
         .spawn_failures = atomic_load(&c->spawn_failures),
         .children_failed = atomic_load(&c->children_failed),
+        .lingering_closes = atomic_load(&c->lingering_closes),
+        .linger_overflows = atomic_load(&c->linger_overflows),
     };
 }
 

@@ -124,11 +124,20 @@ int ss__stream_complete(ss_request *req)
 }
 
 /* Python's shutdown_request: tell the peer we are done writing, then
- * release the descriptor. */
+ * release the descriptor; with a lingering close if the peer may still be
+ * sending, or a reset would destroy the end of our reply (linger.c). */
 void ss__stream_shutdown_request(ss_request *req)
 {
-    shutdown(req->fd, SHUT_WR);
-    ss__close(&req->fd);
+    ss_server *srv = req->server;
+    if (req->fd < 0)
+        return;
+    bool tcp = srv->url.scheme == SS__SCHEME_TCP;
+    ss__linger_result how = ss__linger_close(req->fd, tcp, req->linger_in_place);
+    req->fd = -1;
+    if (how == SS__LINGERED)
+        atomic_fetch_add(&srv->count.lingering_closes, 1);
+    else if (how == SS__LINGER_REFUSED)
+        atomic_fetch_add(&srv->count.linger_overflows, 1);
 }
 
 /* Both directions: a blocked recv returns 0 (also a blocking one with no
