@@ -347,6 +347,7 @@ struct ss_request {
     ss__hold hold;
     atomic_bool timed_out; /* a read or write failed with -ETIMEDOUT */
     bool linger_in_place;  /* a forking child: its lingering close is its own (linger.c) */
+    bool reply_lost;       /* a send failed: no lingering close, nothing to protect */
 
     /* Datagram requests (datagram.c); all zero for stream requests. */
     struct {

@@ -113,8 +113,10 @@ ssize_t ss__stream_recv(ss_request *req, void *buf, size_t size, void *spill, si
 
 int ss__stream_send_all(ss_request *req, const void *buf, size_t size)
 {
-    return ss__request_note_io(
-        req, ss__io_send_all(req->fd, buf, size, req->timeout_ms, ss__request_stop(req)));
+    int rc = ss__io_send_all(req->fd, buf, size, req->timeout_ms, ss__request_stop(req));
+    if (rc < 0)
+        req->reply_lost = true;
+    return ss__request_note_io(req, rc);
 }
 
 int ss__stream_complete(ss_request *req)
@@ -125,12 +127,18 @@ int ss__stream_complete(ss_request *req)
 
 /* Python's shutdown_request: tell the peer we are done writing, then
  * release the descriptor; with a lingering close if the peer may still be
- * sending, or a reset would destroy the end of our reply (linger.c). */
+ * sending, or a reset would destroy the end of our reply (linger.c). A
+ * reply already lost (a send failed or timed out) has nothing left to
+ * protect: lingering would only hold a client that does not read. */
 void ss__stream_shutdown_request(ss_request *req)
 {
     ss_server *srv = req->server;
     if (req->fd < 0)
         return;
+    if (req->reply_lost) {
+        ss__close(&req->fd);
+        return;
+    }
     bool tcp = srv->url.scheme == SS__SCHEME_TCP;
     ss__linger_result how = ss__linger_close(req->fd, tcp, req->linger_in_place);
     req->fd = -1;
