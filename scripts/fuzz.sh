@@ -19,7 +19,7 @@ out="build-fuzz"
 mkdir -p "$out"
 cflags=(-std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -g -O1 -Wall -Wextra -Werror
         -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -Iinclude -Isrc)
-sources=(src/*.c)
+sources=(src/*/*.c)
 status=0
 for target in fuzz/fuzz_*.c; do
     name="$(basename "$target" .c)"

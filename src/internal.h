@@ -2,7 +2,7 @@
  * Private definitions shared by the library's source files: the server and
  * request structs and the two backend tables (transports, dispatchers).
  *
- * The core (server.c) is the only place where a transport meets a
+ * The core (core/server.c) is the only place where a transport meets a
  * dispatcher; each backend sees the other only through these tables.
  * Every slot of every table is filled (shared no-op defaults below), so the
  * core never tests a slot for NULL.
@@ -18,7 +18,7 @@
 #include <sys/socket.h>
 
 /* ------------------------------------------------------------------------ */
-/* Addresses (address.c)                                                    */
+/* Addresses (base/address.c)                                                    */
 /* ------------------------------------------------------------------------ */
 
 typedef enum ss__scheme {
@@ -64,7 +64,7 @@ typedef struct ss__client_key {
 } ss__client_key;
 
 /* ------------------------------------------------------------------------ */
-/* Transports (transport_*.c)                                               */
+/* Transports (src/transport/)                                                */
 /* ------------------------------------------------------------------------ */
 
 typedef struct ss__transport {
@@ -106,7 +106,7 @@ const ss__transport *ss__transport_udp(void);
 const ss__transport *ss__transport_unix(void);
 const ss__transport *ss__transport_unixgram(void);
 
-/* Slots shared by the tables (transport.c): connected streams (TCP, Unix
+/* Slots shared by the tables (transport/transport.c): connected streams (TCP, Unix
  * stream) accept one socket per request and do I/O on it directly. */
 int ss__set_nonblocking(int fd);
 /* A close-on-exec, non-blocking socket for srv->fd. */
@@ -123,7 +123,7 @@ void ss__stream_interrupt(ss_request *req);
 /* For transports whose peers cannot be told apart: -ENOTSUP. */
 int ss__client_key_none(const ss_request *req, ss__client_key *key);
 
-/* Datagram slots (datagram.c, UDP and Unix datagram): one recvmsg() per
+/* Datagram slots (transport/datagram.c, UDP and Unix datagram): one recvmsg() per
  * request into a packet buffer; the handler reads the packet and writes a
  * reply buffer that complete() sends back with one sendto(). req->fd is
  * the server's socket, which shutdown_request leaves open. */
@@ -139,7 +139,7 @@ void ss__dgram_shutdown_request(ss_request *req);
 void ss__dgram_interrupt(ss_request *req);
 
 /* ------------------------------------------------------------------------ */
-/* Dispatchers (dispatch_*.c). The public ss_dispatcher is this table.     */
+/* Dispatchers (src/dispatch/). The public ss_dispatcher is this table.      */
 /* ------------------------------------------------------------------------ */
 
 struct ss_dispatcher {
@@ -205,7 +205,7 @@ typedef struct ss__counters {
 } ss__counters;
 
 /* What a request holds against the server's limits from accept until it
- * ends (limits.c): its place in count.active and, with a per-client limit,
+ * ends (core/limits.c): its place in count.active and, with a per-client limit,
  * in its client's entry. The forking dispatcher takes it over from the
  * request and gives it back when the child is reaped. */
 typedef struct ss__hold {
@@ -219,7 +219,7 @@ typedef struct ss__link {
     struct ss__link *prev, *next;
 } ss__link;
 
-typedef struct ss__clients ss__clients; /* limits.c */
+typedef struct ss__clients ss__clients; /* core/limits.c */
 
 struct ss_server {
     atomic_int refs; /* owner + each live request */
@@ -244,7 +244,7 @@ struct ss_server {
     ss_error_fn handle_error;
     ss_server_fn handle_timeout, service_actions;
 
-    /* accept policy (accept_policy.c); touched only by the serving thread */
+    /* accept policy (core/accept_policy.c); touched only by the serving thread */
     int spare_fd;             /* given up to shed a client when out of fds */
     int accept_backoff_ms;    /* 0 = accepting normally */
     int64_t accept_resume_at; /* monotonic ms */
@@ -258,7 +258,7 @@ struct ss_server {
 
     ss__counters count;
 
-    /* Limits (limits.c). max_connections may change any time; the rest is
+    /* Limits (core/limits.c). max_connections may change any time; the rest is
      * set before activate and freed with the server's memory, since a
      * request may end after close. */
     struct ss__limits {
@@ -270,17 +270,17 @@ struct ss_server {
     } limits;
 
     /* Requests alive in this process, from accept to shutdown_request, so
-     * drain can interrupt them (request.c). A request leaves the list
+     * drain can interrupt them (core/request.c). A request leaves the list
      * under the lock before its socket is closed: whoever walks the list
      * under the lock never touches a closed descriptor number. */
     pthread_mutex_t live_lock;
     ss__link live;
     atomic_bool draining; /* a request that ends wakes the loop */
 
-    /* Transport options and state (datagram.c, transport_unix.c). Zeroed
+    /* Transport options and state (transport/datagram.c, transport/unix.c). Zeroed
      * by calloc; a transport's open() sets its own defaults. */
     size_t max_packet_size; /* datagram transports: recvmsg buffer size */
-    /* Datagram replies (datagram.c): who holds the socket's send buffer
+    /* Datagram replies (transport/datagram.c): who holds the socket's send buffer
      * while replies wait unread in their receivers' queues. */
     struct ss__reply_budget {
         atomic_size_t since_sample; /* reply bytes sent since the buffer was last measured */
@@ -300,12 +300,12 @@ struct ss_server {
         pid_t owner; /* ... and we are the process that bound it */
     } sockfile;
 
-    /* Stream I/O options (stream.c): copied into each new request, so a
+    /* Stream I/O options (core/bufio.c): copied into each new request, so a
      * change applies to requests accepted afterwards. 0 = default. */
     atomic_size_t read_buffer_size, write_buffer_size;
     atomic_bool tcp_nodelay; /* read by the TCP transport at accept */
 
-    /* Dispatcher options and counters (dispatch.c, dispatch_*.c). Zero is
+    /* Dispatcher options and counters (src/dispatch/). Zero is
      * "the default" for every option, so calloc is their initialisation.
      * Counts and sizes are read once, when activate starts the dispatcher;
      * the two flags are read when they matter (spawn, close). */
@@ -319,9 +319,9 @@ struct ss_server {
     } dopt;
 };
 
-/* How a request's blocking I/O waits (io.c): chosen by the dispatcher when
+/* How a request's blocking I/O waits (io/io.c): chosen by the dispatcher when
  * it starts the request, read once per I/O call. A fiber (the pool's
- * workers) parks whatever this says: io.c asks ss__fiber_active(). */
+ * workers) parks whatever this says: io/io.c asks ss__fiber_active(). */
 typedef enum ss__waiter {
     /* A thread of its own (threading, a forked child, a pool worker
      * without fibers): it may block in the kernel, and only its timeout or
@@ -342,14 +342,14 @@ struct ss_request {
     char peer_name[128];
     void *data;
     int timeout_ms;
-    int socket_timeout_ms; /* timeout_ms as last set on the socket; -1: none (transport.c) */
+    int socket_timeout_ms; /* timeout_ms as last set on the socket; -1: none (transport/transport.c) */
     ss__waiter waiter;     /* set by the dispatcher as the request starts */
     ss__hold hold;
     atomic_bool timed_out; /* a read or write failed with -ETIMEDOUT */
-    bool linger_in_place;  /* a forking child: its lingering close is its own (linger.c) */
+    bool linger_in_place;  /* a forking child: its lingering close is its own (io/linger.c) */
     bool reply_lost;       /* a send failed: no lingering close, nothing to protect */
 
-    /* Datagram requests (datagram.c); all zero for stream requests. */
+    /* Datagram requests (transport/datagram.c); all zero for stream requests. */
     struct {
         bool active;
         bool truncated;   /* the datagram was longer than max_packet_size */
@@ -360,7 +360,7 @@ struct ss_request {
         size_t reply_len, reply_cap;
     } dgram;
 
-    /* Buffered stream I/O (stream.c), over the transport's recv/send_all.
+    /* Buffered stream I/O (core/bufio.c), over the transport's recv/send_all.
      * Buffers are allocated on first use and freed with the request. The
      * reader and writer share nothing: one thread may read while another
      * writes. */
@@ -377,7 +377,7 @@ struct ss_request {
     } out;
 };
 
-/* server.c */
+/* core/server.c */
 void ss__server_ref(ss_server *srv);
 void ss__server_unref(ss_server *srv);
 void ss__server_wake(const ss_server *srv); /* async-signal-safe */
@@ -391,13 +391,13 @@ bool ss__server_serving(ss_server *srv); /* serve_forever is running */
 void ss__server_sleep(ss_server *srv, int timeout_ms);
 
 /* The server whose stop ends this request's waits (the sync waiter), or
- * NULL: what io.c takes as `stop`. */
+ * NULL: what io/io.c takes as `stop`. */
 static inline const ss_server *ss__request_stop(const ss_request *req)
 {
     return req->waiter == SS__WAITER_SYNC ? req->server : NULL;
 }
 
-/* request.c: one request's life. */
+/* core/request.c: one request's life. */
 ss_request *ss__request_new(ss_server *srv, int fd, const struct sockaddr *peer,
                             socklen_t peer_len);
 /* setup -> handle -> finish, routing the first error to handle_error.
@@ -422,7 +422,7 @@ void ss__request_fail(ss_request *req, int err);
  * Frees req and drops its server reference. */
 void ss__request_release(ss_request *req, ss__hold *hold);
 
-/* io.c: socket I/O with an optional deadline, EINTR-safe, no SIGPIPE.
+/* io/io.c: socket I/O with an optional deadline, EINTR-safe, no SIGPIPE.
  * timeout_ms bounds each stall: -ETIMEDOUT once no byte has moved for
  * that long (since the call began or its last partial send); a signal
  * never restarts it. `stop` is the request's waiter as ss__request_stop()
@@ -449,7 +449,7 @@ int ss__io_wait(int fd, short events, int64_t deadline, const ss_server *stop);
  * Returns 0, or -ECANCELED early on a stop request of `stop`. */
 int ss__io_pause(int ms, const ss_server *stop);
 
-/* fiber.c: fibers and a per-thread scheduler (the pool's workers). A
+/* sched/fiber.c: fibers and a per-thread scheduler (the pool's workers). A
  * scheduler and its fibers belong to the thread that runs it. Built
  * without fibers (SS_HAVE_FIBERS 0), spawn runs the function to its end
  * at once and nothing is ever live. */
@@ -470,7 +470,7 @@ void ss__sched_run(ss__sched *s);
 /* Waits for readiness, a deadline or the wake fd; makes the fibers
  * concerned runnable. Returns true if the wake fd is readable. */
 bool ss__sched_poll(ss__sched *s);
-/* True on a fiber: io.c then parks instead of blocking the thread. */
+/* True on a fiber: io/io.c then parks instead of blocking the thread. */
 bool ss__fiber_active(void);
 /* Parks the current fiber until fd has `events` (POLLIN or POLLOUT; a
  * hang-up or error counts) or deadline (-1: none) passes; fd -1 just
@@ -487,7 +487,7 @@ bool ss__fiber_drained_fd(int fd);
  * closed. */
 void ss__fiber_forget_fd(void);
 
-/* stream.c: the buffered reader/writer as the core and recv/send_all see
+/* core/bufio.c: the buffered reader/writer as the core and recv/send_all see
  * it. ("bufio", because ss__stream_* names the stream transports' slots.) */
 void ss__bufio_init(ss_request *req);                            /* buffer sizes */
 ssize_t ss__bufio_recv(ss_request *req, void *buf, size_t size); /* buffered bytes first */
@@ -495,7 +495,7 @@ int ss__bufio_flush(ss_request *req);       /* pending output, or the sticky err
 int ss__bufio_final_flush(ss_request *req); /* after finish; 0 if nothing was pending */
 void ss__bufio_free(ss_request *req);
 
-/* linger.c: the end of a stream request's socket: shutdown(SHUT_WR),
+/* io/linger.c: the end of a stream request's socket: shutdown(SHUT_WR),
  * then close. Closes fd at once when nothing can be lost: the peer has
  * closed, or nothing is unread and everything we sent was acknowledged.
  * Otherwise a reset (any byte the peer sends after the close) could
@@ -511,20 +511,20 @@ typedef enum ss__linger_result {
 } ss__linger_result;
 ss__linger_result ss__linger_close(int fd, bool send_queue, bool in_place);
 
-/* fd.c: close-on-exec descriptors everywhere. */
+/* base/fd.c: close-on-exec descriptors everywhere. */
 int ss__socket(int domain, int type, int protocol);
 int ss__accept(int fd, struct sockaddr *sa, socklen_t *len);
 int ss__pipe(int fds[2]); /* both ends close-on-exec and non-blocking */
 void ss__close(int *fd);  /* close if >= 0, then set to -1; keeps errno */
 
-/* accept_policy.c */
+/* core/accept_policy.c */
 int ss__accept_policy_init(ss_server *srv);
 void ss__accept_policy_close(ss_server *srv);
 void ss__accept_failed(ss_server *srv, int err);
 void ss__accept_succeeded(ss_server *srv);
 int ss__accept_pause_ms(const ss_server *srv); /* > 0 while backing off */
 
-/* limits.c */
+/* core/limits.c */
 typedef enum ss__refusal {
     SS__ADMITTED,
     SS__REFUSE_VERIFY,     /* verify_request said no */
@@ -543,7 +543,7 @@ void ss__request_refuse(ss_request *req, ss__refusal why);
 void ss__hold_drop(ss_server *srv, ss__hold *hold);
 void ss__limits_free(ss_server *srv);
 
-/* log.c: format and route one library message. */
+/* base/log.c: format and route one library message. */
 void ss__log(ss_server *srv, ss_log_level level, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 3, 4)))

@@ -1,4 +1,4 @@
-/* Buffered stream I/O (stream.c): read_line across tiny writes, at and
+/* Buffered stream I/O (core/bufio.c): read_line across tiny writes, at and
  * over its limit, with NULs and at EOF; read_exact and its early EOF;
  * recv/read_some/send_all coherent with the buffers; timeouts that keep
  * or break the stream as documented; the writer buffered, unbuffered and

@@ -189,7 +189,7 @@ SS_API void ss_request_set_timeout(ss_request *req, int timeout_ms)
 }
 
 /* recv and send_all stay coherent with the stream reader and writer
- * (stream.c): bytes already read ahead come first, output already
+ * (core/bufio.c): bytes already read ahead come first, output already
  * buffered goes first. Both cost one test when the buffers are unused. */
 SS_API ssize_t ss_request_recv(ss_request *req, void *buf, size_t size)
 {

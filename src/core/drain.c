@@ -1,7 +1,7 @@
 /* Graceful stop (ss_server_drain): with the loop stopped, wait for the
  * requests in flight to end; past the deadline, or on a second stop
  * request, interrupt them: the core shuts down the sockets of the
- * requests alive in this process (the live list, request.c), after the
+ * requests alive in this process (the live list, core/request.c), after the
  * dispatcher has ended what only it can reach (the pool's queue,
  * children).
  * Waiting is event-driven: every request that ends while draining wakes

@@ -1,6 +1,6 @@
 /* TCP and UDP over IPv4 and IPv6: name resolution, bind-time options and
- * the two tables. Stream I/O is in transport.c, datagram I/O in
- * datagram.c. */
+ * the two tables. Stream I/O is in transport/transport.c, datagram I/O in
+ * transport/datagram.c. */
 #include "internal.h"
 
 #include <errno.h>

@@ -1,6 +1,6 @@
 /* Which transport table serves which URL scheme, and the slots the tables
  * share: listen/accept and per-connection I/O for stream transports (TCP,
- * Unix stream). Datagram slots live in datagram.c. */
+ * Unix stream). Datagram slots live in transport/datagram.c. */
 #include "internal.h"
 
 #include <sys/time.h>
@@ -85,7 +85,7 @@ int ss__stream_get_request(ss_server *srv, ss_request **out)
  * per read, as without a timeout. The option is set once per request, and
  * again only when its timeout changes. A recv returns as soon as any byte
  * arrives, so the kernel's timeout is exactly "no progress for this long"
- * (io.c takes over with its own deadline after a signal). Sends are never
+ * (io/io.c takes over with its own deadline after a signal). Sends are never
  * kernel-timed (see ss__io_send_all). A timeout of 0 ("do not wait")
  * cannot be said that way (0 there means forever); fibers never block and
  * the sync waiter also watches the wake-up pipe: those poll instead. */
@@ -127,7 +127,7 @@ int ss__stream_complete(ss_request *req)
 
 /* Python's shutdown_request: tell the peer we are done writing, then
  * release the descriptor; with a lingering close if the peer may still be
- * sending, or a reset would destroy the end of our reply (linger.c). A
+ * sending, or a reset would destroy the end of our reply (io/linger.c). A
  * reply already lost (a send failed or timed out) has nothing left to
  * protect: lingering would only hold a client that does not read. */
 void ss__stream_shutdown_request(ss_request *req)

@@ -24,7 +24,7 @@ static int try_connect(const struct addrinfo *ai)
 }
 
 /* Tries each resolved address until one connects, IPv4 ones first: a
- * server given the same name binds IPv4 (see transport_inet.c), and for UDP,
+ * server given the same name binds IPv4 (see transport/inet.c), and for UDP,
  * where connect() cannot tell whether anybody is there, the first address
  * is the only one tried. */
 static int connect_host(const char *host, const char *port, int socktype)

@@ -1,7 +1,7 @@
 /* Fibers and the per-thread scheduler under the pool dispatcher.
  *
  * Each request's handler runs on a fiber: a ucontext with a small stack of
- * its own. When the handler's request I/O would block (io.c asks
+ * its own. When the handler's request I/O would block (io/io.c asks
  * ss__fiber_active()), the fiber parks here on the thread's readiness set
  * (epoll on Linux, poll() elsewhere) with its deadline, and the thread runs
  * another fiber. Handler code stays blocking-style and unchanged.
@@ -646,7 +646,7 @@ bool ss__sched_poll(ss__sched *s)
     return woken;
 }
 
-/* ---- what io.c sees ---- */
+/* ---- what io/io.c sees ---- */
 
 bool ss__fiber_active(void)
 {
