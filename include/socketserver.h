@@ -262,9 +262,9 @@ SS_API const ss_dispatcher *ss_dispatch_pool(void);
  *   - Any thread, at any time: ss_server_shutdown (blocks until the loop
  *     has stopped, except from a handler or hook on the serving thread,
  *     where it only asks), ss_server_request_shutdown (also from signal
- *     handlers), ss_server_stats, ss_server_dispatch_stats, the setters
- *     documented as "any time", and the queries (fileno, address, port,
- *     data), which do not change after bind.
+ *     handlers), ss_server_stats, the setters documented as "any time",
+ *     and the queries (fileno, address, port, data), which do not change
+ *     after bind.
  *   - Before serving, from the thread that set the server up: hooks and
  *     the other options.
  *   - One thread at a time: ss_server_handle_request, ss_server_serve_forever.
@@ -347,19 +347,6 @@ SS_API int ss_server_set_thread_stack_size(ss_server *srv, size_t bytes);
  * activate. */
 #define SS_DEFAULT_POOL_FIBERS 1024
 SS_API int ss_server_set_pool_fibers(ss_server *srv, int fibers);
-
-/* The dispatcher's part of ss_stats (see there for each field), as it
- * was read before ss_stats held every counter; new code reads ss_stats.
- * Any time, any thread. */
-typedef struct ss_dispatch_stats {
-    uint64_t tracked;
-    uint64_t active;
-    uint64_t queued;
-    uint64_t cancelled;
-    uint64_t spawn_failures;
-    uint64_t children_failed;
-} ss_dispatch_stats;
-SS_API void ss_server_dispatch_stats(const ss_server *srv, ss_dispatch_stats *out);
 
 /* ------------------------------------------------------------------------ */
 /* Combined constructors: Python's server classes in one line              */
@@ -737,7 +724,7 @@ typedef struct ss_stats {
     uint64_t accept_enobufs; /* no socket buffers */
     uint64_t accept_enomem;  /* no memory */
     uint64_t shed;           /* clients closed unserved while out of resources */
-    /* the dispatcher (same as ss_dispatch_stats) */
+    /* the dispatcher */
     uint64_t tracked;         /* threading: handler threads running their request;
                                  forking: children not yet reaped; pool: live workers */
     uint64_t queued;          /* pool: accepted requests waiting for a worker */
