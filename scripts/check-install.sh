@@ -6,7 +6,8 @@
 #     (CMake records the library's directory in its RUNPATH). The
 #     pkg-config consumer, linked with -L only, must fail to start with
 #     "cannot open shared object file" (what README.md warns of), and
-#     linked with the documented -Wl,-rpath must start.
+#     linked with the documented -Wl,-rpath must start. Every area header
+#     of include/socketserver/ is installed and compiles on its own.
 #  2. As root on a machine whose /usr/local holds no libsocketserver (a
 #     fresh machine, CI): README.md's own steps, `cmake --install build
 #     --prefix /usr/local` and `ldconfig`, then the pkg-config consumer
@@ -70,6 +71,18 @@ fi
 cc -Wall -Werror tests/install/consumer.c $(pkg-config --cflags --libs socketserver) \
    -Wl,-rpath,"$libdir" -o "$tmp/consumer-rpath"
 "$tmp/consumer-rpath"
+# Every area header is installed, and compiles on its own from there.
+includedir="$(pkg-config --variable=includedir socketserver)"
+(cd include/socketserver && ls) >"$tmp/headers-source"
+(cd "$includedir/socketserver" && ls) >"$tmp/headers-installed"
+diff "$tmp/headers-source" "$tmp/headers-installed" >&2 || {
+    echo "check-install: the installed area headers differ from include/socketserver/" >&2
+    exit 1
+}
+while read -r header; do
+    printf '#include <socketserver/%s>\n' "$header" >"$tmp/alone.c"
+    cc -std=c11 -Wall -Wextra -Wpedantic -Werror -I"$includedir" -c "$tmp/alone.c" -o "$tmp/alone.o"
+done <"$tmp/headers-source"
 unset PKG_CONFIG_PATH
 echo "check-install: temporary prefix: find_package, and pkg-config with -Wl,-rpath, both run"
 

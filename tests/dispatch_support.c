@@ -181,13 +181,6 @@ void td_finish(ts_runner *runner, ss_server *srv, uint64_t handled, int timeout_
     ss_server_free(srv);
 }
 
-ss_dispatch_stats td_dstats(const ss_server *srv)
-{
-    ss_dispatch_stats st;
-    ss_server_dispatch_stats(srv, &st);
-    return st;
-}
-
 typedef struct awaited {
     ss_server *srv;
     uint64_t value;
@@ -208,7 +201,7 @@ static bool accepted_reached(void *arg)
 static bool tracked_is(void *arg)
 {
     awaited *a = arg;
-    return td_dstats(a->srv).tracked == a->value;
+    return td_stats(a->srv).tracked == a->value;
 }
 
 bool td_wait_closed(ss_server *srv, uint64_t closed, int timeout_ms)
@@ -360,7 +353,7 @@ int td_reap_strays(int timeout_ms)
 
 static bool one_active(void *arg)
 {
-    return td_dstats(arg).active == 1;
+    return td_stats(arg).active == 1;
 }
 
 void td_close_waits_for_datagram_handler(const ss_dispatcher *d, void (*configure)(ss_server *))

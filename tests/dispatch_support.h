@@ -63,7 +63,6 @@ ss_stats td_stats(const ss_server *srv);
  * timeout_ms), the runner stopped cleanly, each request counted as
  * handled; then frees srv. */
 void td_finish(ts_runner *runner, ss_server *srv, uint64_t handled, int timeout_ms);
-ss_dispatch_stats td_dstats(const ss_server *srv);
 
 /* A handle_error hook that reports nothing, for tests whose handlers are
  * meant to fail (timed out, interrupted): keeps their output clean. */

@@ -252,7 +252,7 @@ static void test_1000_connections_2_workers(void **state)
             ts_send(fds[i], "ping\n", 5);
         assert_int_equal(answers(fds, N, "ping\n"), N);
     }
-    assert_int_equal(td_dstats(srv).tracked, 2); /* still two threads */
+    assert_int_equal(td_stats(srv).tracked, 2); /* still two threads */
     for (int i = 0; i < N; i++)
         close(fds[i]);
     td_finish(&runner, srv, N, 30000);
@@ -550,7 +550,7 @@ static void test_close_waits_for_parked_fibers(void **state)
     }
     assert_true(td_close_returned(&c, 5000));
     assert_int_equal(td_stats(srv).handled, 3);
-    assert_int_equal(td_dstats(srv).tracked, 0);
+    assert_int_equal(td_stats(srv).tracked, 0);
     ss_server_free(srv);
     assert_int_equal(ts_count_fds(), fds_before);
     assert_int_equal(threads_now(), threads_before);

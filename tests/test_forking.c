@@ -59,7 +59,7 @@ static void test_failing_handler_child_exits_1(void **state)
     ss_stats st = td_stats(srv);
     assert_int_equal(st.handler_errors, 1); /* the child's exit status was 1 */
     assert_int_equal(st.handled, 0);
-    assert_int_equal(td_dstats(srv).children_failed, 1);
+    assert_int_equal(td_stats(srv).children_failed, 1);
     ss_server_free(srv);
     close(p[1]);
     char got[8];
@@ -74,7 +74,7 @@ static void test_handled_child_exits_0(void **state)
     ss_server *srv = forking_server(&td_echo_line, NULL, 0);
     td_serve_once(srv, "ok\n", "ok\n");
     assert_int_equal(td_stats(srv).handled, 1);
-    assert_int_equal(td_dstats(srv).children_failed, 0);
+    assert_int_equal(td_stats(srv).children_failed, 0);
     ss_server_free(srv);
 }
 
@@ -98,7 +98,7 @@ static void test_max_children_extra_clients_wait(void **state)
     assert_true(td_quiet_for(fds[2], 300));
     assert_true(td_quiet_for(fds[3], 1));
     assert_int_equal(td_stats(srv).accepted, 2);
-    assert_int_equal(td_dstats(srv).tracked, 2);
+    assert_int_equal(td_stats(srv).tracked, 2);
     td_release(fds[0]); /* a child exits: room for one more */
     td_expect(fds[2], "two\n");
     assert_true(td_quiet_for(fds[3], 100));
@@ -128,7 +128,7 @@ static void test_default_serves_beyond_pythons_40(void **state)
         fds[i] = ts_connect(srv);
         td_round_trip(fds[i], "held\n"); /* answered while all before it hold on */
     }
-    assert_int_equal(td_dstats(srv).tracked, BEYOND_PYTHON);
+    assert_int_equal(td_stats(srv).tracked, BEYOND_PYTHON);
     for (int i = 0; i < BEYOND_PYTHON; i++)
         td_release(fds[i]);
     td_finish(&runner, srv, BEYOND_PYTHON, 10000);
@@ -139,7 +139,7 @@ static void test_default_serves_beyond_pythons_40(void **state)
 static bool all_reaped(void *arg)
 {
     ss_server *srv = arg;
-    return td_dstats(srv).tracked == 0 && td_zombies() <= 0;
+    return td_stats(srv).tracked == 0 && td_zombies() <= 0;
 }
 
 static void test_no_zombies_after_40_requests(void **state)
@@ -180,7 +180,7 @@ static void test_child_killed_by_signal_is_reaped(void **state)
     assert_true(ts_sees_eof(fd));
     close(fd);
     assert_true(ts_wait_until(all_reaped, srv, 2000));
-    assert_int_equal(td_dstats(srv).children_failed, 1);
+    assert_int_equal(td_stats(srv).children_failed, 1);
     assert_int_equal(td_stats(srv).handled, 0);
     assert_int_equal(ts_stop(&runner), 0);
     ss_server_free(srv);
@@ -201,7 +201,7 @@ static void test_close_waits_for_children(void **state)
     td_release(fd);
     assert_true(td_close_returned(&c, 5000));
     assert_int_equal(td_stats(srv).handled, 1);
-    assert_int_equal(td_dstats(srv).tracked, 0);
+    assert_int_equal(td_stats(srv).tracked, 0);
     assert_int_equal(td_zombies() > 0, false);
     ss_server_free(srv);
 }
@@ -221,7 +221,7 @@ static void test_close_without_block_leaves_child_to_application(void **state)
     long long start = ts_now_ms();
     ss_server_close(srv);
     assert_true(ts_now_ms() - start < 1000);
-    assert_int_equal(td_dstats(srv).tracked, 0);
+    assert_int_equal(td_stats(srv).tracked, 0);
     ss_server_free(srv);
     td_release(fd);
     int reaped = td_reap_strays(5000);

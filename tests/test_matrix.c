@@ -103,7 +103,7 @@ static void echo_three_times(void **state)
     assert_int_equal(st.accepted, 3);
     assert_int_equal(st.handled, 3);
     assert_int_equal(st.handler_errors, 0);
-    assert_int_equal(td_dstats(srv).tracked, 0);
+    assert_int_equal(td_stats(srv).tracked, 0);
     ss_server_free(srv);
     if (dir[0] != '\0')
         ts_rmdir(dir);
@@ -139,7 +139,7 @@ static void twenty_clients_held_open(void **state)
         snprintf(line, sizeof line, "client %d\n", i);
         td_round_trip(fds[i], line);
     }
-    assert_int_equal(td_dstats(srv).active, 20);
+    assert_int_equal(td_stats(srv).active, 20);
     for (int i = 0; i < 20; i++)
         td_release(fds[i]);
     assert_true(td_wait_closed(srv, 20, 10000));

@@ -36,9 +36,9 @@ static void test_default_worker_count(void **state)
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     long want = (cpus > 0 ? cpus : 1) * 4; /* as documented: 4 per CPU, 8..256 */
     want = want < 8 ? 8 : want > 256 ? 256 : want;
-    assert_int_equal(td_dstats(srv).tracked, want);
+    assert_int_equal(td_stats(srv).tracked, want);
     ss_server_close(srv);
-    assert_int_equal(td_dstats(srv).tracked, 0);
+    assert_int_equal(td_stats(srv).tracked, 0);
     ss_server_free(srv);
 }
 
@@ -57,16 +57,16 @@ static void test_options(void **state)
     assert_int_equal(ss_server_set_workers(srv, 4), SS_ESTATE);
     assert_int_equal(ss_server_set_queue_size(srv, 4), SS_ESTATE);
     assert_int_equal(ss_server_set_pool_fibers(srv, 4), SS_ESTATE);
-    assert_int_equal(td_dstats(srv).tracked, 3);
+    assert_int_equal(td_stats(srv).tracked, 3);
     ss_server_free(srv);
 }
 
 static bool queued_is(ss_server *srv, uint64_t n)
 {
     long long end = ts_now_ms() + 5000;
-    while (td_dstats(srv).queued != n && ts_now_ms() < end)
+    while (td_stats(srv).queued != n && ts_now_ms() < end)
         usleep(1000);
-    return td_dstats(srv).queued == n;
+    return td_stats(srv).queued == n;
 }
 
 /* One worker, a queue of one: the third client waits in the backlog, is
@@ -163,7 +163,7 @@ static void test_close_drains_queue(void **state)
     close(fds[2]);
     assert_true(td_close_returned(&c, 5000));
     assert_int_equal(td_stats(srv).handled, 3);
-    ss_dispatch_stats ds = td_dstats(srv);
+    ss_stats ds = td_stats(srv);
     assert_int_equal(ds.cancelled, 0);
     assert_int_equal(ds.tracked, 0);
     assert_int_equal(ds.queued, 0);
@@ -183,7 +183,7 @@ static void test_close_cancels_queue_without_block_on_close(void **state)
     assert_true(ts_now_ms() - start < 1000); /* the busy worker is not waited for */
     assert_true(ts_sees_eof(fds[1]));        /* shut down, unanswered */
     assert_true(ts_sees_eof(fds[2]));
-    ss_dispatch_stats ds = td_dstats(srv);
+    ss_stats ds = td_stats(srv);
     assert_int_equal(ds.cancelled, 2);
     assert_int_equal(ds.queued, 0);
     assert_int_equal(ds.tracked, 1); /* the worker still serving fds[0] */

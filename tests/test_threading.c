@@ -35,7 +35,7 @@ static void test_bookkeeping_does_not_grow(void **state)
         close(fd);
         assert_true(td_wait_closed(srv, (uint64_t)i + 1, 5000));
     }
-    assert_true(td_dstats(srv).tracked < 10); /* Python kept all 10 */
+    assert_true(td_stats(srv).tracked < 10); /* Python kept all 10 */
     assert_true(td_wait_tracked(srv, 0, 5000));
     assert_int_equal(ts_stop(&runner), 0);
     ss_server_free(srv);
@@ -136,7 +136,7 @@ static void test_shutdown_and_close_while_handlers_run(void **state)
         close(fds[i]);
     assert_true(td_close_returned(&c, 5000));
     assert_int_equal(td_stats(srv).handled, 5);
-    assert_int_equal(td_dstats(srv).tracked, 0);
+    assert_int_equal(td_stats(srv).tracked, 0);
     ss_server_free(srv);
 }
 
@@ -154,7 +154,7 @@ static void close_lets_handler_go(void (*configure)(ss_server *))
     long long start = ts_now_ms();
     ss_server_close(srv);
     assert_true(ts_now_ms() - start < 1000);
-    assert_int_equal(td_dstats(srv).tracked, 1); /* still running */
+    assert_int_equal(td_stats(srv).tracked, 1); /* still running */
     close(fd);
     assert_true(td_wait_tracked(srv, 0, 5000)); /* it freed its own record */
     assert_int_equal(td_stats(srv).handled, 1);
@@ -291,8 +291,8 @@ static void test_thread_creation_failure_reported(void **state)
     assert_int_equal(ts_stop(&runner), 0);
     assert_int_equal(atomic_load(&e.calls), 1);
     assert_false(atomic_load(&e.on_other_thread)); /* reported by the loop */
-    assert_int_equal(td_dstats(srv).spawn_failures, 1);
-    assert_int_equal(td_dstats(srv).tracked, 0);
+    assert_int_equal(td_stats(srv).spawn_failures, 1);
+    assert_int_equal(td_stats(srv).tracked, 0);
     ss_server_free(srv);
     pthread_mutex_destroy(&e.lock);
 }

@@ -523,15 +523,3 @@ SS_API void ss_server_stats(const ss_server *srv, ss_stats *out)
         .linger_overflows = atomic_load(&c->linger_overflows),
     };
 }
-
-SS_API void ss_server_dispatch_stats(const ss_server *srv, ss_dispatch_stats *out)
-{
-    ss_stats all;
-    ss_server_stats(srv, &all);
-    *out = (ss_dispatch_stats){.tracked = all.tracked,
-                               .active = all.active,
-                               .queued = all.queued,
-                               .cancelled = all.cancelled,
-                               .spawn_failures = all.spawn_failures,
-                               .children_failed = all.children_failed};
-}

@@ -1,0 +1,292 @@
+/*
+ * socketserver/server.h — a server's life: create, bind, activate, serve,
+ * shut down, close, free; its socket options, hooks and log, queries
+ * and counters; and the list of every option a server has.
+ *
+ * Part of <socketserver.h>, which programs include (it includes every area
+ * header); this header also compiles on its own. Conventions (errors,
+ * ownership, threads, units): <socketserver.h>. Guide: docs/tutorial.md
+ * (section 12, "Life cycle and signals"; the counters: docs/production.md,
+ * "Counters").
+ */
+#ifndef SOCKETSERVER_SERVER_H
+#define SOCKETSERVER_SERVER_H
+
+#include <socketserver/base.h>
+#include <socketserver/handler.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* Server life cycle                                                        */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Creates a server for `url` without binding it (Python's
+ * bind_and_activate=False). Accepted URL forms:
+ *     tcp://HOST:PORT        IPv4 or IPv6; HOST may be a name, an address,
+ *     tcp://[IPV6]:PORT      or empty/"*" for every IPv4 address. A name that
+ *                            resolves to both families binds IPv4 (as Python
+ *                            does); tcp://[::]:PORT is dual-stack.
+ *     udp://HOST:PORT        the same hosts, one datagram per request
+ *     udp://[IPV6]:PORT
+ *     unix:PATH              Unix stream socket at PATH (up to sun_path's
+ *                            size less one byte, else -ENAMETOOLONG)
+ *     unix:@NAME             Linux abstract name, no file, NAME up to
+ *                            sun_path's size less one byte (107), else
+ *                            -ENAMETOOLONG (SS_ENOTSUPPORTED on other systems)
+ *     unixgram:PATH          Unix datagram socket (also unixgram:@NAME)
+ * PORT may be 0: the kernel picks one, read it back with ss_server_address().
+ * See socketserver/transport.h for datagram requests and socket-file rules.
+ *
+ * `dispatcher` NULL means ss_dispatch_sync(). `handler` is copied; `data` is
+ * passed to every handler call and hook. The listening socket exists after
+ * this call (ss_server_fileno() works), so options can be set before
+ * ss_server_bind(). On failure *out is NULL and nothing is leaked.
+ * Returns 0; for a malformed URL an SS_EURL* code that says what is wrong
+ * (ss_strerror: e.g. "URL port out of range (0-65535)"), SS_EBADURL if url
+ * is NULL, -ENAMETOOLONG for a host of 256 bytes or more or a path beyond
+ * sun_path; SS_ERESOLVE, -EINVAL (bad handler) or an errno.
+ */
+SS_API int ss_server_create(ss_server **out, const char *url, const ss_dispatcher *dispatcher,
+                            const ss_handler *handler, void *data);
+
+/* Binds the socket to the address given at creation, applying the options
+ * set so far (Python's server_bind). Returns 0 or e.g. -EADDRINUSE. */
+SS_API int ss_server_bind(ss_server *srv);
+
+/* Starts listening with the configured backlog (Python's server_activate).
+ * Returns 0 or a negative errno. */
+SS_API int ss_server_activate(ss_server *srv);
+
+/* create + bind + activate in one call: Python's constructor with
+ * bind_and_activate=True. On failure *out is NULL and every resource the
+ * attempt took (sockets, memory) is released. */
+SS_API int ss_server_new(ss_server **out, const char *url, const ss_dispatcher *dispatcher,
+                         const ss_handler *handler, void *data);
+
+/*
+ * Handles one request, waiting at most the server timeout for it (see
+ * ss_server_set_timeout). If none arrives in time, calls the handle_timeout
+ * hook and returns 0. Interruptions by signals (EINTR) are retried with the
+ * remaining time. Returns 0 after handling (or timing out), -ECANCELED if a
+ * shutdown was requested while waiting, SS_ESTATE if the server is not
+ * activated. Call it from one thread at a time.
+ */
+SS_API int ss_server_handle_request(ss_server *srv);
+
+/*
+ * Handles requests until ss_server_shutdown() or
+ * ss_server_request_shutdown() is called. Calls the service_actions hook at
+ * least every `poll_interval_ms` milliseconds (Python's poll_interval;
+ * negative means only when something happens). Unlike Python, a shutdown
+ * request wakes the loop at once, whatever the poll interval. A shutdown
+ * requested before the loop starts makes it return immediately.
+ * Returns 0 after a shutdown, SS_ESTATE if not activated, -EBUSY if the loop
+ * is already running in another thread.
+ */
+SS_API int ss_server_serve_forever(ss_server *srv, int poll_interval_ms);
+
+/*
+ * Stops serve_forever(). Called from another thread, it blocks until the
+ * loop has exited (Python's shutdown). With the sync dispatcher a handler
+ * waiting on its client then gets -ECANCELED, so the loop exits as soon as
+ * the handler returns; other dispatchers' handlers are not interrupted
+ * (ss_server_drain bounds them). Called from inside a handler or hook
+ * running on the serving thread, it only requests the stop and returns, so
+ * it cannot deadlock; the loop exits when that request is done. If the loop
+ * is not running, the request is remembered and returns at once (during
+ * ss_server_drain: stop now).
+ * Not for signal handlers: use ss_server_request_shutdown(). Returns 0.
+ */
+SS_API int ss_server_shutdown(ss_server *srv);
+
+/*
+ * Requests that serve_forever() stop, and returns at once without waiting.
+ * Async-signal-safe: meant for SIGINT/SIGTERM handlers. Preserves errno.
+ * During ss_server_drain, it means "stop now" (a second Ctrl-C).
+ */
+SS_API void ss_server_request_shutdown(ss_server *srv);
+
+/*
+ * Releases the server's operating-system resources (Python's
+ * server_close): closes the listening socket and the wake-up pipe and lets
+ * the dispatcher finish its requests. Idempotent. Must not run while
+ * serve_forever() or handle_request() is running; call ss_server_shutdown()
+ * first, and ss_server_drain() to bound how long requests still in flight
+ * may keep close waiting. The object stays valid for queries until
+ * ss_server_free().
+ */
+SS_API void ss_server_close(ss_server *srv);
+
+/* Closes the server (if not already) and releases its memory. NULL is a
+ * no-op. Every successful ss_server_create/ss_server_new needs one call. */
+SS_API void ss_server_free(ss_server *srv);
+
+/* ------------------------------------------------------------------------ */
+/* Every option of a server, by when it may be set                          */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Setters live in the area header of what they configure; this is the
+ * whole list, by when each may be called. Each setter's own comment, in
+ * the header named, gives its default, its units and the errors it returns.
+ *
+ * After create, before bind (SS_ESTATE after bind):
+ *   ss_server_set_reuse_address, ss_server_set_reuse_port    server.h
+ *   ss_server_set_unix_mode                                  transport.h
+ * Before activate (SS_ESTATE after activate):
+ *   ss_server_set_backlog                                    server.h
+ *   ss_server_set_max_packet_size                            transport.h
+ *   ss_server_set_max_per_client, ss_server_set_overload_reply   limits.h
+ *   ss_server_set_max_children, ss_server_set_workers,
+ *   ss_server_set_queue_size, ss_server_set_thread_stack_size,
+ *   ss_server_set_pool_fibers                                dispatch.h
+ * Before serving, from the thread that set the server up:
+ *   ss_server_on_verify_request, ss_server_on_handle_error,
+ *   ss_server_on_handle_timeout, ss_server_on_service_actions,
+ *   ss_server_set_log                                        server.h
+ * Any time (a request accepted afterwards gets the new value):
+ *   ss_server_set_timeout, ss_server_set_request_timeout,
+ *   ss_server_set_max_connections (also from any thread)     limits.h
+ *   ss_server_set_read_buffer_size, ss_server_set_write_buffer_size,
+ *   ss_server_set_tcp_nodelay                                stream.h
+ *   ss_server_set_daemon_threads,
+ *   ss_server_set_block_on_close (before ss_server_close)    dispatch.h
+ */
+
+/* ------------------------------------------------------------------------ */
+/* Server options: set after create, before bind (or activate)              */
+/* ------------------------------------------------------------------------ */
+
+/* SO_REUSEADDR on bind of a TCP server. Default on (unlike Python's
+ * default), so a server can be restarted while old connections sit in
+ * TIME_WAIT; it never lets two live listeners share a port. Other
+ * transports ignore it (on UDP it would let two live servers share a port).
+ * Returns 0 or SS_ESTATE after bind. */
+SS_API int ss_server_set_reuse_address(ss_server *srv, bool on);
+
+/* SO_REUSEPORT on bind, letting several servers share one port. Default off.
+ * Returns 0, SS_ESTATE after bind, or -ENOTSUP where the OS lacks it. */
+SS_API int ss_server_set_reuse_port(ss_server *srv, bool on);
+
+/* listen() backlog (Python's request_queue_size). Default SOMAXCONN (Python
+ * uses 5). Returns 0, -EINVAL if < 1, or SS_ESTATE after activate. */
+SS_API int ss_server_set_backlog(ss_server *srv, int backlog);
+
+/* ------------------------------------------------------------------------ */
+/* Server hooks (Python's overridable methods). Set before serving.         */
+/* Each receives the `data` given at creation. NULL restores the default.   */
+/* ------------------------------------------------------------------------ */
+
+/* Return false to refuse a request: it is shut down without the handler
+ * running. Default: accept every request. Runs where the loop runs. */
+typedef bool (*ss_verify_fn)(ss_server *srv, ss_request *req, void *data);
+SS_API void ss_server_on_verify_request(ss_server *srv, ss_verify_fn fn);
+
+/* Called once per failed request with the first error a handler returned.
+ * Runs where the handler ran. Default: an SS_LOG_ERROR message (see
+ * ss_server_set_log) with the client address and ss_strerror(err). */
+typedef void (*ss_error_fn)(ss_server *srv, ss_request *req, int err, void *data);
+SS_API void ss_server_on_handle_error(ss_server *srv, ss_error_fn fn);
+
+/* Called by handle_request() when no request arrived within the server
+ * timeout. Default: nothing. */
+typedef void (*ss_server_fn)(ss_server *srv, void *data);
+SS_API void ss_server_on_handle_timeout(ss_server *srv, ss_server_fn fn);
+
+/* Called on every iteration of serve_forever(), in the serving thread.
+ * Default: nothing. */
+SS_API void ss_server_on_service_actions(ss_server *srv, ss_server_fn fn);
+
+/* Routes the server's messages to fn; NULL restores the default, which
+ * prints warnings and errors as one "socketserver: ..." line on stderr and
+ * drops debug and info messages. Set before serving. */
+SS_API void ss_server_set_log(ss_server *srv, ss_log_fn fn);
+
+/* ------------------------------------------------------------------------ */
+/* Server queries                                                           */
+/* ------------------------------------------------------------------------ */
+
+/* The listening socket (Python's fileno()), or -1 after close. */
+SS_API int ss_server_fileno(const ss_server *srv);
+
+/* Writes the server's address as a URL into buf, e.g. "tcp://127.0.0.1:40123"
+ * or "tcp://[::1]:40123". After bind it is the real bound address (port 0
+ * resolved). Returns the length, or -ENOSPC if buf is too small (64 bytes
+ * always suffice for inet; 128 for every form). */
+SS_API int ss_server_address(const ss_server *srv, char *buf, size_t size);
+
+/* The bound port of an inet server (after bind), 0 otherwise. */
+SS_API int ss_server_port(const ss_server *srv);
+
+/* The `data` pointer given at creation. */
+SS_API void *ss_server_data(const ss_server *srv);
+
+/*
+ * Every counter of the server, in one place. Each is an atomic updated
+ * where its event happens, so reading them takes no lock and never slows
+ * the server down; readable at any time from any thread, also after close.
+ * A snapshot is not one instant: counters move while it is taken. For the
+ * forking dispatcher, what happens inside a child reaches the parent's
+ * counters when the child is reaped.
+ * Each field, and what to watch: docs/production.md.
+ */
+typedef struct ss_stats {
+    /* requests */
+    uint64_t accepted;            /* requests received (connections or datagrams) */
+    uint64_t active;              /* accepted and not yet ended: in a handler, waiting in the
+                                     pool's queue, or served by a child not yet reaped. What
+                                     ss_server_set_max_connections bounds */
+    uint64_t handled;             /* handler ran to completion without error */
+    uint64_t handler_errors;      /* handle_error calls */
+    uint64_t closed;              /* requests shut down (every accepted one, once) */
+    uint64_t rejected;            /* shut down without running the handler, any reason: */
+    uint64_t rejected_verify;     /* ... verify_request returned false */
+    uint64_t rejected_limit;      /* ... over max_connections (overload reply mode) */
+    uint64_t rejected_per_client; /* ... over max_per_client */
+    uint64_t request_timeouts;    /* requests in which a read or write timed out
+                                     (-ETIMEDOUT: the request timeout fired) */
+    uint64_t interrupted;         /* requests still in flight when ss_server_drain's
+                                     deadline passed, which it then interrupted */
+    uint64_t timeouts;            /* handle_timeout calls */
+    /* accept */
+    uint64_t accept_errors;  /* accept()/recvfrom() failures, every kind */
+    uint64_t accept_emfile;  /* ... of which: per-process fd limit */
+    uint64_t accept_enfile;  /* system-wide fd limit */
+    uint64_t accept_enobufs; /* no socket buffers */
+    uint64_t accept_enomem;  /* no memory */
+    uint64_t shed;           /* clients closed unserved while out of resources */
+    /* the dispatcher */
+    uint64_t tracked;         /* threading: handler threads running their request;
+                                 forking: children not yet reaped; pool: live workers */
+    uint64_t queued;          /* pool: accepted requests waiting for a worker */
+    uint64_t cancelled;       /* pool: queued requests shut down unhandled (close
+                                 without block_on_close, or drain's deadline) */
+    uint64_t spawn_failures;  /* threads or processes that could not be created (the
+                                 request then went to handle_error) */
+    uint64_t children_failed; /* forking: children that did not exit with status 0 */
+    /* closing stream sockets (added after the fields above: their offsets do not move) */
+    uint64_t lingering_closes; /* stream requests closed with a lingering close: the peer
+                                  had not closed, and closing at once could have reset the
+                                  connection and lost the end of the reply. The socket is
+                                  then read and discarded until the peer closes (at most 2 s
+                                  without progress, 30 s in all, 1 MiB) by a background
+                                  thread, no longer a request. forking: done in the child,
+                                  whose count the parent does not see */
+    uint64_t linger_overflows; /* ... that needed one but were closed at once, because
+                                  the process's lingering sockets were at their cap (1024,
+                                  or a quarter of RLIMIT_NOFILE) or no thread could start */
+} ss_stats;
+SS_API void ss_server_stats(const ss_server *srv, ss_stats *out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SOCKETSERVER_SERVER_H */
