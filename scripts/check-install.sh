@@ -36,12 +36,14 @@ cleanup() {
 trap cleanup EXIT
 jobs="$(nproc 2>/dev/null || echo 2)"
 
-# Builds the library for `prefix` in $tmp/build-NAME; installs it.
+# Builds the library in $tmp/build-NAME, configured for the default
+# prefix, and installs it into `prefix` with `cmake --install --prefix`,
+# as README.md says: the installed files (socketserver.pc above all) must
+# hold no path of the configure-time prefix.
 install_into() {
-    cmake -S . -B "$tmp/build-$1" -DSS_BUILD_TESTS=OFF -DSS_BUILD_EXAMPLES=OFF \
-          -DCMAKE_INSTALL_PREFIX="$2" >/dev/null
+    cmake -S . -B "$tmp/build-$1" -DSS_BUILD_TESTS=OFF -DSS_BUILD_EXAMPLES=OFF >/dev/null
     cmake --build "$tmp/build-$1" -j "$jobs" >/dev/null
-    cmake --install "$tmp/build-$1" >/dev/null
+    cmake --install "$tmp/build-$1" --prefix "$2" >/dev/null
 }
 
 # ---- 1. a temporary prefix ----
