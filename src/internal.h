@@ -12,6 +12,8 @@
 
 #include "socketserver.h"
 
+#include "base/clock.h"
+
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -428,12 +430,6 @@ void ss__request_release(ss_request *req, ss__hold *hold);
  * never restarts it. `stop` is the request's waiter as ss__request_stop()
  * gives it: NULL, or the server whose stop request ends every wait with
  * -ECANCELED (the sync dispatcher). */
-int64_t ss__now_ms(void);
-int64_t ss__deadline(int timeout_ms); /* -1 when timeout_ms < 0 */
-/* Milliseconds left until deadline: -1 without one, 0 once passed. */
-int ss__remaining_ms(int64_t deadline);
-/* The shorter of two waits, where negative means "no limit". */
-int ss__min_wait(int a, int b);
 /* kernel_timed: the socket already carries timeout_ms as SO_RCVTIMEO, so
  * a thread may block in the first recv itself instead of polling first;
  * a fiber and the sync waiter ignore it. */

@@ -19,40 +19,10 @@
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
-#include <time.h>
 
 #ifndef MSG_NOSIGNAL
 #define MSG_NOSIGNAL 0 /* the transport sets SO_NOSIGPIPE on such systems */
 #endif
-
-int64_t ss__now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-int64_t ss__deadline(int timeout_ms)
-{
-    return timeout_ms < 0 ? -1 : ss__now_ms() + timeout_ms;
-}
-
-int ss__remaining_ms(int64_t deadline)
-{
-    if (deadline < 0)
-        return -1;
-    int64_t left = deadline - ss__now_ms();
-    return left <= 0 ? 0 : (left > INT32_MAX ? INT32_MAX : (int)left);
-}
-
-int ss__min_wait(int a, int b)
-{
-    if (a < 0)
-        return b;
-    if (b < 0)
-        return a;
-    return a < b ? a : b;
-}
 
 /* The sync waiter: the handler runs on the loop's own thread, so the loop
  * cannot see a stop until the handler returns. Each wait therefore polls
