@@ -13,6 +13,7 @@
 #include "socketserver.h"
 
 #include "base/clock.h"
+#include "sched/sched.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -444,44 +445,6 @@ int ss__io_wait(int fd, short events, int64_t deadline, const ss_server *stop);
 /* Sleeps ms milliseconds; on a fiber, parks it instead of the thread.
  * Returns 0, or -ECANCELED early on a stop request of `stop`. */
 int ss__io_pause(int ms, const ss_server *stop);
-
-/* sched/fiber.c: fibers and a per-thread scheduler (the pool's workers). A
- * scheduler and its fibers belong to the thread that runs it. Built
- * without fibers (SS_HAVE_FIBERS 0), spawn runs the function to its end
- * at once and nothing is ever live. */
-#ifndef SS_HAVE_FIBERS
-#define SS_HAVE_FIBERS 0
-#endif
-typedef struct ss__sched ss__sched;
-/* Stacks of stack_size bytes; wake_fd (read end of a pipe) joins the
- * readiness set so another thread can interrupt ss__sched_poll. */
-ss__sched *ss__sched_new(size_t stack_size, int wake_fd);
-void ss__sched_free(ss__sched *s);  /* with no fiber live */
-void ss__sched_enter(ss__sched *s); /* this thread runs s (NULL: none) */
-size_t ss__sched_live(const ss__sched *s);
-/* A fiber that will run fn(a, b). Returns 0 or -ENOMEM. */
-int ss__sched_spawn(ss__sched *s, void (*fn)(void *, void *), void *a, void *b);
-/* Runs every runnable fiber until each has parked or ended. */
-void ss__sched_run(ss__sched *s);
-/* Waits for readiness, a deadline or the wake fd; makes the fibers
- * concerned runnable. Returns true if the wake fd is readable. */
-bool ss__sched_poll(ss__sched *s);
-/* True on a fiber: io/io.c then parks instead of blocking the thread. */
-bool ss__fiber_active(void);
-/* Parks the current fiber until fd has `events` (POLLIN or POLLOUT; a
- * hang-up or error counts) or deadline (-1: none) passes; fd -1 just
- * sleeps until the deadline. Returns 1 ready, 0 timed out, or a negative
- * errno if fd cannot be watched. */
-int ss__fiber_wait(int fd, short events, int64_t deadline);
-/* A recv on the current fiber returned fewer bytes than asked (> 0):
- * fd is empty. */
-void ss__fiber_drained(int fd);
-/* True when a recv on fd would fail with EAGAIN: the fiber should park
- * before trying. */
-bool ss__fiber_drained_fd(int fd);
-/* Drops the current fiber's fd from the readiness set: before it is
- * closed. */
-void ss__fiber_forget_fd(void);
 
 /* core/bufio.c: the buffered reader/writer as the core and recv/send_all see
  * it. ("bufio", because ss__stream_* names the stream transports' slots.) */

@@ -4,7 +4,7 @@
  * a burst waits in the kernel's backlog instead of growing our memory, and
  * the number of threads never depends on the number of clients.
  *
- * Each worker is an event loop (sched/fiber.c): every request it takes runs on a
+ * Each worker is an event loop (sched/scheduler.c): every request it takes runs on a
  * fiber of its own, and a handler whose request I/O would block parks
  * there while the worker runs the others. So a worker serves up to
  * `fibers` connections at once, idle ones costing a parked stack, not a
