@@ -1,8 +1,11 @@
-/* The monotonic clock and deadlines on it (base/clock.h). A deadline is a
+/* The monotonic clock, deadlines on it, and a poll() bounded by one
+ * (base/clock.h). A deadline is a
  * point on CLOCK_MONOTONIC in milliseconds, -1 for "none": signals and
  * wall-clock changes never move it. */
 #include "base/clock.h"
 
+#include <errno.h>
+#include <poll.h>
 #include <time.h>
 
 int64_t ss__now_ms(void)
@@ -32,4 +35,16 @@ int ss__min_wait(int a, int b)
     if (b < 0)
         return a;
     return a < b ? a : b;
+}
+
+int ss__poll_until(int fd, short events, int64_t deadline)
+{
+    struct pollfd p = {.fd = fd, .events = events};
+    for (;;) {
+        int n = poll(&p, 1, ss__remaining_ms(deadline)); /* EINTR: the rest only */
+        if (n >= 0)
+            return n > 0;
+        if (errno != EINTR)
+            return -errno;
+    }
 }

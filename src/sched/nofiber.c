@@ -56,32 +56,7 @@ bool ss__sched_poll(ss__sched *s)
     return poll(&p, 1, -1) > 0;
 }
 
-bool ss__fiber_active(void)
-{
-    return false;
-}
-
-/* Never called: io/io.c parks only when ss__fiber_active(), never true
- * here. (It goes when the request's waiter decides, not io/io.c.) */
-int ss__fiber_wait(int fd, short events, int64_t deadline)
-{
-    (void)fd;
-    (void)events;
-    (void)deadline;
-    abort();
-}
-
-void ss__fiber_drained(int fd)
-{
-    (void)fd;
-}
-
-bool ss__fiber_drained_fd(int fd)
-{
-    (void)fd;
-    return false;
-}
-
+/* No fiber, so no fd of one to forget. */
 void ss__fiber_forget_fd(void)
 {
 }

@@ -28,9 +28,12 @@ void ss__sched_run(ss__sched *s);
 /* Waits for readiness, a deadline or the wake fd; makes the fibers
  * concerned runnable. Returns true if the wake fd is readable. */
 bool ss__sched_poll(ss__sched *s);
-/* True on a fiber: io/io.c then parks instead of blocking the thread. */
-bool ss__fiber_active(void);
-/* Parks the current fiber until fd has `events` (POLLIN or POLLOUT; a
+#if SS_HAVE_FIBERS
+/* What a fiber's request I/O uses (io/waiter_fiber.c). Called off a
+ * fiber (a thread the handler started for its request's I/O), each acts
+ * as a plain thread would: poll, and know nothing of the socket.
+ *
+ * Parks the current fiber until fd has `events` (POLLIN or POLLOUT; a
  * hang-up or error counts) or deadline (-1: none) passes; fd -1 just
  * sleeps until the deadline. Returns 1 ready, 0 timed out, or a negative
  * errno if fd cannot be watched. */
@@ -41,8 +44,9 @@ void ss__fiber_drained(int fd);
 /* True when a recv on fd would fail with EAGAIN: the fiber should park
  * before trying. */
 bool ss__fiber_drained_fd(int fd);
+#endif
 /* Drops the current fiber's fd from the readiness set: before it is
- * closed. */
+ * closed. Nothing off a fiber, or without fibers. */
 void ss__fiber_forget_fd(void);
 
 #endif /* SS_SCHED_H */

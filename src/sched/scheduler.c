@@ -203,16 +203,19 @@ bool ss__sched_poll(ss__sched *s)
 
 /* ---- what the fiber's request I/O sees ---- */
 
-bool ss__fiber_active(void)
+/* The fiber running on this thread, NULL off a fiber. */
+static ss__fiber *current_fiber(void)
 {
     ss__sched *s = ss__this_sched;
-    return s != NULL && s->current != NULL;
+    return s != NULL ? s->current : NULL;
 }
 
 int ss__fiber_wait(int fd, short events, int64_t deadline)
 {
-    ss__sched *s = ss__this_sched;
-    ss__fiber *f = s->current;
+    ss__fiber *f = current_fiber();
+    if (f == NULL)
+        return ss__poll_until(fd, events, deadline);
+    ss__sched *s = f->sched;
     if (deadline >= 0 && deadline <= ss__now_ms())
         return 0;
     if (fd >= 0) {
@@ -241,20 +244,20 @@ int ss__fiber_wait(int fd, short events, int64_t deadline)
  * skips the try: its fiber leaves the set, f->fd = -1, when it wakes). */
 void ss__fiber_drained(int fd)
 {
-    ss__fiber *f = ss__this_sched->current;
-    if (f->fd == fd)
+    ss__fiber *f = current_fiber();
+    if (f != NULL && f->fd == fd)
         f->readable = false;
 }
 
 bool ss__fiber_drained_fd(int fd)
 {
-    ss__fiber *f = ss__this_sched->current;
-    return f->fd == fd && !f->readable && !f->ended;
+    ss__fiber *f = current_fiber();
+    return f != NULL && f->fd == fd && !f->readable && !f->ended;
 }
 
 void ss__fiber_forget_fd(void)
 {
-    ss__sched *s = ss__this_sched;
-    if (s != NULL && s->current != NULL)
-        ss__poller_forget(s->poller, s->current);
+    ss__fiber *f = current_fiber();
+    if (f != NULL)
+        ss__poller_forget(f->sched->poller, f);
 }
