@@ -78,7 +78,7 @@ static short to_poll_events(uint32_t ev)
     return out;
 }
 
-bool ss__poller_wait(ss__poller *p, int timeout_ms)
+bool ss__poller_wait(ss__poller *p, int timeout_ms, void (*ready)(ss__fiber *f, short revents))
 {
     struct epoll_event evs[64];
     int n = epoll_wait(p->ep, evs, 64, timeout_ms);
@@ -87,7 +87,7 @@ bool ss__poller_wait(ss__poller *p, int timeout_ms)
         if (evs[i].data.ptr == NULL)
             woken = true;
         else
-            ss__fiber_ready(evs[i].data.ptr, to_poll_events(evs[i].events));
+            ready(evs[i].data.ptr, to_poll_events(evs[i].events));
     }
     return woken;
 }

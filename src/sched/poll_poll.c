@@ -75,7 +75,7 @@ void ss__poller_forget(ss__poller *p, ss__fiber *f)
     ss__poller_unwatch(p, f);
 }
 
-bool ss__poller_wait(ss__poller *p, int timeout_ms)
+bool ss__poller_wait(ss__poller *p, int timeout_ms, void (*ready)(ss__fiber *f, short revents))
 {
     size_t n = p->nwaiting;
     struct pollfd wake = {.fd = p->wake_fd, .events = POLLIN};
@@ -88,6 +88,6 @@ bool ss__poller_wait(ss__poller *p, int timeout_ms)
     /* Backwards: waking a fiber moves the last entry into its slot. */
     for (size_t i = n; i > 0; i--)
         if (fds[i].revents != 0)
-            ss__fiber_ready(p->waiting[i - 1], fds[i].revents);
+            ready(p->waiting[i - 1], fds[i].revents);
     return fds[0].revents != 0;
 }

@@ -1,7 +1,7 @@
 /* What the files of sched/ share, and nobody else sees: the fiber and
  * scheduler structs, the context switch (sched/switch.c), the readiness
  * set (sched/poll_epoll.c or sched/poll_poll.c, whichever CMake compiles)
- * and the scheduler's side of a readiness report (sched/scheduler.c).
+ * used by the scheduler (sched/scheduler.c).
  * Only in a build with fibers (SS_HAVE_FIBERS). */
 #ifndef SS_SCHED_PRIVATE_H
 #define SS_SCHED_PRIVATE_H
@@ -98,7 +98,8 @@ struct ss__sched {
 #endif
 };
 
-/* The scheduler this thread runs (ss__sched_enter), NULL if none. */
+/* The scheduler this thread runs (ss__sched_enter), NULL if none. Defined
+ * in sched/switch.c, whose switches land on it. */
 extern _Thread_local ss__sched *ss__this_sched SS__SCHED_HIDDEN;
 
 /* ---- sched/switch.c: stacks and the context switch ---- */
@@ -129,13 +130,10 @@ int ss__poller_watch(ss__poller *p, ss__fiber *f, int fd, short events);
 void ss__poller_unwatch(ss__poller *p, ss__fiber *f);
 /* f's fd is about to be closed, or f ended: drop it for good. */
 void ss__poller_forget(ss__poller *p, ss__fiber *f);
-/* Waits up to timeout_ms, reporting each ready fiber to
- * ss__fiber_ready; returns true if the wake fd fired. */
-bool ss__poller_wait(ss__poller *p, int timeout_ms);
-
-/* ---- sched/scheduler.c ---- */
-
-/* The poller saw revents (POLLIN, POLLOUT, POLLHUP, POLLERR) on f's fd. */
-void ss__fiber_ready(ss__fiber *f, short revents);
+/* Waits up to timeout_ms, telling `ready` (the scheduler) of each fiber
+ * whose fd reported revents (POLLIN, POLLOUT, POLLHUP, POLLERR); returns
+ * true if the wake fd fired. A callback, not a call: the scheduler uses
+ * the poller, never the other way round. */
+bool ss__poller_wait(ss__poller *p, int timeout_ms, void (*ready)(ss__fiber *f, short revents));
 
 #endif /* SS_SCHED_PRIVATE_H */

@@ -14,8 +14,6 @@
 #include <poll.h>
 #include <stdlib.h>
 
-_Thread_local ss__sched *ss__this_sched;
-
 /* ---- the run queue and the deadline list ---- */
 
 static void make_runnable(ss__sched *s, ss__fiber *f)
@@ -81,11 +79,12 @@ static void timer_remove(ss__sched *s, ss__fiber *f)
 
 /* ---- waking ---- */
 
-/* An end of stream, hang-up or error is reported once, often in the same
- * edge as the last bytes: it is remembered for good (such a state never
- * goes away), so the short read of those bytes cannot make the fiber park
- * for an edge that was already reported (ss__fiber_drained_fd). */
-void ss__fiber_ready(ss__fiber *f, short revents)
+/* The poller saw revents on f's fd. An end of stream, hang-up or error is
+ * reported once, often in the same edge as the last bytes: it is
+ * remembered for good (such a state never goes away), so the short read
+ * of those bytes cannot make the fiber park for an edge that was already
+ * reported (ss__fiber_drained_fd). */
+static void fd_ready(ss__fiber *f, short revents)
 {
     if (revents & POLLIN)
         f->readable = true;
@@ -196,7 +195,7 @@ bool ss__sched_poll(ss__sched *s)
     int timeout = expire(s);
     if (s->run_head != NULL)
         timeout = 0; /* something can run already: just collect events */
-    bool woken = ss__poller_wait(s->poller, timeout);
+    bool woken = ss__poller_wait(s->poller, timeout, fd_ready);
     expire(s);
     return woken;
 }

@@ -20,6 +20,8 @@
 #include <sanitizer/tsan_interface.h>
 #endif
 
+_Thread_local ss__sched *ss__this_sched;
+
 /* Stacks kept for reuse per scheduler: enough to absorb connect/close
  * churn without an mmap per request, few enough that a burst that has
  * passed gives its memory back. */
