@@ -159,15 +159,16 @@ static ssize_t read_more(ss_request *req, char *dst, size_t want)
  * cannot tell whether more is waiting, so the next read would be a recv()
  * failing with EAGAIN before the fiber parks: one wasted system call per
  * request whenever requests are as large as the caller's buffer (4 KiB
- * messages read with a 4 KiB buffer). So a fiber reads into the caller's
- * buffer and on into the empty stream buffer, in one recvmsg(): a read
- * that stops short of both emptied the socket, and the fiber then parks
- * without trying (ss__fiber_drained); bytes that went on into the stream
- * buffer are the next read's. No copy in the usual case. A thread gains
- * nothing from this: its next recv() just blocks. */
+ * messages read with a 4 KiB buffer). So a waiter that reads ahead (a
+ * fiber's) reads into the caller's buffer and on into the empty stream
+ * buffer, in one recvmsg(): a read that stops short of both emptied the
+ * socket, and the fiber then parks without trying (the waiter's
+ * known_empty); bytes that went on into the stream buffer are the next
+ * read's. No copy in the usual case. A thread gains nothing from this:
+ * its next recv() just blocks. */
 static bool spill_wanted(const ss_request *req)
 {
-    return !req->dgram.active && ss__fiber_active();
+    return !req->dgram.active && req->waiter->read_ahead;
 }
 
 /* The reader is settled and holds no bytes. */

@@ -37,7 +37,7 @@ static bool wait_idle(ss_server *srv, int64_t deadline, bool stoppable)
  * first). */
 static void interrupt_all(ss_server *srv)
 {
-    atomic_store(&srv->stop_requested, false);
+    atomic_store(&srv->stop.requested, false);
     atomic_fetch_add(&srv->count.interrupted, atomic_load(&srv->count.active));
     srv->dispatch->abort(srv, false);
     ss__requests_interrupt(srv);

@@ -34,6 +34,7 @@ ss_request *ss__request_new(ss_server *srv, int fd, const struct sockaddr *peer,
     ss__format_peer(peer, peer_len, req->peer_name, sizeof req->peer_name);
     req->timeout_ms = atomic_load(&srv->request_timeout_ms);
     req->socket_timeout_ms = -1;
+    req->waiter = &ss__waiter_thread; /* until a dispatcher starts it otherwise */
     atomic_init(&req->timed_out, false);
     ss__bufio_init(req);
     ss__server_ref(srv);

@@ -52,8 +52,8 @@ static void destroy(ss_server *srv)
     /* The wake pipe lives as long as the memory: a request still running
      * on another thread may write to it, and a closed number could already
      * belong to some unrelated file. */
-    ss__close(&srv->wake_read);
-    ss__close(&srv->wake_write);
+    ss__close(&srv->stop.wake_read);
+    ss__close(&srv->stop.wake_write);
     ss__limits_free(srv);
     pthread_cond_destroy(&srv->loop_exited);
     pthread_mutex_destroy(&srv->live_lock);
@@ -101,7 +101,7 @@ static ss_server *alloc_server(const ss_dispatcher *dispatcher, const ss_handler
     copy_handler(srv, handler);
     srv->data = data;
     srv->dispatch = dispatcher != NULL ? dispatcher : ss_dispatch_sync();
-    srv->fd = srv->wake_read = srv->wake_write = srv->spare_fd = -1;
+    srv->fd = srv->stop.wake_read = srv->stop.wake_write = srv->spare_fd = -1;
     srv->reuse_address = true;
     srv->backlog = SOMAXCONN;
     atomic_init(&srv->timeout_ms, -1);
@@ -109,7 +109,7 @@ static ss_server *alloc_server(const ss_dispatcher *dispatcher, const ss_handler
     srv->verify_request = verify_always;
     srv->handle_error = ss__report_error;
     srv->handle_timeout = srv->service_actions = server_hook_none;
-    atomic_init(&srv->stop_requested, false);
+    atomic_init(&srv->stop.requested, false);
     pthread_mutex_init(&srv->lock, NULL);
     pthread_cond_init(&srv->loop_exited, NULL);
     pthread_mutex_init(&srv->live_lock, NULL);
@@ -141,8 +141,8 @@ SS_API int ss_server_create(ss_server **out, const char *url, const ss_dispatche
     int fds[2];
     rc = ss__pipe(fds);
     if (rc == 0) {
-        srv->wake_read = fds[0];
-        srv->wake_write = fds[1];
+        srv->stop.wake_read = fds[0];
+        srv->stop.wake_write = fds[1];
         rc = ss__accept_policy_init(srv);
     }
     if (rc == 0)
@@ -218,16 +218,12 @@ SS_API void ss_server_free(ss_server *srv)
 
 void ss__server_wake(const ss_server *srv)
 {
-    int saved = errno;
-    /* A full pipe already guarantees a wake-up, so EAGAIN is fine. */
-    ssize_t ignored = write(srv->wake_write, "", 1);
-    (void)ignored;
-    errno = saved;
+    ss__stop_wake(&srv->stop);
 }
 
 bool ss__server_stop_requested(const ss_server *srv)
 {
-    return atomic_load(&((ss_server *)srv)->stop_requested);
+    return ss__stop_requested(&srv->stop);
 }
 
 bool ss__server_serving(ss_server *srv)
@@ -249,14 +245,12 @@ bool ss__server_on_serving_thread(const ss_server *srv)
 
 void ss__server_drain_wake(const ss_server *srv)
 {
-    char buf[64];
-    while (read(srv->wake_read, buf, sizeof buf) > 0)
-        ;
+    ss__stop_drain(&srv->stop);
 }
 
 void ss__server_sleep(ss_server *srv, int timeout_ms)
 {
-    struct pollfd p = {.fd = srv->wake_read, .events = POLLIN};
+    struct pollfd p = {.fd = srv->stop.wake_read, .events = POLLIN};
     if (poll(&p, 1, timeout_ms) > 0)
         ss__server_drain_wake(srv);
 }
@@ -264,12 +258,12 @@ void ss__server_sleep(ss_server *srv, int timeout_ms)
 /* Reads and clears a pending stop request. */
 static bool take_stop(ss_server *srv)
 {
-    return atomic_exchange(&srv->stop_requested, false);
+    return atomic_exchange(&srv->stop.requested, false);
 }
 
 SS_API void ss_server_request_shutdown(ss_server *srv)
 {
-    atomic_store(&srv->stop_requested, true);
+    atomic_store(&srv->stop.requested, true);
     ss__server_wake(srv);
 }
 
@@ -302,7 +296,7 @@ static bool listener_wanted(ss_server *srv)
  * errno if polling itself failed. */
 static int wait_event(ss_server *srv, int timeout_ms)
 {
-    struct pollfd p[2] = {{.fd = srv->wake_read, .events = POLLIN},
+    struct pollfd p[2] = {{.fd = srv->stop.wake_read, .events = POLLIN},
                           {.fd = srv->fd, .events = POLLIN}};
     nfds_t n = listener_wanted(srv) ? 2 : 1;
     int wait = ss__min_wait(timeout_ms, srv->dispatch->max_wait_ms(srv));

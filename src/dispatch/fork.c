@@ -228,9 +228,9 @@ static void announce_exit(forks *fs, int slot, int notify_fd, unsigned char mark
  * the parent held at the fork would stay held here. */
 static void forget_parents_loop(ss_server *srv, ss_request *req)
 {
-    atomic_store(&srv->stop_requested, false);
+    atomic_store(&srv->stop.requested, false);
     srv->serving = false; /* ss_server_shutdown in the child waits for no loop */
-    req->waiter = SS__WAITER_THREAD;
+    req->waiter = &ss__waiter_thread;
 }
 
 /* Never returns. The child gives up the server's descriptors first: the
@@ -240,10 +240,10 @@ static void forget_parents_loop(ss_server *srv, ss_request *req)
  * changes no signal dispositions, so there are none to reset. */
 static void run_child(ss_server *srv, forks *fs, int slot, ss_request *req)
 {
-    int notify_fd = srv->wake_write;
-    srv->wake_write = -1; /* a shutdown called in the child stays in the child */
+    int notify_fd = srv->stop.wake_write;
+    srv->stop.wake_write = -1; /* a shutdown called in the child stays in the child */
     forget_parents_loop(srv, req);
-    ss__close(&srv->wake_read);
+    ss__close(&srv->stop.wake_read);
     if (req->fd != srv->fd)
         ss__close(&srv->fd);
     int rc = ss__request_run(req);

@@ -4,7 +4,7 @@
  * a burst waits in the kernel's backlog instead of growing our memory, and
  * the number of threads never depends on the number of clients.
  *
- * Each worker is an event loop (sched/fiber.c): every request it takes runs on a
+ * Each worker is an event loop (sched/scheduler.c): every request it takes runs on a
  * fiber of its own, and a handler whose request I/O would block parks
  * there while the worker runs the others. So a worker serves up to
  * `fibers` connections at once, idle ones costing a parked stack, not a
@@ -236,6 +236,15 @@ static void request_done(pool *p, bool shared)
     pthread_mutex_unlock(&p->lock);
 }
 
+/* How a request on a worker waits: on a fiber it parks, so the worker
+ * serves others; without fibers, spawn runs it on the worker's own thread
+ * to its end. */
+#if SS_HAVE_FIBERS
+#define SPAWNED_WAITER (&ss__waiter_fiber)
+#else
+#define SPAWNED_WAITER (&ss__waiter_thread)
+#endif
+
 /* The fiber's whole life. The socket leaves the readiness set before
  * finish closes it, so a recycled descriptor number never reaches a
  * stale registration. */
@@ -244,6 +253,7 @@ static void serve(void *pool_arg, void *req_arg)
     pool *p = pool_arg;
     ss_request *req = req_arg;
     bool shared = req->fd == p->server_fd;
+    req->waiter = SPAWNED_WAITER;
     ss__request_run(req);
     ss__fiber_forget_fd();
     ss__request_finish(req);

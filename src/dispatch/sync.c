@@ -7,7 +7,7 @@
 static void sync_process(ss_server *srv, ss_request *req)
 {
     (void)srv;
-    req->waiter = SS__WAITER_SYNC;
+    req->waiter = &ss__waiter_sync;
     ss__request_run(req);
     ss__request_finish(req);
 }

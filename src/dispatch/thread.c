@@ -156,6 +156,7 @@ static void *worker_main(void *arg)
     threads *ts = w->owner;
     ss_request *req = w->req;
     ss_server *srv = req->server;
+    req->waiter = &ss__waiter_thread; /* its own thread: may block, a stop does not cancel */
     ss__request_run(req);
     ss__request_finish(req);
     worker_done(srv, w);

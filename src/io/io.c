@@ -8,135 +8,52 @@
  * A signal costs a retry, never the deadline: after EINTR the rest of the
  * call waits against the same deadline.
  *
- * How a call waits is the request's waiter (internal.h), which the caller
- * passes on as `stop`: NULL for a thread of its own, which may block in the
- * kernel; the server for the sync dispatcher's handlers, whose waits also
- * watch the wake-up pipe and end with -ECANCELED on a stop request. A fiber
- * (the pool) parks in its worker instead of blocking. */
+ * How a call waits is the request's waiter (io/io.h), which the caller
+ * passes on with the stop state it may watch: a thread of its own may
+ * block in the kernel; the sync dispatcher's handlers also watch the
+ * wake-up pipe and end with -ECANCELED on a stop request; a fiber (the
+ * pool) parks in its worker. This file never asks which one it has. */
 #include "internal.h"
 
 #include <errno.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
-#include <time.h>
 
 #ifndef MSG_NOSIGNAL
 #define MSG_NOSIGNAL 0 /* the transport sets SO_NOSIGPIPE on such systems */
 #endif
 
-int64_t ss__now_ms(void)
+int ss__io_pause(int ms, const ss__waiter *waiter, const ss__stop *stop)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-int64_t ss__deadline(int timeout_ms)
-{
-    return timeout_ms < 0 ? -1 : ss__now_ms() + timeout_ms;
-}
-
-int ss__remaining_ms(int64_t deadline)
-{
-    if (deadline < 0)
-        return -1;
-    int64_t left = deadline - ss__now_ms();
-    return left <= 0 ? 0 : (left > INT32_MAX ? INT32_MAX : (int)left);
-}
-
-int ss__min_wait(int a, int b)
-{
-    if (a < 0)
-        return b;
-    if (b < 0)
-        return a;
-    return a < b ? a : b;
-}
-
-/* The sync waiter: the handler runs on the loop's own thread, so the loop
- * cannot see a stop until the handler returns. Each wait therefore polls
- * the wake-up pipe too, whoever writes to it (another thread, a signal
- * handler on any thread, a hook). A stop request ends the wait and its
- * byte stays in the pipe for the loop. Any other byte only asks the loop to
- * look again, which it does anyway once the handler returns, so it is
- * drained here (else poll would spin). A stop sets its flag before writing
- * its byte: if the flag is set once the pipe is drained, the byte drained
- * may have been the stop's, and it is put back for the loop, which may be
- * about to block in handle_request's wait without reading the flag first. */
-static int wait_or_stop(int fd, short events, int64_t deadline, const ss_server *srv)
-{
-    struct pollfd p[2] = {{.fd = fd, .events = events}, {.fd = srv->wake_read, .events = POLLIN}};
-    for (;;) {
-        if (ss__server_stop_requested(srv))
-            return -ECANCELED;
-        int n = poll(p, 2, ss__remaining_ms(deadline));
-        if (n < 0 && errno != EINTR)
-            return -errno;
-        if (n == 0)
-            return 0;
-        if (n > 0 && p[0].revents != 0)
-            return 1;
-        if (n > 0)
-            ss__server_drain_wake(srv);
-        if (n > 0 && ss__server_stop_requested(srv)) {
-            ss__server_wake(srv); /* the byte drained may have been the stop's */
-            return -ECANCELED;
-        }
-    }
-}
-
-int ss__io_wait(int fd, short events, int64_t deadline, const ss_server *stop)
-{
-    if (stop != NULL)
-        return wait_or_stop(fd, events, deadline, stop);
-    struct pollfd p = {.fd = fd, .events = events};
-    for (;;) {
-        int n = poll(&p, 1, ss__remaining_ms(deadline)); /* EINTR: the rest only */
-        if (n >= 0)
-            return n > 0;
-        if (errno != EINTR)
-            return -errno;
-    }
-}
-
-int ss__io_pause(int ms, const ss_server *stop)
-{
-    int64_t until = ss__now_ms() + ms;
-    if (ss__fiber_active()) {
-        ss__fiber_wait(-1, 0, until); /* parked: the worker serves others */
-        return 0;
-    }
-    int rc = ss__io_wait(-1, 0, until, stop); /* poll ignores fd -1: a sleep */
+    int rc = waiter->wait(stop, -1, 0, ss__now_ms() + ms); /* no fd: a sleep */
     return rc < 0 ? rc : 0;
 }
 
 /* One I/O call's way of waiting, decided once per call. */
 typedef struct waiting {
-    int64_t deadline;      /* -1: none */
-    bool fiber;            /* park the fiber, never block the thread */
-    bool blocking;         /* the next attempt may block in the kernel */
-    const ss_server *stop; /* the sync waiter's server, else NULL */
+    int64_t deadline; /* -1: none */
+    bool blocking;    /* the next attempt may block in the kernel */
+    const ss__waiter *waiter;
+    const ss__stop *stop;
 } waiting;
 
-/* Only a thread watching nothing but its socket blocks in the kernel:
- * without a timeout, or with one the kernel keeps (SO_RCVTIMEO). The
- * kernel's timeout is right only for a whole call, so the first EINTR or
- * early return turns the rest of the call into poll()s against our own
- * deadline (next_step). */
-static waiting begin(int timeout_ms, bool kernel_timed, const ss_server *stop)
+/* Only a waiter that may block does, and only without a timeout or with
+ * one the kernel keeps (SO_RCVTIMEO). The kernel's timeout is right only
+ * for a whole call, so the first EINTR or early return turns the rest of
+ * the call into waits against our own deadline (next_step). */
+static waiting begin(int timeout_ms, bool kernel_timed, const ss__waiter *waiter,
+                     const ss__stop *stop)
 {
-    waiting w = {.deadline = ss__deadline(timeout_ms), .fiber = ss__fiber_active(), .stop = stop};
-    bool plain_thread = !w.fiber && stop == NULL;
-    w.blocking = plain_thread && (timeout_ms < 0 || (kernel_timed && timeout_ms > 0));
+    waiting w = {.deadline = ss__deadline(timeout_ms), .waiter = waiter, .stop = stop};
+    w.blocking = waiter->may_block && (timeout_ms < 0 || (kernel_timed && timeout_ms > 0));
     return w;
 }
 
 /* Waits until fd is ready: 0, or -ETIMEDOUT, -ECANCELED, another -errno. */
 static int wait_for(const waiting *w, int fd, short events)
 {
-    int rc = w->fiber ? ss__fiber_wait(fd, events, w->deadline)
-                      : ss__io_wait(fd, events, w->deadline, w->stop);
+    int rc = w->waiter->wait(w->stop, fd, events, w->deadline);
     return rc > 0 ? 0 : (rc == 0 ? -ETIMEDOUT : rc);
 }
 
@@ -173,20 +90,20 @@ static ssize_t receive(int fd, void *buf, size_t size, void *spill, size_t spill
  * system call, and a wait only on EAGAIN. A fiber whose socket is known to
  * be empty parks before trying. */
 ssize_t ss__io_recv(int fd, void *buf, size_t size, void *spill, size_t spill_size, int timeout_ms,
-                    bool kernel_timed, const ss_server *stop)
+                    bool kernel_timed, const ss__waiter *waiter, const ss__stop *stop)
 {
-    waiting w = begin(timeout_ms, kernel_timed, stop);
+    waiting w = begin(timeout_ms, kernel_timed, waiter, stop);
     /* a stop ends even a read that would not wait: a client that keeps
      * talking cannot keep a stopping sync server alive either */
-    if (stop != NULL && ss__server_stop_requested(stop))
+    if (waiter->stop_cancels && ss__stop_requested(stop))
         return -ECANCELED;
-    int step = w.fiber && ss__fiber_drained_fd(fd);
+    int step = waiter->known_empty(fd);
     for (;;) {
         if (step > 0 && (step = wait_for(&w, fd, POLLIN)) < 0)
             return step;
         ssize_t n = receive(fd, buf, size, spill, spill_size, w.blocking ? 0 : MSG_DONTWAIT);
-        if (n > 0 && w.fiber && (size_t)n < size + spill_size)
-            ss__fiber_drained(fd);
+        if (n > 0 && (size_t)n < size + spill_size)
+            waiter->emptied(fd);
         if (n >= 0)
             return n;
         if ((step = next_step(&w)) < 0)
@@ -199,9 +116,10 @@ ssize_t ss__io_recv(int fd, void *buf, size_t size, void *spill, size_t spill_si
  * cannot tell a stall from progress. Without a timeout a thread blocks (no
  * deadline to keep); otherwise MSG_DONTWAIT, and after a short send the
  * buffer is full, so it waits for room before trying again. */
-int ss__io_send_all(int fd, const void *buf, size_t size, int timeout_ms, const ss_server *stop)
+int ss__io_send_all(int fd, const void *buf, size_t size, int timeout_ms, const ss__waiter *waiter,
+                    const ss__stop *stop)
 {
-    waiting w = begin(timeout_ms, false, stop);
+    waiting w = begin(timeout_ms, false, waiter, stop);
     const char *p = buf;
     int step = 0;
     while (size > 0) {

@@ -265,7 +265,7 @@ static int send_reply(ss_request *req)
             return -ETIMEDOUT;
         /* on a pool fiber: parked, the worker serves others; on the sync
          * dispatcher a stop request ends the wait (-ECANCELED) */
-        int rc = ss__io_pause(wait_ms, ss__request_stop(req));
+        int rc = ss__io_pause(wait_ms, req->waiter, &req->server->stop);
         if (rc < 0)
             return rc;
         wait_ms = wait_ms < 64 ? wait_ms * 2 : 64;

@@ -87,11 +87,11 @@ int ss__stream_get_request(ss_server *srv, ss_request **out)
  * arrives, so the kernel's timeout is exactly "no progress for this long"
  * (io/io.c takes over with its own deadline after a signal). Sends are never
  * kernel-timed (see ss__io_send_all). A timeout of 0 ("do not wait")
- * cannot be said that way (0 there means forever); fibers never block and
- * the sync waiter also watches the wake-up pipe: those poll instead. */
+ * cannot be said that way (0 there means forever); a waiter that may not
+ * block (a fiber, the sync waiter watching the wake-up pipe) polls instead. */
 static bool kernel_timed(ss_request *req)
 {
-    if (req->timeout_ms <= 0 || req->waiter != SS__WAITER_THREAD || ss__fiber_active())
+    if (req->timeout_ms <= 0 || !req->waiter->may_block)
         return false;
     if (req->socket_timeout_ms == req->timeout_ms)
         return true;
@@ -107,13 +107,13 @@ ssize_t ss__stream_recv(ss_request *req, void *buf, size_t size, void *spill, si
 {
     bool timed = kernel_timed(req);
     ssize_t n = ss__io_recv(req->fd, buf, size, spill, spill_size, req->timeout_ms, timed,
-                            ss__request_stop(req));
+                            req->waiter, &req->server->stop);
     return n < 0 ? ss__request_note_io(req, (int)n) : n;
 }
 
 int ss__stream_send_all(ss_request *req, const void *buf, size_t size)
 {
-    int rc = ss__io_send_all(req->fd, buf, size, req->timeout_ms, ss__request_stop(req));
+    int rc = ss__io_send_all(req->fd, buf, size, req->timeout_ms, req->waiter, &req->server->stop);
     if (rc < 0)
         req->reply_lost = true;
     return ss__request_note_io(req, rc);

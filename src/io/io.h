@@ -1,0 +1,110 @@
+/* The io layer as the layers above it see it: a request's socket I/O
+ * with deadlines (io/io.c), how that I/O waits (the waiters, io/waiter.c
+ * and io/waiter_fiber.c), the stop state a wait may be ended by
+ * (io/stop.c), and the end of a stream socket (io/linger.c). Uses only
+ * base/ and sched/; knows nothing of servers or requests. */
+#ifndef SS_IO_H
+#define SS_IO_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* ---- io/stop.c: a stop request and the loop's wake-up pipe ---- */
+
+/* What a stop request shares with the waits it must end: the flag, set
+ * before a byte is written to the pipe, and the pipe (a self-pipe, both
+ * ends non-blocking) that wakes whoever polls its read end. The server
+ * embeds one; -1 for an end it does not have. */
+typedef struct ss__stop {
+    atomic_bool requested;
+    int wake_read, wake_write;
+} ss__stop;
+
+bool ss__stop_requested(const ss__stop *stop);
+/* One byte into the pipe; a full pipe already wakes. Async-signal-safe,
+ * keeps errno. */
+void ss__stop_wake(const ss__stop *stop);
+/* Empties the pipe: only from the thread that runs the loop. */
+void ss__stop_drain(const ss__stop *stop);
+
+/* ---- io/waiter.c: how a request's blocking I/O waits ---- */
+
+/* A const table the dispatcher attaches to each request as it starts it
+ * (req->waiter); io/io.c reads it once per call. Every slot is filled. */
+typedef struct ss__waiter {
+    /* Waits until fd has `events` (POLLIN or POLLOUT; a hang-up or error
+     * counts) or deadline (-1: none) passes; fd -1 just sleeps until the
+     * deadline. EINTR-safe. Returns 1 ready, 0 timed out, -ECANCELED on a
+     * stop request (stop_cancels), or another negative errno. */
+    int (*wait)(const ss__stop *stop, int fd, short events, int64_t deadline);
+    /* Readiness the waiter tracks per socket (a fiber's poller): true
+     * when a recv on fd would fail with EAGAIN, so wait before trying ... */
+    bool (*known_empty)(int fd);
+    /* ... and a recv on fd returned fewer bytes (> 0) than asked. */
+    void (*emptied)(int fd);
+    /* A stop request ends every wait, and even a read that would not wait:
+     * the handler runs on the loop's own thread (sync). */
+    bool stop_cancels;
+    /* Reads on into the empty stream buffer (core/bufio.c): worth it only
+     * where a short read saves the next call (known_empty). */
+    bool read_ahead;
+    /* May block in the kernel: without a timeout, or with the socket's
+     * SO_RCVTIMEO keeping it (transport/transport.c sets that then). */
+    bool may_block;
+} ss__waiter;
+
+/* A thread of its own (threading, a forked child, a pool worker without
+ * fibers; and the default for a request no dispatcher has started yet):
+ * it may block in the kernel, and only its timeout or its client ends a
+ * wait; a stop request does not (graceful stop). */
+extern const ss__waiter ss__waiter_thread;
+/* The loop's own thread (sync): the loop cannot end before the handler
+ * does, so every wait also watches the wake-up pipe and a stop request
+ * ends it with -ECANCELED. */
+extern const ss__waiter ss__waiter_sync;
+#if SS_HAVE_FIBERS
+/* A fiber of the pool (io/waiter_fiber.c): a wait parks the fiber and
+ * its worker runs others; the poller's readiness saves a recv per read. */
+extern const ss__waiter ss__waiter_fiber;
+#endif
+
+/* ---- io/io.c: socket I/O with an optional deadline ---- */
+
+/* EINTR-safe, no SIGPIPE. timeout_ms bounds each stall: -ETIMEDOUT once
+ * no byte has moved for that long (since the call began or its last
+ * partial send); a signal never restarts it. The waiter decides how the
+ * call waits; stop is what a stop_cancels waiter watches (the server's).
+ * recv reads up to size bytes into buf, and with spill_size > 0 on into
+ * spill in the same call; returns the total, or a negative errno.
+ * kernel_timed: the socket carries timeout_ms as SO_RCVTIMEO, so a
+ * may_block waiter may block in the first recv itself. */
+ssize_t ss__io_recv(int fd, void *buf, size_t size, void *spill, size_t spill_size, int timeout_ms,
+                    bool kernel_timed, const ss__waiter *waiter, const ss__stop *stop);
+int ss__io_send_all(int fd, const void *buf, size_t size, int timeout_ms, const ss__waiter *waiter,
+                    const ss__stop *stop);
+/* Sleeps ms milliseconds the waiter's way (a fiber parks). Returns 0, or
+ * -ECANCELED early on a stop request to a stop_cancels waiter. */
+int ss__io_pause(int ms, const ss__waiter *waiter, const ss__stop *stop);
+
+/* ---- io/linger.c: the end of a stream request's socket ---- */
+
+/* shutdown(SHUT_WR), then close. Closes fd at once when nothing can be
+ * lost: the peer has closed, or nothing is unread and everything we sent
+ * was acknowledged. Otherwise a reset (any byte the peer sends after the
+ * close) could destroy the end of our reply, so fd gets a lingering
+ * close: read and discarded until the peer closes, or a bound. That
+ * happens in a process-wide background thread, or with in_place (a
+ * forking child about to exit) right here. send_queue: TCP, whose
+ * unacknowledged bytes a reset destroys; false for Unix streams. fd
+ * belongs to this call. */
+typedef enum ss__linger_result {
+    SS__CLOSED_AT_ONCE, /* nothing to wait for */
+    SS__LINGERED,       /* closed or to be closed after lingering */
+    SS__LINGER_REFUSED, /* needed it, but the lingerer was full: closed at once */
+} ss__linger_result;
+ss__linger_result ss__linger_close(int fd, bool send_queue, bool in_place);
+
+#endif /* SS_IO_H */

@@ -1,0 +1,28 @@
+/* A stop request and the loop's wake-up pipe (io/io.h), as data: the
+ * server embeds an ss__stop, and the sync waiter's waits watch it without
+ * knowing whose it is. */
+#include "internal.h"
+
+#include <errno.h>
+#include <unistd.h>
+
+bool ss__stop_requested(const ss__stop *stop)
+{
+    return atomic_load(&((ss__stop *)stop)->requested);
+}
+
+void ss__stop_wake(const ss__stop *stop)
+{
+    int saved = errno;
+    /* A full pipe already guarantees a wake-up, so EAGAIN is fine. */
+    ssize_t ignored = write(stop->wake_write, "", 1);
+    (void)ignored;
+    errno = saved;
+}
+
+void ss__stop_drain(const ss__stop *stop)
+{
+    char buf[64];
+    while (read(stop->wake_read, buf, sizeof buf) > 0)
+        ;
+}

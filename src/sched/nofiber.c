@@ -1,0 +1,62 @@
+/* The sched layer where fibers are not built (no ucontext, as on musl, or
+ * -DSS_FIBERS=OFF): every "fiber" runs to completion where it is spawned,
+ * on the calling thread's stack, so the pool keeps one connection per
+ * worker. Nothing is ever live or parked. CMake compiles this file instead
+ * of sched/{switch,scheduler,poll_*}.c. */
+#include "internal.h"
+
+#include <poll.h>
+#include <stdlib.h>
+
+struct ss__sched {
+    int wake_fd;
+};
+
+ss__sched *ss__sched_new(size_t stack_size, int wake_fd)
+{
+    (void)stack_size;
+    ss__sched *s = calloc(1, sizeof *s);
+    if (s != NULL)
+        s->wake_fd = wake_fd;
+    return s;
+}
+
+void ss__sched_free(ss__sched *s)
+{
+    free(s);
+}
+
+void ss__sched_enter(ss__sched *s)
+{
+    (void)s;
+}
+
+size_t ss__sched_live(const ss__sched *s)
+{
+    (void)s;
+    return 0;
+}
+
+int ss__sched_spawn(ss__sched *s, void (*fn)(void *, void *), void *a, void *b)
+{
+    (void)s;
+    fn(a, b);
+    return 0;
+}
+
+void ss__sched_run(ss__sched *s)
+{
+    (void)s;
+}
+
+/* Nothing is ever live: only the wake fd can have news. */
+bool ss__sched_poll(ss__sched *s)
+{
+    struct pollfd p = {.fd = s->wake_fd, .events = POLLIN};
+    return poll(&p, 1, -1) > 0;
+}
+
+/* No fiber, so no fd of one to forget. */
+void ss__fiber_forget_fd(void)
+{
+}

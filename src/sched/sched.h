@@ -1,0 +1,52 @@
+/* The sched layer as the layers above it see it: fibers and a per-thread
+ * scheduler (the pool's workers). A scheduler and its fibers belong to the
+ * thread that runs it. Built without fibers (SS_HAVE_FIBERS 0,
+ * sched/nofiber.c), spawn runs the function to its end at once and nothing
+ * is ever live. Uses only base/. */
+#ifndef SS_SCHED_H
+#define SS_SCHED_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifndef SS_HAVE_FIBERS
+#define SS_HAVE_FIBERS 0
+#endif
+
+typedef struct ss__sched ss__sched;
+/* Stacks of stack_size bytes; wake_fd (read end of a pipe) joins the
+ * readiness set so another thread can interrupt ss__sched_poll. */
+ss__sched *ss__sched_new(size_t stack_size, int wake_fd);
+void ss__sched_free(ss__sched *s);  /* with no fiber live */
+void ss__sched_enter(ss__sched *s); /* this thread runs s (NULL: none) */
+size_t ss__sched_live(const ss__sched *s);
+/* A fiber that will run fn(a, b). Returns 0 or -ENOMEM. */
+int ss__sched_spawn(ss__sched *s, void (*fn)(void *, void *), void *a, void *b);
+/* Runs every runnable fiber until each has parked or ended. */
+void ss__sched_run(ss__sched *s);
+/* Waits for readiness, a deadline or the wake fd; makes the fibers
+ * concerned runnable. Returns true if the wake fd is readable. */
+bool ss__sched_poll(ss__sched *s);
+#if SS_HAVE_FIBERS
+/* What a fiber's request I/O uses (io/waiter_fiber.c). Called off a
+ * fiber (a thread the handler started for its request's I/O), each acts
+ * as a plain thread would: poll, and know nothing of the socket.
+ *
+ * Parks the current fiber until fd has `events` (POLLIN or POLLOUT; a
+ * hang-up or error counts) or deadline (-1: none) passes; fd -1 just
+ * sleeps until the deadline. Returns 1 ready, 0 timed out, or a negative
+ * errno if fd cannot be watched. */
+int ss__fiber_wait(int fd, short events, int64_t deadline);
+/* A recv on the current fiber returned fewer bytes than asked (> 0):
+ * fd is empty. */
+void ss__fiber_drained(int fd);
+/* True when a recv on fd would fail with EAGAIN: the fiber should park
+ * before trying. */
+bool ss__fiber_drained_fd(int fd);
+#endif
+/* Drops the current fiber's fd from the readiness set: before it is
+ * closed. Nothing off a fiber, or without fibers. */
+void ss__fiber_forget_fd(void);
+
+#endif /* SS_SCHED_H */

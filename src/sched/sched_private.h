@@ -1,0 +1,139 @@
+/* What the files of sched/ share, and nobody else sees: the fiber and
+ * scheduler structs, the context switch (sched/switch.c), the readiness
+ * set (sched/poll_epoll.c or sched/poll_poll.c, whichever CMake compiles)
+ * used by the scheduler (sched/scheduler.c).
+ * Only in a build with fibers (SS_HAVE_FIBERS). */
+#ifndef SS_SCHED_PRIVATE_H
+#define SS_SCHED_PRIVATE_H
+
+#include "internal.h"
+
+#include <setjmp.h>
+#include <ucontext.h>
+
+/* Which sanitizer must hear about stack switches. */
+#if defined(__SANITIZE_ADDRESS__)
+#define SS_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SS_ASAN 1
+#endif
+#endif
+#if defined(__SANITIZE_THREAD__)
+#define SS_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define SS_TSAN 1
+#endif
+#endif
+
+/* After a fiber's first entry (setcontext), switches use sigsetjmp /
+ * siglongjmp without a saved mask: glibc's swapcontext saves and restores
+ * the signal mask with a system call on every switch, two per park.
+ * ThreadSanitizer keeps setjmp buffers per thread (per fiber) and does not
+ * follow a jump to one saved on another fiber: under it, every switch is
+ * a swapcontext. */
+#ifndef SS_TSAN
+#define FAST_SWITCH 1
+#endif
+
+#if defined(__GNUC__)
+#define SS__SCHED_HIDDEN __attribute__((visibility("hidden")))
+#else
+#define SS__SCHED_HIDDEN
+#endif
+
+typedef struct ss__fiber ss__fiber;
+typedef struct ss__poller ss__poller; /* the readiness set: one per backend */
+
+struct ss__fiber {
+    ucontext_t ctx;
+    ss__sched *sched;
+    char *map; /* guard page + stack */
+    void (*fn)(void *, void *);
+    void *a, *b;
+    ss__fiber *next;          /* run queue or spare list */
+    ss__fiber *tprev, *tnext; /* deadline list, earliest first */
+    int64_t deadline;
+    bool timed;    /* on the deadline list */
+    bool runnable; /* on the run queue */
+    short want;    /* POLLIN / POLLOUT waited for; 0 = not parked on an fd */
+    bool readable; /* fd: no short read since its last readiness report */
+    bool ended;    /* fd: a hang-up, end of stream or error was reported */
+    int result;    /* what ss__fiber_wait returns: 1 ready, 0 timed out */
+    int fd;        /* registered with the readiness set, -1 if none */
+    size_t slot;   /* the poller's own index for this fiber, if it keeps one */
+    bool done;
+#ifdef FAST_SWITCH
+    bool started;  /* entered once: resume with jb */
+    sigjmp_buf jb; /* where it parked */
+#endif
+#ifdef SS_ASAN
+    void *fake_stack;
+#endif
+#ifdef SS_TSAN
+    void *tsan;
+#endif
+};
+
+struct ss__sched {
+    ucontext_t main_ctx;
+#ifdef FAST_SWITCH
+    sigjmp_buf main_jb; /* where run_fiber waits for the fiber to park */
+#endif
+    ss__fiber *current;
+    ss__fiber *run_head, *run_tail;
+    ss__fiber *timers, *timers_tail;
+    ss__fiber *spare;
+    size_t nspare, live;
+    size_t stack_size, guard;
+    ss__poller *poller;
+#ifdef SS_ASAN
+    void *main_fake_stack;
+    const void *main_bottom;
+    size_t main_size;
+#endif
+#ifdef SS_TSAN
+    void *tsan_main;
+#endif
+};
+
+/* The scheduler this thread runs (ss__sched_enter), NULL if none. Defined
+ * in sched/switch.c, whose switches land on it. */
+extern _Thread_local ss__sched *ss__this_sched SS__SCHED_HIDDEN;
+
+/* ---- sched/switch.c: stacks and the context switch ---- */
+
+/* Page-rounds the stack size and sets the guard size. */
+void ss__stack_sizes(ss__sched *s, size_t stack_size);
+/* A fiber with a fresh context that will run f->fn, from the stack cache
+ * or newly mapped; NULL when out of memory. */
+ss__fiber *ss__fiber_get(ss__sched *s);
+/* An ended fiber's stack back to the cache (or unmapped past its cap). */
+void ss__fiber_put(ss__sched *s, ss__fiber *f);
+void ss__stacks_free(ss__sched *s); /* the whole cache */
+/* The calling thread runs s from now on: TSan learns its own fiber. */
+void ss__switch_attach(ss__sched *s);
+/* Scheduler -> fiber f; returns when f parks or ends. */
+void ss__switch_to_fiber(ss__sched *s, ss__fiber *f);
+/* Fiber f -> scheduler; returns when f is run again. */
+void ss__switch_to_scheduler(ss__sched *s, ss__fiber *f);
+
+/* ---- the poller: sched/poll_epoll.c or sched/poll_poll.c ---- */
+
+/* A readiness set that also watches wake_fd; NULL on failure. */
+ss__poller *ss__poller_open(int wake_fd);
+void ss__poller_close(ss__poller *p);
+/* Watch fd for f, who will park for `events`. Returns 0 or -errno. */
+int ss__poller_watch(ss__poller *p, ss__fiber *f, int fd, short events);
+/* f woke or timed out: stop reporting its fd to it while it runs. */
+void ss__poller_unwatch(ss__poller *p, ss__fiber *f);
+/* f's fd is about to be closed, or f ended: drop it for good. */
+void ss__poller_forget(ss__poller *p, ss__fiber *f);
+/* Waits up to timeout_ms, telling `ready` (the scheduler) of each fiber
+ * whose fd reported revents (POLLIN, POLLOUT, POLLHUP, POLLERR); returns
+ * true if the wake fd fired. A callback, not a call: the scheduler uses
+ * the poller, never the other way round. */
+bool ss__poller_wait(ss__poller *p, int timeout_ms, void (*ready)(ss__fiber *f, short revents));
+
+#endif /* SS_SCHED_PRIVATE_H */
