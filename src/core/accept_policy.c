@@ -10,7 +10,7 @@
  * after a pause that doubles from 5 ms to 1 s; each retry that fails
  * sheds whoever queued meanwhile. One message marks
  * the start of such a burst and one its end. */
-#include "internal.h"
+#include "core/core.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -103,8 +103,8 @@ void ss__accept_failed(ss_server *srv, int err)
         return;
     if (srv->accept_backoff_ms == 0) {
         srv->burst_errors = 0;
-        ss__log(srv, SS_LOG_WARNING, "accept: %s; shedding new clients and retrying with back-off",
-                ss_strerror(err));
+        ss__log(srv->log, srv, srv->data, SS_LOG_WARNING,
+                "accept: %s; shedding new clients and retrying with back-off", ss_strerror(err));
     }
     srv->burst_errors++;
     shed_waiting(srv);
@@ -119,7 +119,7 @@ void ss__accept_succeeded(ss_server *srv)
 {
     if (srv->accept_backoff_ms == 0)
         return;
-    ss__log(srv, SS_LOG_INFO, "accept: resumed after %llu failed attempts",
+    ss__log(srv->log, srv, srv->data, SS_LOG_INFO, "accept: resumed after %llu failed attempts",
             (unsigned long long)srv->burst_errors);
     srv->accept_backoff_ms = 0;
     srv->accept_resume_at = 0;

@@ -7,7 +7,7 @@
  * Waiting is event-driven: every request that ends while draining wakes
  * the wake-up pipe (ss__hold_drop), a forked child writes to it as it
  * exits, and the dispatcher's service step reaps and joins meanwhile. */
-#include "internal.h"
+#include "core/core.h"
 
 #include <errno.h>
 

@@ -12,7 +12,7 @@
  * costs a descriptor and a thread or process) and never the clients seen.
  * Entries are added by the serving thread and removed by whichever thread
  * ends the request, under the table's lock. */
-#include "internal.h"
+#include "core/core.h"
 
 #include <errno.h>
 #include <stdlib.h>

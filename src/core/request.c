@@ -2,7 +2,7 @@
  * once to handle_error, then shutdown_request. Also the request's public
  * accessors and I/O calls, which go through the server's transport so a
  * handler never depends on what kind of socket it is talking to. */
-#include "internal.h"
+#include "core/core.h"
 
 #include <errno.h>
 #include <stdlib.h>

@@ -1,7 +1,7 @@
 /* The server's life cycle and the only place a transport meets a
  * dispatcher: create/bind/activate, the request loop (handle_request,
  * serve_forever), shutdown through a self-pipe, close and free. */
-#include "internal.h"
+#include "core/core.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -39,8 +39,8 @@ void ss__report_error(ss_server *srv, ss_request *req, int err, void *data)
     const char *peer = req != NULL ? ss_request_client_name(req) : "";
     /* A peer that left before the final flush is routine (bpo-14574). */
     ss_log_level level = err == SS_EFINALFLUSH ? SS_LOG_DEBUG : SS_LOG_ERROR;
-    ss__log(srv, level, "error processing request from %s: %s", *peer ? peer : "(unnamed peer)",
-            ss_strerror(err));
+    ss__log(srv->log, srv, srv->data, level, "error processing request from %s: %s",
+            *peer ? peer : "(unnamed peer)", ss_strerror(err));
 }
 
 /* ---- reference counting: the owner plus every live request ---- */
@@ -462,6 +462,11 @@ SS_API void ss_server_on_handle_error(ss_server *srv, ss_error_fn fn)
 SS_API void ss_server_on_handle_timeout(ss_server *srv, ss_server_fn fn)
 {
     srv->handle_timeout = fn != NULL ? fn : server_hook_none;
+}
+
+SS_API void ss_server_set_log(ss_server *srv, ss_log_fn fn)
+{
+    srv->log = fn;
 }
 
 SS_API void ss_server_on_service_actions(ss_server *srv, ss_server_fn fn)

@@ -2,7 +2,7 @@
  * slots that keep every dispatcher table fully filled, and what the
  * concurrent dispatchers share: their options and the attributes of
  * handler threads. Their counters are the server's (ss_stats). */
-#include "internal.h"
+#include "dispatch/dispatch.h"
 
 #include <errno.h>
 #include <limits.h>

@@ -21,7 +21,8 @@
  *     fails (handle_error, then closed), as Python's would.
  * Everything here runs in the serving thread (process, service; abort
  * and close after the loop has stopped), so the state needs no lock. */
-#include "internal.h"
+#include "dispatch/dispatch.h"
+#include "core/core.h" /* up: calls into the core, removed by the next steps */
 
 #include <errno.h>
 #include <signal.h>
@@ -303,8 +304,9 @@ static void fork_refused(ss_server *srv, forks *fs, ss_request *req, int err)
     fs->unforked = req;
     fs->unforked_at = fs->count;
     if (!fs->warned)
-        ss__log(srv, SS_LOG_WARNING, "fork: %s with %d children; new clients wait until one exits",
-                ss_strerror(err), fs->count);
+        ss__log(srv->log, srv, srv->data, SS_LOG_WARNING,
+                "fork: %s with %d children; new clients wait until one exits", ss_strerror(err),
+                fs->count);
     fs->warned = true;
 }
 

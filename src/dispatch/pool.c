@@ -10,7 +10,8 @@
  * `fibers` connections at once, idle ones costing a parked stack, not a
  * thread. Where fibers are not built in, a worker serves one request at a
  * time, start to end. */
-#include "internal.h"
+#include "dispatch/dispatch.h"
+#include "core/core.h" /* up: calls into the core, removed by the next steps */
 
 #include <errno.h>
 #include <stdlib.h>

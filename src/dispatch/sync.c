@@ -1,6 +1,7 @@
 /* The synchronous dispatcher: the request runs to completion in the
  * serving thread before the next one is accepted (Python's TCPServer). */
-#include "internal.h"
+#include "dispatch/dispatch.h"
+#include "core/core.h" /* up: calls into the core, removed by the next steps */
 
 /* The handler runs on the loop's thread: its waits must end on a stop
  * request, or an idle client would keep the loop from ever seeing it. */

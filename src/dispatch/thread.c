@@ -8,7 +8,8 @@
  * instead, so that nothing of it, not even its last steps, outlives close.
  * Handler threads get a small stack (an option) instead of the system's
  * 8 MiB. */
-#include "internal.h"
+#include "dispatch/dispatch.h"
+#include "core/core.h" /* up: calls into the core, removed by the next steps */
 
 #include <errno.h>
 #include <stdlib.h>

@@ -4,7 +4,8 @@
  * writes its reply through ss_request_send_all(); the reply is sent with one
  * sendto() after finish. A truncated datagram is detected (MSG_TRUNC) and
  * reported instead of being passed on silently cut. */
-#include "internal.h"
+#include "transport/transport.h"
+#include "core/core.h" /* up: calls into the core, removed by the next steps */
 
 #include <errno.h>
 #include <limits.h>

@@ -1,7 +1,7 @@
 /* TCP and UDP over IPv4 and IPv6: name resolution, bind-time options and
  * the two tables. Stream I/O is in transport/transport.c, datagram I/O in
  * transport/datagram.c. */
-#include "internal.h"
+#include "transport/transport.h"
 
 #include <errno.h>
 #include <netdb.h>

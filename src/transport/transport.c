@@ -1,7 +1,8 @@
 /* Which transport table serves which URL scheme, and the slots the tables
  * share: listen/accept and per-connection I/O for stream transports (TCP,
  * Unix stream). Datagram slots live in transport/datagram.c. */
-#include "internal.h"
+#include "transport/transport.h"
+#include "core/core.h" /* up: calls into the core, removed by the next steps */
 
 #include <sys/time.h>
 

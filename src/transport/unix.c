@@ -10,7 +10,7 @@
  *   - server_close removes the file this server created, if it is still
  *     that very file (same device and inode) and only in the process that
  *     bound it (a forked child closing its copy leaves it alone). */
-#include "internal.h"
+#include "transport/transport.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -1,0 +1,85 @@
+/* The core layer's private header (src/core/): the server's life and
+ * loop, a request's life, the buffered reader/writer, limits, the accept
+ * policy. The core is the only place where a transport meets a
+ * dispatcher; each backend sees the other only through their tables. */
+#ifndef SS_CORE_H
+#define SS_CORE_H
+
+#include "dispatch/dispatch.h"
+
+/* core/server.c */
+void ss__server_ref(ss_server *srv);
+void ss__server_unref(ss_server *srv);
+void ss__server_wake(const ss_server *srv); /* async-signal-safe */
+bool ss__server_stop_requested(const ss_server *srv);
+bool ss__server_on_serving_thread(const ss_server *srv); /* inside serve_forever */
+/* Empties the wake-up pipe: only from the thread that runs the loop. */
+void ss__server_drain_wake(const ss_server *srv);
+bool ss__server_serving(ss_server *srv); /* serve_forever is running */
+/* Sleeps until the wake-up pipe is written to or timeout_ms (-1: no
+ * limit) passes, and empties the pipe. */
+void ss__server_sleep(ss_server *srv, int timeout_ms);
+
+/* core/request.c: one request's life. */
+ss_request *ss__request_new(ss_server *srv, int fd, const struct sockaddr *peer,
+                            socklen_t peer_len);
+/* setup -> handle -> finish, routing the first error to handle_error.
+ * Returns that error (0 on success). */
+int ss__request_run(ss_request *req);
+/* shutdown_request, count it, give its hold back, free the request,
+ * drop its server ref. */
+void ss__request_finish(ss_request *req);
+/* Notes an I/O result: -ETIMEDOUT marks the request as timed out. Returns rc. */
+int ss__request_note_io(ss_request *req, int rc);
+/* Drain: interrupt every live request of this process (transport slot). */
+void ss__requests_interrupt(ss_server *srv);
+/* A request the dispatcher could not start (no thread, no process):
+ * reported once to handle_error as a handler failure would be; the caller
+ * then ends it with ss__request_finish(). */
+void ss__request_fail(ss_request *req, int err);
+/* The forking parent's side of a request a child now serves: drops this
+ * process's copy with close() only, never shutdown(), which would end the
+ * child's conversation too (a datagram request's socket is the server's
+ * own and stays open). Counts nothing: the child's exit does. Moves the
+ * request's hold into *hold, for ss__hold_drop once the child is reaped.
+ * Frees req and drops its server reference. */
+void ss__request_release(ss_request *req, ss__hold *hold);
+
+/* core/bufio.c: the buffered reader/writer as the core and recv/send_all see
+ * it. ("bufio", because ss__stream_* names the stream transports' slots.) */
+void ss__bufio_init(ss_request *req);                            /* buffer sizes */
+ssize_t ss__bufio_recv(ss_request *req, void *buf, size_t size); /* buffered bytes first */
+int ss__bufio_flush(ss_request *req);       /* pending output, or the sticky error */
+int ss__bufio_final_flush(ss_request *req); /* after finish; 0 if nothing was pending */
+void ss__bufio_free(ss_request *req);
+
+/* core/accept_policy.c */
+int ss__accept_policy_init(ss_server *srv);
+void ss__accept_policy_close(ss_server *srv);
+void ss__accept_failed(ss_server *srv, int err);
+void ss__accept_succeeded(ss_server *srv);
+int ss__accept_pause_ms(const ss_server *srv); /* > 0 while backing off */
+
+/* core/limits.c */
+typedef enum ss__refusal {
+    SS__ADMITTED,
+    SS__REFUSE_VERIFY,     /* verify_request said no */
+    SS__REFUSE_LIMIT,      /* over max_connections, with an overload reply */
+    SS__REFUSE_PER_CLIENT, /* over max_per_client */
+} ss__refusal;
+/* False while at max_connections without an overload reply. */
+bool ss__limits_accepting(ss_server *srv);
+/* Checks a new request against the limits; on admission it holds its
+ * client's place. */
+ss__refusal ss__limits_admit(ss_server *srv, ss_request *req);
+/* Counts the refusal, sends the overload reply for a limit, ends req. */
+void ss__request_refuse(ss_request *req, ss__refusal why);
+/* A request has ended: give back what it held (and wake the loop if that
+ * makes room under max_connections, or drain is waiting). */
+void ss__hold_drop(ss_server *srv, ss__hold *hold);
+void ss__limits_free(ss_server *srv);
+
+/* Default handle_error: one line on stderr. */
+void ss__report_error(ss_server *srv, ss_request *req, int err, void *data);
+
+#endif /* SS_CORE_H */

@@ -1,0 +1,48 @@
+/* The dispatch layer's private header (src/dispatch/): the dispatcher
+ * table (the public ss_dispatcher) and what the dispatchers share. */
+#ifndef SS_DISPATCH_H
+#define SS_DISPATCH_H
+
+#include "transport/transport.h"
+
+#include <pthread.h>
+
+struct ss_dispatcher {
+    const char *name;
+    /* Called by activate: allocate srv->dispatch_state. */
+    int (*start)(ss_server *srv);
+    /* False while at a concurrency limit: the listener is then not polled,
+     * so clients wait in the kernel backlog. */
+    bool (*accepting)(ss_server *srv);
+    /* Run the request's handler somewhere; owns req from here on and must
+     * end it with ss__request_finish(). */
+    void (*process)(ss_server *srv, ss_request *req);
+    /* Called on every loop iteration in the serving thread (reaping), and
+     * by drain, which runs once the loop has stopped. */
+    void (*service)(ss_server *srv);
+    /* Longest the loop may sleep before service must run; -1 = no limit. */
+    int (*max_wait_ms)(ss_server *srv);
+    /* Drain, once its deadline has passed: end the requests this
+     * dispatcher holds beyond the core's reach: cancel those not started
+     * (queued, waiting for a fork), so none starts later, and signal
+     * children. Called before the core shuts the live requests' sockets
+     * down (the requests it cancels are on that list too), and again
+     * with force when the gentle way did not suffice. */
+    void (*abort)(ss_server *srv, bool force);
+    /* server_close: wait for or let go of running requests; free state. */
+    void (*close)(ss_server *srv);
+};
+
+/* Shared no-op slots for dispatcher tables. */
+int ss__dispatch_start_none(ss_server *srv);
+bool ss__dispatch_accepting_always(ss_server *srv);
+void ss__dispatch_service_none(ss_server *srv);
+int ss__dispatch_max_wait_none(ss_server *srv);
+void ss__dispatch_abort_none(ss_server *srv, bool force);
+void ss__dispatch_close_none(ss_server *srv);
+/* Handler-thread attributes: joinable, with the configured stack size. */
+int ss__thread_attr_init(const ss_server *srv, pthread_attr_t *attr);
+/* True unless ss_server_set_block_on_close(srv, false) was called. */
+bool ss__block_on_close(const ss_server *srv);
+
+#endif /* SS_DISPATCH_H */

@@ -1,0 +1,80 @@
+/* The transport layer's private header (src/transport/): the table each
+ * transport fills (TCP, UDP, Unix stream, Unix datagram) and the slots the
+ * tables share. A transport sees sockets, never a dispatcher. */
+#ifndef SS_TRANSPORT_H
+#define SS_TRANSPORT_H
+
+#include "sched_io.h"
+
+typedef struct ss__transport {
+    ss__scheme scheme;
+    /* Resolve srv->url into srv->addr and create srv->fd (not bound). */
+    int (*open)(ss_server *srv);
+    /* Apply the bind-time options and bind srv->fd; read back srv->addr. */
+    int (*bind)(ss_server *srv);
+    /* listen() for stream transports, nothing for datagram ones. */
+    int (*activate)(ss_server *srv);
+    /* Take the next request off the socket (accept / recvfrom) into *out. */
+    int (*get_request)(ss_server *srv, ss_request **out);
+    /* Per-request I/O the handler's calls are routed through. recv reads
+     * up to size bytes into buf; given a spill buffer (spill_size > 0),
+     * bytes already waiting beyond those may go on into spill in the same
+     * call. Returns the total: anything past size is in spill. */
+    ssize_t (*recv)(ss_request *req, void *buf, size_t size, void *spill, size_t spill_size);
+    int (*send_all)(ss_request *req, const void *buf, size_t size);
+    /* After finish: deliver what the handler left to send (a datagram
+     * reply). Its error goes to handle_error like a handler's. */
+    int (*complete)(ss_request *req);
+    /* Python's shutdown_request: end the request's use of the socket. */
+    void (*shutdown_request)(ss_request *req);
+    /* Who the client is, for the per-client limit: fills *key and returns
+     * 0, or returns -ENOTSUP when the transport cannot tell (the request is
+     * then not limited per client). */
+    int (*client_key)(const ss_request *req, ss__client_key *key);
+    /* Drain: make a handler blocked in this request's I/O return now.
+     * Called under the live-request lock, so before shutdown_request. */
+    void (*interrupt)(ss_request *req);
+    /* server_close: release what open/bind created (fd, socket file). */
+    void (*close)(ss_server *srv);
+} ss__transport;
+
+/* The table for a scheme, or NULL if that transport is not built in. */
+const ss__transport *ss__transport_for(ss__scheme scheme);
+const ss__transport *ss__transport_tcp(void);
+const ss__transport *ss__transport_udp(void);
+const ss__transport *ss__transport_unix(void);
+const ss__transport *ss__transport_unixgram(void);
+
+/* Slots shared by the tables (transport/transport.c): connected streams (TCP, Unix
+ * stream) accept one socket per request and do I/O on it directly. */
+int ss__set_nonblocking(int fd);
+/* A close-on-exec, non-blocking socket for srv->fd. */
+int ss__open_server_socket(ss_server *srv, int domain, int socktype);
+int ss__activate_listen(ss_server *srv);
+int ss__activate_none(ss_server *srv);
+int ss__stream_get_request(ss_server *srv, ss_request **out);
+ssize_t ss__stream_recv(ss_request *req, void *buf, size_t size, void *spill, size_t spill_size);
+int ss__stream_send_all(ss_request *req, const void *buf, size_t size);
+int ss__stream_complete(ss_request *req);
+void ss__stream_shutdown_request(ss_request *req);
+/* shutdown(SHUT_RDWR): blocked reads return 0, writes fail. */
+void ss__stream_interrupt(ss_request *req);
+/* For transports whose peers cannot be told apart: -ENOTSUP. */
+int ss__client_key_none(const ss_request *req, ss__client_key *key);
+
+/* Datagram slots (transport/datagram.c, UDP and Unix datagram): one recvmsg() per
+ * request into a packet buffer; the handler reads the packet and writes a
+ * reply buffer that complete() sends back with one sendto(). req->fd is
+ * the server's socket, which shutdown_request leaves open. */
+int ss__dgram_get_request(ss_server *srv, ss_request **out);
+ssize_t ss__dgram_recv(ss_request *req, void *buf, size_t size, void *spill,
+                       size_t spill_size); /* never spills */
+int ss__dgram_send_all(ss_request *req, const void *buf, size_t size);
+int ss__dgram_complete(ss_request *req);
+/* Sizes a Unix datagram server's send buffer for its replies (at bind). */
+void ss__dgram_size_send_buffer(ss_server *srv);
+void ss__dgram_shutdown_request(ss_request *req);
+/* Nothing to do: a datagram handler never waits for its client. */
+void ss__dgram_interrupt(ss_request *req);
+
+#endif /* SS_TRANSPORT_H */
