@@ -7,7 +7,7 @@
 
 #include "dispatch/dispatch.h"
 
-/* core/server.c */
+/* core/object.c: the server object the core files share. */
 void ss__server_ref(ss_server *srv);
 void ss__server_unref(ss_server *srv);
 void ss__server_wake(const ss_server *srv); /* async-signal-safe */
@@ -29,8 +29,6 @@ int ss__request_run(ss_request *req);
 /* shutdown_request, count it, give its hold back, free the request,
  * drop its server ref. */
 void ss__request_finish(ss_request *req);
-/* Notes an I/O result: -ETIMEDOUT marks the request as timed out. Returns rc. */
-int ss__request_note_io(ss_request *req, int rc);
 /* Drain: interrupt every live request of this process (transport slot). */
 void ss__requests_interrupt(ss_server *srv);
 /* A request the dispatcher could not start (no thread, no process):
@@ -72,11 +70,13 @@ bool ss__limits_accepting(ss_server *srv);
 /* Checks a new request against the limits; on admission it holds its
  * client's place. */
 ss__refusal ss__limits_admit(ss_server *srv, ss_request *req);
-/* Counts the refusal, sends the overload reply for a limit, ends req. */
+/* core/request.c: counts the refusal, sends the overload reply for a
+ * limit, ends req. */
 void ss__request_refuse(ss_request *req, ss__refusal why);
-/* A request has ended: give back what it held (and wake the loop if that
- * makes room under max_connections, or drain is waiting). */
-void ss__hold_drop(ss_server *srv, ss__hold *hold);
+/* A request has ended: give back what it held. Returns true when the
+ * caller should wake the loop: that made room under max_connections, or
+ * drain is waiting. */
+bool ss__hold_drop(ss_server *srv, ss__hold *hold);
 void ss__limits_free(ss_server *srv);
 
 /* Default handle_error: one line on stderr. */

@@ -34,15 +34,6 @@ struct ss__clients {
 
 /* ---- options ---- */
 
-SS_API int ss_server_set_max_connections(ss_server *srv, int max)
-{
-    if (max < 0)
-        return -EINVAL;
-    atomic_store(&srv->limits.max_connections, max);
-    ss__server_wake(srv); /* a higher limit may let the loop poll again */
-    return 0;
-}
-
 static int clients_new(ss__clients **out)
 {
     if (*out != NULL)
@@ -177,45 +168,19 @@ ss__refusal ss__limits_admit(ss_server *srv, ss_request *req)
     return SS__ADMITTED;
 }
 
-/* Best effort, without waiting: a timeout of 0 makes the request's own
- * send give up at once where it would block; complete() sends a datagram
- * server's reply. */
-static void send_overload_reply(ss_request *req)
-{
-    const ss_server *srv = req->server;
-    if (srv->limits.overload_reply_len == 0)
-        return;
-    req->timeout_ms = 0;
-    if (srv->transport->send_all(req, srv->limits.overload_reply, srv->limits.overload_reply_len) ==
-        0)
-        srv->transport->complete(req);
-}
-
-void ss__request_refuse(ss_request *req, ss__refusal why)
-{
-    ss__counters *c = &req->server->count;
-    atomic_fetch_add(&c->rejected, 1);
-    if (why == SS__REFUSE_VERIFY) {
-        atomic_fetch_add(&c->rejected_verify, 1);
-    } else {
-        atomic_fetch_add(why == SS__REFUSE_LIMIT ? &c->rejected_limit : &c->rejected_per_client, 1);
-        send_overload_reply(req);
-    }
-    ss__request_finish(req);
-}
-
 /* ---- the end of a request ---- */
 
-void ss__hold_drop(ss_server *srv, ss__hold *hold)
+bool ss__hold_drop(ss_server *srv, ss__hold *hold)
 {
+    bool wake = false;
     if (hold->keyed)
         leave_client(srv->limits.clients, &hold->key);
     if (hold->active) {
         uint_fast64_t before = atomic_fetch_sub(&srv->count.active, 1);
         int max = atomic_load(&srv->limits.max_connections);
         /* the loop sleeps without the listener at the limit: room now */
-        if ((max > 0 && before >= (uint_fast64_t)max) || atomic_load(&srv->draining))
-            ss__server_wake(srv);
+        wake = (max > 0 && before >= (uint_fast64_t)max) || atomic_load(&srv->draining);
     }
     *hold = (ss__hold){0};
+    return wake;
 }

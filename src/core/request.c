@@ -64,13 +64,6 @@ void ss__requests_interrupt(ss_server *srv)
     pthread_mutex_unlock(&srv->live_lock);
 }
 
-int ss__request_note_io(ss_request *req, int rc)
-{
-    if (rc == -ETIMEDOUT)
-        atomic_store(&req->timed_out, true);
-    return rc;
-}
-
 static void report(ss_request *req, int err)
 {
     ss_server *srv = req->server;
@@ -134,7 +127,8 @@ void ss__request_finish(ss_request *req)
     unlink_live(req);
     srv->transport->shutdown_request(req);
     atomic_fetch_add(&srv->count.closed, 1);
-    ss__hold_drop(srv, &req->hold);
+    if (ss__hold_drop(srv, &req->hold))
+        ss__server_wake(srv);
     request_free(req);
 }
 
@@ -149,6 +143,33 @@ void ss__request_release(ss_request *req, ss__hold *hold)
         ss__close(&req->fd);
     *hold = req->hold;
     request_free(req);
+}
+
+/* Best effort, without waiting: a timeout of 0 makes the request's own
+ * send give up at once where it would block; complete() sends a datagram
+ * server's reply. */
+static void send_overload_reply(ss_request *req)
+{
+    const ss_server *srv = req->server;
+    if (srv->limits.overload_reply_len == 0)
+        return;
+    req->timeout_ms = 0;
+    if (srv->transport->send_all(req, srv->limits.overload_reply, srv->limits.overload_reply_len) ==
+        0)
+        srv->transport->complete(req);
+}
+
+void ss__request_refuse(ss_request *req, ss__refusal why)
+{
+    ss__counters *c = &req->server->count;
+    atomic_fetch_add(&c->rejected, 1);
+    if (why == SS__REFUSE_VERIFY) {
+        atomic_fetch_add(&c->rejected_verify, 1);
+    } else {
+        atomic_fetch_add(why == SS__REFUSE_LIMIT ? &c->rejected_limit : &c->rejected_per_client, 1);
+        send_overload_reply(req);
+    }
+    ss__request_finish(req);
 }
 
 SS_API ss_server *ss_request_server(const ss_request *req)

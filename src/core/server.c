@@ -36,40 +36,11 @@ static void server_hook_none(ss_server *srv, void *data)
 void ss__report_error(ss_server *srv, ss_request *req, int err, void *data)
 {
     (void)data;
-    const char *peer = req != NULL ? ss_request_client_name(req) : "";
+    const char *peer = req != NULL ? req->peer_name : "";
     /* A peer that left before the final flush is routine (bpo-14574). */
     ss_log_level level = err == SS_EFINALFLUSH ? SS_LOG_DEBUG : SS_LOG_ERROR;
     ss__log(srv->log, srv, srv->data, level, "error processing request from %s: %s",
             *peer ? peer : "(unnamed peer)", ss_strerror(err));
-}
-
-/* ---- reference counting: the owner plus every live request ---- */
-
-static void destroy(ss_server *srv)
-{
-    ss__close(&srv->fd);
-    ss__accept_policy_close(srv);
-    /* The wake pipe lives as long as the memory: a request still running
-     * on another thread may write to it, and a closed number could already
-     * belong to some unrelated file. */
-    ss__close(&srv->wake_read);
-    ss__close(&srv->wake_write);
-    ss__limits_free(srv);
-    pthread_cond_destroy(&srv->loop_exited);
-    pthread_mutex_destroy(&srv->live_lock);
-    pthread_mutex_destroy(&srv->lock);
-    free(srv);
-}
-
-void ss__server_ref(ss_server *srv)
-{
-    atomic_fetch_add(&srv->refs, 1);
-}
-
-void ss__server_unref(ss_server *srv)
-{
-    if (atomic_fetch_sub(&srv->refs, 1) == 1)
-        destroy(srv);
 }
 
 /* ---- creation ---- */
@@ -212,53 +183,6 @@ SS_API void ss_server_free(ss_server *srv)
         return;
     ss_server_close(srv);
     ss__server_unref(srv);
-}
-
-/* ---- waking and stopping ---- */
-
-void ss__server_wake(const ss_server *srv)
-{
-    int saved = errno;
-    /* A full pipe already guarantees a wake-up, so EAGAIN is fine. */
-    ssize_t ignored = write(srv->wake_write, "", 1);
-    (void)ignored;
-    errno = saved;
-}
-
-bool ss__server_stop_requested(const ss_server *srv)
-{
-    return atomic_load(&((ss_server *)srv)->stop_requested);
-}
-
-bool ss__server_serving(ss_server *srv)
-{
-    pthread_mutex_lock(&srv->lock);
-    bool serving = srv->serving;
-    pthread_mutex_unlock(&srv->lock);
-    return serving;
-}
-
-bool ss__server_on_serving_thread(const ss_server *srv)
-{
-    ss_server *s = (ss_server *)srv;
-    pthread_mutex_lock(&s->lock);
-    bool inside = s->serving && pthread_equal(s->serving_thread, pthread_self());
-    pthread_mutex_unlock(&s->lock);
-    return inside;
-}
-
-void ss__server_drain_wake(const ss_server *srv)
-{
-    char buf[64];
-    while (read(srv->wake_read, buf, sizeof buf) > 0)
-        ;
-}
-
-void ss__server_sleep(ss_server *srv, int timeout_ms)
-{
-    struct pollfd p = {.fd = srv->wake_read, .events = POLLIN};
-    if (poll(&p, 1, timeout_ms) > 0)
-        ss__server_drain_wake(srv);
 }
 
 /* Reads and clears a pending stop request. */
@@ -437,6 +361,15 @@ SS_API int ss_server_set_backlog(ss_server *srv, int backlog)
     if (rc == 0)
         srv->backlog = backlog;
     return rc;
+}
+
+SS_API int ss_server_set_max_connections(ss_server *srv, int max)
+{
+    if (max < 0)
+        return -EINVAL;
+    atomic_store(&srv->limits.max_connections, max);
+    ss__server_wake(srv); /* a higher limit may let the loop poll again */
+    return 0;
 }
 
 SS_API void ss_server_set_timeout(ss_server *srv, int timeout_ms)

@@ -112,7 +112,8 @@ static void forget(ss_server *srv, forks *fs, int slot)
     fs->pids[slot] = 0;
     fs->count--;
     atomic_fetch_sub(&srv->count.tracked, 1);
-    ss__hold_drop(srv, &fs->holds[slot]);
+    if (ss__hold_drop(srv, &fs->holds[slot]))
+        ss__server_wake(srv);
 }
 
 /* Waits for the child in `slot` (flags 0 or WNOHANG). Returns true if it

@@ -81,6 +81,13 @@ int ss__stream_get_request(ss_server *srv, ss_request **out)
     return 0;
 }
 
+int ss__request_note_io(ss_request *req, int rc)
+{
+    if (rc == -ETIMEDOUT)
+        atomic_store(&req->timed_out, true);
+    return rc;
+}
+
 /* With a request timeout, a thread lets the kernel time its blocking
  * recv (SO_RCVTIMEO) rather than poll() before each call: one system call
  * per read, as without a timeout. The option is set once per request, and
