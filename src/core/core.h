@@ -7,6 +7,10 @@
 
 #include "dispatch/dispatch.h"
 
+/* core/backends.c: the transport table for a scheme, or NULL if that
+ * transport is not built in. */
+const ss__transport *ss__transport_for(ss__scheme scheme);
+
 /* core/object.c: the server object the core files share. */
 void ss__server_ref(ss_server *srv);
 void ss__server_unref(ss_server *srv);

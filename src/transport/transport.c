@@ -1,6 +1,5 @@
-/* Which transport table serves which URL scheme, and the slots the tables
- * share: listen/accept and per-connection I/O for stream transports (TCP,
- * Unix stream). Datagram slots live in transport/datagram.c. */
+/* The slots the transport tables share: listen/accept and per-connection I/O for stream transports
+ * (TCP, Unix stream). Datagram slots live in transport/datagram.c. */
 #include "transport/transport.h"
 #include "core/core.h" /* up: calls into the core, removed by the next steps */
 
@@ -9,22 +8,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <unistd.h>
-
-const ss__transport *ss__transport_for(ss__scheme scheme)
-{
-    switch (scheme) {
-    case SS__SCHEME_TCP:
-        return ss__transport_tcp();
-    case SS__SCHEME_UDP:
-        return ss__transport_udp();
-    case SS__SCHEME_UNIX:
-        return ss__transport_unix();
-    case SS__SCHEME_UNIXGRAM:
-        return ss__transport_unixgram();
-    default:
-        return NULL; /* parsed, but not built in: SS_ENOTSUPPORTED */
-    }
-}
 
 int ss__set_nonblocking(int fd)
 {

@@ -38,8 +38,6 @@ typedef struct ss__transport {
     void (*close)(ss_server *srv);
 } ss__transport;
 
-/* The table for a scheme, or NULL if that transport is not built in. */
-const ss__transport *ss__transport_for(ss__scheme scheme);
 const ss__transport *ss__transport_tcp(void);
 const ss__transport *ss__transport_udp(void);
 const ss__transport *ss__transport_unix(void);
