@@ -9,7 +9,9 @@
 
 /* The backend tables, defined in their layers' headers. */
 typedef struct ss__transport ss__transport; /* transport/transport.h */
-/* ss_dispatcher (socketserver.h) is defined in dispatch/dispatch.h */
+/* ss_dispatcher (socketserver.h) and the core's ss__host are defined in
+ * dispatch/dispatch.h. */
+typedef struct ss__host ss__host;
 
 typedef enum ss__state {
     SS__CREATED,
@@ -56,6 +58,7 @@ struct ss_server {
     ss__url url;
     const ss__transport *transport;
     const ss_dispatcher *dispatch;
+    const ss__host *host; /* what the core lends the dispatcher (core/server.c) */
     void *dispatch_state;
 
     int fd;

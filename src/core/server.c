@@ -43,6 +43,25 @@ void ss__report_error(ss_server *srv, ss_request *req, int err, void *data)
             *peer ? peer : "(unnamed peer)", ss_strerror(err));
 }
 
+/* ---- what the core lends its dispatchers (dispatch/dispatch.h) ---- */
+
+static void give_back_hold(ss_server *srv, ss__hold *hold)
+{
+    if (ss__hold_drop(srv, hold))
+        ss__server_wake(srv);
+}
+
+static const ss__host core_host = {
+    .run = ss__request_run,
+    .end = ss__request_finish,
+    .fail = ss__request_fail,
+    .hand_off = ss__request_release,
+    .give_back = give_back_hold,
+    .ref = ss__server_ref,
+    .unref = ss__server_unref,
+    .wake = ss__server_wake,
+};
+
 /* ---- creation ---- */
 
 /* A table from a newer header may carry slots this library would ignore
@@ -72,6 +91,7 @@ static ss_server *alloc_server(const ss_dispatcher *dispatcher, const ss_handler
     copy_handler(srv, handler);
     srv->data = data;
     srv->dispatch = dispatcher != NULL ? dispatcher : ss_dispatch_sync();
+    srv->host = &core_host;
     srv->fd = srv->wake_read = srv->wake_write = srv->spare_fd = -1;
     srv->reuse_address = true;
     srv->backlog = SOMAXCONN;

@@ -33,6 +33,37 @@ struct ss_dispatcher {
     void (*close)(ss_server *srv);
 };
 
+/* What the core lends the dispatchers. A dispatcher sits below the core
+ * and never calls it by name (dependency inversion): it runs, ends and
+ * reports requests, and reaches the server object, through this table,
+ * which the core puts in srv->host when it creates the server
+ * (core/server.c). Every slot is filled; each may be called from any
+ * thread, and in a forked child. */
+struct ss__host {
+    /* setup -> handle -> finish, the first error routed to handle_error;
+     * returns that error (0 on success). */
+    int (*run)(ss_request *req);
+    /* Ends the request: its socket is shut down, it is counted closed,
+     * its hold is given back, it is freed (req is gone after). */
+    void (*end)(ss_request *req);
+    /* The request could not be started (no thread, no process): err goes
+     * to handle_error once, as a handler's would; end it afterwards. */
+    void (*fail)(ss_request *req, int err);
+    /* The forking parent's side of a request its child now serves: the
+     * copy is dropped without shutdown (the child's conversation goes on)
+     * and without counting; its hold moves into *hold. req is gone after. */
+    void (*hand_off)(ss_request *req, ss__hold *hold);
+    /* A handed-off request's child is reaped: the hold is given back
+     * (and the loop woken if that makes room). */
+    void (*give_back)(ss_server *srv, ss__hold *hold);
+    /* The server's reference count: a thread that outlives its request
+     * (and still wakes the loop) holds one. */
+    void (*ref)(ss_server *srv);
+    void (*unref)(ss_server *srv);
+    /* Wakes the serving loop; async-signal-safe. */
+    void (*wake)(const ss_server *srv);
+};
+
 /* Shared no-op slots for dispatcher tables. */
 int ss__dispatch_start_none(ss_server *srv);
 bool ss__dispatch_accepting_always(ss_server *srv);

@@ -22,7 +22,6 @@
  * Everything here runs in the serving thread (process, service; abort
  * and close after the loop has stopped), so the state needs no lock. */
 #include "dispatch/dispatch.h"
-#include "core/core.h" /* up: calls into the core, removed by the next steps */
 
 #include <errno.h>
 #include <signal.h>
@@ -112,8 +111,7 @@ static void forget(ss_server *srv, forks *fs, int slot)
     fs->pids[slot] = 0;
     fs->count--;
     atomic_fetch_sub(&srv->count.tracked, 1);
-    if (ss__hold_drop(srv, &fs->holds[slot]))
-        ss__server_wake(srv);
+    srv->host->give_back(srv, &fs->holds[slot]);
 }
 
 /* Waits for the child in `slot` (flags 0 or WNOHANG). Returns true if it
@@ -248,10 +246,10 @@ static void run_child(ss_server *srv, forks *fs, int slot, ss_request *req)
     ss__close(&srv->wake_read);
     if (req->fd != srv->fd)
         ss__close(&srv->fd);
-    int rc = ss__request_run(req);
+    int rc = req->server->host->run(req);
     req->linger_in_place = true; /* we exit next, and a lingerer thread with us */
     unsigned char marks = atomic_load(&req->timed_out) ? EXIT_TIMED_OUT : 0;
-    ss__request_finish(req);
+    req->server->host->end(req);
     announce_exit(fs, slot, notify_fd, marks);
     _exit(rc < 0 ? 1 : 0);
 }
@@ -267,8 +265,8 @@ static int free_slot(const forks *fs)
 static void refuse(ss_server *srv, ss_request *req, int err)
 {
     atomic_fetch_add(&srv->count.spawn_failures, 1);
-    ss__request_fail(req, err);
-    ss__request_finish(req);
+    req->server->host->fail(req, err);
+    req->server->host->end(req);
 }
 
 /* Starts req's child. Returns 0, or the fork's error with req untouched. */
@@ -288,7 +286,7 @@ static int spawn(ss_server *srv, forks *fs, ss_request *req)
         atomic_fetch_sub(&srv->count.tracked, 1);
         return err;
     }
-    ss__request_release(req, &fs->holds[slot]); /* given back when reaped */
+    srv->host->hand_off(req, &fs->holds[slot]); /* given back when reaped */
     fs->pids[slot] = pid;
     fs->count++;
     return 0;

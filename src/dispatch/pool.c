@@ -11,7 +11,6 @@
  * thread. Where fibers are not built in, a worker serves one request at a
  * time, start to end. */
 #include "dispatch/dispatch.h"
-#include "core/core.h" /* up: calls into the core, removed by the next steps */
 
 #include <errno.h>
 #include <stdlib.h>
@@ -245,9 +244,9 @@ static void serve(void *pool_arg, void *req_arg)
     pool *p = pool_arg;
     ss_request *req = req_arg;
     bool shared = req->fd == p->server_fd;
-    ss__request_run(req);
+    req->server->host->run(req);
     ss__fiber_forget_fd();
-    ss__request_finish(req);
+    req->server->host->end(req);
     request_done(p, shared);
 }
 
@@ -258,8 +257,8 @@ static void start_request(pool *p, worker *w, ss_request *req)
         return;
     bool shared = req->fd == p->server_fd;
     atomic_fetch_add(&p->srv->count.spawn_failures, 1);
-    ss__request_fail(req, rc);
-    ss__request_finish(req);
+    req->server->host->fail(req, rc);
+    req->server->host->end(req);
     request_done(p, shared);
 }
 
@@ -301,7 +300,7 @@ static bool take_work(pool *p, worker *w)
     bool go_on = live + n > 0 || !p->closing || (p->len > 0 && !p->cancel);
     pthread_mutex_unlock(&p->lock);
     if (was_full && n > 0)
-        ss__server_wake(p->srv); /* the loop may poll the listener again */
+        p->srv->host->wake(p->srv); /* the loop may poll the listener again */
     for (size_t i = 0; i < n; i++)
         start_request(p, w, batch[i]);
     return go_on;
@@ -355,7 +354,7 @@ static void *worker_main(void *arg)
     worker_exit(p, w);
     atomic_fetch_sub(&srv->count.tracked, 1);
     pool_unref(p);
-    ss__server_unref(srv);
+    srv->host->unref(srv);
     return NULL;
 }
 
@@ -406,7 +405,7 @@ static int start_worker(ss_server *srv, pool *p, const pthread_attr_t *attr, wor
     w->spare = p->fibers;
     pthread_mutex_unlock(&p->lock);
     atomic_store(&w->seen_us, now_us()); /* not "stuck" before it first runs */
-    ss__server_ref(srv);
+    srv->host->ref(srv);
     atomic_fetch_add(&srv->count.tracked, 1);
     rc = pthread_create(&w->thread, attr, worker_main, w);
     if (rc == 0)
@@ -414,7 +413,7 @@ static int start_worker(ss_server *srv, pool *p, const pthread_attr_t *attr, wor
     w->alive = false;
     atomic_fetch_sub(&srv->count.tracked, 1);
     atomic_fetch_add(&srv->count.spawn_failures, 1);
-    ss__server_unref(srv);
+    srv->host->unref(srv);
     pool_unref(p); /* never the last: the caller holds one */
     return -rc;
 }
@@ -516,7 +515,7 @@ static void cancel_queued(ss_server *srv, pool *p)
         if (req == NULL)
             return;
         atomic_fetch_add(&srv->count.cancelled, 1);
-        ss__request_finish(req);
+        req->server->host->end(req);
     }
 }
 

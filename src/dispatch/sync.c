@@ -1,7 +1,6 @@
 /* The synchronous dispatcher: the request runs to completion in the
  * serving thread before the next one is accepted (Python's TCPServer). */
 #include "dispatch/dispatch.h"
-#include "core/core.h" /* up: calls into the core, removed by the next steps */
 
 /* The handler runs on the loop's thread: its waits must end on a stop
  * request, or an idle client would keep the loop from ever seeing it. */
@@ -9,8 +8,8 @@ static void sync_process(ss_server *srv, ss_request *req)
 {
     (void)srv;
     req->waiter = SS__WAITER_SYNC;
-    ss__request_run(req);
-    ss__request_finish(req);
+    req->server->host->run(req);
+    req->server->host->end(req);
 }
 
 static const ss_dispatcher sync_dispatcher = {

@@ -9,7 +9,6 @@
  * Handler threads get a small stack (an option) instead of the system's
  * 8 MiB. */
 #include "dispatch/dispatch.h"
-#include "core/core.h" /* up: calls into the core, removed by the next steps */
 
 #include <errno.h>
 #include <stdlib.h>
@@ -157,11 +156,11 @@ static void *worker_main(void *arg)
     threads *ts = w->owner;
     ss_request *req = w->req;
     ss_server *srv = req->server;
-    ss__request_run(req);
-    ss__request_finish(req);
+    req->server->host->run(req);
+    req->server->host->end(req);
     worker_done(srv, w);
     threads_unref(ts);
-    ss__server_unref(srv);
+    srv->host->unref(srv);
     return NULL;
 }
 
@@ -198,18 +197,18 @@ static void thread_process(ss_server *srv, ss_request *req)
                       .req = req,
                       .daemon = atomic_load(&srv->dopt.daemon_threads),
                       .shared = req->fd == srv->fd};
-        ss__server_ref(srv); /* the thread still wakes the loop after its request */
+        srv->host->ref(srv); /* the thread still wakes the loop after its request */
         rc = spawn(srv, ts, w);
     }
     if (rc == 0)
         return;
     if (w != NULL) {
         free(w);
-        ss__server_unref(srv);
+        srv->host->unref(srv);
     }
     atomic_fetch_add(&srv->count.spawn_failures, 1);
-    ss__request_fail(req, rc);
-    ss__request_finish(req);
+    req->server->host->fail(req, rc);
+    req->server->host->end(req);
 }
 
 /* ---- close: join what block_on_close asks for, let the rest go ---- */
