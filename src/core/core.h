@@ -25,8 +25,10 @@ bool ss__server_serving(ss_server *srv); /* serve_forever is running */
 void ss__server_sleep(ss_server *srv, int timeout_ms);
 
 /* core/request.c: one request's life. */
-ss_request *ss__request_new(ss_server *srv, int fd, const struct sockaddr *peer,
-                            socklen_t peer_len);
+/* The request for an admitted client: takes the arrival's packet and the
+ * hold (its client's place), counts it active, links it live. NULL when
+ * out of memory (the arrival is then untouched). */
+ss_request *ss__request_new(ss_server *srv, ss__arrival *arrival, const ss__hold *hold);
 /* setup -> handle -> finish, routing the first error to handle_error.
  * Returns that error (0 on success). */
 int ss__request_run(ss_request *req);
@@ -55,7 +57,11 @@ int ss__bufio_flush(ss_request *req);       /* pending output, or the sticky err
 int ss__bufio_final_flush(ss_request *req); /* after finish; 0 if nothing was pending */
 void ss__bufio_free(ss_request *req);
 
-/* core/accept_policy.c */
+/* core/admission.c: the next client off the socket, admitted and made a
+ * request (NULL: none was waiting, or it was turned away, shed or
+ * refused by verify_request: counted and closed). Serving thread only. */
+ss_request *ss__admit_next(ss_server *srv);
+/* The accept policy (core/admission.c) */
 int ss__accept_policy_init(ss_server *srv);
 void ss__accept_policy_close(ss_server *srv);
 void ss__accept_failed(ss_server *srv, int err);
@@ -71,12 +77,11 @@ typedef enum ss__refusal {
 } ss__refusal;
 /* False while at max_connections without an overload reply. */
 bool ss__limits_accepting(ss_server *srv);
-/* Checks a new request against the limits; on admission it holds its
- * client's place. */
-ss__refusal ss__limits_admit(ss_server *srv, ss_request *req);
-/* core/request.c: counts the refusal, sends the overload reply for a
- * limit, ends req. */
-void ss__request_refuse(ss_request *req, ss__refusal why);
+/* Checks a client, before any request exists, against the limits; on
+ * admission *hold takes its client's place. */
+ss__refusal ss__limits_admit(ss_server *srv, const ss__arrival *arrival, ss__hold *hold);
+/* Counts a refusal in rejected and in its reason's counter. */
+void ss__count_refusal(ss_server *srv, ss__refusal why);
 /* A request has ended: give back what it held. Returns true when the
  * caller should wake the loop: that made room under max_connections, or
  * drain is waiting. */

@@ -143,29 +143,41 @@ bool ss__limits_accepting(ss_server *srv)
            atomic_load(&srv->count.active) < (uint_fast64_t)max;
 }
 
-/* Only in overload-reply mode can a request arrive over the limit: without
- * it, the listener is not polled there. A request is counted in active
- * from its creation, so "over" means more than max, itself included. */
+/* Only in overload-reply mode can a client arrive over the limit: without
+ * it, the listener is not polled there. The client is not counted in
+ * active yet (no request exists), so "over" means max already there.
+ * Only the serving thread adds to active, so the count cannot rise
+ * between this test and the request's creation. */
 static bool over_limit(ss_server *srv)
 {
     int max = atomic_load(&srv->limits.max_connections);
     return max > 0 && srv->limits.overload_reply != NULL &&
-           atomic_load(&srv->count.active) > (uint_fast64_t)max;
+           atomic_load(&srv->count.active) >= (uint_fast64_t)max;
 }
 
-ss__refusal ss__limits_admit(ss_server *srv, ss_request *req)
+ss__refusal ss__limits_admit(ss_server *srv, const ss__arrival *arrival, ss__hold *hold)
 {
     if (over_limit(srv))
         return SS__REFUSE_LIMIT;
     int max = srv->limits.max_per_client;
     ss__client_key key = {0};
-    if (max == 0 || srv->transport->client_key(req, &key) < 0 || key.len == 0)
+    if (max == 0 || srv->transport->client_key(arrival, &key) < 0 || key.len == 0)
         return SS__ADMITTED;
     if (!enter_client(srv->limits.clients, &key, max))
         return SS__REFUSE_PER_CLIENT;
-    req->hold.keyed = true;
-    req->hold.key = key;
+    hold->keyed = true;
+    hold->key = key;
     return SS__ADMITTED;
+}
+
+void ss__count_refusal(ss_server *srv, ss__refusal why)
+{
+    ss__counters *c = &srv->count;
+    atomic_fetch_add(&c->rejected, 1);
+    atomic_fetch_add(why == SS__REFUSE_VERIFY  ? &c->rejected_verify
+                     : why == SS__REFUSE_LIMIT ? &c->rejected_limit
+                                               : &c->rejected_per_client,
+                     1);
 }
 
 /* ---- the end of a request ---- */

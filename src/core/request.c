@@ -20,24 +20,36 @@ static void link_live(ss_request *req)
     pthread_mutex_unlock(&srv->live_lock);
 }
 
-ss_request *ss__request_new(ss_server *srv, int fd, const struct sockaddr *peer, socklen_t peer_len)
+/* The client's address and, for a datagram, its packet, which the
+ * request now owns. */
+static void take_arrival(ss_request *req, ss__arrival *arrival)
+{
+    req->fd = arrival->fd;
+    req->peer = arrival->peer;
+    req->peer_len = arrival->peer_len;
+    ss__format_peer((const struct sockaddr *)&req->peer, req->peer_len, req->peer_name,
+                    sizeof req->peer_name);
+    req->dgram.active = req->server->transport->datagram;
+    req->dgram.truncated = arrival->truncated;
+    req->dgram.packet = arrival->packet;
+    req->dgram.packet_len = arrival->packet_len;
+    arrival->packet = NULL;
+}
+
+ss_request *ss__request_new(ss_server *srv, ss__arrival *arrival, const ss__hold *hold)
 {
     ss_request *req = calloc(1, sizeof *req);
     if (req == NULL)
         return NULL;
     req->server = srv;
-    req->fd = fd;
-    if (peer_len > sizeof req->peer)
-        peer_len = sizeof req->peer;
-    memcpy(&req->peer, peer, peer_len);
-    req->peer_len = peer_len;
-    ss__format_peer(peer, peer_len, req->peer_name, sizeof req->peer_name);
+    take_arrival(req, arrival);
     req->timeout_ms = atomic_load(&srv->request_timeout_ms);
     req->socket_timeout_ms = -1;
     atomic_init(&req->timed_out, false);
     ss__bufio_init(req);
     ss__server_ref(srv);
-    req->hold.active = true; /* counted from accept until the request ends */
+    req->hold = *hold;
+    req->hold.active = true; /* counted from admission until the request ends */
     atomic_fetch_add(&srv->count.active, 1);
     link_live(req);
     return req;
@@ -137,39 +149,12 @@ void ss__request_release(ss_request *req, ss__hold *hold)
     unlink_live(req);
     /* A datagram request's shutdown_request only frees its buffers and
      * leaves the server's socket alone: exactly the parent's part. */
-    if (req->fd == req->server->fd)
+    if (req->server->transport->replies_via_listener)
         req->server->transport->shutdown_request(req);
     else
         ss__close(&req->fd);
     *hold = req->hold;
     request_free(req);
-}
-
-/* Best effort, without waiting: a timeout of 0 makes the request's own
- * send give up at once where it would block; complete() sends a datagram
- * server's reply. */
-static void send_overload_reply(ss_request *req)
-{
-    const ss_server *srv = req->server;
-    if (srv->limits.overload_reply_len == 0)
-        return;
-    req->timeout_ms = 0;
-    if (srv->transport->send_all(req, srv->limits.overload_reply, srv->limits.overload_reply_len) ==
-        0)
-        srv->transport->complete(req);
-}
-
-void ss__request_refuse(ss_request *req, ss__refusal why)
-{
-    ss__counters *c = &req->server->count;
-    atomic_fetch_add(&c->rejected, 1);
-    if (why == SS__REFUSE_VERIFY) {
-        atomic_fetch_add(&c->rejected_verify, 1);
-    } else {
-        atomic_fetch_add(why == SS__REFUSE_LIMIT ? &c->rejected_limit : &c->rejected_per_client, 1);
-        send_overload_reply(req);
-    }
-    ss__request_finish(req);
 }
 
 SS_API ss_server *ss_request_server(const ss_request *req)

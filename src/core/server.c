@@ -263,21 +263,8 @@ static int wait_event(ss_server *srv, int timeout_ms)
 
 static void handle_one(ss_server *srv)
 {
-    ss_request *req = NULL;
-    int rc = srv->transport->get_request(srv, &req);
-    if (rc < 0) {
-        ss__accept_failed(srv, rc);
-        return;
-    }
-    ss__accept_succeeded(srv);
-    atomic_fetch_add(&srv->count.accepted, 1);
-    /* the limits first: they are cheap, verify_request may not be */
-    ss__refusal why = ss__limits_admit(srv, req);
-    if (why == SS__ADMITTED && !srv->verify_request(srv, req, srv->data))
-        why = SS__REFUSE_VERIFY;
-    if (why != SS__ADMITTED)
-        ss__request_refuse(req, why);
-    else
+    ss_request *req = ss__admit_next(srv);
+    if (req != NULL)
         srv->dispatch->process(srv, req);
 }
 

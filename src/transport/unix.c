@@ -282,14 +282,17 @@ static void unix_close(ss_server *srv)
     ss__close(&srv->fd);
 }
 
-static int unix_client_key(const ss_request *req, ss__client_key *key);
+static int unix_client_key(const ss__arrival *arrival, ss__client_key *key);
 
 static const ss__transport unix_transport = {
     .scheme = SS__SCHEME_UNIX,
+    .socket_file = true,
+    .peer_credentials = true,
     .open = unix_stream_open,
     .bind = unix_bind,
     .activate = ss__activate_listen,
     .get_request = ss__stream_get_request,
+    .turn_away = ss__stream_turn_away,
     .recv = ss__stream_recv,
     .send_all = ss__stream_send_all,
     .complete = ss__stream_complete,
@@ -301,10 +304,15 @@ static const ss__transport unix_transport = {
 
 static const ss__transport unixgram_transport = {
     .scheme = SS__SCHEME_UNIXGRAM,
+    .datagram = true,
+    .replies_via_listener = true,
+    .socket_file = true,
+    .sender_holds_replies = true,
     .open = unixgram_open,
     .bind = unixgram_bind,
     .activate = ss__activate_none,
     .get_request = ss__dgram_get_request,
+    .turn_away = ss__dgram_turn_away,
     .recv = ss__dgram_recv,
     .send_all = ss__dgram_send_all,
     .complete = ss__dgram_complete,
@@ -380,10 +388,12 @@ static int peer_credentials(int fd, pid_t *pid, uid_t *uid, gid_t *gid)
 /* A Unix stream client is its user: what the kernel recorded at connect. */
 _Static_assert(sizeof(uid_t) <= sizeof(((ss__client_key *)0)->bytes) - 1, "uid_t fits a key");
 
-static int unix_client_key(const ss_request *req, ss__client_key *key)
+static int unix_client_key(const ss__arrival *arrival, ss__client_key *key)
 {
-    uid_t uid;
-    int rc = ss_request_peer_credentials(req, NULL, &uid, NULL);
+    pid_t pid = -1; /* initialized: gcc -O2 cannot see every branch fill them */
+    uid_t uid = (uid_t)-1;
+    gid_t gid = (gid_t)-1;
+    int rc = peer_credentials(arrival->fd, &pid, &uid, &gid);
     if (rc < 0)
         return rc;
     key->bytes[0] = 'u';
@@ -394,7 +404,7 @@ static int unix_client_key(const ss_request *req, ss__client_key *key)
 
 SS_API int ss_request_peer_credentials(const ss_request *req, pid_t *pid, uid_t *uid, gid_t *gid)
 {
-    if (req->server->transport != &unix_transport)
+    if (!req->server->transport->peer_credentials)
         return -ENOTSUP;
     pid_t p = -1; /* initialized: gcc -O2 cannot see every branch fill them */
     uid_t u = (uid_t)-1;

@@ -1,4 +1,16 @@
-/* What the loop does when taking a request off the socket fails.
+/* Admission: what happens between the socket and a request. The loop
+ * takes the next client off the socket (the transport's get_request: a
+ * bare connection or datagram and its peer); the limits decide first
+ * (max_connections, max_per_client: core/limits.c), before any request
+ * exists, so a client turned away is only a closed descriptor (with the
+ * overload reply, if one is set). An admitted client becomes a request,
+ * which verify_request then judges: that hook takes an ss_request (its
+ * public signature, Python's verify_request(request, client_address)),
+ * so it sees the very object the handler would, and a request it refuses
+ * is ended like any other (counted closed; it was counted active while
+ * it existed).
+ *
+ * When taking a client off the socket fails (the accept policy):
  *
  * Per-connection failures (a client that reset before we accepted it,
  * ECONNABORTED, EPROTO, EPERM from a firewall, ...) are counted and
@@ -68,8 +80,7 @@ static void count_error(ss_server *srv, int err)
  * hanging: it is served once memory is back. */
 static int shed_limit(const ss_server *srv)
 {
-    bool listener = srv->transport->activate == ss__activate_listen;
-    if (!listener)
+    if (srv->transport->datagram)
         return 1;
     return srv->backlog < INT_MAX ? srv->backlog + 1 : INT_MAX;
 }
@@ -84,12 +95,13 @@ static void shed_waiting(ss_server *srv)
         return;
     ss__close(&srv->spare_fd);
     for (int i = shed_limit(srv); i > 0; i--) {
-        ss_request *req = NULL;
-        if (srv->transport->get_request(srv, &req) != 0)
+        ss__arrival arrival;
+        if (srv->transport->get_request(srv, &arrival) != 0)
             break; /* EAGAIN: none left; or still out of resources */
         atomic_fetch_add(&srv->count.shed, 1);
         atomic_fetch_add(&srv->count.accepted, 1);
-        ss__request_finish(req);
+        srv->transport->turn_away(srv, &arrival, NULL, 0);
+        atomic_fetch_add(&srv->count.closed, 1);
     }
     reopen_spare(srv); /* retried after the burst if it fails now */
 }
@@ -133,4 +145,54 @@ int ss__accept_pause_ms(const ss_server *srv)
         return 0;
     int64_t left = srv->accept_resume_at - ss__now_ms();
     return left > 0 ? (int)left : 0;
+}
+
+/* ---- the decision ---- */
+
+/* Counted as rejected and closed; the limits' refusals get the overload
+ * reply, if one is set. */
+static void turn_away(ss_server *srv, ss__arrival *arrival, ss__refusal why)
+{
+    ss__count_refusal(srv, why);
+    srv->transport->turn_away(srv, arrival, srv->limits.overload_reply,
+                              srv->limits.overload_reply_len);
+    atomic_fetch_add(&srv->count.closed, 1);
+}
+
+/* No memory for the request: as if the accept itself had failed so
+ * (counted, and the accept policy backs off), with the client closed. */
+static void no_room(ss_server *srv, ss__arrival *arrival, ss__hold *hold)
+{
+    ss__hold_drop(srv, hold); /* its client's place only: never counted active */
+    srv->transport->turn_away(srv, arrival, NULL, 0);
+    ss__accept_failed(srv, -ENOMEM);
+}
+
+/* The limits first: they are cheap, verify_request may not be. */
+ss_request *ss__admit_next(ss_server *srv)
+{
+    ss__arrival arrival;
+    int rc = srv->transport->get_request(srv, &arrival);
+    if (rc < 0) {
+        ss__accept_failed(srv, rc);
+        return NULL;
+    }
+    ss__hold hold = {0};
+    ss__refusal why = ss__limits_admit(srv, &arrival, &hold);
+    ss_request *req = NULL;
+    if (why == SS__ADMITTED && (req = ss__request_new(srv, &arrival, &hold)) == NULL) {
+        no_room(srv, &arrival, &hold);
+        return NULL;
+    }
+    ss__accept_succeeded(srv);
+    atomic_fetch_add(&srv->count.accepted, 1);
+    if (why != SS__ADMITTED) {
+        turn_away(srv, &arrival, why);
+        return NULL;
+    }
+    if (srv->verify_request(srv, req, srv->data))
+        return req;
+    ss__count_refusal(srv, SS__REFUSE_VERIFY);
+    ss__request_finish(req);
+    return NULL;
 }
