@@ -244,7 +244,7 @@ static void run_child(ss_server *srv, forks *fs, int slot, ss_request *req)
     srv->wake_write = -1; /* a shutdown called in the child stays in the child */
     forget_parents_loop(srv, req);
     ss__close(&srv->wake_read);
-    if (req->fd != srv->fd)
+    if (!srv->transport->replies_via_listener)
         ss__close(&srv->fd);
     int rc = req->server->host->run(req);
     req->linger_in_place = true; /* we exit next, and a lingerer thread with us */

@@ -63,7 +63,7 @@ struct pool {
     int refs;                /* close's + one per worker still running */
     int shared;              /* requests running that reply through the server's socket */
     pthread_cond_t unshared; /* shared fell to 0 */
-    int server_fd;           /* that socket's number, read at activate: close changes srv->fd */
+    bool via_listener;       /* every request replies through it (the transport's property) */
     ss_server *srv;
 };
 
@@ -243,7 +243,7 @@ static void serve(void *pool_arg, void *req_arg)
 {
     pool *p = pool_arg;
     ss_request *req = req_arg;
-    bool shared = req->fd == p->server_fd;
+    bool shared = p->via_listener;
     req->server->host->run(req);
     ss__fiber_forget_fd();
     req->server->host->end(req);
@@ -255,7 +255,7 @@ static void start_request(pool *p, worker *w, ss_request *req)
     int rc = ss__sched_spawn(w->sched, serve, p, req);
     if (rc == 0)
         return;
-    bool shared = req->fd == p->server_fd;
+    bool shared = p->via_listener;
     atomic_fetch_add(&p->srv->count.spawn_failures, 1);
     req->server->host->fail(req, rc);
     req->server->host->end(req);
@@ -291,7 +291,7 @@ static bool take_work(pool *p, worker *w)
     bool was_full = p->len == p->cap;
     while (n < TAKE_BATCH && p->len > 0 && !p->cancel && live + n < p->fibers) {
         batch[n] = pop(p);
-        p->shared += batch[n]->fd == p->server_fd;
+        p->shared += p->via_listener;
         n++;
     }
     if (n > 0)
@@ -383,7 +383,7 @@ static pool *pool_alloc(ss_server *srv)
     pthread_cond_init(&p->unshared, NULL);
     p->refs = 1;
     p->srv = srv;
-    p->server_fd = srv->fd;
+    p->via_listener = srv->transport->replies_via_listener;
     return p;
 }
 
