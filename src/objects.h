@@ -33,15 +33,15 @@ typedef struct ss__counters {
     atomic_uint_fast64_t lingering_closes, linger_overflows;
 } ss__counters;
 
-/* What a request holds against the server's limits from accept until it
- * ends (core/limits.c): its place in count.active and, with a per-client limit,
- * in its client's entry. The forking dispatcher takes it over from the
+/* A request's place under the server's limits, from admission until it
+ * ends (core/limits.c): its count in count.active and, with a per-client
+ * limit, in its client's entry. The forking dispatcher takes it over from the
  * request and gives it back when the child is reaped. */
-typedef struct ss__hold {
+typedef struct ss__place {
     bool active;
     bool keyed;
     ss__client_key key;
-} ss__hold;
+} ss__place;
 
 /* A link in the server's list of live requests. */
 typedef struct ss__link {
@@ -75,7 +75,7 @@ struct ss_server {
     ss_server_fn handle_timeout, service_actions;
 
     /* accept policy (core/accept_policy.c); touched only by the serving thread */
-    int spare_fd;             /* given up to shed a client when out of fds */
+    int reserve_fd;           /* given up to shed a client when out of fds */
     int accept_backoff_ms;    /* 0 = accepting normally */
     int64_t accept_resume_at; /* monotonic ms */
     uint64_t burst_errors;
@@ -99,7 +99,7 @@ struct ss_server {
         ss__clients *clients; /* the per-client counts, when max_per_client > 0 */
     } limits;
 
-    /* Requests alive in this process, from accept to shutdown_request, so
+    /* Requests alive in this process, from admission to end_request, so
      * drain can interrupt them (core/request.c). A request leaves the list
      * under the lock before its socket is closed: whoever walks the list
      * under the lock never touches a closed descriptor number. */
@@ -172,10 +172,9 @@ struct ss_request {
     char peer_name[128];
     void *data;
     int timeout_ms;
-    int socket_timeout_ms; /* timeout_ms as last set on the socket; -1: none (transport/transport.c)
-                            */
+    int socket_timeout_ms; /* timeout_ms as last set on the socket; -1: none (transport.c) */
     ss__waiter waiter;     /* set by the dispatcher as the request starts */
-    ss__hold hold;
+    ss__place place;
     atomic_bool timed_out; /* a read or write failed with -ETIMEDOUT */
     bool linger_in_place;  /* a forking child: its lingering close is its own (io/linger.c) */
     bool reply_lost;       /* a send failed: no lingering close, nothing to protect */

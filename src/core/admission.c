@@ -16,7 +16,7 @@
  * ECONNABORTED, EPROTO, EPERM from a firewall, ...) are counted and
  * skipped. Resource exhaustion (EMFILE, ENFILE, ENOBUFS, ENOMEM) is
  * different: the listener stays readable, so retrying at once would spin.
- * Instead the server sheds every pending client with the help of a spare
+ * Instead the server sheds every pending client with the help of a reserve
  * descriptor kept for this moment (each sees its connection closed rather
  * than hanging in the backlog), stops polling the listener, and retries
  * after a pause that doubles from 5 ms to 1 s; each retry that fails
@@ -32,27 +32,27 @@
 #define BACKOFF_FIRST_MS 5
 #define BACKOFF_MAX_MS   1000
 
-static int open_spare(void)
+static int open_reserve(void)
 {
     int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     return fd < 0 ? -errno : fd;
 }
 
-static void reopen_spare(ss_server *srv)
+static void reopen_reserve(ss_server *srv)
 {
-    int fd = open_spare();
-    srv->spare_fd = fd < 0 ? -1 : fd;
+    int fd = open_reserve();
+    srv->reserve_fd = fd < 0 ? -1 : fd;
 }
 
 int ss__accept_policy_init(ss_server *srv)
 {
-    srv->spare_fd = open_spare();
-    return srv->spare_fd < 0 ? srv->spare_fd : 0;
+    srv->reserve_fd = open_reserve();
+    return srv->reserve_fd < 0 ? srv->reserve_fd : 0;
 }
 
 void ss__accept_policy_close(ss_server *srv)
 {
-    ss__close(&srv->spare_fd);
+    ss__close(&srv->reserve_fd);
 }
 
 static bool is_resource_error(int err)
@@ -85,15 +85,15 @@ static int shed_limit(const ss_server *srv)
     return srv->backlog < INT_MAX ? srv->backlog + 1 : INT_MAX;
 }
 
-/* Gives the spare descriptor up so each client waiting in the queue can
+/* Gives the reserve descriptor up so each client waiting in the queue can
  * be taken and closed at once (it sees its connection end instead of
  * hanging), until the queue is empty or taking one fails. The back-off
  * then only paces the retries of real accepts. */
 static void shed_waiting(ss_server *srv)
 {
-    if (srv->spare_fd < 0)
+    if (srv->reserve_fd < 0)
         return;
-    ss__close(&srv->spare_fd);
+    ss__close(&srv->reserve_fd);
     for (int i = shed_limit(srv); i > 0; i--) {
         ss__arrival arrival;
         if (srv->transport->get_request(srv, &arrival) != 0)
@@ -103,7 +103,7 @@ static void shed_waiting(ss_server *srv)
         srv->transport->turn_away(srv, &arrival, NULL, 0);
         atomic_fetch_add(&srv->count.closed, 1);
     }
-    reopen_spare(srv); /* retried after the burst if it fails now */
+    reopen_reserve(srv); /* retried after the burst if it fails now */
 }
 
 void ss__accept_failed(ss_server *srv, int err)
@@ -135,8 +135,8 @@ void ss__accept_succeeded(ss_server *srv)
             (unsigned long long)srv->burst_errors);
     srv->accept_backoff_ms = 0;
     srv->accept_resume_at = 0;
-    if (srv->spare_fd < 0)
-        reopen_spare(srv);
+    if (srv->reserve_fd < 0)
+        reopen_reserve(srv);
 }
 
 int ss__accept_pause_ms(const ss_server *srv)
@@ -161,9 +161,9 @@ static void turn_away(ss_server *srv, ss__arrival *arrival, ss__refusal why)
 
 /* No memory for the request: as if the accept itself had failed so
  * (counted, and the accept policy backs off), with the client closed. */
-static void no_room(ss_server *srv, ss__arrival *arrival, ss__hold *hold)
+static void no_room(ss_server *srv, ss__arrival *arrival, ss__place *place)
 {
-    ss__hold_drop(srv, hold); /* its client's place only: never counted active */
+    ss__place_give_back(srv, place); /* its client's place only: never counted active */
     srv->transport->turn_away(srv, arrival, NULL, 0);
     ss__accept_failed(srv, -ENOMEM);
 }
@@ -177,11 +177,11 @@ ss_request *ss__admit_next(ss_server *srv)
         ss__accept_failed(srv, rc);
         return NULL;
     }
-    ss__hold hold = {0};
-    ss__refusal why = ss__limits_admit(srv, &arrival, &hold);
+    ss__place place = {0};
+    ss__refusal why = ss__limits_admit(srv, &arrival, &place);
     ss_request *req = NULL;
-    if (why == SS__ADMITTED && (req = ss__request_new(srv, &arrival, &hold)) == NULL) {
-        no_room(srv, &arrival, &hold);
+    if (why == SS__ADMITTED && (req = ss__request_new(srv, &arrival, &place)) == NULL) {
+        no_room(srv, &arrival, &place);
         return NULL;
     }
     ss__accept_succeeded(srv);
@@ -193,6 +193,6 @@ ss_request *ss__admit_next(ss_server *srv)
     if (srv->verify_request(srv, req, srv->data))
         return req;
     ss__count_refusal(srv, SS__REFUSE_VERIFY);
-    ss__request_finish(req);
+    ss__request_end(req);
     return NULL;
 }

@@ -26,28 +26,29 @@ void ss__server_sleep(ss_server *srv, int timeout_ms);
 
 /* core/request.c: one request's life. */
 /* The request for an admitted client: takes the arrival's packet and the
- * hold (its client's place), counts it active, links it live. NULL when
+ * place (its client's place), counts it active, links it live. NULL when
  * out of memory (the arrival is then untouched). */
-ss_request *ss__request_new(ss_server *srv, ss__arrival *arrival, const ss__hold *hold);
+ss_request *ss__request_new(ss_server *srv, ss__arrival *arrival, const ss__place *place);
 /* setup -> handle -> finish, routing the first error to handle_error.
  * Returns that error (0 on success). */
 int ss__request_run(ss_request *req);
-/* shutdown_request, count it, give its hold back, free the request,
- * drop its server ref. */
-void ss__request_finish(ss_request *req);
+/* Ends a request: the one word for it everywhere ("end"). The
+ * transport's end_request (Python's shutdown_request), counted closed,
+ * its place under the limits given back, freed, its server ref dropped. */
+void ss__request_end(ss_request *req);
 /* Drain: interrupt every live request of this process (transport slot). */
 void ss__requests_interrupt(ss_server *srv);
 /* A request the dispatcher could not start (no thread, no process):
  * reported once to handle_error as a handler failure would be; the caller
- * then ends it with ss__request_finish(). */
+ * then ends it with ss__request_end(). */
 void ss__request_fail(ss_request *req, int err);
 /* The forking parent's side of a request a child now serves: drops this
  * process's copy with close() only, never shutdown(), which would end the
  * child's conversation too (a datagram request's socket is the server's
  * own and stays open). Counts nothing: the child's exit does. Moves the
- * request's hold into *hold, for ss__hold_drop once the child is reaped.
+ * request's place into *place, for ss__place_give_back once the child is reaped.
  * Frees req and drops its server reference. */
-void ss__request_release(ss_request *req, ss__hold *hold);
+void ss__request_hand_off(ss_request *req, ss__place *place);
 
 /* core/bufio.c: the buffered reader/writer as the core and recv/send_all see
  * it. ("bufio", because ss__stream_* names the stream transports' slots.) */
@@ -76,16 +77,16 @@ typedef enum ss__refusal {
     SS__REFUSE_PER_CLIENT, /* over max_per_client */
 } ss__refusal;
 /* False while at max_connections without an overload reply. */
-bool ss__limits_accepting(ss_server *srv);
+bool ss__limits_have_room(ss_server *srv);
 /* Checks a client, before any request exists, against the limits; on
- * admission *hold takes its client's place. */
-ss__refusal ss__limits_admit(ss_server *srv, const ss__arrival *arrival, ss__hold *hold);
+ * admission *place takes its client's place. */
+ss__refusal ss__limits_admit(ss_server *srv, const ss__arrival *arrival, ss__place *place);
 /* Counts a refusal in rejected and in its reason's counter. */
 void ss__count_refusal(ss_server *srv, ss__refusal why);
 /* A request has ended: give back what it held. Returns true when the
  * caller should wake the loop: that made room under max_connections, or
  * drain is waiting. */
-bool ss__hold_drop(ss_server *srv, ss__hold *hold);
+bool ss__place_give_back(ss_server *srv, ss__place *place);
 void ss__limits_free(ss_server *srv);
 
 /* Default handle_error: one line on stderr. */

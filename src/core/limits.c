@@ -1,9 +1,11 @@
 /* What the server takes on: at most max_connections requests at once
  * (at the limit the loop stops polling the listener, or, with an overload
  * reply, accepts and refuses), at most max_per_client per client (IP
- * address, or uid for Unix stream peers), and each request's "hold": its
- * place in ss_stats.active and in its client's entry, given back when the
- * request ends (forking: when the child is reaped).
+ * address, or uid for Unix stream peers), and each request's place
+ * (ss__place): its count in ss_stats.active and in its client's entry,
+ * given back when the request ends (forking: when the child is reaped).
+ * Bookkeeping only: core/admission.c decides, and the request's end gives
+ * the place back; this file calls neither.
  *
  * The per-client counts live in a chained hash table with a fixed number
  * of buckets. It holds only clients with a request in flight: an entry is
@@ -79,7 +81,7 @@ SS_API int ss_server_set_overload_reply(ss_server *srv, const char *message)
 void ss__limits_free(ss_server *srv)
 {
     ss__clients *t = srv->limits.clients;
-    if (t != NULL) { /* empty by now: every request has given its hold back */
+    if (t != NULL) { /* empty by now: every request has given its place back */
         pthread_mutex_destroy(&t->lock);
         free(t);
     }
@@ -136,7 +138,7 @@ static void leave_client(ss__clients *t, const ss__client_key *key)
 
 /* ---- admission ---- */
 
-bool ss__limits_accepting(ss_server *srv)
+bool ss__limits_have_room(ss_server *srv)
 {
     int max = atomic_load(&srv->limits.max_connections);
     return max == 0 || srv->limits.overload_reply != NULL ||
@@ -155,7 +157,7 @@ static bool over_limit(ss_server *srv)
            atomic_load(&srv->count.active) >= (uint_fast64_t)max;
 }
 
-ss__refusal ss__limits_admit(ss_server *srv, const ss__arrival *arrival, ss__hold *hold)
+ss__refusal ss__limits_admit(ss_server *srv, const ss__arrival *arrival, ss__place *place)
 {
     if (over_limit(srv))
         return SS__REFUSE_LIMIT;
@@ -165,8 +167,8 @@ ss__refusal ss__limits_admit(ss_server *srv, const ss__arrival *arrival, ss__hol
         return SS__ADMITTED;
     if (!enter_client(srv->limits.clients, &key, max))
         return SS__REFUSE_PER_CLIENT;
-    hold->keyed = true;
-    hold->key = key;
+    place->keyed = true;
+    place->key = key;
     return SS__ADMITTED;
 }
 
@@ -182,17 +184,17 @@ void ss__count_refusal(ss_server *srv, ss__refusal why)
 
 /* ---- the end of a request ---- */
 
-bool ss__hold_drop(ss_server *srv, ss__hold *hold)
+bool ss__place_give_back(ss_server *srv, ss__place *place)
 {
     bool wake = false;
-    if (hold->keyed)
-        leave_client(srv->limits.clients, &hold->key);
-    if (hold->active) {
+    if (place->keyed)
+        leave_client(srv->limits.clients, &place->key);
+    if (place->active) {
         uint_fast64_t before = atomic_fetch_sub(&srv->count.active, 1);
         int max = atomic_load(&srv->limits.max_connections);
         /* the loop sleeps without the listener at the limit: room now */
         wake = (max > 0 && before >= (uint_fast64_t)max) || atomic_load(&srv->draining);
     }
-    *hold = (ss__hold){0};
+    *place = (ss__place){0};
     return wake;
 }

@@ -1,5 +1,5 @@
 /* One request's life: setup -> handle -> finish, the first error routed
- * once to handle_error, then shutdown_request. Also the request's public
+ * once to handle_error, then the transport's end_request. Also the request's public
  * accessors and I/O calls, which go through the server's transport so a
  * handler never depends on what kind of socket it is talking to. */
 #include "core/core.h"
@@ -36,7 +36,7 @@ static void take_arrival(ss_request *req, ss__arrival *arrival)
     arrival->packet = NULL;
 }
 
-ss_request *ss__request_new(ss_server *srv, ss__arrival *arrival, const ss__hold *hold)
+ss_request *ss__request_new(ss_server *srv, ss__arrival *arrival, const ss__place *place)
 {
     ss_request *req = calloc(1, sizeof *req);
     if (req == NULL)
@@ -48,8 +48,8 @@ ss_request *ss__request_new(ss_server *srv, ss__arrival *arrival, const ss__hold
     atomic_init(&req->timed_out, false);
     ss__bufio_init(req);
     ss__server_ref(srv);
-    req->hold = *hold;
-    req->hold.active = true; /* counted from admission until the request ends */
+    req->place = *place;
+    req->place.active = true; /* counted from admission until the request ends */
     atomic_fetch_add(&srv->count.active, 1);
     link_live(req);
     return req;
@@ -110,10 +110,10 @@ int ss__request_run(ss_request *req)
         int finish_err = h->finish(req, data); /* runs whatever handle did */
         if (err >= 0)
             err = finish_err;
-        final_flush(req, err); /* before complete: it may feed a datagram reply */
-        int complete_err = req->server->transport->complete(req);
+        final_flush(req, err); /* before flush_reply: it may feed a datagram reply */
+        int reply_err = req->server->transport->flush_reply(req);
         if (err >= 0)
-            err = complete_err;
+            err = reply_err;
     }
     if (atomic_load(&req->timed_out))
         atomic_fetch_add(&req->server->count.request_timeouts, 1);
@@ -133,27 +133,27 @@ static void request_free(ss_request *req)
     ss__server_unref(srv);
 }
 
-void ss__request_finish(ss_request *req)
+void ss__request_end(ss_request *req)
 {
     ss_server *srv = req->server;
     unlink_live(req);
-    srv->transport->shutdown_request(req);
+    srv->transport->end_request(req);
     atomic_fetch_add(&srv->count.closed, 1);
-    if (ss__hold_drop(srv, &req->hold))
+    if (ss__place_give_back(srv, &req->place))
         ss__server_wake(srv);
     request_free(req);
 }
 
-void ss__request_release(ss_request *req, ss__hold *hold)
+void ss__request_hand_off(ss_request *req, ss__place *place)
 {
     unlink_live(req);
-    /* A datagram request's shutdown_request only frees its buffers and
+    /* A datagram request's end_request only frees its buffers and
      * leaves the server's socket alone: exactly the parent's part. */
     if (req->server->transport->replies_via_listener)
-        req->server->transport->shutdown_request(req);
+        req->server->transport->end_request(req);
     else
         ss__close(&req->fd);
-    *hold = req->hold;
+    *place = req->place;
     request_free(req);
 }
 

@@ -45,17 +45,17 @@ void ss__report_error(ss_server *srv, ss_request *req, int err, void *data)
 
 /* ---- what the core lends its dispatchers (dispatch/dispatch.h) ---- */
 
-static void give_back_hold(ss_server *srv, ss__hold *hold)
+static void give_back_hold(ss_server *srv, ss__place *place)
 {
-    if (ss__hold_drop(srv, hold))
+    if (ss__place_give_back(srv, place))
         ss__server_wake(srv);
 }
 
 static const ss__host core_host = {
     .run = ss__request_run,
-    .end = ss__request_finish,
+    .end = ss__request_end,
     .fail = ss__request_fail,
-    .hand_off = ss__request_release,
+    .hand_off = ss__request_hand_off,
     .give_back = give_back_hold,
     .ref = ss__server_ref,
     .unref = ss__server_unref,
@@ -92,7 +92,7 @@ static ss_server *alloc_server(const ss_dispatcher *dispatcher, const ss_handler
     srv->data = data;
     srv->dispatch = dispatcher != NULL ? dispatcher : ss_dispatch_sync();
     srv->host = &core_host;
-    srv->fd = srv->wake_read = srv->wake_write = srv->spare_fd = -1;
+    srv->fd = srv->wake_read = srv->wake_write = srv->reserve_fd = -1;
     srv->reuse_address = true;
     srv->backlog = SOMAXCONN;
     atomic_init(&srv->timeout_ms, -1);
@@ -237,8 +237,8 @@ SS_API int ss_server_shutdown(ss_server *srv)
  * limit or max_connections: clients then wait in the kernel backlog. */
 static bool listener_wanted(ss_server *srv)
 {
-    return ss__accept_pause_ms(srv) == 0 && srv->dispatch->accepting(srv) &&
-           ss__limits_accepting(srv);
+    return ss__accept_pause_ms(srv) == 0 && srv->dispatch->has_room(srv) &&
+           ss__limits_have_room(srv);
 }
 
 /* Waits up to timeout_ms (negative: no limit) for the listener or the
@@ -279,7 +279,7 @@ SS_API int ss_server_handle_request(ss_server *srv)
             return -ECANCELED;
         if (rc < 0)
             return rc;
-        srv->dispatch->service(srv);
+        srv->dispatch->reap(srv);
         if (rc > 0) {
             handle_one(srv);
             return 0;
@@ -326,7 +326,7 @@ SS_API int ss_server_serve_forever(ss_server *srv, int poll_interval_ms)
             break;
         if (rc > 0)
             handle_one(srv);
-        srv->dispatch->service(srv);
+        srv->dispatch->reap(srv);
         srv->service_actions(srv, srv->data);
     }
     leave_loop(srv);

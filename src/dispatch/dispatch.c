@@ -14,13 +14,13 @@ int ss__dispatch_start_none(ss_server *srv)
     return 0;
 }
 
-bool ss__dispatch_accepting_always(ss_server *srv)
+bool ss__dispatch_room_always(ss_server *srv)
 {
     (void)srv;
     return true;
 }
 
-void ss__dispatch_service_none(ss_server *srv)
+void ss__dispatch_reap_none(ss_server *srv)
 {
     (void)srv;
 }
@@ -31,7 +31,7 @@ int ss__dispatch_max_wait_none(ss_server *srv)
     return -1;
 }
 
-void ss__dispatch_abort_none(ss_server *srv, bool force)
+void ss__dispatch_interrupt_own_none(ss_server *srv, bool force)
 {
     (void)srv;
     (void)force;

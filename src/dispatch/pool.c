@@ -40,7 +40,7 @@ typedef struct worker {
     int wake[2]; /* new work or close, for a worker asleep in its readiness set */
     /* under the pool's lock: */
     bool alive;    /* the thread runs; wake[] is open */
-    size_t spare;  /* fibers it may still start, less the requests it was woken for */
+    size_t room;   /* fibers it may still start, less the requests it was woken for */
     bool notified; /* a byte is waiting in wake[] */
     /* written by the worker, read by the loop choosing where work goes */
     atomic_llong seen_us; /* the last time it came round its loop */
@@ -208,7 +208,7 @@ static void wake_a_worker(pool *p)
     int best_load = 101;
     for (size_t i = 0; i < p->started; i++) {
         worker *w = &p->workers[i];
-        int load = w->alive && w->spare > 0 ? load_of(w, now) : -1;
+        int load = w->alive && w->room > 0 ? load_of(w, now) : -1;
         if (load >= 0 && load < SPILL_PCT) {
             best = w;
             break;
@@ -220,7 +220,7 @@ static void wake_a_worker(pool *p)
     }
     if (best == NULL)
         return;
-    best->spare--; /* promised: the next request looks elsewhere if it is full */
+    best->room--; /* promised: the next request looks elsewhere if it is full */
     notify(best);
 }
 
@@ -296,7 +296,7 @@ static bool take_work(pool *p, worker *w)
     }
     if (n > 0)
         pthread_cond_signal(&p->space);
-    w->spare = p->fibers - (live + n);
+    w->room = p->fibers - (live + n);
     bool go_on = live + n > 0 || !p->closing || (p->len > 0 && !p->cancel);
     pthread_mutex_unlock(&p->lock);
     if (was_full && n > 0)
@@ -313,8 +313,8 @@ static bool may_sleep(pool *p, worker *w)
 {
     size_t live = ss__sched_live(w->sched);
     pthread_mutex_lock(&p->lock);
-    w->spare = p->fibers - live;
-    bool work_waits = w->spare > 0 && p->len > 0 && !p->cancel;
+    w->room = p->fibers - live;
+    bool work_waits = w->room > 0 && p->len > 0 && !p->cancel;
     bool sleep = !work_waits && !w->notified && !(p->closing && live == 0);
     pthread_mutex_unlock(&p->lock);
     return sleep;
@@ -402,7 +402,7 @@ static int start_worker(ss_server *srv, pool *p, const pthread_attr_t *attr, wor
     pthread_mutex_lock(&p->lock);
     p->refs++;
     w->alive = true;
-    w->spare = p->fibers;
+    w->room = p->fibers;
     pthread_mutex_unlock(&p->lock);
     atomic_store(&w->seen_us, now_us()); /* not "stuck" before it first runs */
     srv->host->ref(srv);
@@ -453,7 +453,7 @@ static int pool_start(ss_server *srv)
 
 /* ---- the loop's side ---- */
 
-static bool pool_accepting(ss_server *srv)
+static bool pool_has_room(ss_server *srv)
 {
     pool *p = srv->dispatch_state;
     pthread_mutex_lock(&p->lock);
@@ -548,7 +548,7 @@ static void wait_unshared(pool *p)
  * room for a queued request, which would then run after the deadline.
  * The server takes no new request after a drain, so the queue stays
  * closed; close's own begin_close sets `cancel` as it needs. */
-static void pool_abort(ss_server *srv, bool force)
+static void pool_interrupt_own(ss_server *srv, bool force)
 {
     (void)force;
     pool *p = srv->dispatch_state;
@@ -574,11 +574,11 @@ static void pool_close(ss_server *srv)
 static const ss_dispatcher pool_dispatcher = {
     .name = "pool",
     .start = pool_start,
-    .accepting = pool_accepting,
+    .has_room = pool_has_room,
     .process = pool_process,
-    .service = ss__dispatch_service_none,
+    .reap = ss__dispatch_reap_none,
     .max_wait_ms = ss__dispatch_max_wait_none,
-    .abort = pool_abort,
+    .interrupt_own = pool_interrupt_own,
     .close = pool_close,
 };
 

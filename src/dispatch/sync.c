@@ -15,11 +15,11 @@ static void sync_process(ss_server *srv, ss_request *req)
 static const ss_dispatcher sync_dispatcher = {
     .name = "sync",
     .start = ss__dispatch_start_none,
-    .accepting = ss__dispatch_accepting_always,
+    .has_room = ss__dispatch_room_always,
     .process = sync_process,
-    .service = ss__dispatch_service_none,
+    .reap = ss__dispatch_reap_none,
     .max_wait_ms = ss__dispatch_max_wait_none,
-    .abort = ss__dispatch_abort_none,
+    .interrupt_own = ss__dispatch_interrupt_own_none,
     .close = ss__dispatch_close_none,
 };
 

@@ -101,7 +101,7 @@ static worker *take_finished(threads *ts)
  * drain or close collects them. Drain calls it first thing, and from then
  * on until close, finished threads are collected: a thread that ends the
  * drain by finishing is joined by close, not left in its last steps. */
-static void thread_service(ss_server *srv)
+static void thread_reap(ss_server *srv)
 {
     threads *ts = srv->dispatch_state;
     if (atomic_load(&srv->draining)) {
@@ -132,7 +132,7 @@ static void worker_done(ss_server *srv, worker *w)
     atomic_fetch_sub(&srv->count.tracked, 1);
     /* Outside drain and close nobody may come to join it (handle_request
      * runs no loop between calls): it lets itself go. `draining` covers
-     * a drain that has not run its first service step yet. */
+     * a drain that has not run its first reap step yet. */
     bool collected = ts->collect || atomic_load(&srv->draining);
     bool by_itself = w->detached || !collected;
     if (!w->detached) {
@@ -189,7 +189,7 @@ static int spawn(ss_server *srv, threads *ts, worker *w)
 static void thread_process(ss_server *srv, ss_request *req)
 {
     threads *ts = srv->dispatch_state;
-    thread_service(srv); /* what a drain left to join; Python's append reaps too */
+    thread_reap(srv); /* what a drain left to join; Python's append reaps too */
     worker *w = calloc(1, sizeof *w);
     int rc = -ENOMEM;
     if (w != NULL) {
@@ -252,11 +252,11 @@ static void thread_close(ss_server *srv)
 static const ss_dispatcher threading_dispatcher = {
     .name = "threading",
     .start = thread_start,
-    .accepting = ss__dispatch_accepting_always,
+    .has_room = ss__dispatch_room_always,
     .process = thread_process,
-    .service = thread_service,
+    .reap = thread_reap,
     .max_wait_ms = ss__dispatch_max_wait_none,
-    .abort = ss__dispatch_abort_none, /* the core shuts the sockets down */
+    .interrupt_own = ss__dispatch_interrupt_own_none, /* the core shuts the sockets down */
     .close = thread_close,
 };
 

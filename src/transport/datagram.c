@@ -282,7 +282,7 @@ static int send_reply(ss_request *req)
 /* After finish: an empty reply is not sent unless the handler asked for it
  * (Python always sends one, which makes a client that expects no answer
  * receive a stray empty datagram). */
-int ss__dgram_complete(ss_request *req)
+int ss__dgram_flush_reply(ss_request *req)
 {
     if (req->dgram.reply_len == 0 && !req->dgram.force_reply)
         return 0;
@@ -310,7 +310,7 @@ void ss__dgram_size_send_buffer(ss_server *srv)
     }
 }
 
-void ss__dgram_shutdown_request(ss_request *req)
+void ss__dgram_end_request(ss_request *req)
 {
     free(req->dgram.packet);
     free(req->dgram.reply);

@@ -104,7 +104,7 @@ int ss__stream_send_all(ss_request *req, const void *buf, size_t size)
     return ss__request_note_io(req, rc);
 }
 
-int ss__stream_complete(ss_request *req)
+int ss__stream_flush_reply(ss_request *req)
 {
     (void)req; /* everything was sent as the handler wrote it */
     return 0;
@@ -131,7 +131,7 @@ static void close_stream(ss_server *srv, int *fd, bool reply_lost, bool in_place
         atomic_fetch_add(&srv->count.linger_overflows, 1);
 }
 
-void ss__stream_shutdown_request(ss_request *req)
+void ss__stream_end_request(ss_request *req)
 {
     close_stream(req->server, &req->fd, req->reply_lost, req->linger_in_place);
 }

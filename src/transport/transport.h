@@ -53,15 +53,15 @@ typedef struct ss__transport {
     int (*send_all)(ss_request *req, const void *buf, size_t size);
     /* After finish: deliver what the handler left to send (a datagram
      * reply). Its error goes to handle_error like a handler's. */
-    int (*complete)(ss_request *req);
-    /* Python's shutdown_request: end the request's use of the socket. */
-    void (*shutdown_request)(ss_request *req);
+    int (*flush_reply)(ss_request *req);
+    /* Ends the request's use of the socket (Python's shutdown_request). */
+    void (*end_request)(ss_request *req);
     /* Who the client is, for the per-client limit: fills *key and returns
      * 0, or returns -ENOTSUP when the transport cannot tell (the request is
      * then not limited per client). */
     int (*client_key)(const ss__arrival *arrival, ss__client_key *key);
     /* Drain: make a handler blocked in this request's I/O return now.
-     * Called under the live-request lock, so before shutdown_request. */
+     * Called under the live-request lock, so before end_request. */
     void (*interrupt)(ss_request *req);
     /* server_close: release what open/bind created (fd, socket file). */
     void (*close)(ss_server *srv);
@@ -83,8 +83,8 @@ int ss__stream_get_request(ss_server *srv, ss__arrival *out);
 void ss__stream_turn_away(ss_server *srv, ss__arrival *arrival, const char *reply, size_t len);
 ssize_t ss__stream_recv(ss_request *req, void *buf, size_t size, void *spill, size_t spill_size);
 int ss__stream_send_all(ss_request *req, const void *buf, size_t size);
-int ss__stream_complete(ss_request *req);
-void ss__stream_shutdown_request(ss_request *req);
+int ss__stream_flush_reply(ss_request *req);
+void ss__stream_end_request(ss_request *req);
 /* shutdown(SHUT_RDWR): blocked reads return 0, writes fail. */
 void ss__stream_interrupt(ss_request *req);
 /* transport/transport.c: notes an I/O result: -ETIMEDOUT marks the request as timed out. Returns
@@ -95,17 +95,17 @@ int ss__client_key_none(const ss__arrival *arrival, ss__client_key *key);
 
 /* Datagram slots (transport/datagram.c, UDP and Unix datagram): one recvmsg() per
  * request into a packet buffer; the handler reads the packet and writes a
- * reply buffer that complete() sends back with one sendto(). req->fd is
- * the server's socket, which shutdown_request leaves open. */
+ * reply buffer that flush_reply() sends back with one sendto(). req->fd is
+ * the server's socket, which end_request leaves open. */
 int ss__dgram_get_request(ss_server *srv, ss__arrival *out);
 void ss__dgram_turn_away(ss_server *srv, ss__arrival *arrival, const char *reply, size_t len);
 ssize_t ss__dgram_recv(ss_request *req, void *buf, size_t size, void *spill,
                        size_t spill_size); /* never spills */
 int ss__dgram_send_all(ss_request *req, const void *buf, size_t size);
-int ss__dgram_complete(ss_request *req);
+int ss__dgram_flush_reply(ss_request *req);
 /* Sizes a Unix datagram server's send buffer for its replies (at bind). */
 void ss__dgram_size_send_buffer(ss_server *srv);
-void ss__dgram_shutdown_request(ss_request *req);
+void ss__dgram_end_request(ss_request *req);
 /* Nothing to do: a datagram handler never waits for its client. */
 void ss__dgram_interrupt(ss_request *req);
 
