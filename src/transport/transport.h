@@ -73,7 +73,9 @@ const ss__transport *ss__transport_unix(void);
 const ss__transport *ss__transport_unixgram(void);
 
 /* Slots shared by the tables (transport/transport.c): connected streams (TCP, Unix
- * stream) accept one socket per request and do I/O on it directly. */
+ * stream) accept one socket per request and do I/O on it directly.
+ * ss__stream_* name these socket slots; the buffered reader/writer over
+ * them is core/bufio.c (ss__bufio_*). */
 int ss__set_nonblocking(int fd);
 /* A close-on-exec, non-blocking socket for srv->fd. */
 int ss__open_server_socket(ss_server *srv, int domain, int socktype);
