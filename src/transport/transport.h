@@ -26,7 +26,8 @@ typedef struct ss__transport {
     bool datagram;             /* one request per datagram, read from a packet buffer */
     bool replies_via_listener; /* a request's fd is the server's own socket, shared
                                   by every request: never closed by one */
-    bool socket_file;          /* bind creates a file that close removes */
+    bool socket_file;          /* bind creates a file that close removes (a Unix
+                                  path; not an abstract "@name") */
     bool peer_credentials;     /* the peer's pid/uid/gid can be asked (SO_PEERCRED) */
     bool sender_holds_replies; /* a reply stays charged to the server's send buffer
                                   until read (Unix datagram): bind sizes it */

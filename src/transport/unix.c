@@ -336,9 +336,8 @@ const ss__transport *ss__transport_unixgram(void)
 
 SS_API int ss_server_set_unix_mode(ss_server *srv, mode_t mode)
 {
-    bool unix_path = (srv->transport == &unix_transport || srv->transport == &unixgram_transport) &&
-                     !is_abstract(srv);
-    if (!unix_path || (mode & ~(mode_t)07777) != 0)
+    bool file = srv->transport->socket_file && !is_abstract(srv);
+    if (!file || (mode & ~(mode_t)07777) != 0)
         return -EINVAL;
     if (srv->state >= SS__BOUND)
         return SS_ESTATE;
