@@ -106,7 +106,7 @@ static void shed_waiting(ss_server *srv)
     reopen_reserve(srv); /* retried after the burst if it fails now */
 }
 
-void ss__accept_failed(ss_server *srv, int err)
+static void accept_failed(ss_server *srv, int err)
 {
     if (err == -EAGAIN || err == -EWOULDBLOCK || err == -EINTR)
         return; /* nothing was pending after all */
@@ -127,7 +127,7 @@ void ss__accept_failed(ss_server *srv, int err)
     srv->accept_resume_at = ss__now_ms() + srv->accept_backoff_ms;
 }
 
-void ss__accept_succeeded(ss_server *srv)
+static void accept_succeeded(ss_server *srv)
 {
     if (srv->accept_backoff_ms == 0)
         return;
@@ -165,7 +165,7 @@ static void no_room(ss_server *srv, ss__arrival *arrival, ss__place *place)
 {
     ss__place_give_back(srv, place); /* its client's place only: never counted active */
     srv->transport->turn_away(srv, arrival, NULL, 0);
-    ss__accept_failed(srv, -ENOMEM);
+    accept_failed(srv, -ENOMEM);
 }
 
 /* The limits first: they are cheap, verify_request may not be. */
@@ -174,7 +174,7 @@ ss_request *ss__admit_next(ss_server *srv)
     ss__arrival arrival;
     int rc = srv->transport->get_request(srv, &arrival);
     if (rc < 0) {
-        ss__accept_failed(srv, rc);
+        accept_failed(srv, rc);
         return NULL;
     }
     ss__place place = {0};
@@ -184,7 +184,7 @@ ss_request *ss__admit_next(ss_server *srv)
         no_room(srv, &arrival, &place);
         return NULL;
     }
-    ss__accept_succeeded(srv);
+    accept_succeeded(srv);
     atomic_fetch_add(&srv->count.accepted, 1);
     if (why != SS__ADMITTED) {
         turn_away(srv, &arrival, why);

@@ -62,11 +62,10 @@ void ss__bufio_free(ss_request *req);
  * request (NULL: none was waiting, or it was turned away, shed or
  * refused by verify_request: counted and closed). Serving thread only. */
 ss_request *ss__admit_next(ss_server *srv);
-/* The accept policy (core/admission.c) */
+/* The accept policy (core/admission.c): the reserve descriptor it sheds
+ * with, and the pause while it backs off. */
 int ss__accept_policy_init(ss_server *srv);
 void ss__accept_policy_close(ss_server *srv);
-void ss__accept_failed(ss_server *srv, int err);
-void ss__accept_succeeded(ss_server *srv);
 int ss__accept_pause_ms(const ss_server *srv); /* > 0 while backing off */
 
 /* core/limits.c */
