@@ -39,13 +39,13 @@ static int fake_send_all(ss_request *req, const void *buf, size_t size)
     return 0;
 }
 
-static int no_complete(ss_request *req)
+static int no_reply(ss_request *req)
 {
     (void)req;
     return 0;
 }
 
-static void no_shutdown(ss_request *req)
+static void no_end(ss_request *req)
 {
     (void)req;
 }
@@ -54,8 +54,8 @@ static const ss__transport fake = {
     .scheme = SS__SCHEME_TCP,
     .recv = fake_recv,
     .send_all = fake_send_all,
-    .complete = no_complete,
-    .shutdown_request = no_shutdown,
+    .flush_reply = no_reply,
+    .end_request = no_end,
 };
 
 /* Where the next byte handed out must come from, at the earliest. */
@@ -149,13 +149,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     peer.len = size - 5;
     peer.sent = peer.step = 0;
     cursor = 0;
-    struct sockaddr_storage sa = {.ss_family = AF_INET};
-    ss_request *req = ss__request_new(server(), -1, (struct sockaddr *)&sa, sizeof sa);
+    ss__arrival arrival = {
+        .fd = -1, .peer = {.ss_family = AF_INET}, .peer_len = sizeof arrival.peer};
+    ss__place place = {0};
+    ss_request *req = ss__request_new(server(), &arrival, &place);
     if (req == NULL)
         return 0;
     for (size_t i = 0; i < 4 * size + 16; i++) /* each read consumes or ends */
         if (one_read(req, data[1 + i % 4] ^ (uint8_t)i, line_size) <= 0)
             break;
-    ss__request_finish(req);
+    ss__request_end(req);
     return 0;
 }

@@ -17,7 +17,7 @@ set -eu
 build="${1:?usage: scripts/check-layers.sh BUILD_DIR}"
 layers="base sched io transport dispatch core api"
 
-src="$(cd "$(dirname "$0")/../src" && pwd)"
+src="${SS_LAYERS_SRC:-$(cd "$(dirname "$0")/../src" && pwd)}" # the sources the objects are of
 # Objects of today's sources only: a build dir may keep objects of files
 # since moved or removed.
 objects="$(find "$build" -path '*socketserver.dir/src/*' -name '*.c.o' | sort |

@@ -17,9 +17,17 @@ fi
 
 out="build-fuzz"
 mkdir -p "$out"
-cflags=(-std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -g -O1 -Wall -Wextra -Werror
-        -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -Iinclude -Isrc)
-sources=(src/*/*.c)
+# The library's sources as CMake picks them (the fiber backend, the
+# poller), read from the compile commands of a configure-only build.
+cmake -S . -B "$out/cmake" -DCMAKE_C_COMPILER=clang -DSS_BUILD_TESTS=OFF \
+      -DSS_BUILD_EXAMPLES=OFF >/dev/null
+mapfile -t sources < <(sed -n 's|^ *"file": "\(.*/src/.*\.c\)",\{0,1\}$|\1|p' \
+                       "$out/cmake/compile_commands.json")
+fibers=0
+grep -q -- '-DSS_HAVE_FIBERS=1' "$out/cmake/compile_commands.json" && fibers=1
+cflags=(-std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE "-DSS_HAVE_FIBERS=$fibers" -g -O1
+        -Wall -Wextra -Werror -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
+        -Iinclude -Isrc)
 status=0
 for target in fuzz/fuzz_*.c; do
     name="$(basename "$target" .c)"

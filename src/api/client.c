@@ -1,6 +1,6 @@
 /* ss_connect: the client side of the library's URLs, for tools, tests and
  * examples that talk to a server. */
-#include "internal.h"
+#include "base/base.h"
 
 #include <errno.h>
 #include <netdb.h>

@@ -1,6 +1,6 @@
 /* Python's server classes as one-line constructors: each builds the URL
  * for its transport and calls ss_server_new with its dispatcher. */
-#include "internal.h"
+#include "core/core.h"
 
 #include <errno.h>
 #include <stdio.h>

@@ -1,7 +1,7 @@
 /* Address URLs: parsing "tcp://host:port", "tcp://[v6]:port", "udp://...",
  * "unix:/path", "unix:@abstract", "unixgram:/path", and formatting socket
  * addresses back into the same forms. No resolution happens here. */
-#include "internal.h"
+#include "base/base.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

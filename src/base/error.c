@@ -1,5 +1,5 @@
 /* ss_strerror: one description for every code the library returns. */
-#include "internal.h"
+#include "base/base.h"
 
 #include <string.h>
 

@@ -2,7 +2,7 @@
 /* Descriptor creation that is close-on-exec from the first instant where
  * the OS allows it (SOCK_CLOEXEC, accept4, pipe2), with a portable
  * fcntl() fallback elsewhere. */
-#include "internal.h"
+#include "base/base.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -1,7 +1,7 @@
 /* Library messages: routed to the application's log callback, or one line
  * on stderr by default, so a server embedded in a larger program can send
  * them wherever its own logs go. */
-#include "internal.h"
+#include "base/base.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -29,20 +29,14 @@ static void log_to_stderr(ss_server *srv, ss_log_level level, const char *messag
         fprintf(stderr, "socketserver: %s\n", message);
 }
 
-void ss__log(ss_server *srv, ss_log_level level, const char *fmt, ...)
+void ss__log(ss_log_fn sink, ss_server *srv, void *data, ss_log_level level, const char *fmt, ...)
 {
     char message[512];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(message, sizeof message, fmt, ap);
     va_end(ap);
-    ss_log_fn sink = srv->log != NULL ? srv->log : log_to_stderr;
-    sink(srv, level, message, srv->data);
-}
-
-SS_API void ss_server_set_log(ss_server *srv, ss_log_fn fn)
-{
-    srv->log = fn;
+    (sink != NULL ? sink : log_to_stderr)(srv, level, message, data);
 }
 
 SS_API const char *ss_log_level_name(ss_log_level level)

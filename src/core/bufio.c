@@ -4,7 +4,7 @@
  * stream or a datagram's packet, and write to a socket or into a datagram
  * reply. Buffers are allocated on first use: a handler that never calls
  * these functions costs nothing beyond two sizes copied per request. */
-#include "internal.h"
+#include "core/core.h"
 
 #include <errno.h>
 #include <limits.h>

@@ -5,9 +5,9 @@
  * dispatcher has ended what only it can reach (the pool's queue,
  * children).
  * Waiting is event-driven: every request that ends while draining wakes
- * the wake-up pipe (ss__hold_drop), a forked child writes to it as it
- * exits, and the dispatcher's service step reaps and joins meanwhile. */
-#include "internal.h"
+ * the wake-up pipe (ss__place_give_back), a forked child writes to it as it
+ * exits, and the dispatcher's reap step reaps and joins meanwhile. */
+#include "core/core.h"
 
 #include <errno.h>
 
@@ -18,7 +18,7 @@
 static bool wait_idle(ss_server *srv, int64_t deadline, bool stoppable)
 {
     for (;;) {
-        srv->dispatch->service(srv);
+        srv->dispatch->reap(srv);
         if (atomic_load(&srv->count.active) == 0)
             return true;
         int left = ss__remaining_ms(deadline);
@@ -39,11 +39,11 @@ static void interrupt_all(ss_server *srv)
 {
     atomic_store(&srv->stop.requested, false);
     atomic_fetch_add(&srv->count.interrupted, atomic_load(&srv->count.active));
-    srv->dispatch->abort(srv, false);
+    srv->dispatch->interrupt_own(srv, false);
     ss__requests_interrupt(srv);
     if (wait_idle(srv, ss__deadline(GRACE_MS), true))
         return;
-    srv->dispatch->abort(srv, true);
+    srv->dispatch->interrupt_own(srv, true);
     wait_idle(srv, ss__deadline(GRACE_MS), false);
 }
 

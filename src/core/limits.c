@@ -1,9 +1,11 @@
 /* What the server takes on: at most max_connections requests at once
  * (at the limit the loop stops polling the listener, or, with an overload
  * reply, accepts and refuses), at most max_per_client per client (IP
- * address, or uid for Unix stream peers), and each request's "hold": its
- * place in ss_stats.active and in its client's entry, given back when the
- * request ends (forking: when the child is reaped).
+ * address, or uid for Unix stream peers), and each request's place
+ * (ss__place): its count in ss_stats.active and in its client's entry,
+ * given back when the request ends (forking: when the child is reaped).
+ * Bookkeeping only: core/admission.c decides, and the request's end gives
+ * the place back; this file calls neither.
  *
  * The per-client counts live in a chained hash table with a fixed number
  * of buckets. It holds only clients with a request in flight: an entry is
@@ -12,7 +14,7 @@
  * costs a descriptor and a thread or process) and never the clients seen.
  * Entries are added by the serving thread and removed by whichever thread
  * ends the request, under the table's lock. */
-#include "internal.h"
+#include "core/core.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -33,15 +35,6 @@ struct ss__clients {
 };
 
 /* ---- options ---- */
-
-SS_API int ss_server_set_max_connections(ss_server *srv, int max)
-{
-    if (max < 0)
-        return -EINVAL;
-    atomic_store(&srv->limits.max_connections, max);
-    ss__server_wake(srv); /* a higher limit may let the loop poll again */
-    return 0;
-}
 
 static int clients_new(ss__clients **out)
 {
@@ -88,7 +81,7 @@ SS_API int ss_server_set_overload_reply(ss_server *srv, const char *message)
 void ss__limits_free(ss_server *srv)
 {
     ss__clients *t = srv->limits.clients;
-    if (t != NULL) { /* empty by now: every request has given its hold back */
+    if (t != NULL) { /* empty by now: every request has given its place back */
         pthread_mutex_destroy(&t->lock);
         free(t);
     }
@@ -145,77 +138,63 @@ static void leave_client(ss__clients *t, const ss__client_key *key)
 
 /* ---- admission ---- */
 
-bool ss__limits_accepting(ss_server *srv)
+bool ss__limits_have_room(ss_server *srv)
 {
     int max = atomic_load(&srv->limits.max_connections);
     return max == 0 || srv->limits.overload_reply != NULL ||
            atomic_load(&srv->count.active) < (uint_fast64_t)max;
 }
 
-/* Only in overload-reply mode can a request arrive over the limit: without
- * it, the listener is not polled there. A request is counted in active
- * from its creation, so "over" means more than max, itself included. */
+/* Only in overload-reply mode can a client arrive over the limit: without
+ * it, the listener is not polled there. The client is not counted in
+ * active yet (no request exists), so "over" means max already there.
+ * Only the serving thread adds to active, so the count cannot rise
+ * between this test and the request's creation. */
 static bool over_limit(ss_server *srv)
 {
     int max = atomic_load(&srv->limits.max_connections);
     return max > 0 && srv->limits.overload_reply != NULL &&
-           atomic_load(&srv->count.active) > (uint_fast64_t)max;
+           atomic_load(&srv->count.active) >= (uint_fast64_t)max;
 }
 
-ss__refusal ss__limits_admit(ss_server *srv, ss_request *req)
+ss__refusal ss__limits_admit(ss_server *srv, const ss__arrival *arrival, ss__place *place)
 {
     if (over_limit(srv))
         return SS__REFUSE_LIMIT;
     int max = srv->limits.max_per_client;
     ss__client_key key = {0};
-    if (max == 0 || srv->transport->client_key(req, &key) < 0 || key.len == 0)
+    if (max == 0 || srv->transport->client_key(arrival, &key) < 0 || key.len == 0)
         return SS__ADMITTED;
     if (!enter_client(srv->limits.clients, &key, max))
         return SS__REFUSE_PER_CLIENT;
-    req->hold.keyed = true;
-    req->hold.key = key;
+    place->keyed = true;
+    place->key = key;
     return SS__ADMITTED;
 }
 
-/* Best effort, without waiting: a timeout of 0 makes the request's own
- * send give up at once where it would block; complete() sends a datagram
- * server's reply. */
-static void send_overload_reply(ss_request *req)
+void ss__count_refusal(ss_server *srv, ss__refusal why)
 {
-    const ss_server *srv = req->server;
-    if (srv->limits.overload_reply_len == 0)
-        return;
-    req->timeout_ms = 0;
-    if (srv->transport->send_all(req, srv->limits.overload_reply, srv->limits.overload_reply_len) ==
-        0)
-        srv->transport->complete(req);
-}
-
-void ss__request_refuse(ss_request *req, ss__refusal why)
-{
-    ss__counters *c = &req->server->count;
+    ss__counters *c = &srv->count;
     atomic_fetch_add(&c->rejected, 1);
-    if (why == SS__REFUSE_VERIFY) {
-        atomic_fetch_add(&c->rejected_verify, 1);
-    } else {
-        atomic_fetch_add(why == SS__REFUSE_LIMIT ? &c->rejected_limit : &c->rejected_per_client, 1);
-        send_overload_reply(req);
-    }
-    ss__request_finish(req);
+    atomic_fetch_add(why == SS__REFUSE_VERIFY  ? &c->rejected_verify
+                     : why == SS__REFUSE_LIMIT ? &c->rejected_limit
+                                               : &c->rejected_per_client,
+                     1);
 }
 
 /* ---- the end of a request ---- */
 
-void ss__hold_drop(ss_server *srv, ss__hold *hold)
+bool ss__place_give_back(ss_server *srv, ss__place *place)
 {
-    if (hold->keyed)
-        leave_client(srv->limits.clients, &hold->key);
-    if (hold->active) {
+    bool wake = false;
+    if (place->keyed)
+        leave_client(srv->limits.clients, &place->key);
+    if (place->active) {
         uint_fast64_t before = atomic_fetch_sub(&srv->count.active, 1);
         int max = atomic_load(&srv->limits.max_connections);
         /* the loop sleeps without the listener at the limit: room now */
-        if ((max > 0 && before >= (uint_fast64_t)max) || atomic_load(&srv->draining))
-            ss__server_wake(srv);
+        wake = (max > 0 && before >= (uint_fast64_t)max) || atomic_load(&srv->draining);
     }
-    *hold = (ss__hold){0};
+    *place = (ss__place){0};
+    return wake;
 }

@@ -1,8 +1,8 @@
 /* One request's life: setup -> handle -> finish, the first error routed
- * once to handle_error, then shutdown_request. Also the request's public
+ * once to handle_error, then the transport's end_request. Also the request's public
  * accessors and I/O calls, which go through the server's transport so a
  * handler never depends on what kind of socket it is talking to. */
-#include "internal.h"
+#include "core/core.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -20,25 +20,37 @@ static void link_live(ss_request *req)
     pthread_mutex_unlock(&srv->live_lock);
 }
 
-ss_request *ss__request_new(ss_server *srv, int fd, const struct sockaddr *peer, socklen_t peer_len)
+/* The client's address and, for a datagram, its packet, which the
+ * request now owns. */
+static void take_arrival(ss_request *req, ss__arrival *arrival)
+{
+    req->fd = arrival->fd;
+    req->peer = arrival->peer;
+    req->peer_len = arrival->peer_len;
+    ss__format_peer((const struct sockaddr *)&req->peer, req->peer_len, req->peer_name,
+                    sizeof req->peer_name);
+    req->dgram.active = req->server->transport->datagram;
+    req->dgram.truncated = arrival->truncated;
+    req->dgram.packet = arrival->packet;
+    req->dgram.packet_len = arrival->packet_len;
+    arrival->packet = NULL;
+}
+
+ss_request *ss__request_new(ss_server *srv, ss__arrival *arrival, const ss__place *place)
 {
     ss_request *req = calloc(1, sizeof *req);
     if (req == NULL)
         return NULL;
     req->server = srv;
-    req->fd = fd;
-    if (peer_len > sizeof req->peer)
-        peer_len = sizeof req->peer;
-    memcpy(&req->peer, peer, peer_len);
-    req->peer_len = peer_len;
-    ss__format_peer(peer, peer_len, req->peer_name, sizeof req->peer_name);
+    take_arrival(req, arrival);
     req->timeout_ms = atomic_load(&srv->request_timeout_ms);
     req->socket_timeout_ms = -1;
     req->waiter = &ss__waiter_thread; /* until a dispatcher starts it otherwise */
     atomic_init(&req->timed_out, false);
     ss__bufio_init(req);
     ss__server_ref(srv);
-    req->hold.active = true; /* counted from accept until the request ends */
+    req->place = *place;
+    req->place.active = true; /* counted from admission until the request ends */
     atomic_fetch_add(&srv->count.active, 1);
     link_live(req);
     return req;
@@ -63,13 +75,6 @@ void ss__requests_interrupt(ss_server *srv)
     for (ss__link *l = srv->live.next; l != &srv->live; l = l->next)
         srv->transport->interrupt((ss_request *)l); /* link is the first member */
     pthread_mutex_unlock(&srv->live_lock);
-}
-
-int ss__request_note_io(ss_request *req, int rc)
-{
-    if (rc == -ETIMEDOUT)
-        atomic_store(&req->timed_out, true);
-    return rc;
 }
 
 static void report(ss_request *req, int err)
@@ -106,10 +111,10 @@ int ss__request_run(ss_request *req)
         int finish_err = h->finish(req, data); /* runs whatever handle did */
         if (err >= 0)
             err = finish_err;
-        final_flush(req, err); /* before complete: it may feed a datagram reply */
-        int complete_err = req->server->transport->complete(req);
+        final_flush(req, err); /* before flush_reply: it may feed a datagram reply */
+        int reply_err = req->server->transport->flush_reply(req);
         if (err >= 0)
-            err = complete_err;
+            err = reply_err;
     }
     if (atomic_load(&req->timed_out))
         atomic_fetch_add(&req->server->count.request_timeouts, 1);
@@ -129,26 +134,27 @@ static void request_free(ss_request *req)
     ss__server_unref(srv);
 }
 
-void ss__request_finish(ss_request *req)
+void ss__request_end(ss_request *req)
 {
     ss_server *srv = req->server;
     unlink_live(req);
-    srv->transport->shutdown_request(req);
+    srv->transport->end_request(req);
     atomic_fetch_add(&srv->count.closed, 1);
-    ss__hold_drop(srv, &req->hold);
+    if (ss__place_give_back(srv, &req->place))
+        ss__server_wake(srv);
     request_free(req);
 }
 
-void ss__request_release(ss_request *req, ss__hold *hold)
+void ss__request_hand_off(ss_request *req, ss__place *place)
 {
     unlink_live(req);
-    /* A datagram request's shutdown_request only frees its buffers and
+    /* A datagram request's end_request only frees its buffers and
      * leaves the server's socket alone: exactly the parent's part. */
-    if (req->fd == req->server->fd)
-        req->server->transport->shutdown_request(req);
+    if (req->server->transport->replies_via_listener)
+        req->server->transport->end_request(req);
     else
         ss__close(&req->fd);
-    *hold = req->hold;
+    *place = req->place;
     request_free(req);
 }
 

@@ -1,7 +1,7 @@
 /* The server's life cycle and the only place a transport meets a
  * dispatcher: create/bind/activate, the request loop (handle_request,
  * serve_forever), shutdown through a self-pipe, close and free. */
-#include "internal.h"
+#include "core/core.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -36,41 +36,31 @@ static void server_hook_none(ss_server *srv, void *data)
 void ss__report_error(ss_server *srv, ss_request *req, int err, void *data)
 {
     (void)data;
-    const char *peer = req != NULL ? ss_request_client_name(req) : "";
+    const char *peer = req != NULL ? req->peer_name : "";
     /* A peer that left before the final flush is routine (bpo-14574). */
     ss_log_level level = err == SS_EFINALFLUSH ? SS_LOG_DEBUG : SS_LOG_ERROR;
-    ss__log(srv, level, "error processing request from %s: %s", *peer ? peer : "(unnamed peer)",
-            ss_strerror(err));
+    ss__log(srv->log, srv, srv->data, level, "error processing request from %s: %s",
+            *peer ? peer : "(unnamed peer)", ss_strerror(err));
 }
 
-/* ---- reference counting: the owner plus every live request ---- */
+/* ---- what the core lends its dispatchers (dispatch/dispatch.h) ---- */
 
-static void destroy(ss_server *srv)
+static void give_back_hold(ss_server *srv, ss__place *place)
 {
-    ss__close(&srv->fd);
-    ss__accept_policy_close(srv);
-    /* The wake pipe lives as long as the memory: a request still running
-     * on another thread may write to it, and a closed number could already
-     * belong to some unrelated file. */
-    ss__close(&srv->stop.wake_read);
-    ss__close(&srv->stop.wake_write);
-    ss__limits_free(srv);
-    pthread_cond_destroy(&srv->loop_exited);
-    pthread_mutex_destroy(&srv->live_lock);
-    pthread_mutex_destroy(&srv->lock);
-    free(srv);
+    if (ss__place_give_back(srv, place))
+        ss__server_wake(srv);
 }
 
-void ss__server_ref(ss_server *srv)
-{
-    atomic_fetch_add(&srv->refs, 1);
-}
-
-void ss__server_unref(ss_server *srv)
-{
-    if (atomic_fetch_sub(&srv->refs, 1) == 1)
-        destroy(srv);
-}
+static const ss__host core_host = {
+    .run = ss__request_run,
+    .end = ss__request_end,
+    .fail = ss__request_fail,
+    .hand_off = ss__request_hand_off,
+    .give_back = give_back_hold,
+    .ref = ss__server_ref,
+    .unref = ss__server_unref,
+    .wake = ss__server_wake,
+};
 
 /* ---- creation ---- */
 
@@ -101,7 +91,8 @@ static ss_server *alloc_server(const ss_dispatcher *dispatcher, const ss_handler
     copy_handler(srv, handler);
     srv->data = data;
     srv->dispatch = dispatcher != NULL ? dispatcher : ss_dispatch_sync();
-    srv->fd = srv->stop.wake_read = srv->stop.wake_write = srv->spare_fd = -1;
+    srv->host = &core_host;
+    srv->fd = srv->stop.wake_read = srv->stop.wake_write = srv->reserve_fd = -1;
     srv->reuse_address = true;
     srv->backlog = SOMAXCONN;
     atomic_init(&srv->timeout_ms, -1);
@@ -214,47 +205,6 @@ SS_API void ss_server_free(ss_server *srv)
     ss__server_unref(srv);
 }
 
-/* ---- waking and stopping ---- */
-
-void ss__server_wake(const ss_server *srv)
-{
-    ss__stop_wake(&srv->stop);
-}
-
-bool ss__server_stop_requested(const ss_server *srv)
-{
-    return ss__stop_requested(&srv->stop);
-}
-
-bool ss__server_serving(ss_server *srv)
-{
-    pthread_mutex_lock(&srv->lock);
-    bool serving = srv->serving;
-    pthread_mutex_unlock(&srv->lock);
-    return serving;
-}
-
-bool ss__server_on_serving_thread(const ss_server *srv)
-{
-    ss_server *s = (ss_server *)srv;
-    pthread_mutex_lock(&s->lock);
-    bool inside = s->serving && pthread_equal(s->serving_thread, pthread_self());
-    pthread_mutex_unlock(&s->lock);
-    return inside;
-}
-
-void ss__server_drain_wake(const ss_server *srv)
-{
-    ss__stop_drain(&srv->stop);
-}
-
-void ss__server_sleep(ss_server *srv, int timeout_ms)
-{
-    struct pollfd p = {.fd = srv->stop.wake_read, .events = POLLIN};
-    if (poll(&p, 1, timeout_ms) > 0)
-        ss__server_drain_wake(srv);
-}
-
 /* Reads and clears a pending stop request. */
 static bool take_stop(ss_server *srv)
 {
@@ -287,8 +237,8 @@ SS_API int ss_server_shutdown(ss_server *srv)
  * limit or max_connections: clients then wait in the kernel backlog. */
 static bool listener_wanted(ss_server *srv)
 {
-    return ss__accept_pause_ms(srv) == 0 && srv->dispatch->accepting(srv) &&
-           ss__limits_accepting(srv);
+    return ss__accept_pause_ms(srv) == 0 && srv->dispatch->has_room(srv) &&
+           ss__limits_have_room(srv);
 }
 
 /* Waits up to timeout_ms (negative: no limit) for the listener or the
@@ -313,21 +263,8 @@ static int wait_event(ss_server *srv, int timeout_ms)
 
 static void handle_one(ss_server *srv)
 {
-    ss_request *req = NULL;
-    int rc = srv->transport->get_request(srv, &req);
-    if (rc < 0) {
-        ss__accept_failed(srv, rc);
-        return;
-    }
-    ss__accept_succeeded(srv);
-    atomic_fetch_add(&srv->count.accepted, 1);
-    /* the limits first: they are cheap, verify_request may not be */
-    ss__refusal why = ss__limits_admit(srv, req);
-    if (why == SS__ADMITTED && !srv->verify_request(srv, req, srv->data))
-        why = SS__REFUSE_VERIFY;
-    if (why != SS__ADMITTED)
-        ss__request_refuse(req, why);
-    else
+    ss_request *req = ss__admit_next(srv);
+    if (req != NULL)
         srv->dispatch->process(srv, req);
 }
 
@@ -342,7 +279,7 @@ SS_API int ss_server_handle_request(ss_server *srv)
             return -ECANCELED;
         if (rc < 0)
             return rc;
-        srv->dispatch->service(srv);
+        srv->dispatch->reap(srv);
         if (rc > 0) {
             handle_one(srv);
             return 0;
@@ -389,7 +326,7 @@ SS_API int ss_server_serve_forever(ss_server *srv, int poll_interval_ms)
             break;
         if (rc > 0)
             handle_one(srv);
-        srv->dispatch->service(srv);
+        srv->dispatch->reap(srv);
         srv->service_actions(srv, srv->data);
     }
     leave_loop(srv);
@@ -433,6 +370,15 @@ SS_API int ss_server_set_backlog(ss_server *srv, int backlog)
     return rc;
 }
 
+SS_API int ss_server_set_max_connections(ss_server *srv, int max)
+{
+    if (max < 0)
+        return -EINVAL;
+    atomic_store(&srv->limits.max_connections, max);
+    ss__server_wake(srv); /* a higher limit may let the loop poll again */
+    return 0;
+}
+
 SS_API void ss_server_set_timeout(ss_server *srv, int timeout_ms)
 {
     atomic_store(&srv->timeout_ms, timeout_ms < 0 ? -1 : timeout_ms);
@@ -456,6 +402,11 @@ SS_API void ss_server_on_handle_error(ss_server *srv, ss_error_fn fn)
 SS_API void ss_server_on_handle_timeout(ss_server *srv, ss_server_fn fn)
 {
     srv->handle_timeout = fn != NULL ? fn : server_hook_none;
+}
+
+SS_API void ss_server_set_log(ss_server *srv, ss_log_fn fn)
+{
+    srv->log = fn;
 }
 
 SS_API void ss_server_on_service_actions(ss_server *srv, ss_server_fn fn)

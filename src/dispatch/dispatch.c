@@ -1,8 +1,7 @@
-/* The dispatcher registry (by name, for command lines), the shared no-op
- * slots that keep every dispatcher table fully filled, and what the
- * concurrent dispatchers share: their options and the attributes of
+/* The shared no-op slots that keep every dispatcher table fully filled,
+ * and what the concurrent dispatchers share: their options and the attributes of
  * handler threads. Their counters are the server's (ss_stats). */
-#include "internal.h"
+#include "dispatch/dispatch.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -15,13 +14,13 @@ int ss__dispatch_start_none(ss_server *srv)
     return 0;
 }
 
-bool ss__dispatch_accepting_always(ss_server *srv)
+bool ss__dispatch_room_always(ss_server *srv)
 {
     (void)srv;
     return true;
 }
 
-void ss__dispatch_service_none(ss_server *srv)
+void ss__dispatch_reap_none(ss_server *srv)
 {
     (void)srv;
 }
@@ -32,7 +31,7 @@ int ss__dispatch_max_wait_none(ss_server *srv)
     return -1;
 }
 
-void ss__dispatch_abort_none(ss_server *srv, bool force)
+void ss__dispatch_interrupt_own_none(ss_server *srv, bool force)
 {
     (void)srv;
     (void)force;
@@ -41,16 +40,6 @@ void ss__dispatch_abort_none(ss_server *srv, bool force)
 void ss__dispatch_close_none(ss_server *srv)
 {
     (void)srv;
-}
-
-SS_API const ss_dispatcher *ss_dispatch_by_name(const char *name)
-{
-    const ss_dispatcher *all[] = {ss_dispatch_sync(), ss_dispatch_threading(),
-                                  ss_dispatch_forking(), ss_dispatch_pool()};
-    for (size_t i = 0; name != NULL && i < sizeof all / sizeof all[0]; i++)
-        if (strcmp(all[i]->name, name) == 0)
-            return all[i];
-    return NULL;
 }
 
 SS_API const char *ss_dispatch_name(const ss_dispatcher *dispatcher)

@@ -19,9 +19,9 @@
  *     max_children: the kernel's limit is met with backpressure, not with
  *     a client dropped. With no child of ours to wait for, the request
  *     fails (handle_error, then closed), as Python's would.
- * Everything here runs in the serving thread (process, service; abort
+ * Everything here runs in the serving thread (process, reap; interrupt_own
  * and close after the loop has stopped), so the state needs no lock. */
-#include "internal.h"
+#include "dispatch/dispatch.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -41,7 +41,7 @@ typedef struct forks {
     int max;
     int count;             /* live (unreaped) children */
     pid_t *pids;           /* slot -> pid, 0 = free */
-    ss__hold *holds;       /* slot -> what its request holds against the limits */
+    ss__place *places;     /* slot -> its request's place under the limits */
     atomic_uchar *exiting; /* shared with the children: slot -> EXIT_* bits at _exit */
     size_t exiting_size;   /* bytes mapped */
     int retry_ms;          /* next look for a marked child, 0 = none marked */
@@ -56,7 +56,7 @@ static int fork_start(ss_server *srv)
     forks *fs = calloc(1, sizeof *fs);
     int max = srv->dopt.max_children > 0 ? srv->dopt.max_children : SS_DEFAULT_MAX_CHILDREN;
     if (fs == NULL || (fs->pids = calloc((size_t)max, sizeof *fs->pids)) == NULL ||
-        (fs->holds = calloc((size_t)max, sizeof *fs->holds)) == NULL) {
+        (fs->places = calloc((size_t)max, sizeof *fs->places)) == NULL) {
         if (fs != NULL)
             free(fs->pids);
         free(fs);
@@ -68,7 +68,7 @@ static int fork_start(ss_server *srv)
         mmap(NULL, fs->exiting_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (page == MAP_FAILED) {
         int rc = -errno;
-        free(fs->holds);
+        free(fs->places);
         free(fs->pids);
         free(fs);
         return rc;
@@ -78,7 +78,7 @@ static int fork_start(ss_server *srv)
     return 0;
 }
 
-static bool fork_accepting(ss_server *srv)
+static bool fork_has_room(ss_server *srv)
 {
     forks *fs = srv->dispatch_state;
     return fs->count < fs->max && fs->unforked == NULL;
@@ -111,7 +111,7 @@ static void forget(ss_server *srv, forks *fs, int slot)
     fs->pids[slot] = 0;
     fs->count--;
     atomic_fetch_sub(&srv->count.tracked, 1);
-    ss__hold_drop(srv, &fs->holds[slot]);
+    srv->host->give_back(srv, &fs->places[slot]);
 }
 
 /* Waits for the child in `slot` (flags 0 or WNOHANG). Returns true if it
@@ -177,7 +177,7 @@ static bool sweep_due(forks *fs)
 
 static void retry_unforked(ss_server *srv, forks *fs);
 
-static void fork_service(ss_server *srv)
+static void fork_reap(ss_server *srv)
 {
     forks *fs = srv->dispatch_state;
     if (fs->count == 0)
@@ -244,12 +244,12 @@ static void run_child(ss_server *srv, forks *fs, int slot, ss_request *req)
     srv->stop.wake_write = -1; /* a shutdown called in the child stays in the child */
     forget_parents_loop(srv, req);
     ss__close(&srv->stop.wake_read);
-    if (req->fd != srv->fd)
+    if (!srv->transport->replies_via_listener)
         ss__close(&srv->fd);
-    int rc = ss__request_run(req);
+    int rc = req->server->host->run(req);
     req->linger_in_place = true; /* we exit next, and a lingerer thread with us */
     unsigned char marks = atomic_load(&req->timed_out) ? EXIT_TIMED_OUT : 0;
-    ss__request_finish(req);
+    req->server->host->end(req);
     announce_exit(fs, slot, notify_fd, marks);
     _exit(rc < 0 ? 1 : 0);
 }
@@ -265,8 +265,8 @@ static int free_slot(const forks *fs)
 static void refuse(ss_server *srv, ss_request *req, int err)
 {
     atomic_fetch_add(&srv->count.spawn_failures, 1);
-    ss__request_fail(req, err);
-    ss__request_finish(req);
+    req->server->host->fail(req, err);
+    req->server->host->end(req);
 }
 
 /* Starts req's child. Returns 0, or the fork's error with req untouched. */
@@ -286,14 +286,14 @@ static int spawn(ss_server *srv, forks *fs, ss_request *req)
         atomic_fetch_sub(&srv->count.tracked, 1);
         return err;
     }
-    ss__request_release(req, &fs->holds[slot]); /* given back when reaped */
+    srv->host->hand_off(req, &fs->places[slot]); /* given back when reaped */
     fs->pids[slot] = pid;
     fs->count++;
     return 0;
 }
 
 /* The kernel's process limit, not ours: wait for a child of ours to exit
- * (fork_service retries then), or fail the request if none runs. */
+ * (fork_reap retries then), or fail the request if none runs. */
 static void fork_refused(ss_server *srv, forks *fs, ss_request *req, int err)
 {
     if (err != -EAGAIN || fs->count == 0) {
@@ -303,8 +303,9 @@ static void fork_refused(ss_server *srv, forks *fs, ss_request *req, int err)
     fs->unforked = req;
     fs->unforked_at = fs->count;
     if (!fs->warned)
-        ss__log(srv, SS_LOG_WARNING, "fork: %s with %d children; new clients wait until one exits",
-                ss_strerror(err), fs->count);
+        ss__log(srv->log, srv, srv->data, SS_LOG_WARNING,
+                "fork: %s with %d children; new clients wait until one exits", ss_strerror(err),
+                fs->count);
     fs->warned = true;
 }
 
@@ -337,9 +338,9 @@ static void drop_unforked(ss_server *srv, forks *fs)
 /* Drain's deadline: SIGTERM, then SIGKILL, to our own children only. A pid
  * not yet reaped cannot belong to anybody else: even exited, the child
  * keeps it until waitpid. The request still waiting for a fork is refused
- * first, before the core shuts the live sockets down, so the service step
+ * first, before the core shuts the live sockets down, so the reap step
  * drain keeps running never forks it after the deadline. */
-static void fork_abort(ss_server *srv, bool force)
+static void fork_interrupt_own(ss_server *srv, bool force)
 {
     forks *fs = srv->dispatch_state;
     drop_unforked(srv, fs);
@@ -363,7 +364,7 @@ static void fork_close(ss_server *srv)
         if (fs->pids[slot] != 0)
             forget(srv, fs, slot);
     munmap((void *)fs->exiting, fs->exiting_size);
-    free(fs->holds);
+    free(fs->places);
     free(fs->pids);
     free(fs);
     srv->dispatch_state = NULL;
@@ -372,11 +373,11 @@ static void fork_close(ss_server *srv)
 static const ss_dispatcher forking_dispatcher = {
     .name = "forking",
     .start = fork_start,
-    .accepting = fork_accepting,
+    .has_room = fork_has_room,
     .process = fork_process,
-    .service = fork_service,
+    .reap = fork_reap,
     .max_wait_ms = fork_max_wait,
-    .abort = fork_abort,
+    .interrupt_own = fork_interrupt_own,
     .close = fork_close,
 };
 

@@ -10,7 +10,7 @@
  * `fibers` connections at once, idle ones costing a parked stack, not a
  * thread. Where fibers are not built in, a worker serves one request at a
  * time, start to end. */
-#include "internal.h"
+#include "dispatch/dispatch.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -40,7 +40,7 @@ typedef struct worker {
     int wake[2]; /* new work or close, for a worker asleep in its readiness set */
     /* under the pool's lock: */
     bool alive;    /* the thread runs; wake[] is open */
-    size_t spare;  /* fibers it may still start, less the requests it was woken for */
+    size_t room;   /* fibers it may still start, less the requests it was woken for */
     bool notified; /* a byte is waiting in wake[] */
     /* written by the worker, read by the loop choosing where work goes */
     atomic_llong seen_us; /* the last time it came round its loop */
@@ -63,7 +63,7 @@ struct pool {
     int refs;                /* close's + one per worker still running */
     int shared;              /* requests running that reply through the server's socket */
     pthread_cond_t unshared; /* shared fell to 0 */
-    int server_fd;           /* that socket's number, read at activate: close changes srv->fd */
+    bool via_listener;       /* every request replies through it (the transport's property) */
     ss_server *srv;
 };
 
@@ -208,7 +208,7 @@ static void wake_a_worker(pool *p)
     int best_load = 101;
     for (size_t i = 0; i < p->started; i++) {
         worker *w = &p->workers[i];
-        int load = w->alive && w->spare > 0 ? load_of(w, now) : -1;
+        int load = w->alive && w->room > 0 ? load_of(w, now) : -1;
         if (load >= 0 && load < SPILL_PCT) {
             best = w;
             break;
@@ -220,7 +220,7 @@ static void wake_a_worker(pool *p)
     }
     if (best == NULL)
         return;
-    best->spare--; /* promised: the next request looks elsewhere if it is full */
+    best->room--; /* promised: the next request looks elsewhere if it is full */
     notify(best);
 }
 
@@ -252,11 +252,11 @@ static void serve(void *pool_arg, void *req_arg)
 {
     pool *p = pool_arg;
     ss_request *req = req_arg;
-    bool shared = req->fd == p->server_fd;
+    bool shared = p->via_listener;
     req->waiter = SPAWNED_WAITER;
-    ss__request_run(req);
+    req->server->host->run(req);
     ss__fiber_forget_fd();
-    ss__request_finish(req);
+    req->server->host->end(req);
     request_done(p, shared);
 }
 
@@ -265,10 +265,10 @@ static void start_request(pool *p, worker *w, ss_request *req)
     int rc = ss__sched_spawn(w->sched, serve, p, req);
     if (rc == 0)
         return;
-    bool shared = req->fd == p->server_fd;
+    bool shared = p->via_listener;
     atomic_fetch_add(&p->srv->count.spawn_failures, 1);
-    ss__request_fail(req, rc);
-    ss__request_finish(req);
+    req->server->host->fail(req, rc);
+    req->server->host->end(req);
     request_done(p, shared);
 }
 
@@ -301,16 +301,16 @@ static bool take_work(pool *p, worker *w)
     bool was_full = p->len == p->cap;
     while (n < TAKE_BATCH && p->len > 0 && !p->cancel && live + n < p->fibers) {
         batch[n] = pop(p);
-        p->shared += batch[n]->fd == p->server_fd;
+        p->shared += p->via_listener;
         n++;
     }
     if (n > 0)
         pthread_cond_signal(&p->space);
-    w->spare = p->fibers - (live + n);
+    w->room = p->fibers - (live + n);
     bool go_on = live + n > 0 || !p->closing || (p->len > 0 && !p->cancel);
     pthread_mutex_unlock(&p->lock);
     if (was_full && n > 0)
-        ss__server_wake(p->srv); /* the loop may poll the listener again */
+        p->srv->host->wake(p->srv); /* the loop may poll the listener again */
     for (size_t i = 0; i < n; i++)
         start_request(p, w, batch[i]);
     return go_on;
@@ -323,8 +323,8 @@ static bool may_sleep(pool *p, worker *w)
 {
     size_t live = ss__sched_live(w->sched);
     pthread_mutex_lock(&p->lock);
-    w->spare = p->fibers - live;
-    bool work_waits = w->spare > 0 && p->len > 0 && !p->cancel;
+    w->room = p->fibers - live;
+    bool work_waits = w->room > 0 && p->len > 0 && !p->cancel;
     bool sleep = !work_waits && !w->notified && !(p->closing && live == 0);
     pthread_mutex_unlock(&p->lock);
     return sleep;
@@ -364,7 +364,7 @@ static void *worker_main(void *arg)
     worker_exit(p, w);
     atomic_fetch_sub(&srv->count.tracked, 1);
     pool_unref(p);
-    ss__server_unref(srv);
+    srv->host->unref(srv);
     return NULL;
 }
 
@@ -393,7 +393,7 @@ static pool *pool_alloc(ss_server *srv)
     pthread_cond_init(&p->unshared, NULL);
     p->refs = 1;
     p->srv = srv;
-    p->server_fd = srv->fd;
+    p->via_listener = srv->transport->replies_via_listener;
     return p;
 }
 
@@ -412,10 +412,10 @@ static int start_worker(ss_server *srv, pool *p, const pthread_attr_t *attr, wor
     pthread_mutex_lock(&p->lock);
     p->refs++;
     w->alive = true;
-    w->spare = p->fibers;
+    w->room = p->fibers;
     pthread_mutex_unlock(&p->lock);
     atomic_store(&w->seen_us, now_us()); /* not "stuck" before it first runs */
-    ss__server_ref(srv);
+    srv->host->ref(srv);
     atomic_fetch_add(&srv->count.tracked, 1);
     rc = pthread_create(&w->thread, attr, worker_main, w);
     if (rc == 0)
@@ -423,7 +423,7 @@ static int start_worker(ss_server *srv, pool *p, const pthread_attr_t *attr, wor
     w->alive = false;
     atomic_fetch_sub(&srv->count.tracked, 1);
     atomic_fetch_add(&srv->count.spawn_failures, 1);
-    ss__server_unref(srv);
+    srv->host->unref(srv);
     pool_unref(p); /* never the last: the caller holds one */
     return -rc;
 }
@@ -463,7 +463,7 @@ static int pool_start(ss_server *srv)
 
 /* ---- the loop's side ---- */
 
-static bool pool_accepting(ss_server *srv)
+static bool pool_has_room(ss_server *srv)
 {
     pool *p = srv->dispatch_state;
     pthread_mutex_lock(&p->lock);
@@ -525,7 +525,7 @@ static void cancel_queued(ss_server *srv, pool *p)
         if (req == NULL)
             return;
         atomic_fetch_add(&srv->count.cancelled, 1);
-        ss__request_finish(req);
+        req->server->host->end(req);
     }
 }
 
@@ -558,7 +558,7 @@ static void wait_unshared(pool *p)
  * room for a queued request, which would then run after the deadline.
  * The server takes no new request after a drain, so the queue stays
  * closed; close's own begin_close sets `cancel` as it needs. */
-static void pool_abort(ss_server *srv, bool force)
+static void pool_interrupt_own(ss_server *srv, bool force)
 {
     (void)force;
     pool *p = srv->dispatch_state;
@@ -584,11 +584,11 @@ static void pool_close(ss_server *srv)
 static const ss_dispatcher pool_dispatcher = {
     .name = "pool",
     .start = pool_start,
-    .accepting = pool_accepting,
+    .has_room = pool_has_room,
     .process = pool_process,
-    .service = ss__dispatch_service_none,
+    .reap = ss__dispatch_reap_none,
     .max_wait_ms = ss__dispatch_max_wait_none,
-    .abort = pool_abort,
+    .interrupt_own = pool_interrupt_own,
     .close = pool_close,
 };
 

@@ -1,6 +1,6 @@
 /* The synchronous dispatcher: the request runs to completion in the
  * serving thread before the next one is accepted (Python's TCPServer). */
-#include "internal.h"
+#include "dispatch/dispatch.h"
 
 /* The handler runs on the loop's thread: its waits must end on a stop
  * request, or an idle client would keep the loop from ever seeing it. */
@@ -8,18 +8,18 @@ static void sync_process(ss_server *srv, ss_request *req)
 {
     (void)srv;
     req->waiter = &ss__waiter_sync;
-    ss__request_run(req);
-    ss__request_finish(req);
+    req->server->host->run(req);
+    req->server->host->end(req);
 }
 
 static const ss_dispatcher sync_dispatcher = {
     .name = "sync",
     .start = ss__dispatch_start_none,
-    .accepting = ss__dispatch_accepting_always,
+    .has_room = ss__dispatch_room_always,
     .process = sync_process,
-    .service = ss__dispatch_service_none,
+    .reap = ss__dispatch_reap_none,
     .max_wait_ms = ss__dispatch_max_wait_none,
-    .abort = ss__dispatch_abort_none,
+    .interrupt_own = ss__dispatch_interrupt_own_none,
     .close = ss__dispatch_close_none,
 };
 

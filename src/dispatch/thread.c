@@ -8,7 +8,7 @@
  * instead, so that nothing of it, not even its last steps, outlives close.
  * Handler threads get a small stack (an option) instead of the system's
  * 8 MiB. */
-#include "internal.h"
+#include "dispatch/dispatch.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -101,7 +101,7 @@ static worker *take_finished(threads *ts)
  * drain or close collects them. Drain calls it first thing, and from then
  * on until close, finished threads are collected: a thread that ends the
  * drain by finishing is joined by close, not left in its last steps. */
-static void thread_service(ss_server *srv)
+static void thread_reap(ss_server *srv)
 {
     threads *ts = srv->dispatch_state;
     if (atomic_load(&srv->draining)) {
@@ -132,7 +132,7 @@ static void worker_done(ss_server *srv, worker *w)
     atomic_fetch_sub(&srv->count.tracked, 1);
     /* Outside drain and close nobody may come to join it (handle_request
      * runs no loop between calls): it lets itself go. `draining` covers
-     * a drain that has not run its first service step yet. */
+     * a drain that has not run its first reap step yet. */
     bool collected = ts->collect || atomic_load(&srv->draining);
     bool by_itself = w->detached || !collected;
     if (!w->detached) {
@@ -157,11 +157,11 @@ static void *worker_main(void *arg)
     ss_request *req = w->req;
     ss_server *srv = req->server;
     req->waiter = &ss__waiter_thread; /* its own thread: may block, a stop does not cancel */
-    ss__request_run(req);
-    ss__request_finish(req);
+    req->server->host->run(req);
+    req->server->host->end(req);
     worker_done(srv, w);
     threads_unref(ts);
-    ss__server_unref(srv);
+    srv->host->unref(srv);
     return NULL;
 }
 
@@ -190,26 +190,26 @@ static int spawn(ss_server *srv, threads *ts, worker *w)
 static void thread_process(ss_server *srv, ss_request *req)
 {
     threads *ts = srv->dispatch_state;
-    thread_service(srv); /* what a drain left to join; Python's append reaps too */
+    thread_reap(srv); /* what a drain left to join; Python's append reaps too */
     worker *w = calloc(1, sizeof *w);
     int rc = -ENOMEM;
     if (w != NULL) {
         *w = (worker){.owner = ts,
                       .req = req,
                       .daemon = atomic_load(&srv->dopt.daemon_threads),
-                      .shared = req->fd == srv->fd};
-        ss__server_ref(srv); /* the thread still wakes the loop after its request */
+                      .shared = srv->transport->replies_via_listener};
+        srv->host->ref(srv); /* the thread still wakes the loop after its request */
         rc = spawn(srv, ts, w);
     }
     if (rc == 0)
         return;
     if (w != NULL) {
         free(w);
-        ss__server_unref(srv);
+        srv->host->unref(srv);
     }
     atomic_fetch_add(&srv->count.spawn_failures, 1);
-    ss__request_fail(req, rc);
-    ss__request_finish(req);
+    req->server->host->fail(req, rc);
+    req->server->host->end(req);
 }
 
 /* ---- close: join what block_on_close asks for, let the rest go ---- */
@@ -253,11 +253,11 @@ static void thread_close(ss_server *srv)
 static const ss_dispatcher threading_dispatcher = {
     .name = "threading",
     .start = thread_start,
-    .accepting = ss__dispatch_accepting_always,
+    .has_room = ss__dispatch_room_always,
     .process = thread_process,
-    .service = thread_service,
+    .reap = thread_reap,
     .max_wait_ms = ss__dispatch_max_wait_none,
-    .abort = ss__dispatch_abort_none, /* the core shuts the sockets down */
+    .interrupt_own = ss__dispatch_interrupt_own_none, /* the core shuts the sockets down */
     .close = thread_close,
 };
 

@@ -4,7 +4,7 @@
  * writes its reply through ss_request_send_all(); the reply is sent with one
  * sendto() after finish. A truncated datagram is detected (MSG_TRUNC) and
  * reported instead of being passed on silently cut. */
-#include "internal.h"
+#include "transport/transport.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -28,34 +28,41 @@
  * once instead of growing memory for a datagram no socket would send. */
 #define REPLY_FLOOR ((size_t)65536)
 
-int ss__dgram_get_request(ss_server *srv, ss_request **out)
+int ss__dgram_get_request(ss_server *srv, ss__arrival *out)
 {
     /* Allocate before receiving, so running out of memory leaves the
      * datagram queued for the next attempt. */
-    unsigned char *packet = malloc(srv->max_packet_size);
-    if (packet == NULL)
+    *out = (ss__arrival){.fd = srv->fd, .packet = malloc(srv->max_packet_size)};
+    if (out->packet == NULL)
         return -ENOMEM;
-    struct sockaddr_storage peer;
-    struct iovec iov = {.iov_base = packet, .iov_len = srv->max_packet_size};
+    struct iovec iov = {.iov_base = out->packet, .iov_len = srv->max_packet_size};
     struct msghdr msg = {
-        .msg_name = &peer, .msg_namelen = sizeof peer, .msg_iov = &iov, .msg_iovlen = 1};
+        .msg_name = &out->peer, .msg_namelen = sizeof out->peer, .msg_iov = &iov, .msg_iovlen = 1};
     ssize_t n = recvmsg(srv->fd, &msg, MSG_DONTWAIT);
-    ss_request *req = NULL;
-    int rc = n < 0 ? -errno : 0;
-    if (rc == 0) {
-        req = ss__request_new(srv, srv->fd, (struct sockaddr *)&peer, msg.msg_namelen);
-        rc = req == NULL ? -ENOMEM : 0;
+    if (n < 0) {
+        int err = -errno;
+        free(out->packet);
+        out->packet = NULL;
+        return err;
     }
-    if (rc < 0) {
-        free(packet);
-        return rc;
-    }
-    req->dgram.active = true;
-    req->dgram.truncated = (msg.msg_flags & MSG_TRUNC) != 0;
-    req->dgram.packet = packet;
-    req->dgram.packet_len = (size_t)n;
-    *out = req;
+    out->peer_len = msg.msg_namelen;
+    out->truncated = (msg.msg_flags & MSG_TRUNC) != 0;
+    out->packet_len = (size_t)n;
     return 0;
+}
+
+/* One sendto() that never waits (a peer with a full queue just misses the
+ * refusal), and none to a peer with no address to reply to. */
+void ss__dgram_turn_away(ss_server *srv, ss__arrival *arrival, const char *reply, size_t len)
+{
+    const struct sockaddr *peer = (const struct sockaddr *)&arrival->peer;
+    if (len > 0 && !ss__sockaddr_unnamed(peer, arrival->peer_len)) {
+        ssize_t sent =
+            sendto(srv->fd, reply, len, MSG_NOSIGNAL | MSG_DONTWAIT, peer, arrival->peer_len);
+        (void)sent; /* best effort, as for a stream */
+    }
+    free(arrival->packet);
+    arrival->packet = NULL;
 }
 
 /* Reads the packet like a stream: its bytes, then 0. A truncated packet
@@ -275,7 +282,7 @@ static int send_reply(ss_request *req)
 /* After finish: an empty reply is not sent unless the handler asked for it
  * (Python always sends one, which makes a client that expects no answer
  * receive a stray empty datagram). */
-int ss__dgram_complete(ss_request *req)
+int ss__dgram_flush_reply(ss_request *req)
 {
     if (req->dgram.reply_len == 0 && !req->dgram.force_reply)
         return 0;
@@ -303,7 +310,7 @@ void ss__dgram_size_send_buffer(ss_server *srv)
     }
 }
 
-void ss__dgram_shutdown_request(ss_request *req)
+void ss__dgram_end_request(ss_request *req)
 {
     free(req->dgram.packet);
     free(req->dgram.reply);
@@ -318,20 +325,14 @@ void ss__dgram_interrupt(ss_request *req)
 
 /* ---- public API ---- */
 
-static bool is_datagram_server(const ss_server *srv)
-{
-    /* Identified by the slot, not the scheme: true of any datagram table. */
-    return srv->transport->get_request == ss__dgram_get_request;
-}
-
 SS_API int ss_server_set_max_packet_size(ss_server *srv, size_t size)
 {
-    if (!is_datagram_server(srv) || size == 0 || size > MAX_PACKET_LIMIT)
+    if (!srv->transport->datagram || size == 0 || size > MAX_PACKET_LIMIT)
         return -EINVAL;
     if (srv->state >= SS__ACTIVE)
         return SS_ESTATE;
     srv->max_packet_size = size;
-    if (srv->state == SS__BOUND && srv->transport->scheme == SS__SCHEME_UNIXGRAM)
+    if (srv->state == SS__BOUND && srv->transport->sender_holds_replies)
         ss__dgram_size_send_buffer(srv);
     return 0;
 }

@@ -1,7 +1,7 @@
 /* TCP and UDP over IPv4 and IPv6: name resolution, bind-time options and
  * the two tables. Stream I/O is in transport/transport.c, datagram I/O in
  * transport/datagram.c. */
-#include "internal.h"
+#include "transport/transport.h"
 
 #include <errno.h>
 #include <netdb.h>
@@ -118,25 +118,26 @@ static int udp_bind(ss_server *srv)
 }
 
 /* The shared accept, plus what only TCP connections have. */
-static int tcp_get_request(ss_server *srv, ss_request **out)
+static int tcp_get_request(ss_server *srv, ss__arrival *out)
 {
     int rc = ss__stream_get_request(srv, out);
     if (rc == 0 && atomic_load(&srv->tcp_nodelay))
-        set_option((*out)->fd, IPPROTO_TCP, TCP_NODELAY, 1); /* a hint: failure is harmless */
+        set_option(out->fd, IPPROTO_TCP, TCP_NODELAY, 1); /* a hint: failure is harmless */
     return rc;
 }
 
 /* The client is its IP address, the port left out; an IPv4 client of a
  * dual-stack server ([::ffff:a.b.c.d]) is the same client as over IPv4. */
-static int inet_client_key(const ss_request *req, ss__client_key *key)
+static int inet_client_key(const ss__arrival *arrival, ss__client_key *key)
 {
+    const struct sockaddr_storage *peer = &arrival->peer;
     const void *addr;
     size_t len;
-    if (req->peer.ss_family == AF_INET) {
-        addr = &((const struct sockaddr_in *)&req->peer)->sin_addr;
+    if (peer->ss_family == AF_INET) {
+        addr = &((const struct sockaddr_in *)peer)->sin_addr;
         len = 4;
-    } else if (req->peer.ss_family == AF_INET6) {
-        const struct in6_addr *a6 = &((const struct sockaddr_in6 *)&req->peer)->sin6_addr;
+    } else if (peer->ss_family == AF_INET6) {
+        const struct in6_addr *a6 = &((const struct sockaddr_in6 *)peer)->sin6_addr;
         bool mapped = IN6_IS_ADDR_V4MAPPED(a6);
         addr = mapped ? a6->s6_addr + 12 : a6->s6_addr;
         len = mapped ? 4 : 16;
@@ -156,14 +157,16 @@ static void inet_close(ss_server *srv)
 
 static const ss__transport tcp_transport = {
     .scheme = SS__SCHEME_TCP,
+    .acked_sends = true,
     .open = tcp_open,
     .bind = tcp_bind,
     .activate = ss__activate_listen,
     .get_request = tcp_get_request,
+    .turn_away = ss__stream_turn_away,
     .recv = ss__stream_recv,
     .send_all = ss__stream_send_all,
-    .complete = ss__stream_complete,
-    .shutdown_request = ss__stream_shutdown_request,
+    .flush_reply = ss__stream_flush_reply,
+    .end_request = ss__stream_end_request,
     .client_key = inet_client_key,
     .interrupt = ss__stream_interrupt,
     .close = inet_close,
@@ -172,14 +175,17 @@ static const ss__transport tcp_transport = {
 /* Python's UDPServer: no listen, one datagram per request. */
 static const ss__transport udp_transport = {
     .scheme = SS__SCHEME_UDP,
+    .datagram = true,
+    .replies_via_listener = true,
     .open = udp_open,
     .bind = udp_bind,
     .activate = ss__activate_none,
     .get_request = ss__dgram_get_request,
+    .turn_away = ss__dgram_turn_away,
     .recv = ss__dgram_recv,
     .send_all = ss__dgram_send_all,
-    .complete = ss__dgram_complete,
-    .shutdown_request = ss__dgram_shutdown_request,
+    .flush_reply = ss__dgram_flush_reply,
+    .end_request = ss__dgram_end_request,
     .client_key = inet_client_key,
     .interrupt = ss__dgram_interrupt,
     .close = inet_close,

@@ -1,29 +1,12 @@
-/* Which transport table serves which URL scheme, and the slots the tables
- * share: listen/accept and per-connection I/O for stream transports (TCP,
- * Unix stream). Datagram slots live in transport/datagram.c. */
-#include "internal.h"
+/* The slots the transport tables share: listen/accept and per-connection I/O for stream transports
+ * (TCP, Unix stream). Datagram slots live in transport/datagram.c. */
+#include "transport/transport.h"
 
 #include <sys/time.h>
 
 #include <errno.h>
 #include <fcntl.h>
 #include <unistd.h>
-
-const ss__transport *ss__transport_for(ss__scheme scheme)
-{
-    switch (scheme) {
-    case SS__SCHEME_TCP:
-        return ss__transport_tcp();
-    case SS__SCHEME_UDP:
-        return ss__transport_udp();
-    case SS__SCHEME_UNIX:
-        return ss__transport_unix();
-    case SS__SCHEME_UNIXGRAM:
-        return ss__transport_unixgram();
-    default:
-        return NULL; /* parsed, but not built in: SS_ENOTSUPPORTED */
-    }
-}
 
 int ss__set_nonblocking(int fd)
 {
@@ -61,23 +44,25 @@ int ss__activate_none(ss_server *srv)
     return 0;
 }
 
-int ss__stream_get_request(ss_server *srv, ss_request **out)
+int ss__stream_get_request(ss_server *srv, ss__arrival *out)
 {
-    struct sockaddr_storage peer;
-    socklen_t len = sizeof peer;
-    int fd = ss__accept(srv->fd, (struct sockaddr *)&peer, &len);
+    *out = (ss__arrival){.fd = -1, .peer_len = sizeof out->peer};
+    int fd = ss__accept(srv->fd, (struct sockaddr *)&out->peer, &out->peer_len);
     if (fd < 0)
         return fd;
 #if defined(SO_NOSIGPIPE)
     int on = 1; /* systems without MSG_NOSIGNAL */
     setsockopt(fd, SOL_SOCKET, SO_NOSIGPIPE, &on, sizeof on);
 #endif
-    *out = ss__request_new(srv, fd, (struct sockaddr *)&peer, len);
-    if (*out == NULL) {
-        close(fd);
-        return -ENOMEM;
-    }
+    out->fd = fd;
     return 0;
+}
+
+int ss__request_note_io(ss_request *req, int rc)
+{
+    if (rc == -ETIMEDOUT)
+        atomic_store(&req->timed_out, true);
+    return rc;
 }
 
 /* With a request timeout, a thread lets the kernel time its blocking
@@ -119,7 +104,7 @@ int ss__stream_send_all(ss_request *req, const void *buf, size_t size)
     return ss__request_note_io(req, rc);
 }
 
-int ss__stream_complete(ss_request *req)
+int ss__stream_flush_reply(ss_request *req)
 {
     (void)req; /* everything was sent as the handler wrote it */
     return 0;
@@ -130,22 +115,35 @@ int ss__stream_complete(ss_request *req)
  * sending, or a reset would destroy the end of our reply (io/linger.c). A
  * reply already lost (a send failed or timed out) has nothing left to
  * protect: lingering would only hold a client that does not read. */
-void ss__stream_shutdown_request(ss_request *req)
+static void close_stream(ss_server *srv, int *fd, bool reply_lost, bool in_place)
 {
-    ss_server *srv = req->server;
-    if (req->fd < 0)
+    if (*fd < 0)
         return;
-    if (req->reply_lost) {
-        ss__close(&req->fd);
+    if (reply_lost) {
+        ss__close(fd);
         return;
     }
-    bool tcp = srv->url.scheme == SS__SCHEME_TCP;
-    ss__linger_result how = ss__linger_close(req->fd, tcp, req->linger_in_place);
-    req->fd = -1;
+    ss__linger_result how = ss__linger_close(*fd, srv->transport->acked_sends, in_place);
+    *fd = -1;
     if (how == SS__LINGERED)
         atomic_fetch_add(&srv->count.lingering_closes, 1);
     else if (how == SS__LINGER_REFUSED)
         atomic_fetch_add(&srv->count.linger_overflows, 1);
+}
+
+void ss__stream_end_request(ss_request *req)
+{
+    close_stream(req->server, &req->fd, req->reply_lost, req->linger_in_place);
+}
+
+/* The refusal is sent with a timeout of 0: whatever the socket takes at
+ * once. Its close is a request's close: a lingering one if the client may
+ * still be sending, so a reset cannot destroy the refusal. */
+void ss__stream_turn_away(ss_server *srv, ss__arrival *arrival, const char *reply, size_t len)
+{
+    bool lost =
+        len > 0 && ss__io_send_all(arrival->fd, reply, len, 0, &ss__waiter_thread, NULL) < 0;
+    close_stream(srv, &arrival->fd, lost, false);
 }
 
 /* Both directions: a blocked recv returns 0 (also a blocking one with no
@@ -156,9 +154,9 @@ void ss__stream_interrupt(ss_request *req)
     shutdown(req->fd, SHUT_RDWR);
 }
 
-int ss__client_key_none(const ss_request *req, ss__client_key *key)
+int ss__client_key_none(const ss__arrival *arrival, ss__client_key *key)
 {
-    (void)req;
+    (void)arrival;
     (void)key;
     return -ENOTSUP;
 }

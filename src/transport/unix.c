@@ -10,7 +10,7 @@
  *   - server_close removes the file this server created, if it is still
  *     that very file (same device and inode) and only in the process that
  *     bound it (a forked child closing its copy leaves it alone). */
-#include "internal.h"
+#include "transport/transport.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -282,18 +282,21 @@ static void unix_close(ss_server *srv)
     ss__close(&srv->fd);
 }
 
-static int unix_client_key(const ss_request *req, ss__client_key *key);
+static int unix_client_key(const ss__arrival *arrival, ss__client_key *key);
 
 static const ss__transport unix_transport = {
     .scheme = SS__SCHEME_UNIX,
+    .socket_file = true,
+    .peer_credentials = true,
     .open = unix_stream_open,
     .bind = unix_bind,
     .activate = ss__activate_listen,
     .get_request = ss__stream_get_request,
+    .turn_away = ss__stream_turn_away,
     .recv = ss__stream_recv,
     .send_all = ss__stream_send_all,
-    .complete = ss__stream_complete,
-    .shutdown_request = ss__stream_shutdown_request,
+    .flush_reply = ss__stream_flush_reply,
+    .end_request = ss__stream_end_request,
     .client_key = unix_client_key,
     .interrupt = ss__stream_interrupt,
     .close = unix_close,
@@ -301,14 +304,19 @@ static const ss__transport unix_transport = {
 
 static const ss__transport unixgram_transport = {
     .scheme = SS__SCHEME_UNIXGRAM,
+    .datagram = true,
+    .replies_via_listener = true,
+    .socket_file = true,
+    .sender_holds_replies = true,
     .open = unixgram_open,
     .bind = unixgram_bind,
     .activate = ss__activate_none,
     .get_request = ss__dgram_get_request,
+    .turn_away = ss__dgram_turn_away,
     .recv = ss__dgram_recv,
     .send_all = ss__dgram_send_all,
-    .complete = ss__dgram_complete,
-    .shutdown_request = ss__dgram_shutdown_request,
+    .flush_reply = ss__dgram_flush_reply,
+    .end_request = ss__dgram_end_request,
     .client_key = ss__client_key_none,
     .interrupt = ss__dgram_interrupt,
     .close = unix_close,
@@ -328,9 +336,8 @@ const ss__transport *ss__transport_unixgram(void)
 
 SS_API int ss_server_set_unix_mode(ss_server *srv, mode_t mode)
 {
-    bool unix_path = (srv->transport == &unix_transport || srv->transport == &unixgram_transport) &&
-                     !is_abstract(srv);
-    if (!unix_path || (mode & ~(mode_t)07777) != 0)
+    bool file = srv->transport->socket_file && !is_abstract(srv);
+    if (!file || (mode & ~(mode_t)07777) != 0)
         return -EINVAL;
     if (srv->state >= SS__BOUND)
         return SS_ESTATE;
@@ -380,10 +387,12 @@ static int peer_credentials(int fd, pid_t *pid, uid_t *uid, gid_t *gid)
 /* A Unix stream client is its user: what the kernel recorded at connect. */
 _Static_assert(sizeof(uid_t) <= sizeof(((ss__client_key *)0)->bytes) - 1, "uid_t fits a key");
 
-static int unix_client_key(const ss_request *req, ss__client_key *key)
+static int unix_client_key(const ss__arrival *arrival, ss__client_key *key)
 {
-    uid_t uid;
-    int rc = ss_request_peer_credentials(req, NULL, &uid, NULL);
+    pid_t pid = -1; /* initialized: gcc -O2 cannot see every branch fill them */
+    uid_t uid = (uid_t)-1;
+    gid_t gid = (gid_t)-1;
+    int rc = peer_credentials(arrival->fd, &pid, &uid, &gid);
     if (rc < 0)
         return rc;
     key->bytes[0] = 'u';
@@ -394,7 +403,7 @@ static int unix_client_key(const ss_request *req, ss__client_key *key)
 
 SS_API int ss_request_peer_credentials(const ss_request *req, pid_t *pid, uid_t *uid, gid_t *gid)
 {
-    if (req->server->transport != &unix_transport)
+    if (!req->server->transport->peer_credentials)
         return -ENOTSUP;
     pid_t p = -1; /* initialized: gcc -O2 cannot see every branch fill them */
     uid_t u = (uid_t)-1;

@@ -1,0 +1,38 @@
+#!/bin/sh
+# scripts/check-layers.sh must catch what it exists for: built here from
+# three tiny sources in a scratch tree, an arrow up a layer (base calling
+# core) and a cycle inside one layer each fail it, and a clean graph
+# passes it.
+set -eu
+check="$(cd "$(dirname "$0")" && pwd)/check-layers.sh"
+tmp="$(mktemp -d)"
+trap 'rm -rf "$tmp"' EXIT
+cc="${CC:-cc}"
+
+# object NAME SOURCE: compiles SOURCE as src/NAME in the scratch tree
+object() {
+    mkdir -p "$tmp/src/$(dirname "$1")" "$tmp/build/socketserver.dir/src/$(dirname "$1")"
+    printf '%s\n' "$2" >"$tmp/src/$1"
+    "$cc" -c "$tmp/src/$1" -o "$tmp/build/socketserver.dir/src/$1.o"
+}
+expect() { # expect pass|fail WHAT
+    if SS_LAYERS_SRC="$tmp/src" sh "$check" "$tmp/build" >"$tmp/out" 2>&1; then got=pass; else got=fail; fi
+    if [ "$got" != "$1" ]; then
+        echo "check-layers should $1 on $2, but did $got:" >&2
+        cat "$tmp/out" >&2
+        exit 1
+    fi
+}
+
+object base/clock.c 'int clock_now(void) { return 1; }'
+object core/server.c 'int clock_now(void); int serve(void) { return clock_now(); }'
+expect pass "core calling base"
+object base/log.c 'int serve(void); int log_it(void) { return serve(); }'
+expect fail "base calling core"
+grep -q '^upward: base/log.c -> core/server.c' "$tmp/out"
+object base/log.c 'int log_it(void) { return 0; }'
+object core/request.c 'int serve(void); int request_end(void) { return serve(); }'
+object core/server.c 'int request_end(void); int serve(void) { return request_end(); }'
+expect fail "a cycle in core"
+grep -q '^cycle:' "$tmp/out"
+echo "check-layers: fails on an arrow up and on a cycle, passes a clean graph"

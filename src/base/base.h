@@ -1,0 +1,71 @@
+/* The base layer's private header (src/base/): URL parsing and address
+ * formatting, close-on-exec descriptors, library messages. Uses nothing
+ * but libc and the public header. */
+#ifndef SS_BASE_H
+#define SS_BASE_H
+
+#include "socketserver.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+typedef enum ss__scheme {
+    SS__SCHEME_TCP,
+    SS__SCHEME_UDP,
+    SS__SCHEME_UNIX,
+    SS__SCHEME_UNIXGRAM,
+} ss__scheme;
+
+/* A parsed URL. For tcp/udp: host (no brackets, "" = any) and port.
+ * For unix/unixgram: path; a leading '@' marks a Linux abstract name. */
+typedef struct ss__url {
+    ss__scheme scheme;
+    char host[256];
+    char port[8];
+    char path[256];
+} ss__url;
+
+int ss__url_parse(const char *text, ss__url *out);
+const char *ss__scheme_name(ss__scheme scheme);
+
+/* "127.0.0.1:5555", "[::1]:5555", a Unix path, or "" (unnamed peer). */
+int ss__format_peer(const struct sockaddr *sa, socklen_t len, char *buf, size_t size);
+/* The address as a URL of the scheme: "tcp://[::1]:80", "unix:/run/x". */
+int ss__format_url(ss__scheme scheme, const struct sockaddr *sa, socklen_t len, char *buf,
+                   size_t size);
+/* The port of an inet address, 0 for anything else. */
+int ss__sockaddr_port(const struct sockaddr *sa, socklen_t len);
+/* A unix:/unixgram: URL path ("/run/x", "@name") as a sockaddr_un.
+ * Returns 0, -ENAMETOOLONG beyond sun_path, SS_ENOTSUPPORTED for an
+ * abstract name where the OS has none. */
+int ss__unix_address(const char *path, struct sockaddr_storage *out, socklen_t *len);
+/* True for "localhost" and names ending in ".localhost" (RFC 6761). */
+bool ss__is_localhost(const char *host);
+/* True for a peer with no address to reply to (an unbound Unix socket). */
+bool ss__sockaddr_unnamed(const struct sockaddr *sa, socklen_t len);
+
+/* Who a client is for the per-client limit: a tag byte ('4', '6', 'u')
+ * and the IP address or uid; len 0 means "nobody in particular". */
+typedef struct ss__client_key {
+    unsigned char len;
+    unsigned char bytes[1 + 16];
+} ss__client_key;
+
+/* base/fd.c: close-on-exec descriptors everywhere. */
+int ss__socket(int domain, int type, int protocol);
+int ss__accept(int fd, struct sockaddr *sa, socklen_t *len);
+int ss__pipe(int fds[2]); /* both ends close-on-exec and non-blocking */
+void ss__close(int *fd);  /* close if >= 0, then set to -1; keeps errno */
+
+/* base/log.c: format one library message and hand it to sink (NULL: one
+ * line on stderr for warnings and errors), with srv and data passed on as
+ * they are: the caller says where its messages go. */
+void ss__log(ss_log_fn sink, ss_server *srv, void *data, ss_log_level level, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 5, 6)))
+#endif
+    ;
+
+#endif /* SS_BASE_H */

@@ -1,0 +1,198 @@
+/* Admission: what happens between the socket and a request. The loop
+ * takes the next client off the socket (the transport's get_request: a
+ * bare connection or datagram and its peer); the limits decide first
+ * (max_connections, max_per_client: core/limits.c), before any request
+ * exists, so a client turned away is only a closed descriptor (with the
+ * overload reply, if one is set). An admitted client becomes a request,
+ * which verify_request then judges: that hook takes an ss_request (its
+ * public signature, Python's verify_request(request, client_address)),
+ * so it sees the very object the handler would, and a request it refuses
+ * is ended like any other (counted closed; it was counted active while
+ * it existed).
+ *
+ * When taking a client off the socket fails (the accept policy):
+ *
+ * Per-connection failures (a client that reset before we accepted it,
+ * ECONNABORTED, EPROTO, EPERM from a firewall, ...) are counted and
+ * skipped. Resource exhaustion (EMFILE, ENFILE, ENOBUFS, ENOMEM) is
+ * different: the listener stays readable, so retrying at once would spin.
+ * Instead the server sheds every pending client with the help of a reserve
+ * descriptor kept for this moment (each sees its connection closed rather
+ * than hanging in the backlog), stops polling the listener, and retries
+ * after a pause that doubles from 5 ms to 1 s; each retry that fails
+ * sheds whoever queued meanwhile. One message marks
+ * the start of such a burst and one its end. */
+#include "core/core.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <unistd.h>
+
+#define BACKOFF_FIRST_MS 5
+#define BACKOFF_MAX_MS   1000
+
+static int open_reserve(void)
+{
+    int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    return fd < 0 ? -errno : fd;
+}
+
+static void reopen_reserve(ss_server *srv)
+{
+    int fd = open_reserve();
+    srv->reserve_fd = fd < 0 ? -1 : fd;
+}
+
+int ss__accept_policy_init(ss_server *srv)
+{
+    srv->reserve_fd = open_reserve();
+    return srv->reserve_fd < 0 ? srv->reserve_fd : 0;
+}
+
+void ss__accept_policy_close(ss_server *srv)
+{
+    ss__close(&srv->reserve_fd);
+}
+
+static bool is_resource_error(int err)
+{
+    return err == -EMFILE || err == -ENFILE || err == -ENOBUFS || err == -ENOMEM;
+}
+
+static void count_error(ss_server *srv, int err)
+{
+    ss__counters *c = &srv->count;
+    atomic_fetch_add(&c->accept_errors, 1);
+    atomic_uint_fast64_t *by_errno = err == -EMFILE    ? &c->accept_emfile
+                                     : err == -ENFILE  ? &c->accept_enfile
+                                     : err == -ENOBUFS ? &c->accept_enobufs
+                                     : err == -ENOMEM  ? &c->accept_enomem
+                                                       : NULL;
+    if (by_errno != NULL)
+        atomic_fetch_add(by_errno, 1);
+}
+
+/* How many clients one step may shed: a listener's whole queue, which
+ * holds at most backlog + 1 connections (Linux lets the count reach one
+ * past the backlog), so clients that keep arriving cannot hold the loop;
+ * one datagram, since a datagram left queued is not a client left
+ * hanging: it is served once memory is back. */
+static int shed_limit(const ss_server *srv)
+{
+    if (srv->transport->datagram)
+        return 1;
+    return srv->backlog < INT_MAX ? srv->backlog + 1 : INT_MAX;
+}
+
+/* Gives the reserve descriptor up so each client waiting in the queue can
+ * be taken and closed at once (it sees its connection end instead of
+ * hanging), until the queue is empty or taking one fails. The back-off
+ * then only paces the retries of real accepts. */
+static void shed_waiting(ss_server *srv)
+{
+    if (srv->reserve_fd < 0)
+        return;
+    ss__close(&srv->reserve_fd);
+    for (int i = shed_limit(srv); i > 0; i--) {
+        ss__arrival arrival;
+        if (srv->transport->get_request(srv, &arrival) != 0)
+            break; /* EAGAIN: none left; or still out of resources */
+        atomic_fetch_add(&srv->count.shed, 1);
+        atomic_fetch_add(&srv->count.accepted, 1);
+        srv->transport->turn_away(srv, &arrival, NULL, 0);
+        atomic_fetch_add(&srv->count.closed, 1);
+    }
+    reopen_reserve(srv); /* retried after the burst if it fails now */
+}
+
+static void accept_failed(ss_server *srv, int err)
+{
+    if (err == -EAGAIN || err == -EWOULDBLOCK || err == -EINTR)
+        return; /* nothing was pending after all */
+    count_error(srv, err);
+    if (!is_resource_error(err))
+        return;
+    if (srv->accept_backoff_ms == 0) {
+        srv->burst_errors = 0;
+        ss__log(srv->log, srv, srv->data, SS_LOG_WARNING,
+                "accept: %s; shedding new clients and retrying with back-off", ss_strerror(err));
+    }
+    srv->burst_errors++;
+    shed_waiting(srv);
+    int next = srv->accept_backoff_ms * 2;
+    srv->accept_backoff_ms = next == 0               ? BACKOFF_FIRST_MS
+                             : next > BACKOFF_MAX_MS ? BACKOFF_MAX_MS
+                                                     : next;
+    srv->accept_resume_at = ss__now_ms() + srv->accept_backoff_ms;
+}
+
+static void accept_succeeded(ss_server *srv)
+{
+    if (srv->accept_backoff_ms == 0)
+        return;
+    ss__log(srv->log, srv, srv->data, SS_LOG_INFO, "accept: resumed after %llu failed attempts",
+            (unsigned long long)srv->burst_errors);
+    srv->accept_backoff_ms = 0;
+    srv->accept_resume_at = 0;
+    if (srv->reserve_fd < 0)
+        reopen_reserve(srv);
+}
+
+int ss__accept_pause_ms(const ss_server *srv)
+{
+    if (srv->accept_backoff_ms == 0)
+        return 0;
+    int64_t left = srv->accept_resume_at - ss__now_ms();
+    return left > 0 ? (int)left : 0;
+}
+
+/* ---- the decision ---- */
+
+/* Counted as rejected and closed; the limits' refusals get the overload
+ * reply, if one is set. */
+static void turn_away(ss_server *srv, ss__arrival *arrival, ss__refusal why)
+{
+    ss__count_refusal(srv, why);
+    srv->transport->turn_away(srv, arrival, srv->limits.overload_reply,
+                              srv->limits.overload_reply_len);
+    atomic_fetch_add(&srv->count.closed, 1);
+}
+
+/* No memory for the request: as if the accept itself had failed so
+ * (counted, and the accept policy backs off), with the client closed. */
+static void no_room(ss_server *srv, ss__arrival *arrival, ss__place *place)
+{
+    ss__place_give_back(srv, place); /* its client's place only: never counted active */
+    srv->transport->turn_away(srv, arrival, NULL, 0);
+    accept_failed(srv, -ENOMEM);
+}
+
+/* The limits first: they are cheap, verify_request may not be. */
+ss_request *ss__admit_next(ss_server *srv)
+{
+    ss__arrival arrival;
+    int rc = srv->transport->get_request(srv, &arrival);
+    if (rc < 0) {
+        accept_failed(srv, rc);
+        return NULL;
+    }
+    ss__place place = {0};
+    ss__refusal why = ss__limits_admit(srv, &arrival, &place);
+    ss_request *req = NULL;
+    if (why == SS__ADMITTED && (req = ss__request_new(srv, &arrival, &place)) == NULL) {
+        no_room(srv, &arrival, &place);
+        return NULL;
+    }
+    accept_succeeded(srv);
+    atomic_fetch_add(&srv->count.accepted, 1);
+    if (why != SS__ADMITTED) {
+        turn_away(srv, &arrival, why);
+        return NULL;
+    }
+    if (srv->verify_request(srv, req, srv->data))
+        return req;
+    ss__count_refusal(srv, SS__REFUSE_VERIFY);
+    ss__request_end(req);
+    return NULL;
+}

@@ -1,0 +1,94 @@
+/* The core layer's private header (src/core/): the server's life and
+ * loop, a request's life, the buffered reader/writer, limits, the accept
+ * policy. The core is the only place where a transport meets a
+ * dispatcher; each backend sees the other only through their tables. */
+#ifndef SS_CORE_H
+#define SS_CORE_H
+
+#include "dispatch/dispatch.h"
+
+/* core/backends.c: the transport table for a scheme, or NULL if that
+ * transport is not built in. */
+const ss__transport *ss__transport_for(ss__scheme scheme);
+
+/* core/object.c: the server object the core files share. */
+void ss__server_ref(ss_server *srv);
+void ss__server_unref(ss_server *srv);
+void ss__server_wake(const ss_server *srv); /* async-signal-safe */
+bool ss__server_stop_requested(const ss_server *srv);
+bool ss__server_on_serving_thread(const ss_server *srv); /* inside serve_forever */
+/* Empties the wake-up pipe: only from the thread that runs the loop. */
+void ss__server_drain_wake(const ss_server *srv);
+bool ss__server_serving(ss_server *srv); /* serve_forever is running */
+/* Sleeps until the wake-up pipe is written to or timeout_ms (-1: no
+ * limit) passes, and empties the pipe. */
+void ss__server_sleep(ss_server *srv, int timeout_ms);
+
+/* core/request.c: one request's life. */
+/* The request for an admitted client: takes the arrival's packet and the
+ * place (its client's place), counts it active, links it live. NULL when
+ * out of memory (the arrival is then untouched). */
+ss_request *ss__request_new(ss_server *srv, ss__arrival *arrival, const ss__place *place);
+/* setup -> handle -> finish, routing the first error to handle_error.
+ * Returns that error (0 on success). */
+int ss__request_run(ss_request *req);
+/* Ends a request: the one word for it everywhere ("end"). The
+ * transport's end_request (Python's shutdown_request), counted closed,
+ * its place under the limits given back, freed, its server ref dropped. */
+void ss__request_end(ss_request *req);
+/* Drain: interrupt every live request of this process (transport slot). */
+void ss__requests_interrupt(ss_server *srv);
+/* A request the dispatcher could not start (no thread, no process):
+ * reported once to handle_error as a handler failure would be; the caller
+ * then ends it with ss__request_end(). */
+void ss__request_fail(ss_request *req, int err);
+/* The forking parent's side of a request a child now serves: drops this
+ * process's copy with close() only, never shutdown(), which would end the
+ * child's conversation too (a datagram request's socket is the server's
+ * own and stays open). Counts nothing: the child's exit does. Moves the
+ * request's place into *place, for ss__place_give_back once the child is reaped.
+ * Frees req and drops its server reference. */
+void ss__request_hand_off(ss_request *req, ss__place *place);
+
+/* core/bufio.c: the buffered reader/writer as the core and recv/send_all see
+ * it. ("bufio", because ss__stream_* names the stream transports' slots.) */
+void ss__bufio_init(ss_request *req);                            /* buffer sizes */
+ssize_t ss__bufio_recv(ss_request *req, void *buf, size_t size); /* buffered bytes first */
+int ss__bufio_flush(ss_request *req);       /* pending output, or the sticky error */
+int ss__bufio_final_flush(ss_request *req); /* after finish; 0 if nothing was pending */
+void ss__bufio_free(ss_request *req);
+
+/* core/admission.c: the next client off the socket, admitted and made a
+ * request (NULL: none was waiting, or it was turned away, shed or
+ * refused by verify_request: counted and closed). Serving thread only. */
+ss_request *ss__admit_next(ss_server *srv);
+/* The accept policy (core/admission.c): the reserve descriptor it sheds
+ * with, and the pause while it backs off. */
+int ss__accept_policy_init(ss_server *srv);
+void ss__accept_policy_close(ss_server *srv);
+int ss__accept_pause_ms(const ss_server *srv); /* > 0 while backing off */
+
+/* core/limits.c */
+typedef enum ss__refusal {
+    SS__ADMITTED,
+    SS__REFUSE_VERIFY,     /* verify_request said no */
+    SS__REFUSE_LIMIT,      /* over max_connections, with an overload reply */
+    SS__REFUSE_PER_CLIENT, /* over max_per_client */
+} ss__refusal;
+/* False while at max_connections without an overload reply. */
+bool ss__limits_have_room(ss_server *srv);
+/* Checks a client, before any request exists, against the limits; on
+ * admission *place takes its client's place. */
+ss__refusal ss__limits_admit(ss_server *srv, const ss__arrival *arrival, ss__place *place);
+/* Counts a refusal in rejected and in its reason's counter. */
+void ss__count_refusal(ss_server *srv, ss__refusal why);
+/* A request has ended: give back what it held. Returns true when the
+ * caller should wake the loop: that made room under max_connections, or
+ * drain is waiting. */
+bool ss__place_give_back(ss_server *srv, ss__place *place);
+void ss__limits_free(ss_server *srv);
+
+/* Default handle_error: one line on stderr. */
+void ss__report_error(ss_server *srv, ss_request *req, int err, void *data);
+
+#endif /* SS_CORE_H */

@@ -1,0 +1,81 @@
+/* The dispatch layer's private header (src/dispatch/): the dispatcher
+ * table (the public ss_dispatcher) and what the dispatchers share. */
+#ifndef SS_DISPATCH_H
+#define SS_DISPATCH_H
+
+#include "transport/transport.h"
+
+#include <pthread.h>
+
+struct ss_dispatcher {
+    const char *name;
+    /* Called by activate: allocate srv->dispatch_state. */
+    int (*start)(ss_server *srv);
+    /* False while at a concurrency limit: the listener is then not polled,
+     * so clients wait in the kernel backlog. */
+    bool (*has_room)(ss_server *srv);
+    /* Run the request's handler somewhere; owns req from here on and must
+     * end it with ss__request_end(). */
+    void (*process)(ss_server *srv, ss_request *req);
+    /* Reaps what has finished (threads to join, children to wait for) and
+     * retries what waited for that (a deferred fork). Called on every loop
+     * iteration in the serving thread, and by drain, which runs once the
+     * loop has stopped. */
+    void (*reap)(ss_server *srv);
+    /* Longest the loop may sleep before reap must run; -1 = no limit. */
+    int (*max_wait_ms)(ss_server *srv);
+    /* Drain, once its deadline has passed: interrupt the requests only
+     * this dispatcher can reach (its own): cancel those not started
+     * (queued, waiting for a fork), so none starts later, and signal
+     * children. Called before the core shuts the live requests' sockets
+     * down (the requests it cancels are on that list too), and again
+     * with force when the gentle way did not suffice. */
+    void (*interrupt_own)(ss_server *srv, bool force);
+    /* server_close: wait for or let go of running requests; free state. */
+    void (*close)(ss_server *srv);
+};
+
+/* What the core lends the dispatchers. A dispatcher sits below the core
+ * and never calls it by name (dependency inversion): it runs, ends and
+ * reports requests, and reaches the server object, through this table,
+ * which the core puts in srv->host when it creates the server
+ * (core/server.c). Every slot is filled; each may be called from any
+ * thread, and in a forked child. */
+struct ss__host {
+    /* setup -> handle -> finish, the first error routed to handle_error;
+     * returns that error (0 on success). */
+    int (*run)(ss_request *req);
+    /* Ends the request: its socket is shut down, it is counted closed,
+     * its place is given back, it is freed (req is gone after). */
+    void (*end)(ss_request *req);
+    /* The request could not be started (no thread, no process): err goes
+     * to handle_error once, as a handler's would; end it afterwards. */
+    void (*fail)(ss_request *req, int err);
+    /* The forking parent's side of a request its child now serves: the
+     * copy is dropped without shutdown (the child's conversation goes on)
+     * and without counting; its place moves into *place. req is gone after. */
+    void (*hand_off)(ss_request *req, ss__place *place);
+    /* A handed-off request's child is reaped: the place is given back
+     * (and the loop woken if that makes room). */
+    void (*give_back)(ss_server *srv, ss__place *place);
+    /* The server's reference count: a thread that outlives its request
+     * (and still wakes the loop) holds one. */
+    void (*ref)(ss_server *srv);
+    void (*unref)(ss_server *srv);
+    /* Wakes the serving loop; async-signal-safe. */
+    void (*wake)(const ss_server *srv);
+};
+
+/* Shared no-op slots for dispatcher tables. */
+int ss__dispatch_start_none(ss_server *srv);
+bool ss__dispatch_room_always(ss_server *srv);
+void ss__dispatch_reap_none(ss_server *srv);
+int ss__dispatch_max_wait_none(ss_server *srv);
+void ss__dispatch_interrupt_own_none(ss_server *srv, bool force);
+void ss__dispatch_close_none(ss_server *srv);
+/* Handler-thread attributes: joinable, with the configured stack size. */
+int ss__thread_attr_init(const ss_server *srv, pthread_attr_t *attr);
+/* True unless ss_server_set_block_on_close(srv, false) was called. */
+bool ss__block_on_close(const ss_server *srv);
+
+#endif /* SS_DISPATCH_H */

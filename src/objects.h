@@ -1,0 +1,199 @@
+/* The layouts of the server and request objects: a data contract shared
+ * by every layer above base, holding no functions. Which layer may write
+ * which field is said next to it; the functions that act on these objects
+ * are declared in their own layer's header. */
+#ifndef SS_OBJECTS_H
+#define SS_OBJECTS_H
+
+#include "base/base.h"
+#include "base/clock.h"
+#include "io/io.h" /* ss__stop, ss__waiter */
+#include "sched/sched.h"
+
+/* The backend tables, defined in their layers' headers. */
+typedef struct ss__transport ss__transport; /* transport/transport.h */
+/* ss_dispatcher (socketserver.h) and the core's ss__host are defined in
+ * dispatch/dispatch.h. */
+typedef struct ss__host ss__host;
+
+typedef enum ss__state {
+    SS__CREATED,
+    SS__BOUND,
+    SS__ACTIVE,
+    SS__DRAINED, /* ss_server_drain ran: no new requests, only close */
+    SS__CLOSED,
+} ss__state;
+
+/* What ss_server_stats reports (see ss_stats for each meaning). Each is
+ * updated where the event happens, by whichever thread sees it. */
+typedef struct ss__counters {
+    atomic_uint_fast64_t accepted, active, handled, handler_errors, closed;
+    atomic_uint_fast64_t rejected, rejected_verify, rejected_limit, rejected_per_client;
+    atomic_uint_fast64_t request_timeouts, interrupted, timeouts;
+    atomic_uint_fast64_t accept_errors, accept_emfile, accept_enfile, accept_enobufs, accept_enomem,
+        shed;
+    atomic_uint_fast64_t tracked, queued, cancelled, spawn_failures, children_failed;
+    atomic_uint_fast64_t lingering_closes, linger_overflows;
+} ss__counters;
+
+/* A request's place under the server's limits, from admission until it
+ * ends (core/limits.c): its count in count.active and, with a per-client
+ * limit, in its client's entry. The forking dispatcher takes it over from the
+ * request and gives it back when the child is reaped. */
+typedef struct ss__place {
+    bool active;
+    bool keyed;
+    ss__client_key key;
+} ss__place;
+
+/* A link in the server's list of live requests. */
+typedef struct ss__link {
+    struct ss__link *prev, *next;
+} ss__link;
+
+typedef struct ss__clients ss__clients; /* core/limits.c */
+
+struct ss_server {
+    atomic_int refs; /* owner + each live request */
+    ss__state state;
+    ss_handler handler;
+    void *data;
+    ss__url url;
+    const ss__transport *transport;
+    const ss_dispatcher *dispatch;
+    const ss__host *host; /* what the core lends the dispatcher (core/server.c) */
+    void *dispatch_state;
+
+    int fd;
+    struct sockaddr_storage addr;
+    socklen_t addr_len;
+    ss__stop stop; /* stop request + self-pipe: shutdown and dispatchers wake the loop */
+
+    bool reuse_address, reuse_port;
+    int backlog;
+    atomic_int timeout_ms, request_timeout_ms;
+
+    ss_verify_fn verify_request;
+    ss_error_fn handle_error;
+    ss_server_fn handle_timeout, service_actions;
+
+    /* accept policy (core/accept_policy.c); touched only by the serving thread */
+    int reserve_fd;           /* given up to shed a client when out of fds */
+    int accept_backoff_ms;    /* 0 = accepting normally */
+    int64_t accept_resume_at; /* monotonic ms */
+    uint64_t burst_errors;
+    ss_log_fn log;        /* NULL = stderr */
+    pthread_mutex_t lock; /* guards serving and serving_thread */
+    pthread_cond_t loop_exited;
+    bool serving;
+    pthread_t serving_thread;
+
+    ss__counters count;
+
+    /* Limits (core/limits.c). max_connections may change any time; the rest is
+     * set before activate and freed with the server's memory, since a
+     * request may end after close. */
+    struct ss__limits {
+        atomic_int max_connections; /* 0 = none */
+        int max_per_client;         /* 0 = none */
+        char *overload_reply;       /* NULL: at the limit, clients wait in the backlog */
+        size_t overload_reply_len;
+        ss__clients *clients; /* the per-client counts, when max_per_client > 0 */
+    } limits;
+
+    /* Requests alive in this process, from admission to end_request, so
+     * drain can interrupt them (core/request.c). A request leaves the list
+     * under the lock before its socket is closed: whoever walks the list
+     * under the lock never touches a closed descriptor number. */
+    pthread_mutex_t live_lock;
+    ss__link live;
+    atomic_bool draining; /* a request that ends wakes the loop */
+
+    /* Transport options and state (transport/datagram.c, transport/unix.c). Zeroed
+     * by calloc; a transport's open() sets its own defaults. */
+    size_t max_packet_size; /* datagram transports: recvmsg buffer size */
+    /* Datagram replies (transport/datagram.c): who holds the socket's send buffer
+     * while replies wait unread in their receivers' queues. */
+    struct ss__reply_budget {
+        atomic_size_t since_sample; /* reply bytes sent since the buffer was last measured */
+        atomic_bool pressure;       /* the buffer is more than half full */
+        atomic_flag lock;           /* guards peers; clear when zeroed by calloc */
+        struct {
+            uint64_t peer;  /* hash of the peer's address; 0 = free */
+            size_t charged; /* reply bytes sent to it while under pressure */
+        } peers[32];
+    } budget;
+    struct {
+        bool mode_set; /* ss_server_set_unix_mode was called */
+        mode_t mode;
+        bool created; /* bind created url.path: close removes it ... */
+        dev_t dev;    /* ... if it is still this very file ... */
+        ino_t ino;
+        pid_t owner; /* ... and we are the process that bound it */
+    } sockfile;
+
+    /* Stream I/O options (core/bufio.c): copied into each new request, so a
+     * change applies to requests accepted afterwards. 0 = default. */
+    atomic_size_t read_buffer_size, write_buffer_size;
+    atomic_bool tcp_nodelay; /* read by the TCP transport at accept */
+
+    /* Dispatcher options and counters (src/dispatch/). Zero is
+     * "the default" for every option, so calloc is their initialisation.
+     * Counts and sizes are read once, when activate starts the dispatcher;
+     * the two flags are read when they matter (spawn, close). */
+    struct ss__dispatch_options {
+        atomic_bool daemon_threads;    /* threading: close does not join it */
+        atomic_bool no_block_on_close; /* inverted: Python's default is on */
+        int max_children;              /* forking; 0 = SS_DEFAULT_MAX_CHILDREN */
+        int workers, queue_size;       /* pool; 0 = computed at activate */
+        size_t stack_size;             /* 0 = SS_DEFAULT_THREAD_STACK_SIZE */
+        int fibers;                    /* pool: requests per worker; 0 = SS_DEFAULT_POOL_FIBERS */
+    } dopt;
+};
+
+struct ss_request {
+    ss__link link; /* first: in srv->live while the request is alive */
+    ss_server *server;
+    int fd;
+    struct sockaddr_storage peer;
+    socklen_t peer_len;
+    char peer_name[128];
+    void *data;
+    int timeout_ms;
+    int socket_timeout_ms; /* timeout_ms as last set on the socket; -1: none (transport.c) */
+    const ss__waiter
+        *waiter; /* how its I/O waits: set by the dispatcher as it starts it (io/io.h) */
+    ss__place place;
+    atomic_bool timed_out; /* a read or write failed with -ETIMEDOUT */
+    bool linger_in_place;  /* a forking child: its lingering close is its own (io/linger.c) */
+    bool reply_lost;       /* a send failed: no lingering close, nothing to protect */
+
+    /* Datagram requests (transport/datagram.c); all zero for stream requests. */
+    struct {
+        bool active;
+        bool truncated;   /* the datagram was longer than max_packet_size */
+        bool force_reply; /* send a reply even if it is empty */
+        unsigned char *packet;
+        size_t packet_len, read_pos;
+        unsigned char *reply;
+        size_t reply_len, reply_cap;
+    } dgram;
+
+    /* Buffered stream I/O (core/bufio.c), over the transport's recv/send_all.
+     * Buffers are allocated on first use and freed with the request. The
+     * reader and writer share nothing: one thread may read while another
+     * writes. */
+    struct ss__reader {
+        char *buf;
+        size_t cap, start, end; /* unread bytes: buf[start, end) */
+        bool skip_line;         /* discard through the next '\n' first */
+        int err;                /* sticky: a read_exact lost bytes */
+    } in;
+    struct ss__writer {
+        char *buf; /* allocated lazily; cap 0 = unbuffered */
+        size_t cap, len;
+        int err; /* sticky: buffered output was lost */
+    } out;
+};
+
+#endif /* SS_OBJECTS_H */

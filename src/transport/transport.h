@@ -1,0 +1,115 @@
+/* The transport layer's private header (src/transport/): the table each
+ * transport fills (TCP, UDP, Unix stream, Unix datagram) and the slots the
+ * tables share. A transport sees sockets, never a dispatcher. */
+#ifndef SS_TRANSPORT_H
+#define SS_TRANSPORT_H
+
+#include "objects.h"
+
+/* What get_request takes off the socket: a client that has arrived, not
+ * yet a request. The core decides whether to admit it (core/admission.c)
+ * and only then builds a request from it; a client turned away is handed
+ * back to turn_away, which sends it a refusal and closes it. */
+typedef struct ss__arrival {
+    int fd; /* the accepted connection; a datagram's: the server's own socket */
+    struct sockaddr_storage peer;
+    socklen_t peer_len;
+    unsigned char *packet; /* a datagram's bytes (malloc'd, owned by the arrival) */
+    size_t packet_len;
+    bool truncated; /* the datagram was longer than max_packet_size */
+} ss__arrival;
+
+typedef struct ss__transport {
+    ss__scheme scheme;
+    /* What the rest of the library may need to know about this kind of
+     * socket, said once here rather than asked by testing its identity. */
+    bool datagram;             /* one request per datagram, read from a packet buffer */
+    bool replies_via_listener; /* a request's fd is the server's own socket, shared
+                                  by every request: never closed by one */
+    bool socket_file;          /* bind creates a file that close removes (a Unix
+                                  path; not an abstract "@name") */
+    bool peer_credentials;     /* the peer's pid/uid/gid can be asked (SO_PEERCRED) */
+    bool sender_holds_replies; /* a reply stays charged to the server's send buffer
+                                  until read (Unix datagram): bind sizes it */
+    bool acked_sends;          /* a reset destroys sent bytes not yet acknowledged
+                                  (TCP): the close lingers for them */
+    /* Resolve srv->url into srv->addr and create srv->fd (not bound). */
+    int (*open)(ss_server *srv);
+    /* Apply the bind-time options and bind srv->fd; read back srv->addr. */
+    int (*bind)(ss_server *srv);
+    /* listen() for stream transports, nothing for datagram ones. */
+    int (*activate)(ss_server *srv);
+    /* Take the next client off the socket (accept / recvmsg) into *out.
+     * Returns 0, or a negative errno (-EAGAIN: none was waiting). */
+    int (*get_request)(ss_server *srv, ss__arrival *out);
+    /* A client not admitted (refused or shed): sends it `reply` if len > 0,
+     * once, never waiting, then closes the connection (a datagram's packet
+     * is freed; the server's socket stays open). Consumes the arrival. */
+    void (*turn_away)(ss_server *srv, ss__arrival *arrival, const char *reply, size_t len);
+    /* Per-request I/O the handler's calls are routed through. recv reads
+     * up to size bytes into buf; given a spill buffer (spill_size > 0),
+     * bytes already waiting beyond those may go on into spill in the same
+     * call. Returns the total: anything past size is in spill. */
+    ssize_t (*recv)(ss_request *req, void *buf, size_t size, void *spill, size_t spill_size);
+    int (*send_all)(ss_request *req, const void *buf, size_t size);
+    /* After finish: deliver what the handler left to send (a datagram
+     * reply). Its error goes to handle_error like a handler's. */
+    int (*flush_reply)(ss_request *req);
+    /* Ends the request's use of the socket (Python's shutdown_request). */
+    void (*end_request)(ss_request *req);
+    /* Who the client is, for the per-client limit: fills *key and returns
+     * 0, or returns -ENOTSUP when the transport cannot tell (the request is
+     * then not limited per client). */
+    int (*client_key)(const ss__arrival *arrival, ss__client_key *key);
+    /* Drain: make a handler blocked in this request's I/O return now.
+     * Called under the live-request lock, so before end_request. */
+    void (*interrupt)(ss_request *req);
+    /* server_close: release what open/bind created (fd, socket file). */
+    void (*close)(ss_server *srv);
+} ss__transport;
+
+const ss__transport *ss__transport_tcp(void);
+const ss__transport *ss__transport_udp(void);
+const ss__transport *ss__transport_unix(void);
+const ss__transport *ss__transport_unixgram(void);
+
+/* Slots shared by the tables (transport/transport.c): connected streams (TCP, Unix
+ * stream) accept one socket per request and do I/O on it directly.
+ * ss__stream_* name these socket slots; the buffered reader/writer over
+ * them is core/bufio.c (ss__bufio_*). */
+int ss__set_nonblocking(int fd);
+/* A close-on-exec, non-blocking socket for srv->fd. */
+int ss__open_server_socket(ss_server *srv, int domain, int socktype);
+int ss__activate_listen(ss_server *srv);
+int ss__activate_none(ss_server *srv);
+int ss__stream_get_request(ss_server *srv, ss__arrival *out);
+void ss__stream_turn_away(ss_server *srv, ss__arrival *arrival, const char *reply, size_t len);
+ssize_t ss__stream_recv(ss_request *req, void *buf, size_t size, void *spill, size_t spill_size);
+int ss__stream_send_all(ss_request *req, const void *buf, size_t size);
+int ss__stream_flush_reply(ss_request *req);
+void ss__stream_end_request(ss_request *req);
+/* shutdown(SHUT_RDWR): blocked reads return 0, writes fail. */
+void ss__stream_interrupt(ss_request *req);
+/* transport/transport.c: notes an I/O result: -ETIMEDOUT marks the request as timed out. Returns
+ * rc. */
+int ss__request_note_io(ss_request *req, int rc);
+/* For transports whose peers cannot be told apart: -ENOTSUP. */
+int ss__client_key_none(const ss__arrival *arrival, ss__client_key *key);
+
+/* Datagram slots (transport/datagram.c, UDP and Unix datagram): one recvmsg() per
+ * request into a packet buffer; the handler reads the packet and writes a
+ * reply buffer that flush_reply() sends back with one sendto(). req->fd is
+ * the server's socket, which end_request leaves open. */
+int ss__dgram_get_request(ss_server *srv, ss__arrival *out);
+void ss__dgram_turn_away(ss_server *srv, ss__arrival *arrival, const char *reply, size_t len);
+ssize_t ss__dgram_recv(ss_request *req, void *buf, size_t size, void *spill,
+                       size_t spill_size); /* never spills */
+int ss__dgram_send_all(ss_request *req, const void *buf, size_t size);
+int ss__dgram_flush_reply(ss_request *req);
+/* Sizes a Unix datagram server's send buffer for its replies (at bind). */
+void ss__dgram_size_send_buffer(ss_server *srv);
+void ss__dgram_end_request(ss_request *req);
+/* Nothing to do: a datagram handler never waits for its client. */
+void ss__dgram_interrupt(ss_request *req);
+
+#endif /* SS_TRANSPORT_H */
