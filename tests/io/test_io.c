@@ -1,5 +1,6 @@
 /* Handler I/O: complete sends under signal storms, no SIGPIPE from dead
- * peers, half-closed peers, request timeouts in both directions. */
+ * peers, half-closed peers. Request timeouts in both directions:
+ * tests/core/test_request_timeout.c, on every dispatcher and transport. */
 #include "support.h"
 
 #include <errno.h>
@@ -184,128 +185,12 @@ static void test_half_closed_peer_still_gets_reply(void **state)
     ss_server_free(srv);
 }
 
-/* ---- timeouts ---- */
-
-static int wait_for_bytes(ss_request *req, void *data)
-{
-    char buf[8];
-    long long start = ts_now_ms();
-    ssize_t n = ss_request_recv(req, buf, sizeof buf);
-    record(data, (int)n, start);
-    return 0;
-}
-
-static void test_recv_times_out(void **state)
-{
-    (void)state;
-    outcome o = {0};
-    ss_server *srv = serve(wait_for_bytes, &o);
-    ss_server_set_request_timeout(srv, 150);
-    int fd = ts_connect(srv); /* connects, then says nothing */
-    assert_int_equal(ss_server_handle_request(srv), 0);
-    assert_int_equal(atomic_load(&o.rc), -ETIMEDOUT);
-    long long took = atomic_load(&o.took_ms);
-    assert_true(took >= 150 && took < 2000);
-    assert_true(ts_sees_eof(fd)); /* the stalled request was shut down */
-    close(fd);
-    ss_server_free(srv);
-}
-
-static int wait_with_own_timeout(ss_request *req, void *data)
-{
-    ss_request_set_timeout(req, 100);
-    return wait_for_bytes(req, data);
-}
-
-static void test_per_request_timeout_overrides_none(void **state)
-{
-    (void)state;
-    outcome o = {0};
-    ss_server *srv = serve(wait_with_own_timeout, &o);
-    int fd = ts_connect(srv);
-    assert_int_equal(ss_server_handle_request(srv), 0);
-    assert_int_equal(atomic_load(&o.rc), -ETIMEDOUT);
-    assert_true(atomic_load(&o.took_ms) >= 100);
-    close(fd);
-    ss_server_free(srv);
-}
-
-/* A timeout that fired, then was lifted: the next read waits for data
- * (the socket may still carry the old timeout; it must not leak through). */
-static int time_out_then_wait(ss_request *req, void *data)
-{
-    outcome *o = data;
-    char buf[8];
-    ss_request_set_timeout(req, 100);
-    atomic_store(&o->recv_rc, (int)ss_request_recv(req, buf, sizeof buf));
-    ss_request_set_timeout(req, -1);
-    long long start = ts_now_ms();
-    ssize_t n = ss_request_recv(req, buf, sizeof buf);
-    record(o, (int)n, start);
-    return n > 0 ? ss_request_send_all(req, buf, (size_t)n) : 0;
-}
-
-static void *send_later(void *arg)
-{
-    usleep(400000); /* well after the first read timed out */
-    ts_send(*(int *)arg, "late", 4);
-    return NULL;
-}
-
-static void test_lifted_timeout_waits_for_data(void **state)
-{
-    (void)state;
-    outcome o = {0};
-    ss_server *srv = serve(time_out_then_wait, &o);
-    int fd = ts_connect(srv);
-    pthread_t t;
-    pthread_create(&t, NULL, send_later, &fd);
-    assert_int_equal(ss_server_handle_request(srv), 0);
-    pthread_join(t, NULL);
-    assert_int_equal(atomic_load(&o.recv_rc), -ETIMEDOUT);
-    assert_int_equal(atomic_load(&o.rc), 4); /* the late bytes, not a timeout */
-    char got[5] = {0};
-    assert_int_equal(ts_recv_exact(fd, got, 4), 4);
-    assert_string_equal(got, "late");
-    close(fd);
-    ss_server_free(srv);
-}
-
-static int flood(ss_request *req, void *data)
-{
-    static char payload[1 << 20];
-    long long start = ts_now_ms();
-    int rc = 0;
-    for (int i = 0; i < 64 && rc == 0; i++) /* far more than socket buffers hold */
-        rc = ss_request_send_all(req, payload, sizeof payload);
-    record(data, rc, start);
-    return 0;
-}
-
-static void test_send_to_stalled_reader_times_out(void **state)
-{
-    (void)state;
-    outcome o = {0};
-    ss_server *srv = serve(flood, &o);
-    ss_server_set_request_timeout(srv, 200);
-    int fd = ts_connect(srv); /* never reads */
-    assert_int_equal(ss_server_handle_request(srv), 0);
-    assert_int_equal(atomic_load(&o.rc), -ETIMEDOUT);
-    assert_true(atomic_load(&o.took_ms) >= 200);
-    close(fd);
-    ss_server_free(srv);
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_big_send_survives_signal_storm),
         cmocka_unit_test(test_reset_peer_gives_errors_not_sigpipe),
         cmocka_unit_test(test_half_closed_peer_still_gets_reply),
-        cmocka_unit_test(test_recv_times_out),
-        cmocka_unit_test(test_per_request_timeout_overrides_none),
-        cmocka_unit_test(test_send_to_stalled_reader_times_out),
-        cmocka_unit_test(test_lifted_timeout_waits_for_data),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
