@@ -17,6 +17,7 @@
  * The timeout under a storm of signals: tests/io/test_waits.c; on the
  * pool's parked fibers beside a busy client: tests/dispatch/test_fiber_pool.c. */
 #include "dispatch_support.h"
+#include "table_support.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -32,51 +33,6 @@
 
 #define FLOOD_SIZE ((size_t)64 << 20) /* far more than both socket buffers hold */
 static char flood[FLOOD_SIZE];        /* zero pages: costs nothing until sent */
-
-/* ---- the table: dispatcher x transport ---- */
-
-typedef struct transport {
-    const char *name;
-    const char *url_format; /* %s: a fresh temp dir; %d: this process and a counter */
-} transport;
-
-static const transport transports[] = {
-    {"tcp", "tcp://127.0.0.1:0"},
-    {"tcp6", "tcp://[::1]:0"},
-    {"unix", "unix:%s/s"},
-#ifdef __linux__
-    {"abstract", "unix:@ss-timeout-%d-%d"},
-#endif
-};
-#define N_TRANSPORTS (sizeof transports / sizeof transports[0])
-
-static const char *const dispatchers[] = {"sync", "threading", "forking", "pool"};
-#define N_DISPATCHERS (sizeof dispatchers / sizeof dispatchers[0])
-
-typedef struct combo {
-    const char *dispatcher;
-    const transport *transport;
-    char dir[128]; /* the unix transport's socket directory, "" otherwise */
-    char url[192];
-} combo;
-
-static combo combos[N_DISPATCHERS * N_TRANSPORTS];
-
-/* The URL to serve on: a socket in a fresh directory, a fresh abstract name. */
-static const char *combo_url(combo *c)
-{
-    static int counter;
-    c->dir[0] = '\0';
-    if (strcmp(c->transport->name, "unix") == 0) {
-        ts_mkdtemp(c->dir, sizeof c->dir);
-        snprintf(c->url, sizeof c->url, c->transport->url_format, c->dir);
-    } else if (strcmp(c->transport->name, "abstract") == 0) {
-        snprintf(c->url, sizeof c->url, c->transport->url_format, (int)getpid(), ++counter);
-    } else {
-        snprintf(c->url, sizeof c->url, "%s", c->transport->url_format);
-    }
-    return c->url;
-}
 
 /* ---- what the handler saw, in a shared page: it may run in a child ---- */
 
@@ -143,18 +99,18 @@ static int time_out_then_wait(ss_request *req, void *data)
 /* ---- running a case ---- */
 
 typedef struct run {
-    combo *combo;
+    tc_combo *combo;
     probe *probe;
     ss_server *srv;
     ts_runner runner;
 } run;
 
-static void run_start(run *r, combo *c, int (*handle)(ss_request *, void *), int timeout_ms)
+static void run_start(run *r, tc_combo *c, int (*handle)(ss_request *, void *), int timeout_ms)
 {
     r->combo = c;
     r->probe = probe_new();
     ss_handler h = {.version = SS_HANDLER_VERSION, .handle = handle};
-    const char *url = combo_url(c);
+    const char *url = tc_url(c);
     assert_int_equal(
         ss_server_create(&r->srv, url, ss_dispatch_by_name(c->dispatcher), &h, r->probe), 0);
     ss_server_on_handle_error(r->srv, td_quiet_error); /* timed-out handlers fail */
@@ -173,8 +129,7 @@ static void run_free(run *r)
 {
     ss_server_free(r->srv);
     td_shared_free(r->probe, sizeof *r->probe);
-    if (r->combo->dir[0] != '\0')
-        ts_rmdir(r->combo->dir);
+    tc_cleanup(r->combo);
 }
 
 static void run_end(run *r)
@@ -273,7 +228,7 @@ static void lifted_timeout_waits_for_data(void **state)
  * when it reaps the child. */
 static void stalled_send_times_out_once(void **state)
 {
-    combo *c = *state;
+    tc_combo *c = *state;
     run r;
     run_start(&r, c, send_flood, STALL_TIMEOUT_MS);
     run_serve(&r);
@@ -284,7 +239,7 @@ static void stalled_send_times_out_once(void **state)
     close(fd);
     assert_true(closed);
     print_message("%s/%s: a stalled send ended after %lld ms (timeout %d ms)\n", c->dispatcher,
-                  c->transport->name, took, STALL_TIMEOUT_MS);
+                  c->transport, took, STALL_TIMEOUT_MS);
     assert_int_equal(atomic_load(&r.probe->rc), -ETIMEDOUT);
     assert_true(atomic_load(&r.probe->took_ms) >= STALL_TIMEOUT_MS - 20);
     assert_int_equal(td_stats(r.srv).request_timeouts, 1);
@@ -326,12 +281,7 @@ static void stalled_client_frees_its_slot(void **state)
 /* Where a behaviour joins the table: a function taking the combo as its
  * state, and a line here. */
 
-typedef struct behaviour {
-    const char *name;
-    CMUnitTestFunction run;
-} behaviour;
-
-static const behaviour behaviours[] = {
+static const tc_behaviour behaviours[] = {
     {"idle_client_times_out", idle_client_times_out},
     {"idle_client_times_out_in_handle_request", idle_client_times_out_in_handle_request},
     {"own_timeout_overrides_none", own_timeout_overrides_none},
@@ -339,33 +289,9 @@ static const behaviour behaviours[] = {
     {"stalled_send_times_out_once", stalled_send_times_out_once},
     {"stalled_client_frees_its_slot", stalled_client_frees_its_slot},
 };
-#define N_BEHAVIOURS (sizeof behaviours / sizeof behaviours[0])
-#define N_TESTS      (N_BEHAVIOURS * N_DISPATCHERS * N_TRANSPORTS)
-
-static char names[N_TESTS][96];
-
-/* With an argument (a dispatcher's name): only that dispatcher's cases,
- * so ctest runs the four dispatchers side by side. */
+/* With an argument (a dispatcher's name): only that dispatcher's cases. */
 int main(int argc, char **argv)
 {
-    const char *only = argc > 1 ? argv[1] : NULL;
-    struct CMUnitTest tests[N_TESTS];
-    size_t k = 0;
-    for (size_t d = 0; d < N_DISPATCHERS; d++)
-        for (size_t t = 0; t < N_TRANSPORTS; t++)
-            combos[d * N_TRANSPORTS + t] = (combo){dispatchers[d], &transports[t], "", ""};
-    for (size_t b = 0; b < N_BEHAVIOURS; b++)
-        for (size_t c = 0; c < N_DISPATCHERS * N_TRANSPORTS; c++) {
-            if (only != NULL && strcmp(only, combos[c].dispatcher) != 0)
-                continue;
-            snprintf(names[k], sizeof names[k], "%s/%s/%s", behaviours[b].name,
-                     combos[c].dispatcher, combos[c].transport->name);
-            tests[k] = (struct CMUnitTest){names[k], behaviours[b].run, NULL, NULL, &combos[c]};
-            k++;
-        }
-    if (k == 0) {
-        fprintf(stderr, "%s: no dispatcher named '%s'\n", argv[0], only);
-        return 2;
-    }
-    return _cmocka_run_group_tests("test_request_timeout", tests, k, NULL, NULL);
+    return tc_run_table("test_request_timeout", behaviours,
+                        sizeof behaviours / sizeof behaviours[0], argc > 1 ? argv[1] : NULL);
 }
