@@ -1,6 +1,7 @@
-/* Handler I/O: complete sends under signal storms, no SIGPIPE from dead
- * peers, half-closed peers. Request timeouts in both directions:
- * tests/core/test_request_timeout.c, on every dispatcher and transport. */
+/* Handler I/O: complete sends under signal storms. On every dispatcher
+ * and transport elsewhere: no SIGPIPE from dead peers and half-closed
+ * peers in tests/io/test_peer_ends.c, request timeouts in both directions
+ * in tests/core/test_request_timeout.c. */
 #include "support.h"
 
 #include <errno.h>
@@ -21,7 +22,6 @@
 /* What a handler's I/O call returned, and how long it took. */
 typedef struct outcome {
     atomic_int rc;
-    atomic_int recv_rc;
     atomic_bool done;
     atomic_llong took_ms;
 } outcome;
@@ -122,75 +122,10 @@ static void test_big_send_survives_signal_storm(void **state)
     sigaction(SIGUSR2, &old, NULL);
 }
 
-/* ---- peers that vanish ---- */
-
-static int talk_to_reset_peer(ss_request *req, void *data)
-{
-    outcome *o = data;
-    char buf[64];
-    atomic_store(&o->recv_rc, (int)ss_request_recv(req, buf, sizeof buf));
-    static char payload[1 << 20];
-    int rc = ss_request_send_all(req, payload, sizeof payload);
-    record(o, rc, ts_now_ms());
-    return 0;
-}
-
-static void test_reset_peer_gives_errors_not_sigpipe(void **state)
-{
-    (void)state;
-    struct sigaction current;
-    sigaction(SIGPIPE, NULL, &current);
-    assert_ptr_equal(current.sa_handler, SIG_DFL); /* a SIGPIPE would kill us */
-    outcome o = {0};
-    ss_server *srv = serve(talk_to_reset_peer, &o);
-    int fd = ts_connect(srv);
-    struct linger hard = {.l_onoff = 1, .l_linger = 0};
-    setsockopt(fd, SOL_SOCKET, SO_LINGER, &hard, sizeof hard);
-    close(fd); /* RST */
-    assert_int_equal(ss_server_handle_request(srv), 0);
-    int recv_rc = atomic_load(&o.recv_rc);
-    assert_true(recv_rc == -ECONNRESET || recv_rc == 0);
-    int rc = atomic_load(&o.rc);
-    assert_true(rc == -EPIPE || rc == -ECONNRESET);
-    ss_server_free(srv);
-}
-
-static int reply_after_eof(ss_request *req, void *data)
-{
-    (void)data;
-    char buf[64];
-    size_t got = 0;
-    ssize_t n;
-    while ((n = ss_request_recv(req, buf + got, sizeof buf - got)) > 0)
-        got += (size_t)n;
-    if (n < 0)
-        return (int)n;
-    int rc = ss_request_send_all(req, "bye:", 4);
-    return rc < 0 ? rc : ss_request_send_all(req, buf, got);
-}
-
-static void test_half_closed_peer_still_gets_reply(void **state)
-{
-    (void)state;
-    ss_server *srv = serve(reply_after_eof, NULL);
-    int fd = ts_connect(srv);
-    ts_send(fd, "hi", 2);
-    shutdown(fd, SHUT_WR);
-    assert_int_equal(ss_server_handle_request(srv), 0);
-    char got[8] = {0};
-    assert_int_equal(ts_recv_exact(fd, got, 6), 6);
-    assert_string_equal(got, "bye:hi");
-    assert_true(ts_sees_eof(fd));
-    close(fd);
-    ss_server_free(srv);
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_big_send_survives_signal_storm),
-        cmocka_unit_test(test_reset_peer_gives_errors_not_sigpipe),
-        cmocka_unit_test(test_half_closed_peer_still_gets_reply),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
