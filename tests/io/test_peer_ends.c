@@ -40,6 +40,10 @@ static void run_start(run *r, tc_combo *c, int (*handle)(ss_request *, void *))
     assert_int_equal(
         ss_server_new(&r->srv, tc_url(c), ss_dispatch_by_name(c->dispatcher), &h, r->seen), 0);
     ss_server_set_request_timeout(r->srv, 10000); /* a failed test still ends */
+}
+
+static void run_serve(run *r)
+{
     ts_start(&r->runner, r->srv, 50);
 }
 
@@ -72,11 +76,14 @@ static void gone_peer_gives_errors_not_sigpipe(void **state)
     assert_ptr_equal(current.sa_handler, SIG_DFL); /* a SIGPIPE would kill us */
     run r;
     run_start(&r, c, talk_to_gone_peer);
-    int fd = ts_connect(r.srv);
+    int fd = ts_connect(r.srv); /* connected in the backlog, not yet accepted */
     struct linger hard = {.l_onoff = 1, .l_linger = 0};
     if (strncmp(c->transport, "tcp", 3) == 0)
         setsockopt(fd, SOL_SOCKET, SO_LINGER, &hard, sizeof hard);
     close(fd); /* tcp: RST; unix: the peer is gone */
+    /* Only now serve: a child forked earlier would hold a copy of fd,
+     * keeping the peer alive. */
+    run_serve(&r);
     assert_true(td_wait_closed(r.srv, 1, 5000));
     assert_true(atomic_load(&r.seen->done)); /* the handler (or its child) lived on */
     int recv_rc = atomic_load(&r.seen->recv_rc);
@@ -107,7 +114,8 @@ static void half_closed_peer_still_gets_reply(void **state)
 {
     run r;
     run_start(&r, *state, reply_after_eof);
-    int fd = ts_connect(r.srv);
+    run_serve(&r);
+    int fd = ts_connect(r.srv); /* a forked child's copy of it: shutdown acts on both */
     ts_send(fd, "hi", 2);
     shutdown(fd, SHUT_WR);
     char got[8] = {0};
