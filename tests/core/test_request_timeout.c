@@ -282,12 +282,12 @@ static void stalled_client_frees_its_slot(void **state)
  * state, and a line here. */
 
 static const tc_behaviour behaviours[] = {
-    {"idle_client_times_out", idle_client_times_out},
-    {"idle_client_times_out_in_handle_request", idle_client_times_out_in_handle_request},
-    {"own_timeout_overrides_none", own_timeout_overrides_none},
-    {"lifted_timeout_waits_for_data", lifted_timeout_waits_for_data},
-    {"stalled_send_times_out_once", stalled_send_times_out_once},
-    {"stalled_client_frees_its_slot", stalled_client_frees_its_slot},
+    {"idle_client_times_out", idle_client_times_out, NULL},
+    {"idle_client_times_out_in_handle_request", idle_client_times_out_in_handle_request, NULL},
+    {"own_timeout_overrides_none", own_timeout_overrides_none, NULL},
+    {"lifted_timeout_waits_for_data", lifted_timeout_waits_for_data, NULL},
+    {"stalled_send_times_out_once", stalled_send_times_out_once, NULL},
+    {"stalled_client_frees_its_slot", stalled_client_frees_its_slot, NULL},
 };
 /* With an argument (a dispatcher's name): only that dispatcher's cases. */
 int main(int argc, char **argv)

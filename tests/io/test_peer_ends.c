@@ -129,8 +129,8 @@ static void half_closed_peer_still_gets_reply(void **state)
 }
 
 static const tc_behaviour behaviours[] = {
-    {"gone_peer_gives_errors_not_sigpipe", gone_peer_gives_errors_not_sigpipe},
-    {"half_closed_peer_still_gets_reply", half_closed_peer_still_gets_reply},
+    {"gone_peer_gives_errors_not_sigpipe", gone_peer_gives_errors_not_sigpipe, NULL},
+    {"half_closed_peer_still_gets_reply", half_closed_peer_still_gets_reply, NULL},
 };
 
 /* With an argument (a dispatcher's name): only that dispatcher's cases. */

@@ -24,6 +24,7 @@ typedef struct tc_combo {
 typedef struct tc_behaviour {
     const char *name;
     CMUnitTestFunction run;
+    const char *not_on; /* a dispatcher it does not apply to, or NULL */
 } tc_behaviour;
 
 /* A fresh URL to serve the combination on: a socket in a new temp dir, a
