@@ -1,9 +1,9 @@
 /* Limits on what the server takes on, for every dispatcher: at
  * max_connections the listener is not polled (clients wait and are served
  * later), or with an overload reply they are told and closed; at most
- * max_per_client requests per IP address or Unix user; and a request
- * timeout that frees a stalled client's thread, worker or child. Handlers
- * may run in a forked child: they never call cmocka. */
+ * max_per_client requests per IP address or Unix user. (A request timeout
+ * freeing a stalled client's slot: tests/core/test_request_timeout.c.)
+ * Handlers may run in a forked child: they never call cmocka. */
 #include "dispatch_support.h"
 
 #include <arpa/inet.h>
@@ -22,7 +22,7 @@
 #include <cmocka.h>
 
 typedef struct limits {
-    int max_connections, per_client, request_timeout_ms;
+    int max_connections, per_client;
     const char *reply; /* NULL: no overload reply */
 } limits;
 
@@ -37,7 +37,7 @@ static ss_server *limited(const char *mode, const char *url, const ss_handler *h
     assert_int_equal(ss_server_set_max_per_client(srv, lim.per_client), 0);
     assert_int_equal(ss_server_set_overload_reply(srv, lim.reply), 0);
     /* a child left holding a client by a failed test still ends */
-    ss_server_set_request_timeout(srv, lim.request_timeout_ms ? lim.request_timeout_ms : 10000);
+    ss_server_set_request_timeout(srv, 10000);
     ss_server_on_handle_error(srv, td_quiet_error); /* timed-out handlers fail */
     assert_int_equal(ss_server_bind(srv), 0);
     assert_int_equal(ss_server_activate(srv), 0);
@@ -287,37 +287,6 @@ static void test_per_client_unix_uid(void **state)
     ts_rmdir(dir);
 }
 
-/* ---- request timeouts free what a stalled client holds ---- */
-
-/* One request at a time (max_connections 1; forking: max_children 1 too):
- * a client that goes silent is dropped after the request timeout, and
- * the one waiting behind it is served. */
-static void stalled_client_freed(void **state)
-{
-    const char *mode = *state;
-    ss_server *srv = limited(mode, "tcp://127.0.0.1:0", &td_hold, NULL,
-                             (limits){.max_connections = 1, .request_timeout_ms = 300});
-    ts_runner runner;
-    ts_start(&runner, srv, 5000);
-    int stalled = ts_connect(srv);
-    td_round_trip(stalled, "then silence\n");
-    long long start = ts_now_ms();
-    int next = ts_connect(srv);
-    ts_send(next, "my turn\n", 8);
-    td_expect(next, "my turn\n"); /* only once the stalled one is gone */
-    assert_true(ts_now_ms() - start >= 250);
-    assert_true(ts_sees_eof(stalled));
-    close(stalled);
-    td_release(next); /* "bye": ends it before its own timeout */
-    assert_true(td_wait_closed(srv, 2, 5000));
-    assert_int_equal(ts_stop(&runner), 0);
-    ss_stats st = td_stats(srv);
-    assert_int_equal(st.request_timeouts, 1);
-    assert_int_equal(st.handler_errors, 1); /* the stalled one: -ETIMEDOUT */
-    assert_int_equal(st.handled, 1);
-    ss_server_free(srv);
-}
-
 /* ---- options ---- */
 
 static void test_options(void **state)
@@ -360,8 +329,6 @@ int main(void)
         MODE_TEST(per_client_ip, "threading"),
         MODE_TEST(per_client_ip, "forking"),
         cmocka_unit_test(test_per_client_unix_uid),
-        MODE_TEST(stalled_client_freed, "sync"),
-        FOR_MODES(stalled_client_freed),
         cmocka_unit_test(test_options),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

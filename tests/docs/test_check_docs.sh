@@ -3,9 +3,9 @@
 # can give: a path that is not there from the repository root, a bare
 # example name used as a command, an option the program refuses, a dead
 # link, an unknown tool; and pass a page that gets them right.
-#     tests/test_check_docs.sh BUILD_DIR
+#     tests/docs/test_check_docs.sh BUILD_DIR
 set -eu
-here="$(cd "$(dirname "$0")/.." && pwd)"
+here="$(cd "$(dirname "$0")/../.." && pwd)"
 build="$1"
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT

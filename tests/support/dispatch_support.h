@@ -68,6 +68,11 @@ void td_finish(ts_runner *runner, ss_server *srv, uint64_t handled, int timeout_
  * meant to fail (timed out, interrupted): keeps their output clean. */
 void td_quiet_error(ss_server *srv, ss_request *req, int err, void *data);
 
+/* Zeroed memory shared with forked children (a handler's findings, seen
+ * by the test in the parent); fails the test if none can be mapped. */
+void *td_shared_new(size_t size);
+void td_shared_free(void *p, size_t size);
+
 /* cmocka setup/teardown: a child of the test itself that exits with
  * status 72 at once; the teardown asserts that status is still there to
  * collect, i.e. the server did not reap it (Python issue 1540386). */

@@ -4,7 +4,7 @@
 # never fail with "sudo: command not found". A PATH of our own holds only
 # a fake `id` that says uid 1000, so no sudo or apt-get can be found.
 set -eu
-here="$(cd "$(dirname "$0")/.." && pwd)"
+here="$(cd "$(dirname "$0")/../.." && pwd)"
 fake="$(mktemp -d)"
 trap 'rm -rf "$fake"' EXIT
 printf '#!/bin/sh\necho 1000\n' >"$fake/id"

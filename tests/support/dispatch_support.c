@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -381,4 +382,17 @@ void td_close_waits_for_datagram_handler(const ss_dispatcher *d, void (*configur
     close(fd);
     assert_int_equal(td_stats(srv).handled, 1);
     ss_server_free(srv);
+}
+
+void *td_shared_new(size_t size)
+{
+    void *page = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    assert_true(page != MAP_FAILED);
+    memset(page, 0, size); /* already zero; says so */
+    return page;
+}
+
+void td_shared_free(void *p, size_t size)
+{
+    munmap(p, size);
 }

@@ -1,9 +1,14 @@
-/* Graceful stop (ss_server_drain) on every dispatcher: requests in flight
- * finish during the drain; past the deadline, or at a second stop
- * request, they are interrupted (sockets shut down, children signalled);
- * and after close nothing is left: no thread, no zombie, no descriptor.
- * Handlers may run in a forked child: they never call cmocka. */
+/* Graceful stop (ss_server_drain) on every dispatcher that runs requests
+ * beside its loop (threading, forking, pool) and every stream transport:
+ * requests in flight finish during the drain; past the deadline, or at a
+ * second stop request, they are interrupted (sockets shut down, children
+ * signalled); and after close nothing is left: no thread, no zombie, no
+ * descriptor. Handlers may run in a forked child: they never call cmocka.
+ *   test_drain              all of it
+ *   test_drain DISPATCHER   that dispatcher's part of the table
+ *   test_drain others       the tests outside the table */
 #include "dispatch_support.h"
+#include "table_support.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -64,11 +69,10 @@ static int stubborn_hold(ss_request *req, void *data)
 }
 static const ss_handler stubborn_handler = {.version = SS_HANDLER_VERSION, .handle = stubborn_hold};
 
-static ss_server *server(const char *mode, const ss_handler *h)
+static ss_server *server_at(const char *url, const char *mode, const ss_handler *h)
 {
     ss_server *srv;
-    assert_int_equal(
-        ss_server_create(&srv, "tcp://127.0.0.1:0", ss_dispatch_by_name(mode), h, NULL), 0);
+    assert_int_equal(ss_server_create(&srv, url, ss_dispatch_by_name(mode), h, NULL), 0);
     assert_int_equal(ss_server_set_workers(srv, 4), 0);
     /* a child left holding a client by a failed test still ends */
     ss_server_set_request_timeout(srv, 10000);
@@ -76,6 +80,11 @@ static ss_server *server(const char *mode, const ss_handler *h)
     assert_int_equal(ss_server_bind(srv), 0);
     assert_int_equal(ss_server_activate(srv), 0);
     return srv;
+}
+
+static ss_server *server(const char *mode, const ss_handler *h)
+{
+    return server_at("tcp://127.0.0.1:0", mode, h);
 }
 
 /* `n` clients connected, each answered once and held by the handler. */
@@ -90,9 +99,10 @@ static void hold_clients(ss_server *srv, int *fds, int n)
 
 /* A server whose loop has stopped (the first stop) while `n` clients are
  * held: what every drain starts from. */
-static ss_server *stopped_holding(const char *mode, const ss_handler *h, int *fds, int n)
+static ss_server *stopped_holding_at(const char *url, const char *mode, const ss_handler *h,
+                                     int *fds, int n)
 {
-    ss_server *srv = server(mode, h);
+    ss_server *srv = server_at(url, mode, h);
     ts_runner runner;
     ts_start(&runner, srv, 5000);
     hold_clients(srv, fds, n);
@@ -100,13 +110,18 @@ static ss_server *stopped_holding(const char *mode, const ss_handler *h, int *fd
     return srv;
 }
 
+static ss_server *stopped_holding(const char *mode, const ss_handler *h, int *fds, int n)
+{
+    return stopped_holding_at("tcp://127.0.0.1:0", mode, h, fds, n);
+}
+
 /* ---- requests in flight finish during the drain ---- */
 
 static void in_flight_requests_finish(void **state)
 {
-    const char *mode = *state;
+    tc_combo *c = *state;
     baseline before = take_baseline();
-    ss_server *srv = server(mode, &slow_handler);
+    ss_server *srv = server_at(tc_url(c), c->dispatcher, &slow_handler);
     ts_runner runner;
     ts_start(&runner, srv, 5000);
     int fds[3];
@@ -131,6 +146,7 @@ static void in_flight_requests_finish(void **state)
     assert_int_equal(ss_server_serve_forever(srv, 100), SS_ESTATE); /* no new requests */
     assert_int_equal(ss_server_handle_request(srv), SS_ESTATE);
     ss_server_free(srv);
+    tc_cleanup(c);
     assert_nothing_left(before);
 }
 
@@ -138,10 +154,10 @@ static void in_flight_requests_finish(void **state)
 
 static void deadline_interrupts(void **state)
 {
-    const char *mode = *state;
+    tc_combo *c = *state;
     baseline before = take_baseline();
     int fds[2];
-    ss_server *srv = stopped_holding(mode, &td_hold, fds, 2);
+    ss_server *srv = stopped_holding_at(tc_url(c), c->dispatcher, &td_hold, fds, 2);
     long long start = ts_now_ms();
     assert_int_equal(ss_server_drain(srv, 300), -ETIMEDOUT);
     long long took = ts_now_ms() - start;
@@ -157,6 +173,7 @@ static void deadline_interrupts(void **state)
     for (int i = 0; i < 2; i++)
         close(fds[i]);
     ss_server_free(srv);
+    tc_cleanup(c);
     assert_nothing_left(before);
 }
 
@@ -184,10 +201,11 @@ static bool drain_done(void *arg)
 
 static void second_stop_is_immediate(void **state)
 {
-    const char *mode = *state;
+    tc_combo *c = *state;
     baseline before = take_baseline();
     int fds[2];
-    ss_server *srv = stopped_holding(mode, &td_hold, fds, 2); /* the first stop */
+    ss_server *srv =
+        stopped_holding_at(tc_url(c), c->dispatcher, &td_hold, fds, 2); /* first stop */
     drainer d = {.srv = srv, .timeout_ms = 60000};
     atomic_init(&d.done, false);
     assert_int_equal(pthread_create(&d.thread, NULL, drain_in_thread, &d), 0);
@@ -201,6 +219,7 @@ static void second_stop_is_immediate(void **state)
         close(fds[i]);
     }
     ss_server_free(srv);
+    tc_cleanup(c);
     assert_nothing_left(before);
 }
 
@@ -387,34 +406,19 @@ static void test_interrupt_races_with_requests_ending(void **state)
     assert_nothing_left(before);
 }
 
-/* A test run with a dispatcher's name as its state, named after both. */
-#define MODE_TEST(f, mode)                                                                         \
-    {                                                                                              \
-#f "/" mode, f, NULL, NULL, (void *)mode                                                   \
-    }
-
 static void *nothing(void *arg)
 {
     return arg;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     /* A sanitizer's runtime may start a helper thread with the first
      * pthread_create: let that happen before any baseline is taken. */
     pthread_t t;
     if (pthread_create(&t, NULL, nothing, NULL) == 0)
         pthread_join(t, NULL);
-    const struct CMUnitTest tests[] = {
-        MODE_TEST(in_flight_requests_finish, "threading"),
-        MODE_TEST(in_flight_requests_finish, "pool"),
-        MODE_TEST(in_flight_requests_finish, "forking"),
-        MODE_TEST(deadline_interrupts, "threading"),
-        MODE_TEST(deadline_interrupts, "pool"),
-        MODE_TEST(deadline_interrupts, "forking"),
-        MODE_TEST(second_stop_is_immediate, "threading"),
-        MODE_TEST(second_stop_is_immediate, "pool"),
-        MODE_TEST(second_stop_is_immediate, "forking"),
+    const struct CMUnitTest others[] = {
         cmocka_unit_test(test_stop_pending_before_drain),
         cmocka_unit_test(test_child_ignoring_sigterm_is_killed),
         cmocka_unit_test(test_nothing_in_flight_returns_at_once),
@@ -422,5 +426,19 @@ int main(void)
         cmocka_unit_test(test_no_new_requests_during_drain),
         cmocka_unit_test(test_interrupt_races_with_requests_ending),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    /* the sync dispatcher runs its one request in the loop: none is in
+     * flight once the loop has stopped */
+    static const tc_behaviour behaviours[] = {
+        {"in_flight_requests_finish", in_flight_requests_finish, "sync"},
+        {"deadline_interrupts", deadline_interrupts, "sync"},
+        {"second_stop_is_immediate", second_stop_is_immediate, "sync"},
+    };
+    const char *only = argc > 1 ? argv[1] : NULL;
+    int failed = 0;
+    if (only == NULL || strcmp(only, "others") != 0)
+        failed +=
+            tc_run_table("test_drain", behaviours, sizeof behaviours / sizeof behaviours[0], only);
+    if (only == NULL || strcmp(only, "others") == 0)
+        failed += cmocka_run_group_tests(others, NULL, NULL);
+    return failed;
 }

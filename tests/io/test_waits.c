@@ -4,8 +4,8 @@
  *     handler with -ECANCELED: recv, read_line, send_all, a datagram reply;
  *   - a stop signal sent to a forking program's whole process group does
  *     not cancel the request a child is serving;
- *   - the request timeout bounds each stall exactly once, not three times,
- *     on every dispatcher;
+ *   - (the request timeout bounds each stall exactly once, not three
+ *     times, on every dispatcher: tests/core/test_request_timeout.c);
  *   - a handled signal (no SA_RESTART) every 50 ms does not defeat the
  *     request timeout, for reads or for writes. */
 #include "dispatch_support.h"
@@ -22,7 +22,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -43,16 +42,12 @@ typedef struct probe {
 
 static probe *probe_new(void)
 {
-    void *page =
-        mmap(NULL, sizeof(probe), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    assert_true(page != MAP_FAILED);
-    memset(page, 0, sizeof(probe));
-    return page;
+    return td_shared_new(sizeof(probe));
 }
 
 static void probe_free(probe *p)
 {
-    munmap(p, sizeof *p);
+    td_shared_free(p, sizeof *p);
 }
 
 static void probe_start(probe *p)
@@ -350,39 +345,6 @@ static void test_sync_shutdown_ends_datagram_reply_wait(void **state)
     ts_rmdir(dir);
 }
 
-/* ---- item 12: the request timeout bounds a stalled send once ---- */
-
-#define STALL_TIMEOUT_MS 1000
-
-/* A handler sends 64 MiB to a client that never reads, under a request
- * timeout T: the request ends after T, not 3T. Measured from the
- * client's connect to the server's close count, which the forking parent
- * makes when it reaps the child. */
-static void check_send_stall(const ss_dispatcher *d, const char *name)
-{
-    probe *p = probe_new();
-    ss_server *srv = server_on("tcp://127.0.0.1:0", d, send_flood, p);
-    ss_server_on_handle_error(srv, td_quiet_error);
-    ss_server_set_request_timeout(srv, STALL_TIMEOUT_MS);
-    ts_runner runner;
-    ts_start(&runner, srv, 50);
-    long long start = ts_now_ms();
-    int fd = ts_connect(srv);
-    bool closed = td_wait_closed(srv, 1, 10 * STALL_TIMEOUT_MS);
-    long long took = ts_now_ms() - start;
-    close(fd);
-    assert_true(closed);
-    print_message("%s: a stalled send ended after %lld ms (timeout %d ms)\n", name, took,
-                  STALL_TIMEOUT_MS);
-    assert_int_equal(atomic_load(&p->rc), -ETIMEDOUT);
-    assert_int_equal(td_stats(srv).request_timeouts, 1);
-    assert_true(took >= STALL_TIMEOUT_MS - 20);
-    assert_true(took < 2 * STALL_TIMEOUT_MS);
-    assert_int_equal(ts_stop(&runner), 0);
-    ss_server_free(srv);
-    probe_free(p);
-}
-
 /* A dispatcher and a handler, for the tests run on each combination. */
 typedef struct io_case {
     const ss_dispatcher *(*dispatcher)(void);
@@ -396,12 +358,6 @@ static io_case each_dispatcher_sends[] = {
     {ss_dispatch_forking, "forking", send_flood},
     {ss_dispatch_pool, "pool", send_flood},
 };
-
-static void test_send_stall_times_out_once(void **state)
-{
-    io_case *c = *state;
-    check_send_stall(c->dispatcher(), c->name);
-}
 
 /* ---- item 13: a signal every 50 ms does not defeat the timeout ---- */
 
@@ -599,10 +555,6 @@ int main(void)
         cmocka_unit_test_prestate(test_sync_stop_ends_wait, &sync_stops[4]),
         cmocka_unit_test(test_sync_stop_ends_wait_in_handle_request),
         cmocka_unit_test(test_sync_shutdown_ends_datagram_reply_wait),
-        cmocka_unit_test_prestate(test_send_stall_times_out_once, &each_dispatcher_sends[0]),
-        cmocka_unit_test_prestate(test_send_stall_times_out_once, &each_dispatcher_sends[1]),
-        cmocka_unit_test_prestate(test_send_stall_times_out_once, &each_dispatcher_sends[2]),
-        cmocka_unit_test_prestate(test_send_stall_times_out_once, &each_dispatcher_sends[3]),
         cmocka_unit_test_prestate(test_signals_keep_timeout, &each_dispatcher_reads[0]),
         cmocka_unit_test_prestate(test_signals_keep_timeout, &each_dispatcher_reads[1]),
         cmocka_unit_test_prestate(test_signals_keep_timeout, &each_dispatcher_reads[2]),
