@@ -11,8 +11,14 @@
 # headers are a data contract, not an arrow: only calls and shared
 # variables count.
 #
-# Fails (exit 1) on any arrow up a layer and on any cycle between files,
-# printing each; prints the graph's size when all is well.
+# The headers keep the same order: a file in a layer folder includes only
+# its own layer's headers and lower ones ("objects.h", the server and
+# request layouts, from the transport layer up); "internal.h", which
+# includes everything, is for code outside src/ (fuzz targets, unit tests).
+#
+# Fails (exit 1) on any arrow up a layer, any cycle between files, or any
+# include of a higher layer's header, printing each; prints the graph's
+# size when all is well.
 set -eu
 build="${1:?usage: scripts/check-layers.sh BUILD_DIR}"
 layers="base sched io transport dispatch core api"
@@ -39,6 +45,28 @@ symbols() {
         nm -u "$o" | awk -v f="$file" '{ print "U", f, $NF }'
     done
 }
+
+# An include of a higher layer's header (or of internal.h) from src/.
+includes_up() {
+    grep -n '^#include "' "$src"/*/*.c "$src"/*/*.h 2>/dev/null |
+        sed "s|^$src/||" | awk -v layers="$layers" '
+        BEGIN { n = split(layers, order, " "); for (i = 1; i <= n; i++) rank[order[i]] = i }
+        {
+            split($0, at, ":"); file = at[1]; split(file, part, "/")
+            match($0, /"[^"]*"/); header = substr($0, RSTART + 1, RLENGTH - 2)
+            split(header, hpart, "/")
+            if (header == "internal.h") bad = 1
+            else if (header == "objects.h") bad = rank[part[1]] < rank["transport"]
+            else bad = (hpart[1] in rank) && rank[hpart[1]] > rank[part[1]]
+            if (bad) print "include up: " file " includes " header
+        }'
+}
+up="$(includes_up)"
+if [ -n "$up" ]; then
+    echo "$up"
+    echo "$(echo "$up" | wc -l) include(s) of a higher layer's header"
+    exit 1
+fi
 
 symbols | awk -v layers="$layers" '
 function layer_of(file) { split(file, part, "/"); return part[1] }

@@ -77,7 +77,7 @@ struct ss_server {
     ss_error_fn handle_error;
     ss_server_fn handle_timeout, service_actions;
 
-    /* accept policy (core/accept_policy.c); touched only by the serving thread */
+    /* accept policy (core/admission.c); touched only by the serving thread */
     int reserve_fd;           /* given up to shed a client when out of fds */
     int accept_backoff_ms;    /* 0 = accepting normally */
     int64_t accept_resume_at; /* monotonic ms */

@@ -15,7 +15,7 @@ struct ss_dispatcher {
      * so clients wait in the kernel backlog. */
     bool (*has_room)(ss_server *srv);
     /* Run the request's handler somewhere; owns req from here on and must
-     * end it with ss__request_end(). */
+     * end it through the core's host table (srv->host->end). */
     void (*process)(ss_server *srv, ss_request *req);
     /* Reaps what has finished (threads to join, children to wait for) and
      * retries what waited for that (a deferred fork). Called on every loop

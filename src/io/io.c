@@ -13,7 +13,10 @@
  * block in the kernel; the sync dispatcher's handlers also watch the
  * wake-up pipe and end with -ECANCELED on a stop request; a fiber (the
  * pool) parks in its worker. This file never asks which one it has. */
-#include "internal.h"
+#include "base/base.h"
+#include "base/clock.h"
+#include "sched/sched.h"
+#include "io/io.h"
 
 #include <errno.h>
 #include <poll.h>

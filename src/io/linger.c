@@ -18,7 +18,10 @@
  * handler thread, worker or loop waits for a slow client here. A forking
  * child, which exits right after its request, lingers in place instead:
  * a thread would die with it. */
-#include "internal.h"
+#include "base/base.h"
+#include "base/clock.h"
+#include "sched/sched.h"
+#include "io/io.h"
 
 #include <sys/ioctl.h>
 #include <sys/resource.h>

@@ -1,7 +1,10 @@
 /* A stop request and the loop's wake-up pipe (io/io.h), as data: the
  * server embeds an ss__stop, and the sync waiter's waits watch it without
  * knowing whose it is. */
-#include "internal.h"
+#include "base/base.h"
+#include "base/clock.h"
+#include "sched/sched.h"
+#include "io/io.h"
 
 #include <errno.h>
 #include <unistd.h>

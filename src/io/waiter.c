@@ -1,7 +1,10 @@
 /* The waiters of threads (ss__waiter_thread) and of the sync dispatcher's
  * handlers (ss__waiter_sync): io/io.h says what each promises. Neither
  * tracks a socket's readiness: a thread's next recv just blocks or polls. */
-#include "internal.h"
+#include "base/base.h"
+#include "base/clock.h"
+#include "sched/sched.h"
+#include "io/io.h"
 
 #include <errno.h>
 #include <poll.h>

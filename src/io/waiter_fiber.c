@@ -3,7 +3,10 @@
  * socket's readiness, so a short read tells the next one to park at once
  * and reading ahead into the stream buffer pays. Compiled only with
  * fibers (CMake). */
-#include "internal.h"
+#include "base/base.h"
+#include "base/clock.h"
+#include "sched/sched.h"
+#include "io/io.h"
 
 static int fiber_wait(const ss__stop *stop, int fd, short events, int64_t deadline)
 {

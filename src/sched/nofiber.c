@@ -3,7 +3,9 @@
  * on the calling thread's stack, so the pool keeps one connection per
  * worker. Nothing is ever live or parked. CMake compiles this file instead
  * of sched/{switch,scheduler,poll_*}.c. */
-#include "internal.h"
+#include "base/base.h"
+#include "base/clock.h"
+#include "sched/sched.h"
 
 #include <poll.h>
 #include <stdlib.h>

@@ -6,7 +6,9 @@
 #ifndef SS_SCHED_PRIVATE_H
 #define SS_SCHED_PRIVATE_H
 
-#include "internal.h"
+#include "base/base.h"
+#include "base/clock.h"
+#include "sched/sched.h"
 
 #include <setjmp.h>
 #include <ucontext.h>
