@@ -4,8 +4,9 @@
  * inserts after its equals, the run queue is FIFO), a deadline already
  * past returns at once without parking, a fiber woken by its fd before
  * its deadline is not woken again when that deadline passes, and a
- * fiber parked on a pipe resumes when the pipe is ready. Deadlines are a
- * few ms ahead; every poll has a deadline or a ready fd to return on.
+ * fiber parked on a pipe resumes when the pipe is ready. Deadlines lie
+ * LEAD_MS ahead (so every fiber has parked first), a few ms apart; every
+ * poll has a deadline or a ready fd to return on.
  * Only in a build with fibers: elsewhere the test reports itself skipped
  * (77, SKIP_RETURN_CODE in unit/CMakeLists.txt). */
 #include "internal.h"
@@ -28,8 +29,9 @@
 enum { STACK = 64 * 1024, MAX_FIBERS = 1000 };
 
 /* Ahead of now far enough that every fiber has parked before the first
- * deadline passes, even under a sanitizer on a loaded machine. */
-#define LEAD_MS 100
+ * deadline passes, even under a sanitizer on a loaded machine (1000 fibers
+ * take ~20 ms to park under TSan). */
+#define LEAD_MS 200
 
 typedef struct sleeper {
     int id;
@@ -127,11 +129,14 @@ static void test_many_random_deadlines(void **state)
     sched_up();
     static sleeper z[MAX_FIBERS], sorted[MAX_FIBERS];
     srand(13);
-    int64_t base = ss__now_ms() + LEAD_MS;
     for (int i = 0; i < MAX_FIBERS; i++) {
-        z[i] = (sleeper){.id = i, .deadline = base + rand() % 40};
+        z[i] = (sleeper){.id = i};
         spawn_sleeper(&z[i]);
     }
+    /* deadlines read as each fiber first runs: counted from after the spawns */
+    int64_t base = ss__now_ms() + LEAD_MS;
+    for (int i = 0; i < MAX_FIBERS; i++)
+        z[i].deadline = base + rand() % 40;
     ss__sched_run(t.s);
     assert_int_equal(t.woken, 0);
     run_to_end();
@@ -153,7 +158,7 @@ static void test_one_poll_wakes_every_expired(void **state)
     (void)state;
     sched_up();
     sleeper z[5];
-    int64_t base = ss__now_ms() + 2;
+    int64_t base = ss__now_ms() + LEAD_MS;
     for (int i = 0; i < 5; i++) {
         z[i] = (sleeper){.id = i, .deadline = base + 4 - i};
         spawn_sleeper(&z[i]);
@@ -178,7 +183,7 @@ static void test_past_deadline_returns_at_once(void **state)
     sched_up();
     sleeper past = {.id = 0, .deadline = ss__now_ms() - 1};
     sleeper now = {.id = 1, .deadline = ss__now_ms()};
-    sleeper later = {.id = 2, .deadline = ss__now_ms() + 5};
+    sleeper later = {.id = 2, .deadline = ss__now_ms() + LEAD_MS};
     spawn_sleeper(&later);
     spawn_sleeper(&past);
     spawn_sleeper(&now);
@@ -229,7 +234,7 @@ static void test_fd_wake_cancels_the_deadline(void **state)
     sched_up();
     int p[2];
     assert_int_equal(ss__pipe(p), 0);
-    pipe_waiter w = {.fd = p[0], .deadline = ss__now_ms() + 20};
+    pipe_waiter w = {.fd = p[0], .deadline = ss__now_ms() + LEAD_MS};
     sleeper clock = {.id = 7, .deadline = w.deadline + 20}; /* polls past w's deadline */
     assert_int_equal(ss__sched_spawn(t.s, wait_pipe_twice, &w, NULL), 0);
     spawn_sleeper(&clock);
@@ -286,7 +291,7 @@ static void test_pipe_park_and_resume(void **state)
     int p[2], q[2];
     assert_int_equal(ss__pipe(p), 0);
     assert_int_equal(ss__pipe(q), 0);
-    one_wait empty = {.fd = q[0], .events = POLLIN, .deadline = ss__now_ms() + 5};
+    one_wait empty = {.fd = q[0], .events = POLLIN, .deadline = ss__now_ms() + LEAD_MS};
     one_wait reader = {.fd = p[0], .events = POLLIN, .deadline = -1};
     one_wait writer = {.fd = p[1], .events = POLLOUT, .deadline = ss__now_ms() + 60000};
     assert_int_equal(ss__sched_spawn(t.s, wait_once, &empty, NULL), 0);
