@@ -305,15 +305,39 @@ static unsigned be16(const unsigned char *p)
     return (unsigned)p[0] << 8 | p[1];
 }
 
-/* The address block's size for the family byte, or -1 for a family or a
- * transport the spec does not define. */
-static long v2_address_size(unsigned family_byte)
+static bool v2_family_defined(unsigned family_byte)
 {
-    static const long sizes[] = {0, 12, 36, 2 * V2_UNIX_PATH};
-    unsigned family = family_byte >> 4, transport = family_byte & 0xF;
-    if (family > V2_AF_UNIX || transport > V2_DGRAM)
+    return family_byte >> 4 <= V2_AF_UNIX && (family_byte & 0xF) <= V2_DGRAM;
+}
+
+/* A PROXY command with this family byte carries addresses to use: family
+ * and transport defined and neither UNSPEC. */
+static bool v2_has_addresses(unsigned family_byte)
+{
+    return v2_family_defined(family_byte) && family_byte >> 4 != V2_AF_UNSPEC &&
+           (family_byte & 0xF) != V2_UNSPEC;
+}
+
+/* The address block's size for a family byte with addresses. */
+static size_t v2_address_size(unsigned family_byte)
+{
+    static const size_t sizes[] = {0, 12, 36, 2 * V2_UNIX_PATH};
+    return sizes[family_byte >> 4];
+}
+
+/* Where the TLVs start in the block, or -1 when that is not known: after
+ * the family's addresses; at once for AF_UNSPEC (what HAProxy sends with
+ * LOCAL); unknown for an undefined family, or a defined one with an UNSPEC
+ * transport (its address block has no defined size). */
+static long v2_tlv_offset(unsigned family_byte)
+{
+    if (!v2_family_defined(family_byte))
         return -1;
-    return sizes[family];
+    if (family_byte >> 4 == V2_AF_UNSPEC)
+        return 0;
+    if ((family_byte & 0xF) == V2_UNSPEC)
+        return -1;
+    return (long)v2_address_size(family_byte);
 }
 
 /* True when area[0, n) is a sequence of whole TLVs (type, 16-bit length,
@@ -411,11 +435,31 @@ static piece v2_fixed_part(const unsigned char *buf, size_t len)
     if (len > 12 && ((buf[12] >> 4) != 2 || (buf[12] & 0xF) > V2_CMD_PROXY))
         return PIECE_BAD; /* "the receiver must only accept this value" (2) */
     bool proxy = len > 12 && (buf[12] & 0xF) == V2_CMD_PROXY;
-    if (len > 13 && proxy && v2_address_size(buf[13]) < 0)
+    if (len > 13 && proxy && !v2_family_defined(buf[13]))
         return PIECE_BAD; /* family or transport "rejected as invalid by receivers" */
-    if (len >= SS__PROXY_V2_FIXED && proxy && (long)be16(buf + 14) < v2_address_size(buf[13]))
+    if (len >= SS__PROXY_V2_FIXED && proxy && v2_has_addresses(buf[13]) &&
+        be16(buf + 14) < v2_address_size(buf[13]))
         return PIECE_BAD; /* too short for the family's addresses */
     return len < SS__PROXY_V2_FIXED ? PIECE_PARTIAL : PIECE_OK;
+}
+
+/* Points out->tlvs at the header's TLV area when its place is known, it
+ * is well formed and a CRC32C in it holds; else leaves it NULL. */
+static void v2_keep_tlvs(const unsigned char *header, size_t total, ss__proxy_header *out)
+{
+    long offset = v2_tlv_offset(header[13]);
+    size_t block_len = total - SS__PROXY_V2_FIXED;
+    if (offset < 0 || (size_t)offset >= block_len)
+        return;
+    const unsigned char *area = header + SS__PROXY_V2_FIXED + offset;
+    if (!tlvs_well_formed(area, block_len - (size_t)offset))
+        return;
+    out->tlvs = area;
+    out->tlvs_len = block_len - (size_t)offset;
+    if (!checksum_holds(out, header, total)) {
+        out->tlvs = NULL;
+        out->tlvs_len = 0;
+    }
 }
 
 static ssize_t parse_v2(const unsigned char *buf, size_t len, ss__proxy_header *out)
@@ -426,25 +470,17 @@ static ssize_t parse_v2(const unsigned char *buf, size_t len, ss__proxy_header *
     size_t total = SS__PROXY_V2_FIXED + be16(buf + 14);
     if (len < total)
         return 0;
-    bool proxy = (buf[12] & 0xF) == V2_CMD_PROXY;
-    long address_size = v2_address_size(buf[13]);
-    const unsigned char *block = buf + SS__PROXY_V2_FIXED;
-    size_t block_len = total - SS__PROXY_V2_FIXED;
     clear_header(out, 2);
-    bool has_tlvs = address_size >= 0 && (size_t)address_size <= block_len &&
-                    tlvs_well_formed(block + address_size, block_len - (size_t)address_size);
-    if (has_tlvs && block_len > (size_t)address_size) {
-        out->tlvs = block + address_size;
-        out->tlvs_len = block_len - (size_t)address_size;
-    }
-    if (!proxy) /* LOCAL: "discard the protocol block including the family" */
+    v2_keep_tlvs(buf, total, out);
+    /* LOCAL: "discard the protocol block including the family which is
+     * ignored"; UNSPEC: "The receiver should ignore address information". */
+    if ((buf[12] & 0xF) != V2_CMD_PROXY || !v2_has_addresses(buf[13]))
         return (ssize_t)total;
-    if (!has_tlvs || !checksum_holds(out, buf, total))
-        return SS_EPROXY;
-    if ((buf[13] >> 4) == V2_AF_UNSPEC || (buf[13] & 0xF) == V2_UNSPEC)
-        return (ssize_t)total; /* "The receiver should ignore address information" */
+    size_t address_size = v2_address_size(buf[13]);
+    if (out->tlvs == NULL && total > SS__PROXY_V2_FIXED + address_size)
+        return SS_EPROXY; /* TLVs overrun the header, or their CRC32C fails */
     out->local = false;
-    if (!v2_addresses(buf[13], block, out))
+    if (!v2_addresses(buf[13], buf + SS__PROXY_V2_FIXED, out))
         return SS_EPROXY;
     return (ssize_t)total;
 }

@@ -11,13 +11,25 @@
  *  - v2 LOCAL (spec 2.2: "The receiver must accept this connection as valid
  *    and must use the real connection endpoints and discard the protocol
  *    block including the family which is ignored"): accepted whatever the
- *    family byte and address block say, local = true. Its TLVs are kept when
- *    they are well formed after the family's address block, else dropped
- *    (tlvs NULL): the block is discarded, so a bad one does not refuse.
+ *    family byte and the block hold, addresses or not, local = true. The
+ *    issue lists "LOCAL with addresses" among bad headers; the spec says
+ *    the addresses are ignored ("must not assume zero is presented for
+ *    LOCAL connections"), so they are: ignored, not refused.
  *  - v2 PROXY with family or transport UNSPEC (spec 2.2: "The receiver is
  *    free to accept the connection anyway and use the real endpoint
  *    addresses or to reject it. The receiver should ignore address
- *    information."): accepted as local; what HAProxy itself does.
+ *    information."): accepted as local, the block's bytes unread as
+ *    addresses; what HAProxy itself does.
+ *  - TLVs are kept (tlvs non-NULL) where their place is known: after the
+ *    family's addresses, or the whole block for AF_UNSPEC (HAProxy sends
+ *    LOCAL over AF_UNSPEC with TLVs). For a PROXY header with addresses,
+ *    TLVs that do not end exactly at the header's end refuse it (the
+ *    addresses would come from a corrupt header); for LOCAL and UNSPEC,
+ *    whose block is ignored, such TLVs are dropped (tlvs NULL).
+ *  - The CRC32C TLV (spec 2.2.3), when present, is checked: "If it is not
+ *    [the same], the receiver MUST treat the TCP connection providing the
+ *    header as invalid": refused when the header gives addresses; dropped
+ *    with the other TLVs when it is LOCAL/UNSPEC, which must be accepted.
  *  - v2 PROXY with any other family or transport value, or a command other
  *    than LOCAL/PROXY, or a version other than 2: refused ("must be rejected
  *    as invalid by receivers", "Receivers must drop connections presenting
@@ -36,8 +48,14 @@
  *    NULs, an unnamed address (length offsetof(sun_path)). A path longer
  *    than this system's sun_path, or an abstract name where the system has
  *    none, is refused: it cannot be represented.
- *  - The CRC32C TLV (spec 2.2.3) is checked when present: a mismatch
- *    refuses the header.
+ *  - v2 DGRAM (UDP, UNIX datagram) addresses are given like STREAM ones:
+ *    the header says how the client reached the proxy, and the struct has
+ *    no field for it.
+ *  - "Need more" for a v1 line is decided field by field: each complete
+ *    field must be valid, the one under way must be a beginning of a valid
+ *    one (IPv6: one of a few short endings completes it for inet_pton), and
+ *    the line must still fit in 107 bytes with the fields left at their
+ *    shortest. v2 waits only for the length the fixed part announced.
  */
 #ifndef SS_FILTER_PROXY_HEADER_H
 #define SS_FILTER_PROXY_HEADER_H
