@@ -81,9 +81,12 @@ static void check_header(const ss__proxy_header *h, const uint8_t *data, size_t 
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    ss__proxy_header h;
+    ss__proxy_header h, untouched;
+    memset(&h, 0xA5, sizeof h);
+    memcpy(&untouched, &h, sizeof h);
     ssize_t n = ss__proxy_parse(data, size, &h);
     check(n == 0 || n == SS_EPROXY || (n > 0 && (size_t)n <= size));
+    check(n > 0 || memcmp(&h, &untouched, sizeof h) == 0); /* *out only for a header */
     if (n > 0) {
         check_header(&h, data, (size_t)n);
         ss__proxy_header cut;

@@ -267,15 +267,14 @@ static ssize_t parse_v1(const unsigned char *buf, size_t len, ss__proxy_header *
     ssize_t end = v1_line_end(buf, len);
     if (end < 0)
         return end;
-    bool complete = end > 0;
-    size_t n = complete ? (size_t)end - 2 : len;
-    if (!complete && len > 0 && buf[len - 1] == '\r')
-        n--; /* the CR of the CRLF under way */
+    /* a CR last: only its LF may follow, so the line before it is whole */
+    bool lf_pending = end == 0 && buf[len - 1] == '\r';
+    size_t n = end > 0 ? (size_t)end - 2 : len - (lf_pending ? 1 : 0);
     v1_line line;
-    piece p = v1_check((const char *)buf, n, complete, &line);
+    piece p = v1_check((const char *)buf, n, end > 0 || lf_pending, &line);
     if (p == PIECE_BAD)
         return SS_EPROXY;
-    if (p == PIECE_PARTIAL)
+    if (p == PIECE_PARTIAL || lf_pending)
         return 0;
     clear_header(out, 1);
     if (line.proto == PROTO_UNKNOWN)
@@ -491,13 +490,19 @@ static ssize_t parse_v2(const unsigned char *buf, size_t len, ss__proxy_header *
 
 ssize_t ss__proxy_parse(const unsigned char *buf, size_t len, ss__proxy_header *out)
 {
+    ss__proxy_header header; /* *out is written only for a whole header */
+    ssize_t n;
     if (len == 0)
         return 0;
     if (buf[0] == v2_signature[0])
-        return parse_v2(buf, len, out);
-    if (match_prefix(buf, len, "PROXY ", 6) == PIECE_BAD)
-        return SS_EPROXY;
-    return parse_v1(buf, len, out);
+        n = parse_v2(buf, len, &header);
+    else if (match_prefix(buf, len, "PROXY ", 6) == PIECE_BAD)
+        n = SS_EPROXY;
+    else
+        n = parse_v1(buf, len, &header);
+    if (n > 0)
+        *out = header;
+    return n;
 }
 
 const unsigned char *ss__proxy_tlv(const ss__proxy_header *h, unsigned type, size_t *len)

@@ -69,7 +69,13 @@ static void test_v1_tcp4(void **state)
 {
     (void)state;
     const char *line = "PROXY TCP4 192.168.0.1 192.168.0.11 56324 443\r\n";
-    ss__proxy_header h;
+    ss__proxy_header h, untouched;
+    /* *out is left alone unless a whole header came */
+    memset(&h, 0xA5, sizeof h);
+    memcpy(&untouched, &h, sizeof h);
+    assert_int_equal(ss__proxy_parse((const unsigned char *)line, 20, &h), 0);
+    assert_int_equal(parse_text("PROXY TCP4 1.2.3.4 5.6.7.8 1 2 3\r\n", &h), SS_EPROXY);
+    assert_memory_equal(&h, &untouched, sizeof h);
     assert_int_equal(parse_text(line, &h), strlen(line));
     assert_int_equal(h.version, 1);
     assert_false(h.local);
@@ -246,6 +252,13 @@ static void test_v1_refused_early(void **state)
         ssize_t rc = parse_text(beginnings[i], &h);
         if (rc != SS_EPROXY)
             fail_msg("\"%s\": %zd, expected SS_EPROXY", beginnings[i], rc);
+    }
+    /* a CR ends the line: what is before it must be a whole line already */
+    static const char *const before_cr[] = {"PROXY TCP4 1.2.3.4 5.6.7.8 1\r", "PROXY TCP4 1.2\r",
+                                            "PROXY UNK\r", "PROXY \r", "PROXY\r"};
+    for (size_t i = 0; i < sizeof before_cr / sizeof before_cr[0]; i++) {
+        ss__proxy_header h;
+        assert_int_equal(parse_text(before_cr[i], &h), SS_EPROXY);
     }
     /* ... while these still may become one */
     static const char *const partial[] = {"P",
@@ -510,7 +523,11 @@ static void test_v2_tlv_overrun(void **state)
         put_tlv(block, &at, SS__PP2_TYPE_ALPN, "h2", 2);
         size_t cut = at - 5 + tails[i]; /* the last TLV, 5 bytes, cut short */
         size_t n = build_v2(buf, PROXY, TCP4, block, cut);
+        ss__proxy_header untouched;
+        memset(&h, 0xA5, sizeof h);
+        memcpy(&untouched, &h, sizeof h);
         assert_int_equal(ss__proxy_parse(buf, n, &h), SS_EPROXY);
+        assert_memory_equal(&h, &untouched, sizeof h); /* no half-filled *out */
         n = build_v2(buf, LOCAL, TCP4, block, cut);
         assert_int_equal(ss__proxy_parse(buf, n, &h), (ssize_t)n);
         assert_true(h.local);
