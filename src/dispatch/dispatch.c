@@ -55,7 +55,8 @@ SS_API const ss_dispatcher *ss_dispatch_by_name(const char *name)
 
 SS_API const char *ss_dispatch_name(const ss_dispatcher *dispatcher)
 {
-    return dispatcher->name;
+    /* NULL is what ss_server_create takes for the sync dispatcher */
+    return dispatcher != NULL ? dispatcher->name : ss_dispatch_sync()->name;
 }
 
 /* ---- options ---- */
