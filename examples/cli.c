@@ -135,10 +135,9 @@ const char *cli_read_option(int argc, char **argv, int *i, const char *const val
     size_t len = equals != NULL ? (size_t)(equals - arg) : strlen(arg);
     out->value = equals != NULL ? equals + 1 : NULL;
     snprintf(out->name, sizeof out->name, "%.*s", (int)len, arg);
-    if (len >= sizeof out->name || !(listed(out->name, valued) || listed(out->name, flags))) {
-        snprintf(out->name, sizeof out->name, "%s", arg); /* as typed, for the message */
+    out->given = arg;
+    if (len >= sizeof out->name || !(listed(out->name, valued) || listed(out->name, flags)))
         return "unknown argument";
-    }
     if (!listed(out->name, valued))
         return out->value != NULL ? "takes no value" : NULL;
     if (out->value == NULL && *i + 1 < argc)
@@ -185,7 +184,7 @@ static int check_workers(const cli_options *opts)
 static int option_error(const char *name, const cli_option *option, const char *why)
 {
     if (strcmp(why, "unknown argument") == 0)
-        fprintf(stderr, "%s: %s: %s\n", name, why, option->name);
+        fprintf(stderr, "%s: %s: %s\n", name, why, option->given);
     else
         fprintf(stderr, "%s: %s %s\n", name, option->name, why);
     usage(stderr, name);
@@ -427,8 +426,8 @@ static void log_unread_replies(const cli_options *opts, const ss_request *req)
     long more = atomic_exchange(&unread->left_out, 0);
     if (more > 0)
         cli_log(opts,
-                "%s does not read its replies: reply dropped (and %ld more such, "
-                "not logged, in the last second)",
+                "%s does not read its replies: reply dropped (%ld more dropped replies "
+                "not logged since the last such line)",
                 cli_peer(req), more);
     else
         cli_log(opts, "%s does not read its replies: reply dropped", cli_peer(req));

@@ -37,14 +37,14 @@ typedef struct cli_options {
 typedef struct cli_option {
     char name[32];
     const char *value; /* points into argv */
+    const char *given; /* the argument as typed ("--listen=x"), in argv */
 } cli_option;
 
 /* Reads the option at argv[*i], in either GNU form: "--name VALUE"
  * (advancing *i past the value) or "--name=VALUE", for the NULL-ended
  * lists of options that take a value and of flags. Returns NULL, or why
- * the command line is wrong: "unknown argument" (out->name is the
- * argument as given), "needs a value" or "takes no value" (out->name is
- * the option). */
+ * the command line is wrong: "unknown argument" (name out->given),
+ * "needs a value" or "takes no value" (name out->name). */
 const char *cli_read_option(int argc, char **argv, int *i, const char *const valued[],
                             const char *const flags[], cli_option *out);
 

@@ -111,7 +111,7 @@ static int parse(int argc, char **argv, const char **url)
         if (why != NULL) {
             bool unknown = strcmp(why, "unknown argument") == 0;
             fprintf(stderr, "uppercase_client: %s%s%s\n", unknown ? why : option.name,
-                    unknown ? ": " : " ", unknown ? option.name : why);
+                    unknown ? ": " : " ", unknown ? option.given : why);
             usage(stderr);
             return 2;
         }

@@ -69,6 +69,8 @@ static void test_every_option_takes_the_equals_form(void **state)
         {{"--listen=", NULL, NULL}, "--listen needs a value"},
         {{"--quiet=yes", NULL, NULL}, "--quiet takes no value"},
         {{"--bogus=3", NULL, NULL}, "unknown argument: --bogus=3"},
+        {{"--an-option-name-longer-than-any-known=1", NULL, NULL},
+         "unknown argument: --an-option-name-longer-than-any-known=1"},
     };
     for (size_t p = 0; p < N_SERVERS; p++)
         for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
