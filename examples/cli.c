@@ -1,26 +1,66 @@
 #include "cli.h"
 
 #include <errno.h>
-#include <stdatomic.h>
-#include <unistd.h>
+#include <limits.h>
 #include <signal.h>
+#include <stdatomic.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 static ss_server *running_server;
+static pid_t serving_pid; /* the server's process; a forked child is another */
 /* Set once serve_forever has returned: whatever ends a request from then
  * on is the stop, not the client. */
 static atomic_bool stop_begun;
+/* The stop signals the server's process caught: a second one means "stop
+ * now", and the drain cuts off the requests in flight at once. */
+static atomic_int stop_signals;
+/* When the drain's time is up (CLOCK_MONOTONIC ms): from then on, a
+ * stream request whose read ends was shut down by the drain. */
+static atomic_llong drain_deadline_ms = LLONG_MAX;
+/* In a forked child: its one stream request, and whether the drain's
+ * SIGTERM cut it off. */
+static atomic_int child_request_fd = -1;
+static atomic_bool child_cut_off;
 static const cli_options *serving_opts; /* for report_error */
 
 static void report_error(ss_server *srv, ss_request *req, int err, void *data);
+static void share_unread_log(void);
+
+/* In a forked child, whose request is its own: the parent's SIGTERM is
+ * the drain's deadline (ss_server_drain, step 3), so the child cuts its
+ * request off as the drain does a thread's, shutting its socket down: the
+ * handler's read returns 0, which how_client_went then reports as the
+ * stop. Any other stop signal (Ctrl-C reaches the whole process group) is
+ * the parent's to act on: the child finishes its request meanwhile. */
+static void cut_off_child(const siginfo_t *info)
+{
+    if (info->si_code != SI_USER || info->si_pid != serving_pid)
+        return;
+    int saved = errno; /* a signal handler must not change it */
+    atomic_store(&child_cut_off, true);
+    int fd = atomic_load(&child_request_fd);
+    if (fd >= 0)
+        shutdown(fd, SHUT_RDWR);
+    errno = saved;
+}
 
 /* docs:begin signal-handler */
-static void on_stop_signal(int sig)
+static void on_stop_signal(int sig, siginfo_t *info, void *context)
 {
     (void)sig;
+    (void)context;
+    if (getpid() != serving_pid) { /* a forked child, serving one request */
+        cut_off_child(info);
+        return;
+    }
+    atomic_fetch_add(&stop_signals, 1);         /* lock-free: async-signal-safe */
     ss_server_request_shutdown(running_server); /* async-signal-safe */
 }
 /* docs:end signal-handler */
@@ -40,9 +80,11 @@ static void usage(FILE *out, const char *name)
             "  --timeout SEC a client that stalls a read or write this long is\n"
             "                dropped (default %d; 0: never)\n"
             "  --drain SEC   on SIGINT/SIGTERM, requests in flight get this long to\n"
-            "                finish (default %d); a second signal stops at once\n"
+            "                finish (default %d); a second signal stops at once;\n"
+            "                sync: no effect, its one request is dropped at once\n"
             "  --quiet       no per-connection log on stderr\n"
             "  --help        this text\n"
+            "an option's value may also follow '=': --listen=URL\n"
             "see docs/production.md\n",
             name, CLI_DEFAULT_TIMEOUT, CLI_DEFAULT_DRAIN);
 }
@@ -65,19 +107,42 @@ static int parse_number(const char *text, long min, long max)
     return (int)n;
 }
 
+static long long now_ms(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+}
+
 /* Up to a million seconds, so that milliseconds fit an int. */
 #define MAX_SECONDS 1000000
 
-/* An option that takes a value: the value, or NULL after a usage error
- * (printed) when the command line ends before it. */
-static const char *option_value(int argc, char **argv, int *i, const char *name)
+static bool listed(const char *name, const char *const list[])
 {
-    if (*i + 1 >= argc) {
-        fprintf(stderr, "%s: %s needs a value\n", name, argv[*i]);
-        usage(stderr, name);
-        return NULL;
-    }
-    return argv[++*i];
+    for (size_t i = 0; list[i] != NULL; i++)
+        if (strcmp(name, list[i]) == 0)
+            return true;
+    return false;
+}
+
+/* "--name=" with nothing after the '=' needs a value as "--name" at the
+ * end of the line does; "--name ''" is an empty value the option judges. */
+const char *cli_read_option(int argc, char **argv, int *i, const char *const valued[],
+                            const char *const flags[], cli_option *out)
+{
+    const char *arg = argv[*i];
+    const char *equals = strncmp(arg, "--", 2) == 0 ? strchr(arg, '=') : NULL;
+    size_t len = equals != NULL ? (size_t)(equals - arg) : strlen(arg);
+    out->value = equals != NULL ? equals + 1 : NULL;
+    snprintf(out->name, sizeof out->name, "%.*s", (int)len, arg);
+    out->given = arg;
+    if (len >= sizeof out->name || !(listed(out->name, valued) || listed(out->name, flags)))
+        return "unknown argument";
+    if (!listed(out->name, valued))
+        return out->value != NULL ? "takes no value" : NULL;
+    if (out->value == NULL && *i + 1 < argc)
+        out->value = argv[++*i];
+    return out->value != NULL && (equals == NULL || *out->value != '\0') ? NULL : "needs a value";
 }
 
 /* Applies one option that takes a value. Returns -1 to go on, else the
@@ -102,16 +167,6 @@ static int apply_option(cli_options *opts, const char *option, const char *value
     return -1;
 }
 
-static bool takes_value(const char *arg)
-{
-    static const char *const options[] = {"--listen", "--mode", "--workers", "--timeout",
-                                          "--drain"};
-    for (size_t i = 0; i < sizeof options / sizeof options[0]; i++)
-        if (strcmp(arg, options[i]) == 0)
-            return true;
-    return false;
-}
-
 /* --workers sizes the pool or bounds the forked children; with sync or
  * threading it would be silently ignored, so it is refused. */
 static int check_workers(const cli_options *opts)
@@ -124,30 +179,44 @@ static int check_workers(const cli_options *opts)
     return 2;
 }
 
+/* A usage error from cli_read_option: "unknown argument: --bogus",
+ * "--listen needs a value", "--quiet takes no value". */
+static int option_error(const char *name, const cli_option *option, const char *why)
+{
+    if (strcmp(why, "unknown argument") == 0)
+        fprintf(stderr, "%s: %s: %s\n", name, why, option->given);
+    else
+        fprintf(stderr, "%s: %s %s\n", name, option->name, why);
+    usage(stderr, name);
+    return 2;
+}
+
 int cli_parse(int argc, char **argv, const char *name, cli_options *opts)
 {
+    static const char *const valued[] = {"--listen",  "--mode",  "--workers",
+                                         "--timeout", "--drain", NULL};
+    static const char *const flags[] = {"--help", "-h", "--quiet", NULL};
     *opts = (cli_options){.name = name,
                           .listen = CLI_DEFAULT_URL,
                           .mode = ss_dispatch_threading(),
                           .timeout = CLI_DEFAULT_TIMEOUT,
                           .drain = CLI_DEFAULT_DRAIN};
     for (int i = 1; i < argc; i++) {
-        const char *arg = argv[i];
-        if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
+        cli_option option;
+        const char *why = cli_read_option(argc, argv, &i, valued, flags, &option);
+        if (why != NULL)
+            return option_error(name, &option, why);
+        if (strcmp(option.name, "--help") == 0 || strcmp(option.name, "-h") == 0) {
             usage(stdout, name);
             return 0;
-        } else if (strcmp(arg, "--quiet") == 0) {
-            opts->quiet = true;
-        } else if (takes_value(arg)) {
-            const char *value = option_value(argc, argv, &i, name);
-            if (value == NULL)
-                return 2;
-            int rc = apply_option(opts, arg, value);
-            if (rc >= 0)
-                return rc;
-        } else {
-            return usage_error(name, "unknown argument", arg);
         }
+        if (strcmp(option.name, "--quiet") == 0) {
+            opts->quiet = true;
+            continue;
+        }
+        int rc = apply_option(opts, option.name, option.value);
+        if (rc >= 0)
+            return rc;
     }
     return check_workers(opts);
 }
@@ -157,9 +226,9 @@ static void install_stop_signals(void)
 {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_stop_signal;
+    sa.sa_sigaction = on_stop_signal;
     sigemptyset(&sa.sa_mask);
-    sa.sa_flags = 0; /* no SA_RESTART: blocking waits see EINTR */
+    sa.sa_flags = SA_SIGINFO; /* who sent it; no SA_RESTART: blocking waits see EINTR */
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
 }
@@ -185,6 +254,7 @@ static void drain(const cli_options *opts, ss_server *srv)
     cli_log_always(opts,
                    "%s: stopping: finishing requests for up to %d s (signal again to stop now)",
                    opts->name, opts->drain);
+    atomic_store(&drain_deadline_ms, now_ms() + opts->drain * 1000LL);
     int rc = ss_server_drain(srv, opts->drain * 1000);
     ignore_stop_signals(); /* the server is about to be freed */
     if (rc < 0)
@@ -240,6 +310,8 @@ int cli_serve(const cli_options *opts, const ss_handler *handler, void *data)
     /* Before the "listening" line: a tool that signals as soon as it reads
      * it must find the handler in place, not the default (kill). */
     running_server = srv;
+    serving_pid = getpid();
+    share_unread_log();
     install_stop_signals();
     char address[128];
     ss_server_address(srv, address, sizeof address);
@@ -277,20 +349,37 @@ bool cli_is_datagram(const ss_request *req)
 void cli_request_begins(const cli_options *opts, const ss_request *req)
 {
     size_t len;
-    if (ss_request_packet(req, &len) != NULL)
+    if (ss_request_packet(req, &len) != NULL) {
         cli_log(opts, "datagram of %zu bytes from %s", len, cli_peer(req));
-    else
-        cli_log(opts, "%s connected", cli_peer(req));
+        return;
+    }
+    if (getpid() != serving_pid) /* a forked child: for cut_off_child */
+        atomic_store(&child_request_fd, ss_request_fileno(req));
+    cli_log(opts, "%s connected", cli_peer(req));
+}
+
+/* True once the drain has shut the sockets in flight down: its time is up
+ * or a second signal said "stop now" (in a forked child: the drain's
+ * SIGTERM came). A read that ends before that is the client's own close. */
+static bool drain_cut_off(void)
+{
+    if (atomic_load(&child_cut_off))
+        return true;
+    return atomic_load(&stop_begun) &&
+           (atomic_load(&stop_signals) >= 2 || now_ms() >= atomic_load(&drain_deadline_ms));
 }
 
 /* How a client went, or NULL if err is a real error. Once the stop began
  * (serve_forever returned), a reset or broken pipe is the drain shutting
- * the socket down, not the client. */
+ * the socket down, not the client; so is the end of input once the drain
+ * cut requests off. */
 static const char *how_client_went(const ss_request *req, ssize_t err)
 {
     bool reset = err == -ECONNRESET || err == -EPIPE || err == SS_EFINALFLUSH;
+    if (err == 0 && cli_is_datagram(req))
+        return NULL;
     if (err == 0)
-        return cli_is_datagram(req) ? NULL : "disconnected";
+        return drain_cut_off() ? "dropped: the server is stopping" : "disconnected";
     if (err == -ECANCELED || (reset && atomic_load(&stop_begun)))
         return "dropped: the server is stopping";
     if (reset)
@@ -302,10 +391,56 @@ static const char *how_client_went(const ss_request *req, ssize_t err)
     return NULL;
 }
 
+/* A datagram reply refused with -ENOBUFS: its client (or clients like it)
+ * leaves its replies unread, and the library will not let it fill the
+ * server's send buffer (docs/transports.md). That is how such a client
+ * goes, not a server error; but it can cost a line per datagram it sends,
+ * so at most one such line a second is written, for the whole server:
+ * a limit per client would not bound a flood sent from many addresses.
+ * The line counts those left out. The state is shared with forked
+ * children (MAP_SHARED), each of which answers one datagram. */
+typedef struct unread_log {
+    atomic_llong last_ms; /* when the last line was written */
+    atomic_long left_out; /* refusals since, not logged */
+} unread_log;
+
+static unread_log local_unread_log; /* if mmap fails: this process only */
+static unread_log *unread = &local_unread_log;
+
+static void share_unread_log(void)
+{
+    void *shared =
+        mmap(NULL, sizeof *unread, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (shared != MAP_FAILED)
+        unread = shared; /* zeroed by the kernel; kept until exit */
+}
+
+static void log_unread_replies(const cli_options *opts, const ss_request *req)
+{
+    long long now = now_ms(), last = atomic_load(&unread->last_ms);
+    if (opts->quiet || now - last < 1000 ||
+        !atomic_compare_exchange_strong(&unread->last_ms, &last, now)) {
+        atomic_fetch_add(&unread->left_out, 1);
+        return;
+    }
+    long more = atomic_exchange(&unread->left_out, 0);
+    if (more > 0)
+        cli_log(opts,
+                "%s does not read its replies: reply dropped (%ld more dropped replies "
+                "not logged since the last such line)",
+                cli_peer(req), more);
+    else
+        cli_log(opts, "%s does not read its replies: reply dropped", cli_peer(req));
+}
+
 int cli_request_ends(const cli_options *opts, const ss_request *req, ssize_t n)
 {
     if (n == 0 && cli_is_datagram(req))
         return 0; /* answered: logged once, when it came */
+    if (n == -ENOBUFS && cli_is_datagram(req)) {
+        log_unread_replies(opts, req);
+        return 0;
+    }
     const char *how = how_client_went(req, n);
     if (how == NULL)
         return (int)n;

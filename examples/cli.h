@@ -1,6 +1,7 @@
 /* The command line shared by the example servers:
  *     NAME [--listen URL] [--mode MODE] [--workers N] [--timeout SEC]
  *          [--drain SEC] [--quiet] [--help]
+ *          (each value may also follow '=': --listen=URL)
  * and the run loop around it: listen, print "listening on URL", serve until
  * SIGINT/SIGTERM, let the requests in flight finish (a second signal: stop
  * now), exit 0. */
@@ -30,6 +31,22 @@ typedef struct cli_options {
     void (*configure)(ss_server *srv);
     void (*stopping)(ss_server *srv);
 } cli_options;
+
+/* One option of a command line: its name ("--listen") and its value
+ * (NULL for a flag). */
+typedef struct cli_option {
+    char name[32];
+    const char *value; /* points into argv */
+    const char *given; /* the argument as typed ("--listen=x"), in argv */
+} cli_option;
+
+/* Reads the option at argv[*i], in either GNU form: "--name VALUE"
+ * (advancing *i past the value) or "--name=VALUE", for the NULL-ended
+ * lists of options that take a value and of flags. Returns NULL, or why
+ * the command line is wrong: "unknown argument" (name out->given),
+ * "needs a value" or "takes no value" (name out->name). */
+const char *cli_read_option(int argc, char **argv, int *i, const char *const valued[],
+                            const char *const flags[], cli_option *out);
 
 /* Parses argv into opts. Returns -1 to go on, or the exit status to end
  * with (0 after --help, 2 after a usage error, both already printed). */

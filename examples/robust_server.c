@@ -12,7 +12,6 @@
  * mistaken for invalid data: its first bytes wait for the rest. */
 #include "cli.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -106,12 +105,10 @@ static int conversation_over(ss_request *req, ssize_t n, size_t carried)
 {
     if (n == 0 && carried > 0)
         refuse(req); /* it ended in the middle of a character */
-    if (n == -ECONNRESET || n == -EPIPE) {
-        cli_log(&opts, "%s reset the connection", cli_peer(req));
-        return 0;
-    }
-    /* the rest as every example does: closed, timed out (--timeout),
-     * stopping; anything else goes to report_error */
+    /* as every example does: closed, reset (-ECONNRESET, -EPIPE), timed
+     * out (--timeout), stopping (a reset once the stop began, or the end
+     * of input once the drain's time is up, is the drain's doing, not the
+     * client's); anything else goes to report_error */
     return cli_request_ends(&opts, req, n);
 }
 

@@ -3,7 +3,7 @@
  * the session ends, so the server sees a clean close on every transport.
  * A line is bytes with a length: NUL bytes in it go out and come back.
  *     uppercase_client [--connect URL] [--help]   (default tcp://localhost:9999) */
-#include <socketserver.h>
+#include "cli.h" /* cli_read_option: the servers' command-line rules */
 
 #include <errno.h>
 #include <stdbool.h>
@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#define DEFAULT_URL CLI_DEFAULT_URL
 
 /* send() until all len bytes are out (a stream may take them in parts). */
 static int send_all(int fd, const char *buf, size_t len)
@@ -89,21 +91,45 @@ static int converse(int fd)
 }
 /* docs:end converse */
 
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: uppercase_client [--connect URL] [--help]   (default " DEFAULT_URL ")\n"
+                 "       (or --connect=URL)\n"
+                 "type lines to send; an empty line is refused; q ends the session\n");
+}
+
+/* The command line, as the servers read theirs (examples/cli.c): -1 to go
+ * on with *url set, else the exit status (0 after --help; 2 after a usage
+ * error, which names what is wrong). */
+static int parse(int argc, char **argv, const char **url)
+{
+    static const char *const valued[] = {"--connect", NULL};
+    static const char *const flags[] = {"--help", "-h", NULL};
+    for (int i = 1; i < argc; i++) {
+        cli_option option;
+        const char *why = cli_read_option(argc, argv, &i, valued, flags, &option);
+        if (why != NULL) {
+            bool unknown = strcmp(why, "unknown argument") == 0;
+            fprintf(stderr, "uppercase_client: %s%s%s\n", unknown ? why : option.name,
+                    unknown ? ": " : " ", unknown ? option.given : why);
+            usage(stderr);
+            return 2;
+        }
+        if (option.value == NULL) { /* the only flags: --help, -h */
+            usage(stdout);
+            return 0;
+        }
+        *url = option.value;
+    }
+    return -1;
+}
+
 int main(int argc, char **argv)
 {
-    const char *url = "tcp://localhost:9999";
-    if (argc == 2 && strcmp(argv[1], "--help") == 0) {
-        printf("usage: uppercase_client [--connect URL]   (default %s)\n"
-               "type lines to send; an empty line is refused; q ends the session\n",
-               url);
-        return 0;
-    }
-    if (argc == 3 && strcmp(argv[1], "--connect") == 0) {
-        url = argv[2];
-    } else if (argc != 1) {
-        fprintf(stderr, "usage: uppercase_client [--connect URL] [--help]\n");
-        return 2;
-    }
+    const char *url = DEFAULT_URL;
+    int status = parse(argc, argv, &url);
+    if (status >= 0)
+        return status;
     int fd = ss_connect(url);
     if (fd < 0) {
         fprintf(stderr, "uppercase_client: cannot connect to %s: %s\n", url, ss_strerror(fd));

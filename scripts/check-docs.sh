@@ -24,7 +24,8 @@
 #     A program of the build tree is run with the same arguments plus
 #     --help, which must exit 0: its options and their values parse.
 #
-#   scripts/check-docs.sh [--build-dir DIR]   check (ctest runs this)
+#   scripts/check-docs.sh [--build-dir DIR]   check (ctest runs this); without
+#       --build-dir, build/... paths and programs are skipped (a note counts them)
 #   scripts/check-docs.sh --pages 'A.md ...'  part 2 on other pages (its test)
 #   scripts/check-docs.sh --update            rewrite the C blocks from the sources
 set -eu
@@ -35,7 +36,7 @@ pages="" # part 2 only: these pages instead of README.md docs/*.md (tests)
 while [ $# -gt 0 ]; do
     case "$1" in
     --update) update=1 ;;
-    --build-dir) build_dir="$2" && shift ;;
+    --build-dir) build_dir="${2:?--build-dir needs a directory}" && shift ;;
     --pages) pages="$2" && shift ;;
     *) echo "usage: $0 [--update] [--build-dir DIR] [--pages 'PAGE...']" >&2 && exit 2 ;;
     esac
@@ -131,9 +132,13 @@ check_simple_command() {
     case "$word" in
     */*)
         check_path "$word" "$where"
+        # An if, not "[ ... ] && ...": a false test as the function's last
+        # command would be its status, and set -e would end the script.
         case "${word#./}" in
         build/examples/*)
-            [ -n "$build_dir" ] && [ -e "$(locate "${word#./}")" ] && check_build_program "$where" "$@"
+            if [ -n "$build_dir" ] && [ -e "$(locate "${word#./}")" ]; then
+                check_build_program "$where" "$@"
+            fi
             ;;
         esac
         ;;

@@ -58,7 +58,7 @@ enum {
     SS_EFINALFLUSH = -(SS_ERRBASE + 22),  /* output left at the end of a request was lost */
     /* address URLs (ss_server_create, ss_connect): each says what is wrong */
     SS_EURLNOSCHEME = -(SS_ERRBASE + 30),   /* no "scheme:" in front (e.g. "localhost:80") */
-    SS_EURLSCHEME = -(SS_ERRBASE + 31),     /* scheme other than tcp, udp, unix, unixgram */
+    SS_EURLSCHEME = -(SS_ERRBASE + 31),     /* "word:" not tcp, udp, unix, unixgram */
     SS_EURLNOPORT = -(SS_ERRBASE + 32),     /* tcp/udp URL without ":PORT" */
     SS_EURLPORTSYNTAX = -(SS_ERRBASE + 33), /* port is not a decimal number */
     SS_EURLPORTRANGE = -(SS_ERRBASE + 34),  /* port above 65535 */
@@ -97,7 +97,8 @@ typedef enum ss_log_level {
  * concurrent dispatcher is used. */
 typedef void (*ss_log_fn)(ss_server *srv, ss_log_level level, const char *message, void *data);
 
-/* "debug", "info", "warning" or "error". */
+/* "debug", "info", "warning" or "error"; "unknown" for a value outside
+ * ss_log_level (never NULL). The string is static: do not free it. */
 SS_API const char *ss_log_level_name(ss_log_level level);
 
 #ifdef __cplusplus

@@ -36,7 +36,9 @@ SS_API const ss_dispatcher *ss_dispatch_sync(void);
  * "pool"), for command-line tools. Returns NULL for an unknown name. */
 SS_API const ss_dispatcher *ss_dispatch_by_name(const char *name);
 
-/* The dispatcher's name, e.g. "sync". */
+/* The dispatcher's name, e.g. "sync"; "sync" for NULL, since
+ * ss_server_create takes NULL as the sync dispatcher. The string is static:
+ * do not free it. */
 SS_API const char *ss_dispatch_name(const ss_dispatcher *dispatcher);
 
 /*

@@ -108,15 +108,20 @@ static int parse_path(const char *rest, ss__url *out)
     return 0;
 }
 
-/* No known prefix: "name:..." is a scheme we do not serve; without a
- * scheme-like start ("localhost:80" would look like one, but its "80" is
- * no path) the text has no scheme at all. */
+/* No known prefix. "word:rest" names a scheme we do not serve ("foo:bar",
+ * "http://x", "udp:host:1"): a scheme starts with a letter (RFC 3986,
+ * 3.1). Only "host:PORT" (all digits after the colon, as in
+ * "localhost:80" or "127.0.0.1:80") and text without such a start are
+ * an address missing its scheme. */
 static int unknown_scheme(const char *text)
 {
+    static const char letters[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
     size_t name = strspn(text, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+-.");
-    if (name > 0 && text[name] == ':' && (text[name + 1] == '/' || text[name + 1] == '@'))
-        return SS_EURLSCHEME;
-    return SS_EURLNOSCHEME;
+    if (name == 0 || text[name] != ':' || strchr(letters, text[0]) == NULL)
+        return SS_EURLNOSCHEME;
+    const char *rest = text + name + 1;
+    bool port = rest[0] != '\0' && rest[strspn(rest, "0123456789")] == '\0';
+    return port ? SS_EURLNOSCHEME : SS_EURLSCHEME;
 }
 
 int ss__url_parse(const char *text, ss__url *out)

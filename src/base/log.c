@@ -15,9 +15,10 @@ static const char *level_name(ss_log_level level)
         return "info";
     case SS_LOG_WARNING:
         return "warning";
-    default:
+    case SS_LOG_ERROR:
         return "error";
     }
+    return "unknown"; /* a value cast from outside the enum */
 }
 
 /* Default sink: warnings and errors on stderr; debug and info dropped. */

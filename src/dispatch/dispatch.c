@@ -44,7 +44,9 @@ void ss__dispatch_close_none(ss_server *srv)
 
 SS_API const char *ss_dispatch_name(const ss_dispatcher *dispatcher)
 {
-    return dispatcher->name;
+    /* NULL is what ss_server_create takes for the sync dispatcher (named
+     * here, not asked of sync.c, which uses this file's shared slots) */
+    return dispatcher != NULL ? dispatcher->name : "sync";
 }
 
 /* ---- options ---- */

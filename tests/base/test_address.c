@@ -55,6 +55,13 @@ static const struct {
     {"unix//tmp/x", SS_EURLNOSCHEME, "no scheme"},
     {"http://x:80", SS_EURLSCHEME, "Unknown URL scheme"},
     {"tcp:/x:80", SS_EURLSCHEME, "Unknown URL scheme"},
+    {"foo:bar", SS_EURLSCHEME, "Unknown URL scheme"},
+    {"foo:", SS_EURLSCHEME, "Unknown URL scheme"},
+    {"udp:127.0.0.1:80", SS_EURLSCHEME, "Unknown URL scheme"},
+    {"unixdgram:/tmp/x", SS_EURLSCHEME, "Unknown URL scheme"},
+    {"localhost:8080", SS_EURLNOSCHEME, "no scheme"},
+    {"1foo:bar", SS_EURLNOSCHEME, "no scheme"},
+    {":bar", SS_EURLNOSCHEME, "no scheme"},
     {"tcp://", SS_EURLNOPORT, "no ':PORT'"},
     {"udp://", SS_EURLNOPORT, "no ':PORT'"},
     {"tcp://127.0.0.1", SS_EURLNOPORT, "no ':PORT'"},
@@ -220,8 +227,23 @@ static void test_dispatch_lookup(void **state)
     (void)state;
     assert_ptr_equal(ss_dispatch_by_name("sync"), ss_dispatch_sync());
     assert_string_equal(ss_dispatch_name(ss_dispatch_sync()), "sync");
+    /* ss_server_create takes NULL as sync, so its name is "sync" too */
+    assert_string_equal(ss_dispatch_name(NULL), "sync");
     assert_null(ss_dispatch_by_name("no-such-mode"));
     assert_null(ss_dispatch_by_name(NULL));
+}
+
+/* Every level has its name; a value cast from outside the enum is
+ * "unknown", not passed off as "error". */
+static void test_log_level_names(void **state)
+{
+    (void)state;
+    assert_string_equal(ss_log_level_name(SS_LOG_DEBUG), "debug");
+    assert_string_equal(ss_log_level_name(SS_LOG_INFO), "info");
+    assert_string_equal(ss_log_level_name(SS_LOG_WARNING), "warning");
+    assert_string_equal(ss_log_level_name(SS_LOG_ERROR), "error");
+    assert_string_equal(ss_log_level_name((ss_log_level)99), "unknown");
+    assert_string_equal(ss_log_level_name((ss_log_level)-1), "unknown");
 }
 
 int main(void)
@@ -238,6 +260,7 @@ int main(void)
         cmocka_unit_test(test_strerror_describes_everything),
         cmocka_unit_test(test_bad_handler_is_rejected),
         cmocka_unit_test(test_dispatch_lookup),
+        cmocka_unit_test(test_log_level_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -2,7 +2,8 @@
 # scripts/check-docs.sh must catch each kind of wrong instruction a page
 # can give: a path that is not there from the repository root, a bare
 # example name used as a command, an option the program refuses, a dead
-# link, an unknown tool; and pass a page that gets them right.
+# link, an unknown tool; and pass a page that gets them right, with or
+# without a build tree (without one it says what it skipped).
 #     tests/docs/test_check_docs.sh BUILD_DIR
 set -eu
 here="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -43,4 +44,12 @@ for want in "bad.md:1: 'examples/echo_server' does not exist" \
 done
 sh "$here/scripts/check-docs.sh" --build-dir "$build" --pages "$tmp/good.md" >"$tmp/out" 2>&1 ||
     fail "a correct page failed"
+# Run bare, as README and the tutorial show it: what needs the build tree
+# is skipped, and said to be, not a silent exit 1.
+sh "$here/scripts/check-docs.sh" --pages "$tmp/good.md" >"$tmp/out" 2>&1 ||
+    fail "without --build-dir, a correct page failed"
+grep -qF "build/ path(s) not checked: give --build-dir DIR" "$tmp/out" ||
+    fail "without --build-dir, no note of what was skipped"
+sh "$here/scripts/check-docs.sh" >"$tmp/out" 2>&1 || fail "run bare on the repository, it failed"
+grep -qF "docs: every path, link and command exists" "$tmp/out" || fail "run bare, no verdict"
 echo "check-docs: catches each kind of wrong instruction"
