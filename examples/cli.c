@@ -1,3 +1,6 @@
+#ifndef _DEFAULT_SOURCE
+#define _DEFAULT_SOURCE 1 /* MAP_ANONYMOUS, when built without the project's flags */
+#endif
 #include "cli.h"
 
 #include <errno.h>

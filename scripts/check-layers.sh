@@ -48,16 +48,43 @@ symbols() {
 
 # An include of a higher layer's header (or of internal.h) from src/.
 includes_up() {
-    grep -n '^#include "' "$src"/*/*.c "$src"/*/*.h 2>/dev/null |
-        sed "s|^$src/||" | awk -v layers="$layers" '
+    grep -n '^#include "' "$src"/*/*.c "$src"/*/*.h "$src"/*.h 2>/dev/null |
+        sed "s|^$src/||" | awk -v layers="$layers" -v src="$src" '
         BEGIN { n = split(layers, order, " "); for (i = 1; i <= n; i++) rank[order[i]] = i }
+        # "a/b/../c" -> "a/c"; a path climbing out of src/ keeps its ".."
+        function tidy(path,    part, n, i, out, k) {
+            n = split(path, part, "/"); k = 0
+            for (i = 1; i <= n; i++) {
+                if (part[i] == "." || part[i] == "") continue
+                if (part[i] == ".." && k > 0 && out[k] != "..") { k--; continue }
+                out[++k] = part[i]
+            }
+            path = ""; for (i = 1; i <= k; i++) path = path (i > 1 ? "/" : "") out[i]
+            return path
+        }
+        # A quoted include is looked up beside the including file first,
+        # then in src/ (the one include directory of the library).
+        function resolve(file, header,    dir, near) {
+            dir = file; sub(/[^\/]*$/, "", dir)
+            near = tidy(dir header)
+            if (dir != "" && system("test -f \"" src "/" near "\"") == 0) return near
+            return tidy(header)
+        }
+        # The layer a file or header belongs to; objects.h is the transport
+        # layer'"'"'s (it may include only what transport may), internal.h none.
+        function layer(path,    part) {
+            if (path == "objects.h") return "transport"
+            split(path, part, "/")
+            return part[1] in rank ? part[1] : ""
+        }
         {
-            split($0, at, ":"); file = at[1]; split(file, part, "/")
-            match($0, /"[^"]*"/); header = substr($0, RSTART + 1, RLENGTH - 2)
-            split(header, hpart, "/")
-            if (header == "internal.h") bad = 1
-            else if (header == "objects.h") bad = rank[part[1]] < rank["transport"]
-            else bad = (hpart[1] in rank) && rank[hpart[1]] > rank[part[1]]
+            split($0, at, ":"); file = at[1]
+            if (file == "internal.h") next  # for code outside src/: may include anything
+            match($0, /"[^"]*"/); header = resolve(file, substr($0, RSTART + 1, RLENGTH - 2))
+            if (header ~ /^\.\./) bad = 1  # climbs out of src/
+            else if (system("test -f \"" src "/" header "\"") != 0) bad = 0  # public or system
+            else if (header == "internal.h") bad = 1
+            else bad = layer(header) == "" || rank[layer(header)] > rank[layer(file)]
             if (bad) print "include up: " file " includes " header
         }'
 }

@@ -1,7 +1,9 @@
 /* The core layer's private header (src/core/): the server's life and
- * loop, a request's life, the buffered reader/writer, limits, the accept
- * policy. The core is the only place where a transport meets a
- * dispatcher; each backend sees the other only through their tables. */
+ * loop, a request's life, the buffered reader/writer, admission (limits,
+ * per-client counts, the accept policy). The core picks the transport and
+ * the dispatcher and joins them: a dispatcher reaches a request's
+ * transport only through the request (srv->transport), and the core only
+ * through the host table it is lent (srv->host). */
 #ifndef SS_CORE_H
 #define SS_CORE_H
 

@@ -1,6 +1,7 @@
-/* The server's life cycle and the only place a transport meets a
- * dispatcher: create/bind/activate, the request loop (handle_request,
- * serve_forever), shutdown through a self-pipe, close and free. */
+/* The server's life cycle: create/bind/activate, the request loop
+ * (handle_request, serve_forever), shutdown through a self-pipe, close and
+ * free; its options, hooks, queries and counters; and the host table the
+ * core lends its dispatcher (dispatch/dispatch.h). */
 #include "core/core.h"
 
 #include <errno.h>
