@@ -36,6 +36,9 @@
 /* What a child writes into its byte of the shared page as it exits. */
 #define EXIT_MARK      1 /* about to _exit */
 #define EXIT_TIMED_OUT 2 /* its request's I/O timed out (ss_stats.request_timeouts) */
+/* Bits 2-4: why it was refused before its handler ran (ss__late_refusal). */
+#define EXIT_REFUSAL_SHIFT 2
+#define EXIT_REFUSAL_MASK  7
 
 typedef struct forks {
     int max;
@@ -93,7 +96,10 @@ static bool fork_has_room(ss_server *srv)
 static void account(ss_server *srv, int status, unsigned char marks)
 {
     bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
-    if (ok)
+    ss__late_refusal refused = (marks >> EXIT_REFUSAL_SHIFT) & EXIT_REFUSAL_MASK;
+    if (ok && refused != SS__LATE_NONE)
+        ss__count_late_refusal(srv, refused); /* refused: not handled */
+    else if (ok)
         atomic_fetch_add(&srv->count.handled, 1);
     else
         atomic_fetch_add(&srv->count.children_failed, 1);
@@ -249,6 +255,7 @@ static void run_child(ss_server *srv, forks *fs, int slot, ss_request *req)
     int rc = req->server->host->run(req);
     req->linger_in_place = true; /* we exit next, and a lingerer thread with us */
     unsigned char marks = atomic_load(&req->timed_out) ? EXIT_TIMED_OUT : 0;
+    marks |= (unsigned char)(req->late_refusal << EXIT_REFUSAL_SHIFT);
     req->server->host->end(req);
     announce_exit(fs, slot, notify_fd, marks);
     _exit(rc < 0 ? 1 : 0);
