@@ -352,6 +352,32 @@ static void backlog_is_served(void **state)
     ss_server_free(srv);
 }
 
+/* sync runs a backlog client's handler on the drain's own thread: a
+ * client that never speaks still ends at the deadline, counted as
+ * interrupted. */
+static void test_sync_backlog_client_ends_at_deadline(void **state)
+{
+    (void)state;
+    ss_server *srv = server("sync", &lines, 1);
+    ts_runner runner;
+    ts_start(&runner, srv, 5000);
+    int a, silent;
+    idle_clients(srv, &a, 1);
+    silent = ts_connect(srv); /* queued behind a */
+    assert_int_equal(ts_stop(&runner), 0);
+    long long start = ts_now_ms();
+    assert_int_equal(ss_server_drain(srv, 400), -ETIMEDOUT);
+    long long took = ts_now_ms() - start;
+    assert_true(took >= 350 && took < AT_ONCE_MS);
+    ss_stats st = td_stats(srv);
+    assert_int_equal(st.accepted, 2); /* it was served: accepted by the drain */
+    assert_int_equal(st.interrupted, 1);
+    assert_true(ts_sees_eof(silent));
+    close(silent);
+    close(a);
+    ss_server_free(srv);
+}
+
 #define MODE_TEST(f, mode)                                                                         \
     {                                                                                              \
 #f "/" mode, f, NULL, NULL, (void *)mode                                                   \
@@ -369,6 +395,7 @@ int main(void)
         EVERY_CONCURRENT(silent_client_is_served),
         MODE_TEST(backlog_is_served, "sync"),
         EVERY_CONCURRENT(backlog_is_served),
+        cmocka_unit_test(test_sync_backlog_client_ends_at_deadline),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
