@@ -382,7 +382,8 @@ static const char *how_client_went(const ss_request *req, ssize_t err)
     if (err == 0 && cli_is_datagram(req))
         return NULL;
     if (err == 0)
-        return drain_cut_off() ? "dropped: the server is stopping" : "disconnected";
+        return drain_cut_off() || ss_request_idle_closed(req) ? "dropped: the server is stopping"
+                                                              : "disconnected";
     if (err == -ECANCELED || (reset && atomic_load(&stop_begun)))
         return "dropped: the server is stopping";
     if (reset)

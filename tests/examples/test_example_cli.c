@@ -140,47 +140,70 @@ static void test_client_command_line(void **state)
 
 typedef struct run {
     child c;
-    int idle, leaving; /* leaving: -1 in sync mode (one client at a time) */
-    char idle_name[64], leaving_name[64];
+    /* idle: answered once, then waiting (the drain closes it at once);
+     * leaving and stuck: connected, silent (never idle: the drain waits for
+     * them); leaving closes during the drain, stuck is cut off at its end.
+     * leaving and stuck are -1 in sync mode (one client at a time). */
+    int idle, leaving, stuck;
+    char idle_name[64], leaving_name[64], stuck_name[64];
 } run;
 
-/* Starts server p in mode m with `drain`, with an idle client being
- * served and, but in sync mode, a second one; then sends SIGINT. */
+/* A client of the server at url that has said nothing yet, once the
+ * server has logged it connected (it is being served). */
+static int silent_client(child *c, const char *url, char *name, size_t size)
+{
+    int fd = ts_connect_url(url);
+    peer_name(fd, name, size);
+    char want[96];
+    snprintf(want, sizeof want, "%s connected", name);
+    wait_log(c, want);
+    return fd;
+}
+
+/* Starts server p in mode m with `drain` and its clients (above); then
+ * sends SIGINT. */
 static void start_and_stop(run *r, size_t p, size_t m, const char *drain)
 {
     const char *argv[] = {
         servers[p], "--listen", "tcp://127.0.0.1:0", "--mode", modes[m], "--drain", drain, NULL};
     char url[128], answer[128];
     start_server_argv(&r->c, argv, url, sizeof url);
-    bool sync = strcmp(modes[m], "sync") == 0;
-    int fds[2] = {-1, -1};
-    for (int i = 0; i < (sync ? 1 : 2); i++) {
-        fds[i] = ts_connect_url(url);
-        ts_send(fds[i], asks[p], strlen(asks[p]));
-        assert_true(read_answer(fds[i], answer, sizeof answer) > 0); /* being served */
-    }
-    r->idle = fds[0];
-    r->leaving = fds[1];
+    r->idle = ts_connect_url(url);
+    ts_send(r->idle, asks[p], strlen(asks[p]));
+    assert_true(read_answer(r->idle, answer, sizeof answer) > 0); /* served, now idle */
     peer_name(r->idle, r->idle_name, sizeof r->idle_name);
-    if (r->leaving >= 0)
-        peer_name(r->leaving, r->leaving_name, sizeof r->leaving_name);
+    r->leaving = r->stuck = -1;
+    r->leaving_name[0] = r->stuck_name[0] = '\0';
+    if (strcmp(modes[m], "sync") != 0) {
+        r->leaving = silent_client(&r->c, url, r->leaving_name, sizeof r->leaving_name);
+        r->stuck = silent_client(&r->c, url, r->stuck_name, sizeof r->stuck_name);
+    }
     kill(r->c.pid, SIGINT);
     wait_log(&r->c, "stopping: finishing requests");
 }
 
-/* Exit 0; the idle client logged as cut off by the stop, the one that
- * closed during the drain as gone by itself; nothing else about them. */
+/* The client on fd was logged as cut off by the stop, never as gone. */
+static void check_dropped(run *r, int fd, const char *name)
+{
+    assert_true(ts_sees_eof(fd));
+    close(fd);
+    char want[128];
+    snprintf(want, sizeof want, "%s dropped: the server is stopping", name);
+    ex_log_has(&r->c, want);
+    snprintf(want, sizeof want, "%s disconnected", name);
+    ex_log_lacks(&r->c, want);
+}
+
+/* Exit 0; the idle and the stuck clients logged as cut off by the stop,
+ * the one that closed during the drain as gone by itself. */
 static void check_goings(run *r)
 {
     assert_int_equal(reap(&r->c), 0);
-    assert_true(ts_sees_eof(r->idle));
-    close(r->idle);
-    char want[128];
-    snprintf(want, sizeof want, "%s dropped: the server is stopping", r->idle_name);
-    ex_log_has(&r->c, want);
-    snprintf(want, sizeof want, "%s disconnected", r->idle_name);
-    ex_log_lacks(&r->c, want);
+    check_dropped(r, r->idle, r->idle_name);
+    if (r->stuck >= 0)
+        check_dropped(r, r->stuck, r->stuck_name);
     if (r->leaving_name[0] != '\0') {
+        char want[128];
         snprintf(want, sizeof want, "%s disconnected", r->leaving_name);
         ex_log_has(&r->c, want);
     }
@@ -188,10 +211,11 @@ static void check_goings(run *r)
     ex_log_lacks(&r->c, "reset");
 }
 
-/* --drain 2: a client that closes during the drain is "disconnected"; one
- * still idle when the time is up is cut off, and logged as that, in every
- * mode (threads and fibers: the drain shuts their sockets down; forked
- * children: the drain's SIGTERM; sync: the stop cancels the wait). */
+/* --drain 2: an idle client is closed at once and a silent one still
+ * there when the time is up is cut off, both logged as the stop; a client
+ * that closes during the drain is "disconnected"; in every mode (threads
+ * and fibers: the drain shuts their sockets down; forked children: the
+ * drain's SIGTERM; sync: the stop cancels the wait). */
 static void test_drain_cut_off_is_logged_as_the_stop(void **state)
 {
     (void)state;
@@ -215,6 +239,9 @@ static void test_second_signal_cut_off_is_logged_as_the_stop(void **state)
     for (size_t m = 1; m < N_MODES; m++) { /* sync has nothing to drain */
         run r = {0};
         start_and_stop(&r, 0, m, "60");
+        char idle_gone[96];
+        snprintf(idle_gone, sizeof idle_gone, "%s dropped: the server is stopping", r.idle_name);
+        wait_log(&r.c, idle_gone); /* at once, long before the 60 s */
         close(r.leaving);
         wait_log(&r.c, " disconnected");
         kill(r.c.pid, SIGINT);
