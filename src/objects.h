@@ -24,19 +24,30 @@ typedef enum ss__state {
     SS__CLOSED,
 } ss__state;
 
-/* What ss_server_stats reports (see ss_stats for each meaning). Each is
- * updated where the event happens, by whichever thread sees it. */
+/* Every counter ss_server_stats reports, in the public ss_stats order
+ * (see ss_stats for each meaning): the one list the counters' struct and
+ * the copy into ss_stats (core/server.c) are made from. A new counter is
+ * one line here plus its field at the end of ss_stats (the copy checks
+ * that the two agree). */
+/* clang-format off */
+#define SS__COUNTERS(X)                                                          \
+    X(accepted) X(active) X(handled) X(handler_errors) X(closed)                 \
+    X(rejected) X(rejected_verify) X(rejected_limit) X(rejected_per_client)      \
+    X(request_timeouts) X(interrupted) X(timeouts)                               \
+    X(accept_errors) X(accept_emfile) X(accept_enfile) X(accept_enobufs)         \
+    X(accept_enomem) X(shed)                                                     \
+    X(tracked) X(queued) X(cancelled) X(spawn_failures) X(children_failed)       \
+    X(lingering_closes) X(linger_overflows)                                      \
+    X(filter_refused) X(proxy_invalid) X(proxy_untrusted) X(proxy_timeouts)      \
+    X(idle_closed)
+/* clang-format on */
+
+/* Each is updated where the event happens, by whichever thread sees it. */
+#define SS__COUNTER_FIELD(name) atomic_uint_fast64_t name;
 typedef struct ss__counters {
-    atomic_uint_fast64_t accepted, active, handled, handler_errors, closed;
-    atomic_uint_fast64_t rejected, rejected_verify, rejected_limit, rejected_per_client;
-    atomic_uint_fast64_t request_timeouts, interrupted, timeouts;
-    atomic_uint_fast64_t accept_errors, accept_emfile, accept_enfile, accept_enobufs, accept_enomem,
-        shed;
-    atomic_uint_fast64_t tracked, queued, cancelled, spawn_failures, children_failed;
-    atomic_uint_fast64_t lingering_closes, linger_overflows;
-    atomic_uint_fast64_t filter_refused, proxy_invalid, proxy_untrusted, proxy_timeouts;
-    atomic_uint_fast64_t idle_closed;
+    SS__COUNTERS(SS__COUNTER_FIELD)
 } ss__counters;
+#undef SS__COUNTER_FIELD
 
 /* Filters (filter/chain.c): the most a server may carry. */
 #define SS__MAX_FILTERS 16

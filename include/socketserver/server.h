@@ -301,7 +301,19 @@ typedef struct ss_stats {
                              complete exchange (see ss_server_set_drain_close_idle);
                              forking: counted as the child is reaped */
 } ss_stats;
+/*
+ * Copies the server's counters into *out. A macro over
+ * ss_server_stats_sized that passes the size of the caller's ss_stats, so
+ * a program built against an older header (fewer fields: new ones are only
+ * ever added at the end) gets exactly the fields it knows, and one built
+ * against a newer header gets zeros in the fields this library lacks.
+ * ss_server_stats_sized copies min(size, sizeof(ss_stats)) bytes; the
+ * function ss_server_stats (for callers that cannot use the macro) copies
+ * this header's whole struct. Any thread, any time, also after close.
+ */
+SS_API void ss_server_stats_sized(const ss_server *srv, ss_stats *out, size_t size);
 SS_API void ss_server_stats(const ss_server *srv, ss_stats *out);
+#define ss_server_stats(srv, out) ss_server_stats_sized((srv), (out), sizeof *(out))
 
 #ifdef __cplusplus
 }

@@ -4,6 +4,7 @@
  * core lends its dispatcher (dispatch/dispatch.h). */
 #include "core/core.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <limits.h>
 #include <poll.h>
@@ -482,39 +483,30 @@ SS_API void *ss_server_data(const ss_server *srv)
     return srv->data;
 }
 
-SS_API void ss_server_stats(const ss_server *srv, ss_stats *out)
+/* One field of ss_stats per counter, in the same order, and nothing else:
+ * a field added to one but not the other fails to build here. */
+#define SS__ONE(name) +1
+static_assert(sizeof(ss_stats) == sizeof(uint64_t) * (0 SS__COUNTERS(SS__ONE)),
+              "ss_stats and SS__COUNTERS (objects.h) must list the same counters");
+#undef SS__ONE
+
+SS_API void ss_server_stats_sized(const ss_server *srv, ss_stats *out, size_t size)
 {
     ss__counters *c = (ss__counters *)&srv->count;
-    *out = (ss_stats){
-        .accepted = atomic_load(&c->accepted),
-        .active = atomic_load(&c->active),
-        .handled = atomic_load(&c->handled),
-        .handler_errors = atomic_load(&c->handler_errors),
-        .closed = atomic_load(&c->closed),
-        .rejected = atomic_load(&c->rejected),
-        .rejected_verify = atomic_load(&c->rejected_verify),
-        .rejected_limit = atomic_load(&c->rejected_limit),
-        .rejected_per_client = atomic_load(&c->rejected_per_client),
-        .request_timeouts = atomic_load(&c->request_timeouts),
-        .interrupted = atomic_load(&c->interrupted),
-        .timeouts = atomic_load(&c->timeouts),
-        .accept_errors = atomic_load(&c->accept_errors),
-        .accept_emfile = atomic_load(&c->accept_emfile),
-        .accept_enfile = atomic_load(&c->accept_enfile),
-        .accept_enobufs = atomic_load(&c->accept_enobufs),
-        .accept_enomem = atomic_load(&c->accept_enomem),
-        .shed = atomic_load(&c->shed),
-        .tracked = atomic_load(&c->tracked),
-        .queued = atomic_load(&c->queued),
-        .cancelled = atomic_load(&c->cancelled),
-        .spawn_failures = atomic_load(&c->spawn_failures),
-        .children_failed = atomic_load(&c->children_failed),
-        .lingering_closes = atomic_load(&c->lingering_closes),
-        .linger_overflows = atomic_load(&c->linger_overflows),
-        .filter_refused = atomic_load(&c->filter_refused),
-        .proxy_invalid = atomic_load(&c->proxy_invalid),
-        .proxy_untrusted = atomic_load(&c->proxy_untrusted),
-        .proxy_timeouts = atomic_load(&c->proxy_timeouts),
-        .idle_closed = atomic_load(&c->idle_closed),
-    };
+    ss_stats all;
+#define SS__COPY(name) all.name = atomic_load(&c->name);
+    SS__COUNTERS(SS__COPY)
+#undef SS__COPY
+    size_t known = size < sizeof all ? size : sizeof all;
+    memcpy(out, &all, known);
+    memset((char *)out + known, 0, size - known); /* a newer header's fields */
+}
+
+/* The function behind the macro of the same name, for callers that
+ * cannot use the header's macro (bindings through dlsym, say): it writes
+ * this library's whole ss_stats. */
+#undef ss_server_stats
+SS_API void ss_server_stats(const ss_server *srv, ss_stats *out)
+{
+    ss_server_stats_sized(srv, out, sizeof *out);
 }

@@ -30,12 +30,12 @@ typedef struct sampler {
 static void *sample(void *arg)
 {
     sampler *s = arg;
-    while (!atomic_load(&s->stop)) {
+    do { /* at least one sample, however late this thread first runs */
         ss_stats st;
         ss_server_stats(s->srv, &st);
         if (st.active > atomic_load(&s->max_active))
             atomic_store(&s->max_active, st.active);
-    }
+    } while (!atomic_load(&s->stop));
     return NULL;
 }
 
