@@ -86,6 +86,8 @@
  *   socketserver/python.h     Python's server classes in one line each
  *                             (docs/python-to-c.md)
  *   socketserver/client.h     ss_connect (docs/transports.md)
+ *   socketserver/filter.h     filters between the socket and the handler's
+ *                             I/O (docs/filters.md)
  */
 #ifndef SOCKETSERVER_H
 #define SOCKETSERVER_H
@@ -99,5 +101,6 @@
 #include <socketserver/transport.h>
 #include <socketserver/python.h>
 #include <socketserver/client.h>
+#include <socketserver/filter.h>
 
 #endif /* SOCKETSERVER_H */

@@ -34,7 +34,26 @@ typedef struct ss__counters {
         shed;
     atomic_uint_fast64_t tracked, queued, cancelled, spawn_failures, children_failed;
     atomic_uint_fast64_t lingering_closes, linger_overflows;
+    atomic_uint_fast64_t filter_refused;
 } ss__counters;
+
+/* Filters (filter/chain.c): the most a server may carry. */
+#define SS__MAX_FILTERS 16
+
+/* Why a request was refused after admission, on its own thread (before
+ * its handler ran): kept on the request so a forking child can tell its
+ * parent, whose counters are the ones shown. */
+typedef enum ss__late_refusal {
+    SS__LATE_NONE,
+    SS__LATE_FILTER, /* a filter's open failed: filter_refused */
+} ss__late_refusal;
+
+/* One filter's place in one request's chain (the public ss_filter_ctx). */
+struct ss_filter_ctx {
+    ss_request *req;
+    int index; /* 0: the closest to the socket */
+    void *state;
+};
 
 /* A request's place under the server's limits, from admission until it
  * ends (core/limits.c): its count in count.active and, with a per-client
@@ -149,6 +168,16 @@ struct ss_server {
         size_t stack_size;             /* 0 = SS_DEFAULT_THREAD_STACK_SIZE */
         int fibers;                    /* pool: requests per worker; 0 = SS_DEFAULT_POOL_FIBERS */
     } dopt;
+
+    /* The filter chain (filter/chain.c): set before activate, read-only
+     * after; each config is freed with the server. */
+    struct ss__filters {
+        int count;
+        struct ss__filter_link {
+            const ss_filter *filter;
+            void *config;
+        } links[SS__MAX_FILTERS];
+    } filters;
 };
 
 struct ss_request {
@@ -167,6 +196,12 @@ struct ss_request {
     atomic_bool timed_out; /* a read or write failed with -ETIMEDOUT */
     bool linger_in_place;  /* a forking child: its lingering close is its own (io/linger.c) */
     bool reply_lost;       /* a send failed: no lingering close, nothing to protect */
+    /* Filters (filter/chain.c): one context per filter of the server, set
+     * as the chain opens on the handler's thread; NULL without filters,
+     * which is the one test the I/O hot path pays. */
+    ss_filter_ctx *filter_ctx;
+    int filters_open;              /* how many opened: closed in reverse */
+    ss__late_refusal late_refusal; /* set by the handler's thread before setup */
 
     /* Datagram requests (transport/datagram.c); all zero for stream requests. */
     struct {

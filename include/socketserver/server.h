@@ -282,6 +282,10 @@ typedef struct ss_stats {
     uint64_t linger_overflows; /* ... that needed one but were closed at once, because
                                   the process's lingering sockets were at their cap (1024,
                                   or a quarter of RLIMIT_NOFILE) or no thread could start */
+    /* filters (socketserver/filter.h; added after the fields above) */
+    uint64_t filter_refused; /* connections a filter's open refused (ss_server_add_filter):
+                                closed without setup; not handled, not handler_errors.
+                                Forking: counted by the parent when the child exits */
 } ss_stats;
 SS_API void ss_server_stats(const ss_server *srv, ss_stats *out);
 

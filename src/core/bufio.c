@@ -96,7 +96,7 @@ static ssize_t fill(ss_request *req)
         r->end -= r->start;
         r->start = 0;
     }
-    ssize_t n = req->server->transport->recv(req, r->buf + r->end, r->cap - r->end, NULL, 0);
+    ssize_t n = ss__filtered_recv(req, r->buf + r->end, r->cap - r->end, NULL, 0);
     if (n > 0)
         r->end += (size_t)n;
     return n;
@@ -147,7 +147,7 @@ static ssize_t read_more(ss_request *req, char *dst, size_t want)
 {
     struct ss__reader *r = &req->in;
     if (want >= r->cap)
-        return req->server->transport->recv(req, dst, want, NULL, 0);
+        return ss__filtered_recv(req, dst, want, NULL, 0);
     int rc = reserve(r, r->cap);
     if (rc < 0)
         return rc;
@@ -178,7 +178,7 @@ static ssize_t recv_with_spill(ss_request *req, void *buf, size_t size)
     int rc = reserve(r, r->cap);
     if (rc < 0)
         return rc;
-    ssize_t n = req->server->transport->recv(req, buf, size, r->buf, r->cap);
+    ssize_t n = ss__filtered_recv(req, buf, size, r->buf, r->cap);
     if (n <= (ssize_t)size)
         return n;
     r->start = 0;
@@ -198,7 +198,7 @@ ssize_t ss__bufio_recv(ss_request *req, void *buf, size_t size)
     }
     if (spill_wanted(req) && size > 0)
         return recv_with_spill(req, buf, size);
-    return req->server->transport->recv(req, buf, size, NULL, 0);
+    return ss__filtered_recv(req, buf, size, NULL, 0);
 }
 
 /* Copies a line of n bytes out of the buffer and NUL-terminates it. */
@@ -279,7 +279,7 @@ int ss__bufio_flush(ss_request *req)
     struct ss__writer *w = &req->out;
     if (w->err != 0 || w->len == 0)
         return w->err;
-    int rc = req->server->transport->send_all(req, w->buf, w->len);
+    int rc = ss__filtered_send_all(req, w->buf, w->len);
     w->len = 0;
     if (rc < 0)
         w->err = rc; /* how much of it left is unknown: the stream is broken */
@@ -320,7 +320,7 @@ SS_API ssize_t ss_request_write(ss_request *req, const void *buf, size_t size)
         rc = ss__bufio_flush(req);
         if (rc == 0)
             rc = size < w->cap ? append(w, buf, size)
-                               : req->server->transport->send_all(req, buf, size);
+                               : ss__filtered_send_all(req, buf, size);
     }
     return rc < 0 ? rc : (ssize_t)size;
 }

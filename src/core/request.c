@@ -101,8 +101,31 @@ static void final_flush(ss_request *req, int handler_err)
         report(req, SS_EFINALFLUSH);
 }
 
+static void count_timeout(ss_request *req)
+{
+    if (atomic_load(&req->timed_out))
+        atomic_fetch_add(&req->server->count.request_timeouts, 1);
+}
+
+/* The filters open on the handler's thread, before setup. A refusal is
+ * the client's doing (no header, a bad one), not the handler's: it is
+ * counted apart, handle_error is not called, and the request is neither
+ * handled nor failed. Returns false when refused. */
+static bool open_filters(ss_request *req)
+{
+    if (ss__filters_open(req) == 0)
+        return true;
+    req->late_refusal = SS__LATE_FILTER;
+    atomic_fetch_add(&req->server->count.filter_refused, 1);
+    return false;
+}
+
 int ss__request_run(ss_request *req)
 {
+    if (req->server->filters.count > 0 && !open_filters(req)) {
+        count_timeout(req); /* a filter's read timed out: the request's timeout too */
+        return 0;
+    }
     const ss_handler *h = &req->server->handler;
     void *data = req->server->data;
     int err = h->setup(req, data);
@@ -116,8 +139,8 @@ int ss__request_run(ss_request *req)
         if (err >= 0)
             err = reply_err;
     }
-    if (atomic_load(&req->timed_out))
-        atomic_fetch_add(&req->server->count.request_timeouts, 1);
+    ss__filters_close(req); /* after the last byte out, before the socket is shut */
+    count_timeout(req);
     if (err < 0) {
         report(req, err);
         return err;
@@ -129,6 +152,7 @@ int ss__request_run(ss_request *req)
 static void request_free(ss_request *req)
 {
     ss_server *srv = req->server;
+    ss__filters_close(req); /* a request whose handler never ran, or a refused one */
     ss__bufio_free(req);
     free(req);
     ss__server_unref(srv);
@@ -206,5 +230,5 @@ SS_API ssize_t ss_request_recv(ss_request *req, void *buf, size_t size)
 SS_API int ss_request_send_all(ss_request *req, const void *buf, size_t size)
 {
     int rc = ss__bufio_flush(req);
-    return rc < 0 ? rc : req->server->transport->send_all(req, buf, size);
+    return rc < 0 ? rc : ss__filtered_send_all(req, buf, size);
 }

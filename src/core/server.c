@@ -466,5 +466,6 @@ SS_API void ss_server_stats(const ss_server *srv, ss_stats *out)
         .children_failed = atomic_load(&c->children_failed),
         .lingering_closes = atomic_load(&c->lingering_closes),
         .linger_overflows = atomic_load(&c->linger_overflows),
+        .filter_refused = atomic_load(&c->filter_refused),
     };
 }

@@ -3,7 +3,7 @@
 #ifndef SS_DISPATCH_H
 #define SS_DISPATCH_H
 
-#include "transport/transport.h"
+#include "filter/filter.h"
 
 #include <pthread.h>
 

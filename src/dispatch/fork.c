@@ -36,6 +36,7 @@
 /* What a child writes into its byte of the shared page as it exits. */
 #define EXIT_MARK      1 /* about to _exit */
 #define EXIT_TIMED_OUT 2 /* its request's I/O timed out (ss_stats.request_timeouts) */
+#define EXIT_FILTERED  4 /* a filter refused its connection (ss_stats.filter_refused) */
 
 typedef struct forks {
     int max;
@@ -93,7 +94,9 @@ static bool fork_has_room(ss_server *srv)
 static void account(ss_server *srv, int status, unsigned char marks)
 {
     bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
-    if (ok)
+    if (ok && (marks & EXIT_FILTERED))
+        atomic_fetch_add(&srv->count.filter_refused, 1); /* refused: not handled */
+    else if (ok)
         atomic_fetch_add(&srv->count.handled, 1);
     else
         atomic_fetch_add(&srv->count.children_failed, 1);
@@ -249,6 +252,8 @@ static void run_child(ss_server *srv, forks *fs, int slot, ss_request *req)
     int rc = req->server->host->run(req);
     req->linger_in_place = true; /* we exit next, and a lingerer thread with us */
     unsigned char marks = atomic_load(&req->timed_out) ? EXIT_TIMED_OUT : 0;
+    if (req->late_refusal == SS__LATE_FILTER)
+        marks |= EXIT_FILTERED;
     req->server->host->end(req);
     announce_exit(fs, slot, notify_fd, marks);
     _exit(rc < 0 ? 1 : 0);
