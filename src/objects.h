@@ -35,6 +35,7 @@ typedef struct ss__counters {
     atomic_uint_fast64_t tracked, queued, cancelled, spawn_failures, children_failed;
     atomic_uint_fast64_t lingering_closes, linger_overflows;
     atomic_uint_fast64_t filter_refused;
+    atomic_uint_fast64_t idle_closed;
 } ss__counters;
 
 /* Filters (filter/chain.c): the most a server may carry. */
@@ -53,6 +54,27 @@ struct ss_filter_ctx {
     ss_request *req;
     int index; /* 0: the closest to the socket */
     void *state;
+};
+
+/* Drain's idle close (core/idle.c): where a request is between messages.
+ * The state lives in the request (req->idle_own), or, for a forked
+ * child's request, in the page the child shares with its parent, which
+ * can see no request of the child's otherwise. Changed only by atomic
+ * compare-and-swap: the request moves BUSY <-> WAITING around each wait
+ * for a new message; whoever ends an idle request (the drain, or the
+ * request itself when it sees the drain has begun) moves WAITING ->
+ * CLOSED, which is final: each later wait for a new message returns end
+ * of stream at once. */
+enum { SS__IDLE_BUSY = 0, SS__IDLE_WAITING = 1, SS__IDLE_CLOSED = 2 };
+
+/* What the handler did last on a stream (core/bufio.c), for the idle
+ * rule: an exchange is complete once bytes were read and then bytes were
+ * written, with nothing left unsent in the writer. */
+enum {
+    SS__PHASE_FRESH = 0, /* nothing read yet */
+    SS__PHASE_READ,      /* read bytes, not answered since */
+    SS__PHASE_UNSENT,    /* wrote since, but the writer still holds some */
+    SS__PHASE_ANSWERED,  /* wrote since, all handed to the socket */
 };
 
 /* A request's place under the server's limits, from admission until it
@@ -127,6 +149,15 @@ struct ss_server {
     pthread_mutex_t live_lock;
     ss__link live;
     atomic_bool draining; /* a request that ends wakes the loop */
+    /* Drain's idle close (core/idle.c). keep_idle: the application turned
+     * it off (ss_server_set_drain_close_idle), inverted so that calloc's
+     * zero is the default. closing_idle: a drain began with it on; never
+     * cleared, so a request that becomes idle even after the drain
+     * returned ends at once. */
+    atomic_bool keep_idle, closing_idle;
+    /* The listen backlog the drain still takes before closing the
+     * listener (core/server.c): at most backlog + 1 clients. */
+    int backlog_left;
 
     /* Transport options and state (transport/datagram.c, transport/unix.c). Zeroed
      * by calloc; a transport's open() sets its own defaults. */
@@ -202,6 +233,17 @@ struct ss_request {
     ss_filter_ctx *filter_ctx;
     int filters_open;              /* how many opened: closed in reverse */
     ss__late_refusal late_refusal; /* set by the handler's thread before setup */
+    /* Drain's idle close (core/idle.c): the request's SS__IDLE_* state
+     * and the flag that says a drain is closing idle requests; they point
+     * at idle_own and the server's closing_idle, or into the page a
+     * forked child shares with its parent (dispatch/fork.c). */
+    atomic_uchar idle_own;
+    atomic_uchar *idle;
+    const atomic_bool *closing_idle;
+    int idle_watch;     /* -1, or a forked child's: readable once its parent's drain
+                           closes idle requests (its idle waits poll it too) */
+    atomic_uchar phase; /* SS__PHASE_*: written by reads and writes, which may be
+                           on two threads; only ever a hint, hence atomic */
 
     /* Datagram requests (transport/datagram.c); all zero for stream requests. */
     struct {

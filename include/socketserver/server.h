@@ -153,7 +153,8 @@ SS_API void ss_server_free(ss_server *srv);
  *   ss_server_set_log                                        server.h
  * Any time (a request accepted afterwards gets the new value):
  *   ss_server_set_timeout, ss_server_set_request_timeout,
- *   ss_server_set_max_connections (also from any thread)     limits.h
+ *   ss_server_set_max_connections (also from any thread),
+ *   ss_server_set_drain_close_idle (read as a drain begins)  limits.h
  *   ss_server_set_read_buffer_size, ss_server_set_write_buffer_size,
  *   ss_server_set_tcp_nodelay                                stream.h
  *   ss_server_set_daemon_threads,
@@ -286,6 +287,11 @@ typedef struct ss_stats {
     uint64_t filter_refused; /* connections a filter's open refused (ss_server_add_filter):
                                 closed without setup; not handled, not handler_errors.
                                 Forking: counted by the parent when the child exits */
+    /* drain (added after the fields above: their offsets do not move) */
+    uint64_t idle_closed; /* requests ss_server_drain ended at once because they were
+                             idle: waiting for a client's next message after a
+                             complete exchange (see ss_server_set_drain_close_idle);
+                             forking: counted as the child is reaped */
 } ss_stats;
 SS_API void ss_server_stats(const ss_server *srv, ss_stats *out);
 

@@ -47,6 +47,7 @@ ss_request *ss__request_new(ss_server *srv, ss__arrival *arrival, const ss__plac
     req->socket_timeout_ms = -1;
     req->waiter = &ss__waiter_thread; /* until a dispatcher starts it otherwise */
     atomic_init(&req->timed_out, false);
+    ss__idle_init(req);
     ss__bufio_init(req);
     ss__server_ref(srv);
     req->place = *place;
@@ -230,5 +231,9 @@ SS_API ssize_t ss_request_recv(ss_request *req, void *buf, size_t size)
 SS_API int ss_request_send_all(ss_request *req, const void *buf, size_t size)
 {
     int rc = ss__bufio_flush(req);
-    return rc < 0 ? rc : ss__filtered_send_all(req, buf, size);
+    if (rc == 0)
+        rc = ss__filtered_send_all(req, buf, size);
+    if (rc == 0 && size > 0)
+        ss__bufio_note_written(req);
+    return rc;
 }
