@@ -158,6 +158,11 @@ struct ss_server {
     /* The listen backlog the drain still takes before closing the
      * listener (core/server.c): at most backlog + 1 clients. */
     int backlog_left;
+    /* Once the queue was found empty: the transport's stop_arrivals ran,
+     * and how long handshakes under way may still take to join the
+     * queue (<= 0: none can, or new ones were not stopped). */
+    bool arrivals_stopped;
+    int arrivals_settle_ms;
 
     /* Transport options and state (transport/datagram.c, transport/unix.c). Zeroed
      * by calloc; a transport's open() sets its own defaults. */
