@@ -63,7 +63,9 @@
  * Handler code runs in the serving thread (sync), a new thread
  * (threading), a worker thread (pool) or a child process (forking); the
  * hooks verify_request, handle_timeout and service_actions always run in
- * the serving thread, handle_error wherever the handler ran.
+ * the serving thread (verify_request: where the handler runs instead, once
+ * a PROXY header has named the client; socketserver/filter.h),
+ * handle_error wherever the handler ran.
  *
  * The API, one area header each, every header with its guide in docs/
  * (each compiles on its own; programs include this one):

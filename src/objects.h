@@ -34,7 +34,7 @@ typedef struct ss__counters {
         shed;
     atomic_uint_fast64_t tracked, queued, cancelled, spawn_failures, children_failed;
     atomic_uint_fast64_t lingering_closes, linger_overflows;
-    atomic_uint_fast64_t filter_refused;
+    atomic_uint_fast64_t filter_refused, proxy_invalid, proxy_untrusted, proxy_timeouts;
     atomic_uint_fast64_t idle_closed;
 } ss__counters;
 
@@ -46,8 +46,16 @@ typedef struct ss__counters {
  * parent, whose counters are the ones shown. */
 typedef enum ss__late_refusal {
     SS__LATE_NONE,
-    SS__LATE_FILTER, /* a filter's open failed: filter_refused */
-} ss__late_refusal;
+    SS__LATE_FILTER,          /* a filter's open failed: filter_refused */
+    SS__LATE_PROXY_INVALID,   /* ... the PROXY filter's: no valid header */
+    SS__LATE_PROXY_UNTRUSTED, /* ... a header from an untrusted source */
+    SS__LATE_PROXY_TIMEOUT,   /* ... no whole header within its timeout */
+    SS__LATE_PER_CLIENT,      /* the real client is at max_per_client */
+    SS__LATE_VERIFY,          /* verify_request, run after the filters, said no */
+} ss__late_refusal;           /* fits 3 bits (dispatch/fork.c) */
+
+/* A request's PROXY header and the proxy's own address (filter/proxy.c). */
+struct ss__proxy_state;
 
 /* One filter's place in one request's chain (the public ss_filter_ctx). */
 struct ss_filter_ctx {
@@ -209,6 +217,9 @@ struct ss_server {
      * after; each config is freed with the server. */
     struct ss__filters {
         int count;
+        /* A filter (PROXY) names the real client: the per-client limit and
+         * verify_request wait until the chain has opened (core/request.c). */
+        bool names_client;
         struct ss__filter_link {
             const ss_filter *filter;
             void *config;
@@ -245,10 +256,11 @@ struct ss_request {
     atomic_uchar idle_own;
     atomic_uchar *idle;
     const atomic_bool *closing_idle;
-    int idle_watch;     /* -1, or a forked child's: readable once its parent's drain
-                           closes idle requests (its idle waits poll it too) */
-    atomic_uchar phase; /* SS__PHASE_*: written by reads and writes, which may be
-                           on two threads; only ever a hint, hence atomic */
+    int idle_watch;                /* -1, or a forked child's: readable once its parent's drain
+                                      closes idle requests (its idle waits poll it too) */
+    atomic_uchar phase;            /* SS__PHASE_*: written by reads and writes, which may be
+                                      on two threads; only ever a hint, hence atomic */
+    struct ss__proxy_state *proxy; /* its PROXY header, while that filter is open; else NULL */
 
     /* Datagram requests (transport/datagram.c); all zero for stream requests. */
     struct {

@@ -1,7 +1,8 @@
 /*
  * socketserver/filter.h — filters: an ordered chain of layers between a
  * stream listener's sockets and its handler's I/O (what Python users do by
- * overriding get_request), and the chain's calls to the layer below.
+ * overriding get_request), the chain's calls to the layer below, and the
+ * built-in PROXY protocol filter with what it tells the handler.
  *
  * Part of <socketserver.h>, which programs include (it includes every area
  * header); this header also compiles on its own. Conventions (errors,
@@ -12,6 +13,7 @@
 
 #include <socketserver/base.h>
 #include <stddef.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 
 #ifdef __cplusplus
@@ -108,6 +110,91 @@ SS_API int ss_filter_send_next(ss_filter_ctx *ctx, const void *buf, size_t size)
 SS_API void ss_filter_set_state(ss_filter_ctx *ctx, void *state);
 SS_API void *ss_filter_state(const ss_filter_ctx *ctx);
 SS_API ss_request *ss_filter_request(const ss_filter_ctx *ctx);
+
+/* ------------------------------------------------------------------------ */
+/* The PROXY protocol (a listener behind a load balancer)                   */
+/* ------------------------------------------------------------------------ */
+
+#define SS_PROXY_V1 1u /* the text header: "PROXY TCP4 ...\r\n" */
+#define SS_PROXY_V2 2u /* the binary header, with TLVs */
+
+/* What ss_server_set_proxy_protocol accepts; zero (or a NULL pointer) is
+ * the default of each field. */
+typedef struct ss_proxy_options {
+    /* SS_PROXY_V1 | SS_PROXY_V2, the versions accepted; 0: both. */
+    unsigned versions;
+    /* The sources allowed to send a header, as CIDRs or addresses
+     * ("10.0.0.0/8", "192.0.2.7", "2001:db8::/32", "::1"), NULL-terminated;
+     * NULL: loopback only ("127.0.0.0/8", "::1"). "0.0.0.0/0" and "::/0"
+     * trust every source. An IPv4 peer of a dual-stack listener matches
+     * its IPv4 form. Not used by Unix stream listeners (see below).
+     * Copied during the call. */
+    const char *const *trusted;
+    /* The most a whole header may take to arrive, in milliseconds, from
+     * the start of the handler's turn; 0: 3000. The request timeout, if
+     * shorter, bounds each wait as well. */
+    int header_timeout_ms;
+} ss_proxy_options;
+
+/*
+ * Puts the PROXY protocol filter (v1 and v2, as specified by HAProxy's
+ * doc/proxy-protocol.txt, "The PROXY protocol, Versions 1 & 2") next to
+ * the socket, below any filter added before or after: every connection
+ * must begin with a valid header from a trusted source, or it is refused.
+ * Never guessed (spec section 2): a connection without a valid header is
+ * refused, not served as a direct one.
+ *
+ * Each connection, on its handler's thread or fiber before setup:
+ *   - its peer (the proxy) must be trusted, or it is refused at once
+ *     (SS_EPROXYUNTRUSTED; ss_stats.proxy_untrusted). A Unix stream
+ *     listener trusts its peers: who may connect is decided by the socket
+ *     file's mode (ss_server_set_unix_mode) or, for an abstract "@name",
+ *     by anyone in the network namespace, so use a path there;
+ *   - the header is read through the layer below, bytes past it kept for
+ *     the handler; a stream that ends, or bytes that cannot begin or
+ *     complete a valid header (truncated, oversized, a wrong signature, a
+ *     v2 length beyond the data, an unknown family, command or version, a
+ *     version not accepted, a v2 LOCAL carrying addresses), are refused
+ *     (SS_EPROXY; ss_stats.proxy_invalid); no whole header within
+ *     header_timeout_ms is refused (ss_stats.proxy_timeouts);
+ *   - a PROXY header's source becomes the client: ss_request_client_address
+ *     and ss_request_client_name give it; a LOCAL (v2) or UNKNOWN (v1)
+ *     header, or a v2 header of family UNSPEC, keeps the connection's own
+ *     peer (HAProxy's health checks send LOCAL);
+ *   - with ss_server_set_max_per_client, the real client is counted
+ *     (refused beyond it: rejected_per_client), not the proxy; admission
+ *     at accept then applies no per-client limit. Not under forking,
+ *     whose children read the header where the parent's counts are not
+ *     seen: there the per-client limit does not apply;
+ *   - verify_request runs after the header, on the handler's thread or
+ *     fiber (several at once under threading and pool; in the child under
+ *     forking), and sees the real client; refused: rejected_verify.
+ * Every refusal also counts in ss_stats.filter_refused and closes the
+ * socket without a word; none calls handle_error.
+ *
+ * Before activate, from the thread setting the server up. Returns 0;
+ * -EINVAL for unknown version bits, a negative timeout or a CIDR that
+ * does not parse; -E2BIG beyond 64 CIDRs or 16 filters; -EEXIST if set
+ * already; SS_ESTATE after activate; SS_ENOTSUPPORTED on a datagram
+ * server; -ENOMEM.
+ */
+SS_API int ss_server_set_proxy_protocol(ss_server *srv, const ss_proxy_options *opts);
+
+/*
+ * The proxy's own address (the connection's peer) when the request came
+ * with a PROXY header (of any command), and its length in *len (may be
+ * NULL); NULL and *len 0 without one. Valid until finish returns.
+ */
+SS_API const struct sockaddr *ss_request_proxy_address(const ss_request *req, socklen_t *len);
+
+/*
+ * The value of the first TLV of `type` in the request's v2 header (spec
+ * 2.2: 0x01 ALPN, 0x02 AUTHORITY, 0x05 UNIQUE_ID, 0x20 SSL, ...) and its
+ * length in *len (may be NULL); NULL and *len 0 when there is none, the
+ * header is v1, or there is no header. The bytes belong to the request:
+ * valid until finish returns, not NUL-terminated.
+ */
+SS_API const void *ss_request_proxy_tlv(const ss_request *req, unsigned type, size_t *len);
 
 #ifdef __cplusplus
 }

@@ -367,8 +367,7 @@ SS_API ssize_t ss_request_write(ss_request *req, const void *buf, size_t size)
     } else {                       /* unbuffered (cap 0) always comes here, with nothing pending */
         rc = ss__bufio_flush(req);
         if (rc == 0)
-            rc = size < w->cap ? append(w, buf, size)
-                               : ss__filtered_send_all(req, buf, size);
+            rc = size < w->cap ? append(w, buf, size) : ss__filtered_send_all(req, buf, size);
     }
     if (rc < 0)
         return rc;

@@ -109,6 +109,10 @@ bool ss__limits_have_room(ss_server *srv);
 /* Checks a client, before any request exists, against the limits; on
  * admission *place takes its client's place. */
 ss__refusal ss__limits_admit(ss_server *srv, const ss__arrival *arrival, ss__place *place);
+/* The request's client turned out to be another (named by a filter:
+ * PROXY): its place moves to that client's entry. False, the place
+ * unchanged, when that client is already at max_per_client. */
+bool ss__place_move(ss_server *srv, ss__place *place, const ss__client_key *key);
 /* Counts a refusal in rejected and in its reason's counter. */
 void ss__count_refusal(ss_server *srv, ss__refusal why);
 /* A request has ended: give back what it held. Returns true when the

@@ -108,23 +108,53 @@ static void count_timeout(ss_request *req)
         atomic_fetch_add(&req->server->count.request_timeouts, 1);
 }
 
+/* Who the client is for the per-client limit, once a filter has named it
+ * (PROXY): an IP address, or what the transport says of its own peer
+ * (a LOCAL header, or AF_UNIX: the uid on a Unix listener). */
+static int real_client_key(ss_request *req, ss__client_key *key)
+{
+    if (ss__ip_client_key(&req->peer, key) == 0)
+        return 0;
+    ss__arrival self = {.fd = req->fd, .peer = req->peer, .peer_len = req->peer_len};
+    return req->server->transport->client_key(&self, key);
+}
+
+/* With a filter naming the client, admission could not check it: the
+ * per-client limit and verify_request run here, on the real client. */
+static ss__late_refusal admit_real_client(ss_request *req)
+{
+    ss_server *srv = req->server;
+    ss__client_key key = {0};
+    if (srv->limits.max_per_client > 0 && real_client_key(req, &key) == 0 && key.len > 0 &&
+        !ss__place_move(srv, &req->place, &key))
+        return SS__LATE_PER_CLIENT;
+    if (!srv->verify_request(srv, req, srv->data))
+        return SS__LATE_VERIFY;
+    return SS__LATE_NONE;
+}
+
 /* The filters open on the handler's thread, before setup. A refusal is
  * the client's doing (no header, a bad one), not the handler's: it is
  * counted apart, handle_error is not called, and the request is neither
  * handled nor failed. Returns false when refused. */
 static bool open_filters(ss_request *req)
 {
-    if (ss__filters_open(req) == 0)
-        return true;
-    req->late_refusal = SS__LATE_FILTER;
-    atomic_fetch_add(&req->server->count.filter_refused, 1);
-    return false;
+    ss_server *srv = req->server;
+    if (ss__filters_open(req) < 0) {
+        if (req->late_refusal == SS__LATE_NONE)
+            req->late_refusal = SS__LATE_FILTER;
+    } else if (srv->filters.names_client) {
+        req->late_refusal = admit_real_client(req);
+    }
+    ss__count_late_refusal(srv, req->late_refusal);
+    return req->late_refusal == SS__LATE_NONE;
 }
 
 int ss__request_run(ss_request *req)
 {
     if (req->server->filters.count > 0 && !open_filters(req)) {
         count_timeout(req); /* a filter's read timed out: the request's timeout too */
+        ss__filters_close(req);
         return 0;
     }
     const ss_handler *h = &req->server->handler;

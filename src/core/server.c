@@ -539,6 +539,9 @@ SS_API void ss_server_stats(const ss_server *srv, ss_stats *out)
         .lingering_closes = atomic_load(&c->lingering_closes),
         .linger_overflows = atomic_load(&c->linger_overflows),
         .filter_refused = atomic_load(&c->filter_refused),
+        .proxy_invalid = atomic_load(&c->proxy_invalid),
+        .proxy_untrusted = atomic_load(&c->proxy_untrusted),
+        .proxy_timeouts = atomic_load(&c->proxy_timeouts),
         .idle_closed = atomic_load(&c->idle_closed),
     };
 }

@@ -45,7 +45,9 @@
 /* What a child writes into its byte of the shared page as it exits. */
 #define EXIT_MARK      1 /* about to _exit */
 #define EXIT_TIMED_OUT 2 /* its request's I/O timed out (ss_stats.request_timeouts) */
-#define EXIT_FILTERED  4 /* a filter refused its connection (ss_stats.filter_refused) */
+/* Bits 2-4: why it was refused before its handler ran (ss__late_refusal). */
+#define EXIT_REFUSAL_SHIFT 2
+#define EXIT_REFUSAL_MASK  7
 
 /* The page shared with the children (MAP_SHARED: a child writes into the
  * parent's very memory). */
@@ -131,8 +133,9 @@ static void account(ss_server *srv, int status, unsigned char marks, unsigned ch
     if (idle == SS__IDLE_CLOSED)
         atomic_fetch_add(&srv->count.idle_closed, 1);
     bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
-    if (ok && (marks & EXIT_FILTERED))
-        atomic_fetch_add(&srv->count.filter_refused, 1); /* refused: not handled */
+    ss__late_refusal refused = (marks >> EXIT_REFUSAL_SHIFT) & EXIT_REFUSAL_MASK;
+    if (ok && refused != SS__LATE_NONE)
+        ss__count_late_refusal(srv, refused); /* refused: not handled */
     else if (ok)
         atomic_fetch_add(&srv->count.handled, 1);
     else
@@ -295,8 +298,7 @@ static void run_child(ss_server *srv, forks *fs, int slot, ss_request *req)
     int rc = req->server->host->run(req);
     req->linger_in_place = true; /* we exit next, and a lingerer thread with us */
     unsigned char marks = atomic_load(&req->timed_out) ? EXIT_TIMED_OUT : 0;
-    if (req->late_refusal == SS__LATE_FILTER)
-        marks |= EXIT_FILTERED;
+    marks |= (unsigned char)(req->late_refusal << EXIT_REFUSAL_SHIFT);
     req->server->host->end(req);
     announce_exit(fs, slot, notify_fd, marks);
     _exit(rc < 0 ? 1 : 0);

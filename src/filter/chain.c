@@ -7,8 +7,14 @@
 
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 
 SS_API int ss_server_add_filter(ss_server *srv, const ss_filter *filter, void *config)
+{
+    return ss__filters_add_at(srv, srv->filters.count, filter, config);
+}
+
+int ss__filters_add_at(ss_server *srv, int index, const ss_filter *filter, void *config)
 {
     if (filter == NULL || filter->version != SS_FILTER_VERSION)
         return -EINVAL;
@@ -19,10 +25,37 @@ SS_API int ss_server_add_filter(ss_server *srv, const ss_filter *filter, void *c
     struct ss__filters *chain = &srv->filters;
     if (chain->count == SS__MAX_FILTERS)
         return -E2BIG;
-    chain->links[chain->count].filter = filter;
-    chain->links[chain->count].config = config;
+    memmove(&chain->links[index + 1], &chain->links[index],
+            (size_t)(chain->count - index) * sizeof chain->links[0]);
+    chain->links[index].filter = filter;
+    chain->links[index].config = config;
     chain->count++;
     return 0;
+}
+
+void ss__count_late_refusal(ss_server *srv, ss__late_refusal why)
+{
+    ss__counters *c = &srv->count;
+    switch (why) {
+    case SS__LATE_NONE:
+        return;
+    case SS__LATE_PER_CLIENT:
+    case SS__LATE_VERIFY:
+        atomic_fetch_add(&c->rejected, 1);
+        atomic_fetch_add(why == SS__LATE_VERIFY ? &c->rejected_verify : &c->rejected_per_client, 1);
+        return;
+    case SS__LATE_PROXY_INVALID:
+    case SS__LATE_PROXY_UNTRUSTED:
+    case SS__LATE_PROXY_TIMEOUT:
+        atomic_fetch_add(why == SS__LATE_PROXY_INVALID     ? &c->proxy_invalid
+                         : why == SS__LATE_PROXY_UNTRUSTED ? &c->proxy_untrusted
+                                                           : &c->proxy_timeouts,
+                         1);
+        break;
+    case SS__LATE_FILTER:
+        break;
+    }
+    atomic_fetch_add(&c->filter_refused, 1);
 }
 
 void ss__filters_free_configs(ss_server *srv)

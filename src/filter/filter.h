@@ -37,6 +37,13 @@ int ss__filters_open(ss_request *req);
 /* After finish: closes the opened filters, top first; the contexts are
  * freed. Idempotent; also the cleanup of a request that never ran. */
 void ss__filters_close(ss_request *req);
+/* ss_server_add_filter at index (0: next to the socket; count: on top),
+ * with its errors. */
+int ss__filters_add_at(ss_server *srv, int index, const ss_filter *filter, void *config);
+/* Counts a request refused on its own thread, before setup: a filter's
+ * refusal (and the PROXY reason), or the limits checked after it. By
+ * the process that saw it, or the forking parent from the child's mark. */
+void ss__count_late_refusal(ss_server *srv, ss__late_refusal why);
 /* server_free: each config to its filter's free_config. */
 void ss__filters_free_configs(ss_server *srv);
 

@@ -129,28 +129,10 @@ static int tcp_get_request(ss_server *srv, ss__arrival *out)
     return rc;
 }
 
-/* The client is its IP address, the port left out; an IPv4 client of a
- * dual-stack server ([::ffff:a.b.c.d]) is the same client as over IPv4. */
+/* The client is its IP address (base/address.c). */
 static int inet_client_key(const ss__arrival *arrival, ss__client_key *key)
 {
-    const struct sockaddr_storage *peer = &arrival->peer;
-    const void *addr;
-    size_t len;
-    if (peer->ss_family == AF_INET) {
-        addr = &((const struct sockaddr_in *)peer)->sin_addr;
-        len = 4;
-    } else if (peer->ss_family == AF_INET6) {
-        const struct in6_addr *a6 = &((const struct sockaddr_in6 *)peer)->sin6_addr;
-        bool mapped = IN6_IS_ADDR_V4MAPPED(a6);
-        addr = mapped ? a6->s6_addr + 12 : a6->s6_addr;
-        len = mapped ? 4 : 16;
-    } else {
-        return -ENOTSUP;
-    }
-    key->bytes[0] = len == 4 ? '4' : '6';
-    memcpy(key->bytes + 1, addr, len);
-    key->len = (unsigned char)(1 + len);
-    return 0;
+    return ss__ip_client_key(&arrival->peer, key);
 }
 
 /* How long a TCP handshake under way (SYN-ACK sent) may take to complete

@@ -18,6 +18,8 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "stream_combos.h" /* after cmocka: its EACH uses it */
+
 /* ---- filters ---- */
 
 /* Tags every send with its letter, upper-cases what it reads if asked,
@@ -104,16 +106,6 @@ static int echo_once(ss_request *req, void *data)
 static const ss_handler echo_once_handler = {SS_HANDLER_VERSION, NULL, echo_once, NULL};
 
 /* ---- the combinations ---- */
-
-typedef struct combo {
-    const char *scheme; /* tcp or unix */
-    const char *mode;
-} combo;
-
-static const combo combos[] = {
-    {"tcp", "sync"},    {"unix", "sync"},    {"tcp", "threading"}, {"unix", "threading"},
-    {"tcp", "forking"}, {"unix", "forking"}, {"tcp", "pool"},      {"unix", "pool"},
-};
 
 /* A server of the combination, created but not bound, so filters can be
  * added; `dir` gets the Unix socket's temp dir ("" for TCP). */
@@ -302,16 +294,6 @@ static void add_filter_errors(void **state)
     assert_int_equal(ss_server_add_filter(srv, &refuse, NULL), SS_ESTATE);
     ss_server_free(srv);
 }
-
-#define EACH(fn)                                                                                   \
-    cmocka_unit_test_prestate(fn, (void *)&combos[0]),                                             \
-        cmocka_unit_test_prestate(fn, (void *)&combos[1]),                                         \
-        cmocka_unit_test_prestate(fn, (void *)&combos[2]),                                         \
-        cmocka_unit_test_prestate(fn, (void *)&combos[3]),                                         \
-        cmocka_unit_test_prestate(fn, (void *)&combos[4]),                                         \
-        cmocka_unit_test_prestate(fn, (void *)&combos[5]),                                         \
-        cmocka_unit_test_prestate(fn, (void *)&combos[6]),                                         \
-        cmocka_unit_test_prestate(fn, (void *)&combos[7])
 
 int main(void)
 {
