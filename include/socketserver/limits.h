@@ -95,7 +95,13 @@ SS_API int ss_server_set_overload_reply(ss_server *srv, const char *message);
  * ss_server_close has nothing left to wait for. Call it once the loop has
  * stopped (after serve_forever returned), from the thread that will close
  * the server, never from a handler.
- *   1. No new request is taken after those already queued: the clients
+ *   1. Idle requests end at once (ss_server_set_drain_close_idle: on by
+ *      default): their handler's read returns 0, end of stream, as if the
+ *      client had closed, so handlers need no code for it; counted in
+ *      ss_stats.idle_closed. A request that becomes idle later during the
+ *      drain (or after it) ends as it begins to wait. What idle means is
+ *      said below.
+ *   2. No new request is taken after those already queued: the clients
  *      waiting in the listen backlog (connected, not yet accepted) are
  *      accepted through the limits as usual and served like any other
  *      (they are not idle: they have sent nothing yet), at most backlog +
@@ -117,12 +123,6 @@ SS_API int ss_server_set_overload_reply(ss_server *srv, const char *message);
  *      serve_forever and handle_request refuse to run (SS_ESTATE).
  *      (The rule a balancer needs: HAProxy in mode tcp retries only a
  *      failed connect, so a stopping server must serve what it accepted.)
- *   2. Idle requests end at once (ss_server_set_drain_close_idle: on by
- *      default): their handler's read returns 0, end of stream, as if the
- *      client had closed, so handlers need no code for it; counted in
- *      ss_stats.idle_closed. A request that becomes idle later during the
- *      drain (or after it) ends as it begins to wait. What idle means is
- *      said below.
  *   3. Requests in flight (running handlers, the pool's queue, forked
  *      children, the backlog's clients) have up to timeout_ms to end on
  *      their own; negative: no limit. Children are reaped and threads
