@@ -114,10 +114,11 @@ SS_API int ss_server_set_overload_reply(ss_server *srv, const char *message);
  *      No client is reset by that close, even one connecting just then:
  *      once the backlog is found empty, new connections are stopped while
  *      those already queued stay to be accepted (Linux: a TCP listener
- *      drops new SYNs, for up to 50 ms while handshakes under way finish,
- *      and the dropped clients, retrying 1 s later, are refused; a Unix
- *      listener is shut down for reading, which refuses new connects at
- *      once). Elsewhere a client whose connection completes between the
+ *      drops new SYNs for 10 ms while handshakes under way finish; a
+ *      client dropped then sends its SYN again 1 s later and is refused,
+ *      or served by whatever listens on the port by then: it waits, it is
+ *      not lost; a Unix listener is shut down for reading, which refuses
+ *      new connects at once). Elsewhere a client whose connection completes between the
  *      last accept and the close is reset. A Unix socket file stays until
  *      ss_server_close. ss_server_fileno returns -1 from then on;
  *      serve_forever and handle_request refuse to run (SS_ESTATE).

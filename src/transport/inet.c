@@ -137,8 +137,11 @@ static int inet_client_key(const ss__arrival *arrival, ss__client_key *key)
 
 /* How long a TCP handshake under way (SYN-ACK sent) may take to complete
  * and join the queue: a round trip between the balancer and this server,
- * well under this on a LAN or on one machine. */
-#define TCP_SETTLE_MS 50
+ * well under this on a LAN or on one machine. Kept short: every client
+ * whose SYN comes meanwhile waits for its SYN retry (1 s). A handshake
+ * slower than this (a balancer further away) is reset by the close, as
+ * without this step. */
+#define TCP_SETTLE_MS 10
 
 #ifdef __linux__
 /* A socket filter on the listener sees each segment addressed to it, the
