@@ -403,6 +403,34 @@ static void versions_accepted(void **state)
     finish(&runner, srv, 1, dir);
 }
 
+/* Lets a connection through only if its first byte is '!', read in open:
+ * added before the PROXY filter, it still ends up above it (the header is
+ * the first thing on the wire), so it reads the byte after the header. */
+static int gate_open(ss_filter_ctx *ctx, void *config)
+{
+    (void)config;
+    char c;
+    ssize_t n = ss_filter_recv_next(ctx, &c, 1);
+    return n < 0 ? (int)n : n == 1 && c == '!' ? 0 : -EPROTO;
+}
+
+static const ss_filter gate = {SS_FILTER_VERSION, "gate", gate_open, NULL, NULL, NULL, NULL};
+
+static void proxy_below_earlier_filters(void **state)
+{
+    (void)state;
+    char dir[256], reply[512];
+    static const combo tcp_threading = {"tcp", "threading"};
+    ss_server *srv = create(&tcp_threading, dir, sizeof dir);
+    assert_int_equal(ss_server_add_filter(srv, &gate, NULL), 0);
+    ts_runner runner;
+    start(srv, NULL, &runner);
+    const char *v1 = "PROXY TCP4 192.0.2.7 198.51.100.1 40000 80\r\n!";
+    ask(srv, v1, strlen(v1), reply, sizeof reply);
+    assert_string_equal(reply, "192.0.2.7:40000|127.0.0.1|-|hello\n");
+    finish(&runner, srv, 1, dir);
+}
+
 static void option_errors(void **state)
 {
     (void)state;
@@ -451,6 +479,7 @@ int main(void)
         cmocka_unit_test_prestate(per_client_counts_real_client, (void *)&combos[6]),
         cmocka_unit_test_prestate(per_client_counts_real_client, (void *)&combos[7]),
         cmocka_unit_test(versions_accepted),
+        cmocka_unit_test(proxy_below_earlier_filters),
         cmocka_unit_test(option_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
