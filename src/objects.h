@@ -241,6 +241,8 @@ struct ss_request {
         *waiter; /* how its I/O waits: set by the dispatcher as it starts it (io/io.h) */
     ss__place place;
     atomic_bool timed_out; /* a read or write failed with -ETIMEDOUT */
+    atomic_bool cancelled; /* ... with -ECANCELED: a sync wait ended by a stop or by
+                              drain's deadline (counted interrupted during a drain) */
     bool linger_in_place;  /* a forking child: its lingering close is its own (io/linger.c) */
     bool reply_lost;       /* a send failed: no lingering close, nothing to protect */
     /* Filters (filter/chain.c): one context per filter of the server, set

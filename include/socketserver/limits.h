@@ -128,8 +128,9 @@ SS_API int ss_server_set_overload_reply(ss_server *srv, const char *message);
  *      children, the backlog's clients) have up to timeout_ms to end on
  *      their own; negative: no limit. Children are reaped and threads
  *      joined meanwhile. (sync: serve_forever already ended the request
- *      it was serving; the backlog's clients run on this thread and end at
- *      the deadline.)
+ *      it was serving; the backlog's clients run on this thread, and one
+ *      still running at the deadline, or at a second stop, is ended then:
+ *      its waits return -ECANCELED, and it counts as interrupted.)
  *   4. Those still in flight then are interrupted, counted in
  *      ss_stats.interrupted. First what has not started: clients still in
  *      the backlog are reset (the listener closes), the pool's queued

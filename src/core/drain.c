@@ -85,11 +85,13 @@ SS_API int ss_server_drain(ss_server *srv, int timeout_ms)
     if (rc < 0)
         return rc;
     int64_t deadline = ss__deadline(timeout_ms);
+    uint64_t interrupted = atomic_load(&srv->count.interrupted);
     begin(srv, deadline);
-    if (!wait_idle(srv, deadline, true)) {
+    bool on_their_own = wait_idle(srv, deadline, true);
+    if (!on_their_own || atomic_load(&srv->count.interrupted) != interrupted)
         rc = ss__server_stop_requested(srv) ? -ECANCELED : -ETIMEDOUT;
+    if (!on_their_own)
         interrupt_all(srv);
-    }
     ss__close_listener(srv); /* taken too late: the backlog is reset (see limits.h) */
     atomic_store(&srv->stop.cancel_at, 0);
     atomic_store(&srv->draining, false);

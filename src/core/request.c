@@ -47,6 +47,7 @@ ss_request *ss__request_new(ss_server *srv, ss__arrival *arrival, const ss__plac
     req->socket_timeout_ms = -1;
     req->waiter = &ss__waiter_thread; /* until a dispatcher starts it otherwise */
     atomic_init(&req->timed_out, false);
+    atomic_init(&req->cancelled, false);
     ss__idle_init(req);
     ss__bufio_init(req);
     ss__server_ref(srv);
@@ -195,6 +196,10 @@ void ss__request_end(ss_request *req)
     unlink_live(req);
     srv->transport->end_request(req);
     atomic_fetch_add(&srv->count.closed, 1);
+    /* sync: a handler the drain ran itself, cut short by its deadline or a
+     * second stop (the other dispatchers' are counted as drain interrupts) */
+    if (atomic_load(&req->cancelled) && atomic_load(&srv->draining))
+        atomic_fetch_add(&srv->count.interrupted, 1);
     if (ss__place_give_back(srv, &req->place))
         ss__server_wake(srv);
     request_free(req);

@@ -62,6 +62,8 @@ int ss__request_note_io(ss_request *req, int rc)
 {
     if (rc == -ETIMEDOUT)
         atomic_store(&req->timed_out, true);
+    if (rc == -ECANCELED)
+        atomic_store(&req->cancelled, true);
     return rc;
 }
 

@@ -99,8 +99,8 @@ int ss__stream_flush_reply(ss_request *req);
 void ss__stream_end_request(ss_request *req);
 /* shutdown(SHUT_RDWR): blocked reads return 0, writes fail. */
 void ss__stream_interrupt(ss_request *req);
-/* transport/transport.c: notes an I/O result: -ETIMEDOUT marks the request as timed out. Returns
- * rc. */
+/* transport/transport.c: notes an I/O result: -ETIMEDOUT marks the request as timed out,
+ * -ECANCELED as cancelled. Returns rc. */
 int ss__request_note_io(ss_request *req, int rc);
 /* For transports whose peers cannot be told apart: -ENOTSUP. */
 int ss__client_key_none(const ss__arrival *arrival, ss__client_key *key);

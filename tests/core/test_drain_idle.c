@@ -22,6 +22,7 @@
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -64,11 +65,10 @@ static const ss_handler slow_lines = {.version = SS_HANDLER_VERSION, .handle = s
 
 /* ---- the server ---- */
 
-static ss_server *server(const char *mode, const ss_handler *h, int limit)
+static ss_server *server_at(const char *url, const char *mode, const ss_handler *h, int limit)
 {
     ss_server *srv;
-    assert_int_equal(
-        ss_server_create(&srv, "tcp://127.0.0.1:0", ss_dispatch_by_name(mode), h, NULL), 0);
+    assert_int_equal(ss_server_create(&srv, url, ss_dispatch_by_name(mode), h, NULL), 0);
     assert_int_equal(ss_server_set_workers(srv, limit > 0 ? 1 : 4), 0);
     if (limit > 0) { /* one request at a time, one more queued (pool) */
         assert_int_equal(ss_server_set_pool_fibers(srv, 1), 0);
@@ -80,6 +80,11 @@ static ss_server *server(const char *mode, const ss_handler *h, int limit)
     assert_int_equal(ss_server_bind(srv), 0);
     assert_int_equal(ss_server_activate(srv), 0);
     return srv;
+}
+
+static ss_server *server(const char *mode, const ss_handler *h, int limit)
+{
+    return server_at("tcp://127.0.0.1:0", mode, h, limit);
 }
 
 /* ---- the drain in a thread, to talk to clients meanwhile ---- */
@@ -352,6 +357,65 @@ static void backlog_is_served(void **state)
     ss_server_free(srv);
 }
 
+/* sync runs a backlog client's handler on the drain's own thread: a
+ * client that never speaks still ends at the deadline, counted as
+ * interrupted. */
+static void test_sync_backlog_client_ends_at_deadline(void **state)
+{
+    (void)state;
+    ss_server *srv = server("sync", &lines, 1);
+    ts_runner runner;
+    ts_start(&runner, srv, 5000);
+    int a, silent;
+    idle_clients(srv, &a, 1);
+    silent = ts_connect(srv); /* queued behind a */
+    assert_int_equal(ts_stop(&runner), 0);
+    long long start = ts_now_ms();
+    assert_int_equal(ss_server_drain(srv, 400), -ETIMEDOUT);
+    long long took = ts_now_ms() - start;
+    assert_true(took >= 350 && took < AT_ONCE_MS);
+    ss_stats st = td_stats(srv);
+    assert_int_equal(st.accepted, 2); /* it was served: accepted by the drain */
+    assert_int_equal(st.interrupted, 1);
+    assert_true(ts_sees_eof(silent));
+    close(silent);
+    close(a);
+    ss_server_free(srv);
+}
+
+/* Unix stream listeners (a path, and an abstract name on Linux): an idle
+ * client ends at once, and the listener is closed after the drain. */
+static void unix_idle_client_and_listener(const char *url, const char *mode)
+{
+    ss_server *srv = server_at(url, mode, &lines, 0);
+    ts_runner runner;
+    ts_start(&runner, srv, 5000);
+    int fd;
+    idle_clients(srv, &fd, 1);
+    assert_int_equal(ts_stop(&runner), 0);
+    assert_int_equal(ss_server_drain(srv, LONG_DRAIN_MS), 0);
+    expect_eof(fd);
+    close(fd);
+    assert_int_equal(td_stats(srv).idle_closed, 1);
+    assert_int_equal(ss_connect(url), -ECONNREFUSED);
+    ss_server_free(srv);
+}
+
+static void test_unix_listeners(void **state)
+{
+    (void)state;
+    char dir[256], url[300];
+    ts_mkdtemp(dir, sizeof dir);
+    snprintf(url, sizeof url, "unix:%s/s", dir);
+    unix_idle_client_and_listener(url, "threading");
+    unix_idle_client_and_listener(url, "forking");
+    ts_rmdir(dir);
+#ifdef __linux__
+    snprintf(url, sizeof url, "unix:@ss-drain-idle-%ld", (long)getpid());
+    unix_idle_client_and_listener(url, "pool");
+#endif
+}
+
 #define MODE_TEST(f, mode)                                                                         \
     {                                                                                              \
 #f "/" mode, f, NULL, NULL, (void *)mode                                                   \
@@ -369,6 +433,8 @@ int main(void)
         EVERY_CONCURRENT(silent_client_is_served),
         MODE_TEST(backlog_is_served, "sync"),
         EVERY_CONCURRENT(backlog_is_served),
+        cmocka_unit_test(test_sync_backlog_client_ends_at_deadline),
+        cmocka_unit_test(test_unix_listeners),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
