@@ -177,6 +177,11 @@ struct ss_server {
     /* The listen backlog the drain still takes before closing the
      * listener (core/server.c): at most backlog + 1 clients. */
     int backlog_left;
+    /* Once the queue was found empty: the transport's stop_arrivals ran,
+     * and how long handshakes under way may still take to join the
+     * queue (<= 0: none can, or new ones were not stopped). */
+    bool arrivals_stopped;
+    int arrivals_settle_ms;
 
     /* Transport options and state (transport/datagram.c, transport/unix.c). Zeroed
      * by calloc; a transport's open() sets its own defaults. */
@@ -257,7 +262,6 @@ struct ss_request {
     ss_filter_ctx *filter_ctx;
     int filters_open;              /* how many opened: closed in reverse */
     ss__late_refusal late_refusal; /* set by the handler's thread before setup */
-    struct ss__proxy_state *proxy; /* its PROXY header, while that filter is open; else NULL */
     /* Drain's idle close (core/idle.c): the request's SS__IDLE_* state
      * and the flag that says a drain is closing idle requests; they point
      * at idle_own and the server's closing_idle, or into the page a
@@ -265,10 +269,11 @@ struct ss_request {
     atomic_uchar idle_own;
     atomic_uchar *idle;
     const atomic_bool *closing_idle;
-    int idle_watch;     /* -1, or a forked child's: readable once its parent's drain
-                           closes idle requests (its idle waits poll it too) */
-    atomic_uchar phase; /* SS__PHASE_*: written by reads and writes, which may be
-                           on two threads; only ever a hint, hence atomic */
+    int idle_watch;                /* -1, or a forked child's: readable once its parent's drain
+                                      closes idle requests (its idle waits poll it too) */
+    atomic_uchar phase;            /* SS__PHASE_*: written by reads and writes, which may be
+                                      on two threads; only ever a hint, hence atomic */
+    struct ss__proxy_state *proxy; /* its PROXY header, while that filter is open; else NULL */
 
     /* Datagram requests (transport/datagram.c); all zero for stream requests. */
     struct {

@@ -111,7 +111,14 @@ SS_API int ss_server_set_overload_reply(ss_server *srv, const char *message);
  *      keeps its socket, which its requests reply through), so a client
  *      connecting afterwards is refused at once (ECONNREFUSED: a balancer
  *      retries it on another server) rather than queued and then reset.
- *      The one race left: a client whose connection completes between the
+ *      No client is reset by that close, even one connecting just then:
+ *      once the backlog is found empty, new connections are stopped while
+ *      those already queued stay to be accepted (Linux: a TCP listener
+ *      drops new SYNs for 10 ms while handshakes under way finish; a
+ *      client dropped then sends its SYN again 1 s later and is refused,
+ *      or served by whatever listens on the port by then: it waits, it is
+ *      not lost; a Unix listener is shut down for reading, which refuses
+ *      new connects at once). Elsewhere a client whose connection completes between the
  *      last accept and the close is reset. A Unix socket file stays until
  *      ss_server_close. ss_server_fileno returns -1 from then on;
  *      serve_forever and handle_request refuse to run (SS_ESTATE).

@@ -288,6 +288,32 @@ static bool backlog_waiting(const ss_server *srv)
 void ss__drain_listener_begin(ss_server *srv)
 {
     srv->backlog_left = srv->backlog < INT_MAX ? srv->backlog + 1 : INT_MAX;
+    srv->arrivals_stopped = false;
+}
+
+/* The queue is empty: are more clients still to come into it? The first
+ * time, new connections are stopped (the transport's stop_arrivals);
+ * then only handshakes already under way can join, within the settle
+ * time it gave: wait that long for one. Without this, a client arriving
+ * between the last poll and the close would be accepted by the kernel
+ * and then reset by the close, a request lost (HAProxy in mode tcp does
+ * not retry a connection that was established). */
+static bool late_arrival(ss_server *srv)
+{
+    if (!srv->arrivals_stopped) {
+        srv->arrivals_stopped = true;
+        int (*stop)(ss_server *) = srv->transport->stop_arrivals;
+        srv->arrivals_settle_ms = stop != NULL ? stop(srv) : -ENOTSUP;
+    }
+    if (srv->arrivals_settle_ms <= 0)
+        return false;
+    struct pollfd p = {.fd = srv->fd, .events = POLLIN};
+    int64_t deadline = ss__deadline(srv->arrivals_settle_ms);
+    int rc;
+    do
+        rc = poll(&p, 1, ss__remaining_ms(deadline));
+    while (rc < 0 && errno == EINTR);
+    return rc > 0;
 }
 
 void ss__close_listener(ss_server *srv)
@@ -304,12 +330,14 @@ bool ss__drain_listener(ss_server *srv)
 {
     if (srv->fd < 0 || srv->transport->replies_via_listener)
         return true;
-    while (srv->backlog_left > 0 && backlog_waiting(srv)) {
-        if (!listener_wanted(srv))
-            return false;
-        srv->backlog_left--;
-        handle_one(srv);
-    }
+    do {
+        while (srv->backlog_left > 0 && backlog_waiting(srv)) {
+            if (!listener_wanted(srv))
+                return false;
+            srv->backlog_left--;
+            handle_one(srv);
+        }
+    } while (srv->backlog_left > 0 && late_arrival(srv));
     ss__close_listener(srv);
     return true;
 }
