@@ -189,7 +189,7 @@ static void conn_fail(engine *e, uint32_t idx, uint64_t *counter)
     timer_push(e, idx, lg_now_ns() + RETRY_NS);
 }
 
-static void pump(engine *e, uint32_t idx);
+static void write_more(engine *e, uint32_t idx);
 
 /* The PROXY header this connection opens with: its real endpoints are
  * known once it is connected. */
@@ -215,7 +215,7 @@ static void on_connected(engine *e, uint32_t idx)
     c->state = C_OPEN;
     e->res->connects++;
     set_events(e, idx, false);
-    pump(e, idx);
+    write_more(e, idx);
 }
 
 static void conn_open(engine *e, uint32_t idx)
@@ -294,10 +294,7 @@ static void pump(engine *e, uint32_t idx)
             e->sent_at[(size_t)idx * e->depth + c->sent % e->depth] =
                 e->cfg->per_request ? c->opened : lg_now_ns();
         const unsigned char *msg = request_bytes(e, idx, c->sent, false);
-        ssize_t n = c->hsent < c->hlen
-                        ? send_after_header(c, e->hdr + (size_t)idx * LG_PROXY_MAX,
-                                            msg + c->out_off, size - c->out_off)
-                        : send(c->fd, msg + c->out_off, size - c->out_off, MSG_NOSIGNAL);
+        ssize_t n = send(c->fd, msg + c->out_off, size - c->out_off, MSG_NOSIGNAL);
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
             set_events(e, idx, true);
             return;
@@ -315,6 +312,46 @@ static void pump(engine *e, uint32_t idx)
         }
     }
     set_events(e, idx, false);
+}
+
+/* The first request goes out with the PROXY header; then pump goes on.
+ * Apart from pump, so pump's loop is the same machine code with or
+ * without a header. */
+static void pump_with_header(engine *e, uint32_t idx)
+{
+    conn *c = &e->conns[idx];
+    size_t size = e->cfg->size;
+    if (c->out_off == 0) /* the start of the first request: its latency clock */
+        e->sent_at[(size_t)idx * e->depth + c->sent % e->depth] =
+            e->cfg->per_request ? c->opened : lg_now_ns();
+    const unsigned char *msg = request_bytes(e, idx, c->sent, false);
+    ssize_t n = send_after_header(c, e->hdr + (size_t)idx * LG_PROXY_MAX, msg + c->out_off,
+                                  size - c->out_off);
+    if (n < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            set_events(e, idx, true);
+        else
+            conn_fail(e, idx, &e->res->errors);
+        return;
+    }
+    c->out_off += (size_t)n;
+    if (c->out_off == size) {
+        c->out_off = 0;
+        c->sent++;
+    }
+    if (c->hsent < c->hlen)
+        set_events(e, idx, true); /* the socket took part of it: more when writable */
+    else
+        pump(e, idx);
+}
+
+static void write_more(engine *e, uint32_t idx)
+{
+    const conn *c = &e->conns[idx];
+    if (c->hsent < c->hlen)
+        pump_with_header(e, idx);
+    else
+        pump(e, idx);
 }
 
 static void think_or_pump(engine *e, uint32_t idx)
@@ -425,7 +462,7 @@ static void on_event(engine *e, const struct epoll_event *ev)
     if (ev->events & (EPOLLIN | EPOLLERR | EPOLLHUP))
         on_readable(e, idx);
     if (c->state == C_OPEN && (ev->events & EPOLLOUT))
-        pump(e, idx);
+        write_more(e, idx);
 }
 
 static void on_timer(engine *e, timer t)
