@@ -1,13 +1,17 @@
 #include "cli.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <unistd.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/un.h>
 
 static ss_server *running_server;
 /* Set once serve_forever has returned: whatever ends a request from then
@@ -29,7 +33,8 @@ static void usage(FILE *out, const char *name)
 {
     fprintf(out,
             "usage: %s [--listen URL] [--mode MODE] [--workers N] [--timeout SEC]\n"
-            "       [--drain SEC] [--quiet] [--help]\n"
+            "       [--drain SEC] [--proxy-protocol [--proxy-from CIDR]...] [--quiet]\n"
+            "       [--help]\n"
             "  --listen URL  address to serve (default " CLI_DEFAULT_URL ")\n"
             "                tcp://HOST:PORT, tcp://[::1]:PORT, udp://HOST:PORT,\n"
             "                unix:PATH, unix:@NAME (Linux) or unixgram:PATH\n"
@@ -41,6 +46,14 @@ static void usage(FILE *out, const char *name)
             "                dropped (default %d; 0: never)\n"
             "  --drain SEC   on SIGINT/SIGTERM, requests in flight get this long to\n"
             "                finish (default %d); a second signal stops at once\n"
+            "  --proxy-protocol  behind a load balancer (HAProxy send-proxy-v2, nginx\n"
+            "                proxy_protocol on): every connection must begin with a\n"
+            "                PROXY v1 or v2 header, and the log names the client it\n"
+            "                gives; a connection without one is refused and counted\n"
+            "                (tcp:// and unix: only)\n"
+            "  --proxy-from CIDR  a source trusted to send that header, e.g.\n"
+            "                10.0.0.0/8 or 192.0.2.7 (repeat for more, up to 64;\n"
+            "                default: loopback, 127.0.0.0/8 and ::1); see docs/deploy.md\n"
             "  --quiet       no per-connection log on stderr\n"
             "  --help        this text\n"
             "see docs/production.md\n",
@@ -80,6 +93,19 @@ static const char *option_value(int argc, char **argv, int *i, const char *name)
     return argv[++*i];
 }
 
+/* One more --proxy-from (the library checks what it says when the
+ * server is set up). */
+static int add_proxy_from(cli_options *opts, const char *cidr)
+{
+    size_t n = 0;
+    while (opts->proxy_from[n] != NULL)
+        n++;
+    if (n == CLI_MAX_PROXY_FROM)
+        return usage_error(opts->name, "too many --proxy-from (64 at most)", cidr);
+    opts->proxy_from[n] = cidr;
+    return -1;
+}
+
 /* Applies one option that takes a value. Returns -1 to go on, else the
  * exit status (2: usage error, printed). */
 static int apply_option(cli_options *opts, const char *option, const char *value)
@@ -96,6 +122,8 @@ static int apply_option(cli_options *opts, const char *option, const char *value
     } else if (strcmp(option, "--timeout") == 0) {
         if ((opts->timeout = parse_number(value, 0, MAX_SECONDS)) < 0)
             return usage_error(name, "--timeout needs seconds from 0 to 1000000", value);
+    } else if (strcmp(option, "--proxy-from") == 0) {
+        return add_proxy_from(opts, value);
     } else if ((opts->drain = parse_number(value, 0, MAX_SECONDS)) < 0) {
         return usage_error(name, "--drain needs seconds from 0 to 1000000", value);
     }
@@ -104,8 +132,8 @@ static int apply_option(cli_options *opts, const char *option, const char *value
 
 static bool takes_value(const char *arg)
 {
-    static const char *const options[] = {"--listen", "--mode", "--workers", "--timeout",
-                                          "--drain"};
+    static const char *const options[] = {"--listen",  "--mode",  "--workers",
+                                          "--timeout", "--drain", "--proxy-from"};
     for (size_t i = 0; i < sizeof options / sizeof options[0]; i++)
         if (strcmp(arg, options[i]) == 0)
             return true;
@@ -124,6 +152,17 @@ static int check_workers(const cli_options *opts)
     return 2;
 }
 
+/* --proxy-from says whom to trust with a header; without --proxy-protocol
+ * no header is read, so it would be silently ignored: refused. */
+static int check_proxy_from(const cli_options *opts)
+{
+    if (opts->proxy_from[0] == NULL || opts->proxy_protocol)
+        return -1;
+    fprintf(stderr, "%s: --proxy-from needs --proxy-protocol\n", opts->name);
+    usage(stderr, opts->name);
+    return 2;
+}
+
 int cli_parse(int argc, char **argv, const char *name, cli_options *opts)
 {
     *opts = (cli_options){.name = name,
@@ -138,6 +177,8 @@ int cli_parse(int argc, char **argv, const char *name, cli_options *opts)
             return 0;
         } else if (strcmp(arg, "--quiet") == 0) {
             opts->quiet = true;
+        } else if (strcmp(arg, "--proxy-protocol") == 0) {
+            opts->proxy_protocol = true;
         } else if (takes_value(arg)) {
             const char *value = option_value(argc, argv, &i, name);
             if (value == NULL)
@@ -149,7 +190,8 @@ int cli_parse(int argc, char **argv, const char *name, cli_options *opts)
             return usage_error(name, "unknown argument", arg);
         }
     }
-    return check_workers(opts);
+    int rc = check_workers(opts);
+    return rc >= 0 ? rc : check_proxy_from(opts);
 }
 
 /* docs:begin install-signals */
@@ -193,8 +235,29 @@ static void drain(const cli_options *opts, ss_server *srv)
 }
 /* docs:end drain */
 
+/* Set when --proxy-protocol could not be used: open_server failed on the
+ * command line, not on the network. */
+static bool proxy_refused_options;
+
+/* --proxy-protocol and --proxy-from, before activate. */
+static int use_proxy_protocol(const cli_options *opts, ss_server *srv)
+{
+    if (!opts->proxy_protocol)
+        return 0;
+    ss_proxy_options proxy = {.trusted = opts->proxy_from[0] != NULL ? opts->proxy_from : NULL};
+    int rc = ss_server_set_proxy_protocol(srv, &proxy);
+    if (rc == SS_ENOTSUPPORTED || rc == -EINVAL) {
+        proxy_refused_options = true;
+        cli_log_always(opts, "%s: %s", opts->name,
+                       rc == -EINVAL ? "--proxy-from takes an address or CIDR (10.0.0.0/8, ::1)"
+                                     : "--proxy-protocol needs a tcp:// or unix: listener");
+    }
+    return rc;
+}
+
 /* ss_server_new, with --workers applied before activate sizes the pool
- * (the sync and threading dispatchers ignore it). */
+ * (the sync and threading dispatchers ignore it), and the PROXY protocol
+ * filter when asked. */
 /* docs:begin open_server */
 static int open_server(const cli_options *opts, const ss_handler *handler, void *data,
                        ss_server **out)
@@ -204,7 +267,9 @@ static int open_server(const cli_options *opts, const ss_handler *handler, void 
         return rc;
     ss_server_set_workers(*out, opts->workers);
     ss_server_set_max_children(*out, opts->workers);
-    rc = ss_server_bind(*out);
+    rc = use_proxy_protocol(opts, *out);
+    if (rc == 0)
+        rc = ss_server_bind(*out);
     if (rc == 0)
         rc = ss_server_activate(*out);
     if (rc < 0) {
@@ -215,10 +280,28 @@ static int open_server(const cli_options *opts, const ss_handler *handler, void 
 }
 /* docs:end open_server */
 
+/* With --proxy-protocol, what the filter refused (none of it reaches a
+ * handler, so this line is its only trace in the log). */
+static void report_proxy_refusals(const cli_options *opts, const ss_server *srv)
+{
+    if (!opts->proxy_protocol)
+        return;
+    ss_stats st;
+    ss_server_stats(srv, &st);
+    cli_log_always(opts,
+                   "%s: PROXY protocol: %llu connections refused: %llu without a valid header, "
+                   "%llu from untrusted sources, %llu header timeouts",
+                   opts->name, (unsigned long long)st.filter_refused,
+                   (unsigned long long)st.proxy_invalid, (unsigned long long)st.proxy_untrusted,
+                   (unsigned long long)st.proxy_timeouts);
+}
+
 int cli_serve(const cli_options *opts, const ss_handler *handler, void *data)
 {
     ss_server *srv;
     int rc = open_server(opts, handler, data, &srv);
+    if (rc < 0 && proxy_refused_options)
+        return 2; /* said why */
     if (rc < 0) {
         cli_log_always(opts, "%s: cannot listen on %s: %s", opts->name, opts->listen,
                        ss_strerror(rc));
@@ -251,6 +334,7 @@ int cli_serve(const cli_options *opts, const ss_handler *handler, void *data)
     if (opts->stopping != NULL)
         opts->stopping(srv);
     drain(opts, srv);
+    report_proxy_refusals(opts, srv);
     /* What even the drain could not end (a handler busy computing) is not
      * waited for: exiting ends its thread. */
     ss_server_set_block_on_close(srv, false);
@@ -274,11 +358,46 @@ bool cli_is_datagram(const ss_request *req)
     return ss_request_packet(req, NULL) != NULL;
 }
 
+/* The proxy's own address as text ("127.0.0.1:5555", "[::1]:5555", a Unix
+ * path or "(unnamed peer)"), when the request came with a PROXY header. */
+static bool proxy_name(const ss_request *req, char *out, size_t size)
+{
+    socklen_t len;
+    const struct sockaddr *sa = ss_request_proxy_address(req, &len);
+    if (sa == NULL)
+        return false;
+    char host[INET6_ADDRSTRLEN] = "";
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+        inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
+        snprintf(out, size, "%s:%u", host, ntohs(in->sin_port));
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
+        snprintf(out, size, "[%s]:%u", host, ntohs(in6->sin6_port));
+    } else {
+        const struct sockaddr_un *un = (const struct sockaddr_un *)sa;
+        size_t path_len = len > offsetof(struct sockaddr_un, sun_path)
+                              ? (size_t)len - offsetof(struct sockaddr_un, sun_path)
+                              : 0;
+        if (path_len == 0 || (un->sun_path[0] == '\0' && path_len == 1))
+            snprintf(out, size, "(unnamed peer)");
+        else if (un->sun_path[0] == '\0') /* abstract (Linux) */
+            snprintf(out, size, "@%.*s", (int)(path_len - 1), un->sun_path + 1);
+        else
+            snprintf(out, size, "%.*s", (int)strnlen(un->sun_path, path_len), un->sun_path);
+    }
+    return true;
+}
+
 void cli_request_begins(const cli_options *opts, const ss_request *req)
 {
+    char via[256];
     size_t len;
     if (ss_request_packet(req, &len) != NULL)
         cli_log(opts, "datagram of %zu bytes from %s", len, cli_peer(req));
+    else if (proxy_name(req, via, sizeof via))
+        cli_log(opts, "%s connected via PROXY from %s", cli_peer(req), via);
     else
         cli_log(opts, "%s connected", cli_peer(req));
 }

@@ -1,6 +1,7 @@
 /* The command line shared by the example servers:
  *     NAME [--listen URL] [--mode MODE] [--workers N] [--timeout SEC]
- *          [--drain SEC] [--quiet] [--help]
+ *          [--drain SEC] [--proxy-protocol [--proxy-from CIDR]...] [--quiet]
+ *          [--help]
  * and the run loop around it: listen, print "listening on URL", serve until
  * SIGINT/SIGTERM, let the requests in flight finish (a second signal: stop
  * now), exit 0. */
@@ -14,6 +15,7 @@
 #define CLI_DEFAULT_URL     "tcp://localhost:9999"
 #define CLI_DEFAULT_TIMEOUT 300 /* seconds a client may stall a read or write */
 #define CLI_DEFAULT_DRAIN   5   /* seconds requests in flight get after a stop signal */
+#define CLI_MAX_PROXY_FROM  64  /* --proxy-from CIDRs, the library's limit */
 
 typedef struct cli_options {
     const char *name;          /* program name for messages */
@@ -22,6 +24,10 @@ typedef struct cli_options {
     int workers;               /* --workers: pool threads / forking children; 0 = default */
     int timeout;               /* --timeout: request timeout in seconds; 0 = none */
     int drain;                 /* --drain: seconds for requests in flight at a stop */
+    bool proxy_protocol;       /* --proxy-protocol: a PROXY header begins every connection */
+    /* --proxy-from, NULL-terminated: the sources trusted to send one;
+     * none given: the library's default (loopback). */
+    const char *proxy_from[CLI_MAX_PROXY_FROM + 1];
     bool quiet;
     /* Optional, set by a program after cli_parse. configure runs once the
      * server listens, before it serves (options, hooks); stopping runs
@@ -50,8 +56,10 @@ const char *cli_peer(const ss_request *req);
  * connection. */
 bool cli_is_datagram(const ss_request *req);
 
-/* Logs how a request begins: "PEER connected" for a connection, "datagram
- * of N bytes from PEER" for a datagram. */
+/* Logs how a request begins: "PEER connected" for a connection (with
+ * --proxy-protocol, PEER is the client the header names, and the line ends
+ * "via PROXY from PROXYADDR"), "datagram of N bytes from PEER" for a
+ * datagram. */
 void cli_request_begins(const cli_options *opts, const ss_request *req);
 
 /* Ends a handler: the normal ways a client goes (n == 0: it closed, or its

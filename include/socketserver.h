@@ -63,7 +63,9 @@
  * Handler code runs in the serving thread (sync), a new thread
  * (threading), a worker thread (pool) or a child process (forking); the
  * hooks verify_request, handle_timeout and service_actions always run in
- * the serving thread, handle_error wherever the handler ran.
+ * the serving thread (verify_request: where the handler runs instead, once
+ * a PROXY header has named the client; socketserver/filter.h),
+ * handle_error wherever the handler ran.
  *
  * The API, one area header each, every header with its guide in docs/
  * (each compiles on its own; programs include this one):
@@ -86,6 +88,8 @@
  *   socketserver/python.h     Python's server classes in one line each
  *                             (docs/python-to-c.md)
  *   socketserver/client.h     ss_connect (docs/transports.md)
+ *   socketserver/filter.h     filters between the socket and the handler's
+ *                             I/O (docs/filters.md)
  */
 #ifndef SOCKETSERVER_H
 #define SOCKETSERVER_H
@@ -99,5 +103,6 @@
 #include <socketserver/transport.h>
 #include <socketserver/python.h>
 #include <socketserver/client.h>
+#include <socketserver/filter.h>
 
 #endif /* SOCKETSERVER_H */

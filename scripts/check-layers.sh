@@ -4,7 +4,7 @@
 #   scripts/check-layers.sh BUILD_DIR
 #
 # Each source file lives in a layer folder of src/; the layers, lowest
-# first, are base, sched, io, transport, dispatch, core, api. A file may
+# first, are base, sched, io, transport, filter, dispatch, core, api. A file may
 # call only functions of its own layer or of lower ones. The file-level
 # graph is read from the objects the build made: file A depends on file B
 # when a symbol A leaves undefined is one B defines (nm). Struct layouts in
@@ -21,7 +21,7 @@
 # size when all is well.
 set -eu
 build="${1:?usage: scripts/check-layers.sh BUILD_DIR}"
-layers="base sched io transport dispatch core api"
+layers="base sched io transport filter dispatch core api"
 
 src="${SS_LAYERS_SRC:-$(cd "$(dirname "$0")/../src" && pwd)}" # the sources the objects are of
 # Objects of today's sources only: a build dir may keep objects of files

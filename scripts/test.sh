@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The README's test command: installs what the tests need when it is
-# missing (cmocka and pkg-config, from Debian's packages, with
-# scripts/need-packages.sh: as root or with sudo, else it says what to run),
-# builds everything with warnings as errors, and runs the whole ctest suite.
+# missing (cmocka and pkg-config, and haproxy for the load-balancer test,
+# from Debian's packages, with scripts/need-packages.sh: as root or with
+# sudo, else it says what to run), builds everything with warnings as
+# errors, and runs the whole ctest suite.
 #
 #   scripts/test.sh                      normal build in build/
 #   SS_SANITIZE=address,undefined scripts/test.sh   sanitizer build in build-address-undefined/
@@ -13,9 +14,21 @@ have_cmocka() {
     command -v pkg-config >/dev/null 2>&1 && pkg-config --exists cmocka
 }
 
+# Debian installs it in /usr/sbin, which a user's PATH may lack.
+have_haproxy() {
+    command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ]
+}
+
 if ! have_cmocka; then
     # as root, or with sudo; otherwise it says what to run as root
-    scripts/need-packages.sh scripts/test.sh libcmocka-dev pkg-config
+    # shellcheck disable=SC2046 # no word, or one
+    scripts/need-packages.sh scripts/test.sh libcmocka-dev pkg-config $(have_haproxy || echo haproxy)
+fi
+if ! have_haproxy; then
+    # Only tests/examples/test_haproxy needs it: without it the suite still
+    # runs, and that test fails saying what to install.
+    scripts/need-packages.sh scripts/test.sh haproxy ||
+        echo "scripts/test.sh: going on without haproxy; test_haproxy will fail" >&2
 fi
 
 sanitize="${SS_SANITIZE:-}"

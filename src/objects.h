@@ -34,7 +34,56 @@ typedef struct ss__counters {
         shed;
     atomic_uint_fast64_t tracked, queued, cancelled, spawn_failures, children_failed;
     atomic_uint_fast64_t lingering_closes, linger_overflows;
+    atomic_uint_fast64_t filter_refused, proxy_invalid, proxy_untrusted, proxy_timeouts;
+    atomic_uint_fast64_t idle_closed;
 } ss__counters;
+
+/* Filters (filter/chain.c): the most a server may carry. */
+#define SS__MAX_FILTERS 16
+
+/* Why a request was refused after admission, on its own thread (before
+ * its handler ran): kept on the request so a forking child can tell its
+ * parent, whose counters are the ones shown. */
+typedef enum ss__late_refusal {
+    SS__LATE_NONE,
+    SS__LATE_FILTER,          /* a filter's open failed: filter_refused */
+    SS__LATE_PROXY_INVALID,   /* ... the PROXY filter's: no valid header */
+    SS__LATE_PROXY_UNTRUSTED, /* ... a header from an untrusted source */
+    SS__LATE_PROXY_TIMEOUT,   /* ... no whole header within its timeout */
+    SS__LATE_PER_CLIENT,      /* the real client is at max_per_client */
+    SS__LATE_VERIFY,          /* verify_request, run after the filters, said no */
+} ss__late_refusal;           /* fits 3 bits (dispatch/fork.c) */
+
+/* A request's PROXY header and the proxy's own address (filter/proxy.c). */
+struct ss__proxy_state;
+
+/* One filter's place in one request's chain (the public ss_filter_ctx). */
+struct ss_filter_ctx {
+    ss_request *req;
+    int index; /* 0: the closest to the socket */
+    void *state;
+};
+
+/* Drain's idle close (core/idle.c): where a request is between messages.
+ * The state lives in the request (req->idle_own), or, for a forked
+ * child's request, in the page the child shares with its parent, which
+ * can see no request of the child's otherwise. Changed only by atomic
+ * compare-and-swap: the request moves BUSY <-> WAITING around each wait
+ * for a new message; whoever ends an idle request (the drain, or the
+ * request itself when it sees the drain has begun) moves WAITING ->
+ * CLOSED, which is final: each later wait for a new message returns end
+ * of stream at once. */
+enum { SS__IDLE_BUSY = 0, SS__IDLE_WAITING = 1, SS__IDLE_CLOSED = 2 };
+
+/* What the handler did last on a stream (core/bufio.c), for the idle
+ * rule: an exchange is complete once bytes were read and then bytes were
+ * written, with nothing left unsent in the writer. */
+enum {
+    SS__PHASE_FRESH = 0, /* nothing read yet */
+    SS__PHASE_READ,      /* read bytes, not answered since */
+    SS__PHASE_UNSENT,    /* wrote since, but the writer still holds some */
+    SS__PHASE_ANSWERED,  /* wrote since, all handed to the socket */
+};
 
 /* A request's place under the server's limits, from admission until it
  * ends (core/limits.c): its count in count.active and, with a per-client
@@ -108,6 +157,20 @@ struct ss_server {
     pthread_mutex_t live_lock;
     ss__link live;
     atomic_bool draining; /* a request that ends wakes the loop */
+    /* Drain's idle close (core/idle.c). keep_idle: the application turned
+     * it off (ss_server_set_drain_close_idle), inverted so that calloc's
+     * zero is the default. closing_idle: a drain began with it on; never
+     * cleared, so a request that becomes idle even after the drain
+     * returned ends at once. */
+    atomic_bool keep_idle, closing_idle;
+    /* The listen backlog the drain still takes before closing the
+     * listener (core/server.c): at most backlog + 1 clients. */
+    int backlog_left;
+    /* Once the queue was found empty: the transport's stop_arrivals ran,
+     * and how long handshakes under way may still take to join the
+     * queue (<= 0: none can, or new ones were not stopped). */
+    bool arrivals_stopped;
+    int arrivals_settle_ms;
 
     /* Transport options and state (transport/datagram.c, transport/unix.c). Zeroed
      * by calloc; a transport's open() sets its own defaults. */
@@ -149,6 +212,19 @@ struct ss_server {
         size_t stack_size;             /* 0 = SS_DEFAULT_THREAD_STACK_SIZE */
         int fibers;                    /* pool: requests per worker; 0 = SS_DEFAULT_POOL_FIBERS */
     } dopt;
+
+    /* The filter chain (filter/chain.c): set before activate, read-only
+     * after; each config is freed with the server. */
+    struct ss__filters {
+        int count;
+        /* A filter (PROXY) names the real client: the per-client limit and
+         * verify_request wait until the chain has opened (core/request.c). */
+        bool names_client;
+        struct ss__filter_link {
+            const ss_filter *filter;
+            void *config;
+        } links[SS__MAX_FILTERS];
+    } filters;
 };
 
 struct ss_request {
@@ -167,6 +243,24 @@ struct ss_request {
     atomic_bool timed_out; /* a read or write failed with -ETIMEDOUT */
     bool linger_in_place;  /* a forking child: its lingering close is its own (io/linger.c) */
     bool reply_lost;       /* a send failed: no lingering close, nothing to protect */
+    /* Filters (filter/chain.c): one context per filter of the server, set
+     * as the chain opens on the handler's thread; NULL without filters,
+     * which is the one test the I/O hot path pays. */
+    ss_filter_ctx *filter_ctx;
+    int filters_open;              /* how many opened: closed in reverse */
+    ss__late_refusal late_refusal; /* set by the handler's thread before setup */
+    /* Drain's idle close (core/idle.c): the request's SS__IDLE_* state
+     * and the flag that says a drain is closing idle requests; they point
+     * at idle_own and the server's closing_idle, or into the page a
+     * forked child shares with its parent (dispatch/fork.c). */
+    atomic_uchar idle_own;
+    atomic_uchar *idle;
+    const atomic_bool *closing_idle;
+    int idle_watch;                /* -1, or a forked child's: readable once its parent's drain
+                                      closes idle requests (its idle waits poll it too) */
+    atomic_uchar phase;            /* SS__PHASE_*: written by reads and writes, which may be
+                                      on two threads; only ever a hint, hence atomic */
+    struct ss__proxy_state *proxy; /* its PROXY header, while that filter is open; else NULL */
 
     /* Datagram requests (transport/datagram.c); all zero for stream requests. */
     struct {

@@ -66,6 +66,9 @@ enum {
     SS_EURLIPV6BARE = -(SS_ERRBASE + 36),   /* IPv6 address without brackets */
     SS_EURLHOST = -(SS_ERRBASE + 37),       /* host empty in [], or holding / ? # [ ] or space */
     SS_EURLNOPATH = -(SS_ERRBASE + 38),     /* unix:/unixgram: with no path or name */
+    /* PROXY protocol (a listener behind a load balancer): the connection is refused */
+    SS_EPROXY = -(SS_ERRBASE + 40),          /* invalid or missing PROXY protocol header */
+    SS_EPROXYUNTRUSTED = -(SS_ERRBASE + 41), /* header from a source not trusted to send one */
 };
 /* True for every URL error: SS_EBADURL (no URL at all) and SS_EURL*. */
 #define SS_IS_URL_ERROR(err)                                                                       \

@@ -105,7 +105,9 @@ SS_API void ss_request_set_timeout(ss_request *req, int timeout_ms);
  * so the stop may come from any thread, a signal handler on any thread or
  * a hook; once a stop is pending, every recv returns -ECANCELED at once.
  * Handlers of other dispatchers (threads, pool fibers, forked children)
- * are never cancelled this way. Bytes the stream reader (socketserver/stream.h) has
+ * are never cancelled this way; there ss_server_drain ends an idle wait
+ * (for a new message after a complete exchange, socketserver/limits.h)
+ * with 0, as if the peer had closed. Bytes the stream reader (socketserver/stream.h) has
  * already taken off the socket come first, so the two can be mixed.
  */
 SS_API ssize_t ss_request_recv(ss_request *req, void *buf, size_t size);

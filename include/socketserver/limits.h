@@ -89,39 +89,106 @@ SS_API int ss_server_set_max_per_client(ss_server *srv, int max);
 SS_API int ss_server_set_overload_reply(ss_server *srv, const char *message);
 
 /*
- * Graceful stop: lets the requests in flight finish, then ends those that
- * do not, so that ss_server_close has nothing left to wait for. Call it
- * once the loop has stopped (after serve_forever returned), from the
- * thread that will close the server, never from a handler.
- *   1. No new request is taken: the listener is no longer polled (a client
- *      connecting now waits in the backlog until close resets it), and
+ * Graceful stop, the way nginx and Go stop: idle connections end at once,
+ * busy requests get the deadline, a second stop means now. Lets the
+ * requests in flight finish, then ends those that do not, so that
+ * ss_server_close has nothing left to wait for. Call it once the loop has
+ * stopped (after serve_forever returned), from the thread that will close
+ * the server, never from a handler.
+ *   1. Idle requests end at once (ss_server_set_drain_close_idle: on by
+ *      default): their handler's read returns 0, end of stream, as if the
+ *      client had closed, so handlers need no code for it; counted in
+ *      ss_stats.idle_closed. A request that becomes idle later during the
+ *      drain (or after it) ends as it begins to wait. What idle means is
+ *      said below.
+ *   2. No new request is taken after those already queued: the clients
+ *      waiting in the listen backlog (connected, not yet accepted) are
+ *      accepted through the limits as usual and served like any other
+ *      (they are not idle: they have sent nothing yet), at most backlog +
+ *      1 of them; at a limit (max_connections, the pool's queue, forking's
+ *      max_children) the rest wait for room as requests end. Then the
+ *      listening socket is closed (a stream server's; a datagram server
+ *      keeps its socket, which its requests reply through), so a client
+ *      connecting afterwards is refused at once (ECONNREFUSED: a balancer
+ *      retries it on another server) rather than queued and then reset.
+ *      No client is reset by that close, even one connecting just then:
+ *      once the backlog is found empty, new connections are stopped while
+ *      those already queued stay to be accepted (Linux: a TCP listener
+ *      drops new SYNs for 10 ms while handshakes under way finish; a
+ *      client dropped then sends its SYN again 1 s later and is refused,
+ *      or served by whatever listens on the port by then: it waits, it is
+ *      not lost; a Unix listener is shut down for reading, which refuses
+ *      new connects at once). Elsewhere a client whose connection completes between the
+ *      last accept and the close is reset. A Unix socket file stays until
+ *      ss_server_close. ss_server_fileno returns -1 from then on;
  *      serve_forever and handle_request refuse to run (SS_ESTATE).
- *   2. Requests in flight (running handlers, the pool's queue, forked
- *      children) have up to timeout_ms to end on their own; negative: no
- *      limit. Children are reaped and threads joined meanwhile.
- *   3. Those still in flight then are interrupted, counted in
- *      ss_stats.interrupted. First what has not started: the pool's
- *      queued requests are shut down unhandled (ss_stats.cancelled), and
- *      a forking server's request still waiting for the kernel to allow a
- *      fork is refused (handle_error with -ECANCELED), so no handler
- *      starts after the deadline. Then what runs: each child of this
- *      server, and no other process, gets SIGTERM, then SIGKILL if it is
- *      still there 1 s later, and the sockets of stream requests are shut
- *      down (shutdown(SHUT_RDWR): a handler's reads return 0 and its
- *      writes fail, so it returns). A socket is never touched after its
- *      request has closed it. drain waits up to 2 s more for all of this
- *      to end.
+ *      (The rule a balancer needs: HAProxy in mode tcp retries only a
+ *      failed connect, so a stopping server must serve what it accepted.)
+ *   3. Requests in flight (running handlers, the pool's queue, forked
+ *      children, the backlog's clients) have up to timeout_ms to end on
+ *      their own; negative: no limit. Children are reaped and threads
+ *      joined meanwhile. (sync: serve_forever already ended the request
+ *      it was serving; the backlog's clients run on this thread and end at
+ *      the deadline.)
+ *   4. Those still in flight then are interrupted, counted in
+ *      ss_stats.interrupted. First what has not started: clients still in
+ *      the backlog are reset (the listener closes), the pool's queued
+ *      requests are shut down unhandled (ss_stats.cancelled), and a forking
+ *      server's request still waiting for the kernel to allow a fork is
+ *      refused (handle_error with -ECANCELED), so no handler starts after
+ *      the deadline. Then what runs: each child of this server, and no
+ *      other process, gets SIGTERM, then SIGKILL if it is still there 1 s
+ *      later, and the sockets of stream requests are shut down
+ *      (shutdown(SHUT_RDWR): a handler's reads return 0 and its writes
+ *      fail, so it returns). A socket is never touched after its request
+ *      has closed it. drain waits up to 2 s more for all of this to end.
+ * Idle, precisely: a stream request whose handler is waiting, in a library
+ * read, for the first byte of a new message after a complete exchange.
+ *   - A new message: ss_request_recv or ss_request_read_some with nothing
+ *     buffered in the reader; ss_request_read_line with no partial line
+ *     buffered; ss_request_read_exact with nothing of the record read yet.
+ *     A read that continues a message (the rest of a line or a record) is
+ *     never idle.
+ *   - A complete exchange: the request has read bytes, and since its last
+ *     read that returned bytes it has written bytes (ss_request_send_all,
+ *     ss_request_write, ss_request_flush) and the writer holds nothing
+ *     unsent. So a connection whose client has not sent its first bytes is
+ *     never idle (it is served: a balancer may have sent it before it
+ *     knew of the stop), nor is a handler between reading a header and
+ *     reading the body it announces, nor one that has not yet answered.
+ * A request whose client has already sent its next bytes when it begins
+ * to wait during a drain is busy, not idle (one MSG_PEEK tells, only
+ * while draining). Reads and writes made on ss_request_fileno directly
+ * are not seen: such a handler is never idle. Datagram requests never
+ * are. The race every server shares (nginx, Go): a message that arrives
+ * just as its connection is closed idle is lost, and its client sees the
+ * connection end without a reply; clients retry such a request as one
+ * sent on a connection the server closed while idle. forking: a child's
+ * idle wait polls its socket and a pipe the drain writes to (one poll()
+ * more per idle wait, in the child).
  * A stop request (ss_server_request_shutdown, e.g. from a second SIGINT,
- * or ss_server_shutdown) made during step 2, or pending when drain starts,
- * means "stop now": step 2 ends at once. One made during step 3 sends the
+ * or ss_server_shutdown) made during step 3, or pending when drain starts,
+ * means "stop now": step 3 ends at once. One made during step 4 sends the
  * SIGKILLs at once. A handler that ignores both its socket and SIGTERM
  * (busy computing) can outlast the drain: close then waits for it, or not,
  * per block_on_close.
- * Returns 0 if every request ended on its own, -ETIMEDOUT if some had to
- * be interrupted at the deadline, -ECANCELED if a stop request cut step 2
- * short, SS_ESTATE if the server is not activated or its loop is running.
+ * Returns 0 if every request ended on its own (idle ones included),
+ * -ETIMEDOUT if some had to be interrupted at the deadline, -ECANCELED if a
+ * stop request cut step 3 short, SS_ESTATE if the server is not activated
+ * or its loop is running.
  */
 SS_API int ss_server_drain(ss_server *srv, int timeout_ms);
+
+/*
+ * Whether ss_server_drain ends idle requests at once (true, the default:
+ * nginx's and Go's graceful stop) or lets them wait for their clients up
+ * to its deadline like busy ones, then interrupts them (false: the
+ * behaviour before this option, for protocols whose messages span several
+ * exchanges, where "answered, waiting for more" is not a safe place to
+ * stop). Idle is defined at ss_server_drain. Read when a drain begins;
+ * any thread.
+ */
+SS_API void ss_server_set_drain_close_idle(ss_server *srv, bool on);
 
 #ifdef __cplusplus
 }

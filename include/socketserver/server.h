@@ -147,13 +147,15 @@ SS_API void ss_server_free(ss_server *srv);
  *   ss_server_set_max_children, ss_server_set_workers,
  *   ss_server_set_queue_size, ss_server_set_thread_stack_size,
  *   ss_server_set_pool_fibers                                dispatch.h
+ *   ss_server_set_proxy_protocol (and ss_server_add_filter)  filter.h
  * Before serving, from the thread that set the server up:
  *   ss_server_on_verify_request, ss_server_on_handle_error,
  *   ss_server_on_handle_timeout, ss_server_on_service_actions,
  *   ss_server_set_log                                        server.h
  * Any time (a request accepted afterwards gets the new value):
  *   ss_server_set_timeout, ss_server_set_request_timeout,
- *   ss_server_set_max_connections (also from any thread)     limits.h
+ *   ss_server_set_max_connections (also from any thread),
+ *   ss_server_set_drain_close_idle (read as a drain begins)  limits.h
  *   ss_server_set_read_buffer_size, ss_server_set_write_buffer_size,
  *   ss_server_set_tcp_nodelay                                stream.h
  *   ss_server_set_daemon_threads,
@@ -185,7 +187,10 @@ SS_API int ss_server_set_backlog(ss_server *srv, int backlog);
 /* ------------------------------------------------------------------------ */
 
 /* Return false to refuse a request: it is shut down without the handler
- * running. Default: accept every request. Runs where the loop runs. */
+ * running. Default: accept every request. Runs where the loop runs, as
+ * the client is accepted; with ss_server_set_proxy_protocol, after the
+ * header instead, on the handler's thread or fiber, seeing the real
+ * client (socketserver/filter.h). */
 typedef bool (*ss_verify_fn)(ss_server *srv, ss_request *req, void *data);
 SS_API void ss_server_on_verify_request(ss_server *srv, ss_verify_fn fn);
 
@@ -282,6 +287,19 @@ typedef struct ss_stats {
     uint64_t linger_overflows; /* ... that needed one but were closed at once, because
                                   the process's lingering sockets were at their cap (1024,
                                   or a quarter of RLIMIT_NOFILE) or no thread could start */
+    /* filters (socketserver/filter.h; added after the fields above) */
+    uint64_t filter_refused;  /* connections a filter's open refused (ss_server_add_filter):
+                                 closed without setup; not handled, not handler_errors.
+                                 Forking: counted by the parent when the child exits */
+    uint64_t proxy_invalid;   /* ... of which the PROXY filter's: no valid header, or one of a
+                                 version not accepted (ss_server_set_proxy_protocol) */
+    uint64_t proxy_untrusted; /* ... a header from a source not trusted to send one */
+    uint64_t proxy_timeouts;  /* ... no whole header within its timeout */
+    /* drain (added after the fields above: their offsets do not move) */
+    uint64_t idle_closed; /* requests ss_server_drain ended at once because they were
+                             idle: waiting for a client's next message after a
+                             complete exchange (see ss_server_set_drain_close_idle);
+                             forking: counted as the child is reaped */
 } ss_stats;
 SS_API void ss_server_stats(const ss_server *srv, ss_stats *out);
 

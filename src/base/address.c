@@ -266,3 +266,26 @@ bool ss__is_localhost(const char *host)
         return false;
     return n == k || host[n - k - 1] == '.';
 }
+
+/* The port is left out: one client, many connections. An IPv4 client of a
+ * dual-stack server ([::ffff:a.b.c.d]) is the same client as over IPv4. */
+int ss__ip_client_key(const struct sockaddr_storage *peer, ss__client_key *key)
+{
+    const void *addr;
+    size_t len;
+    if (peer->ss_family == AF_INET) {
+        addr = &((const struct sockaddr_in *)peer)->sin_addr;
+        len = 4;
+    } else if (peer->ss_family == AF_INET6) {
+        const struct in6_addr *a6 = &((const struct sockaddr_in6 *)peer)->sin6_addr;
+        bool mapped = IN6_IS_ADDR_V4MAPPED(a6);
+        addr = mapped ? a6->s6_addr + 12 : a6->s6_addr;
+        len = mapped ? 4 : 16;
+    } else {
+        return -ENOTSUP;
+    }
+    key->bytes[0] = len == 4 ? '4' : '6';
+    memcpy(key->bytes + 1, addr, len);
+    key->len = (unsigned char)(1 + len);
+    return 0;
+}

@@ -52,6 +52,9 @@ typedef struct ss__client_key {
     unsigned char len;
     unsigned char bytes[1 + 16];
 } ss__client_key;
+/* An IP client's key ('4' or '6' and its address, the port left out; an
+ * IPv4-mapped IPv6 address is its IPv4 one). -ENOTSUP for other families. */
+int ss__ip_client_key(const struct sockaddr_storage *peer, ss__client_key *key);
 
 /* base/fd.c: close-on-exec descriptors everywhere. */
 int ss__socket(int domain, int type, int protocol);

@@ -27,6 +27,8 @@ static const struct {
     {SS_ELINETOOLONG, "Line too long"},
     {SS_EINCOMPLETE, "Connection closed in the middle of a message"},
     {SS_EFINALFLUSH, "Output pending at the end of the request could not be sent (peer gone)"},
+    {SS_EPROXY, "Invalid or missing PROXY protocol header"},
+    {SS_EPROXYUNTRUSTED, "PROXY protocol header from an untrusted source"},
 };
 
 SS_API const char *ss_strerror(int err)

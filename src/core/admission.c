@@ -190,8 +190,8 @@ ss_request *ss__admit_next(ss_server *srv)
         turn_away(srv, &arrival, why);
         return NULL;
     }
-    if (srv->verify_request(srv, req, srv->data))
-        return req;
+    if (srv->filters.names_client || srv->verify_request(srv, req, srv->data))
+        return req; /* names_client: verified on the real client (core/request.c) */
     ss__count_refusal(srv, SS__REFUSE_VERIFY);
     ss__request_end(req);
     return NULL;

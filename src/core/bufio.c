@@ -51,6 +51,47 @@ void ss__bufio_free(ss_request *req)
     req->in.buf = req->out.buf = NULL;
 }
 
+/* ---- the idle rule's exchange (include/socketserver/limits.h) ---- */
+
+/* The first byte of a new message is awaited after a complete exchange:
+ * bytes were read, then written, and the writer holds nothing. The
+ * callers say whether the read starts a message with the reader empty. */
+static bool idle_wait(const ss_request *req, bool new_message)
+{
+    return new_message && !req->dgram.active &&
+           atomic_load_explicit(&req->phase, memory_order_relaxed) == SS__PHASE_ANSWERED;
+}
+
+static void set_phase(ss_request *req, unsigned char phase)
+{
+    atomic_store_explicit(&req->phase, phase, memory_order_relaxed);
+}
+
+void ss__bufio_note_written(ss_request *req)
+{
+    if (atomic_load_explicit(&req->phase, memory_order_relaxed) == SS__PHASE_FRESH)
+        return; /* a greeting before the client said anything: no exchange yet */
+    set_phase(req, req->out.len > 0 ? SS__PHASE_UNSENT : SS__PHASE_ANSWERED);
+}
+
+/* Every socket read of the reader and of ss_request_recv. An idle wait
+ * that a drain ends (or that begins after a drain began) reads nothing and
+ * returns 0: end of stream, as if the client had closed. */
+static ssize_t read_socket(ss_request *req, void *buf, size_t size, void *spill, size_t spill_size,
+                           bool new_message)
+{
+    bool idle = idle_wait(req, new_message);
+    int go = idle ? ss__idle_begin(req) : 1;
+    if (go <= 0)
+        return go;
+    ssize_t n = ss__filtered_recv(req, buf, size, spill, spill_size);
+    if (idle && !ss__idle_end(req))
+        return 0; /* closed while waiting: what came meanwhile is lost (the known race) */
+    if (n > 0)
+        set_phase(req, SS__PHASE_READ);
+    return n;
+}
+
 /* ---- reader internals ---- */
 
 static size_t buffered(const struct ss__reader *r)
@@ -87,8 +128,9 @@ static int reserve(struct ss__reader *r, size_t want)
 }
 
 /* One transport read appended to the buffer, after moving unread bytes
- * to the front. Returns the count, 0 at end of stream, or an error. */
-static ssize_t fill(ss_request *req)
+ * to the front. Returns the count, 0 at end of stream, or an error.
+ * new_message: the reader was empty when the caller's read began. */
+static ssize_t fill(ss_request *req, bool new_message)
 {
     struct ss__reader *r = &req->in;
     if (r->start > 0) {
@@ -96,7 +138,7 @@ static ssize_t fill(ss_request *req)
         r->end -= r->start;
         r->start = 0;
     }
-    ssize_t n = req->server->transport->recv(req, r->buf + r->end, r->cap - r->end, NULL, 0);
+    ssize_t n = read_socket(req, r->buf + r->end, r->cap - r->end, NULL, 0, new_message);
     if (n > 0)
         r->end += (size_t)n;
     return n;
@@ -116,7 +158,7 @@ static int skip_line_rest(ss_request *req)
             break;
         }
         r->start = r->end = 0;
-        ssize_t n = fill(req);
+        ssize_t n = fill(req, false); /* the rest of a line: never idle */
         if (n <= 0) {
             r->skip_line = n < 0;
             return (int)n;
@@ -143,15 +185,15 @@ static int begin_read(ss_request *req, size_t size)
 
 /* The part of read_exact that needs the socket: large remainders go
  * straight into the caller's memory, small ones through the buffer. */
-static ssize_t read_more(ss_request *req, char *dst, size_t want)
+static ssize_t read_more(ss_request *req, char *dst, size_t want, bool new_message)
 {
     struct ss__reader *r = &req->in;
     if (want >= r->cap)
-        return req->server->transport->recv(req, dst, want, NULL, 0);
+        return read_socket(req, dst, want, NULL, 0, new_message);
     int rc = reserve(r, r->cap);
     if (rc < 0)
         return rc;
-    ssize_t n = fill(req);
+    ssize_t n = fill(req, new_message);
     return n > 0 ? (ssize_t)take(r, dst, want) : n;
 }
 
@@ -178,7 +220,7 @@ static ssize_t recv_with_spill(ss_request *req, void *buf, size_t size)
     int rc = reserve(r, r->cap);
     if (rc < 0)
         return rc;
-    ssize_t n = req->server->transport->recv(req, buf, size, r->buf, r->cap);
+    ssize_t n = read_socket(req, buf, size, r->buf, r->cap, true);
     if (n <= (ssize_t)size)
         return n;
     r->start = 0;
@@ -198,7 +240,7 @@ ssize_t ss__bufio_recv(ss_request *req, void *buf, size_t size)
     }
     if (spill_wanted(req) && size > 0)
         return recv_with_spill(req, buf, size);
-    return req->server->transport->recv(req, buf, size, NULL, 0);
+    return read_socket(req, buf, size, NULL, 0, true);
 }
 
 /* Copies a line of n bytes out of the buffer and NUL-terminates it. */
@@ -220,6 +262,7 @@ SS_API ssize_t ss_request_read_line(ss_request *req, char *buf, size_t size)
         rc = reserve(r, limit);
     if (rc < 0)
         return rc;
+    bool new_message = buffered(r) == 0; /* no partial line yet */
     for (size_t scanned = 0;;) {
         size_t avail = buffered(r) < limit ? buffered(r) : limit;
         char *nl = memchr(r->buf + r->start + scanned, '\n', avail - scanned);
@@ -231,7 +274,8 @@ SS_API ssize_t ss_request_read_line(ss_request *req, char *buf, size_t size)
             return SS_ELINETOOLONG;
         }
         scanned = avail;
-        ssize_t n = fill(req);
+        ssize_t n = fill(req, new_message);
+        new_message = false;
         if (n < 0)
             return n; /* the partial line stays buffered for the next call */
         if (n == 0)
@@ -247,7 +291,7 @@ SS_API ssize_t ss_request_read_exact(ss_request *req, void *buf, size_t size)
     char *dst = buf;
     size_t got = take(&req->in, dst, size);
     while (got < size) {
-        ssize_t n = read_more(req, dst + got, size - got);
+        ssize_t n = read_more(req, dst + got, size - got, got == 0);
         if (n <= 0 && got == 0)
             return n; /* nothing consumed: clean EOF, or a retryable error */
         if (n == 0)
@@ -269,7 +313,7 @@ SS_API ssize_t ss_request_read_some(ss_request *req, void *buf, size_t size)
     struct ss__reader *r = &req->in;
     if (buffered(r) > 0 || size == 0)
         return (ssize_t)take(r, buf, size);
-    return read_more(req, buf, size);
+    return read_more(req, buf, size, true);
 }
 
 /* ---- writer ---- */
@@ -279,7 +323,7 @@ int ss__bufio_flush(ss_request *req)
     struct ss__writer *w = &req->out;
     if (w->err != 0 || w->len == 0)
         return w->err;
-    int rc = req->server->transport->send_all(req, w->buf, w->len);
+    int rc = ss__filtered_send_all(req, w->buf, w->len);
     w->len = 0;
     if (rc < 0)
         w->err = rc; /* how much of it left is unknown: the stream is broken */
@@ -293,7 +337,11 @@ int ss__bufio_final_flush(ss_request *req)
 
 SS_API int ss_request_flush(ss_request *req)
 {
-    return ss__bufio_flush(req);
+    bool had = req->out.len > 0;
+    int rc = ss__bufio_flush(req);
+    if (rc == 0 && had)
+        ss__bufio_note_written(req);
+    return rc;
 }
 
 /* Appends to the buffer, allocating it on first use. */
@@ -319,8 +367,10 @@ SS_API ssize_t ss_request_write(ss_request *req, const void *buf, size_t size)
     } else {                       /* unbuffered (cap 0) always comes here, with nothing pending */
         rc = ss__bufio_flush(req);
         if (rc == 0)
-            rc = size < w->cap ? append(w, buf, size)
-                               : req->server->transport->send_all(req, buf, size);
+            rc = size < w->cap ? append(w, buf, size) : ss__filtered_send_all(req, buf, size);
     }
-    return rc < 0 ? rc : (ssize_t)size;
+    if (rc < 0)
+        return rc;
+    ss__bufio_note_written(req);
+    return (ssize_t)size;
 }

@@ -50,6 +50,22 @@ void ss__request_fail(ss_request *req, int err);
  * Frees req and drops its server reference. */
 void ss__request_hand_off(ss_request *req, ss__place *place);
 
+/* core/idle.c: drain's idle close (limits.h says what idle is). */
+void ss__idle_init(ss_request *req); /* BUSY, nothing read, the server's flag */
+/* Before a wait for the first byte of a new message after a complete
+ * exchange: 1 to read; 0 if the request must end now (a drain is closing
+ * idle requests, or closed this one): the read returns 0; or a negative
+ * errno for the read to return (a forked child's watched wait timed out). */
+int ss__idle_begin(ss_request *req);
+/* After that wait: false if a drain closed the request meanwhile (the
+ * read then returns 0, whatever it got). */
+bool ss__idle_end(ss_request *req);
+/* Drain start: ends every idle request of this process and has the
+ * dispatcher end those only it can reach (forked children); from now on
+ * a request ends as it becomes idle. Nothing if the application keeps
+ * idle requests (ss_server_set_drain_close_idle(srv, false)). */
+void ss__idle_close_all(ss_server *srv);
+
 /* core/bufio.c: the buffered reader/writer as the core and recv/send_all see
  * it. ("bufio", because ss__stream_* names the stream transports' slots.) */
 void ss__bufio_init(ss_request *req);                            /* buffer sizes */
@@ -57,6 +73,9 @@ ssize_t ss__bufio_recv(ss_request *req, void *buf, size_t size); /* buffered byt
 int ss__bufio_flush(ss_request *req);       /* pending output, or the sticky error */
 int ss__bufio_final_flush(ss_request *req); /* after finish; 0 if nothing was pending */
 void ss__bufio_free(ss_request *req);
+/* The handler wrote bytes (all handed on, or some left in the writer):
+ * the idle rule's exchange (req->phase). */
+void ss__bufio_note_written(ss_request *req);
 
 /* core/admission.c: the next client off the socket, admitted and made a
  * request (NULL: none was waiting, or it was turned away, shed or
@@ -67,6 +86,16 @@ ss_request *ss__admit_next(ss_server *srv);
 int ss__accept_policy_init(ss_server *srv);
 void ss__accept_policy_close(ss_server *srv);
 int ss__accept_pause_ms(const ss_server *srv); /* > 0 while backing off */
+
+/* core/server.c: drain's listener (the restart rule). Begin before the
+ * first step; each step takes the clients waiting in the backlog through
+ * admission (so they are served) and returns true once none is left and
+ * the listener is closed, false while a limit leaves no room (call again
+ * when requests end). Datagram servers keep their socket: true at once.
+ * close_listener closes it unconditionally (drain's deadline). */
+void ss__drain_listener_begin(ss_server *srv);
+bool ss__drain_listener(ss_server *srv);
+void ss__close_listener(ss_server *srv);
 
 /* core/limits.c */
 typedef enum ss__refusal {
@@ -80,6 +109,10 @@ bool ss__limits_have_room(ss_server *srv);
 /* Checks a client, before any request exists, against the limits; on
  * admission *place takes its client's place. */
 ss__refusal ss__limits_admit(ss_server *srv, const ss__arrival *arrival, ss__place *place);
+/* The request's client turned out to be another (named by a filter:
+ * PROXY): its place moves to that client's entry. False, the place
+ * unchanged, when that client is already at max_per_client. */
+bool ss__place_move(ss_server *srv, ss__place *place, const ss__client_key *key);
 /* Counts a refusal in rejected and in its reason's counter. */
 void ss__count_refusal(ss_server *srv, ss__refusal why);
 /* A request has ended: give back what it held. Returns true when the

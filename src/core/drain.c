@@ -1,4 +1,6 @@
-/* Graceful stop (ss_server_drain): with the loop stopped, wait for the
+/* Graceful stop (ss_server_drain): with the loop stopped, end the idle
+ * requests at once (core/idle.c), serve the clients already waiting in the
+ * listen backlog and close the listener (core/server.c), wait for the
  * requests in flight to end; past the deadline, or on a second stop
  * request, interrupt them: the core shuts down the sockets of the
  * requests alive in this process (the live list, core/request.c), after the
@@ -13,18 +15,24 @@
 
 #define GRACE_MS 1000 /* after SIGTERM until SIGKILL, and after that */
 
-/* Waits until nothing is in flight (true), or the deadline passes or, if
- * `stoppable`, a stop is requested (false). */
+/* Waits until nothing is in flight and the backlog is served (true), or
+ * the deadline passes or, if `stoppable`, a stop is requested (false). */
 static bool wait_idle(ss_server *srv, int64_t deadline, bool stoppable)
 {
     for (;;) {
         srv->dispatch->reap(srv);
-        if (atomic_load(&srv->count.active) == 0)
-            return true;
         int left = ss__remaining_ms(deadline);
-        if (left == 0 || (stoppable && ss__server_stop_requested(srv)))
+        /* too late to take a client from the backlog: it would only be
+         * interrupted (the listener's close resets it) */
+        bool late = left == 0 || (stoppable && ss__server_stop_requested(srv));
+        bool served = late || ss__drain_listener(srv);
+        if (served && atomic_load(&srv->count.active) == 0)
+            return true;
+        if (late)
             return false;
-        ss__server_sleep(srv, ss__min_wait(left, srv->dispatch->max_wait_ms(srv)));
+        int wait = ss__min_wait(left, srv->dispatch->max_wait_ms(srv));
+        int paused = ss__accept_pause_ms(srv); /* the backlog waits out a back-off */
+        ss__server_sleep(srv, paused > 0 ? ss__min_wait(wait, paused) : wait);
     }
 }
 
@@ -37,6 +45,7 @@ static bool wait_idle(ss_server *srv, int64_t deadline, bool stoppable)
  * first). */
 static void interrupt_all(ss_server *srv)
 {
+    ss__close_listener(srv); /* whoever still waits in the backlog is too late */
     atomic_store(&srv->stop.requested, false);
     atomic_fetch_add(&srv->count.interrupted, atomic_load(&srv->count.active));
     srv->dispatch->interrupt_own(srv, false);
@@ -60,15 +69,29 @@ static int enter_drain(ss_server *srv)
     return 0;
 }
 
+/* Idle requests end first: their places make room for the backlog. A
+ * handler the drain itself runs (sync: a client from the backlog) ends
+ * at the deadline too. */
+static void begin(ss_server *srv, int64_t deadline)
+{
+    ss__idle_close_all(srv);
+    ss__drain_listener_begin(srv);
+    atomic_store(&srv->stop.cancel_at, deadline < 0 ? 0 : (long long)deadline);
+}
+
 SS_API int ss_server_drain(ss_server *srv, int timeout_ms)
 {
     int rc = enter_drain(srv);
     if (rc < 0)
         return rc;
-    if (!wait_idle(srv, ss__deadline(timeout_ms), true)) {
+    int64_t deadline = ss__deadline(timeout_ms);
+    begin(srv, deadline);
+    if (!wait_idle(srv, deadline, true)) {
         rc = ss__server_stop_requested(srv) ? -ECANCELED : -ETIMEDOUT;
         interrupt_all(srv);
     }
+    ss__close_listener(srv); /* taken too late: the backlog is reset (see limits.h) */
+    atomic_store(&srv->stop.cancel_at, 0);
     atomic_store(&srv->draining, false);
     return rc;
 }

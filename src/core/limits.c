@@ -163,13 +163,27 @@ ss__refusal ss__limits_admit(ss_server *srv, const ss__arrival *arrival, ss__pla
         return SS__REFUSE_LIMIT;
     int max = srv->limits.max_per_client;
     ss__client_key key = {0};
-    if (max == 0 || srv->transport->client_key(arrival, &key) < 0 || key.len == 0)
-        return SS__ADMITTED;
+    if (max == 0 || srv->filters.names_client || srv->transport->client_key(arrival, &key) < 0 ||
+        key.len == 0)
+        return SS__ADMITTED; /* names_client: counted once the filter names it */
     if (!enter_client(srv->limits.clients, &key, max))
         return SS__REFUSE_PER_CLIENT;
     place->keyed = true;
     place->key = key;
     return SS__ADMITTED;
+}
+
+bool ss__place_move(ss_server *srv, ss__place *place, const ss__client_key *key)
+{
+    if (place->keyed && same_key(&place->key, key))
+        return true;
+    if (!enter_client(srv->limits.clients, key, srv->limits.max_per_client))
+        return false;
+    if (place->keyed)
+        leave_client(srv->limits.clients, &place->key);
+    place->keyed = true;
+    place->key = *key;
+    return true;
 }
 
 void ss__count_refusal(ss_server *srv, ss__refusal why)

@@ -21,6 +21,7 @@ static void destroy(ss_server *srv)
     ss__close(&srv->stop.wake_read);
     ss__close(&srv->stop.wake_write);
     ss__limits_free(srv);
+    ss__filters_free_configs(srv); /* the last request using them has ended */
     pthread_cond_destroy(&srv->loop_exited);
     pthread_mutex_destroy(&srv->live_lock);
     pthread_mutex_destroy(&srv->lock);

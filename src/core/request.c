@@ -47,6 +47,7 @@ ss_request *ss__request_new(ss_server *srv, ss__arrival *arrival, const ss__plac
     req->socket_timeout_ms = -1;
     req->waiter = &ss__waiter_thread; /* until a dispatcher starts it otherwise */
     atomic_init(&req->timed_out, false);
+    ss__idle_init(req);
     ss__bufio_init(req);
     ss__server_ref(srv);
     req->place = *place;
@@ -101,8 +102,61 @@ static void final_flush(ss_request *req, int handler_err)
         report(req, SS_EFINALFLUSH);
 }
 
+static void count_timeout(ss_request *req)
+{
+    if (atomic_load(&req->timed_out))
+        atomic_fetch_add(&req->server->count.request_timeouts, 1);
+}
+
+/* Who the client is for the per-client limit, once a filter has named it
+ * (PROXY): an IP address, or what the transport says of its own peer
+ * (a LOCAL header, or AF_UNIX: the uid on a Unix listener). */
+static int real_client_key(ss_request *req, ss__client_key *key)
+{
+    if (ss__ip_client_key(&req->peer, key) == 0)
+        return 0;
+    ss__arrival self = {.fd = req->fd, .peer = req->peer, .peer_len = req->peer_len};
+    return req->server->transport->client_key(&self, key);
+}
+
+/* With a filter naming the client, admission could not check it: the
+ * per-client limit and verify_request run here, on the real client. */
+static ss__late_refusal admit_real_client(ss_request *req)
+{
+    ss_server *srv = req->server;
+    ss__client_key key = {0};
+    if (srv->limits.max_per_client > 0 && real_client_key(req, &key) == 0 && key.len > 0 &&
+        !ss__place_move(srv, &req->place, &key))
+        return SS__LATE_PER_CLIENT;
+    if (!srv->verify_request(srv, req, srv->data))
+        return SS__LATE_VERIFY;
+    return SS__LATE_NONE;
+}
+
+/* The filters open on the handler's thread, before setup. A refusal is
+ * the client's doing (no header, a bad one), not the handler's: it is
+ * counted apart, handle_error is not called, and the request is neither
+ * handled nor failed. Returns false when refused. */
+static bool open_filters(ss_request *req)
+{
+    ss_server *srv = req->server;
+    if (ss__filters_open(req) < 0) {
+        if (req->late_refusal == SS__LATE_NONE)
+            req->late_refusal = SS__LATE_FILTER;
+    } else if (srv->filters.names_client) {
+        req->late_refusal = admit_real_client(req);
+    }
+    ss__count_late_refusal(srv, req->late_refusal);
+    return req->late_refusal == SS__LATE_NONE;
+}
+
 int ss__request_run(ss_request *req)
 {
+    if (req->server->filters.count > 0 && !open_filters(req)) {
+        count_timeout(req); /* a filter's read timed out: the request's timeout too */
+        ss__filters_close(req);
+        return 0;
+    }
     const ss_handler *h = &req->server->handler;
     void *data = req->server->data;
     int err = h->setup(req, data);
@@ -116,8 +170,8 @@ int ss__request_run(ss_request *req)
         if (err >= 0)
             err = reply_err;
     }
-    if (atomic_load(&req->timed_out))
-        atomic_fetch_add(&req->server->count.request_timeouts, 1);
+    ss__filters_close(req); /* after the last byte out, before the socket is shut */
+    count_timeout(req);
     if (err < 0) {
         report(req, err);
         return err;
@@ -129,6 +183,7 @@ int ss__request_run(ss_request *req)
 static void request_free(ss_request *req)
 {
     ss_server *srv = req->server;
+    ss__filters_close(req); /* a request whose handler never ran, or a refused one */
     ss__bufio_free(req);
     free(req);
     ss__server_unref(srv);
@@ -206,5 +261,9 @@ SS_API ssize_t ss_request_recv(ss_request *req, void *buf, size_t size)
 SS_API int ss_request_send_all(ss_request *req, const void *buf, size_t size)
 {
     int rc = ss__bufio_flush(req);
-    return rc < 0 ? rc : req->server->transport->send_all(req, buf, size);
+    if (rc == 0)
+        rc = ss__filtered_send_all(req, buf, size);
+    if (rc == 0 && size > 0)
+        ss__bufio_note_written(req);
+    return rc;
 }

@@ -4,6 +4,7 @@
 #include "core/core.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -268,6 +269,77 @@ static void handle_one(ss_server *srv)
         srv->dispatch->process(srv, req);
 }
 
+/* ---- drain's listener: serve the backlog, then close ---- */
+
+/* The listener's queue is not empty (poll, not accept: an accept that
+ * finds nobody costs as much and tells less). */
+static bool backlog_waiting(const ss_server *srv)
+{
+    struct pollfd p = {.fd = srv->fd, .events = POLLIN};
+    int rc;
+    do
+        rc = poll(&p, 1, 0);
+    while (rc < 0 && errno == EINTR);
+    return rc > 0;
+}
+
+void ss__drain_listener_begin(ss_server *srv)
+{
+    srv->backlog_left = srv->backlog < INT_MAX ? srv->backlog + 1 : INT_MAX;
+    srv->arrivals_stopped = false;
+}
+
+/* The queue is empty: are more clients still to come into it? The first
+ * time, new connections are stopped (the transport's stop_arrivals);
+ * then only handshakes already under way can join, within the settle
+ * time it gave: wait that long for one. Without this, a client arriving
+ * between the last poll and the close would be accepted by the kernel
+ * and then reset by the close, a request lost (HAProxy in mode tcp does
+ * not retry a connection that was established). */
+static bool late_arrival(ss_server *srv)
+{
+    if (!srv->arrivals_stopped) {
+        srv->arrivals_stopped = true;
+        int (*stop)(ss_server *) = srv->transport->stop_arrivals;
+        srv->arrivals_settle_ms = stop != NULL ? stop(srv) : -ENOTSUP;
+    }
+    if (srv->arrivals_settle_ms <= 0)
+        return false;
+    struct pollfd p = {.fd = srv->fd, .events = POLLIN};
+    int64_t deadline = ss__deadline(srv->arrivals_settle_ms);
+    int rc;
+    do
+        rc = poll(&p, 1, ss__remaining_ms(deadline));
+    while (rc < 0 && errno == EINTR);
+    return rc > 0;
+}
+
+void ss__close_listener(ss_server *srv)
+{
+    if (!srv->transport->replies_via_listener)
+        ss__close(&srv->fd);
+}
+
+/* Each client waiting in the backlog is taken through admission as
+ * usual, until the queue is empty; at most backlog + 1 (what it holds),
+ * so clients that keep arriving cannot hold the drain. At a limit the
+ * rest waits for room, which requests ending make. */
+bool ss__drain_listener(ss_server *srv)
+{
+    if (srv->fd < 0 || srv->transport->replies_via_listener)
+        return true;
+    do {
+        while (srv->backlog_left > 0 && backlog_waiting(srv)) {
+            if (!listener_wanted(srv))
+                return false;
+            srv->backlog_left--;
+            handle_one(srv);
+        }
+    } while (srv->backlog_left > 0 && late_arrival(srv));
+    ss__close_listener(srv);
+    return true;
+}
+
 SS_API int ss_server_handle_request(ss_server *srv)
 {
     if (srv->state != SS__ACTIVE)
@@ -466,5 +538,10 @@ SS_API void ss_server_stats(const ss_server *srv, ss_stats *out)
         .children_failed = atomic_load(&c->children_failed),
         .lingering_closes = atomic_load(&c->lingering_closes),
         .linger_overflows = atomic_load(&c->linger_overflows),
+        .filter_refused = atomic_load(&c->filter_refused),
+        .proxy_invalid = atomic_load(&c->proxy_invalid),
+        .proxy_untrusted = atomic_load(&c->proxy_untrusted),
+        .proxy_timeouts = atomic_load(&c->proxy_timeouts),
+        .idle_closed = atomic_load(&c->idle_closed),
     };
 }

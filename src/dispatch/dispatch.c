@@ -37,6 +37,11 @@ void ss__dispatch_interrupt_own_none(ss_server *srv, bool force)
     (void)force;
 }
 
+void ss__dispatch_close_idle_none(ss_server *srv)
+{
+    (void)srv;
+}
+
 void ss__dispatch_close_none(ss_server *srv)
 {
     (void)srv;

@@ -3,7 +3,7 @@
 #ifndef SS_DISPATCH_H
 #define SS_DISPATCH_H
 
-#include "transport/transport.h"
+#include "filter/filter.h"
 
 #include <pthread.h>
 
@@ -31,6 +31,10 @@ struct ss_dispatcher {
      * down (the requests it cancels are on that list too), and again
      * with force when the gentle way did not suffice. */
     void (*interrupt_own)(ss_server *srv, bool force);
+    /* Drain start, with idle close on: end the idle requests only this
+     * dispatcher can see (a forked child's), as the core does for the
+     * requests of this process (core/idle.c). */
+    void (*close_idle)(ss_server *srv);
     /* server_close: wait for or let go of running requests; free state. */
     void (*close)(ss_server *srv);
 };
@@ -72,6 +76,7 @@ bool ss__dispatch_room_always(ss_server *srv);
 void ss__dispatch_reap_none(ss_server *srv);
 int ss__dispatch_max_wait_none(ss_server *srv);
 void ss__dispatch_interrupt_own_none(ss_server *srv, bool force);
+void ss__dispatch_close_idle_none(ss_server *srv); /* the core sees every request */
 void ss__dispatch_close_none(ss_server *srv);
 /* Handler-thread attributes: joinable, with the configured stack size. */
 int ss__thread_attr_init(const ss_server *srv, pthread_attr_t *attr);

@@ -19,6 +19,15 @@
  *     max_children: the kernel's limit is met with backpressure, not with
  *     a client dropped. With no child of ours to wait for, the request
  *     fails (handle_error, then closed), as Python's would.
+ *   - a drain ends idle children at once (core/idle.c), although the
+ *     parent sees none of their waits: the page the parent shares with
+ *     its children holds each child's idle state and a "closing idle"
+ *     flag, and a child's idle wait (for a new message after a complete
+ *     exchange) polls its socket and the read end of a pipe the parent's
+ *     drain writes one byte to, which stays there for every child. That
+ *     costs a poll() per idle wait in a child (a thread's blocking recv
+ *     needs none), and nothing in the parent: it keeps no copy of the
+ *     children's connections, which each later child would inherit.
  * Everything here runs in the serving thread (process, reap; interrupt_own
  * and close after the loop has stopped), so the state needs no lock. */
 #include "dispatch/dispatch.h"
@@ -36,14 +45,28 @@
 /* What a child writes into its byte of the shared page as it exits. */
 #define EXIT_MARK      1 /* about to _exit */
 #define EXIT_TIMED_OUT 2 /* its request's I/O timed out (ss_stats.request_timeouts) */
+/* Bits 2-4: why it was refused before its handler ran (ss__late_refusal). */
+#define EXIT_REFUSAL_SHIFT 2
+#define EXIT_REFUSAL_MASK  7
+
+/* The page shared with the children (MAP_SHARED: a child writes into the
+ * parent's very memory). */
+typedef struct shared_page {
+    atomic_bool closing_idle; /* the parent's drain closes idle requests */
+    struct {
+        atomic_uchar exiting; /* EXIT_* bits, written as the child exits */
+        atomic_uchar idle;    /* its request's SS__IDLE_* state (core/idle.c) */
+    } slot[];
+} shared_page;
 
 typedef struct forks {
     int max;
     int count;             /* live (unreaped) children */
     pid_t *pids;           /* slot -> pid, 0 = free */
     ss__place *places;     /* slot -> its request's place under the limits */
-    atomic_uchar *exiting; /* shared with the children: slot -> EXIT_* bits at _exit */
-    size_t exiting_size;   /* bytes mapped */
+    shared_page *page;     /* shared with the children */
+    size_t page_size;      /* bytes mapped */
+    int idle_watch[2];     /* drain writes to [1]; children's idle waits poll [0] */
     int retry_ms;          /* next look for a marked child, 0 = none marked */
     int64_t next_sweep_ms; /* when to look for unmarked (killed) children */
     ss_request *unforked;  /* a request whose fork the kernel refused ... */
@@ -51,29 +74,44 @@ typedef struct forks {
     bool warned;           /* the refusal was logged (once per episode) */
 } forks;
 
+static void forks_free(forks *fs)
+{
+    if (fs->page != NULL)
+        munmap(fs->page, fs->page_size);
+    ss__close(&fs->idle_watch[0]);
+    ss__close(&fs->idle_watch[1]);
+    free(fs->places);
+    free(fs->pids);
+    free(fs);
+}
+
+/* The shared page and the drain's pipe. */
+static int share(forks *fs)
+{
+    fs->page_size = sizeof *fs->page + (size_t)fs->max * sizeof fs->page->slot[0];
+    void *page =
+        mmap(NULL, fs->page_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (page == MAP_FAILED)
+        return -errno;
+    fs->page = page;
+    return ss__pipe(fs->idle_watch);
+}
+
 static int fork_start(ss_server *srv)
 {
     forks *fs = calloc(1, sizeof *fs);
-    int max = srv->dopt.max_children > 0 ? srv->dopt.max_children : SS_DEFAULT_MAX_CHILDREN;
-    if (fs == NULL || (fs->pids = calloc((size_t)max, sizeof *fs->pids)) == NULL ||
-        (fs->places = calloc((size_t)max, sizeof *fs->places)) == NULL) {
-        if (fs != NULL)
-            free(fs->pids);
-        free(fs);
+    if (fs == NULL)
         return -ENOMEM;
-    }
-    fs->max = max;
-    fs->exiting_size = (size_t)max * sizeof *fs->exiting;
-    void *page =
-        mmap(NULL, fs->exiting_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    if (page == MAP_FAILED) {
-        int rc = -errno;
-        free(fs->places);
-        free(fs->pids);
-        free(fs);
+    fs->idle_watch[0] = fs->idle_watch[1] = -1;
+    fs->max = srv->dopt.max_children > 0 ? srv->dopt.max_children : SS_DEFAULT_MAX_CHILDREN;
+    int rc = -ENOMEM;
+    if ((fs->pids = calloc((size_t)fs->max, sizeof *fs->pids)) != NULL &&
+        (fs->places = calloc((size_t)fs->max, sizeof *fs->places)) != NULL)
+        rc = share(fs);
+    if (rc < 0) {
+        forks_free(fs);
         return rc;
     }
-    fs->exiting = page;
     srv->dispatch_state = fs;
     return 0;
 }
@@ -90,10 +128,15 @@ static bool fork_has_room(ss_server *srv)
  * counters died with it. Exit 0 is a handled request, 1 a handle_error
  * call in the child; anything else (another exit code, a signal) is only
  * a failed child. A timeout the child marked in its byte counts too. */
-static void account(ss_server *srv, int status, unsigned char marks)
+static void account(ss_server *srv, int status, unsigned char marks, unsigned char idle)
 {
+    if (idle == SS__IDLE_CLOSED)
+        atomic_fetch_add(&srv->count.idle_closed, 1);
     bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
-    if (ok)
+    ss__late_refusal refused = (marks >> EXIT_REFUSAL_SHIFT) & EXIT_REFUSAL_MASK;
+    if (ok && refused != SS__LATE_NONE)
+        ss__count_late_refusal(srv, refused); /* refused: not handled */
+    else if (ok)
         atomic_fetch_add(&srv->count.handled, 1);
     else
         atomic_fetch_add(&srv->count.children_failed, 1);
@@ -127,7 +170,8 @@ static bool reap_slot(ss_server *srv, forks *fs, int slot, int flags)
     if (got == 0 || (got < 0 && errno != ECHILD))
         return false;
     if (got > 0)
-        account(srv, status, atomic_load(&fs->exiting[slot]));
+        account(srv, status, atomic_load(&fs->page->slot[slot].exiting),
+                atomic_load(&fs->page->slot[slot].idle));
     else
         atomic_fetch_add(&srv->count.closed, 1);
     forget(srv, fs, slot);
@@ -142,7 +186,7 @@ static int reap_pass(ss_server *srv, forks *fs, int flags, bool all)
     for (int slot = 0; slot < fs->max && fs->count > 0; slot++) {
         if (fs->pids[slot] == 0)
             continue;
-        bool marked = (atomic_load(&fs->exiting[slot]) & EXIT_MARK) != 0;
+        bool marked = (atomic_load(&fs->page->slot[slot].exiting) & EXIT_MARK) != 0;
         if ((all || marked) && !reap_slot(srv, fs, slot, flags) && marked)
             pending++;
     }
@@ -209,7 +253,7 @@ static int fork_max_wait(ss_server *srv)
  * freed its server (the pipe's read end); this child's mask dies with it. */
 static void announce_exit(forks *fs, int slot, int notify_fd, unsigned char marks)
 {
-    atomic_store(&fs->exiting[slot], (unsigned char)(EXIT_MARK | marks));
+    atomic_store(&fs->page->slot[slot].exiting, (unsigned char)(EXIT_MARK | marks));
     sigset_t pipe_only;
     sigemptyset(&pipe_only);
     sigaddset(&pipe_only, SIGPIPE);
@@ -229,6 +273,7 @@ static void announce_exit(forks *fs, int slot, int notify_fd, unsigned char mark
 static void forget_parents_loop(ss_server *srv, ss_request *req)
 {
     atomic_store(&srv->stop.requested, false);
+    atomic_store(&srv->stop.cancel_at, 0);
     srv->serving = false; /* ss_server_shutdown in the child waits for no loop */
     req->waiter = &ss__waiter_thread;
 }
@@ -243,12 +288,17 @@ static void run_child(ss_server *srv, forks *fs, int slot, ss_request *req)
     int notify_fd = srv->stop.wake_write;
     srv->stop.wake_write = -1; /* a shutdown called in the child stays in the child */
     forget_parents_loop(srv, req);
+    /* its idle state where the parent's drain can see it, and its pipe */
+    req->idle = &fs->page->slot[slot].idle;
+    req->closing_idle = &fs->page->closing_idle;
+    req->idle_watch = fs->idle_watch[0];
     ss__close(&srv->stop.wake_read);
     if (!srv->transport->replies_via_listener)
         ss__close(&srv->fd);
     int rc = req->server->host->run(req);
     req->linger_in_place = true; /* we exit next, and a lingerer thread with us */
     unsigned char marks = atomic_load(&req->timed_out) ? EXIT_TIMED_OUT : 0;
+    marks |= (unsigned char)(req->late_refusal << EXIT_REFUSAL_SHIFT);
     req->server->host->end(req);
     announce_exit(fs, slot, notify_fd, marks);
     _exit(rc < 0 ? 1 : 0);
@@ -275,7 +325,8 @@ static int spawn(ss_server *srv, forks *fs, ss_request *req)
     int slot = free_slot(fs);
     if (slot < 0)
         return -EAGAIN; /* not reached: the loop accepts only below the limit */
-    atomic_store(&fs->exiting[slot], 0);
+    atomic_store(&fs->page->slot[slot].exiting, 0);
+    atomic_store(&fs->page->slot[slot].idle, SS__IDLE_BUSY);
     /* counted first: the child may answer before fork returns here */
     atomic_fetch_add(&srv->count.tracked, 1);
     pid_t pid = fork();
@@ -349,6 +400,17 @@ static void fork_interrupt_own(ss_server *srv, bool force)
             kill(fs->pids[slot], force ? SIGKILL : SIGTERM);
 }
 
+/* Drain start: each child idle now, or from now on, ends its request
+ * (core/idle.c); the byte stays in the pipe for every child, and the
+ * parent counts each one so ended as it reaps it. */
+static void fork_close_idle(ss_server *srv)
+{
+    forks *fs = srv->dispatch_state;
+    atomic_store(&fs->page->closing_idle, true);
+    ssize_t ignored = write(fs->idle_watch[1], "", 1);
+    (void)ignored;
+}
+
 /* ---- close ---- */
 
 /* With block_on_close (the default), waits for every child, as Python's
@@ -363,10 +425,7 @@ static void fork_close(ss_server *srv)
     for (int slot = 0; slot < fs->max && fs->count > 0; slot++)
         if (fs->pids[slot] != 0)
             forget(srv, fs, slot);
-    munmap((void *)fs->exiting, fs->exiting_size);
-    free(fs->places);
-    free(fs->pids);
-    free(fs);
+    forks_free(fs);
     srv->dispatch_state = NULL;
 }
 
@@ -378,6 +437,7 @@ static const ss_dispatcher forking_dispatcher = {
     .reap = fork_reap,
     .max_wait_ms = fork_max_wait,
     .interrupt_own = fork_interrupt_own,
+    .close_idle = fork_close_idle,
     .close = fork_close,
 };
 

@@ -589,6 +589,7 @@ static const ss_dispatcher pool_dispatcher = {
     .reap = ss__dispatch_reap_none,
     .max_wait_ms = ss__dispatch_max_wait_none,
     .interrupt_own = pool_interrupt_own,
+    .close_idle = ss__dispatch_close_idle_none,
     .close = pool_close,
 };
 

@@ -20,6 +20,7 @@ static const ss_dispatcher sync_dispatcher = {
     .reap = ss__dispatch_reap_none,
     .max_wait_ms = ss__dispatch_max_wait_none,
     .interrupt_own = ss__dispatch_interrupt_own_none,
+    .close_idle = ss__dispatch_close_idle_none,
     .close = ss__dispatch_close_none,
 };
 

@@ -33,6 +33,31 @@ int ss__io_pause(int ms, const ss__waiter *waiter, const ss__stop *stop)
     return rc < 0 ? rc : 0;
 }
 
+bool ss__io_readable_now(int fd)
+{
+    char byte;
+    ssize_t n;
+    do
+        n = recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    while (n < 0 && errno == EINTR);
+    return n >= 0;
+}
+
+int ss__io_wait_either(int fd, int watch, int timeout_ms)
+{
+    struct pollfd p[2] = {{.fd = fd, .events = POLLIN}, {.fd = watch, .events = POLLIN}};
+    int64_t deadline = ss__deadline(timeout_ms);
+    for (;;) {
+        int n = poll(p, 2, ss__remaining_ms(deadline));
+        if (n < 0 && errno != EINTR)
+            return -errno;
+        if (n == 0)
+            return -ETIMEDOUT;
+        if (n > 0)
+            return p[0].revents != 0 ? 1 : 2;
+    }
+}
+
 /* One I/O call's way of waiting, decided once per call. */
 typedef struct waiting {
     int64_t deadline; /* -1: none */
@@ -98,7 +123,7 @@ ssize_t ss__io_recv(int fd, void *buf, size_t size, void *spill, size_t spill_si
     waiting w = begin(timeout_ms, kernel_timed, waiter, stop);
     /* a stop ends even a read that would not wait: a client that keeps
      * talking cannot keep a stopping sync server alive either */
-    if (waiter->stop_cancels && ss__stop_requested(stop))
+    if (waiter->stop_cancels && ss__stop_cancelled(stop))
         return -ECANCELED;
     int step = waiter->known_empty(fd);
     for (;;) {

@@ -20,10 +20,20 @@
  * embeds one; -1 for an end it does not have. */
 typedef struct ss__stop {
     atomic_bool requested;
+    /* Monotonic ms at which a stop_cancels waiter's waits end as if a
+     * stop were requested (drain's deadline, for handlers the drain runs
+     * on its own thread); 0: none. */
+    atomic_llong cancel_at;
     int wake_read, wake_write;
 } ss__stop;
 
 bool ss__stop_requested(const ss__stop *stop);
+/* A stop was requested, or cancel_at has passed: what ends a
+ * stop_cancels waiter's waits. */
+bool ss__stop_cancelled(const ss__stop *stop);
+/* When a stop_cancels wait against `deadline` (-1: none) must end at the
+ * latest: the earlier of it and cancel_at. */
+int64_t ss__stop_deadline(const ss__stop *stop, int64_t deadline);
 /* One byte into the pipe; a full pipe already wakes. Async-signal-safe,
  * keeps errno. */
 void ss__stop_wake(const ss__stop *stop);
@@ -88,6 +98,14 @@ int ss__io_send_all(int fd, const void *buf, size_t size, int timeout_ms, const 
 /* Sleeps ms milliseconds the waiter's way (a fiber parks). Returns 0, or
  * -ECANCELED early on a stop request to a stop_cancels waiter. */
 int ss__io_pause(int ms, const ss__waiter *waiter, const ss__stop *stop);
+/* True if a recv on fd would return at once with bytes or end of stream
+ * (one non-blocking MSG_PEEK): the client has already sent its next
+ * message, or closed. Costs one system call: drain only. */
+bool ss__io_readable_now(int fd);
+/* Waits up to timeout_ms (-1: no limit; EINTR-safe, same deadline) until
+ * fd or `watch` is readable (a hang-up or error counts). Returns 1 for fd,
+ * 2 for watch (fd not ready), -ETIMEDOUT, or another negative errno. */
+int ss__io_wait_either(int fd, int watch, int timeout_ms);
 
 /* ---- io/linger.c: the end of a stream request's socket ---- */
 

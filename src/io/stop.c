@@ -14,6 +14,22 @@ bool ss__stop_requested(const ss__stop *stop)
     return atomic_load(&((ss__stop *)stop)->requested);
 }
 
+bool ss__stop_cancelled(const ss__stop *stop)
+{
+    if (ss__stop_requested(stop))
+        return true;
+    long long at = atomic_load(&((ss__stop *)stop)->cancel_at);
+    return at != 0 && ss__now_ms() >= at;
+}
+
+int64_t ss__stop_deadline(const ss__stop *stop, int64_t deadline)
+{
+    long long at = atomic_load(&((ss__stop *)stop)->cancel_at);
+    if (at == 0)
+        return deadline;
+    return deadline < 0 || at < deadline ? at : deadline;
+}
+
 void ss__stop_wake(const ss__stop *stop)
 {
     int saved = errno;

@@ -25,17 +25,19 @@ static int thread_wait(const ss__stop *stop, int fd, short events, int64_t deadl
  * drained here (else poll would spin). A stop sets its flag before writing
  * its byte: if the flag is set once the pipe is drained, the byte drained
  * may have been the stop's, and it is put back for the loop, which may be
- * about to block in handle_request's wait without reading the flag first. */
+ * about to block in handle_request's wait without reading the flag first.
+ * A handler the drain runs on its own thread (a client it took from the
+ * backlog) also ends at the drain's deadline (stop->cancel_at). */
 static int wait_or_stop(const ss__stop *stop, int fd, short events, int64_t deadline)
 {
     struct pollfd p[2] = {{.fd = fd, .events = events}, {.fd = stop->wake_read, .events = POLLIN}};
     for (;;) {
-        if (ss__stop_requested(stop))
+        if (ss__stop_cancelled(stop))
             return -ECANCELED;
-        int n = poll(p, 2, ss__remaining_ms(deadline));
+        int n = poll(p, 2, ss__remaining_ms(ss__stop_deadline(stop, deadline)));
         if (n < 0 && errno != EINTR)
             return -errno;
-        if (n == 0)
+        if (n == 0 && ss__remaining_ms(deadline) == 0)
             return 0;
         if (n > 0 && p[0].revents != 0)
             return 1;

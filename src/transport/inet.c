@@ -4,6 +4,9 @@
 #include "transport/transport.h"
 
 #include <errno.h>
+#ifdef __linux__
+#include <linux/filter.h>
+#endif
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -126,29 +129,50 @@ static int tcp_get_request(ss_server *srv, ss__arrival *out)
     return rc;
 }
 
-/* The client is its IP address, the port left out; an IPv4 client of a
- * dual-stack server ([::ffff:a.b.c.d]) is the same client as over IPv4. */
+/* The client is its IP address (base/address.c). */
 static int inet_client_key(const ss__arrival *arrival, ss__client_key *key)
 {
-    const struct sockaddr_storage *peer = &arrival->peer;
-    const void *addr;
-    size_t len;
-    if (peer->ss_family == AF_INET) {
-        addr = &((const struct sockaddr_in *)peer)->sin_addr;
-        len = 4;
-    } else if (peer->ss_family == AF_INET6) {
-        const struct in6_addr *a6 = &((const struct sockaddr_in6 *)peer)->sin6_addr;
-        bool mapped = IN6_IS_ADDR_V4MAPPED(a6);
-        addr = mapped ? a6->s6_addr + 12 : a6->s6_addr;
-        len = mapped ? 4 : 16;
-    } else {
-        return -ENOTSUP;
-    }
-    key->bytes[0] = len == 4 ? '4' : '6';
-    memcpy(key->bytes + 1, addr, len);
-    key->len = (unsigned char)(1 + len);
-    return 0;
+    return ss__ip_client_key(&arrival->peer, key);
 }
+
+/* How long a TCP handshake under way (SYN-ACK sent) may take to complete
+ * and join the queue: a round trip between the balancer and this server,
+ * well under this on a LAN or on one machine. Kept short: every client
+ * whose SYN comes meanwhile waits for its SYN retry (1 s). A handshake
+ * slower than this (a balancer further away) is reset by the close, as
+ * without this step. */
+#define TCP_SETTLE_MS 10
+
+#ifdef __linux__
+/* A socket filter on the listener sees each segment addressed to it, the
+ * TCP header first (tcp_filter). This one drops a segment with SYN and
+ * without ACK: a new connection's first segment. The rest passes, so the
+ * handshakes under way complete (their final ACK) and are accepted. The
+ * dropped client retries its SYN after its retransmission time (1 s) and,
+ * the listener closed by then, is refused: a failed connect, which a
+ * client or a balancer retries. */
+int ss__tcp_stop_arrivals(ss_server *srv)
+{
+    enum { TCP_FLAGS = 13, SYN = 0x02, ACK = 0x10 };
+    struct sock_filter code[] = {
+        BPF_STMT(BPF_LD | BPF_B | BPF_ABS, TCP_FLAGS),
+        BPF_STMT(BPF_ALU | BPF_AND | BPF_K, SYN | ACK),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYN, 1, 0),
+        BPF_STMT(BPF_RET | BPF_K, 0xffffffffu), /* keep the whole segment */
+        BPF_STMT(BPF_RET | BPF_K, 0),           /* drop */
+    };
+    struct sock_fprog prog = {.len = sizeof code / sizeof code[0], .filter = code};
+    if (setsockopt(srv->fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof prog) < 0)
+        return -errno;
+    return TCP_SETTLE_MS;
+}
+#else
+int ss__tcp_stop_arrivals(ss_server *srv)
+{
+    (void)srv;
+    return -ENOTSUP; /* a portable way to stop SYNs but keep the queue: none */
+}
+#endif
 
 static void inet_close(ss_server *srv)
 {
@@ -168,6 +192,7 @@ static const ss__transport tcp_transport = {
     .flush_reply = ss__stream_flush_reply,
     .end_request = ss__stream_end_request,
     .client_key = inet_client_key,
+    .stop_arrivals = ss__tcp_stop_arrivals,
     .interrupt = ss__stream_interrupt,
     .close = inet_close,
 };

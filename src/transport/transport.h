@@ -61,6 +61,15 @@ typedef struct ss__transport {
      * 0, or returns -ENOTSUP when the transport cannot tell (the request is
      * then not limited per client). */
     int (*client_key)(const ss__arrival *arrival, ss__client_key *key);
+    /* Drain, once the listen queue was found empty: stop new connections
+     * from joining it, while those already in it stay to be accepted, so
+     * that closing the listener resets nobody (a connection the kernel
+     * completed is one a client, or HAProxy in mode tcp, will not retry).
+     * Returns how long, in milliseconds, a connection whose handshake is
+     * already under way may still take to join the queue (0: none can),
+     * or -ENOTSUP where the system cannot do this: then a client arriving
+     * between the last accept and the close is reset. NULL: -ENOTSUP. */
+    int (*stop_arrivals)(ss_server *srv);
     /* Drain: make a handler blocked in this request's I/O return now.
      * Called under the live-request lock, so before end_request. */
     void (*interrupt)(ss_request *req);
@@ -95,6 +104,9 @@ void ss__stream_interrupt(ss_request *req);
 int ss__request_note_io(ss_request *req, int rc);
 /* For transports whose peers cannot be told apart: -ENOTSUP. */
 int ss__client_key_none(const ss__arrival *arrival, ss__client_key *key);
+/* stop_arrivals for TCP (transport/inet.c) and Unix stream (transport/unix.c). */
+int ss__tcp_stop_arrivals(ss_server *srv);
+int ss__unix_stop_arrivals(ss_server *srv);
 
 /* Datagram slots (transport/datagram.c, UDP and Unix datagram): one recvmsg() per
  * request into a packet buffer; the handler reads the packet and writes a

@@ -284,6 +284,22 @@ static void unix_close(ss_server *srv)
 
 static int unix_client_key(const ss__arrival *arrival, ss__client_key *key);
 
+#ifdef __linux__
+/* Linux refuses a connect to a Unix listener shut down for reading
+ * (ECONNREFUSED, at once) and still hands out what was queued before:
+ * nothing can be under way, so nothing to wait for. */
+int ss__unix_stop_arrivals(ss_server *srv)
+{
+    return shutdown(srv->fd, SHUT_RD) == 0 ? 0 : -errno;
+}
+#else
+int ss__unix_stop_arrivals(ss_server *srv)
+{
+    (void)srv;
+    return -ENOTSUP; /* elsewhere SHUT_RD on a listener is not defined so */
+}
+#endif
+
 static const ss__transport unix_transport = {
     .scheme = SS__SCHEME_UNIX,
     .socket_file = true,
@@ -298,6 +314,7 @@ static const ss__transport unix_transport = {
     .flush_reply = ss__stream_flush_reply,
     .end_request = ss__stream_end_request,
     .client_key = unix_client_key,
+    .stop_arrivals = ss__unix_stop_arrivals,
     .interrupt = ss__stream_interrupt,
     .close = unix_close,
 };

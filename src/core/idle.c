@@ -1,0 +1,113 @@
+/* Drain's idle close (include/socketserver/limits.h, "idle"): when a
+ * drain begins, a request whose handler waits for the first byte of a
+ * new message after a complete exchange ends at once, its wait returning
+ * end of stream as if the client had closed; one that becomes idle later
+ * ends as it begins to wait. nginx and Go close keep-alive connections so.
+ *
+ * Race-free by a store-then-load on each side (both sequentially
+ * consistent): the request marks itself WAITING, then reads the closing
+ * flag; the drain sets the flag, then walks the live requests claiming
+ * each WAITING one. Whichever comes second sees the other; the one whose
+ * compare-and-swap moves WAITING -> CLOSED counts the close and shuts the
+ * socket down (shutdown(): a blocked recv returns 0, a parked fiber
+ * wakes). A forked child's waits are out of its parent's sight: there the
+ * state and the flag sit in the page they share, and the child's idle
+ * waits poll a pipe the parent's drain writes to (dispatch/fork.c). What
+ * stays is the race every server has: a message arriving
+ * just as its connection is closed is lost, and its client sees the
+ * connection end without a reply. */
+#include "core/core.h"
+
+#include <errno.h>
+
+SS_API void ss_server_set_drain_close_idle(ss_server *srv, bool on)
+{
+    atomic_store(&srv->keep_idle, !on);
+}
+
+void ss__idle_init(ss_request *req)
+{
+    atomic_init(&req->idle_own, SS__IDLE_BUSY);
+    atomic_init(&req->phase, SS__PHASE_FRESH);
+    req->idle = &req->idle_own;
+    req->closing_idle = &req->server->closing_idle;
+    req->idle_watch = -1;
+}
+
+static bool claim(atomic_uchar *idle)
+{
+    unsigned char waiting = SS__IDLE_WAITING;
+    return atomic_compare_exchange_strong(idle, &waiting, SS__IDLE_CLOSED);
+}
+
+static void close_claimed(ss_request *req)
+{
+    atomic_fetch_add(&req->server->count.idle_closed, 1);
+    req->server->transport->interrupt(req);
+}
+
+bool ss__idle_end(ss_request *req)
+{
+    unsigned char waiting = SS__IDLE_WAITING;
+    return atomic_compare_exchange_strong(req->idle, &waiting, SS__IDLE_BUSY);
+}
+
+/* A forked child's idle wait also watches its parent's drain (the parent
+ * cannot reach the child's socket): 1 to read now, 0 to end (claimed
+ * here), -ETIMEDOUT when the request timeout passes first. */
+static int watch_parent(ss_request *req)
+{
+    int rc = ss__io_wait_either(req->fd, req->idle_watch, req->timeout_ms);
+    if (rc == 1)
+        return 1;
+    if (rc == 2 && claim(req->idle)) {
+        close_claimed(req);
+        return 0;
+    }
+    if (!ss__idle_end(req))
+        return 0; /* claimed meanwhile */
+    if (rc == -ETIMEDOUT)
+        atomic_store(&req->timed_out, true);
+    return rc == 2 ? 1 : rc;
+}
+
+/* A request already closed stays closed. One that begins to wait while a
+ * drain closes idle requests first looks whether its client has already
+ * sent the next message (or closed): then it is busy, not idle, and is
+ * served; only while draining does that cost a system call. */
+int ss__idle_begin(ss_request *req)
+{
+    unsigned char busy = SS__IDLE_BUSY;
+    if (!atomic_compare_exchange_strong(req->idle, &busy, SS__IDLE_WAITING))
+        return 0;
+    if (atomic_load(req->closing_idle)) {
+        if (ss__io_readable_now(req->fd))
+            return 1; /* still WAITING: the read's ss__idle_end makes it busy */
+        if (claim(req->idle))
+            close_claimed(req);
+        return 0;
+    }
+    return req->idle_watch >= 0 ? watch_parent(req) : 1;
+}
+
+/* Under the live lock, like ss__requests_interrupt: a request leaves the
+ * list before its socket is closed, so each descriptor here is its own. */
+static void close_idle_requests(ss_server *srv)
+{
+    pthread_mutex_lock(&srv->live_lock);
+    for (ss__link *l = srv->live.next; l != &srv->live; l = l->next) {
+        ss_request *req = (ss_request *)l; /* link is the first member */
+        if (claim(req->idle))
+            close_claimed(req);
+    }
+    pthread_mutex_unlock(&srv->live_lock);
+}
+
+void ss__idle_close_all(ss_server *srv)
+{
+    if (atomic_load(&srv->keep_idle))
+        return;
+    atomic_store(&srv->closing_idle, true);
+    close_idle_requests(srv);
+    srv->dispatch->close_idle(srv);
+}

@@ -1,0 +1,328 @@
+/* The PROXY protocol filter (v1 and v2, the specification published with
+ * HAProxy, doc/proxy-protocol.txt): the first built-in filter. Its open
+ * reads the header through the layer below, under a deadline of its own,
+ * checks the sender is trusted, and makes the header's source the
+ * request's client; bytes read past the header wait in its buffer and are
+ * the first its recv returns. The parsing is filter/proxy_header.c's. */
+#include "filter/filter.h"
+#include "filter/proxy_header.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DEFAULT_HEADER_TIMEOUT_MS 3000
+#define MAX_TRUSTED               64
+#define FIRST_READ                256 /* a whole v1 line, and most v2 headers */
+
+typedef struct cidr {
+    int family; /* AF_INET or AF_INET6 */
+    unsigned char bytes[16];
+    int prefix; /* bits */
+} cidr;
+
+typedef struct proxy_config {
+    unsigned versions;
+    int header_timeout_ms;
+    int trusted_count;
+    cidr trusted[MAX_TRUSTED];
+} proxy_config;
+
+/* One connection's header (req->proxy): what the handler may ask. */
+struct ss__proxy_state {
+    unsigned char *buf;          /* the header, then bytes read past it */
+    size_t header_len, len, pos; /* unread client bytes: buf[pos, len) */
+    ss__proxy_header header;
+    struct sockaddr_storage proxy; /* the connection's own peer */
+    socklen_t proxy_len;
+};
+
+/* ---- trusted sources ---- */
+
+static int parse_cidr(const char *text, cidr *out)
+{
+    char addr[INET6_ADDRSTRLEN + 1];
+    const char *slash = strchr(text, '/');
+    size_t n = slash != NULL ? (size_t)(slash - text) : strlen(text);
+    if (n == 0 || n >= sizeof addr)
+        return -EINVAL;
+    memcpy(addr, text, n);
+    addr[n] = '\0';
+    out->family = strchr(addr, ':') != NULL ? AF_INET6 : AF_INET;
+    int bits = out->family == AF_INET ? 32 : 128;
+    if (inet_pton(out->family, addr, out->bytes) != 1)
+        return -EINVAL;
+    out->prefix = bits;
+    if (slash != NULL) {
+        char *end;
+        long p = strtol(slash + 1, &end, 10);
+        if (slash[1] == '\0' || *end != '\0' || p < 0 || p > bits)
+            return -EINVAL;
+        out->prefix = (int)p;
+    }
+    return 0;
+}
+
+static bool prefix_matches(const unsigned char *a, const unsigned char *b, int bits)
+{
+    int whole = bits / 8, rest = bits % 8;
+    if (memcmp(a, b, (size_t)whole) != 0)
+        return false;
+    unsigned char mask = (unsigned char)(0xff << (8 - rest));
+    return rest == 0 || ((a[whole] ^ b[whole]) & mask) == 0;
+}
+
+/* An IPv4 client of a dual-stack listener ([::ffff:a.b.c.d]) is matched
+ * as the IPv4 address it is. */
+static bool trusted_inet(const proxy_config *cfg, const struct sockaddr_storage *peer)
+{
+    int family = peer->ss_family;
+    const unsigned char *addr;
+    if (family == AF_INET) {
+        addr = (const unsigned char *)&((const struct sockaddr_in *)peer)->sin_addr;
+    } else if (family == AF_INET6) {
+        const struct in6_addr *a6 = &((const struct sockaddr_in6 *)peer)->sin6_addr;
+        bool mapped = IN6_IS_ADDR_V4MAPPED(a6);
+        family = mapped ? AF_INET : AF_INET6;
+        addr = mapped ? a6->s6_addr + 12 : a6->s6_addr;
+    } else {
+        return false;
+    }
+    for (int i = 0; i < cfg->trusted_count; i++)
+        if (cfg->trusted[i].family == family &&
+            prefix_matches(cfg->trusted[i].bytes, addr, cfg->trusted[i].prefix))
+            return true;
+    return false;
+}
+
+/* A Unix stream listener's peers are whoever may connect to its socket:
+ * the file's mode (ss_server_set_unix_mode) decides, not an address. */
+static bool trusted(const proxy_config *cfg, const ss_request *req)
+{
+    if (req->peer.ss_family == AF_UNIX)
+        return true;
+    return trusted_inet(cfg, &req->peer);
+}
+
+/* ---- reading the header ---- */
+
+/* The bytes a v2 header needs in all, once its fixed part is in; 0 while
+ * unknown (or not v2). */
+static size_t v2_total(const unsigned char *buf, size_t len)
+{
+    static const unsigned char sig[12] = {0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D,
+                                          0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A};
+    if (len < SS__PROXY_V2_FIXED || memcmp(buf, sig, sizeof sig) != 0)
+        return 0;
+    return SS__PROXY_V2_FIXED + ((size_t)buf[14] << 8 | buf[15]);
+}
+
+/* Reads through the layer below with what is left of the deadline. */
+static ssize_t read_before(ss_filter_ctx *ctx, void *buf, size_t size, int64_t deadline,
+                           int request_timeout)
+{
+    int64_t left = deadline - ss__now_ms();
+    if (left <= 0)
+        return -ETIMEDOUT;
+    ss_request *req = ctx->req;
+    int t = left > INT_MAX ? INT_MAX : (int)left;
+    req->timeout_ms = request_timeout >= 0 && request_timeout < t ? request_timeout : t;
+    ssize_t n = ss_filter_recv_next(ctx, buf, size);
+    req->timeout_ms = request_timeout;
+    return n;
+}
+
+static int grow(struct ss__proxy_state *st, size_t *cap, size_t want)
+{
+    if (want <= *cap)
+        return 0;
+    unsigned char *p = realloc(st->buf, want);
+    if (p == NULL)
+        return -ENOMEM;
+    st->buf = p;
+    *cap = want;
+    return 0;
+}
+
+/* Until the bytes hold a whole header: its length, or a negative errno
+ * (SS_EPROXY for bytes that can never be one, or the end of the stream). */
+static ssize_t read_header(ss_filter_ctx *ctx, struct ss__proxy_state *st, int timeout_ms)
+{
+    int64_t deadline = ss__now_ms() + timeout_ms;
+    int request_timeout = ctx->req->timeout_ms;
+    size_t cap = 0;
+    for (;;) {
+        size_t total = v2_total(st->buf, st->len);
+        int rc = grow(st, &cap, total > FIRST_READ ? total : FIRST_READ);
+        if (rc < 0)
+            return rc;
+        ssize_t n = read_before(ctx, st->buf + st->len, cap - st->len, deadline, request_timeout);
+        if (n <= 0)
+            return n == 0 ? SS_EPROXY : n; /* closed before a whole header */
+        st->len += (size_t)n;
+        ssize_t parsed = ss__proxy_parse(st->buf, st->len, &st->header);
+        if (parsed != 0)
+            return parsed;
+        if (st->len == cap && v2_total(st->buf, st->len) <= cap)
+            return SS_EPROXY; /* full, and no header can be longer */
+    }
+}
+
+/* The spec lets a receiver accept a v2 LOCAL with addresses and ignore
+ * them; we refuse it: a proxy's own connection (a health check) carries
+ * none, so addresses there mean a sender we do not understand. */
+static bool local_with_addresses(const struct ss__proxy_state *st)
+{
+    return st->header.version == 2 && st->header.local && (st->buf[12] & 0x0F) == 0 &&
+           st->buf[13] != 0;
+}
+
+/* ---- the filter ---- */
+
+static int refuse(ss_request *req, ss__late_refusal why, int err)
+{
+    req->late_refusal = why;
+    return err;
+}
+
+static void take_client(ss_request *req, struct ss__proxy_state *st)
+{
+    st->proxy = req->peer;
+    st->proxy_len = req->peer_len;
+    if (!st->header.local) {
+        req->peer = st->header.source;
+        req->peer_len = st->header.source_len;
+        ss__format_peer((const struct sockaddr *)&req->peer, req->peer_len, req->peer_name,
+                        sizeof req->peer_name);
+    }
+    req->proxy = st;
+}
+
+static int check_header(ss_request *req, const proxy_config *cfg, struct ss__proxy_state *st,
+                        ssize_t n)
+{
+    if (n == -ETIMEDOUT) {
+        atomic_store(&req->timed_out, false); /* the header's deadline, not the handler's */
+        return refuse(req, SS__LATE_PROXY_TIMEOUT, -ETIMEDOUT);
+    }
+    if (n == SS_EPROXY || (n > 0 && (!(cfg->versions & (1u << (st->header.version - 1))) ||
+                                     local_with_addresses(st))))
+        return refuse(req, SS__LATE_PROXY_INVALID, SS_EPROXY);
+    return n < 0 ? (int)n : 0;
+}
+
+static void free_state(struct ss__proxy_state *st)
+{
+    free(st->buf);
+    free(st);
+}
+
+static int proxy_open(ss_filter_ctx *ctx, void *config)
+{
+    const proxy_config *cfg = config;
+    ss_request *req = ctx->req;
+    if (!trusted(cfg, req))
+        return refuse(req, SS__LATE_PROXY_UNTRUSTED, SS_EPROXYUNTRUSTED);
+    struct ss__proxy_state *st = calloc(1, sizeof *st);
+    if (st == NULL)
+        return -ENOMEM;
+    ssize_t n = read_header(ctx, st, cfg->header_timeout_ms);
+    int rc = check_header(req, cfg, st, n);
+    if (rc < 0) {
+        free_state(st);
+        return rc;
+    }
+    st->header_len = st->pos = (size_t)n;
+    take_client(req, st);
+    ss_filter_set_state(ctx, st);
+    return 0;
+}
+
+/* What was read past the header comes first. */
+static ssize_t proxy_recv(ss_filter_ctx *ctx, void *buf, size_t size)
+{
+    struct ss__proxy_state *st = ctx->state;
+    if (st->pos == st->len || size == 0)
+        return ss_filter_recv_next(ctx, buf, size);
+    size_t n = st->len - st->pos < size ? st->len - st->pos : size;
+    memcpy(buf, st->buf + st->pos, n);
+    st->pos += n;
+    return (ssize_t)n;
+}
+
+static void proxy_close(ss_filter_ctx *ctx)
+{
+    struct ss__proxy_state *st = ctx->state;
+    ctx->req->proxy = NULL;
+    free_state(st);
+}
+
+static const ss_filter proxy_filter = {
+    .version = SS_FILTER_VERSION,
+    .name = "proxy-protocol",
+    .open = proxy_open,
+    .recv = proxy_recv,
+    .close = proxy_close,
+    .free_config = free,
+};
+
+/* ---- options and accessors ---- */
+
+static int read_options(const ss_proxy_options *opts, proxy_config *cfg)
+{
+    static const char *const loopback[] = {"127.0.0.0/8", "::1", NULL};
+    ss_proxy_options o = opts != NULL ? *opts : (ss_proxy_options){0};
+    if ((o.versions & ~(unsigned)(SS_PROXY_V1 | SS_PROXY_V2)) != 0 || o.header_timeout_ms < 0)
+        return -EINVAL;
+    cfg->versions = o.versions != 0 ? o.versions : SS_PROXY_V1 | SS_PROXY_V2;
+    cfg->header_timeout_ms =
+        o.header_timeout_ms != 0 ? o.header_timeout_ms : DEFAULT_HEADER_TIMEOUT_MS;
+    const char *const *list = o.trusted != NULL ? o.trusted : loopback;
+    for (; *list != NULL; list++) {
+        if (cfg->trusted_count == MAX_TRUSTED)
+            return -E2BIG;
+        int rc = parse_cidr(*list, &cfg->trusted[cfg->trusted_count++]);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+SS_API int ss_server_set_proxy_protocol(ss_server *srv, const ss_proxy_options *opts)
+{
+    if (srv->filters.names_client)
+        return -EEXIST;
+    proxy_config *cfg = calloc(1, sizeof *cfg);
+    if (cfg == NULL)
+        return -ENOMEM;
+    int rc = read_options(opts, cfg);
+    if (rc == 0)
+        rc = ss__filters_add_at(srv, 0, &proxy_filter, cfg); /* the header comes first */
+    if (rc < 0) {
+        free(cfg);
+        return rc;
+    }
+    srv->filters.names_client = true;
+    return 0;
+}
+
+SS_API const struct sockaddr *ss_request_proxy_address(const ss_request *req, socklen_t *len)
+{
+    const struct ss__proxy_state *st = req->proxy;
+    if (len != NULL)
+        *len = st != NULL ? st->proxy_len : 0;
+    return st != NULL ? (const struct sockaddr *)&st->proxy : NULL;
+}
+
+SS_API const void *ss_request_proxy_tlv(const ss_request *req, unsigned type, size_t *len)
+{
+    size_t n = 0;
+    const unsigned char *value =
+        req->proxy != NULL ? ss__proxy_tlv(&req->proxy->header, type, &n) : NULL;
+    if (len != NULL)
+        *len = value != NULL ? n : 0;
+    return value;
+}
