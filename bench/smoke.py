@@ -135,8 +135,9 @@ def refused(row):
 
 def run_proxy(loadgen, servers, tally):
     for name, cases in PROXY_CASES.items():
-        if name not in servers:
-            print("skip %-44s (uppercase_server has no --proxy-protocol)" % name)
+        if name not in servers:  # the examples take --proxy-protocol: a regression
+            tally.record(name, False, "uppercase_server did not start with %s"
+                         % " ".join(matrix.PROXY_FLAGS))
             continue
         for what, args in cases:
             with tempfile.TemporaryFile() as logf:
