@@ -3,6 +3,7 @@
  *   lg_engine.c  the epoll loop: connections, requests, reply verification
  *   lg_stats.c   latency samples and percentiles
  *   lg_proc.c    server CPU time, RSS, threads and processes from /proc
+ *   lg_proxy.c   the PROXY protocol header (--proxy-v1, --proxy-v2)
  *   loadgen.c    options and the report */
 #ifndef BENCH_LG_H
 #define BENCH_LG_H
@@ -58,6 +59,15 @@ typedef struct lg_proc {
 /* Samples pid and all its live descendants. ok is false if pid is gone. */
 lg_proc lg_proc_sample(pid_t pid, bool memory);
 
+/* ---- PROXY protocol header ---- */
+#define LG_PROXY_MAX 232 /* v2 over AF_UNIX: 16 + 2 * 108; v1 needs 108 */
+
+/* Writes into out (LG_PROXY_MAX bytes) the header of `version` (1: text,
+ * 2: binary, command PROXY, family STREAM) naming the connected stream
+ * socket fd's own address as the source and its peer as the destination.
+ * Returns its length, or -errno if either address cannot be read. */
+int lg_proxy_header(int version, int fd, unsigned char *out);
+
 /* ---- the run ---- */
 typedef struct lg_config {
     lg_target target;
@@ -66,6 +76,7 @@ typedef struct lg_config {
     int depth; /* requests in flight per connection */
     bool per_request;
     int think_ms;
+    int proxy_version; /* 0: none; 1 or 2: a PROXY header opens every connection */
     double warmup_s, duration_s, deadline_s;
     pid_t server_pid;
 } lg_config;

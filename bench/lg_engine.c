@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -38,6 +39,8 @@ typedef struct conn {
     bool thinking;  /* waiting think_ms before the next request */
     bool want_out;  /* EPOLLOUT registered */
     bool answered;  /* a reply byte arrived inside the window */
+    uint16_t hlen;  /* length of the PROXY header it opens with (0: none) */
+    uint16_t hsent; /* bytes of that header written */
 } conn;
 
 typedef struct timer {
@@ -54,6 +57,7 @@ typedef struct engine {
     int64_t *sent_at; /* [slot * depth + request % depth] */
     unsigned char *pat, *upat;
     unsigned char *rbuf;
+    unsigned char *hdr; /* [slot * LG_PROXY_MAX]: PROXY headers, NULL without */
     timer *heap;
     size_t nheap, heap_cap;
     int64_t t_start, t_end;
@@ -173,6 +177,7 @@ static void conn_close(engine *e, uint32_t idx)
     c->done = c->sent; /* what was in flight is abandoned */
     c->out_off = c->in_off = 0;
     c->thinking = c->want_out = false;
+    c->hlen = c->hsent = 0;
     c->gen++;
 }
 
@@ -184,15 +189,33 @@ static void conn_fail(engine *e, uint32_t idx, uint64_t *counter)
     timer_push(e, idx, lg_now_ns() + RETRY_NS);
 }
 
-static void pump(engine *e, uint32_t idx);
+static void write_more(engine *e, uint32_t idx);
+
+/* The PROXY header this connection opens with: its real endpoints are
+ * known once it is connected. */
+static bool make_header(engine *e, uint32_t idx)
+{
+    conn *c = &e->conns[idx];
+    unsigned char *hdr = e->hdr + (size_t)idx * LG_PROXY_MAX;
+    int n = lg_proxy_header(e->cfg->proxy_version, c->fd, hdr);
+    if (n < 0) {
+        conn_fail(e, idx, &e->res->connect_errors);
+        return false;
+    }
+    c->hlen = (uint16_t)n;
+    c->hsent = 0;
+    return true;
+}
 
 static void on_connected(engine *e, uint32_t idx)
 {
     conn *c = &e->conns[idx];
+    if (e->hdr != NULL && !make_header(e, idx))
+        return;
     c->state = C_OPEN;
     e->res->connects++;
     set_events(e, idx, false);
-    pump(e, idx);
+    write_more(e, idx);
 }
 
 static void conn_open(engine *e, uint32_t idx)
@@ -242,6 +265,25 @@ static bool may_start(const engine *e, const conn *c)
     return c->out_off > 0 || c->sent - c->done < (uint64_t)e->depth;
 }
 
+/* The rest of the PROXY header and request bytes in one sendmsg, so they
+ * reach the server in one segment, as the spec's "at once" asks of the
+ * header. Returns the request bytes written (0 if the header took all),
+ * or -1 with errno. */
+static ssize_t send_after_header(conn *c, const unsigned char *hdr, const unsigned char *msg,
+                                 size_t len)
+{
+    struct iovec iov[2] = {
+        {.iov_base = (void *)(hdr + c->hsent), .iov_len = (size_t)(c->hlen - c->hsent)},
+        {.iov_base = (void *)msg, .iov_len = len}};
+    struct msghdr mh = {.msg_iov = iov, .msg_iovlen = 2};
+    ssize_t n = sendmsg(c->fd, &mh, MSG_NOSIGNAL);
+    if (n < 0)
+        return n;
+    size_t of_header = (size_t)n < iov[0].iov_len ? (size_t)n : iov[0].iov_len;
+    c->hsent = (uint16_t)(c->hsent + of_header);
+    return n - (ssize_t)of_header;
+}
+
 /* Writes as many requests as the pipeline depth allows. */
 static void pump(engine *e, uint32_t idx)
 {
@@ -270,6 +312,46 @@ static void pump(engine *e, uint32_t idx)
         }
     }
     set_events(e, idx, false);
+}
+
+/* The first request goes out with the PROXY header; then pump goes on.
+ * Apart from pump, so pump's loop is the same machine code with or
+ * without a header. */
+static void pump_with_header(engine *e, uint32_t idx)
+{
+    conn *c = &e->conns[idx];
+    size_t size = e->cfg->size;
+    if (c->out_off == 0) /* the start of the first request: its latency clock */
+        e->sent_at[(size_t)idx * e->depth + c->sent % e->depth] =
+            e->cfg->per_request ? c->opened : lg_now_ns();
+    const unsigned char *msg = request_bytes(e, idx, c->sent, false);
+    ssize_t n = send_after_header(c, e->hdr + (size_t)idx * LG_PROXY_MAX, msg + c->out_off,
+                                  size - c->out_off);
+    if (n < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            set_events(e, idx, true);
+        else
+            conn_fail(e, idx, &e->res->errors);
+        return;
+    }
+    c->out_off += (size_t)n;
+    if (c->out_off == size) {
+        c->out_off = 0;
+        c->sent++;
+    }
+    if (c->hsent < c->hlen)
+        set_events(e, idx, true); /* the socket took part of it: more when writable */
+    else
+        pump(e, idx);
+}
+
+static void write_more(engine *e, uint32_t idx)
+{
+    const conn *c = &e->conns[idx];
+    if (c->hsent < c->hlen)
+        pump_with_header(e, idx);
+    else
+        pump(e, idx);
 }
 
 static void think_or_pump(engine *e, uint32_t idx)
@@ -380,7 +462,7 @@ static void on_event(engine *e, const struct epoll_event *ev)
     if (ev->events & (EPOLLIN | EPOLLERR | EPOLLHUP))
         on_readable(e, idx);
     if (c->state == C_OPEN && (ev->events & EPOLLOUT))
-        pump(e, idx);
+        write_more(e, idx);
 }
 
 static void on_timer(engine *e, timer t)
@@ -484,6 +566,8 @@ static int engine_init(engine *e, const lg_config *cfg, lg_result *res)
     e->sent_at = calloc(n * (size_t)e->depth, sizeof *e->sent_at);
     e->rbuf = malloc(RBUF_SIZE);
     e->ep = epoll_create1(EPOLL_CLOEXEC);
+    if (cfg->proxy_version != 0 && (e->hdr = malloc(n * LG_PROXY_MAX)) == NULL)
+        return -ENOMEM;
     if (e->conns == NULL || e->sent_at == NULL || e->rbuf == NULL || make_pattern(e) < 0)
         return -ENOMEM;
     if (e->ep < 0)
@@ -503,6 +587,7 @@ static void engine_free(engine *e)
     free(e->conns);
     free(e->sent_at);
     free(e->rbuf);
+    free(e->hdr);
     free(e->pat);
     free(e->upat);
     free(e->heap);

@@ -3,7 +3,7 @@
  *
  *   loadgen --target URL [-c CONNS] [-s BYTES] [-d SECONDS] [-w SECONDS]
  *           [--pipeline DEPTH] [--per-request] [--think MS]
- *           [--server-pid PID] [--label TEXT] [--deadline SECONDS]
+ *           [--proxy-v1 | --proxy-v2] [--server-pid PID] [--label TEXT] [--deadline SECONDS]
  *           [--strict] [--quiet]
  *
  * One process, one epoll loop. Talks only to loopback addresses and Unix
@@ -38,6 +38,9 @@ static void usage(FILE *out)
           "  --pipeline DEPTH    requests in flight per connection (default 1)\n"
           "  --per-request       a new connection for every request\n"
           "  --think MS          pause after each reply (mostly idle connections)\n"
+          "  --proxy-v1, --proxy-v2\n"
+          "                      open every stream connection with a PROXY protocol header\n"
+          "                      (v1 text or v2 binary) naming its own source and destination\n"
           "  --server-pid PID    also report the server's CPU, RSS, threads, processes\n"
           "  --label TEXT        copied into the output line\n"
           "  --deadline S        hard limit on the whole run (default warmup+duration+10)\n"
@@ -102,6 +105,8 @@ static int parse(int argc, char **argv, options *o)
             exit(0);
         } else if (strcmp(a, "--per-request") == 0) {
             o->cfg.per_request = true;
+        } else if (strcmp(a, "--proxy-v1") == 0 || strcmp(a, "--proxy-v2") == 0) {
+            o->cfg.proxy_version = a[9] - '0'; /* "--proxy-vN" */
         } else if (strcmp(a, "--strict") == 0 || strcmp(a, "--quiet") == 0) {
             *(a[2] == 's' ? &o->strict : &o->quiet) = true;
         } else if ((strcmp(a, "--target") == 0 || strcmp(a, "--label") == 0) && val != NULL) {
@@ -163,7 +168,8 @@ static void print_line(const options *o, const lg_result *r)
            "requests=%llu rps=%.1f p50_us=%.1f p99_us=%.1f p999_us=%.1f max_us=%.1f "
            "errors=%llu mismatches=%llu lost=%llu starved=%llu unconnected=%llu connects=%llu "
            "connect_errors=%llu server_cpu_s=%.2f cpu_us_per_req=%.2f server_rss_kb=%ld "
-           "server_pss_kb=%ld server_threads=%ld server_procs=%ld client_cpu_pct=%.0f\n",
+           "server_pss_kb=%ld server_threads=%ld server_procs=%ld client_cpu_pct=%.0f "
+           "proxy=%d\n",
            o->label, o->url, c->per_request ? "per-request" : "persistent", c->connections, c->size,
            c->depth, c->think_ms, r->window_s, (unsigned long long)r->requests, rps,
            us(lg_samples_pct(&r->lat, 50)), us(lg_samples_pct(&r->lat, 99)),
@@ -173,7 +179,7 @@ static void print_line(const options *o, const lg_result *r)
            (unsigned long long)r->unconnected, (unsigned long long)r->connects,
            (unsigned long long)r->connect_errors, cpu, cpu_per, r->server_end.rss_kb,
            r->server_end.pss_kb, r->server_end.threads, r->server_end.procs,
-           r->window_s > 0 ? 100 * r->client_cpu_s / r->window_s : 0);
+           r->window_s > 0 ? 100 * r->client_cpu_s / r->window_s : 0, c->proxy_version);
     fflush(stdout);
 }
 
@@ -212,6 +218,11 @@ int main(int argc, char **argv)
     }
     if (lg_target_parse(o.url, &o.cfg.target, why, sizeof why) < 0) {
         fprintf(stderr, "loadgen: %s: %s\n", o.url, why);
+        return 2;
+    }
+    if (o.cfg.target.socktype == SOCK_DGRAM && o.cfg.proxy_version != 0) {
+        fprintf(stderr, "loadgen: --proxy-v%d: stream targets only (tcp://, unix:)\n",
+                o.cfg.proxy_version);
         return 2;
     }
     if (o.cfg.target.socktype == SOCK_DGRAM)

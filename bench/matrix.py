@@ -35,11 +35,33 @@ CELLS = {
     "4k10": (["-c", "10", "-s", "4096"], "persistent, 10 connections, 4 KiB"),
     "cpr1": (["--per-request", "-c", "1"], "connect-per-request, 1 connection"),
     "cpr50": (["--per-request", "-c", "50"], "connect-per-request, 50 connections"),
+    "cpr50p": (["--per-request", "-c", "50", "--proxy-v2"],
+               "cpr50 with a PROXY v2 header opening every connection (PROXY servers only)"),
     "idle1000": (["-c", "1000", "--think", "1000"], "1000 connections, 1 request/s each"),
 }
 MODE_CANDIDATES = ["sync", "threading", "forking", "pool"]
 # Servers that serve one connection at a time: starvation there is by design.
 ONE_AT_A_TIME = {"ss-sync", "py-sync"}
+# The modes also measured behind the PROXY protocol filter, as server
+# "ss-MODE-proxy": every connection must open with a header from a trusted
+# source. loadgen connects from all of 127.0.0.0/8 (a source address per
+# connection slot), so that is the range trusted.
+PROXY_MODES = ["pool", "threading"]
+PROXY_FLAGS = ["--proxy-protocol", "--proxy-from", "127.0.0.0/8"]
+
+
+def is_proxy_server(name):
+    return name.endswith("-proxy")
+
+
+def is_proxy_cell(cell):
+    return any(a.startswith("--proxy-v") for a in CELLS[cell][0])
+
+
+def serves(name, cell):
+    """A PROXY server refuses a connection without a header, and a plain
+    server would take the header for request bytes: each gets its own cells."""
+    return is_proxy_server(name) == is_proxy_cell(cell)
 
 
 def log(msg):
@@ -114,8 +136,16 @@ def discover_servers(build, logf, want_python=True):
     """name -> command (without --listen)."""
     servers = {}
     upper = os.path.join(build, "examples", "uppercase_server")
-    for mode in discover_modes(upper, logf):
+    modes = discover_modes(upper, logf)
+    for mode in modes:
         servers["ss-" + mode] = [upper, "--mode", mode]
+    for mode in [m for m in PROXY_MODES if m in modes]:
+        cmd = [upper, "--mode", mode] + PROXY_FLAGS
+        if try_start(cmd, "tcp://127.0.0.1:0", logf):
+            servers["ss-%s-proxy" % mode] = cmd
+        else:
+            log("bench: uppercase_server does not take %s: no PROXY servers" % PROXY_FLAGS[0])
+            break
     for ref in ["epoll", "threads", "libuv", "libevent"]:
         path = os.path.join(build, "bench", "ref_" + ref)
         if os.access(path, os.X_OK):
@@ -165,11 +195,11 @@ def load_average():
 
 def run_matrix(loadgen, servers, cells, opts, logf):
     rows = []
-    total = opts.runs * len(cells) * len(servers)
+    total = opts.runs * sum(serves(s, c) for s in servers for c in cells)
     done = 0
     for rep in range(opts.runs):
         for cell in cells:
-            for name in servers:
+            for name in [s for s in servers if serves(s, cell)]:
                 row = run_cell(loadgen, servers, name, CELLS[cell][0], opts, logf)
                 row.update(cell=cell, run=str(rep + 1), loadavg=load_average())
                 rows.append(row)

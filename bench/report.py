@@ -8,7 +8,7 @@ import tempfile
 
 BEGIN = "<!-- bench-results:begin -->"
 END = "<!-- bench-results:end -->"
-RPS_CELLS = ["p1", "p10", "p100", "p1000", "4k10", "cpr1", "cpr50"]
+RPS_CELLS = ["p1", "p10", "p100", "p1000", "4k10", "cpr1", "cpr50", "cpr50p"]
 
 
 def value(agg, server, cell, key):
@@ -19,11 +19,24 @@ def ratio(runs, a, b, cell, key="rps"):
     """Median over the runs of a/b, each run's two figures measured minutes
     apart at most (servers are interleaved within a run), so a drift of
     the machine between runs cancels out instead of landing on one side."""
+    return pair_ratio(runs, (a, cell), (b, cell), key)
+
+
+def per_run(runs, a, b, key):
+    """run -> {a: value, b: value}, a and b being (server, cell) pairs."""
     by_run = {}
     for r in runs:
-        if r.get("cell") == cell and r.get("server") in (a, b) and "failure" not in r:
-            by_run.setdefault(r["run"], {})[r["server"]] = float(r[key])
-    vals = [v[a] / v[b] for v in by_run.values() if a in v and b in v and v[b] > 0]
+        at = (r.get("server"), r.get("cell"))
+        if at in (a, b) and "failure" not in r:
+            by_run.setdefault(r["run"], {})[at] = float(r[key])
+    return by_run
+
+
+def pair_ratio(runs, a, b, key="rps"):
+    """ratio() for any two (server, cell) pairs of the same runs, e.g. one
+    server's cell with a PROXY header against its plain twin's cell."""
+    vals = [v[a] / v[b] for v in per_run(runs, a, b, key).values()
+            if a in v and b in v and v[b] > 0]
     return statistics.median(vals) if vals else None
 
 
@@ -79,6 +92,10 @@ def targets(agg, runs):
     cpu += [check("ss-pool %s vs threads" % c, cpu_ratio(runs, "ss-pool", c, "threads"),
                   1.2, False) for c in ["p10", "p100", "p1000"]]
     t.append(("server CPU per request within 1.2x the hand-written servers", cpu))
+    t.append(("PROXY v2 filter: CPU per request with a header <= 1.1x without (issue 14)", [
+        check("%s-proxy cpr50p vs %s cpr50" % (m, m),
+              pair_ratio(runs, (m + "-proxy", "cpr50p"), (m, "cpr50"), "cpu_us_per_req"),
+              1.1, False) for m in conc]))
     return t
 
 
@@ -128,7 +145,7 @@ def markdown(agg, runs, servers, cells, cell_info, info):
         "(errors and starvation: the worst run). Load average before/after: "
         "%(load_before)s / %(load_after)s.\n\n" % info,
         "Cells: " + "; ".join("**%s** %s" % (c, cell_info[c][1]) for c in cells) + ".\n\n",
-        "### Targets (issue 7)\n\n",
+        "### Targets (issues 7 and 14)\n\n",
         "Ratios are medians of per-run ratios (the two servers measured in the same "
         "run, minutes apart), so they are steadier than the ratio of the medians below.\n\n",
         targets_md(agg, runs),
@@ -140,12 +157,28 @@ def markdown(agg, runs, servers, cells, cell_info, info):
         starved_table(agg, servers, [c for c in cells if c in ("p10", "p100", "p1000", "4k10",
                                                                "idle1000")]),
     ]
+    if "cpr50p" in cells:
+        parts += ["\n### PROXY v2 filter, run by run: server CPU per request (µs)\n\n",
+                  proxy_runs_table(runs, servers)]
     if "idle1000" in cells:
         parts += ["\n### 1000 mostly idle connections: server memory and tasks\n\n",
                   idle_table(agg, servers)]
     parts += ["\n### Run-to-run spread of requests/s ((max − min) / median, %)\n\n",
               table(agg, servers, rps_cells, "spread_pct")]
     return "".join(parts)
+
+
+def proxy_runs_table(runs, servers):
+    """Each run's cpr50 figure of a mode beside its PROXY twin's cpr50p,
+    and their ratio: the numbers the PROXY target's median is taken of."""
+    out = ["| server | run | cpr50 | cpr50p (PROXY v2) | ratio |", "|---|---:|---:|---:|---:|"]
+    for s in [s for s in servers if s.endswith("-proxy") and s[:-6] in servers]:
+        a, b = (s, "cpr50p"), (s[:-6], "cpr50")
+        for run, v in sorted(per_run(runs, a, b, "cpu_us_per_req").items(), key=lambda kv: int(kv[0])):
+            r = v[a] / v[b] if a in v and b in v and v[b] > 0 else None
+            out.append("| %s | %s | %s | %s | %s |" % (s[:-6], run, num(v.get(b), 1),
+                                                       num(v.get(a), 1), num(r, 2)))
+    return "\n".join(out) + "\n"
 
 
 def idle_table(agg, servers):
@@ -201,7 +234,8 @@ def plot(agg, servers, cells, png, info):
 
 # Our modes in blues, the C references in greys and oranges, Python in greens.
 COLORS = {"ss-sync": "#08306b", "ss-threading": "#2171b5", "ss-forking": "#6baed6",
-          "ss-pool": "#00a6a6", "epoll": "#252525", "threads": "#969696", "libuv": "#e6550d",
+          "ss-pool": "#00a6a6", "ss-threading-proxy": "#9ecae1", "ss-pool-proxy": "#66c2c2",
+          "epoll": "#252525", "threads": "#969696", "libuv": "#e6550d",
           "libevent": "#fdae6b", "py-sync": "#006d2c", "py-threading": "#41ab5d",
           "py-forking": "#a1d99b"}
 

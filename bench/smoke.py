@@ -5,8 +5,12 @@ or never-connected connection, or server that does not stop cleanly.
 
   - loadgen refuses non-loopback targets;
   - loadgen's verifier catches a server that does not uppercase (echo);
+  - loadgen's PROXY headers (--proxy-v1, --proxy-v2) are what the
+    specification says, checked by a Python server (bench/proxy_check.py);
   - uppercase_server in every --mode it accepts, over TCP (persistent and
     connect-per-request), Unix and UDP when that mode serves them;
+  - the PROXY servers (--proxy-protocol) with v2 and v1 headers, and
+    refusing a connection without one;
   - each reference server once (Python's only if python3 is there)."""
 import os
 import shutil
@@ -18,6 +22,7 @@ from types import SimpleNamespace
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import matrix  # noqa: E402
+import proxy_check  # noqa: E402
 
 OPTS = SimpleNamespace(duration=0.4, warmup=0.15)
 FAIL_KEYS = ["errors", "mismatches", "lost", "starved", "unconnected", "connect_errors"]
@@ -63,6 +68,22 @@ def catches_echo(build, loadgen, tally):
                  "mismatches=%s" % row.get("mismatches", row.get("failure")))
 
 
+def checks_proxy_headers(loadgen, tally):
+    """Every connection's header is checked against the spec and the
+    connection's real endpoints; a wrong one gets no reply (loadgen errors)."""
+    for version in (1, 2):
+        with proxy_check.Checker(version) as ck:
+            out = subprocess.run([loadgen, "--target", ck.url, "--per-request", "-c", "2",
+                                  "-d", str(OPTS.duration), "-w", str(OPTS.warmup),
+                                  "--proxy-v%d" % version, "--quiet"],
+                                 capture_output=True, text=True, timeout=30)
+        row = matrix.parse_line(out.stdout) or {"failure": out.stderr.strip()[-200:]}
+        ok, detail = judge(row, False)
+        ok = ok and ck.bad == 0 and ck.good > 0
+        tally.record("loadgen --proxy-v%d headers as the spec says" % version, ok,
+                     "%s; %d headers checked, %d wrong %s" % (detail, ck.good, ck.bad, ck.why))
+
+
 # Persistent connections per mode, within what each mode documents it
 # serves at once (sync: one; pool: at least 8 workers; forking: 40
 # children), so any starvation here is a bug, not the design. The issue's
@@ -82,7 +103,7 @@ def ss_cases(mode, tmp):
 
 
 def run_ss(build, loadgen, servers, tally, tmp):
-    for name in [s for s in servers if s.startswith("ss-")]:
+    for name in [s for s in servers if s.startswith("ss-") and not matrix.is_proxy_server(s)]:
         for what, url, args in ss_cases(name[3:], tmp):
             with tempfile.TemporaryFile() as logf:
                 if not url.startswith("tcp") and not matrix.try_start(servers[name], url, logf):
@@ -91,6 +112,38 @@ def run_ss(build, loadgen, servers, tally, tmp):
                     continue
                 row = matrix.run_cell(loadgen, servers, name, args, OPTS, logf, url)
             tally.record("%s %s %s" % (name, what, " ".join(args)), *judge(row, True))
+
+
+# The PROXY servers: headers of both versions (the full matrix measures
+# only v2, per request), and a connection without a header, which must be
+# refused: no reply, no mismatch (never guessed to be a direct client).
+PROXY_CASES = {
+    "ss-pool-proxy": [("tcp per-request", ["--per-request", "-c", "10", "--proxy-v2"]),
+                      ("tcp", ["-c", "4", "--proxy-v1"]),
+                      ("tcp without a header", ["-c", "2"])],
+    "ss-threading-proxy": [("tcp per-request", ["--per-request", "-c", "10", "--proxy-v2"])],
+}
+
+
+def refused(row):
+    if "failure" in row:
+        return False, row["failure"]
+    ok = int(row["requests"]) == 0 and int(row["errors"]) > 0 and row["mismatches"] == "0"
+    return ok, "requests=%s errors=%s mismatches=%s" % (row["requests"], row["errors"],
+                                                       row["mismatches"])
+
+
+def run_proxy(loadgen, servers, tally):
+    for name, cases in PROXY_CASES.items():
+        if name not in servers:  # the examples take --proxy-protocol: a regression
+            tally.record(name, False, "uppercase_server did not start with %s"
+                         % " ".join(matrix.PROXY_FLAGS))
+            continue
+        for what, args in cases:
+            with tempfile.TemporaryFile() as logf:
+                row = matrix.run_cell(loadgen, servers, name, args, OPTS, logf)
+            verdict = refused(row) if "without" in what else judge(row, True)
+            tally.record("%s %s %s" % (name, what, " ".join(args)), *verdict)
 
 
 def run_refs(loadgen, servers, tally):
@@ -117,7 +170,9 @@ def main():
         print("bench smoke: modes %s" % " ".join(s[3:] for s in servers if s.startswith("ss-")))
         refuses(loadgen, tally)
         catches_echo(build, loadgen, tally)
+        checks_proxy_headers(loadgen, tally)
         run_ss(build, loadgen, servers, tally, tmp)
+        run_proxy(loadgen, servers, tally)
         run_refs(loadgen, servers, tally)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
