@@ -78,20 +78,6 @@ static int refuse_open(ss_filter_ctx *ctx, void *config)
 
 static const ss_filter refuse = {SS_FILTER_VERSION, "refuse", refuse_open, NULL, NULL, NULL, NULL};
 
-/* Lets a connection through only if its first byte is '!', read in open
- * through the layer below: a silent client keeps open waiting. */
-static int gate_open(ss_filter_ctx *ctx, void *config)
-{
-    (void)config;
-    char c;
-    ssize_t n = ss_filter_recv_next(ctx, &c, 1);
-    if (n < 0)
-        return (int)n;
-    return n == 1 && c == '!' ? 0 : -EPROTO;
-}
-
-static const ss_filter gate = {SS_FILTER_VERSION, "gate", gate_open, NULL, NULL, NULL, NULL};
-
 /* One line back, in one send_all, so the tags are predictable. */
 static int echo_once(ss_request *req, void *data)
 {
@@ -106,42 +92,6 @@ static int echo_once(ss_request *req, void *data)
 static const ss_handler echo_once_handler = {SS_HANDLER_VERSION, NULL, echo_once, NULL};
 
 /* ---- the combinations ---- */
-
-/* A server of the combination, created but not bound, so filters can be
- * added; `dir` gets the Unix socket's temp dir ("" for TCP). */
-static ss_server *create(const combo *c, const ss_handler *h, char *dir, size_t size)
-{
-    char url[320];
-    dir[0] = '\0';
-    if (strcmp(c->scheme, "tcp") == 0) {
-        snprintf(url, sizeof url, "tcp://127.0.0.1:0");
-    } else {
-        ts_mkdtemp(dir, size);
-        snprintf(url, sizeof url, "unix://%s/s", dir);
-    }
-    ss_server *srv = NULL;
-    int rc = ss_server_create(&srv, url, ss_dispatch_by_name(c->mode), h, NULL);
-    if (rc < 0)
-        fail_msg("%s/%s: %s", c->scheme, c->mode, ss_strerror(rc));
-    ss_server_on_handle_error(srv, td_quiet_error);
-    return srv;
-}
-
-static void start(ss_server *srv, ts_runner *runner)
-{
-    assert_int_equal(ss_server_bind(srv), 0);
-    assert_int_equal(ss_server_activate(srv), 0);
-    ts_start(runner, srv, 50);
-}
-
-static void finish(ts_runner *runner, ss_server *srv, uint64_t closed, const char *dir)
-{
-    assert_true(td_wait_closed(srv, closed, 10000));
-    assert_int_equal(ts_stop(runner), 0);
-    ss_server_free(srv);
-    if (dir[0] != '\0')
-        ts_rmdir(dir);
-}
 
 /* Everything the server sends until it closes. */
 static size_t recv_all(int fd, char *buf, size_t size)
@@ -165,11 +115,11 @@ static void two_filters_in_order(void **state)
     int fds = ts_count_fds();
     atomic_store(&configs_freed, 0);
     static mark_config a = {'a', false}, b = {'b', true};
-    ss_server *srv = create(c, &echo_once_handler, dir, sizeof dir);
+    ss_server *srv = combo_server(c, &echo_once_handler, dir, sizeof dir);
     assert_int_equal(ss_server_add_filter(srv, &mark, &a), 0);
     assert_int_equal(ss_server_add_filter(srv, &mark, &b), 0);
     ts_runner runner;
-    start(srv, &runner);
+    combo_start(srv, &runner);
     int fd = ts_connect(srv);
     ts_send(fd, "hi\n", 3);
     char got[64];
@@ -179,7 +129,7 @@ static void two_filters_in_order(void **state)
     assert_true(td_wait_closed(srv, 1, 10000));
     ss_stats st = td_stats(srv);
     assert_int_equal(st.filter_refused, 0);
-    finish(&runner, srv, 1, dir);
+    combo_finish(&runner, srv, 1, dir);
     assert_int_equal(atomic_load(&configs_freed), 2);
     assert_true(td_wait_fds(fds, 5000));
 }
@@ -189,10 +139,10 @@ static void open_refuses(void **state)
     const combo *c = *state;
     char dir[256];
     int fds = ts_count_fds();
-    ss_server *srv = create(c, &echo_once_handler, dir, sizeof dir);
+    ss_server *srv = combo_server(c, &echo_once_handler, dir, sizeof dir);
     assert_int_equal(ss_server_add_filter(srv, &refuse, NULL), 0);
     ts_runner runner;
-    start(srv, &runner);
+    combo_start(srv, &runner);
     int fd = ts_connect(srv);
     /* the refusal may close the connection before these bytes go out */
     (void)send(fd, "hi\n", 3, MSG_NOSIGNAL);
@@ -204,7 +154,7 @@ static void open_refuses(void **state)
     assert_int_equal(st.filter_refused, 1);
     assert_int_equal(st.handled, 0);
     assert_int_equal(st.handler_errors, 0);
-    finish(&runner, srv, 1, dir);
+    combo_finish(&runner, srv, 1, dir);
     assert_true(td_wait_fds(fds, 5000));
 }
 
@@ -213,11 +163,11 @@ static void timeout_through_filter(void **state)
 {
     const combo *c = *state;
     char dir[256];
-    ss_server *srv = create(c, &echo_once_handler, dir, sizeof dir);
-    assert_int_equal(ss_server_add_filter(srv, &gate, NULL), 0);
+    ss_server *srv = combo_server(c, &echo_once_handler, dir, sizeof dir);
+    assert_int_equal(ss_server_add_filter(srv, &combo_gate, NULL), 0);
     ss_server_set_request_timeout(srv, 200);
     ts_runner runner;
-    start(srv, &runner);
+    combo_start(srv, &runner);
     long long t0 = ts_now_ms();
     int fd = ts_connect(srv); /* says nothing */
     assert_true(ts_sees_eof(fd));
@@ -233,7 +183,7 @@ static void timeout_through_filter(void **state)
     ts_send(fd, "!ok\n", 4);
     td_expect(fd, "ok\n");
     close(fd);
-    finish(&runner, srv, 2, dir);
+    combo_finish(&runner, srv, 2, dir);
 }
 
 /* One worker: twenty filters wait in open for their first byte, and a
@@ -243,11 +193,11 @@ static void pool_parks_waiting_filters(void **state)
     (void)state;
     char dir[256];
     static const combo pool_tcp = {"tcp", "pool"};
-    ss_server *srv = create(&pool_tcp, &echo_once_handler, dir, sizeof dir);
+    ss_server *srv = combo_server(&pool_tcp, &echo_once_handler, dir, sizeof dir);
     assert_int_equal(ss_server_set_workers(srv, 1), 0);
-    assert_int_equal(ss_server_add_filter(srv, &gate, NULL), 0);
+    assert_int_equal(ss_server_add_filter(srv, &combo_gate, NULL), 0);
     ts_runner runner;
-    start(srv, &runner);
+    combo_start(srv, &runner);
     enum { IDLE = 20 };
     int idle[IDLE];
     for (int i = 0; i < IDLE; i++)
@@ -262,7 +212,7 @@ static void pool_parks_waiting_filters(void **state)
     assert_true(td_wait_closed(srv, IDLE + 1, 10000));
     assert_int_equal(td_stats(srv).filter_refused, IDLE);
     assert_int_equal(td_stats(srv).handled, 1);
-    finish(&runner, srv, IDLE + 1, dir);
+    combo_finish(&runner, srv, IDLE + 1, dir);
 }
 
 static void add_filter_errors(void **state)

@@ -102,37 +102,13 @@ static bool is_tcp(const combo *c)
 
 static ss_server *create(const combo *c, char *dir, size_t size)
 {
-    char url[320];
-    dir[0] = '\0';
-    if (is_tcp(c)) {
-        snprintf(url, sizeof url, "tcp://127.0.0.1:0");
-    } else {
-        ts_mkdtemp(dir, size);
-        snprintf(url, sizeof url, "unix://%s/s", dir);
-    }
-    ss_server *srv = NULL;
-    int rc = ss_server_create(&srv, url, ss_dispatch_by_name(c->mode), &who_handler, NULL);
-    if (rc < 0)
-        fail_msg("%s/%s: %s", c->scheme, c->mode, ss_strerror(rc));
-    ss_server_on_handle_error(srv, td_quiet_error);
-    return srv;
+    return combo_server(c, &who_handler, dir, size);
 }
 
 static void start(ss_server *srv, const ss_proxy_options *opts, ts_runner *runner)
 {
     assert_int_equal(ss_server_set_proxy_protocol(srv, opts), 0);
-    assert_int_equal(ss_server_bind(srv), 0);
-    assert_int_equal(ss_server_activate(srv), 0);
-    ts_start(runner, srv, 50);
-}
-
-static void finish(ts_runner *runner, ss_server *srv, uint64_t closed, const char *dir)
-{
-    assert_true(td_wait_closed(srv, closed, 10000));
-    assert_int_equal(ts_stop(runner), 0);
-    ss_server_free(srv);
-    if (dir[0] != '\0')
-        ts_rmdir(dir);
+    combo_start(srv, runner);
 }
 
 /* Sends the header and "hello\n" in one write, returns the reply line. */
@@ -185,7 +161,7 @@ static void real_client_v1_and_v2(void **state)
     ask(srv, h, n, reply, sizeof reply);
     snprintf(want, sizeof want, "192.0.2.9:5555|%s|abc|hello\n", proxy_name(c));
     assert_string_equal(reply, want);
-    finish(&runner, srv, 3, dir);
+    combo_finish(&runner, srv, 3, dir);
 }
 
 /* LOCAL (a health check) and UNKNOWN: the connection's own peer. */
@@ -204,7 +180,7 @@ static void local_keeps_own_peer(void **state)
     assert_true(is_tcp(c) ? strncmp(reply, "127.0.0.1:", 10) == 0 : reply[0] == '|');
     ask(srv, "PROXY UNKNOWN\r\n", 15, reply, sizeof reply);
     assert_non_null(strstr(reply, want));
-    finish(&runner, srv, 2, dir);
+    combo_finish(&runner, srv, 2, dir);
 }
 
 typedef struct bad_header {
@@ -272,7 +248,7 @@ static void bad_headers_refused(void **state)
     assert_int_equal(st.handled, 0);
     assert_int_equal(st.handler_errors, 0);
     assert_int_equal(st.proxy_untrusted + st.proxy_timeouts, 0);
-    finish(&runner, srv, count, dir);
+    combo_finish(&runner, srv, count, dir);
     assert_true(td_wait_fds(fds, 5000));
 }
 
@@ -298,7 +274,7 @@ static void untrusted_refused(void **state)
     } else { /* a Unix listener trusts its peers: the socket file decides */
         assert_string_equal(reply, "192.0.2.7:40000|unix|-|hello\n");
     }
-    finish(&runner, srv, 1, dir);
+    combo_finish(&runner, srv, 1, dir);
 }
 
 static void silent_client_times_out(void **state)
@@ -321,7 +297,7 @@ static void silent_client_times_out(void **state)
     assert_int_equal(st.filter_refused, 1);
     assert_int_equal(st.request_timeouts, 0);
     assert_int_equal(st.handled + st.handler_errors, 0);
-    finish(&runner, srv, 1, dir);
+    combo_finish(&runner, srv, 1, dir);
 }
 
 /* Two clients behind one proxy at once, a third the same as the first:
@@ -353,7 +329,7 @@ static void per_client_counts_real_client(void **state)
     assert_int_equal(st.rejected, 1);
     td_release(held[0]);
     td_release(held[1]);
-    finish(&runner, srv, 3, dir);
+    combo_finish(&runner, srv, 3, dir);
 }
 
 static bool refuse_doc_client(ss_server *srv, ss_request *req, void *data)
@@ -381,7 +357,7 @@ static void verify_sees_real_client(void **state)
     ss_stats st = td_stats(srv);
     assert_int_equal(st.rejected_verify, 1);
     assert_int_equal(st.filter_refused, 0);
-    finish(&runner, srv, 2, dir);
+    combo_finish(&runner, srv, 2, dir);
 }
 
 /* Only v1 accepted: a v2 header is refused. */
@@ -400,21 +376,8 @@ static void versions_accepted(void **state)
     assert_string_equal(reply, "");
     assert_true(td_wait_closed(srv, 1, 10000));
     assert_int_equal(td_stats(srv).proxy_invalid, 1);
-    finish(&runner, srv, 1, dir);
+    combo_finish(&runner, srv, 1, dir);
 }
-
-/* Lets a connection through only if its first byte is '!', read in open:
- * added before the PROXY filter, it still ends up above it (the header is
- * the first thing on the wire), so it reads the byte after the header. */
-static int gate_open(ss_filter_ctx *ctx, void *config)
-{
-    (void)config;
-    char c;
-    ssize_t n = ss_filter_recv_next(ctx, &c, 1);
-    return n < 0 ? (int)n : n == 1 && c == '!' ? 0 : -EPROTO;
-}
-
-static const ss_filter gate = {SS_FILTER_VERSION, "gate", gate_open, NULL, NULL, NULL, NULL};
 
 static void proxy_below_earlier_filters(void **state)
 {
@@ -422,13 +385,13 @@ static void proxy_below_earlier_filters(void **state)
     char dir[256], reply[512];
     static const combo tcp_threading = {"tcp", "threading"};
     ss_server *srv = create(&tcp_threading, dir, sizeof dir);
-    assert_int_equal(ss_server_add_filter(srv, &gate, NULL), 0);
+    assert_int_equal(ss_server_add_filter(srv, &combo_gate, NULL), 0);
     ts_runner runner;
     start(srv, NULL, &runner);
     const char *v1 = "PROXY TCP4 192.0.2.7 198.51.100.1 40000 80\r\n!";
     ask(srv, v1, strlen(v1), reply, sizeof reply);
     assert_string_equal(reply, "192.0.2.7:40000|127.0.0.1|-|hello\n");
-    finish(&runner, srv, 1, dir);
+    combo_finish(&runner, srv, 1, dir);
 }
 
 static void option_errors(void **state)
