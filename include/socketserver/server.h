@@ -138,6 +138,7 @@ SS_API void ss_server_free(ss_server *srv);
  * the header named, gives its default, its units and the errors it returns.
  *
  * After create, before bind (SS_ESTATE after bind):
+ *   ss_server_add_listener                                   server.h
  *   ss_server_set_reuse_address, ss_server_set_reuse_port    server.h
  *   ss_server_set_unix_mode                                  transport.h
  * Before activate (SS_ESTATE after activate):
@@ -218,17 +219,62 @@ SS_API void ss_server_set_log(ss_server *srv, ss_log_fn fn);
 /* Server queries                                                           */
 /* ------------------------------------------------------------------------ */
 
-/* The listening socket (Python's fileno()), or -1 after close. */
+/* The listening socket (Python's fileno()), or -1 after close. With
+ * several listeners: the first (the URL given to ss_server_create). */
 SS_API int ss_server_fileno(const ss_server *srv);
 
 /* Writes the server's address as a URL into buf, e.g. "tcp://127.0.0.1:40123"
  * or "tcp://[::1]:40123". After bind it is the real bound address (port 0
  * resolved). Returns the length, or -ENOSPC if buf is too small (64 bytes
- * always suffice for inet; 128 for every form). */
+ * always suffice for inet; 128 for every form). With several listeners:
+ * the first's. */
 SS_API int ss_server_address(const ss_server *srv, char *buf, size_t size);
 
-/* The bound port of an inet server (after bind), 0 otherwise. */
+/* The bound port of an inet server (after bind), 0 otherwise. With
+ * several listeners: the first's. */
 SS_API int ss_server_port(const ss_server *srv);
+
+/* ------------------------------------------------------------------------ */
+/* Several listeners                                                        */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Adds one more socket for the server to serve on, each with its own
+ * transport: IPv4 and IPv6, TCP and a Unix socket for local tools, or a
+ * stream and a datagram listener answered by one handler (a DNS-style
+ * server on UDP and TCP). Every listener feeds the same dispatcher,
+ * counters and limits; the loop polls them all and takes one client from
+ * each ready one in turn, so none starves the others. Python has no
+ * equivalent (a socketserver server has exactly one socket).
+ * `url` takes every form ss_server_create takes. Call it after create and
+ * before bind, from the thread setting the server up; bind and activate
+ * then act on every listener in the order they were added (a failed bind
+ * can be retried: the listeners already bound are skipped), and close
+ * closes them all. The server-wide options (reuse, backlog, Unix mode,
+ * max_packet_size) apply to every listener they concern. The filters
+ * (socketserver/filter.h) apply to the stream listeners; a datagram
+ * listener's requests, single packets, pass none.
+ * Returns the new listener's index (>= 1; the first listener, from
+ * ss_server_create, is 0), or: SS_ESTATE after bind; the URL errors of
+ * ss_server_create; SS_ERESOLVE, -ENOMEM or the errno of socket().
+ */
+SS_API int ss_server_add_listener(ss_server *srv, const char *url);
+
+/* How many listeners the server has (>= 1). */
+SS_API int ss_server_listener_count(const ss_server *srv);
+
+/* Listener `index` (0 .. count - 1), as ss_server_fileno,
+ * ss_server_address and ss_server_port describe the first: its socket
+ * (-1 once closed), its address as a URL (the length written, or -ENOSPC),
+ * its bound port (0 if not inet). Each returns -EINVAL for an index out of
+ * range. Readable from any thread once the server is set up. */
+SS_API int ss_server_listener_fileno(const ss_server *srv, int index);
+SS_API int ss_server_listener_address(const ss_server *srv, int index, char *buf, size_t size);
+SS_API int ss_server_listener_port(const ss_server *srv, int index);
+
+/* The index of the listener the request came on (0 .. count - 1), for a
+ * handler that answers differently per socket. Any thread. */
+SS_API int ss_request_listener(const ss_request *req);
 
 /* The `data` pointer given at creation. */
 SS_API void *ss_server_data(const ss_server *srv);

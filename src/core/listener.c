@@ -107,3 +107,53 @@ void ss__listeners_free(ss_server *srv)
     srv->pollset = NULL;
     srv->nlisteners = 0;
 }
+
+/* ---- public API ---- */
+
+SS_API int ss_server_add_listener(ss_server *srv, const char *url)
+{
+    if (srv->state != SS__CREATED)
+        return SS_ESTATE;
+    ss__url parsed;
+    int rc = ss__url_parse(url, &parsed);
+    if (rc == 0)
+        rc = ss__listener_add_parsed(srv, &parsed);
+    return rc < 0 ? rc : srv->nlisteners - 1;
+}
+
+SS_API int ss_server_listener_count(const ss_server *srv)
+{
+    return srv->nlisteners;
+}
+
+static const ss__listener *listener_at(const ss_server *srv, int index)
+{
+    return index >= 0 && index < srv->nlisteners ? srv->listeners[index] : NULL;
+}
+
+SS_API int ss_server_listener_fileno(const ss_server *srv, int index)
+{
+    const ss__listener *l = listener_at(srv, index);
+    return l != NULL ? l->fd : -EINVAL;
+}
+
+SS_API int ss_server_listener_address(const ss_server *srv, int index, char *buf, size_t size)
+{
+    const ss__listener *l = listener_at(srv, index);
+    if (l == NULL)
+        return -EINVAL;
+    return ss__format_url(l->url.scheme, (const struct sockaddr *)&l->addr, l->addr_len, buf, size);
+}
+
+SS_API int ss_server_listener_port(const ss_server *srv, int index)
+{
+    const ss__listener *l = listener_at(srv, index);
+    if (l == NULL)
+        return -EINVAL;
+    return ss__sockaddr_port((const struct sockaddr *)&l->addr, l->addr_len);
+}
+
+SS_API int ss_request_listener(const ss_request *req)
+{
+    return req->listener->index;
+}

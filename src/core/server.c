@@ -549,19 +549,17 @@ SS_API void ss_server_on_service_actions(ss_server *srv, ss_server_fn fn)
 /* The first listener: what a server with one means. */
 SS_API int ss_server_fileno(const ss_server *srv)
 {
-    return srv->listeners[0]->fd;
+    return ss_server_listener_fileno(srv, 0);
 }
 
 SS_API int ss_server_address(const ss_server *srv, char *buf, size_t size)
 {
-    const ss__listener *l = srv->listeners[0];
-    return ss__format_url(l->url.scheme, (const struct sockaddr *)&l->addr, l->addr_len, buf, size);
+    return ss_server_listener_address(srv, 0, buf, size);
 }
 
 SS_API int ss_server_port(const ss_server *srv)
 {
-    const ss__listener *l = srv->listeners[0];
-    return ss__sockaddr_port((const struct sockaddr *)&l->addr, l->addr_len);
+    return ss_server_listener_port(srv, 0);
 }
 
 SS_API void *ss_server_data(const ss_server *srv)
