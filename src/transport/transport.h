@@ -126,4 +126,28 @@ void ss__dgram_end_request(ss_request *req);
 /* Nothing to do: a datagram handler never waits for its client. */
 void ss__dgram_interrupt(ss_request *req);
 
+/* Socket activation (transport/activation.c): systemd's sd_listen_fds(3)
+ * protocol, read without libsystemd. LISTEN_PID must be getpid(),
+ * LISTEN_FDS = n (0 to 4096) descriptors from SD_LISTEN_FDS_START (3) to
+ * 3+n-1, LISTEN_FDNAMES = their names, colon-separated (optional; a
+ * missing or empty name is "unknown"). On the first successful call the
+ * descriptors are made close-on-exec and the three variables unset (so
+ * children do not inherit them); later calls return the same list (*out,
+ * n entries, owned by the library for the process's life). Thread-safe
+ * against itself; like any unsetenv(), not against another thread's
+ * getenv(). Returns n, 0 when LISTEN_PID or LISTEN_FDS is absent (not
+ * socket-activated), or a negative errno, the environment then left as it
+ * was: -ESRCH when LISTEN_PID names another process, -EINVAL for a value
+ * that is not a decimal pid / count or for more names than descriptors or
+ * a name over 255 bytes, -EBADF when LISTEN_FDS counts a descriptor that
+ * is not open, -ENOMEM. *msg (if msg is not NULL; a static string) says
+ * which rule decided, for the caller's error message. It does not check
+ * what the descriptors are: the caller adopts them (listening or
+ * connected sockets). */
+typedef struct ss__activated {
+    int fd;
+    char name[256];
+} ss__activated;
+int ss__activation_fds(const ss__activated **out, const char **msg);
+
 #endif /* SS_TRANSPORT_H */
