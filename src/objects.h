@@ -140,8 +140,12 @@ typedef struct ss__listener {
     ss__url url; /* as given; an adopted one's scheme is read from its socket */
     struct sockaddr_storage addr;
     socklen_t addr_len;
-    bool bound;     /* bind ran (or adopted): a retried bind skips it */
-    bool adopted;   /* never bound, listened on or unlinked by this library */
+    bool bound;   /* bind ran (or adopted): a retried bind skips it */
+    bool adopted; /* never bound, listened on or unlinked by this library */
+    /* Another process holds this socket too (an adopted one: systemd, a
+     * parent): drain must not change the socket (stop_arrivals), only
+     * close this process's descriptor; the backlog stays theirs. */
+    bool shared;
     char name[256]; /* its socket-activation name (LISTEN_FDNAMES), else "" */
     /* The socket file a Unix listener's bind created (transport/unix.c):
      * close removes it if it is still this very file (device and inode)

@@ -41,8 +41,44 @@ extern "C" {
  *                            sun_path's size less one byte (107), else
  *                            -ENAMETOOLONG (SS_ENOTSUPPORTED on other systems)
  *     unixgram:PATH          Unix datagram socket (also unixgram:@NAME)
+ *     fd:N                   adopt descriptor N, a socket this process
+ *                            inherited already serving (a parent's, inetd's
+ *                            wait mode): see "Adopted sockets" below
+ *     systemd:               adopt every socket passed by systemd's socket
+ *                            activation (ListenStream=, ListenDatagram=, ...)
+ *     systemd:NAME           ... only those named NAME (FileDescriptorName=)
  * PORT may be 0: the kernel picks one, read it back with ss_server_address().
  * See socketserver/transport.h for datagram requests and socket-file rules.
+ *
+ * Adopted sockets (Python's bind_and_activate=False and replacing
+ * server.socket, with checks Python leaves out): the transport is read from
+ * the socket itself (its family and type: TCP or UDP over IPv4/IPv6, Unix
+ * stream or datagram), and it must already serve: a stream socket
+ * listening, a datagram socket bound. The server owns it from then on
+ * (made close-on-exec and non-blocking; closed by ss_server_close) but
+ * never binds it, listens on it again or removes its socket file; its
+ * drain never changes the socket (another process may hold it: the
+ * backlog stays queued for it), it only closes this process's descriptor.
+ * Bind-time options are refused with SS_ESTATE on a server whose every
+ * listener is adopted (ss_server_set_reuse_address, _reuse_port,
+ * _backlog, ss_server_set_unix_mode). systemd: follows sd_listen_fds(3)
+ * without libsystemd: LISTEN_PID must be this process, LISTEN_FDS
+ * descriptors from 3, LISTEN_FDNAMES their names; on first use the
+ * descriptors become close-on-exec and the variables are unset, so
+ * children do not inherit them; the sockets it adds are listeners 0, 1,
+ * ... in LISTEN_FDS order (ss_server_listener_name gives each name). Each
+ * descriptor belongs to one server. ss_connect does not take these forms.
+ * Their errors: -EBADF (fd:N not open), -ENOTSOCK (not a socket),
+ * SS_ENOTLISTENING (a stream socket not listening, such as a connected
+ * one; a datagram socket not bound), SS_ENOTSUPPORTED (a family or type
+ * no transport serves: SOCK_SEQPACKET, netlink...), -EEXIST (already one
+ * of this server's listeners), SS_EURLFD ("fd:x", "systemd:a:b"),
+ * SS_ENOACTIVATION (no LISTEN_PID/LISTEN_FDS), SS_ELISTENPID (LISTEN_PID
+ * names another process), SS_ELISTENFDS (LISTEN_FDS counts descriptors that
+ * are not open), SS_ELISTENENV (a malformed value), SS_ENOFDNAME (no passed
+ * socket has that name). A failed adoption leaves the descriptor open and
+ * the caller's; for systemd:, every passed socket is checked before any is
+ * taken.
  *
  * `dispatcher` NULL means ss_dispatch_sync(). `handler` is copied; `data` is
  * passed to every handler call and hook. The listening socket exists after
@@ -246,7 +282,9 @@ SS_API int ss_server_port(const ss_server *srv);
  * counters and limits; the loop polls them all and takes one client from
  * each ready one in turn, so none starves the others. Python has no
  * equivalent (a socketserver server has exactly one socket).
- * `url` takes every form ss_server_create takes. Call it after create and
+ * `url` takes every form ss_server_create takes, fd:N and systemd:
+ * included (systemd: may add several: the index returned is the first's,
+ * the others follow in LISTEN_FDS order). Call it after create and
  * before bind, from the thread setting the server up; bind and activate
  * then act on every listener in the order they were added (a failed bind
  * can be retried: the listeners already bound are skipped), and close
@@ -271,6 +309,11 @@ SS_API int ss_server_listener_count(const ss_server *srv);
 SS_API int ss_server_listener_fileno(const ss_server *srv, int index);
 SS_API int ss_server_listener_address(const ss_server *srv, int index, char *buf, size_t size);
 SS_API int ss_server_listener_port(const ss_server *srv, int index);
+
+/* Listener `index`'s socket-activation name (LISTEN_FDNAMES; "unknown"
+ * when systemd gave none), or "" for any other listener; NULL for an index
+ * out of range. Owned by the server, valid until ss_server_free. */
+SS_API const char *ss_server_listener_name(const ss_server *srv, int index);
 
 /* The index of the listener the request came on (0 .. count - 1), for a
  * handler that answers differently per socket. Any thread. */

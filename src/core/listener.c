@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -52,7 +53,7 @@ static int keep(ss_server *srv, ss__listener *l, int rc)
     return 0;
 }
 
-int ss__listener_add_parsed(ss_server *srv, const ss__url *url)
+static int add_bound_here(ss_server *srv, const ss__url *url)
 {
     const ss__transport *transport = ss__transport_for(url->scheme);
     if (transport == NULL)
@@ -62,6 +63,104 @@ int ss__listener_add_parsed(ss_server *srv, const ss__url *url)
         return -ENOMEM;
     l->url = *url;
     return keep(srv, l, transport->open(l));
+}
+
+/* ---- adopted listeners ---- */
+
+/* What fd is, read into *l; the server holds no listener on it yet (two
+ * listeners on one descriptor would close it twice). */
+static int inspect(const ss_server *srv, int fd, ss__listener *l)
+{
+    for (int i = 0; i < srv->nlisteners; i++)
+        if (srv->listeners[i]->fd == fd)
+            return -EEXIST;
+    return ss__adopt_inspect(fd, l);
+}
+
+/* fd becomes the server's listener, named `name`. On failure the
+ * descriptor is left as it was, open and the caller's. */
+static int adopt(ss_server *srv, int fd, const char *name)
+{
+    ss__listener *l = new_listener(srv, NULL);
+    if (l == NULL)
+        return -ENOMEM;
+    int rc = inspect(srv, fd, l);
+    if (rc == 0)
+        rc = grow(srv);
+    if (rc == 0)
+        rc = ss__adopt_take(fd, l);
+    if (rc < 0) {
+        free(l);
+        return rc;
+    }
+    snprintf(l->name, sizeof l->name, "%s", name);
+    srv->listeners[srv->nlisteners++] = l;
+    return 0;
+}
+
+static int adopt_number(ss_server *srv, const char *digits)
+{
+    return adopt(srv, (int)strtol(digits, NULL, 10), ""); /* the parser checked the range */
+}
+
+/* The activation reader's errors (transport/activation.c), as codes
+ * whose ss_strerror says which rule of the protocol failed. */
+static int activation_error(int rc)
+{
+    switch (rc) {
+    case -ESRCH:
+        return SS_ELISTENPID;
+    case -EINVAL:
+        return SS_ELISTENENV;
+    case -EBADF:
+        return SS_ELISTENFDS;
+    default:
+        return rc;
+    }
+}
+
+static bool wanted(const ss__activated *a, const char *name)
+{
+    return name[0] == '\0' || strcmp(a->name, name) == 0;
+}
+
+/* Every socket passed by socket activation, or those named `name`: all
+ * checked first, so that one that is not a serving socket (or a name
+ * that matches none) adopts nothing. */
+static int adopt_activated(ss_server *srv, const char *name)
+{
+    const ss__activated *passed = NULL;
+    int n = ss__activation_fds(&passed, NULL);
+    if (n <= 0)
+        return n == 0 ? SS_ENOACTIVATION : activation_error(n);
+    int matched = 0;
+    for (int i = 0; i < n; i++) {
+        ss__listener probe = {0};
+        int rc = wanted(&passed[i], name) ? inspect(srv, passed[i].fd, &probe) : 1;
+        if (rc < 0)
+            return rc;
+        matched += rc == 0;
+    }
+    if (matched == 0)
+        return SS_ENOFDNAME;
+    for (int i = 0; i < n; i++) {
+        int rc = wanted(&passed[i], name) ? adopt(srv, passed[i].fd, passed[i].name) : 0;
+        if (rc < 0)
+            return rc; /* -ENOMEM: those before it are the server's */
+    }
+    return 0;
+}
+
+int ss__listener_add_parsed(ss_server *srv, const ss__url *url)
+{
+    switch (url->scheme) {
+    case SS__SCHEME_FD:
+        return adopt_number(srv, url->path);
+    case SS__SCHEME_SYSTEMD:
+        return adopt_activated(srv, url->path);
+    default:
+        return add_bound_here(srv, url);
+    }
 }
 
 int ss__listeners_bind(ss_server *srv)
@@ -115,10 +214,11 @@ SS_API int ss_server_add_listener(ss_server *srv, const char *url)
     if (srv->state != SS__CREATED)
         return SS_ESTATE;
     ss__url parsed;
+    int first = srv->nlisteners;
     int rc = ss__url_parse(url, &parsed);
     if (rc == 0)
         rc = ss__listener_add_parsed(srv, &parsed);
-    return rc < 0 ? rc : srv->nlisteners - 1;
+    return rc < 0 ? rc : first;
 }
 
 SS_API int ss_server_listener_count(const ss_server *srv)
@@ -156,4 +256,10 @@ SS_API int ss_server_listener_port(const ss_server *srv, int index)
 SS_API int ss_request_listener(const ss_request *req)
 {
     return req->listener->index;
+}
+
+SS_API const char *ss_server_listener_name(const ss_server *srv, int index)
+{
+    const ss__listener *l = listener_at(srv, index);
+    return l != NULL ? l->name : NULL;
 }

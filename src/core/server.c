@@ -125,20 +125,18 @@ SS_API int ss_server_create(ss_server **out, const char *url, const ss_dispatche
     int rc = ss__url_parse(url, &parsed);
     if (rc < 0)
         return rc;
-    if (ss__transport_for(parsed.scheme) == NULL)
-        return SS_ENOTSUPPORTED;
     ss_server *srv = alloc_server(dispatcher, handler, data);
     if (srv == NULL)
         return -ENOMEM;
+    /* The listener first: an adopted descriptor number that is not open
+     * must not be taken by the server's own pipe and mistaken for it. */
+    rc = ss__listener_add_parsed(srv, &parsed);
     int fds[2];
-    rc = ss__pipe(fds);
-    if (rc == 0) {
+    if (rc == 0 && (rc = ss__pipe(fds)) == 0) {
         srv->stop.wake_read = fds[0];
         srv->stop.wake_write = fds[1];
         rc = ss__accept_policy_init(srv);
     }
-    if (rc == 0)
-        rc = ss__listener_add_parsed(srv, &parsed);
     if (rc < 0) {
         ss__server_unref(srv);
         return rc;
@@ -348,7 +346,9 @@ static bool late_arrival(ss__listener *l)
 {
     if (!l->arrivals_stopped) {
         l->arrivals_stopped = true;
-        int (*stop)(ss__listener *) = l->transport->stop_arrivals;
+        /* a socket another process holds is left as it is: closing our
+         * descriptor resets nobody, its holder serves the backlog */
+        int (*stop)(ss__listener *) = l->shared ? NULL : l->transport->stop_arrivals;
         l->arrivals_settle_ms = stop != NULL ? stop(l) : -ENOTSUP;
     }
     if (l->arrivals_settle_ms <= 0)
@@ -470,9 +470,24 @@ static int before(const ss_server *srv, ss__state state)
     return srv->state < state ? 0 : SS_ESTATE;
 }
 
+/* An option of bind or listen, before `state`: with every listener
+ * adopted (already bound and listening) it would be ignored, so it is
+ * refused instead. */
+static int bind_option(const ss_server *srv, ss__state state)
+{
+    int rc = before(srv, state);
+    for (int i = 0; rc == 0; i++) {
+        if (i == srv->nlisteners)
+            return SS_ESTATE;
+        if (!srv->listeners[i]->adopted)
+            break;
+    }
+    return rc;
+}
+
 SS_API int ss_server_set_reuse_address(ss_server *srv, bool on)
 {
-    int rc = before(srv, SS__BOUND);
+    int rc = bind_option(srv, SS__BOUND);
     if (rc == 0)
         srv->reuse_address = on;
     return rc;
@@ -484,7 +499,7 @@ SS_API int ss_server_set_reuse_port(ss_server *srv, bool on)
     if (on)
         return -ENOTSUP;
 #endif
-    int rc = before(srv, SS__BOUND);
+    int rc = bind_option(srv, SS__BOUND);
     if (rc == 0)
         srv->reuse_port = on;
     return rc;
@@ -494,7 +509,7 @@ SS_API int ss_server_set_backlog(ss_server *srv, int backlog)
 {
     if (backlog < 1)
         return -EINVAL;
-    int rc = before(srv, SS__ACTIVE);
+    int rc = bind_option(srv, SS__ACTIVE);
     if (rc == 0)
         srv->backlog = backlog;
     return rc;

@@ -126,6 +126,16 @@ void ss__dgram_end_request(ss_request *req);
 /* Nothing to do: a datagram handler never waits for its client. */
 void ss__dgram_interrupt(ss_request *req);
 
+/* Adopting an inherited socket (transport/adopt.c). inspect reads what
+ * fd is into l (transport, url.scheme and, for Unix, url.path, addr)
+ * without touching it: -EBADF if it is not open, -ENOTSOCK if not a
+ * socket, SS_ENOTSUPPORTED for a family or type no transport serves,
+ * SS_ENOTLISTENING for a stream socket not listening or a datagram
+ * socket not bound. take then makes it close-on-exec and non-blocking,
+ * l's own (l->fd), adopted and bound. */
+int ss__adopt_inspect(int fd, ss__listener *l);
+int ss__adopt_take(int fd, ss__listener *l);
+
 /* Socket activation (transport/activation.c): systemd's sd_listen_fds(3)
  * protocol, read without libsystemd. LISTEN_PID must be getpid(),
  * LISTEN_FDS = n (0 to 4096) descriptors from SD_LISTEN_FDS_START (3) to
