@@ -234,7 +234,7 @@ static const ss__listener *listener_at(const ss_server *srv, int index)
 SS_API int ss_server_listener_fileno(const ss_server *srv, int index)
 {
     const ss__listener *l = listener_at(srv, index);
-    return l != NULL ? l->fd : -EINVAL;
+    return l != NULL ? ss__read_published(&l->fd) : -EINVAL;
 }
 
 SS_API int ss_server_listener_address(const ss_server *srv, int index, char *buf, size_t size)

@@ -366,7 +366,7 @@ void ss__close_listeners(ss_server *srv)
 {
     for (int i = 0; i < srv->nlisteners; i++)
         if (!srv->listeners[i]->transport->replies_via_listener)
-            ss__close(&srv->listeners[i]->fd);
+            ss__close_published(&srv->listeners[i]->fd);
 }
 
 /* Each client waiting in the backlog is taken through admission as
@@ -385,7 +385,7 @@ static bool drain_listener(ss__listener *l)
             handle_one(l);
         }
     } while (l->backlog_left > 0 && late_arrival(l));
-    ss__close(&l->fd);
+    ss__close_published(&l->fd);
     return true;
 }
 

@@ -176,7 +176,7 @@ int ss__tcp_stop_arrivals(ss__listener *l)
 
 static void inet_close(ss__listener *l)
 {
-    ss__close(&l->fd);
+    ss__close_published(&l->fd);
 }
 
 static const ss__transport tcp_transport = {

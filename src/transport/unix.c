@@ -278,7 +278,7 @@ static void unix_close(ss__listener *l)
     /* Unlink first: a server starting meanwhile then finds no file rather
      * than a stale one. (An adopted socket's file was not created here.) */
     remove_socket_file(l);
-    ss__close(&l->fd);
+    ss__close_published(&l->fd);
 }
 
 static int unix_client_key(const ss__arrival *arrival, ss__client_key *key);
