@@ -272,7 +272,7 @@ static void announce_exit(forks *fs, int slot, int notify_fd, unsigned char mark
  * the parent held at the fork would stay held here. */
 static void forget_parents_loop(ss_server *srv, ss_request *req)
 {
-    atomic_store(&srv->stop.requested, false);
+    ss__stop_take(&srv->stop);
     atomic_store(&srv->stop.cancel_at, 0);
     srv->serving = false; /* ss_server_shutdown in the child waits for no loop */
     req->waiter = &ss__waiter_thread;
