@@ -163,9 +163,9 @@ typedef struct ss_proxy_options {
  *     peer (HAProxy's health checks send LOCAL);
  *   - with ss_server_set_max_per_client, the real client is counted
  *     (refused beyond it: rejected_per_client), not the proxy; admission
- *     at accept then applies no per-client limit. Not under forking,
- *     whose children read the header where the parent's counts are not
- *     seen: there the per-client limit does not apply;
+ *     at accept then applies no per-client limit. Under forking each
+ *     child, which reads the header, counts its real client in memory it
+ *     shares with its parent and the other children;
  *   - verify_request runs after the header, on the handler's thread or
  *     fiber (several at once under threading and pool; in the child under
  *     forking), and sees the real client; refused: rejected_verify.

@@ -434,11 +434,12 @@ int main(void)
         EACH(untrusted_refused),
         EACH(silent_client_times_out),
         EACH(verify_sees_real_client),
-        /* concurrent dispatchers that count clients in one process: the
-         * sync one serves one client at a time, and a forked child's
-         * count is not its parent's (documented) */
+        /* the concurrent dispatchers (sync serves one client at a time);
+         * forking counts its children's real clients in their shared page */
         cmocka_unit_test_prestate(per_client_counts_real_client, (void *)&combos[2]),
         cmocka_unit_test_prestate(per_client_counts_real_client, (void *)&combos[3]),
+        cmocka_unit_test_prestate(per_client_counts_real_client, (void *)&combos[4]),
+        cmocka_unit_test_prestate(per_client_counts_real_client, (void *)&combos[5]),
         cmocka_unit_test_prestate(per_client_counts_real_client, (void *)&combos[6]),
         cmocka_unit_test_prestate(per_client_counts_real_client, (void *)&combos[7]),
         cmocka_unit_test(versions_accepted),
