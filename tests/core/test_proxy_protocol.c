@@ -164,7 +164,9 @@ static void real_client_v1_and_v2(void **state)
     combo_finish(&runner, srv, 3, dir);
 }
 
-/* LOCAL (a health check) and UNKNOWN: the connection's own peer. */
+/* LOCAL (a health check: HAProxy 2.6's checks send LOCAL, family UNSPEC,
+ * length 0), also with TLVs after it, and UNKNOWN: the connection's own
+ * peer. (LOCAL with addresses is refused: bad_headers.) */
 static void local_keeps_own_peer(void **state)
 {
     const combo *c = *state;
@@ -178,9 +180,14 @@ static void local_keeps_own_peer(void **state)
     snprintf(want, sizeof want, "|%s|-|hello\n", proxy_name(c));
     assert_non_null(strstr(reply, want));
     assert_true(is_tcp(c) ? strncmp(reply, "127.0.0.1:", 10) == 0 : reply[0] == '|');
+    unsigned char tlv[] = {0xE0, 0, 3, 'a', 'b', 'c'};
+    n = v2(h, 0x20, 0x00, tlv, sizeof tlv, -1);
+    ask(srv, h, n, reply, sizeof reply);
+    assert_true(is_tcp(c) ? strncmp(reply, "127.0.0.1:", 10) == 0 : reply[0] == '|');
+    assert_non_null(strstr(reply, "|hello\n"));
     ask(srv, "PROXY UNKNOWN\r\n", 15, reply, sizeof reply);
     assert_non_null(strstr(reply, want));
-    combo_finish(&runner, srv, 2, dir);
+    combo_finish(&runner, srv, 3, dir);
 }
 
 typedef struct bad_header {
