@@ -269,10 +269,12 @@ struct ss_request {
     atomic_uchar idle_own;
     atomic_uchar *idle;
     const atomic_bool *closing_idle;
-    int idle_watch;                /* -1, or a forked child's: readable once its parent's drain
-                                      closes idle requests (its idle waits poll it too) */
-    atomic_uchar phase;            /* SS__PHASE_*: written by reads and writes, which may be
-                                      on two threads; only ever a hint, hence atomic */
+    int idle_watch;     /* -1, or a forked child's: readable once its parent's drain
+                           closes idle requests (its idle waits poll it too) */
+    atomic_uchar phase; /* SS__PHASE_*: written by reads and writes, which may be
+                           on two threads; only ever a hint, hence atomic */
+    bool idle_read;     /* the reader's current socket read is an idle wait (core/bufio.c): a
+                           stop ends it at once, without the sync stop grace (transport.c) */
     struct ss__proxy_state *proxy; /* its PROXY header, while that filter is open; else NULL */
 
     /* Datagram requests (transport/datagram.c); all zero for stream requests. */

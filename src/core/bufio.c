@@ -84,7 +84,9 @@ static ssize_t read_socket(ss_request *req, void *buf, size_t size, void *spill,
     int go = idle ? ss__idle_begin(req) : 1;
     if (go <= 0)
         return go;
+    req->idle_read = idle;
     ssize_t n = ss__filtered_recv(req, buf, size, spill, spill_size);
+    req->idle_read = false;
     if (idle && !ss__idle_end(req))
         return 0; /* closed while waiting: what came meanwhile is lost (the known race) */
     if (n > 0)

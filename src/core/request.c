@@ -120,6 +120,16 @@ static int real_client_key(ss_request *req, ss__client_key *key)
     return req->server->transport->client_key(&self, key);
 }
 
+/* The request's place moves to its real client: in the dispatcher's
+ * counts if it keeps them (a forked child, out of this table's sight),
+ * else in the core's table. False if the client is at its limit. */
+static bool claim_real_client(ss_request *req, const ss__client_key *key)
+{
+    ss_server *srv = req->server;
+    int rc = srv->dispatch->claim_client(srv, key);
+    return rc == -ENOTSUP ? ss__place_move(srv, &req->place, key) : rc > 0;
+}
+
 /* With a filter naming the client, admission could not check it: the
  * per-client limit and verify_request run here, on the real client. */
 static ss__late_refusal admit_real_client(ss_request *req)
@@ -127,7 +137,7 @@ static ss__late_refusal admit_real_client(ss_request *req)
     ss_server *srv = req->server;
     ss__client_key key = {0};
     if (srv->limits.max_per_client > 0 && real_client_key(req, &key) == 0 && key.len > 0 &&
-        !ss__place_move(srv, &req->place, &key))
+        !claim_real_client(req, &key))
         return SS__LATE_PER_CLIENT;
     if (!srv->verify_request(srv, req, srv->data))
         return SS__LATE_VERIFY;

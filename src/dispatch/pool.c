@@ -590,6 +590,7 @@ static const ss_dispatcher pool_dispatcher = {
     .max_wait_ms = ss__dispatch_max_wait_none,
     .interrupt_own = pool_interrupt_own,
     .close_idle = ss__dispatch_close_idle_none,
+    .claim_client = ss__dispatch_claim_client_none,
     .close = pool_close,
 };
 

@@ -29,7 +29,7 @@
 
 int ss__io_pause(int ms, const ss__waiter *waiter, const ss__stop *stop)
 {
-    int rc = waiter->wait(stop, -1, 0, ss__now_ms() + ms); /* no fd: a sleep */
+    int rc = waiter->wait(stop, false, -1, 0, ss__now_ms() + ms); /* no fd: a sleep */
     return rc < 0 ? rc : 0;
 }
 
@@ -64,6 +64,7 @@ typedef struct waiting {
     bool blocking;    /* the next attempt may block in the kernel */
     const ss__waiter *waiter;
     const ss__stop *stop;
+    bool graced; /* a stop ends it only after the stop grace */
 } waiting;
 
 /* Only a waiter that may block does, and only without a timeout or with
@@ -71,9 +72,10 @@ typedef struct waiting {
  * for a whole call, so the first EINTR or early return turns the rest of
  * the call into waits against our own deadline (next_step). */
 static waiting begin(int timeout_ms, bool kernel_timed, const ss__waiter *waiter,
-                     const ss__stop *stop)
+                     const ss__stop *stop, bool graced)
 {
-    waiting w = {.deadline = ss__deadline(timeout_ms), .waiter = waiter, .stop = stop};
+    waiting w = {
+        .deadline = ss__deadline(timeout_ms), .waiter = waiter, .stop = stop, .graced = graced};
     w.blocking = waiter->may_block && (timeout_ms < 0 || (kernel_timed && timeout_ms > 0));
     return w;
 }
@@ -81,7 +83,7 @@ static waiting begin(int timeout_ms, bool kernel_timed, const ss__waiter *waiter
 /* Waits until fd is ready: 0, or -ETIMEDOUT, -ECANCELED, another -errno. */
 static int wait_for(const waiting *w, int fd, short events)
 {
-    int rc = w->waiter->wait(w->stop, fd, events, w->deadline);
+    int rc = w->waiter->wait(w->stop, w->graced, fd, events, w->deadline);
     return rc > 0 ? 0 : (rc == 0 ? -ETIMEDOUT : rc);
 }
 
@@ -118,12 +120,13 @@ static ssize_t receive(int fd, void *buf, size_t size, void *spill, size_t spill
  * system call, and a wait only on EAGAIN. A fiber whose socket is known to
  * be empty parks before trying. */
 ssize_t ss__io_recv(int fd, void *buf, size_t size, void *spill, size_t spill_size, int timeout_ms,
-                    bool kernel_timed, const ss__waiter *waiter, const ss__stop *stop)
+                    bool kernel_timed, const ss__waiter *waiter, const ss__stop *stop, bool graced)
 {
-    waiting w = begin(timeout_ms, kernel_timed, waiter, stop);
+    waiting w = begin(timeout_ms, kernel_timed, waiter, stop, graced);
     /* a stop ends even a read that would not wait: a client that keeps
-     * talking cannot keep a stopping sync server alive either */
-    if (waiter->stop_cancels && ss__stop_cancelled(stop))
+     * talking cannot keep a stopping sync server alive either (a graced
+     * read: once the grace is over) */
+    if (waiter->stop_cancels && ss__stop_cancelled(stop, graced))
         return -ECANCELED;
     int step = waiter->known_empty(fd);
     for (;;) {
@@ -145,9 +148,9 @@ ssize_t ss__io_recv(int fd, void *buf, size_t size, void *spill, size_t spill_si
  * deadline to keep); otherwise MSG_DONTWAIT, and after a short send the
  * buffer is full, so it waits for room before trying again. */
 int ss__io_send_all(int fd, const void *buf, size_t size, int timeout_ms, const ss__waiter *waiter,
-                    const ss__stop *stop)
+                    const ss__stop *stop, bool graced)
 {
-    waiting w = begin(timeout_ms, false, waiter, stop);
+    waiting w = begin(timeout_ms, false, waiter, stop, graced);
     const char *p = buf;
     int step = 0;
     while (size > 0) {
