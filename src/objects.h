@@ -303,7 +303,7 @@ struct ss_request {
         char *buf;
         size_t cap, start, end; /* unread bytes: buf[start, end) */
         bool skip_line;         /* discard through the next '\n' first */
-        int err;                /* sticky: a read_exact lost bytes */
+        int err;                /* sticky: a read_exact lost bytes, or read-ahead found no memory */
     } in;
     struct ss__writer {
         char *buf; /* allocated lazily; cap 0 = unbuffered */

@@ -83,6 +83,14 @@ int64_t ss__sched_slept_us(const ss__sched *s)
     return s->slept_us;
 }
 
+/* No fiber, so no worker's scratch buffer. */
+void *ss__fiber_scratch(size_t want, size_t *size)
+{
+    (void)want;
+    *size = 0;
+    return NULL;
+}
+
 /* No fiber, so no fd of one to forget. */
 void ss__fiber_forget_fd(void)
 {

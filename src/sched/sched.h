@@ -58,6 +58,11 @@ void ss__fiber_drained(int fd);
  * before trying. */
 bool ss__fiber_drained_fd(int fd);
 #endif
+/* The current fiber's worker's scratch buffer, for a read that fills it
+ * and hands its bytes on before the fiber can switch again: *size gets its
+ * size (at most `want`; the first call sizes it for good, so a pointer
+ * never moves). NULL off a fiber, without fibers, or out of memory. */
+void *ss__fiber_scratch(size_t want, size_t *size);
 /* Drops the current fiber's fd from the readiness set: before it is
  * closed. Nothing off a fiber, or without fibers. */
 void ss__fiber_forget_fd(void);

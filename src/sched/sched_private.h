@@ -93,6 +93,8 @@ struct ss__sched {
     int64_t now_us;   /* the loop's clock (ss__sched_now_us) */
     int64_t slept_us; /* blocked in ss__sched_poll, in total */
     unsigned spawned; /* fibers ever started: varies their stacks' tops */
+    char *scratch;    /* ss__fiber_scratch: allocated once, never moved */
+    size_t scratch_size;
 #ifdef SS_ASAN
     void *main_fake_stack;
     const void *main_bottom;

@@ -155,6 +155,7 @@ void ss__sched_free(ss__sched *s)
         return;
     ss__stacks_free(s);
     ss__poller_close(s->poller);
+    free(s->scratch);
     free(s);
 }
 
@@ -295,6 +296,18 @@ bool ss__fiber_drained_fd(int fd)
 {
     ss__fiber *f = current_fiber();
     return f != NULL && f->fd == fd && !f->readable && !f->ended;
+}
+
+void *ss__fiber_scratch(size_t want, size_t *size)
+{
+    ss__fiber *f = current_fiber();
+    if (f == NULL)
+        return NULL;
+    ss__sched *s = f->sched;
+    if (s->scratch == NULL && want > 0 && (s->scratch = malloc(want)) != NULL)
+        s->scratch_size = want;
+    *size = want < s->scratch_size ? want : s->scratch_size;
+    return s->scratch;
 }
 
 void ss__fiber_forget_fd(void)

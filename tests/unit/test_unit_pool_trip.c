@@ -10,9 +10,14 @@
  *   persistent connection's round trips lock nothing on the worker;
  * - the scheduler's starvation guard: one run makes at most SS__RUN_BATCH
  *   switches, however many fibers are runnable, so the loop polls for I/O
- *   and takes new work in between.
+ *   and takes new work in between;
+ * - a connection waiting for its next message holds no read buffer: the
+ *   read-ahead goes to the worker's one scratch buffer, and only bytes
+ *   that did spill are copied into a buffer of the request's own (two
+ *   connections' spills through the same scratch buffer stay apart).
  *
- * clock_gettime and pthread_mutex_lock are wrapped (-Wl,--wrap, GNU ld,
+ * clock_gettime, pthread_mutex_lock, malloc and realloc are wrapped
+ * (-Wl,--wrap, GNU ld,
  * Linux); a call counts when made on a thread that runs a scheduler (a
  * pool worker), so the serving loop's own reads do not. Only in a build
  * with fibers. */
@@ -46,8 +51,16 @@ int __real_clock_gettime(clockid_t id, struct timespec *ts);
 int __wrap_clock_gettime(clockid_t id, struct timespec *ts);
 int __real_pthread_mutex_lock(pthread_mutex_t *m);
 int __wrap_pthread_mutex_lock(pthread_mutex_t *m);
+void *__real_malloc(size_t size);
+void *__wrap_malloc(size_t size);
+void *__real_realloc(void *p, size_t size);
+void *__wrap_realloc(void *p, size_t size);
 
-static atomic_long worker_clock_reads, worker_locks;
+/* The default read buffer (src/core/bufio.c): what a request's reader
+ * would allocate on its first read-ahead. */
+#define READ_BUFFER 8192
+
+static atomic_long worker_clock_reads, worker_locks, worker_big_allocs;
 
 int __wrap_clock_gettime(clockid_t id, struct timespec *ts)
 {
@@ -63,14 +76,30 @@ int __wrap_pthread_mutex_lock(pthread_mutex_t *m)
     return __real_pthread_mutex_lock(m);
 }
 
+void *__wrap_malloc(size_t size)
+{
+    if (ss__this_sched != NULL && size >= READ_BUFFER)
+        atomic_fetch_add(&worker_big_allocs, 1);
+    return __real_malloc(size);
+}
+
+void *__wrap_realloc(void *p, size_t size)
+{
+    if (ss__this_sched != NULL && size >= READ_BUFFER)
+        atomic_fetch_add(&worker_big_allocs, 1);
+    return __real_realloc(p, size);
+}
+
 enum { WARM_UP = 50, TRIPS = 400 };
 
+/* Echoes in reads of as many bytes as the server's data says (64 if
+ * none): with 4, whatever else a message brings spills. */
 static int echo(ss_request *req, void *data)
 {
-    (void)data;
     char buf[64];
+    size_t chunk = data != NULL ? *(const size_t *)data : sizeof buf;
     ssize_t n;
-    while ((n = ss_request_recv(req, buf, sizeof buf)) > 0)
+    while ((n = ss_request_recv(req, buf, chunk)) > 0)
         if (ss_request_send_all(req, buf, (size_t)n) < 0)
             return -1;
     return 0;
@@ -137,6 +166,85 @@ static void test_round_trip_reads_few_clocks_and_takes_no_lock(void **state)
     assert_int_equal(locks, 0);
 }
 
+/* ---- read-ahead without a buffer per connection ---- */
+
+static ss_server *one_worker_pool(size_t *chunk, pthread_t *loop)
+{
+    ss_server *srv;
+    assert_int_equal(
+        ss_server_create(&srv, "tcp://127.0.0.1:0", ss_dispatch_pool(), &echo_handler, chunk), 0);
+    assert_int_equal(ss_server_set_workers(srv, 1), 0);
+    assert_int_equal(ss_server_bind(srv), 0);
+    assert_int_equal(ss_server_activate(srv), 0);
+    assert_int_equal(pthread_create(loop, NULL, serve, srv), 0);
+    return srv;
+}
+
+static void stop_pool(ss_server *srv, pthread_t loop)
+{
+    ss_server_shutdown(srv);
+    pthread_join(loop, NULL);
+    ss_server_free(srv);
+}
+
+static void expect_echo(int fd, const char *msg)
+{
+    size_t len = strlen(msg), got = 0;
+    char back[64] = "";
+    while (got < len) {
+        ssize_t n = recv(fd, back + got, len - got, 0);
+        assert_true(n > 0);
+        got += (size_t)n;
+    }
+    assert_memory_equal(back, msg, len);
+}
+
+enum { IDLE_CONNS = 20 };
+
+/* Twenty connections, each answered once and then waiting for more: the
+ * worker allocates one buffer of the read size (its scratch), not one per
+ * connection. */
+static void test_waiting_connections_hold_no_read_buffer(void **state)
+{
+    (void)state;
+    pthread_t loop;
+    ss_server *srv = one_worker_pool(NULL, &loop);
+    int fds[IDLE_CONNS];
+    atomic_store(&worker_big_allocs, 0);
+    for (int i = 0; i < IDLE_CONNS; i++) {
+        fds[i] = connect_to(srv);
+        round_trips(fds[i], 2);
+    }
+    long allocs = atomic_load(&worker_big_allocs);
+    for (int i = 0; i < IDLE_CONNS; i++)
+        close(fds[i]);
+    stop_pool(srv, loop);
+    print_message("%d waiting connections: %ld read-size allocations on the worker\n", IDLE_CONNS,
+                  allocs);
+    assert_true(allocs <= 1);
+}
+
+/* Two connections' messages spill through the worker's one scratch buffer
+ * in turn; each gets its own bytes back, in order. */
+static void test_spilled_bytes_stay_with_their_connection(void **state)
+{
+    (void)state;
+    pthread_t loop;
+    static size_t chunk = 4;
+    ss_server *srv = one_worker_pool(&chunk, &loop);
+    int a = connect_to(srv), b = connect_to(srv);
+    const char *ma = "AAAAaaaa1111!!!!", *mb = "BBBBbbbb2222????";
+    for (int round = 0; round < 20; round++) {
+        assert_int_equal(send(a, ma, strlen(ma), MSG_NOSIGNAL), (ssize_t)strlen(ma));
+        assert_int_equal(send(b, mb, strlen(mb), MSG_NOSIGNAL), (ssize_t)strlen(mb));
+        expect_echo(b, mb);
+        expect_echo(a, ma);
+    }
+    close(a);
+    close(b);
+    stop_pool(srv, loop);
+}
+
 /* ---- the starvation guard ---- */
 
 static int ran;
@@ -181,6 +289,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_round_trip_reads_few_clocks_and_takes_no_lock),
         cmocka_unit_test(test_one_run_makes_at_most_a_batch_of_switches),
+        cmocka_unit_test(test_waiting_connections_hold_no_read_buffer),
+        cmocka_unit_test(test_spilled_bytes_stay_with_their_connection),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
