@@ -49,7 +49,7 @@ def starved(agg, server, cell):
 
 def check(label, got, need, at_least=True, unit="x"):
     """One row: (label, measured, needed as text, result)."""
-    need_s = ("≥ " if at_least else "≤ ") + ("%.1fx" % need if unit == "x" else "%d%s" % (need, unit))
+    need_s = ("≥ " if at_least else "≤ ") + ("%gx" % need if unit == "x" else "%d%s" % (need, unit))
     if got is None:
         return (label, "n/a (server missing)", need_s, "n/a")
     got_s = "%.2fx" % got if unit == "x" else (
