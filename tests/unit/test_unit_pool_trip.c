@@ -41,6 +41,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/resource.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
@@ -245,6 +246,39 @@ static void test_spilled_bytes_stay_with_their_connection(void **state)
     stop_pool(srv, loop);
 }
 
+/* ---- how many connections one worker holds by default ---- */
+
+enum { HELD = 1100 }; /* more than the old default of 1024 per worker */
+
+/* One worker with the default fibers answers every one of HELD
+ * connections held open at once (the old default left the 1025th waiting
+ * in the backlog). Skipped if the open-file limit cannot cover both ends. */
+static void test_one_worker_holds_over_1024_connections(void **state)
+{
+    (void)state;
+    struct rlimit rl;
+    getrlimit(RLIMIT_NOFILE, &rl);
+    if (rl.rlim_cur < 2 * HELD + 64) {
+        rl.rlim_cur = rl.rlim_max < 2 * HELD + 64 ? rl.rlim_max : 2 * HELD + 64;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    if (rl.rlim_cur < 2 * HELD + 64)
+        skip();
+    pthread_t loop;
+    ss_server *srv = one_worker_pool(NULL, &loop);
+    static int fds[HELD];
+    for (int i = 0; i < HELD; i++) {
+        fds[i] = connect_to(srv);
+        round_trips(fds[i], 1);
+    }
+    ss_stats st;
+    ss_server_stats(srv, &st);
+    for (int i = 0; i < HELD; i++)
+        close(fds[i]);
+    stop_pool(srv, loop);
+    assert_int_equal(st.active, HELD);
+}
+
 /* ---- the starvation guard ---- */
 
 static int ran;
@@ -291,6 +325,7 @@ int main(void)
         cmocka_unit_test(test_one_run_makes_at_most_a_batch_of_switches),
         cmocka_unit_test(test_waiting_connections_hold_no_read_buffer),
         cmocka_unit_test(test_spilled_bytes_stay_with_their_connection),
+        cmocka_unit_test(test_one_worker_holds_over_1024_connections),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
