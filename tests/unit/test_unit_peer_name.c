@@ -42,6 +42,19 @@ int __wrap_ss__format_peer(const struct sockaddr *sa, socklen_t len, char *buf, 
 
 enum { CLIENTS = 6, ASKERS = 4 };
 
+/* ThreadSanitizer cannot start threads in a child forked from a threaded
+ * process: the forking case is left out under it. */
+#if defined(__SANITIZE_THREAD__)
+#define UNDER_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define UNDER_TSAN 1
+#endif
+#endif
+#ifndef UNDER_TSAN
+#define UNDER_TSAN 0
+#endif
+
 /* Echoes one message without asking who sent it. */
 static int quiet_handle(ss_request *req, void *data)
 {
@@ -235,7 +248,8 @@ static void test_a_name_asked_by_many_threads_is_formatted_once(void **state)
         asked(urls[u], ss_dispatch_sync(), true);
         asked(urls[u], ss_dispatch_threading(), true);
         asked(urls[u], ss_dispatch_pool(), true);
-        asked(urls[u], ss_dispatch_forking(), false);
+        if (!UNDER_TSAN)
+            asked(urls[u], ss_dispatch_forking(), false);
     }
 }
 
