@@ -578,7 +578,8 @@ int cli_request_ends(const cli_options *opts, const ss_request *req, ssize_t n)
     const char *how = how_client_went(req, n);
     if (how == NULL)
         return (int)n;
-    cli_log(opts, "%s %s", cli_peer(req), how);
+    if (!opts->quiet) /* the client's name is formatted only when asked for */
+        cli_log(opts, "%s %s", cli_peer(req), how);
     return 0;
 }
 

@@ -39,7 +39,7 @@ static void server_hook_none(ss_server *srv, void *data)
 void ss__report_error(ss_server *srv, ss_request *req, int err, void *data)
 {
     (void)data;
-    const char *peer = req != NULL ? req->peer_name : "";
+    const char *peer = req != NULL ? ss__request_peer_name(req) : "";
     /* A peer that left before the final flush is routine (bpo-14574). */
     ss_log_level level = err == SS_EFINALFLUSH ? SS_LOG_DEBUG : SS_LOG_ERROR;
     ss__log(srv->log, srv, srv->data, level, "error processing request from %s: %s",

@@ -4,7 +4,10 @@
  *
  * The timeout bounds each stall: a call fails with -ETIMEDOUT once no byte
  * has moved for timeout_ms, counted from the start of the call or from the
- * last send that moved bytes ("progress": a recv or send returning > 0).
+ * last send that moved bytes ("progress": a recv or send returning > 0);
+ * for a call that never blocks in the kernel, from its first wait instead
+ * (one non-blocking attempt later): most such calls never wait, and then
+ * read no clock at all.
  * A signal costs a retry, never the deadline: after EINTR the rest of the
  * call waits against the same deadline.
  *
@@ -60,8 +63,9 @@ int ss__io_wait_either(int fd, int watch, int timeout_ms)
 
 /* One I/O call's way of waiting, decided once per call. */
 typedef struct waiting {
-    int64_t deadline; /* -1: none */
-    bool blocking;    /* the next attempt may block in the kernel */
+    int64_t deadline; /* -1: none; DEADLINE_AT_WAIT: timeout_ms from the first wait */
+    int timeout_ms;
+    bool blocking; /* the next attempt may block in the kernel */
     const ss__waiter *waiter;
     const ss__stop *stop;
     bool graced; /* a stop ends it only after the stop grace */
@@ -71,18 +75,31 @@ typedef struct waiting {
  * one the kernel keeps (SO_RCVTIMEO). The kernel's timeout is right only
  * for a whole call, so the first EINTR or early return turns the rest of
  * the call into waits against our own deadline (next_step). */
+#define DEADLINE_AT_WAIT (-2)
+
+/* A new stall starts: a blocking attempt's deadline runs from now, as the
+ * kernel's timeout does; any other's from its first wait. */
+static void stall_starts(waiting *w)
+{
+    w->deadline = w->timeout_ms < 0 ? -1
+                  : w->blocking     ? ss__deadline(w->timeout_ms)
+                                    : DEADLINE_AT_WAIT;
+}
+
 static waiting begin(int timeout_ms, bool kernel_timed, const ss__waiter *waiter,
                      const ss__stop *stop, bool graced)
 {
-    waiting w = {
-        .deadline = ss__deadline(timeout_ms), .waiter = waiter, .stop = stop, .graced = graced};
+    waiting w = {.timeout_ms = timeout_ms, .waiter = waiter, .stop = stop, .graced = graced};
     w.blocking = waiter->may_block && (timeout_ms < 0 || (kernel_timed && timeout_ms > 0));
+    stall_starts(&w);
     return w;
 }
 
 /* Waits until fd is ready: 0, or -ETIMEDOUT, -ECANCELED, another -errno. */
-static int wait_for(const waiting *w, int fd, short events)
+static int wait_for(waiting *w, int fd, short events)
 {
+    if (w->deadline == DEADLINE_AT_WAIT)
+        w->deadline = ss__deadline(w->timeout_ms);
     int rc = w->waiter->wait(w->stop, w->graced, fd, events, w->deadline);
     return rc > 0 ? 0 : (rc == 0 ? -ETIMEDOUT : rc);
 }
@@ -164,7 +181,7 @@ int ss__io_send_all(int fd, const void *buf, size_t size, int timeout_ms, const 
         }
         p += n;
         size -= (size_t)n;
-        w.deadline = ss__deadline(timeout_ms); /* progress: a new stall starts now */
+        stall_starts(&w); /* progress */
         step = !w.blocking;
     }
     return 0;
