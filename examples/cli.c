@@ -93,7 +93,7 @@ static void usage(FILE *out, const char *name)
             "                dropped (default %d; 0: never)\n"
             "  --drain SEC   on SIGINT/SIGTERM, requests in flight get this long to\n"
             "                finish (default %d); a second signal stops at once;\n"
-            "                sync: no effect, its one request is dropped at once\n"
+            "                idle keep-alive clients are closed at once\n"
             "  --proxy-protocol  behind a load balancer (HAProxy send-proxy-v2, nginx\n"
             "                proxy_protocol on): every connection must begin with a\n"
             "                PROXY v1 or v2 header, and the log names the client it\n"
@@ -443,6 +443,10 @@ int cli_serve(const cli_options *opts, const ss_handler *handler, void *data)
     /* Off in the library, as in Python; a server facing a network wants
      * one, or a client that connects and says nothing holds a handler. */
     ss_server_set_request_timeout(srv, opts->timeout > 0 ? opts->timeout * 1000 : -1);
+    /* sync: the request the loop serves when the signal comes gets the
+     * drain's time too (until its first bytes, its reply), as requests
+     * in flight get it in the other modes; an idle one ends at once. */
+    ss_server_set_stop_grace(srv, opts->drain * 1000);
     serving_opts = opts;
     ss_server_on_handle_error(srv, report_error);
     if (opts->configure != NULL)
@@ -621,7 +625,8 @@ int cli_request_ends(const cli_options *opts, const ss_request *req, ssize_t n)
     const char *how = how_client_went(req, n);
     if (how == NULL)
         return (int)n;
-    cli_log(opts, "%s %s", cli_peer(req), how);
+    if (!opts->quiet) /* the client's name is formatted only when asked for */
+        cli_log(opts, "%s %s", cli_peer(req), how);
     return 0;
 }
 

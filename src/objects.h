@@ -107,6 +107,10 @@ typedef struct ss__place {
     ss__client_key key;
 } ss__place;
 
+/* req->peer_name's state: only UNNAMED -> FORMATTING -> READY, by
+ * compare-and-swap, so that one thread formats and the others wait. */
+enum { SS__NAME_UNNAMED = 0, SS__NAME_FORMATTING = 1, SS__NAME_READY = 2 };
+
 /* A link in the server's list of live requests. */
 typedef struct ss__link {
     struct ss__link *prev, *next;
@@ -278,6 +282,11 @@ struct ss_request {
     int fd;
     struct sockaddr_storage peer;
     socklen_t peer_len;
+    /* peer as text, formatted on first use (ss__request_peer_name): most
+     * requests never ask, and formatting costs ~2,900 instructions. A
+     * filter that changes peer (PROXY) sets the state back to UNNAMED
+     * on the handler's thread before any handler code can ask. */
+    atomic_uchar peer_name_state; /* SS__NAME_* */
     char peer_name[128];
     void *data;
     int timeout_ms;
@@ -303,10 +312,12 @@ struct ss_request {
     atomic_uchar idle_own;
     atomic_uchar *idle;
     const atomic_bool *closing_idle;
-    int idle_watch;                /* -1, or a forked child's: readable once its parent's drain
-                                      closes idle requests (its idle waits poll it too) */
-    atomic_uchar phase;            /* SS__PHASE_*: written by reads and writes, which may be
-                                      on two threads; only ever a hint, hence atomic */
+    int idle_watch;     /* -1, or a forked child's: readable once its parent's drain
+                           closes idle requests (its idle waits poll it too) */
+    atomic_uchar phase; /* SS__PHASE_*: written by reads and writes, which may be
+                           on two threads; only ever a hint, hence atomic */
+    bool idle_read;     /* the reader's current socket read is an idle wait (core/bufio.c): a
+                           stop ends it at once, without the sync stop grace (transport.c) */
     struct ss__proxy_state *proxy; /* its PROXY header, while that filter is open; else NULL */
 
     /* Datagram requests (transport/datagram.c); all zero for stream requests. */
@@ -328,7 +339,7 @@ struct ss_request {
         char *buf;
         size_t cap, start, end; /* unread bytes: buf[start, end) */
         bool skip_line;         /* discard through the next '\n' first */
-        int err;                /* sticky: a read_exact lost bytes */
+        int err;                /* sticky: a read_exact lost bytes, or read-ahead found no memory */
     } in;
     struct ss__writer {
         char *buf; /* allocated lazily; cap 0 = unbuffered */

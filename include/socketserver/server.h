@@ -132,8 +132,11 @@ SS_API int ss_server_serve_forever(ss_server *srv, int poll_interval_ms);
  * Stops serve_forever(). Called from another thread, it blocks until the
  * loop has exited (Python's shutdown). With the sync dispatcher a handler
  * waiting on its client then gets -ECANCELED, so the loop exits as soon as
- * the handler returns; other dispatchers' handlers are not interrupted
- * (ss_server_drain bounds them). Called from inside a handler or hook
+ * the handler returns: at once if it waits for an idle client, after the
+ * stop grace at most if it is busy (a client accepted just before the
+ * stop whose first bytes are on the way is still served; see
+ * ss_server_set_stop_grace); other dispatchers' handlers are not
+ * interrupted (ss_server_drain bounds them). Called from inside a handler or hook
  * running on the serving thread, it only requests the stop and returns, so
  * it cannot deadlock; the loop exits when that request is done. If the loop
  * is not running, the request is remembered and returns at once (during
@@ -192,7 +195,8 @@ SS_API void ss_server_free(ss_server *srv);
  * Any time (a request accepted afterwards gets the new value):
  *   ss_server_set_timeout, ss_server_set_request_timeout,
  *   ss_server_set_max_connections (also from any thread),
- *   ss_server_set_drain_close_idle (read as a drain begins)  limits.h
+ *   ss_server_set_drain_close_idle (read as a drain begins),
+ *   ss_server_set_stop_grace (read by each wait)             limits.h
  *   ss_server_set_read_buffer_size, ss_server_set_write_buffer_size,
  *   ss_server_set_tcp_nodelay                                stream.h
  *   ss_server_set_daemon_threads,

@@ -77,6 +77,7 @@ static void begin(ss_server *srv, int64_t deadline)
     ss__idle_close_all(srv);
     ss__drain_listeners_begin(srv);
     atomic_store(&srv->stop.cancel_at, deadline < 0 ? 0 : (long long)deadline);
+    atomic_store(&srv->stop.now, true); /* the deadline is the grace: a stop means now */
 }
 
 SS_API int ss_server_drain(ss_server *srv, int timeout_ms)
@@ -94,6 +95,7 @@ SS_API int ss_server_drain(ss_server *srv, int timeout_ms)
         interrupt_all(srv);
     ss__close_listeners(srv); /* taken too late: the backlog is reset (see limits.h) */
     atomic_store(&srv->stop.cancel_at, 0);
+    atomic_store(&srv->stop.now, false);
     atomic_store(&srv->draining, false);
     return rc;
 }

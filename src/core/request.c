@@ -5,6 +5,8 @@
 #include "core/core.h"
 
 #include <errno.h>
+#include <sched.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -20,16 +22,14 @@ static void link_live(ss_request *req)
     pthread_mutex_unlock(&srv->live_lock);
 }
 
-/* The client's address and, for a datagram, its packet, which the
- * request now owns. */
+/* The client's address (named lazily: ss__request_peer_name) and, for a
+ * datagram, its packet, which the request now owns. */
 static void take_arrival(ss_request *req, ss__arrival *arrival)
 {
     req->listener = arrival->listener;
     req->fd = arrival->fd;
     req->peer = arrival->peer;
     req->peer_len = arrival->peer_len;
-    ss__format_peer((const struct sockaddr *)&req->peer, req->peer_len, req->peer_name,
-                    sizeof req->peer_name);
     req->dgram.active = req->listener->transport->datagram;
     req->dgram.truncated = arrival->truncated;
     req->dgram.packet = arrival->packet;
@@ -124,6 +124,16 @@ static int real_client_key(ss_request *req, ss__client_key *key)
     return req->listener->transport->client_key(&self, key);
 }
 
+/* The request's place moves to its real client: in the dispatcher's
+ * counts if it keeps them (a forked child, out of this table's sight),
+ * else in the core's table. False if the client is at its limit. */
+static bool claim_real_client(ss_request *req, const ss__client_key *key)
+{
+    ss_server *srv = req->server;
+    int rc = srv->dispatch->claim_client(srv, key);
+    return rc == -ENOTSUP ? ss__place_move(srv, &req->place, key) : rc > 0;
+}
+
 /* With a filter naming the client, admission could not check it: the
  * per-client limit and verify_request run here, on the real client. */
 static ss__late_refusal admit_real_client(ss_request *req)
@@ -131,7 +141,7 @@ static ss__late_refusal admit_real_client(ss_request *req)
     ss_server *srv = req->server;
     ss__client_key key = {0};
     if (srv->limits.max_per_client > 0 && real_client_key(req, &key) == 0 && key.len > 0 &&
-        !ss__place_move(srv, &req->place, &key))
+        !claim_real_client(req, &key))
         return SS__LATE_PER_CLIENT;
     if (!srv->verify_request(srv, req, srv->data))
         return SS__LATE_VERIFY;
@@ -239,9 +249,31 @@ SS_API const struct sockaddr *ss_request_client_address(const ss_request *req, s
     return (const struct sockaddr *)&req->peer;
 }
 
+/* Formats the name once, whichever thread asks first; another thread
+ * asking meanwhile waits the few microseconds it takes. The request is
+ * never a const object (calloc'd), so writing its name through a const
+ * pointer is sound: the name is a cache of peer, not part of its value. */
+const char *ss__request_peer_name(const ss_request *req)
+{
+    ss_request *r = (ss_request *)(uintptr_t)req;
+    unsigned char state = atomic_load_explicit(&r->peer_name_state, memory_order_acquire);
+    if (state == SS__NAME_READY)
+        return r->peer_name;
+    unsigned char unnamed = SS__NAME_UNNAMED;
+    if (atomic_compare_exchange_strong(&r->peer_name_state, &unnamed, SS__NAME_FORMATTING)) {
+        ss__format_peer((const struct sockaddr *)&r->peer, r->peer_len, r->peer_name,
+                        sizeof r->peer_name);
+        atomic_store_explicit(&r->peer_name_state, SS__NAME_READY, memory_order_release);
+        return r->peer_name;
+    }
+    while (atomic_load_explicit(&r->peer_name_state, memory_order_acquire) != SS__NAME_READY)
+        sched_yield();
+    return r->peer_name;
+}
+
 SS_API const char *ss_request_client_name(const ss_request *req)
 {
-    return req->peer_name;
+    return ss__request_peer_name(req);
 }
 
 SS_API void ss_request_set_data(ss_request *req, void *data)

@@ -39,7 +39,7 @@ static void server_hook_none(ss_server *srv, void *data)
 void ss__report_error(ss_server *srv, ss_request *req, int err, void *data)
 {
     (void)data;
-    const char *peer = req != NULL ? req->peer_name : "";
+    const char *peer = req != NULL ? ss__request_peer_name(req) : "";
     /* A peer that left before the final flush is routine (bpo-14574). */
     ss_log_level level = err == SS_EFINALFLUSH ? SS_LOG_DEBUG : SS_LOG_ERROR;
     ss__log(srv->log, srv, srv->data, level, "error processing request from %s: %s",
@@ -105,6 +105,7 @@ static ss_server *alloc_server(const ss_dispatcher *dispatcher, const ss_handler
     srv->handle_error = ss__report_error;
     srv->handle_timeout = srv->service_actions = server_hook_none;
     atomic_init(&srv->stop.requested, false);
+    atomic_init(&srv->stop.grace_ms, SS_DEFAULT_STOP_GRACE_MS);
     pthread_mutex_init(&srv->lock, NULL);
     pthread_cond_init(&srv->loop_exited, NULL);
     pthread_mutex_init(&srv->live_lock, NULL);
@@ -207,13 +208,20 @@ SS_API void ss_server_free(ss_server *srv)
 /* Reads and clears a pending stop request. */
 static bool take_stop(ss_server *srv)
 {
-    return atomic_exchange(&srv->stop.requested, false);
+    return ss__stop_take(&srv->stop);
 }
 
 SS_API void ss_server_request_shutdown(ss_server *srv)
 {
-    atomic_store(&srv->stop.requested, true);
-    ss__server_wake(srv);
+    ss__stop_request(&srv->stop);
+}
+
+SS_API int ss_server_set_stop_grace(ss_server *srv, int grace_ms)
+{
+    if (grace_ms < 0)
+        return -EINVAL;
+    atomic_store(&srv->stop.grace_ms, grace_ms);
+    return 0;
 }
 
 SS_API int ss_server_shutdown(ss_server *srv)

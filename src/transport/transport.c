@@ -90,17 +90,21 @@ static bool kernel_timed(ss_request *req)
     return true;
 }
 
+/* The sync stop grace (limits.h, ss_server_set_stop_grace) covers every
+ * wait of a busy request: its reads, but for an idle wait (a new message
+ * after a complete exchange), and all its writes. */
 ssize_t ss__stream_recv(ss_request *req, void *buf, size_t size, void *spill, size_t spill_size)
 {
     bool timed = kernel_timed(req);
     ssize_t n = ss__io_recv(req->fd, buf, size, spill, spill_size, req->timeout_ms, timed,
-                            req->waiter, &req->server->stop);
+                            req->waiter, &req->server->stop, !req->idle_read);
     return n < 0 ? ss__request_note_io(req, (int)n) : n;
 }
 
 int ss__stream_send_all(ss_request *req, const void *buf, size_t size)
 {
-    int rc = ss__io_send_all(req->fd, buf, size, req->timeout_ms, req->waiter, &req->server->stop);
+    int rc =
+        ss__io_send_all(req->fd, buf, size, req->timeout_ms, req->waiter, &req->server->stop, true);
     if (rc < 0)
         req->reply_lost = true;
     return ss__request_note_io(req, rc);
@@ -145,7 +149,7 @@ void ss__stream_end_request(ss_request *req)
 void ss__stream_turn_away(ss__listener *l, ss__arrival *arrival, const char *reply, size_t len)
 {
     bool lost =
-        len > 0 && ss__io_send_all(arrival->fd, reply, len, 0, &ss__waiter_thread, NULL) < 0;
+        len > 0 && ss__io_send_all(arrival->fd, reply, len, 0, &ss__waiter_thread, NULL, false) < 0;
     close_stream(l, &arrival->fd, lost, false);
 }
 
