@@ -168,6 +168,15 @@ struct ss_server {
     pthread_mutex_t live_lock;
     ss__link live;
     atomic_bool draining; /* a request that ends wakes the loop */
+    /* Hand-over (core/handover.c): one at a time (handing_over); once a
+     * successor said it is ready (handed_over, never cleared), the loop
+     * stops taking clients and drain only closes this process's copies of
+     * the listening sockets. */
+    atomic_bool handing_over, handed_over;
+    /* Per-connection mode (core/connection.c): the one connected socket
+     * ss_server_serve_connection serves, -1 once taken (or for any
+     * other server). */
+    int connection_fd;
     /* Drain's idle close (core/idle.c). keep_idle: the application turned
      * it off (ss_server_set_drain_close_idle), inverted so that calloc's
      * zero is the default. closing_idle: a drain began with it on; never

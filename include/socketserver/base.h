@@ -69,6 +69,8 @@ enum {
     /* PROXY protocol (a listener behind a load balancer): the connection is refused */
     SS_EPROXY = -(SS_ERRBASE + 40),          /* invalid or missing PROXY protocol header */
     SS_EPROXYUNTRUSTED = -(SS_ERRBASE + 41), /* header from a source not trusted to send one */
+    /* hand-over to a successor (see socketserver/deploy.h) */
+    SS_ESUCCESSOR = -(SS_ERRBASE + 60), /* the successor ended before it said it was ready */
 };
 /* True for every URL error: SS_EBADURL (no URL at all) and SS_EURL*. */
 #define SS_IS_URL_ERROR(err)                                                                       \

@@ -29,6 +29,7 @@ static const struct {
     {SS_EFINALFLUSH, "Output pending at the end of the request could not be sent (peer gone)"},
     {SS_EPROXY, "Invalid or missing PROXY protocol header"},
     {SS_EPROXYUNTRUSTED, "PROXY protocol header from an untrusted source"},
+    {SS_ESUCCESSOR, "The successor process ended before it said it was ready"},
 };
 
 SS_API const char *ss_strerror(int err)

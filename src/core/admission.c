@@ -169,6 +169,28 @@ static void no_room(ss_server *srv, ss__arrival *arrival, ss__place *place)
 }
 
 /* The limits first: they are cheap, verify_request may not be. */
+ss_request *ss__admit(ss_server *srv, ss__arrival *arrival)
+{
+    ss__place place = {0};
+    ss__refusal why = ss__limits_admit(srv, arrival, &place);
+    ss_request *req = NULL;
+    if (why == SS__ADMITTED && (req = ss__request_new(srv, arrival, &place)) == NULL) {
+        no_room(srv, arrival, &place);
+        return NULL;
+    }
+    accept_succeeded(srv);
+    atomic_fetch_add(&srv->count.accepted, 1);
+    if (why != SS__ADMITTED) {
+        turn_away(srv, arrival, why);
+        return NULL;
+    }
+    if (srv->filters.names_client || srv->verify_request(srv, req, srv->data))
+        return req; /* names_client: verified on the real client (core/request.c) */
+    ss__count_refusal(srv, SS__REFUSE_VERIFY);
+    ss__request_end(req);
+    return NULL;
+}
+
 ss_request *ss__admit_next(ss_server *srv)
 {
     ss__arrival arrival;
@@ -177,22 +199,5 @@ ss_request *ss__admit_next(ss_server *srv)
         accept_failed(srv, rc);
         return NULL;
     }
-    ss__place place = {0};
-    ss__refusal why = ss__limits_admit(srv, &arrival, &place);
-    ss_request *req = NULL;
-    if (why == SS__ADMITTED && (req = ss__request_new(srv, &arrival, &place)) == NULL) {
-        no_room(srv, &arrival, &place);
-        return NULL;
-    }
-    accept_succeeded(srv);
-    atomic_fetch_add(&srv->count.accepted, 1);
-    if (why != SS__ADMITTED) {
-        turn_away(srv, &arrival, why);
-        return NULL;
-    }
-    if (srv->filters.names_client || srv->verify_request(srv, req, srv->data))
-        return req; /* names_client: verified on the real client (core/request.c) */
-    ss__count_refusal(srv, SS__REFUSE_VERIFY);
-    ss__request_end(req);
-    return NULL;
+    return ss__admit(srv, &arrival);
 }

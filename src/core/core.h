@@ -17,6 +17,11 @@ const ss__transport *ss__transport_for(ss__scheme scheme);
 void ss__server_ref(ss_server *srv);
 void ss__server_unref(ss_server *srv);
 void ss__server_wake(const ss_server *srv); /* async-signal-safe */
+/* A server with its handler, wake pipe and accept policy but no socket
+ * (core/server.c): ss_server_create and per-connection mode build on it.
+ * Returns 0 (*out set), -EINVAL for a bad handler table, or an errno. */
+int ss__server_alloc(ss_server **out, const ss_dispatcher *dispatcher, const ss_handler *handler,
+                     void *data);
 bool ss__server_stop_requested(const ss_server *srv);
 bool ss__server_on_serving_thread(const ss_server *srv); /* inside serve_forever */
 /* Empties the wake-up pipe: only from the thread that runs the loop. */
@@ -83,6 +88,9 @@ void ss__bufio_note_written(ss_request *req);
  * request (NULL: none was waiting, or it was turned away, shed or
  * refused by verify_request: counted and closed). Serving thread only. */
 ss_request *ss__admit_next(ss_server *srv);
+/* The same for a client already taken off a socket (per-connection mode,
+ * core/connection.c): consumes the arrival. */
+ss_request *ss__admit(ss_server *srv, ss__arrival *arrival);
 /* The accept policy (core/admission.c): the reserve descriptor it sheds
  * with, and the pause while it backs off. */
 int ss__accept_policy_init(ss_server *srv);

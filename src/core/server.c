@@ -96,6 +96,7 @@ static ss_server *alloc_server(const ss_dispatcher *dispatcher, const ss_handler
     srv->dispatch = dispatcher != NULL ? dispatcher : ss_dispatch_sync();
     srv->host = &core_host;
     srv->fd = srv->stop.wake_read = srv->stop.wake_write = srv->reserve_fd = -1;
+    srv->connection_fd = -1;
     srv->reuse_address = true;
     srv->backlog = SOMAXCONN;
     atomic_init(&srv->timeout_ms, -1);
@@ -110,6 +111,29 @@ static ss_server *alloc_server(const ss_dispatcher *dispatcher, const ss_handler
     srv->live.prev = srv->live.next = &srv->live;
     atomic_init(&srv->draining, false);
     return srv;
+}
+
+int ss__server_alloc(ss_server **out, const ss_dispatcher *dispatcher, const ss_handler *handler,
+                     void *data)
+{
+    if (!valid_handler(handler))
+        return -EINVAL;
+    ss_server *srv = alloc_server(dispatcher, handler, data);
+    if (srv == NULL)
+        return -ENOMEM;
+    int fds[2];
+    int rc = ss__pipe(fds);
+    if (rc == 0) {
+        srv->stop.wake_read = fds[0];
+        srv->stop.wake_write = fds[1];
+        rc = ss__accept_policy_init(srv);
+    }
+    if (rc < 0) {
+        ss__server_unref(srv);
+        return rc;
+    }
+    *out = srv;
+    return 0;
 }
 
 SS_API int ss_server_create(ss_server **out, const char *url, const ss_dispatcher *dispatcher,
@@ -127,20 +151,13 @@ SS_API int ss_server_create(ss_server **out, const char *url, const ss_dispatche
     const ss__transport *transport = ss__transport_for(parsed.scheme);
     if (transport == NULL)
         return SS_ENOTSUPPORTED;
-    ss_server *srv = alloc_server(dispatcher, handler, data);
-    if (srv == NULL)
-        return -ENOMEM;
+    ss_server *srv;
+    rc = ss__server_alloc(&srv, dispatcher, handler, data);
+    if (rc < 0)
+        return rc;
     srv->url = parsed;
     srv->transport = transport;
-    int fds[2];
-    rc = ss__pipe(fds);
-    if (rc == 0) {
-        srv->stop.wake_read = fds[0];
-        srv->stop.wake_write = fds[1];
-        rc = ss__accept_policy_init(srv);
-    }
-    if (rc == 0)
-        rc = transport->open(srv);
+    rc = transport->open(srv);
     if (rc < 0) {
         ss__server_unref(srv);
         return rc;
@@ -151,7 +168,7 @@ SS_API int ss_server_create(ss_server **out, const char *url, const ss_dispatche
 
 SS_API int ss_server_bind(ss_server *srv)
 {
-    if (srv->state != SS__CREATED)
+    if (srv->state != SS__CREATED || srv->connection_fd >= 0)
         return SS_ESTATE;
     int rc = srv->transport->bind(srv);
     if (rc == 0)
@@ -161,7 +178,7 @@ SS_API int ss_server_bind(ss_server *srv)
 
 SS_API int ss_server_activate(ss_server *srv)
 {
-    if (srv->state != SS__BOUND)
+    if (srv->state != SS__BOUND || srv->transport == NULL || srv->fd < 0)
         return SS_ESTATE;
     int rc = srv->transport->activate(srv);
     if (rc == 0)
@@ -196,6 +213,7 @@ SS_API void ss_server_close(ss_server *srv)
     if (srv->state == SS__ACTIVE || srv->state == SS__DRAINED)
         srv->dispatch->close(srv);
     srv->transport->close(srv);
+    ss__close(&srv->connection_fd); /* per-connection mode, never served */
     ss__accept_policy_close(srv);
     srv->state = SS__CLOSED;
 }
@@ -237,11 +255,12 @@ SS_API int ss_server_shutdown(ss_server *srv)
 /* ---- the request loop ---- */
 
 /* Not while backing off from accept errors, nor at the dispatcher's
- * limit or max_connections: clients then wait in the kernel backlog. */
+ * limit or max_connections: clients then wait in the kernel backlog; nor
+ * once the listeners were handed over: the successor takes them. */
 static bool listener_wanted(ss_server *srv)
 {
-    return ss__accept_pause_ms(srv) == 0 && srv->dispatch->has_room(srv) &&
-           ss__limits_have_room(srv);
+    return !atomic_load(&srv->handed_over) && ss__accept_pause_ms(srv) == 0 &&
+           srv->dispatch->has_room(srv) && ss__limits_have_room(srv);
 }
 
 /* Waits up to timeout_ms (negative: no limit) for the listener or the
@@ -261,7 +280,8 @@ static int wait_event(ss_server *srv, int timeout_ms)
         return errno == EINTR ? 0 : -errno;
     if (p[0].revents != 0)
         ss__server_drain_wake(srv);
-    return n == 2 && p[1].revents != 0;
+    /* handed over while polling: the client is the successor's */
+    return n == 2 && p[1].revents != 0 && !atomic_load(&srv->handed_over);
 }
 
 static void handle_one(ss_server *srv)
@@ -330,6 +350,12 @@ bool ss__drain_listener(ss_server *srv)
 {
     if (srv->fd < 0 || srv->transport->replies_via_listener)
         return true;
+    if (atomic_load(&srv->handed_over)) {
+        /* The successor serves the backlog; stop_arrivals would stop its
+         * arrivals too (the same socket): only our copy goes. */
+        ss__close_listener(srv);
+        return true;
+    }
     do {
         while (srv->backlog_left > 0 && backlog_waiting(srv)) {
             if (!listener_wanted(srv))
