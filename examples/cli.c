@@ -77,12 +77,14 @@ static void on_stop_signal(int sig, siginfo_t *info, void *context)
 static void usage(FILE *out, const char *name)
 {
     fprintf(out,
-            "usage: %s [--listen URL] [--mode MODE] [--workers N] [--timeout SEC]\n"
+            "usage: %s [--listen URL]... [--mode MODE] [--workers N] [--timeout SEC]\n"
             "       [--drain SEC] [--proxy-protocol [--proxy-from CIDR]...] [--quiet]\n"
             "       [--help]\n"
             "  --listen URL  address to serve (default " CLI_DEFAULT_URL ")\n"
             "                tcp://HOST:PORT, tcp://[::1]:PORT, udp://HOST:PORT,\n"
-            "                unix:PATH, unix:@NAME (Linux) or unixgram:PATH\n"
+            "                unix:PATH, unix:@NAME (Linux) or unixgram:PATH; fd:N or\n"
+            "                systemd:[NAME] for an inherited or socket-activated socket;\n"
+            "                repeat it to serve on several sockets at once\n"
             "  --mode MODE   concurrency model: sync, threading (default), forking\n"
             "                or pool; see docs/concurrency.md\n"
             "  --workers N   pool: worker threads; forking: children at once\n"
@@ -163,17 +165,36 @@ const char *cli_read_option(int argc, char **argv, int *i, const char *const val
     return out->value != NULL && (equals == NULL || *out->value != '\0') ? NULL : "needs a value";
 }
 
+/* Appends value to a NULL-terminated list with room for max values.
+ * Returns -1 to go on, or 2 after printing `too_many` (a usage error). */
+static int append_value(const cli_options *opts, const char **list, size_t max, const char *value,
+                        const char *too_many)
+{
+    size_t n = 0;
+    while (list[n] != NULL)
+        n++;
+    if (n == max)
+        return usage_error(opts->name, too_many, value);
+    list[n] = value;
+    return -1;
+}
+
 /* One more --proxy-from (the library checks what it says when the
  * server is set up). */
 static int add_proxy_from(cli_options *opts, const char *cidr)
 {
-    size_t n = 0;
-    while (opts->proxy_from[n] != NULL)
-        n++;
-    if (n == CLI_MAX_PROXY_FROM)
-        return usage_error(opts->name, "too many --proxy-from (64 at most)", cidr);
-    opts->proxy_from[n] = cidr;
-    return -1;
+    return append_value(opts, opts->proxy_from, CLI_MAX_PROXY_FROM, cidr,
+                        "too many --proxy-from (64 at most)");
+}
+
+/* The first --listen replaces the default; each further one adds a
+ * listener. */
+static int add_listen(cli_options *opts, const char *url)
+{
+    int rc =
+        append_value(opts, opts->listens, CLI_MAX_LISTEN, url, "too many --listen (16 at most)");
+    opts->listen = opts->listens[0];
+    return rc;
 }
 
 /* Applies one option that takes a value. Returns -1 to go on, else the
@@ -182,7 +203,7 @@ static int apply_option(cli_options *opts, const char *option, const char *value
 {
     const char *name = opts->name;
     if (strcmp(option, "--listen") == 0) {
-        opts->listen = value;
+        return add_listen(opts, value);
     } else if (strcmp(option, "--mode") == 0) {
         if ((opts->mode = ss_dispatch_by_name(value)) == NULL)
             return usage_error(name, "unknown mode", value);
@@ -266,6 +287,8 @@ int cli_parse(int argc, char **argv, const char *name, cli_options *opts)
         if (rc >= 0)
             return rc;
     }
+    if (opts->listens[0] == NULL)
+        opts->listens[0] = opts->listen; /* the default */
     int rc = check_workers(opts);
     return rc >= 0 ? rc : check_proxy_from(opts);
 }
@@ -332,9 +355,9 @@ static int use_proxy_protocol(const cli_options *opts, ss_server *srv)
     return rc;
 }
 
-/* ss_server_new, with --workers applied before activate sizes the pool
- * (the sync and threading dispatchers ignore it), and the PROXY protocol
- * filter when asked. */
+/* ss_server_new for every --listen, with --workers applied before
+ * activate sizes the pool (the sync and threading dispatchers ignore it),
+ * and the PROXY protocol filter when asked. */
 /* docs:begin open_server */
 static int open_server(const cli_options *opts, const ss_handler *handler, void *data,
                        ss_server **out)
@@ -344,7 +367,10 @@ static int open_server(const cli_options *opts, const ss_handler *handler, void 
         return rc;
     ss_server_set_workers(*out, opts->workers);
     ss_server_set_max_children(*out, opts->workers);
-    rc = use_proxy_protocol(opts, *out);
+    for (int i = 1; rc >= 0 && opts->listens[i] != NULL; i++)
+        rc = ss_server_add_listener(*out, opts->listens[i]); /* index i, or an error */
+    if (rc >= 0)
+        rc = use_proxy_protocol(opts, *out);
     if (rc == 0)
         rc = ss_server_bind(*out);
     if (rc == 0)
@@ -373,6 +399,29 @@ static void report_proxy_refusals(const cli_options *opts, const ss_server *srv)
                    (unsigned long long)st.proxy_timeouts);
 }
 
+/* Every --listen, separated by ", " (cut short if buf is too small). */
+static const char *join_urls(const cli_options *opts, char *buf, size_t size)
+{
+    size_t used = 0;
+    buf[0] = '\0';
+    for (int i = 0; opts->listens[i] != NULL && used < size; i++) {
+        int n = snprintf(buf + used, size - used, "%s%s", i > 0 ? ", " : "", opts->listens[i]);
+        used += n > 0 ? (size_t)n : 0;
+    }
+    return buf;
+}
+
+/* "listening on URL", one line per listener, the first first. */
+static void print_listening(const ss_server *srv)
+{
+    for (int i = 0; i < ss_server_listener_count(srv); i++) {
+        char address[128];
+        ss_server_listener_address(srv, i, address, sizeof address);
+        printf("listening on %s\n", address);
+    }
+    fflush(stdout);
+}
+
 int cli_serve(const cli_options *opts, const ss_handler *handler, void *data)
 {
     ss_server *srv;
@@ -380,8 +429,9 @@ int cli_serve(const cli_options *opts, const ss_handler *handler, void *data)
     if (rc < 0 && proxy_refused_options)
         return 2; /* said why */
     if (rc < 0) {
-        cli_log_always(opts, "%s: cannot listen on %s: %s", opts->name, opts->listen,
-                       ss_strerror(rc));
+        char urls[1024];
+        cli_log_always(opts, "%s: cannot listen on %s: %s", opts->name,
+                       join_urls(opts, urls, sizeof urls), ss_strerror(rc));
         return 1;
     }
     /* docs:begin nodelay */
@@ -403,10 +453,7 @@ int cli_serve(const cli_options *opts, const ss_handler *handler, void *data)
     serving_pid = getpid();
     share_unread_log();
     install_stop_signals();
-    char address[128];
-    ss_server_address(srv, address, sizeof address);
-    printf("listening on %s\n", address);
-    fflush(stdout);
+    print_listening(srv);
     /* docs:begin serve */
     rc = ss_server_serve_forever(srv, 500); /* until the first signal */
     atomic_store(&stop_begun, true);

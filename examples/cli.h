@@ -1,8 +1,9 @@
 /* The command line shared by the example servers:
- *     NAME [--listen URL] [--mode MODE] [--workers N] [--timeout SEC]
+ *     NAME [--listen URL]... [--mode MODE] [--workers N] [--timeout SEC]
  *          [--drain SEC] [--proxy-protocol [--proxy-from CIDR]...] [--quiet]
  *          [--help] (each value may also follow '=': --listen=URL)
- * and the run loop around it: listen, print "listening on URL", serve until
+ * and the run loop around it: listen, print "listening on URL" (one line
+ * per listener, in the order given), serve until
  * SIGINT/SIGTERM, let the requests in flight finish (a second signal: stop
  * now), exit 0. */
 #ifndef EXAMPLES_CLI_H
@@ -16,10 +17,14 @@
 #define CLI_DEFAULT_TIMEOUT 300 /* seconds a client may stall a read or write */
 #define CLI_DEFAULT_DRAIN   5   /* seconds requests in flight get after a stop signal */
 #define CLI_MAX_PROXY_FROM  64  /* --proxy-from CIDRs, the library's limit */
+#define CLI_MAX_LISTEN      16  /* --listen URLs */
 
 typedef struct cli_options {
-    const char *name;          /* program name for messages */
-    const char *listen;        /* URL */
+    const char *name;   /* program name for messages */
+    const char *listen; /* the first URL: ss_server_address's */
+    /* Every --listen, in order, NULL-terminated (listen[0] == listen):
+     * one server serves them all. */
+    const char *listens[CLI_MAX_LISTEN + 1];
     const ss_dispatcher *mode; /* default: threading */
     int workers;               /* --workers: pool threads / forking children; 0 = default */
     int timeout;               /* --timeout: request timeout in seconds; 0 = none */

@@ -16,6 +16,10 @@ typedef enum ss__scheme {
     SS__SCHEME_UDP,
     SS__SCHEME_UNIX,
     SS__SCHEME_UNIXGRAM,
+    /* Adopted sockets (core/listener.c): no transport of their own, the
+     * socket says which (its listener's url.scheme becomes that one). */
+    SS__SCHEME_FD,      /* "fd:N": path holds N's digits */
+    SS__SCHEME_SYSTEMD, /* "systemd:" or "systemd:NAME": path holds NAME ("" = all) */
 } ss__scheme;
 
 /* A parsed URL. For tcp/udp: host (no brackets, "" = any) and port.

@@ -19,6 +19,7 @@ static const struct {
     {SS_EURLIPV6BARE, "IPv6 address needs brackets (tcp://[IPV6]:PORT)"},
     {SS_EURLHOST, "URL host is empty in brackets or holds '/', '?', '#', '[', ']' or a space"},
     {SS_EURLNOPATH, "URL has no socket path (unix:PATH, unix:@NAME, unixgram:PATH)"},
+    {SS_EURLFD, "URL fd:N needs a descriptor number (fd:3), systemd:NAME a name without ':'"},
     {SS_ENOTSUPPORTED, "Transport or address form not supported on this system"},
     {SS_ESTATE, "Call not valid in the server's current state"},
     {SS_ERESOLVE, "Host name could not be resolved"},
@@ -30,6 +31,13 @@ static const struct {
     {SS_EPROXY, "Invalid or missing PROXY protocol header"},
     {SS_EPROXYUNTRUSTED, "PROXY protocol header from an untrusted source"},
     {SS_ESUCCESSOR, "The successor process ended before it said it was ready"},
+    {SS_ENOTLISTENING, "Inherited socket is not listening (a stream socket needs listen(), a "
+                       "datagram socket a bound address)"},
+    {SS_ENOACTIVATION, "No sockets passed by socket activation (LISTEN_PID, LISTEN_FDS unset)"},
+    {SS_ENOFDNAME, "No socket passed by socket activation has that name (LISTEN_FDNAMES)"},
+    {SS_ELISTENPID, "Socket activation: LISTEN_PID names another process"},
+    {SS_ELISTENENV, "Socket activation: LISTEN_PID, LISTEN_FDS or LISTEN_FDNAMES is malformed"},
+    {SS_ELISTENFDS, "Socket activation: LISTEN_FDS counts descriptors that are not open"},
 };
 
 SS_API const char *ss_strerror(int err)

@@ -9,8 +9,9 @@
 #include <string.h>
 #include <unistd.h>
 
-/* What kind of connection fd is: its transport, or why it is none. */
-static int connection_transport(int fd, const ss__transport **out, ss__scheme *scheme)
+/* What kind of connection fd is: its transport's scheme, or why it is
+ * none. */
+static int connection_scheme(int fd, ss__scheme *scheme)
 {
     int type = 0, listening = 0;
     socklen_t len = sizeof type;
@@ -28,8 +29,7 @@ static int connection_transport(int fd, const ss__transport **out, ss__scheme *s
     *scheme = peer.ss_family == AF_UNIX ? SS__SCHEME_UNIX : SS__SCHEME_TCP;
     if (peer.ss_family != AF_UNIX && peer.ss_family != AF_INET && peer.ss_family != AF_INET6)
         return SS_ENOTSUPPORTED;
-    *out = ss__transport_for(*scheme);
-    return *out != NULL ? 0 : SS_ENOTSUPPORTED;
+    return 0;
 }
 
 SS_API int ss_server_new_connection(ss_server **out, int fd, const ss_handler *handler, void *data)
@@ -39,20 +39,17 @@ SS_API int ss_server_new_connection(ss_server **out, int fd, const ss_handler *h
     *out = NULL;
     if (fd < 0)
         return -EINVAL;
-    const ss__transport *transport = NULL;
     ss__scheme scheme = SS__SCHEME_TCP;
-    int rc = connection_transport(fd, &transport, &scheme);
+    int rc = connection_scheme(fd, &scheme);
     if (rc < 0)
         return rc;
     ss_server *srv;
     rc = ss__server_alloc(&srv, ss_dispatch_sync(), handler, data);
+    if (rc == 0 && (rc = ss__listener_add_connection(srv, scheme, fd)) < 0)
+        ss__server_unref(srv);
     if (rc < 0)
         return rc;
-    srv->transport = transport;
-    srv->url.scheme = scheme;
-    srv->addr_len = sizeof srv->addr;
-    if (getsockname(fd, (struct sockaddr *)&srv->addr, &srv->addr_len) < 0)
-        srv->addr_len = 0;
+    srv->serves_connection = true;
     srv->connection_fd = fd;
     srv->state = SS__BOUND; /* nothing to bind, nothing to listen on */
     *out = srv;
@@ -62,7 +59,8 @@ SS_API int ss_server_new_connection(ss_server **out, int fd, const ss_handler *h
 /* The connection as the transport's get_request would have taken it. */
 static void arrival_of(ss_server *srv, ss__arrival *arrival)
 {
-    *arrival = (ss__arrival){.fd = srv->connection_fd, .peer_len = sizeof arrival->peer};
+    *arrival = (ss__arrival){
+        .listener = srv->listeners[0], .fd = srv->connection_fd, .peer_len = sizeof arrival->peer};
     srv->connection_fd = -1;
     if (getpeername(arrival->fd, (struct sockaddr *)&arrival->peer, &arrival->peer_len) < 0)
         arrival->peer_len = 0;

@@ -53,14 +53,23 @@ typedef struct successor_plan {
 /* ---- the server's side ---- */
 
 /* Its listening sockets, with the names the successor will see in
- * LISTEN_FDNAMES (the scheme: "tcp", "unix", ...). */
+ * LISTEN_FDNAMES: the name one was adopted with, else its scheme
+ * ("tcp", "unix", ...). */
 static int handover_listeners(ss_server *srv, ss__handover_listener *out, int max)
 {
-    if (srv->fd < 0 || max < 1)
-        return 0;
-    out[0].fd = srv->fd;
-    snprintf(out[0].name, sizeof out[0].name, "%s", ss__scheme_name(srv->url.scheme));
-    return 1;
+    int n = 0;
+    for (int i = 0; i < srv->nlisteners; i++) {
+        const ss__listener *l = srv->listeners[i];
+        if (l->fd < 0)
+            continue;
+        if (n == max)
+            return -E2BIG;
+        out[n].fd = l->fd;
+        snprintf(out[n].name, sizeof out[n].name, "%s",
+                 l->name[0] != '\0' ? l->name : ss__scheme_name(l->url.scheme));
+        n++;
+    }
+    return n;
 }
 
 /* From now on the successor alone takes clients off the sockets: the
@@ -69,7 +78,10 @@ static int handover_listeners(ss_server *srv, ss__handover_listener *out, int ma
  * socket file): this process only closes its copies. */
 static void listeners_handed_over(ss_server *srv)
 {
-    srv->sockfile.created = false;
+    for (int i = 0; i < srv->nlisteners; i++) {
+        srv->listeners[i]->sockfile.created = false;
+        srv->listeners[i]->shared = true;
+    }
     atomic_store(&srv->handed_over, true);
     ss__server_wake(srv);
 }

@@ -1,6 +1,6 @@
 /* One request's life: setup -> handle -> finish, the first error routed
  * once to handle_error, then the transport's end_request. Also the request's public
- * accessors and I/O calls, which go through the server's transport so a
+ * accessors and I/O calls, which go through the listener's transport so a
  * handler never depends on what kind of socket it is talking to. */
 #include "core/core.h"
 
@@ -24,12 +24,13 @@ static void link_live(ss_request *req)
  * request now owns. */
 static void take_arrival(ss_request *req, ss__arrival *arrival)
 {
+    req->listener = arrival->listener;
     req->fd = arrival->fd;
     req->peer = arrival->peer;
     req->peer_len = arrival->peer_len;
     ss__format_peer((const struct sockaddr *)&req->peer, req->peer_len, req->peer_name,
                     sizeof req->peer_name);
-    req->dgram.active = req->server->transport->datagram;
+    req->dgram.active = req->listener->transport->datagram;
     req->dgram.truncated = arrival->truncated;
     req->dgram.packet = arrival->packet;
     req->dgram.packet_len = arrival->packet_len;
@@ -74,8 +75,10 @@ static void unlink_live(ss_request *req)
 void ss__requests_interrupt(ss_server *srv)
 {
     pthread_mutex_lock(&srv->live_lock);
-    for (ss__link *l = srv->live.next; l != &srv->live; l = l->next)
-        srv->transport->interrupt((ss_request *)l); /* link is the first member */
+    for (ss__link *l = srv->live.next; l != &srv->live; l = l->next) {
+        ss_request *req = (ss_request *)l; /* link is the first member */
+        req->listener->transport->interrupt(req);
+    }
     pthread_mutex_unlock(&srv->live_lock);
 }
 
@@ -116,8 +119,9 @@ static int real_client_key(ss_request *req, ss__client_key *key)
 {
     if (ss__ip_client_key(&req->peer, key) == 0)
         return 0;
-    ss__arrival self = {.fd = req->fd, .peer = req->peer, .peer_len = req->peer_len};
-    return req->server->transport->client_key(&self, key);
+    ss__arrival self = {
+        .listener = req->listener, .fd = req->fd, .peer = req->peer, .peer_len = req->peer_len};
+    return req->listener->transport->client_key(&self, key);
 }
 
 /* With a filter naming the client, admission could not check it: the
@@ -144,7 +148,7 @@ static bool open_filters(ss_request *req)
     if (ss__filters_open(req) < 0) {
         if (req->late_refusal == SS__LATE_NONE)
             req->late_refusal = SS__LATE_FILTER;
-    } else if (srv->filters.names_client) {
+    } else if (ss__names_client(req->listener)) {
         req->late_refusal = admit_real_client(req);
     }
     ss__count_late_refusal(srv, req->late_refusal);
@@ -153,7 +157,7 @@ static bool open_filters(ss_request *req)
 
 int ss__request_run(ss_request *req)
 {
-    if (req->server->filters.count > 0 && !open_filters(req)) {
+    if (ss__filtered(req->listener) && !open_filters(req)) {
         count_timeout(req); /* a filter's read timed out: the request's timeout too */
         ss__filters_close(req);
         return 0;
@@ -167,7 +171,7 @@ int ss__request_run(ss_request *req)
         if (err >= 0)
             err = finish_err;
         final_flush(req, err); /* before flush_reply: it may feed a datagram reply */
-        int reply_err = req->server->transport->flush_reply(req);
+        int reply_err = req->listener->transport->flush_reply(req);
         if (err >= 0)
             err = reply_err;
     }
@@ -194,7 +198,7 @@ void ss__request_end(ss_request *req)
 {
     ss_server *srv = req->server;
     unlink_live(req);
-    srv->transport->end_request(req);
+    req->listener->transport->end_request(req);
     atomic_fetch_add(&srv->count.closed, 1);
     /* sync: a handler the drain ran itself, cut short by its deadline or a
      * second stop (the other dispatchers' are counted as drain interrupts) */
@@ -210,8 +214,8 @@ void ss__request_hand_off(ss_request *req, ss__place *place)
     unlink_live(req);
     /* A datagram request's end_request only frees its buffers and
      * leaves the server's socket alone: exactly the parent's part. */
-    if (req->server->transport->replies_via_listener)
-        req->server->transport->end_request(req);
+    if (req->listener->transport->replies_via_listener)
+        req->listener->transport->end_request(req);
     else
         ss__close(&req->fd);
     *place = req->place;

@@ -7,6 +7,13 @@
 
 #include <pthread.h>
 
+/* The request replies through its listener's socket, shared by every
+ * request from it (a datagram listener): close waits for its handler. */
+static inline bool ss__replies_via_listener(const ss_request *req)
+{
+    return req->listener->transport->replies_via_listener;
+}
+
 struct ss_dispatcher {
     const char *name;
     /* Called by activate: allocate srv->dispatch_state. */

@@ -278,8 +278,18 @@ static void forget_parents_loop(ss_server *srv, ss_request *req)
     req->waiter = &ss__waiter_thread;
 }
 
+/* Every listener but the request's own when it replies through it. */
+static void close_listeners_but_own(ss_server *srv, const ss_request *req)
+{
+    for (int i = 0; i < srv->nlisteners; i++) {
+        ss__listener *l = srv->listeners[i];
+        if (l != req->listener || !ss__replies_via_listener(req))
+            ss__close(&l->fd);
+    }
+}
+
 /* Never returns. The child gives up the server's descriptors first: the
- * listener (unless it is the request's own socket, a datagram request
+ * listeners (but the request's own socket, for a datagram request
  * replying through it, as in Python), and the wake-up pipe, of which
  * it keeps only the write end, and only to announce its exit. The library
  * changes no signal dispositions, so there are none to reset. */
@@ -293,8 +303,7 @@ static void run_child(ss_server *srv, forks *fs, int slot, ss_request *req)
     req->closing_idle = &fs->page->closing_idle;
     req->idle_watch = fs->idle_watch[0];
     ss__close(&srv->stop.wake_read);
-    if (!srv->transport->replies_via_listener)
-        ss__close(&srv->fd);
+    close_listeners_but_own(srv, req);
     int rc = req->server->host->run(req);
     req->linger_in_place = true; /* we exit next, and a lingerer thread with us */
     unsigned char marks = atomic_load(&req->timed_out) ? EXIT_TIMED_OUT : 0;

@@ -63,7 +63,6 @@ struct pool {
     int refs;                /* close's + one per worker still running */
     int shared;              /* requests running that reply through the server's socket */
     pthread_cond_t unshared; /* shared fell to 0 */
-    bool via_listener;       /* every request replies through it (the transport's property) */
     ss_server *srv;
 };
 
@@ -252,7 +251,7 @@ static void serve(void *pool_arg, void *req_arg)
 {
     pool *p = pool_arg;
     ss_request *req = req_arg;
-    bool shared = p->via_listener;
+    bool shared = ss__replies_via_listener(req);
     req->waiter = SPAWNED_WAITER;
     req->server->host->run(req);
     ss__fiber_forget_fd();
@@ -265,7 +264,7 @@ static void start_request(pool *p, worker *w, ss_request *req)
     int rc = ss__sched_spawn(w->sched, serve, p, req);
     if (rc == 0)
         return;
-    bool shared = p->via_listener;
+    bool shared = ss__replies_via_listener(req);
     atomic_fetch_add(&p->srv->count.spawn_failures, 1);
     req->server->host->fail(req, rc);
     req->server->host->end(req);
@@ -301,7 +300,7 @@ static bool take_work(pool *p, worker *w)
     bool was_full = p->len == p->cap;
     while (n < TAKE_BATCH && p->len > 0 && !p->cancel && live + n < p->fibers) {
         batch[n] = pop(p);
-        p->shared += p->via_listener;
+        p->shared += ss__replies_via_listener(batch[n]);
         n++;
     }
     if (n > 0)
@@ -393,7 +392,6 @@ static pool *pool_alloc(ss_server *srv)
     pthread_cond_init(&p->unshared, NULL);
     p->refs = 1;
     p->srv = srv;
-    p->via_listener = srv->transport->replies_via_listener;
     return p;
 }
 

@@ -197,7 +197,7 @@ static void thread_process(ss_server *srv, ss_request *req)
         *w = (worker){.owner = ts,
                       .req = req,
                       .daemon = atomic_load(&srv->dopt.daemon_threads),
-                      .shared = srv->transport->replies_via_listener};
+                      .shared = req->listener->transport->replies_via_listener};
         srv->host->ref(srv); /* the thread still wakes the loop after its request */
         rc = spawn(srv, ts, w);
     }

@@ -8,6 +8,20 @@
 
 #include "transport/transport.h"
 
+/* The server's filters apply to its stream listeners' requests: a
+ * datagram listener's requests are single packets and pass none. */
+static inline bool ss__filtered(const ss__listener *l)
+{
+    return l->server->filters.count > 0 && !l->transport->datagram;
+}
+
+/* A filter (PROXY) names this listener's clients: the per-client limit
+ * and verify_request wait until the chain has opened. */
+static inline bool ss__names_client(const ss__listener *l)
+{
+    return l->server->filters.names_client && !l->transport->datagram;
+}
+
 /* The chain's slow paths (filter/chain.c), for requests with filters. */
 ssize_t ss__chain_recv(ss_request *req, void *buf, size_t size);
 int ss__chain_send_all(ss_request *req, const void *buf, size_t size);
@@ -20,14 +34,14 @@ static inline ssize_t ss__filtered_recv(ss_request *req, void *buf, size_t size,
 {
     if (__builtin_expect(req->filter_ctx != NULL, 0))
         return ss__chain_recv(req, buf, size);
-    return req->server->transport->recv(req, buf, size, spill, spill_size);
+    return req->listener->transport->recv(req, buf, size, spill, spill_size);
 }
 
 static inline int ss__filtered_send_all(ss_request *req, const void *buf, size_t size)
 {
     if (__builtin_expect(req->filter_ctx != NULL, 0))
         return ss__chain_send_all(req, buf, size);
-    return req->server->transport->send_all(req, buf, size);
+    return req->listener->transport->send_all(req, buf, size);
 }
 
 /* On the handler's thread, before setup: opens each filter from the
