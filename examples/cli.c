@@ -2,6 +2,7 @@
 #define _DEFAULT_SOURCE 1 /* MAP_ANONYMOUS, when built without the project's flags */
 #endif
 #include "cli.h"
+#include "cli_deploy.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -78,7 +79,7 @@ static void usage(FILE *out, const char *name)
 {
     fprintf(out,
             "usage: %s [--listen URL]... [--mode MODE] [--workers N] [--timeout SEC]\n"
-            "       [--drain SEC] [--proxy-protocol [--proxy-from CIDR]...] [--quiet]\n"
+            "       [--drain SEC] [--proxy-protocol [--proxy-from CIDR]...] [--inetd] [--quiet]\n"
             "       [--help]\n"
             "  --listen URL  address to serve (default " CLI_DEFAULT_URL ")\n"
             "                tcp://HOST:PORT, tcp://[::1]:PORT, udp://HOST:PORT,\n"
@@ -102,6 +103,11 @@ static void usage(FILE *out, const char *name)
             "  --proxy-from CIDR  a source trusted to send that header, e.g.\n"
             "                10.0.0.0/8 or 192.0.2.7 (repeat for more, up to 64;\n"
             "                default: loopback, 127.0.0.0/8 and ::1); see docs/deploy.md\n"
+            "  --inetd       serve the one connection on stdin and exit (inetd,\n"
+            "                tcpserver, systemd-socket-activate --inetd); a connected\n"
+            "                socket passed as --listen systemd: (Accept=yes) is served\n"
+            "                the same way. SIGHUP restarts the server with no connection\n"
+            "                lost: see docs/deploy.md\n"
             "  --quiet       no per-connection log on stderr\n"
             "  --help        this text\n"
             "an option's value may also follow '=': --listen=URL\n"
@@ -260,12 +266,15 @@ int cli_parse(int argc, char **argv, const char *name, cli_options *opts)
 {
     static const char *const valued[] = {"--listen", "--mode",       "--workers", "--timeout",
                                          "--drain",  "--proxy-from", NULL};
-    static const char *const flags[] = {"--help", "-h", "--quiet", "--proxy-protocol", NULL};
+    static const char *const flags[] = {"--help",           "-h",      "--quiet",
+                                        "--proxy-protocol", "--inetd", NULL};
     *opts = (cli_options){.name = name,
                           .listen = CLI_DEFAULT_URL,
                           .mode = ss_dispatch_threading(),
                           .timeout = CLI_DEFAULT_TIMEOUT,
-                          .drain = CLI_DEFAULT_DRAIN};
+                          .drain = CLI_DEFAULT_DRAIN,
+                          .argc = argc,
+                          .argv = argv};
     for (int i = 1; i < argc; i++) {
         cli_option option;
         const char *why = cli_read_option(argc, argv, &i, valued, flags, &option);
@@ -281,6 +290,10 @@ int cli_parse(int argc, char **argv, const char *name, cli_options *opts)
         }
         if (strcmp(option.name, "--proxy-protocol") == 0) {
             opts->proxy_protocol = true;
+            continue;
+        }
+        if (strcmp(option.name, "--inetd") == 0) {
+            opts->inetd = true;
             continue;
         }
         int rc = apply_option(opts, option.name, option.value);
@@ -422,18 +435,9 @@ static void print_listening(const ss_server *srv)
     fflush(stdout);
 }
 
-int cli_serve(const cli_options *opts, const ss_handler *handler, void *data)
+/* The options every server of the examples gets, before it serves. */
+static void set_up(const cli_options *opts, ss_server *srv)
 {
-    ss_server *srv;
-    int rc = open_server(opts, handler, data, &srv);
-    if (rc < 0 && proxy_refused_options)
-        return 2; /* said why */
-    if (rc < 0) {
-        char urls[1024];
-        cli_log_always(opts, "%s: cannot listen on %s: %s", opts->name,
-                       join_urls(opts, urls, sizeof urls), ss_strerror(rc));
-        return 1;
-    }
     /* docs:begin nodelay */
     /* Every example answers with whole messages, one send each, so let
      * each send leave at once (the Nagle/delayed-ACK trap: see "Performance"
@@ -451,16 +455,58 @@ int cli_serve(const cli_options *opts, const ss_handler *handler, void *data)
     ss_server_on_handle_error(srv, report_error);
     if (opts->configure != NULL)
         opts->configure(srv);
+}
+
+/* Per-connection mode: the one connection fd, then exit. */
+static int serve_connection(const cli_options *opts, const ss_handler *handler, void *data, int fd)
+{
+    ss_server *srv;
+    int rc = ss_server_new_connection(&srv, fd, handler, data);
+    if (rc == 0 && (rc = use_proxy_protocol(opts, srv)) < 0)
+        ss_server_free(srv);
+    if (rc < 0) {
+        cli_log_always(opts, "%s: cannot serve the connection: %s", opts->name, ss_strerror(rc));
+        return proxy_refused_options ? 2 : 1;
+    }
+    set_up(opts, srv);
+    running_server = srv;
+    serving_pid = getpid();
+    install_stop_signals();
+    rc = ss_server_serve_connection(srv);
+    ignore_stop_signals();
+    ss_server_free(srv);
+    return rc < 0 && rc != -ECONNREFUSED ? 1 : 0;
+}
+
+int cli_serve(const cli_options *opts, const ss_handler *handler, void *data)
+{
+    int connection = cli_connection_fd(opts);
+    if (connection != -1)
+        return connection < 0 ? 2 : serve_connection(opts, handler, data, connection);
+    ss_server *srv;
+    int rc = open_server(opts, handler, data, &srv);
+    if (rc < 0 && proxy_refused_options)
+        return 2; /* said why */
+    if (rc < 0) {
+        char urls[1024];
+        cli_log_always(opts, "%s: cannot listen on %s: %s", opts->name,
+                       join_urls(opts, urls, sizeof urls), ss_strerror(rc));
+        return 1;
+    }
+    set_up(opts, srv);
     /* Before the "listening" line: a tool that signals as soon as it reads
      * it must find the handler in place, not the default (kill). */
     running_server = srv;
     serving_pid = getpid();
     share_unread_log();
     install_stop_signals();
+    cli_restart_enable(opts, srv);
     print_listening(srv);
+    ss_notify("READY=1"); /* a predecessor handing over, or systemd's Type=notify */
     /* docs:begin serve */
     rc = ss_server_serve_forever(srv, 500); /* until the first signal */
     atomic_store(&stop_begun, true);
+    cli_restart_disable();
     if (opts->stopping != NULL)
         opts->stopping(srv);
     drain(opts, srv);

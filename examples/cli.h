@@ -34,6 +34,10 @@ typedef struct cli_options {
      * none given: the library's default (loopback). */
     const char *proxy_from[CLI_MAX_PROXY_FROM + 1];
     bool quiet;
+    bool inetd; /* --inetd: serve the one connection on stdin, then exit */
+    /* The command line (for the SIGHUP restart, which runs it again). */
+    int argc;
+    char **argv;
     /* Optional, set by a program after cli_parse. configure runs once the
      * server listens, before it serves (options, hooks); stopping runs
      * after the loop has stopped, before the server is closed (end what
@@ -65,7 +69,10 @@ int cli_parse(int argc, char **argv, const char *name, cli_options *opts);
 /* Serves with `handler` until SIGINT or SIGTERM, then drains: requests in
  * flight get --drain seconds to finish, or until a second signal. Returns
  * the exit status: 0 after a signal-requested stop, 1 if the server could
- * not listen. */
+ * not listen. SIGHUP restarts it without dropping a connection
+ * (cli_deploy.h). With --inetd, or given a connected socket by
+ * "--listen systemd:" (systemd's Accept=yes), it serves that one
+ * connection and returns 0 (1 if the handler failed). */
 int cli_serve(const cli_options *opts, const ss_handler *handler, void *data);
 
 /* The client's name for logs: ss_request_client_name, or "(unnamed

@@ -105,5 +105,6 @@
 #include <socketserver/python.h>
 #include <socketserver/client.h>
 #include <socketserver/filter.h>
+#include <socketserver/deploy.h>
 
 #endif /* SOCKETSERVER_H */

@@ -229,6 +229,16 @@ struct ss_server {
     pthread_mutex_t live_lock;
     ss__link live;
     atomic_bool draining; /* a request that ends wakes the loop */
+    /* Hand-over (core/handover.c): one at a time (handing_over); once a
+     * successor said it is ready (handed_over, never cleared), the loop
+     * stops taking clients and drain only closes this process's copies of
+     * the listening sockets. */
+    atomic_bool handing_over, handed_over;
+    /* Per-connection mode (core/connection.c): a server made by
+     * ss_server_new_connection (its one listener listens on nothing), and
+     * the connected socket it serves, -1 once taken. */
+    bool serves_connection;
+    int connection_fd;
     /* Drain's idle close (core/idle.c). keep_idle: the application turned
      * it off (ss_server_set_drain_close_idle), inverted so that calloc's
      * zero is the default. closing_idle: a drain began with it on; never

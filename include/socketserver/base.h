@@ -70,6 +70,8 @@ enum {
     /* PROXY protocol (a listener behind a load balancer): the connection is refused */
     SS_EPROXY = -(SS_ERRBASE + 40),          /* invalid or missing PROXY protocol header */
     SS_EPROXYUNTRUSTED = -(SS_ERRBASE + 41), /* header from a source not trusted to send one */
+    /* hand-over to a successor (see socketserver/deploy.h) */
+    SS_ESUCCESSOR = -(SS_ERRBASE + 60), /* the successor ended before it said it was ready */
     /* adopted listeners (fd:N, systemd:): see ss_server_create */
     SS_ENOTLISTENING = -(SS_ERRBASE + 50), /* not a listening stream / bound datagram socket */
     SS_ENOACTIVATION = -(SS_ERRBASE + 51), /* systemd: but no LISTEN_PID/LISTEN_FDS set */

@@ -175,9 +175,30 @@ static void no_room(ss_server *srv, ss__arrival *arrival, ss__place *place)
 }
 
 /* The limits first: they are cheap, verify_request may not be. */
+ss_request *ss__admit(ss_server *srv, ss__arrival *arrival)
+{
+    ss__place place = {0};
+    ss__refusal why = ss__limits_admit(srv, arrival, &place);
+    ss_request *req = NULL;
+    if (why == SS__ADMITTED && (req = ss__request_new(srv, arrival, &place)) == NULL) {
+        no_room(srv, arrival, &place);
+        return NULL;
+    }
+    accept_succeeded(srv);
+    atomic_fetch_add(&srv->count.accepted, 1);
+    if (why != SS__ADMITTED) {
+        turn_away(srv, arrival, why);
+        return NULL;
+    }
+    if (ss__names_client(arrival->listener) || srv->verify_request(srv, req, srv->data))
+        return req; /* names_client: verified on the real client (core/request.c) */
+    ss__count_refusal(srv, SS__REFUSE_VERIFY);
+    ss__request_end(req);
+    return NULL;
+}
+
 ss_request *ss__admit_next(ss__listener *l)
 {
-    ss_server *srv = l->server;
     ss__arrival arrival;
     int rc = l->transport->get_request(l, &arrival);
     if (rc < 0) {
@@ -185,22 +206,5 @@ ss_request *ss__admit_next(ss__listener *l)
         return NULL;
     }
     arrival.listener = l;
-    ss__place place = {0};
-    ss__refusal why = ss__limits_admit(srv, &arrival, &place);
-    ss_request *req = NULL;
-    if (why == SS__ADMITTED && (req = ss__request_new(srv, &arrival, &place)) == NULL) {
-        no_room(srv, &arrival, &place);
-        return NULL;
-    }
-    accept_succeeded(srv);
-    atomic_fetch_add(&srv->count.accepted, 1);
-    if (why != SS__ADMITTED) {
-        turn_away(srv, &arrival, why);
-        return NULL;
-    }
-    if (ss__names_client(l) || srv->verify_request(srv, req, srv->data))
-        return req; /* names_client: verified on the real client (core/request.c) */
-    ss__count_refusal(srv, SS__REFUSE_VERIFY);
-    ss__request_end(req);
-    return NULL;
+    return ss__admit(l->server, &arrival);
 }

@@ -19,6 +19,10 @@ const ss__transport *ss__transport_for(ss__scheme scheme);
  * listening already); close closes each (removing the socket files this
  * process created); free, with the server's memory, what is left. */
 int ss__listener_add_parsed(ss_server *srv, const ss__url *url);
+/* Per-connection mode (core/connection.c): a listener that listens on
+ * nothing (fd -1), with the transport of `scheme`, named after the local
+ * end of the connected socket fd. */
+int ss__listener_add_connection(ss_server *srv, ss__scheme scheme, int fd);
 int ss__listeners_bind(ss_server *srv);
 int ss__listeners_activate(ss_server *srv);
 void ss__listeners_close(ss_server *srv);
@@ -28,6 +32,11 @@ void ss__listeners_free(ss_server *srv);
 void ss__server_ref(ss_server *srv);
 void ss__server_unref(ss_server *srv);
 void ss__server_wake(const ss_server *srv); /* async-signal-safe */
+/* A server with its handler, wake pipe and accept policy but no socket
+ * (core/server.c): ss_server_create and per-connection mode build on it.
+ * Returns 0 (*out set), -EINVAL for a bad handler table, or an errno. */
+int ss__server_alloc(ss_server **out, const ss_dispatcher *dispatcher, const ss_handler *handler,
+                     void *data);
 bool ss__server_stop_requested(const ss_server *srv);
 bool ss__server_on_serving_thread(const ss_server *srv); /* inside serve_forever */
 /* Empties the wake-up pipe: only from the thread that runs the loop. */
@@ -97,6 +106,9 @@ void ss__bufio_note_written(ss_request *req);
  * a request (NULL: none was waiting, or it was turned away, shed or
  * refused by verify_request: counted and closed). Serving thread only. */
 ss_request *ss__admit_next(ss__listener *l);
+/* The same for a client already taken off a socket (per-connection mode,
+ * core/connection.c), arrival->listener set: consumes the arrival. */
+ss_request *ss__admit(ss_server *srv, ss__arrival *arrival);
 /* The accept policy (core/admission.c): the reserve descriptor it sheds
  * with, and the pause while it backs off. */
 int ss__accept_policy_init(ss_server *srv);

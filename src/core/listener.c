@@ -151,6 +151,22 @@ static int adopt_activated(ss_server *srv, const char *name)
     return 0;
 }
 
+int ss__listener_add_connection(ss_server *srv, ss__scheme scheme, int fd)
+{
+    const ss__transport *transport = ss__transport_for(scheme);
+    if (transport == NULL)
+        return SS_ENOTSUPPORTED;
+    ss__listener *l = new_listener(srv, transport);
+    if (l == NULL)
+        return -ENOMEM;
+    l->url.scheme = scheme;
+    l->bound = l->adopted = l->shared = true; /* nothing of it is ours to change */
+    l->addr_len = sizeof l->addr;
+    if (getsockname(fd, (struct sockaddr *)&l->addr, &l->addr_len) < 0)
+        l->addr_len = 0;
+    return keep(srv, l, 0);
+}
+
 int ss__listener_add_parsed(ss_server *srv, const ss__url *url)
 {
     switch (url->scheme) {

@@ -96,6 +96,7 @@ static ss_server *alloc_server(const ss_dispatcher *dispatcher, const ss_handler
     srv->dispatch = dispatcher != NULL ? dispatcher : ss_dispatch_sync();
     srv->host = &core_host;
     srv->stop.wake_read = srv->stop.wake_write = srv->reserve_fd = -1;
+    srv->connection_fd = -1;
     srv->max_packet_size = 8192; /* Python's UDPServer.max_packet_size */
     srv->reuse_address = true;
     srv->backlog = SOMAXCONN;
@@ -112,6 +113,35 @@ static ss_server *alloc_server(const ss_dispatcher *dispatcher, const ss_handler
     srv->live.prev = srv->live.next = &srv->live;
     atomic_init(&srv->draining, false);
     return srv;
+}
+
+/* The self-pipe that wakes the loop, and the accept policy's reserve. */
+static int open_wake_pipe(ss_server *srv)
+{
+    int fds[2];
+    int rc = ss__pipe(fds);
+    if (rc < 0)
+        return rc;
+    srv->stop.wake_read = fds[0];
+    srv->stop.wake_write = fds[1];
+    return ss__accept_policy_init(srv);
+}
+
+int ss__server_alloc(ss_server **out, const ss_dispatcher *dispatcher, const ss_handler *handler,
+                     void *data)
+{
+    if (!valid_handler(handler))
+        return -EINVAL;
+    ss_server *srv = alloc_server(dispatcher, handler, data);
+    if (srv == NULL)
+        return -ENOMEM;
+    int rc = open_wake_pipe(srv);
+    if (rc < 0) {
+        ss__server_unref(srv);
+        return rc;
+    }
+    *out = srv;
+    return 0;
 }
 
 SS_API int ss_server_create(ss_server **out, const char *url, const ss_dispatcher *dispatcher,
@@ -132,12 +162,8 @@ SS_API int ss_server_create(ss_server **out, const char *url, const ss_dispatche
     /* The listener first: an adopted descriptor number that is not open
      * must not be taken by the server's own pipe and mistaken for it. */
     rc = ss__listener_add_parsed(srv, &parsed);
-    int fds[2];
-    if (rc == 0 && (rc = ss__pipe(fds)) == 0) {
-        srv->stop.wake_read = fds[0];
-        srv->stop.wake_write = fds[1];
-        rc = ss__accept_policy_init(srv);
-    }
+    if (rc == 0)
+        rc = open_wake_pipe(srv);
     if (rc < 0) {
         ss__server_unref(srv);
         return rc;
@@ -148,7 +174,7 @@ SS_API int ss_server_create(ss_server **out, const char *url, const ss_dispatche
 
 SS_API int ss_server_bind(ss_server *srv)
 {
-    if (srv->state != SS__CREATED)
+    if (srv->state != SS__CREATED || srv->serves_connection)
         return SS_ESTATE;
     int rc = ss__listeners_bind(srv);
     if (rc == 0)
@@ -158,7 +184,7 @@ SS_API int ss_server_bind(ss_server *srv)
 
 SS_API int ss_server_activate(ss_server *srv)
 {
-    if (srv->state != SS__BOUND)
+    if (srv->state != SS__BOUND || srv->serves_connection)
         return SS_ESTATE;
     int rc = ss__listeners_activate(srv);
     if (rc == 0)
@@ -193,6 +219,7 @@ SS_API void ss_server_close(ss_server *srv)
     if (srv->state == SS__ACTIVE || srv->state == SS__DRAINED)
         srv->dispatch->close(srv);
     ss__listeners_close(srv);
+    ss__close(&srv->connection_fd); /* per-connection mode, never served */
     ss__accept_policy_close(srv);
     srv->state = SS__CLOSED;
 }
@@ -241,11 +268,12 @@ SS_API int ss_server_shutdown(ss_server *srv)
 /* ---- the request loop ---- */
 
 /* Not while backing off from accept errors, nor at the dispatcher's
- * limit or max_connections: clients then wait in the kernel backlog. */
+ * limit or max_connections: clients then wait in the kernel backlog; nor
+ * once the listeners were handed over: the successor takes them. */
 static bool listener_wanted(ss_server *srv)
 {
-    return ss__accept_pause_ms(srv) == 0 && srv->dispatch->has_room(srv) &&
-           ss__limits_have_room(srv);
+    return !atomic_load(&srv->handed_over) && ss__accept_pause_ms(srv) == 0 &&
+           srv->dispatch->has_room(srv) && ss__limits_have_room(srv);
 }
 
 /* Fills the poll set: the wake pipe, then each open listener, when
@@ -279,7 +307,8 @@ static int wait_event(ss_server *srv, int timeout_ms)
         ss__server_drain_wake(srv);
         rc--;
     }
-    if (n == 1)
+    /* handed over while polling: the clients are the successor's */
+    if (n == 1 || atomic_load(&srv->handed_over))
         return 0;
     return rc;
 }
@@ -385,6 +414,12 @@ static bool drain_listener(ss__listener *l)
 {
     if (l->fd < 0 || l->transport->replies_via_listener)
         return true;
+    if (atomic_load(&l->server->handed_over)) {
+        /* The successor serves the backlog; stop_arrivals would stop its
+         * arrivals too (the same socket): only our copy goes. */
+        ss__close(&l->fd);
+        return true;
+    }
     do {
         while (l->backlog_left > 0 && backlog_waiting(l)) {
             if (!listener_wanted(l->server))

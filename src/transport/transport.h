@@ -154,6 +154,26 @@ int ss__adopt_take(int fd, ss__listener *l);
  * which rule decided, for the caller's error message. It does not check
  * what the descriptors are: the caller adopts them (listening or
  * connected sockets). */
+/* Readiness by sd_notify(3)'s protocol (transport/notify.c). The variable
+ * a hand-over gives its successor along with NOTIFY_SOCKET: the socket
+ * the successor's later messages go to, once its READY=1 reached us. */
+#define SS__NOTIFY_NEXT "SS_NOTIFY_SOCKET_NEXT"
+/* Sends `state` to the socket named `where` ("/path" or "@abstract").
+ * Returns 1, or a negative errno (-EAFNOSUPPORT for another form). */
+int ss__notify_send(const char *where, const char *state);
+/* A close-on-exec, non-blocking Unix datagram socket to receive
+ * notifications on, bound to a fresh name written to name (the value for
+ * NOTIFY_SOCKET): on Linux an abstract one, with the senders' credentials
+ * passed; elsewhere a file in a private directory. Returns the fd or a
+ * negative errno. */
+int ss__notify_open(char *name, size_t size);
+/* Closes it and removes what ss__notify_open created on disk. */
+void ss__notify_close(int *fd, const char *name);
+/* Reads every waiting message; 1 if one from process `from` (where the
+ * system tells who sent it) said READY=1, 0 if none did, or a negative
+ * errno. Never waits. */
+int ss__notify_take(int fd, pid_t from);
+
 typedef struct ss__activated {
     int fd;
     char name[256];
