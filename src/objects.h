@@ -40,7 +40,7 @@ typedef enum ss__state {
     X(tracked) X(queued) X(cancelled) X(spawn_failures) X(children_failed)       \
     X(lingering_closes) X(linger_overflows)                                      \
     X(filter_refused) X(proxy_invalid) X(proxy_untrusted) X(proxy_timeouts)      \
-    X(idle_closed)
+    X(idle_closed) X(processes_failed)
 /* clang-format on */
 
 /* Each is updated where the event happens, by whichever thread sees it. */
@@ -283,6 +283,15 @@ struct ss_server {
             void *config;
         } links[SS__MAX_FILTERS];
     } filters;
+
+    /* Worker processes (core/prefork.c): how many were asked for (0:
+     * none, SS_PROCESSES_PER_CPU) and the supervisor's table (NULL
+     * without), set before activate; the supervisor's state from
+     * activate on, NULL in a worker (which serves as a plain server) and
+     * without workers. */
+    int processes;
+    const struct ss__supervisor *supervisor;
+    struct ss__prefork *prefork;
 };
 
 struct ss_request {

@@ -332,7 +332,9 @@ SS_API void *ss_server_data(const ss_server *srv);
  * the server down; readable at any time from any thread, also after close.
  * A snapshot is not one instant: counters move while it is taken. For the
  * forking dispatcher, what happens inside a child reaches the parent's
- * counters when the child is reaped.
+ * counters when the child is reaped. With worker processes
+ * (ss_server_set_processes), the supervisor's are the sum of its
+ * workers', up to 50 ms old.
  * Each field, and what to watch: docs/production.md.
  */
 typedef struct ss_stats {
@@ -393,6 +395,10 @@ typedef struct ss_stats {
                              idle: waiting for a client's next message after a
                              complete exchange (see ss_server_set_drain_close_idle);
                              forking: counted as the child is reaped */
+    /* worker processes (ss_server_set_processes; added after the fields above) */
+    uint64_t processes_failed; /* workers that ended without being told to (a crash,
+                                  a signal, an exit in a handler, a failed start) or
+                                  could not be forked; each is replaced */
 } ss_stats;
 /*
  * Copies the server's counters into *out. A macro over
