@@ -219,8 +219,8 @@ SS_API int ss_server_set_pool_fibers(ss_server *srv, int fibers);
  *   - serve_forever starts the workers and watches them; a worker that
  *     ends by itself (a crash, SIGKILL, _exit in a handler) is reaped,
  *     logged (SS_LOG_ERROR), counted in ss_stats.processes_failed and
- *     replaced at once; one that ends again within a second of its start
- *     is replaced after 100 ms, then 200, 400, ... up to 10 s (back-off).
+ *     replaced at once; one that ends again within 5 s of its start is
+ *     replaced after 100 ms, then 200, 400, ... up to 10 s (back-off).
  *     Only the clients of the worker that died lose their connection;
  *     those still in the kernel backlog wait for the others or for the
  *     replacement. When serve_forever returns (a stop), every worker has

@@ -15,7 +15,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define STABLE_MS        1000  /* a worker that lived this long was not crash-looping */
+#define STABLE_MS        5000  /* a worker that lived this long was not crash-looping */
 #define BACKOFF_FIRST_MS 100   /* the first delayed replacement; doubled each time */
 #define BACKOFF_MAX_MS   10000 /* ... up to this */
 #define PAUSE_WAIT_MS    5000  /* longest serve_forever waits for the workers to pause */

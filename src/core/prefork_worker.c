@@ -169,7 +169,9 @@ static int start_control(worker_ctx *ctx)
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
     pthread_t thread;
-    rc = -pthread_create(&thread, &attr, control_loop, ctx);
+    rc = -pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED); /* _exit ends it */
+    if (rc == 0)
+        rc = -pthread_create(&thread, &attr, control_loop, ctx);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     pthread_attr_destroy(&attr);
     return rc;
