@@ -46,7 +46,7 @@ CELLS = {
 # every connection to be made (10000 connects take a few seconds on 2 busy
 # cores), so the window sees them all idle between their requests.
 IDLE_WARMUP = {"idle10000": 5.0}
-MODE_CANDIDATES = ["sync", "threading", "forking", "pool"]
+MODE_CANDIDATES = ["sync", "threading", "forking", "pool", "prefork"]  # prefork: issue 17
 # Servers that serve one connection at a time: starvation there is by design.
 ONE_AT_A_TIME = {"ss-sync", "py-sync"}
 # The modes also measured behind the PROXY protocol filter, as server
