@@ -81,11 +81,16 @@ typedef struct shared {
     int serve_rc, drain_rc;
     bool children_after_drain, children_after_close; /* waitpid(-1) found one */
     atomic_bool done;
+    atomic_bool hand_over; /* the test: hand the listeners over now */
+    atomic_bool handed;    /* ... done: */
+    int hand_over_rc;
+    pid_t successor;
 } shared;
 
 static shared *sh;
 static ss_server *supervised;
 static pid_t running_supervisor; /* the test's, until it has exited */
+static pid_t running_successor;  /* a hand-over's, until the test stops it */
 
 static void publish_stats(ss_server *srv, void *data)
 {
@@ -93,6 +98,18 @@ static void publish_stats(ss_server *srv, void *data)
     atomic_fetch_add(&sh->seq, 1);
     ss_server_stats(srv, &sh->stats);
     atomic_fetch_add(&sh->seq, 1);
+}
+
+/* service_actions: the counters, and the hand-over once asked for (on
+ * the supervisor's loop, as the examples' SIGHUP does on a thread). */
+static void service(ss_server *srv, void *data)
+{
+    publish_stats(srv, data);
+    if (!atomic_exchange(&sh->hand_over, false))
+        return;
+    char *argv[] = {(char *)HANDOVER_SUCCESSOR, "serve", NULL};
+    sh->hand_over_rc = ss_server_hand_over(srv, argv, 10000, &sh->successor);
+    atomic_store(&sh->handed, true);
 }
 
 static void on_term(int sig)
@@ -118,7 +135,7 @@ static ss_server *supervisor_open(const config *c)
     TS_CHECK(ss_server_bind(srv) == 0);
     TS_CHECK(ss_server_activate(srv) == 0);
     TS_CHECK(ss_server_address(srv, sh->address, sizeof sh->address) > 0);
-    ss_server_on_service_actions(srv, publish_stats);
+    ss_server_on_service_actions(srv, service);
     ss_server_on_handle_error(srv, td_quiet_error);
     return srv;
 }
@@ -189,6 +206,9 @@ static void await_supervisor(pid_t pid)
 static int end_supervisor(void **state)
 {
     (void)state;
+    if (running_successor > 0)
+        kill(running_successor, SIGTERM);
+    running_successor = 0;
     pid_t pid = running_supervisor;
     if (pid <= 0)
         return 0;
@@ -548,6 +568,56 @@ static void test_workers_end_without_their_supervisor(void **state)
     td_shared_free(sh, sizeof *sh);
 }
 
+/* ---- the hand-over ---- */
+
+/* The answer to a fresh connection: 'o' from a worker (a pid), 'n' from
+ * the successor ("new PID NAME"), 0 if none. */
+static char fresh_answer(void)
+{
+    int fd = ts_connect_url(sh->address);
+    char buf[64] = {0};
+    ssize_t n = send(fd, "x\n", 2, MSG_NOSIGNAL) == 2 ? recv(fd, buf, sizeof buf - 1, 0) : -1;
+    close(fd);
+    if (n <= 0)
+        return 0;
+    return buf[0] == 'n' ? 'n' : (buf[0] >= '1' && buf[0] <= '9' ? 'o' : 0);
+}
+
+/* Once the successor is ready, no worker takes a client (each stopped
+ * when the supervisor told it); a worker's connection goes on; the drain
+ * leaves the sockets to the successor, which serves on after. */
+static void test_hand_over_stops_every_worker(void **state)
+{
+    (void)state;
+    config c = {"pool", "tcp://127.0.0.1:0", 2, &pid_handler, 5000, false};
+    pid_t sup = start_supervisor(&c);
+    int kept = ts_connect_url(sh->address);
+    long worker = ask(kept);
+    assert_true(worker > 0);
+    atomic_store(&sh->hand_over, true);
+    for (long long end = ts_now_ms() + 15000; !atomic_load(&sh->handed) && ts_now_ms() < end;)
+        usleep(1000);
+    assert_true(atomic_load(&sh->handed));
+    assert_int_equal(sh->hand_over_rc, 0);
+    running_successor = sh->successor;
+    char first = 0;
+    for (long long end = ts_now_ms() + 5000; first != 'n' && ts_now_ms() < end;)
+        first = fresh_answer();
+    assert_int_equal(first, 'n');
+    for (int i = 0; i < 20; i++)
+        assert_int_equal(fresh_answer(), 'n');
+    assert_int_equal(ask(kept), worker);
+    stop_supervisor(sup);
+    assert_int_equal(sh->drain_rc, 0);
+    assert_true(ts_sees_eof(kept)); /* idle: closed at once by the drain */
+    close(kept);
+    assert_int_equal(fresh_answer(), 'n');
+    assert_true(gone(worker));
+    kill(sh->successor, SIGTERM);
+    running_successor = 0;
+    td_shared_free(sh, sizeof *sh);
+}
+
 /* ---- the option ---- */
 
 static void test_bad_values_are_refused(void **state)
@@ -585,6 +655,7 @@ int main(void)
         cmocka_unit_test_teardown(test_drain_deadline_reaches_every_worker, end_supervisor),
         cmocka_unit_test_teardown(test_second_stop_cuts_the_drain_off, end_supervisor),
         cmocka_unit_test_teardown(test_workers_end_without_their_supervisor, end_supervisor),
+        cmocka_unit_test_teardown(test_hand_over_stops_every_worker, end_supervisor),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
