@@ -186,7 +186,7 @@ SS_API void ss_server_free(ss_server *srv);
  *   ss_server_set_max_per_client, ss_server_set_overload_reply   limits.h
  *   ss_server_set_max_children, ss_server_set_workers,
  *   ss_server_set_queue_size, ss_server_set_thread_stack_size,
- *   ss_server_set_pool_fibers                                dispatch.h
+ *   ss_server_set_pool_fibers, ss_server_set_processes       dispatch.h
  *   ss_server_set_proxy_protocol (and ss_server_add_filter)  filter.h
  * Before serving, from the thread that set the server up:
  *   ss_server_on_verify_request, ss_server_on_handle_error,
