@@ -596,24 +596,16 @@ static void api_errors(void **state)
 static int make_certs(void **state)
 {
     (void)state;
-    ts_mkdtemp(certs, sizeof certs);
+    int rc = ts_make_test_certs(MAKE_TEST_CERT, certs, sizeof certs);
     snprintf(a_dir, sizeof a_dir, "%s/a", certs);
     snprintf(b_dir, sizeof b_dir, "%s/b", certs);
-    char out[2048];
-    char *make_a[] = {"sh", MAKE_TEST_CERT, a_dir, NULL};
-    char *make_b[] = {"sh", MAKE_TEST_CERT, b_dir, NULL};
-    if (run(make_a, NULL, out, sizeof out, 60000) != 0 ||
-        run(make_b, NULL, out, sizeof out, 60000) != 0)
-        return -1;
-    return 0;
+    return rc;
 }
 
 static int remove_certs(void **state)
 {
     (void)state;
-    ts_rmdir(a_dir);
-    ts_rmdir(b_dir);
-    ts_rmdir(certs);
+    ts_remove_test_certs(certs);
     return 0;
 }
 
