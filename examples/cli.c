@@ -552,8 +552,12 @@ int cli_serve(const cli_options *opts, const ss_handler *handler, void *data)
     report_proxy_refusals(opts, srv);
     report_tls_refusals(opts, srv);
     /* What even the drain could not end (a handler busy computing) is not
-     * waited for: exiting ends its thread. */
-    ss_server_set_block_on_close(srv, false);
+     * waited for: exiting ends its thread. With nothing left, close joins
+     * the idle threads, so none is still running (in OpenSSL, say) as the
+     * process exits. */
+    ss_stats left;
+    ss_server_stats(srv, &left);
+    ss_server_set_block_on_close(srv, left.active == 0);
     ss_server_free(srv);
     /* docs:end serve */
     if (rc < 0) {
