@@ -3,7 +3,8 @@
 
     tls_client.py ADDRESS MODE [options]
 
-ADDRESS is HOST:PORT or unix:PATH. It prints what it saw on stdout, one
+ADDRESS is HOST:PORT or unix:PATH; --proxy-header LINE sends a PROXY
+protocol v1 header first, as a balancer in front would. It prints what it saw on stdout, one
 line per fact, and exits 0; a TLS or socket failure prints
 "ERROR <class>: <text>" and exits 1. Every wait is bounded (--timeout).
 
@@ -180,12 +181,15 @@ def main():
     p.add_argument("--no-sni", dest="sni", action="store_const", const=None)
     p.add_argument("--line", action="append", default=[])
     p.add_argument("--close-notify", action="store_true")
+    p.add_argument("--proxy-header", help="a PROXY v1 line sent first, without its CRLF")
     p.add_argument("--timeout", type=float, default=15)
     args = p.parse_args()
     modes = {"lines": mode_lines, "midrecord": mode_midrecord, "idle": mode_idle,
              "vanish": mode_vanish, "listen": mode_listen}
     try:
         sock = connect(args.address, args.timeout)
+        if args.proxy_header:  # a balancer's header comes before the handshake
+            sock.sendall(args.proxy_header.encode() + b"\r\n")
         modes.get(args.mode, mode_raw)(sock, args)
     except (OSError, ssl.SSLError, ConnectionError) as e:
         print("ERROR %s: %s" % (type(e).__name__, e))
