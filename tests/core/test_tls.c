@@ -49,6 +49,24 @@ static void path_in(char *out, size_t size, const char *dir, const char *file)
 
 /* ---- running a client ---- */
 
+/* Reads fd into out (NUL-terminated) until EOF, a full buffer or
+ * deadline (ts_now_ms). */
+static void read_until(int fd, char *out, size_t size, long long deadline)
+{
+    size_t got = 0;
+    for (;;) {
+        long long left = deadline - ts_now_ms();
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (left <= 0 || poll(&p, 1, (int)left) <= 0)
+            break;
+        ssize_t n = read(fd, out + got, size - 1 - got);
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+    }
+    out[got] = '\0';
+}
+
 /* Runs argv (PATH searched) with `input` on its stdin (NULL: none),
  * collecting its stdout into out (NUL-terminated) for at most timeout_ms;
  * stderr goes to ours. Returns its exit status, or -1 if it had to be
@@ -78,19 +96,8 @@ static int run(char *const argv[], const char *input, char *out, size_t size, in
     if (input != NULL && write(in[1], input, strlen(input)) < 0)
         fail_msg("cannot feed %s", argv[0]);
     close(in[1]);
-    size_t got = 0;
     long long deadline = ts_now_ms() + timeout_ms;
-    for (;;) {
-        long long left = deadline - ts_now_ms();
-        struct pollfd p = {.fd = pipe_out[0], .events = POLLIN};
-        if (left <= 0 || poll(&p, 1, (int)left) <= 0)
-            break;
-        ssize_t n = read(pipe_out[0], out + got, size - 1 - got);
-        if (n <= 0)
-            break;
-        got += (size_t)n;
-    }
-    out[got] = '\0';
+    read_until(pipe_out[0], out, size, deadline);
     close(pipe_out[0]);
     bool late = ts_now_ms() >= deadline;
     if (late)
@@ -575,6 +582,9 @@ static void stalled_handshake_parks_fiber(void **state)
 
 /* ---- the API ---- */
 
+static void api_states(ss_server *srv, const ss_tls_options *opts);
+
+/* Every option checked; files that do not load refused. */
 static void api_errors(void **state)
 {
     (void)state;
@@ -610,6 +620,14 @@ static void api_errors(void **state)
     bad.cert_file = "/nonexistent/server.pem";
     assert_int_equal(ss_server_set_tls(srv, &bad), SS_ETLSCERT);
     assert_int_equal(ss_server_set_tls(srv, &o), 0);
+    api_states(srv, &o);
+}
+
+/* Once set: not twice, not after activate, not on a datagram server; a
+ * tls:// server without it does not activate. */
+static void api_states(ss_server *srv, const ss_tls_options *opts)
+{
+    ss_tls_options o = *opts;
     assert_int_equal(ss_server_set_tls(srv, &o), -EEXIST);
     assert_int_equal(ss_server_activate(srv), 0);
     assert_int_equal(ss_server_set_tls(srv, &o), SS_ESTATE);

@@ -205,6 +205,9 @@ static void test_sighup_reloads_the_certificate(void **state)
 
 /* ---- command lines ---- */
 
+static void more_option_errors(const char *cert, const char *key, const char *ca);
+
+/* Options that do not go together. */
 static void test_option_errors_and_help(void **state)
 {
     (void)state;
@@ -222,6 +225,13 @@ static void test_option_errors_and_help(void **state)
     const char *no_ca[] = {UPPERCASE_SERVER, "--tls-cert", cert, "--tls-key", key,
                            "--tls-verify",   "required",   NULL};
     expect_refusal(no_ca, 2, "--tls-verify optional or required needs --tls-ca");
+    more_option_errors(cert, key, ca);
+}
+
+/* Files that do not load, a datagram listener, the client's options, and
+ * --help. */
+static void more_option_errors(const char *cert, const char *key, const char *ca)
+{
     const char *missing[] = {UPPERCASE_SERVER,
                              "--listen",
                              "tls://127.0.0.1:0",
