@@ -12,7 +12,9 @@ import datetime
 import os
 import platform
 import re
+import resource
 import select
+import shlex
 import shutil
 import signal
 import statistics
@@ -38,7 +40,12 @@ CELLS = {
     "cpr50p": (["--per-request", "-c", "50", "--proxy-v2"],
                "cpr50 with a PROXY v2 header opening every connection (PROXY servers only)"),
     "idle1000": (["-c", "1000", "--think", "1000"], "1000 connections, 1 request/s each"),
+    "idle10000": (["-c", "10000", "--think", "1000"], "10000 connections, 1 request/s each"),
 }
+# Cells measured for memory, not speed: their warm-up is long enough for
+# every connection to be made (10000 connects take a few seconds on 2 busy
+# cores), so the window sees them all idle between their requests.
+IDLE_WARMUP = {"idle10000": 5.0}
 MODE_CANDIDATES = ["sync", "threading", "forking", "pool"]
 # Servers that serve one connection at a time: starvation there is by design.
 ONE_AT_A_TIME = {"ss-sync", "py-sync"}
@@ -172,17 +179,34 @@ def run_cell(loadgen, servers, name, cell_args, opts, logf, url="tcp://127.0.0.1
     proc, real = start_server(servers[name], url, logf)
     if proc is None:
         return {"server": name, "failure": "did not start"}
+    warmup = max(opts.warmup, IDLE_WARMUP.get(cell_name(cell_args), 0))
     cmd = [loadgen, "--target", real, "--server-pid", str(proc.pid), "--label", name,
-           "-d", str(opts.duration), "-w", str(opts.warmup), "--quiet"] + cell_args
+           "-d", str(opts.duration), "-w", str(warmup), "--quiet"] + cell_args
     try:
         out = subprocess.run(cmd, capture_output=True, text=True,
-                             timeout=opts.warmup + opts.duration + 40)
+                             timeout=warmup + opts.duration + 40)
         row = parse_line(out.stdout) or {"failure": "loadgen: " + out.stderr.strip()[-200:]}
     except subprocess.TimeoutExpired:
         row = {"failure": "loadgen timed out"}
     row["server"] = name
     row["stop_status"] = str(stop_server(proc))
     return row
+
+
+def cell_name(cell_args):
+    return next((c for c, (args, _) in CELLS.items() if args == cell_args), None)
+
+
+def raise_fd_limit():
+    """The soft limit on open files up to the hard one, for this process and
+    so for every server and loadgen it starts: idle10000 needs 10000
+    sockets on each side (plus the server's listener, pipes and epoll)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    if hard != resource.RLIM_INFINITY and hard < 10100:
+        log("bench: open-file limit %d: idle10000 will be short of sockets "
+            "(raise the hard limit, e.g. ulimit -Hn 20000)" % hard)
 
 
 def load_average():
@@ -308,6 +332,10 @@ def parse_args():
     ap.add_argument("--warmup", type=float, default=1.0)
     ap.add_argument("--cells", default=",".join(CELLS))
     ap.add_argument("--servers", default="", help="comma-separated subset (default: all found)")
+    ap.add_argument("--also", action="append", default=[], metavar="NAME=COMMAND",
+                    help="one more server, e.g. a build of another commit side by side: "
+                         "'ss-pool-old=build-old/examples/uppercase_server --mode pool' "
+                         "(repeatable; kept whatever --servers says)")
     ap.add_argument("--out", default=os.path.join(HERE, "results"))
     ap.add_argument("--plot", default=os.path.join(ROOT, "docs", "bench.png"))
     ap.add_argument("--readme", default=os.path.join(HERE, "README.md"))
@@ -329,6 +357,9 @@ def measure(opts):
         if opts.servers:
             keep = opts.servers.split(",")
             servers = {k: v for k, v in servers.items() if k in keep}
+        for extra in opts.also:
+            name, _, command = extra.partition("=")
+            servers[name] = shlex.split(command)
         cells = [c for c in opts.cells.split(",") if c in CELLS]
         log("bench: servers %s" % " ".join(servers))
         log("bench: cells %s; %d run(s) of %.1f s + %.1f s warm-up each" % (
@@ -377,6 +408,7 @@ def replace_rows(opts, rows, info):
 
 def main():
     opts = parse_args()
+    raise_fd_limit()
     os.makedirs(opts.out, exist_ok=True)
     if opts.report_only:
         rows, info, servers, cells = load_previous(opts.out)

@@ -49,10 +49,11 @@ def starved(agg, server, cell):
 
 def check(label, got, need, at_least=True, unit="x"):
     """One row: (label, measured, needed as text, result)."""
-    need_s = ("≥ " if at_least else "≤ ") + ("%.1fx" % need if unit == "x" else "%d%s" % (need, unit))
+    need_s = ("≥ " if at_least else "≤ ") + ("%gx" % need if unit == "x" else "%d%s" % (need, unit))
     if got is None:
         return (label, "n/a (server missing)", need_s, "n/a")
-    got_s = "%.2fx" % got if unit == "x" else "%d%s" % (got, unit)
+    got_s = "%.2fx" % got if unit == "x" else (
+        "%.1f%s" % (got, unit) if isinstance(got, float) else "%d%s" % (got, unit))
     ok = got >= need if at_least else got <= need
     return (label, got_s, need_s, "met" if ok else "**MISSED**")
 
@@ -92,11 +93,43 @@ def targets(agg, runs):
     cpu += [check("ss-pool %s vs threads" % c, cpu_ratio(runs, "ss-pool", c, "threads"),
                   1.2, False) for c in ["p10", "p100", "p1000"]]
     t.append(("server CPU per request within 1.2x the hand-written servers", cpu))
+    t += issue17_targets(agg, runs)
     t.append(("PROXY v2 filter: CPU per request with a header <= 1.1x without (issue 14)", [
         check("%s-proxy cpr50p vs %s cpr50" % (m, m),
               pair_ratio(runs, (m + "-proxy", "cpr50p"), (m, "cpr50"), "cpu_us_per_req"),
               1.1, False) for m in conc]))
     return t
+
+
+ISSUE17_CELLS = ["p1", "p10", "p100", "p1000", "4k10", "cpr1", "cpr50"]
+
+
+def issue17_targets(agg, runs):
+    """Issue 17: the pool against the hand-written epoll server, and its
+    memory per connection at 10000 mostly idle ones (libuv's beside it)."""
+    t = [("pool server CPU per request <= 1.1x epoll (issue 17)",
+          [check("ss-pool %s" % c, cpu_ratio(runs, "ss-pool", c, "epoll"), 1.1, False)
+           for c in ISSUE17_CELLS]),
+         ("pool requests/s >= 0.95x epoll and >= 1.0x libuv (issue 17)",
+          [check("ss-pool %s vs epoll" % c, ratio(runs, "ss-pool", "epoll", c), 0.95)
+           for c in ISSUE17_CELLS] +
+          [check("ss-pool %s vs libuv" % c, ratio(runs, "ss-pool", "libuv", c), 1.0)
+           for c in ISSUE17_CELLS])]
+    mem = [check("%s idle10000 %s" % (s, key[7:10].upper()),
+                  kib_per_connection(agg, s, "idle10000", key), 8, False, " KiB")
+           for s in ["ss-pool", "libuv"] for key in ("server_rss_kb", "server_pss_kb")]
+    t.append(("pool memory at 10000 idle connections <= 8 KiB each (issue 17; libuv beside it)",
+              mem))
+    return t
+
+
+def kib_per_connection(agg, server, cell, key):
+    conns = IDLE_CONNECTIONS.get(cell)
+    v = value(agg, server, cell, key)
+    return None if v is None or conns is None else v / conns
+
+
+IDLE_CONNECTIONS = {"idle1000": 1000, "idle10000": 10000}
 
 
 # ---- Markdown ----------------------------------------------------------------
@@ -145,7 +178,7 @@ def markdown(agg, runs, servers, cells, cell_info, info):
         "(errors and starvation: the worst run). Load average before/after: "
         "%(load_before)s / %(load_after)s.\n\n" % info,
         "Cells: " + "; ".join("**%s** %s" % (c, cell_info[c][1]) for c in cells) + ".\n\n",
-        "### Targets (issues 7 and 14)\n\n",
+        "### Targets (issues 7, 14 and 17)\n\n",
         "Ratios are medians of per-run ratios (the two servers measured in the same "
         "run, minutes apart), so they are steadier than the ratio of the medians below.\n\n",
         targets_md(agg, runs),
@@ -160,9 +193,9 @@ def markdown(agg, runs, servers, cells, cell_info, info):
     if "cpr50p" in cells:
         parts += ["\n### PROXY v2 filter, run by run: server CPU per request (µs)\n\n",
                   proxy_runs_table(runs, servers)]
-    if "idle1000" in cells:
-        parts += ["\n### 1000 mostly idle connections: server memory and tasks\n\n",
-                  idle_table(agg, servers)]
+    for cell in [c for c in IDLE_CONNECTIONS if c in cells]:
+        parts += ["\n### %s mostly idle connections: server memory and tasks\n\n"
+                  % "{:,}".format(IDLE_CONNECTIONS[cell]), idle_table(agg, servers, cell)]
     parts += ["\n### Run-to-run spread of requests/s ((max − min) / median, %)\n\n",
               table(agg, servers, rps_cells, "spread_pct")]
     return "".join(parts)
@@ -181,14 +214,17 @@ def proxy_runs_table(runs, servers):
     return "\n".join(out) + "\n"
 
 
-def idle_table(agg, servers):
-    out = ["| server | RSS (MiB) | PSS (MiB) | threads | processes |", "|---|---:|---:|---:|---:|"]
-    for s in servers:
-        out.append("| %s | %s | %s | %s | %s |" % (
-            s, num(div(value(agg, s, "idle1000", "server_rss_kb"), 1024), 1),
-            num(div(value(agg, s, "idle1000", "server_pss_kb"), 1024), 1),
-            num(value(agg, s, "idle1000", "server_threads")),
-            num(value(agg, s, "idle1000", "server_procs"))))
+def idle_table(agg, servers, cell):
+    out = ["| server | RSS (MiB) | PSS (MiB) | RSS KiB / connection | PSS KiB / connection "
+           "| threads | processes | starved |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for s in [s for s in servers if (s, cell) in agg]:
+        out.append("| %s | %s | %s | %s | %s | %s | %s | %s |" % (
+            s, num(div(value(agg, s, cell, "server_rss_kb"), 1024), 1),
+            num(div(value(agg, s, cell, "server_pss_kb"), 1024), 1),
+            num(kib_per_connection(agg, s, cell, "server_rss_kb"), 1),
+            num(kib_per_connection(agg, s, cell, "server_pss_kb"), 1),
+            num(value(agg, s, cell, "server_threads")),
+            num(value(agg, s, cell, "server_procs")), num(starved(agg, s, cell))))
     return "\n".join(out) + "\n"
 
 

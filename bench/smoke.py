@@ -158,6 +158,23 @@ def run_refs(loadgen, servers, tally):
         tally.record("reference %s %s" % (name, " ".join(args)), *judge(row, False))
 
 
+def runs_fiber_switch(build, tally):
+    """The fiber-switch microbenchmark runs and prints both figures (a
+    build without fibers has none)."""
+    path = os.path.join(build, "bench", "fiber_switch")
+    if not os.access(path, os.X_OK):
+        print("skip %-44s (no fibers in this build)" % "fiber_switch")
+        return
+    try:
+        out = subprocess.run([path, "-n", "20000", "-r", "3"], capture_output=True, text=True,
+                             timeout=30)
+        ok = out.returncode == 0 and "swapcontext / fiber" in out.stdout
+        detail = out.stdout.strip().splitlines()[-1] if ok else out.stderr.strip()[-200:]
+    except subprocess.TimeoutExpired:
+        ok, detail = False, "timed out"
+    tally.record("fiber_switch -n 20000 -r 3", ok, detail)
+
+
 def main():
     build = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(HERE),
                                                                "build-bench")
@@ -174,6 +191,7 @@ def main():
         run_ss(build, loadgen, servers, tally, tmp)
         run_proxy(loadgen, servers, tally)
         run_refs(loadgen, servers, tally)
+        runs_fiber_switch(build, tally)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print("bench: %d passed, %d failed" % (tally.passed, tally.failed))

@@ -293,10 +293,13 @@ int main(int argc, char **argv)
         fprintf(stderr, "chat_server: --mode %s cannot chat: use threading or pool\n", mode);
         return 2;
     }
-    if (strncmp(opts.listen, "udp:", 4) == 0 || strncmp(opts.listen, "unixgram:", 9) == 0) {
-        /* a datagram is a request of its own: no connection to chat on */
-        fprintf(stderr, "chat_server: --listen %s cannot chat: use tcp:// or unix:\n", opts.listen);
-        return 2;
+    for (int i = 0; opts.listens[i] != NULL; i++) {
+        const char *url = opts.listens[i];
+        if (strncmp(url, "udp:", 4) == 0 || strncmp(url, "unixgram:", 9) == 0) {
+            /* a datagram is a request of its own: no connection to chat on */
+            fprintf(stderr, "chat_server: --listen %s cannot chat: use tcp:// or unix:\n", url);
+            return 2;
+        }
     }
     opts.configure = configure;
     opts.stopping = disconnect_all;

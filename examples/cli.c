@@ -2,6 +2,7 @@
 #define _DEFAULT_SOURCE 1 /* MAP_ANONYMOUS, when built without the project's flags */
 #endif
 #include "cli.h"
+#include "cli_deploy.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -60,9 +61,10 @@ static void cut_off_child(const siginfo_t *info)
     errno = saved;
 }
 
-/* SIGHUP asks for the TLS certificate to be read again; the serving
+/* SIGUSR1 asks for the TLS certificate to be read again; the serving
  * thread does it (service_actions): reading files is not for a signal
- * handler. */
+ * handler. (SIGHUP restarts the whole server, cli_deploy.c: the copy
+ * that takes over reads the files afresh as well.) */
 static atomic_bool reload_asked;
 
 static void on_reload_signal(int sig)
@@ -80,22 +82,22 @@ static void reload_if_asked(ss_server *srv, void *data)
     const cli_options *opts = serving_opts;
     int rc = ss_server_reload_tls(srv, NULL, NULL);
     if (rc == 0)
-        cli_log_always(opts, "%s: SIGHUP: TLS certificate reloaded from %s", opts->name,
+        cli_log_always(opts, "%s: SIGUSR1: TLS certificate reloaded from %s", opts->name,
                        opts->tls_cert);
     else
         cli_log_always(opts,
-                       "%s: SIGHUP: TLS certificate not reloaded, serving on with the old "
+                       "%s: SIGUSR1: TLS certificate not reloaded, serving on with the old "
                        "one: %s",
                        opts->name, ss_strerror(rc));
 }
 
-/* With TLS: SIGHUP reloads the certificate, from the serving loop. */
+/* With TLS: SIGUSR1 reloads the certificate, from the serving loop. */
 static void install_reload(const cli_options *opts, ss_server *srv)
 {
     if (opts->tls_cert == NULL)
         return;
     ss_server_on_service_actions(srv, reload_if_asked);
-    signal(SIGHUP, on_reload_signal);
+    signal(SIGUSR1, on_reload_signal);
 }
 
 /* docs:begin signal-handler */
@@ -115,14 +117,16 @@ static void on_stop_signal(int sig, siginfo_t *info, void *context)
 static void usage(FILE *out, const char *name)
 {
     fprintf(out,
-            "usage: %s [--listen URL] [--mode MODE] [--workers N] [--timeout SEC]\n"
-            "       [--drain SEC] [--proxy-protocol [--proxy-from CIDR]...]\n"
+            "usage: %s [--listen URL]... [--mode MODE] [--workers N] [--timeout SEC]\n"
+            "       [--drain SEC] [--proxy-protocol [--proxy-from CIDR]...] [--inetd]\n"
             "       [--tls-cert FILE --tls-key FILE [--tls-ca FILE] [--tls-verify MODE]]\n"
             "       [--quiet] [--help]\n"
             "  --listen URL  address to serve (default " CLI_DEFAULT_URL ")\n"
             "                tcp://HOST:PORT, tcp://[::1]:PORT, udp://HOST:PORT,\n"
             "                tls://HOST:PORT (with --tls-cert and --tls-key),\n"
-            "                unix:PATH, unix:@NAME (Linux) or unixgram:PATH\n"
+            "                unix:PATH, unix:@NAME (Linux) or unixgram:PATH; fd:N or\n"
+            "                systemd:[NAME] for an inherited or socket-activated socket;\n"
+            "                repeat it to serve on several sockets at once\n"
             "  --mode MODE   concurrency model: sync, threading (default), forking\n"
             "                or pool; see docs/concurrency.md\n"
             "  --workers N   pool: worker threads; forking: children at once\n"
@@ -131,7 +135,7 @@ static void usage(FILE *out, const char *name)
             "                dropped (default %d; 0: never)\n"
             "  --drain SEC   on SIGINT/SIGTERM, requests in flight get this long to\n"
             "                finish (default %d); a second signal stops at once;\n"
-            "                sync: no effect, its one request is dropped at once\n"
+            "                idle keep-alive clients are closed at once\n"
             "  --proxy-protocol  behind a load balancer (HAProxy send-proxy-v2, nginx\n"
             "                proxy_protocol on): every connection must begin with a\n"
             "                PROXY v1 or v2 header, and the log names the client it\n"
@@ -140,9 +144,16 @@ static void usage(FILE *out, const char *name)
             "  --proxy-from CIDR  a source trusted to send that header, e.g.\n"
             "                10.0.0.0/8 or 192.0.2.7 (repeat for more, up to 64;\n"
             "                default: loopback, 127.0.0.0/8 and ::1); see docs/deploy.md\n"
+            "  --inetd       serve the one connection on stdin and exit (inetd,\n"
+            "                tcpserver, systemd-socket-activate --inetd); a connected\n"
+            "                socket passed as --listen systemd: (Accept=yes) is served\n"
+            "                the same way. SIGHUP restarts the server with no connection\n"
+            "                lost: see docs/deploy.md\n"
             "  --tls-cert FILE  TLS: the server's certificate chain (PEM); with\n"
-            "                --tls-key, makes a tcp:// or unix: listener speak TLS, and\n"
-            "                a tls://HOST:PORT one needs it; SIGHUP reloads both files\n"
+            "                --tls-key, tls://HOST:PORT listeners speak TLS (and only\n"
+            "                they); without a tls:// one, every tcp:// and unix: one\n"
+            "                does. SIGUSR1 reloads both files; a SIGHUP restart\n"
+            "                reads them afresh too\n"
             "  --tls-key FILE   TLS: the certificate's private key (PEM)\n"
             "  --tls-ca FILE    TLS: the CAs client certificates must chain to\n"
             "  --tls-verify none|optional|required  ask clients for a certificate\n"
@@ -211,17 +222,36 @@ const char *cli_read_option(int argc, char **argv, int *i, const char *const val
     return out->value != NULL && (equals == NULL || *out->value != '\0') ? NULL : "needs a value";
 }
 
+/* Appends value to a NULL-terminated list with room for max values.
+ * Returns -1 to go on, or 2 after printing `too_many` (a usage error). */
+static int append_value(const cli_options *opts, const char **list, size_t max, const char *value,
+                        const char *too_many)
+{
+    size_t n = 0;
+    while (list[n] != NULL)
+        n++;
+    if (n == max)
+        return usage_error(opts->name, too_many, value);
+    list[n] = value;
+    return -1;
+}
+
 /* One more --proxy-from (the library checks what it says when the
  * server is set up). */
 static int add_proxy_from(cli_options *opts, const char *cidr)
 {
-    size_t n = 0;
-    while (opts->proxy_from[n] != NULL)
-        n++;
-    if (n == CLI_MAX_PROXY_FROM)
-        return usage_error(opts->name, "too many --proxy-from (64 at most)", cidr);
-    opts->proxy_from[n] = cidr;
-    return -1;
+    return append_value(opts, opts->proxy_from, CLI_MAX_PROXY_FROM, cidr,
+                        "too many --proxy-from (64 at most)");
+}
+
+/* The first --listen replaces the default; each further one adds a
+ * listener. */
+static int add_listen(cli_options *opts, const char *url)
+{
+    int rc =
+        append_value(opts, opts->listens, CLI_MAX_LISTEN, url, "too many --listen (16 at most)");
+    opts->listen = opts->listens[0];
+    return rc;
 }
 
 /* --tls-cert, --tls-key, --tls-ca, --tls-verify. */
@@ -252,7 +282,7 @@ static int apply_option(cli_options *opts, const char *option, const char *value
 {
     const char *name = opts->name;
     if (strcmp(option, "--listen") == 0) {
-        opts->listen = value;
+        return add_listen(opts, value);
     } else if (strcmp(option, "--mode") == 0) {
         if ((opts->mode = ss_dispatch_by_name(value)) == NULL)
             return usage_error(name, "unknown mode", value);
@@ -320,8 +350,9 @@ static const char *tls_options_error(const cli_options *opts)
         return "--tls-ca and --tls-verify need --tls-cert and --tls-key";
     if (opts->tls_verify != 0 && opts->tls_ca == NULL)
         return "--tls-verify optional or required needs --tls-ca";
-    if (strncmp(opts->listen, "tls://", 6) == 0 && opts->tls_cert == NULL)
-        return "--listen tls://... needs --tls-cert and --tls-key";
+    for (int i = 0; opts->listens[i] != NULL; i++)
+        if (strncmp(opts->listens[i], "tls://", 6) == 0 && opts->tls_cert == NULL)
+            return "--listen tls://... needs --tls-cert and --tls-key";
     return NULL;
 }
 
@@ -340,12 +371,15 @@ int cli_parse(int argc, char **argv, const char *name, cli_options *opts)
     static const char *const valued[] = {"--listen", "--mode",       "--workers",  "--timeout",
                                          "--drain",  "--proxy-from", "--tls-cert", "--tls-key",
                                          "--tls-ca", "--tls-verify", NULL};
-    static const char *const flags[] = {"--help", "-h", "--quiet", "--proxy-protocol", NULL};
+    static const char *const flags[] = {"--help",           "-h",      "--quiet",
+                                        "--proxy-protocol", "--inetd", NULL};
     *opts = (cli_options){.name = name,
                           .listen = CLI_DEFAULT_URL,
                           .mode = ss_dispatch_threading(),
                           .timeout = CLI_DEFAULT_TIMEOUT,
-                          .drain = CLI_DEFAULT_DRAIN};
+                          .drain = CLI_DEFAULT_DRAIN,
+                          .argc = argc,
+                          .argv = argv};
     for (int i = 1; i < argc; i++) {
         cli_option option;
         const char *why = cli_read_option(argc, argv, &i, valued, flags, &option);
@@ -363,10 +397,16 @@ int cli_parse(int argc, char **argv, const char *name, cli_options *opts)
             opts->proxy_protocol = true;
             continue;
         }
+        if (strcmp(option.name, "--inetd") == 0) {
+            opts->inetd = true;
+            continue;
+        }
         int rc = apply_option(opts, option.name, option.value);
         if (rc >= 0)
             return rc;
     }
+    if (opts->listens[0] == NULL)
+        opts->listens[0] = opts->listen; /* the default */
     int rc = check_workers(opts);
     if (rc < 0)
         rc = check_proxy_from(opts);
@@ -458,9 +498,9 @@ static int use_tls(const cli_options *opts, ss_server *srv)
     return rc;
 }
 
-/* ss_server_new, with --workers applied before activate sizes the pool
- * (the sync and threading dispatchers ignore it), and the PROXY protocol
- * filter when asked. */
+/* ss_server_new for every --listen, with --workers applied before
+ * activate sizes the pool (the sync and threading dispatchers ignore it),
+ * and the PROXY protocol and TLS filters when asked. */
 /* docs:begin open_server */
 static int open_server(const cli_options *opts, const ss_handler *handler, void *data,
                        ss_server **out)
@@ -470,7 +510,10 @@ static int open_server(const cli_options *opts, const ss_handler *handler, void 
         return rc;
     ss_server_set_workers(*out, opts->workers);
     ss_server_set_max_children(*out, opts->workers);
-    rc = use_proxy_protocol(opts, *out);
+    for (int i = 1; rc >= 0 && opts->listens[i] != NULL; i++)
+        rc = ss_server_add_listener(*out, opts->listens[i]); /* index i, or an error */
+    if (rc >= 0)
+        rc = use_proxy_protocol(opts, *out);
     if (rc == 0)
         rc = use_tls(opts, *out);
     if (rc == 0)
@@ -526,17 +569,32 @@ static void report_tls_refusals(const cli_options *opts, const ss_server *srv)
                    (unsigned long long)st.tls_handshake_failures);
 }
 
-int cli_serve(const cli_options *opts, const ss_handler *handler, void *data)
+/* Every --listen, separated by ", " (cut short if buf is too small). */
+static const char *join_urls(const cli_options *opts, char *buf, size_t size)
 {
-    ss_server *srv;
-    int rc = open_server(opts, handler, data, &srv);
-    if (rc < 0 && options_refused)
-        return 2; /* said why */
-    if (rc < 0) {
-        cli_log_always(opts, "%s: cannot listen on %s: %s", opts->name, opts->listen,
-                       ss_strerror(rc));
-        return 1;
+    size_t used = 0;
+    buf[0] = '\0';
+    for (int i = 0; opts->listens[i] != NULL && used < size; i++) {
+        int n = snprintf(buf + used, size - used, "%s%s", i > 0 ? ", " : "", opts->listens[i]);
+        used += n > 0 ? (size_t)n : 0;
     }
+    return buf;
+}
+
+/* "listening on URL", one line per listener, the first first. */
+static void print_listening(const ss_server *srv)
+{
+    for (int i = 0; i < ss_server_listener_count(srv); i++) {
+        char address[128];
+        ss_server_listener_address(srv, i, address, sizeof address);
+        printf("listening on %s\n", address);
+    }
+    fflush(stdout);
+}
+
+/* The options every server of the examples gets, before it serves. */
+static void set_up(const cli_options *opts, ss_server *srv)
+{
     /* docs:begin nodelay */
     /* Every example answers with whole messages, one send each, so let
      * each send leave at once (the Nagle/delayed-ACK trap: see "Performance"
@@ -546,24 +604,69 @@ int cli_serve(const cli_options *opts, const ss_handler *handler, void *data)
     /* Off in the library, as in Python; a server facing a network wants
      * one, or a client that connects and says nothing holds a handler. */
     ss_server_set_request_timeout(srv, opts->timeout > 0 ? opts->timeout * 1000 : -1);
+    /* sync: the request the loop serves when the signal comes gets the
+     * drain's time too (until its first bytes, its reply), as requests
+     * in flight get it in the other modes; an idle one ends at once. */
+    ss_server_set_stop_grace(srv, opts->drain * 1000);
     serving_opts = opts;
     ss_server_on_handle_error(srv, report_error);
     install_reload(opts, srv);
     if (opts->configure != NULL)
         opts->configure(srv);
+}
+
+/* Per-connection mode: the one connection fd, then exit. */
+static int serve_connection(const cli_options *opts, const ss_handler *handler, void *data, int fd)
+{
+    ss_server *srv = NULL;
+    int rc = ss_server_new_connection(&srv, fd, handler, data);
+    if (rc == 0 && (rc = use_proxy_protocol(opts, srv)) == 0)
+        rc = use_tls(opts, srv);
+    if (rc < 0 && srv != NULL)
+        ss_server_free(srv);
+    if (rc < 0) {
+        cli_log_always(opts, "%s: cannot serve the connection: %s", opts->name, ss_strerror(rc));
+        return options_refused ? 2 : 1;
+    }
+    set_up(opts, srv);
+    running_server = srv;
+    serving_pid = getpid();
+    install_stop_signals();
+    rc = ss_server_serve_connection(srv);
+    ignore_stop_signals();
+    ss_server_free(srv);
+    return rc < 0 && rc != -ECONNREFUSED ? 1 : 0;
+}
+
+int cli_serve(const cli_options *opts, const ss_handler *handler, void *data)
+{
+    int connection = cli_connection_fd(opts);
+    if (connection != -1)
+        return connection < 0 ? 2 : serve_connection(opts, handler, data, connection);
+    ss_server *srv;
+    int rc = open_server(opts, handler, data, &srv);
+    if (rc < 0 && options_refused)
+        return 2; /* said why */
+    if (rc < 0) {
+        char urls[1024];
+        cli_log_always(opts, "%s: cannot listen on %s: %s", opts->name,
+                       join_urls(opts, urls, sizeof urls), ss_strerror(rc));
+        return 1;
+    }
+    set_up(opts, srv);
     /* Before the "listening" line: a tool that signals as soon as it reads
      * it must find the handler in place, not the default (kill). */
     running_server = srv;
     serving_pid = getpid();
     share_unread_log();
     install_stop_signals();
-    char address[128];
-    ss_server_address(srv, address, sizeof address);
-    printf("listening on %s\n", address);
-    fflush(stdout);
+    cli_restart_enable(opts, srv);
+    print_listening(srv);
+    ss_notify("READY=1"); /* a predecessor handing over, or systemd's Type=notify */
     /* docs:begin serve */
     rc = ss_server_serve_forever(srv, 500); /* until the first signal */
     atomic_store(&stop_begun, true);
+    cli_restart_disable();
     if (opts->stopping != NULL)
         opts->stopping(srv);
     drain(opts, srv);
@@ -726,7 +829,8 @@ int cli_request_ends(const cli_options *opts, const ss_request *req, ssize_t n)
     const char *how = how_client_went(req, n);
     if (how == NULL)
         return (int)n;
-    cli_log(opts, "%s %s", cli_peer(req), how);
+    if (!opts->quiet) /* the client's name is formatted only when asked for */
+        cli_log(opts, "%s %s", cli_peer(req), how);
     return 0;
 }
 

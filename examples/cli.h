@@ -1,12 +1,15 @@
 /* The command line shared by the example servers:
- *     NAME [--listen URL] [--mode MODE] [--workers N] [--timeout SEC]
- *          [--drain SEC] [--proxy-protocol [--proxy-from CIDR]...]
+ *     NAME [--listen URL]... [--mode MODE] [--workers N] [--timeout SEC]
+ *          [--drain SEC] [--proxy-protocol [--proxy-from CIDR]...] [--inetd]
  *          [--tls-cert FILE --tls-key FILE [--tls-ca FILE]
  *           [--tls-verify none|optional|required]] [--quiet]
  *          [--help] (each value may also follow '=': --listen=URL)
- * and the run loop around it: listen, print "listening on URL", serve until
+ * and the run loop around it: listen, print "listening on URL" (one line
+ * per listener, in the order given), serve until
  * SIGINT/SIGTERM, let the requests in flight finish (a second signal: stop
- * now), exit 0. With --tls-cert, SIGHUP reloads the certificate and key. */
+ * now), exit 0. SIGHUP restarts it (cli_deploy.h), which reads the TLS
+ * files afresh; with --tls-cert, SIGUSR1 reloads the certificate and key
+ * in place. */
 #ifndef EXAMPLES_CLI_H
 #define EXAMPLES_CLI_H
 
@@ -18,10 +21,14 @@
 #define CLI_DEFAULT_TIMEOUT 300 /* seconds a client may stall a read or write */
 #define CLI_DEFAULT_DRAIN   5   /* seconds requests in flight get after a stop signal */
 #define CLI_MAX_PROXY_FROM  64  /* --proxy-from CIDRs, the library's limit */
+#define CLI_MAX_LISTEN      16  /* --listen URLs */
 
 typedef struct cli_options {
-    const char *name;          /* program name for messages */
-    const char *listen;        /* URL */
+    const char *name;   /* program name for messages */
+    const char *listen; /* the first URL: ss_server_address's */
+    /* Every --listen, in order, NULL-terminated (listen[0] == listen):
+     * one server serves them all. */
+    const char *listens[CLI_MAX_LISTEN + 1];
     const ss_dispatcher *mode; /* default: threading */
     int workers;               /* --workers: pool threads / forking children; 0 = default */
     int timeout;               /* --timeout: request timeout in seconds; 0 = none */
@@ -30,12 +37,17 @@ typedef struct cli_options {
     /* --proxy-from, NULL-terminated: the sources trusted to send one;
      * none given: the library's default (loopback). */
     const char *proxy_from[CLI_MAX_PROXY_FROM + 1];
-    /* --tls-cert, --tls-key, --tls-ca, --tls-verify: TLS on the listener
-     * (tls://, or tcp:// and unix: made TLS); NULL: none given. */
+    /* --tls-cert, --tls-key, --tls-ca, --tls-verify: TLS on the tls://
+     * listeners (without one: on every tcp:// and unix: listener); NULL:
+     * none given. */
     const char *tls_cert, *tls_key, *tls_ca;
     int tls_verify; /* ss_tls_verify; SS_TLS_VERIFY_NONE unless given */
     bool tls_verify_given;
     bool quiet;
+    bool inetd; /* --inetd: serve the one connection on stdin, then exit */
+    /* The command line (for the SIGHUP restart, which runs it again). */
+    int argc;
+    char **argv;
     /* Optional, set by a program after cli_parse. configure runs once the
      * server listens, before it serves (options, hooks); stopping runs
      * after the loop has stopped, before the server is closed (end what
@@ -67,7 +79,10 @@ int cli_parse(int argc, char **argv, const char *name, cli_options *opts);
 /* Serves with `handler` until SIGINT or SIGTERM, then drains: requests in
  * flight get --drain seconds to finish, or until a second signal. Returns
  * the exit status: 0 after a signal-requested stop, 1 if the server could
- * not listen. */
+ * not listen. SIGHUP restarts it without dropping a connection
+ * (cli_deploy.h). With --inetd, or given a connected socket by
+ * "--listen systemd:" (systemd's Accept=yes), it serves that one
+ * connection and returns 0 (1 if the handler failed). */
 int cli_serve(const cli_options *opts, const ss_handler *handler, void *data);
 
 /* The client's name for logs: ss_request_client_name, or "(unnamed

@@ -22,7 +22,7 @@ static int handle(ss_request *req, void *data)
     char buf[4096];
     ssize_t n;
     while ((n = ss_request_recv(req, buf, sizeof buf)) > 0) {
-        if (!datagram)
+        if (!datagram && !opts.quiet) /* no name formatted for a line not logged */
             cli_log(&opts, "%s sent %zd bytes", cli_peer(req), n);
         uppercase(buf, n);
         int rc = ss_request_send_all(req, buf, (size_t)n);

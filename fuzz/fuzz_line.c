@@ -133,7 +133,7 @@ static ss_server *server(void)
         if (ss_server_create(&srv, "tcp://127.0.0.1:0", NULL, &none, NULL) != 0)
             abort();
         ss_server_set_read_buffer_size(srv, 16); /* small: many refills */
-        srv->transport = &fake;
+        srv->listeners[0]->transport = &fake;
     }
     return srv;
 }
@@ -149,8 +149,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     peer.len = size - 5;
     peer.sent = peer.step = 0;
     cursor = 0;
-    ss__arrival arrival = {
-        .fd = -1, .peer = {.ss_family = AF_INET}, .peer_len = sizeof arrival.peer};
+    ss__arrival arrival = {.listener = server()->listeners[0],
+                           .fd = -1,
+                           .peer = {.ss_family = AF_INET},
+                           .peer_len = sizeof arrival.peer};
     ss__place place = {0};
     ss_request *req = ss__request_new(server(), &arrival, &place);
     if (req == NULL)

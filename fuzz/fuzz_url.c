@@ -15,8 +15,11 @@ static void check_parsed(const ss__url *url)
             abort();
         if (strpbrk(url->host, "[]/") != NULL)
             abort();
-    } else if (url->path[0] == '\0') {
-        abort();
+    } else if (url->scheme == SS__SCHEME_FD) {
+        if (url->path[0] == '\0' || strspn(url->path, "0123456789") != strlen(url->path))
+            abort();
+    } else if (url->path[0] == '\0' && url->scheme != SS__SCHEME_SYSTEMD) {
+        abort(); /* "systemd:" alone means every passed socket */
     }
 }
 

@@ -45,8 +45,9 @@
  *     has stopped, except from a handler or hook on the serving thread,
  *     where it only asks), ss_server_request_shutdown (also from signal
  *     handlers), ss_server_stats, the setters documented as "any time",
- *     and the queries (fileno, address, port, data), which do not change
- *     after bind.
+ *     and the queries (fileno, address, port, data, and the same per
+ *     listener), which do not change after bind but for fileno, which
+ *     becomes -1 when drain or close closes the listener.
  *   - Before serving, from the thread that set the server up: hooks and
  *     the other options.
  *   - One thread at a time: ss_server_handle_request, ss_server_serve_forever.
@@ -107,5 +108,6 @@
 #include <socketserver/client.h>
 #include <socketserver/filter.h>
 #include <socketserver/tls.h>
+#include <socketserver/deploy.h>
 
 #endif /* SOCKETSERVER_H */

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The README's test command: installs what the tests need when it is
 # missing (cmocka and pkg-config, haproxy for the load-balancer test,
-# OpenSSL's libssl-dev and openssl tool and python3 for the TLS tests,
-# from Debian's packages, with scripts/need-packages.sh: as root or with
+# systemd for systemd-socket-activate, OpenSSL's libssl-dev and openssl
+# tool and python3 for the TLS tests, from Debian's packages, with
+# scripts/need-packages.sh: as root or with
 # sudo, else it says what to run), builds everything with warnings as
 # errors, and runs the whole ctest suite.
 #
@@ -40,6 +41,12 @@ if ! have_haproxy; then
     # runs, and that test fails saying what to install.
     scripts/need-packages.sh scripts/test.sh haproxy ||
         echo "scripts/test.sh: going on without haproxy; test_haproxy will fail" >&2
+fi
+
+if ! [ -x /usr/bin/systemd-socket-activate ]; then
+    # Only tests/examples/test_socket_activation needs it (issue 16).
+    scripts/need-packages.sh scripts/test.sh systemd ||
+        echo "scripts/test.sh: going on without systemd-socket-activate; test_socket_activation will fail" >&2
 fi
 
 sanitize="${SS_SANITIZE:-}"

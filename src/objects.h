@@ -15,6 +15,7 @@ typedef struct ss__transport ss__transport; /* transport/transport.h */
 /* ss_dispatcher (socketserver.h) and the core's ss__host are defined in
  * dispatch/dispatch.h. */
 typedef struct ss__host ss__host;
+struct pollfd; /* <poll.h>: the loop's poll set */
 
 typedef enum ss__state {
     SS__CREATED,
@@ -112,6 +113,10 @@ typedef struct ss__place {
     ss__client_key key;
 } ss__place;
 
+/* req->peer_name's state: only UNNAMED -> FORMATTING -> READY, by
+ * compare-and-swap, so that one thread formats and the others wait. */
+enum { SS__NAME_UNNAMED = 0, SS__NAME_FORMATTING = 1, SS__NAME_READY = 2 };
+
 /* A link in the server's list of live requests. */
 typedef struct ss__link {
     struct ss__link *prev, *next;
@@ -119,20 +124,76 @@ typedef struct ss__link {
 
 typedef struct ss__clients ss__clients; /* core/limits.c */
 
+/* Datagram replies (transport/datagram.c): who holds a datagram socket's
+ * send buffer while replies wait unread in their receivers' queues. */
+struct ss__reply_budget {
+    atomic_size_t since_sample; /* reply bytes sent since the buffer was last measured */
+    atomic_bool pressure;       /* the buffer is more than half full */
+    atomic_flag lock;           /* guards peers; clear when zeroed by calloc */
+    struct {
+        uint64_t peer;  /* hash of the peer's address; 0 = free */
+        size_t charged; /* reply bytes sent to it while under pressure */
+    } peers[32];
+};
+
+/* One socket a server serves on, with its own transport: bound from a
+ * URL, or adopted (an inherited descriptor, "fd:N", or one passed by
+ * socket activation, "systemd:"). Every listener of a server feeds the
+ * same dispatcher. Created before bind by the core (core/listener.c),
+ * which alone writes the fields above `sockfile`; freed with the server's
+ * memory, since a request (req->listener) may end after close. */
+typedef struct ss__listener {
+    ss_server *server;
+    const ss__transport *transport;
+    int index;   /* its place in srv->listeners; 0 is what ss_server_fileno names */
+    int fd;      /* -1 once closed */
+    ss__url url; /* as given; an adopted one's scheme is read from its socket */
+    struct sockaddr_storage addr;
+    socklen_t addr_len;
+    bool bound;   /* bind ran (or adopted): a retried bind skips it */
+    bool adopted; /* never bound, listened on or unlinked by this library */
+    /* Another process holds this socket too (an adopted one: systemd, a
+     * parent): drain must not change the socket (stop_arrivals), only
+     * close this process's descriptor; the backlog stays theirs. */
+    bool shared;
+    char name[256]; /* its socket-activation name (LISTEN_FDNAMES), else "" */
+    /* The socket file a Unix listener's bind created (transport/unix.c):
+     * close removes it if it is still this very file (device and inode)
+     * and only in the process that bound it. */
+    struct {
+        bool created;
+        dev_t dev;
+        ino_t ino;
+        pid_t owner;
+    } sockfile;
+    struct ss__reply_budget budget; /* datagram listeners */
+    /* Drain (core/server.c): how much of the listen backlog it still
+     * takes before closing (at most backlog + 1 clients); once the queue
+     * was found empty, that the transport's stop_arrivals ran, and how
+     * long handshakes under way may still take to join the queue (<= 0:
+     * none can, or new ones were not stopped). */
+    int backlog_left;
+    bool arrivals_stopped;
+    int arrivals_settle_ms;
+} ss__listener;
+
 struct ss_server {
     atomic_int refs; /* owner + each live request */
     ss__state state;
     ss_handler handler;
     void *data;
-    ss__url url;
-    const ss__transport *transport;
+    /* What it serves on (core/listener.c): at least one once created;
+     * added only before bind, from the thread setting the server up, so
+     * read without a lock afterwards. The poll set has room for the wake
+     * pipe and every listener (the serving thread's alone). */
+    ss__listener **listeners;
+    int nlisteners;
+    struct pollfd *pollset;
+    int next_listener; /* where the next round of accepts starts (fairness) */
     const ss_dispatcher *dispatch;
     const ss__host *host; /* what the core lends the dispatcher (core/server.c) */
     void *dispatch_state;
 
-    int fd;
-    struct sockaddr_storage addr;
-    socklen_t addr_len;
     ss__stop stop; /* stop request + self-pipe: shutdown and dispatchers wake the loop */
 
     bool reuse_address, reuse_port;
@@ -174,43 +235,29 @@ struct ss_server {
     pthread_mutex_t live_lock;
     ss__link live;
     atomic_bool draining; /* a request that ends wakes the loop */
+    /* Hand-over (core/handover.c): one at a time (handing_over); once a
+     * successor said it is ready (handed_over, never cleared), the loop
+     * stops taking clients and drain only closes this process's copies of
+     * the listening sockets. */
+    atomic_bool handing_over, handed_over;
+    /* Per-connection mode (core/connection.c): a server made by
+     * ss_server_new_connection (its one listener listens on nothing), and
+     * the connected socket it serves, -1 once taken. */
+    bool serves_connection;
+    int connection_fd;
     /* Drain's idle close (core/idle.c). keep_idle: the application turned
      * it off (ss_server_set_drain_close_idle), inverted so that calloc's
      * zero is the default. closing_idle: a drain began with it on; never
      * cleared, so a request that becomes idle even after the drain
      * returned ends at once. */
     atomic_bool keep_idle, closing_idle;
-    /* The listen backlog the drain still takes before closing the
-     * listener (core/server.c): at most backlog + 1 clients. */
-    int backlog_left;
-    /* Once the queue was found empty: the transport's stop_arrivals ran,
-     * and how long handshakes under way may still take to join the
-     * queue (<= 0: none can, or new ones were not stopped). */
-    bool arrivals_stopped;
-    int arrivals_settle_ms;
-
     /* Transport options and state (transport/datagram.c, transport/unix.c). Zeroed
      * by calloc; a transport's open() sets its own defaults. */
-    size_t max_packet_size; /* datagram transports: recvmsg buffer size */
-    /* Datagram replies (transport/datagram.c): who holds the socket's send buffer
-     * while replies wait unread in their receivers' queues. */
-    struct ss__reply_budget {
-        atomic_size_t since_sample; /* reply bytes sent since the buffer was last measured */
-        atomic_bool pressure;       /* the buffer is more than half full */
-        atomic_flag lock;           /* guards peers; clear when zeroed by calloc */
-        struct {
-            uint64_t peer;  /* hash of the peer's address; 0 = free */
-            size_t charged; /* reply bytes sent to it while under pressure */
-        } peers[32];
-    } budget;
+    size_t max_packet_size; /* datagram listeners: recvmsg buffer size (8192 by default) */
     struct {
-        bool mode_set; /* ss_server_set_unix_mode was called */
+        bool mode_set; /* ss_server_set_unix_mode was called: every socket file gets it */
         mode_t mode;
-        bool created; /* bind created url.path: close removes it ... */
-        dev_t dev;    /* ... if it is still this very file ... */
-        ino_t ino;
-        pid_t owner; /* ... and we are the process that bound it */
-    } sockfile;
+    } unix_mode;
 
     /* Stream I/O options (core/bufio.c): copied into each new request, so a
      * change applies to requests accepted afterwards. 0 = default. */
@@ -251,9 +298,15 @@ struct ss_server {
 struct ss_request {
     ss__link link; /* first: in srv->live while the request is alive */
     ss_server *server;
+    ss__listener *listener; /* the socket it came on: its transport serves it */
     int fd;
     struct sockaddr_storage peer;
     socklen_t peer_len;
+    /* peer as text, formatted on first use (ss__request_peer_name): most
+     * requests never ask, and formatting costs ~2,900 instructions. A
+     * filter that changes peer (PROXY) sets the state back to UNNAMED
+     * on the handler's thread before any handler code can ask. */
+    atomic_uchar peer_name_state; /* SS__NAME_* */
     char peer_name[128];
     void *data;
     int timeout_ms;
@@ -279,10 +332,12 @@ struct ss_request {
     atomic_uchar idle_own;
     atomic_uchar *idle;
     const atomic_bool *closing_idle;
-    int idle_watch;                /* -1, or a forked child's: readable once its parent's drain
-                                      closes idle requests (its idle waits poll it too) */
-    atomic_uchar phase;            /* SS__PHASE_*: written by reads and writes, which may be
-                                      on two threads; only ever a hint, hence atomic */
+    int idle_watch;     /* -1, or a forked child's: readable once its parent's drain
+                           closes idle requests (its idle waits poll it too) */
+    atomic_uchar phase; /* SS__PHASE_*: written by reads and writes, which may be
+                           on two threads; only ever a hint, hence atomic */
+    bool idle_read;     /* the reader's current socket read is an idle wait (core/bufio.c): a
+                           stop ends it at once, without the sync stop grace (transport.c) */
     struct ss__proxy_state *proxy; /* its PROXY header, while that filter is open; else NULL */
     struct ss__tls_state *tls;     /* its TLS connection, while that filter is open; else NULL */
     bool tls_established;          /* its TLS handshake completed: a forking child tells its
@@ -307,7 +362,7 @@ struct ss_request {
         char *buf;
         size_t cap, start, end; /* unread bytes: buf[start, end) */
         bool skip_line;         /* discard through the next '\n' first */
-        int err;                /* sticky: a read_exact lost bytes */
+        int err;                /* sticky: a read_exact lost bytes, or read-ahead found no memory */
     } in;
     struct ss__writer {
         char *buf; /* allocated lazily; cap 0 = unbuffered */

@@ -191,13 +191,15 @@ SS_API int ss_server_set_thread_stack_size(ss_server *srv, size_t bytes);
  * fiber with a stack of ss_server_set_thread_stack_size bytes (mmap'd
  * with a guard page; address space, of which only touched pages cost
  * memory; up to 64 per worker are kept for reuse). Default (0):
- * SS_DEFAULT_POOL_FIBERS, so the default 8 workers hold 8192 connections
- * before the queue fills and the server stops accepting. 1 gives a
- * worker per connection, for handlers that block their thread outside
+ * SS_DEFAULT_POOL_FIBERS, so the default 8 workers hold 32768 connections
+ * before the queue fills and the server stops accepting (an idle one costs
+ * about 9 KiB, mostly the stack pages its handler touched; the earlier
+ * default, 1024, left the 8193rd of 10000 keep-alive clients waiting in
+ * the backlog). 1 gives a worker per connection, for handlers that block their thread outside
  * request I/O. Ignored where fibers are not built in (see
  * ss_dispatch_pool). Returns 0, -EINVAL if negative, SS_ESTATE after
  * activate. */
-#define SS_DEFAULT_POOL_FIBERS 1024
+#define SS_DEFAULT_POOL_FIBERS 4096
 SS_API int ss_server_set_pool_fibers(ss_server *srv, int fibers);
 
 #ifdef __cplusplus

@@ -161,11 +161,19 @@ typedef struct ss_proxy_options {
  *     and ss_request_client_name give it; a LOCAL (v2) or UNKNOWN (v1)
  *     header, or a v2 header of family UNSPEC, keeps the connection's own
  *     peer (HAProxy's health checks send LOCAL);
+ *   - a deviation from the specification (HAProxy's proxy-protocol.txt,
+ *     2.2), which says a receiver accepts a v2 LOCAL header whatever its
+ *     family and ignores its address block: one with a family other than
+ *     UNSPEC is refused (issue 14's rule: a proxy's own connection has no
+ *     client to name, so addresses there come from a sender that does
+ *     not say what it means). HAProxy's own health checks pass: they send
+ *     LOCAL with family UNSPEC and no addresses (its make_proxy_line_v2,
+ *     src/connection.c; seen from HAProxy 2.6), TLVs after it allowed;
  *   - with ss_server_set_max_per_client, the real client is counted
  *     (refused beyond it: rejected_per_client), not the proxy; admission
- *     at accept then applies no per-client limit. Not under forking,
- *     whose children read the header where the parent's counts are not
- *     seen: there the per-client limit does not apply;
+ *     at accept then applies no per-client limit. Under forking each
+ *     child, which reads the header, counts its real client in memory it
+ *     shares with its parent and the other children;
  *   - verify_request runs after the header, on the handler's thread or
  *     fiber (several at once under threading and pool; in the child under
  *     forking), and sees the real client; refused: rejected_verify.

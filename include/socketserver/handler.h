@@ -83,7 +83,10 @@ SS_API const struct sockaddr *ss_request_client_address(const ss_request *req, s
 
 /* The peer's address as text: "127.0.0.1:5555" or "[::1]:5555"; for Unix
  * peers the path, "@name" for an abstract one, or "" for an unnamed peer
- * (a client socket that was never bound). */
+ * (a client socket that was never bound). Formatted on the first call
+ * (a request whose handler never asks pays nothing) and kept: later calls
+ * return the same string. Any thread may call it, also several at once.
+ * Owned by the request: valid until the request ends (after finish). */
 SS_API const char *ss_request_client_name(const ss_request *req);
 
 /* Per-request user state, e.g. allocated in setup and freed in finish. */

@@ -127,10 +127,12 @@ SS_API int ss_server_set_overload_reply(ss_server *srv, const char *message);
  *   3. Requests in flight (running handlers, the pool's queue, forked
  *      children, the backlog's clients) have up to timeout_ms to end on
  *      their own; negative: no limit. Children are reaped and threads
- *      joined meanwhile. (sync: serve_forever already ended the request
- *      it was serving; the backlog's clients run on this thread, and one
- *      still running at the deadline, or at a second stop, is ended then:
- *      its waits return -ECANCELED, and it counts as interrupted.)
+ *      joined meanwhile. (sync: the request it was serving ended before
+ *      serve_forever returned, served within the stop grace if it was
+ *      busy, see ss_server_set_stop_grace; the backlog's clients run on
+ *      this thread, and one still running at the deadline, or at a second
+ *      stop, is ended then: its waits return -ECANCELED, and it counts as
+ *      interrupted.)
  *   4. Those still in flight then are interrupted, counted in
  *      ss_stats.interrupted. First what has not started: clients still in
  *      the backlog are reset (the listener closes), the pool's queued
@@ -179,6 +181,35 @@ SS_API int ss_server_set_overload_reply(ss_server *srv, const char *message);
  * or its loop is running.
  */
 SS_API int ss_server_drain(ss_server *srv, int timeout_ms);
+
+/*
+ * The sync dispatcher's stop grace, in milliseconds (default
+ * SS_DEFAULT_STOP_GRACE_MS, 1 s; 0: none). A sync handler runs on the
+ * loop's own thread, so serve_forever (or handle_request) cannot return,
+ * nor ss_server_drain begin, before it does: a stop request therefore ends
+ * its waits with -ECANCELED (ss_server_shutdown). The rule, as drain's
+ * for the other dispatchers (idle ends at once, busy gets time, a second
+ * stop means now):
+ *   - an idle wait (the first byte of a new message after a complete
+ *     exchange, defined at ss_server_drain) ends at once;
+ *   - every other wait of a stream request (busy: its client has not sent
+ *     its first bytes yet, or it is reading the rest of a message, or
+ *     writing) goes on up to grace_ms after the stop was first requested,
+ *     and the request is served as usual if it gets what it waits for in
+ *     time; its waits after that are judged the same way;
+ *   - a further stop request, or one made during ss_server_drain (whose
+ *     deadline bounds the backlog's clients instead), ends every wait at
+ *     once; so does a stop with grace_ms 0 (the behaviour before this
+ *     option). A datagram request's wait for a full receiver's queue gets
+ *     no grace.
+ * Why: a balancer (HAProxy in mode tcp) sends a connection's first bytes
+ * a moment after connecting and never retries a connection that was
+ * accepted; a stop that ended such a request at once would lose it. The
+ * other dispatchers need no grace: a stop never ends their waits. Read
+ * by each wait; any time, any thread. Returns 0, or -EINVAL if negative.
+ */
+#define SS_DEFAULT_STOP_GRACE_MS 1000
+SS_API int ss_server_set_stop_grace(ss_server *srv, int grace_ms);
 
 /*
  * Whether ss_server_drain ends idle requests at once (true, the default:

@@ -35,14 +35,53 @@ extern "C" {
  *                            does); tcp://[::]:PORT is dual-stack.
  *     udp://HOST:PORT        the same hosts, one datagram per request
  *     udp://[IPV6]:PORT
+ *     tls://HOST:PORT        tcp:// whose every connection speaks TLS: it
+ *     tls://[IPV6]:PORT      needs ss_server_set_tls before activate
+ *                            (socketserver/tls.h); SS_ENOTSUPPORTED, with a
+ *                            line in the log, in a library built without TLS
  *     unix:PATH              Unix stream socket at PATH (up to sun_path's
  *                            size less one byte, else -ENAMETOOLONG)
  *     unix:@NAME             Linux abstract name, no file, NAME up to
  *                            sun_path's size less one byte (107), else
  *                            -ENAMETOOLONG (SS_ENOTSUPPORTED on other systems)
  *     unixgram:PATH          Unix datagram socket (also unixgram:@NAME)
+ *     fd:N                   adopt descriptor N, a socket this process
+ *                            inherited already serving (a parent's, inetd's
+ *                            wait mode): see "Adopted sockets" below
+ *     systemd:               adopt every socket passed by systemd's socket
+ *                            activation (ListenStream=, ListenDatagram=, ...)
+ *     systemd:NAME           ... only those named NAME (FileDescriptorName=)
  * PORT may be 0: the kernel picks one, read it back with ss_server_address().
  * See socketserver/transport.h for datagram requests and socket-file rules.
+ *
+ * Adopted sockets (Python's bind_and_activate=False and replacing
+ * server.socket, with checks Python leaves out): the transport is read from
+ * the socket itself (its family and type: TCP or UDP over IPv4/IPv6, Unix
+ * stream or datagram), and it must already serve: a stream socket
+ * listening, a datagram socket bound. The server owns it from then on
+ * (made close-on-exec and non-blocking; closed by ss_server_close) but
+ * never binds it, listens on it again or removes its socket file; its
+ * drain never changes the socket (another process may hold it: the
+ * backlog stays queued for it), it only closes this process's descriptor.
+ * Bind-time options are refused with SS_ESTATE on a server whose every
+ * listener is adopted (ss_server_set_reuse_address, _reuse_port,
+ * _backlog, ss_server_set_unix_mode). systemd: follows sd_listen_fds(3)
+ * without libsystemd: LISTEN_PID must be this process, LISTEN_FDS
+ * descriptors from 3, LISTEN_FDNAMES their names; on first use the
+ * descriptors become close-on-exec and the variables are unset, so
+ * children do not inherit them; the sockets it adds are listeners 0, 1,
+ * ... in LISTEN_FDS order (ss_server_listener_name gives each name). A
+ * TCP socket named "tls" (what ss_server_hand_over names a tls://
+ * listener) is a tls:// listener. Each descriptor belongs to one server. ss_connect does not take
+ * these forms. Their errors: -EBADF (fd:N not open), -ENOTSOCK (not a socket), SS_ENOTLISTENING (a
+ * stream socket not listening, such as a connected one; a datagram socket not bound),
+ * SS_ENOTSUPPORTED (a family or type no transport serves: SOCK_SEQPACKET, netlink...), -EEXIST
+ * (already one of this server's listeners), SS_EURLFD ("fd:x", "systemd:a:b"), SS_ENOACTIVATION (no
+ * LISTEN_PID/LISTEN_FDS), SS_ELISTENPID (LISTEN_PID names another process), SS_ELISTENFDS
+ * (LISTEN_FDS counts descriptors that are not open), SS_ELISTENENV (a malformed value),
+ * SS_ENOFDNAME (no passed socket has that name). A failed adoption leaves the descriptor open and
+ * the caller's; for systemd:, every passed socket is checked before any is
+ * taken.
  *
  * `dispatcher` NULL means ss_dispatch_sync(). `handler` is copied; `data` is
  * passed to every handler call and hook. The listening socket exists after
@@ -61,7 +100,8 @@ SS_API int ss_server_create(ss_server **out, const char *url, const ss_dispatche
 SS_API int ss_server_bind(ss_server *srv);
 
 /* Starts listening with the configured backlog (Python's server_activate).
- * Returns 0 or a negative errno. */
+ * Returns 0, SS_ETLSNOCERT (a tls:// listener and no ss_server_set_tls),
+ * or a negative errno. */
 SS_API int ss_server_activate(ss_server *srv);
 
 /* create + bind + activate in one call: Python's constructor with
@@ -96,8 +136,11 @@ SS_API int ss_server_serve_forever(ss_server *srv, int poll_interval_ms);
  * Stops serve_forever(). Called from another thread, it blocks until the
  * loop has exited (Python's shutdown). With the sync dispatcher a handler
  * waiting on its client then gets -ECANCELED, so the loop exits as soon as
- * the handler returns; other dispatchers' handlers are not interrupted
- * (ss_server_drain bounds them). Called from inside a handler or hook
+ * the handler returns: at once if it waits for an idle client, after the
+ * stop grace at most if it is busy (a client accepted just before the
+ * stop whose first bytes are on the way is still served; see
+ * ss_server_set_stop_grace); other dispatchers' handlers are not
+ * interrupted (ss_server_drain bounds them). Called from inside a handler or hook
  * running on the serving thread, it only requests the stop and returns, so
  * it cannot deadlock; the loop exits when that request is done. If the loop
  * is not running, the request is remembered and returns at once (during
@@ -138,6 +181,7 @@ SS_API void ss_server_free(ss_server *srv);
  * the header named, gives its default, its units and the errors it returns.
  *
  * After create, before bind (SS_ESTATE after bind):
+ *   ss_server_add_listener                                   server.h
  *   ss_server_set_reuse_address, ss_server_set_reuse_port    server.h
  *   ss_server_set_unix_mode                                  transport.h
  * Before activate (SS_ESTATE after activate):
@@ -156,7 +200,8 @@ SS_API void ss_server_free(ss_server *srv);
  * Any time (a request accepted afterwards gets the new value):
  *   ss_server_set_timeout, ss_server_set_request_timeout,
  *   ss_server_set_max_connections (also from any thread),
- *   ss_server_set_drain_close_idle (read as a drain begins)  limits.h
+ *   ss_server_set_drain_close_idle (read as a drain begins),
+ *   ss_server_set_stop_grace (read by each wait)             limits.h
  *   ss_server_set_read_buffer_size, ss_server_set_write_buffer_size,
  *   ss_server_set_tcp_nodelay                                stream.h
  *   ss_server_set_daemon_threads,
@@ -219,17 +264,69 @@ SS_API void ss_server_set_log(ss_server *srv, ss_log_fn fn);
 /* Server queries                                                           */
 /* ------------------------------------------------------------------------ */
 
-/* The listening socket (Python's fileno()), or -1 after close. */
+/* The listening socket (Python's fileno()), or -1 after close. With
+ * several listeners: the first (the URL given to ss_server_create). */
 SS_API int ss_server_fileno(const ss_server *srv);
 
 /* Writes the server's address as a URL into buf, e.g. "tcp://127.0.0.1:40123"
  * or "tcp://[::1]:40123". After bind it is the real bound address (port 0
  * resolved). Returns the length, or -ENOSPC if buf is too small (64 bytes
- * always suffice for inet; 128 for every form). */
+ * always suffice for inet; 128 for every form). With several listeners:
+ * the first's. */
 SS_API int ss_server_address(const ss_server *srv, char *buf, size_t size);
 
-/* The bound port of an inet server (after bind), 0 otherwise. */
+/* The bound port of an inet server (after bind), 0 otherwise. With
+ * several listeners: the first's. */
 SS_API int ss_server_port(const ss_server *srv);
+
+/* ------------------------------------------------------------------------ */
+/* Several listeners                                                        */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Adds one more socket for the server to serve on, each with its own
+ * transport: IPv4 and IPv6, TCP and a Unix socket for local tools, or a
+ * stream and a datagram listener answered by one handler (a DNS-style
+ * server on UDP and TCP). Every listener feeds the same dispatcher,
+ * counters and limits; the loop polls them all and takes one client from
+ * each ready one in turn, so none starves the others. Python has no
+ * equivalent (a socketserver server has exactly one socket).
+ * `url` takes every form ss_server_create takes, fd:N and systemd:
+ * included (systemd: may add several: the index returned is the first's,
+ * the others follow in LISTEN_FDS order). Call it after create and
+ * before bind, from the thread setting the server up; bind and activate
+ * then act on every listener in the order they were added (a failed bind
+ * can be retried: the listeners already bound are skipped), and close
+ * closes them all. The server-wide options (reuse, backlog, Unix mode,
+ * max_packet_size) apply to every listener they concern. The filters
+ * (socketserver/filter.h) apply to the stream listeners; a datagram
+ * listener's requests, single packets, pass none.
+ * Returns the new listener's index (>= 1; the first listener, from
+ * ss_server_create, is 0), or: SS_ESTATE after bind; the URL errors of
+ * ss_server_create; SS_ERESOLVE, -ENOMEM or the errno of socket().
+ */
+SS_API int ss_server_add_listener(ss_server *srv, const char *url);
+
+/* How many listeners the server has (>= 1). */
+SS_API int ss_server_listener_count(const ss_server *srv);
+
+/* Listener `index` (0 .. count - 1), as ss_server_fileno,
+ * ss_server_address and ss_server_port describe the first: its socket
+ * (-1 once closed), its address as a URL (the length written, or -ENOSPC),
+ * its bound port (0 if not inet). Each returns -EINVAL for an index out of
+ * range. Readable from any thread once the server is set up. */
+SS_API int ss_server_listener_fileno(const ss_server *srv, int index);
+SS_API int ss_server_listener_address(const ss_server *srv, int index, char *buf, size_t size);
+SS_API int ss_server_listener_port(const ss_server *srv, int index);
+
+/* Listener `index`'s socket-activation name (LISTEN_FDNAMES; "unknown"
+ * when systemd gave none), or "" for any other listener; NULL for an index
+ * out of range. Owned by the server, valid until ss_server_free. */
+SS_API const char *ss_server_listener_name(const ss_server *srv, int index);
+
+/* The index of the listener the request came on (0 .. count - 1), for a
+ * handler that answers differently per socket. Any thread. */
+SS_API int ss_request_listener(const ss_request *req);
 
 /* The `data` pointer given at creation. */
 SS_API void *ss_server_data(const ss_server *srv);

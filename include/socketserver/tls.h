@@ -77,10 +77,17 @@ typedef struct ss_tls_options {
 
 /*
  * Puts TLS on the server's connections, with the certificate, key, CA and
- * settings of opts, loaded and checked during the call. A "tls://HOST:PORT"
- * server (a TCP listener whose connections all speak TLS) needs this call
- * before activate, or activate fails with SS_ETLSNOCERT; a "tcp://" or
- * "unix:" stream server may be given it too (TLS over a Unix socket).
+ * settings of opts, loaded and checked during the call. A server with a
+ * "tls://HOST:PORT" listener (a TCP listener whose connections all speak
+ * TLS; also a TCP socket adopted under the name "tls", as
+ * ss_server_hand_over names a tls:// one) needs this call before
+ * activate, or activate fails with SS_ETLSNOCERT. Which listeners speak
+ * TLS is settled at activate: with tls:// listeners, those only (the
+ * server's other stream listeners stay plain); without, every stream
+ * listener ("tcp://", "unix:": TLS over a Unix socket; the connection of
+ * ss_server_new_connection). Datagram listeners never do. One setting
+ * per server: listeners that need another certificate need another
+ * server (docs/tls.md, "Several listeners").
  * The TLS filter sits next to the socket, above the PROXY protocol's
  * (ss_server_set_proxy_protocol: the proxy's header comes before the
  * TLS handshake) and below every ss_server_add_filter.
@@ -104,8 +111,9 @@ typedef struct ss_tls_options {
  * verify mode without ca_file; SS_ETLSCERT if a file cannot be read or
  * parsed, or the key does not match the certificate (the reason goes to
  * the server's log, ss_server_set_log, at SS_LOG_ERROR); -EEXIST if set
- * already; SS_ESTATE after activate; SS_ENOTSUPPORTED on a datagram
- * server, or in a library built without TLS (see ss_tls_available);
+ * already; SS_ESTATE after activate; SS_ENOTSUPPORTED on a server with
+ * no stream listener, or in a library built without TLS (see
+ * ss_tls_available);
  * -E2BIG past 16 filters; -ENOMEM.
  */
 SS_API int ss_server_set_tls(ss_server *srv, const ss_tls_options *opts);

@@ -6,6 +6,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,12 +19,13 @@ static const struct {
     ss__scheme scheme;
 } schemes[] = {
     {"tcp://", SS__SCHEME_TCP},         {"udp://", SS__SCHEME_UDP}, {"unix:", SS__SCHEME_UNIX},
-    {"unixgram:", SS__SCHEME_UNIXGRAM}, {"tls://", SS__SCHEME_TLS},
+    {"unixgram:", SS__SCHEME_UNIXGRAM}, {"tls://", SS__SCHEME_TLS}, {"fd:", SS__SCHEME_FD},
+    {"systemd:", SS__SCHEME_SYSTEMD},
 };
 
 const char *ss__scheme_name(ss__scheme scheme)
 {
-    static const char *names[] = {"tcp", "udp", "unix", "unixgram", "tls"};
+    static const char *names[] = {"tcp", "udp", "unix", "unixgram", "tls", "fd", "systemd"};
     return names[scheme];
 }
 
@@ -112,6 +114,29 @@ static int parse_path(const char *rest, ss__url *out)
     return 0;
 }
 
+/* "fd:N": a descriptor number, decimal, 0 to INT_MAX, nothing else. */
+static int parse_fd(const char *rest, ss__url *out)
+{
+    size_t digits = strspn(rest, "0123456789");
+    if (digits == 0 || rest[digits] != '\0' || digits > 10 || atoll(rest) > INT_MAX)
+        return SS_EURLFD;
+    memcpy(out->path, rest, digits + 1);
+    return 0;
+}
+
+/* "systemd:NAME": a LISTEN_FDNAMES name (no ':', at most 255 bytes), or
+ * nothing for every passed socket. */
+static int parse_fdname(const char *rest, ss__url *out)
+{
+    size_t n = strlen(rest);
+    if (n >= sizeof out->path)
+        return -ENAMETOOLONG;
+    if (strchr(rest, ':') != NULL)
+        return SS_EURLFD; /* systemd separates names with ':' */
+    memcpy(out->path, rest, n + 1);
+    return 0;
+}
+
 /* No known prefix. "word:rest" names a scheme we do not serve ("foo:bar",
  * "http://x", "udp:host:1"): a scheme starts with a letter (RFC 3986,
  * 3.1). Only "host:PORT" (all digits after the colon, as in
@@ -138,8 +163,19 @@ int ss__url_parse(const char *text, ss__url *out)
         if (strncmp(text, schemes[i].prefix, len) != 0)
             continue;
         out->scheme = schemes[i].scheme;
-        return ss__scheme_inet(out->scheme) ? parse_inet(text + len, out)
-                                            : parse_path(text + len, out);
+        const char *rest = text + len;
+        switch (out->scheme) {
+        case SS__SCHEME_TCP:
+        case SS__SCHEME_UDP:
+        case SS__SCHEME_TLS:
+            return parse_inet(rest, out);
+        case SS__SCHEME_FD:
+            return parse_fd(rest, out);
+        case SS__SCHEME_SYSTEMD:
+            return parse_fdname(rest, out);
+        default:
+            return parse_path(rest, out);
+        }
     }
     return unknown_scheme(text);
 }

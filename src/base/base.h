@@ -17,6 +17,10 @@ typedef enum ss__scheme {
     SS__SCHEME_UNIX,
     SS__SCHEME_UNIXGRAM,
     SS__SCHEME_TLS, /* tcp with TLS on every connection (filter/tls.c) */
+    /* Adopted sockets (core/listener.c): no transport of their own, the
+     * socket says which (its listener's url.scheme becomes that one). */
+    SS__SCHEME_FD,      /* "fd:N": path holds N's digits */
+    SS__SCHEME_SYSTEMD, /* "systemd:" or "systemd:NAME": path holds NAME ("" = all) */
 } ss__scheme;
 
 /* A parsed URL. For tcp/udp/tls: host (no brackets, "" = any) and port.
@@ -64,6 +68,11 @@ int ss__socket(int domain, int type, int protocol);
 int ss__accept(int fd, struct sockaddr *sa, socklen_t *len);
 int ss__pipe(int fds[2]); /* both ends close-on-exec and non-blocking */
 void ss__close(int *fd);  /* close if >= 0, then set to -1; keeps errno */
+/* The same for a descriptor other threads may read at any time (a
+ * listener's, through ss_server_listener_fileno): it becomes -1 before
+ * it is closed, atomically, and is read with ss__read_published. */
+void ss__close_published(int *fd);
+int ss__read_published(const int *fd);
 
 /* base/log.c: format one library message and hand it to sink (NULL: one
  * line on stderr for warnings and errors), with srv and data passed on as

@@ -99,3 +99,14 @@ void ss__close(int *fd)
     *fd = -1;
     errno = saved;
 }
+
+void ss__close_published(int *fd)
+{
+    int old = __atomic_exchange_n(fd, -1, __ATOMIC_ACQ_REL);
+    ss__close(&old);
+}
+
+int ss__read_published(const int *fd)
+{
+    return __atomic_load_n(fd, __ATOMIC_ACQUIRE);
+}

@@ -78,9 +78,10 @@ static void count_error(ss_server *srv, int err)
  * past the backlog), so clients that keep arriving cannot hold the loop;
  * one datagram, since a datagram left queued is not a client left
  * hanging: it is served once memory is back. */
-static int shed_limit(const ss_server *srv)
+static int shed_limit(const ss__listener *l)
 {
-    if (srv->transport->datagram)
+    const ss_server *srv = l->server;
+    if (l->transport->datagram)
         return 1;
     return srv->backlog < INT_MAX ? srv->backlog + 1 : INT_MAX;
 }
@@ -89,25 +90,29 @@ static int shed_limit(const ss_server *srv)
  * be taken and closed at once (it sees its connection end instead of
  * hanging), until the queue is empty or taking one fails. The back-off
  * then only paces the retries of real accepts. */
-static void shed_waiting(ss_server *srv)
+static void shed_waiting(ss__listener *l)
 {
+    ss_server *srv = l->server;
     if (srv->reserve_fd < 0)
         return;
     ss__close(&srv->reserve_fd);
-    for (int i = shed_limit(srv); i > 0; i--) {
+    for (int i = shed_limit(l); i > 0; i--) {
         ss__arrival arrival;
-        if (srv->transport->get_request(srv, &arrival) != 0)
+        if (l->transport->get_request(l, &arrival) != 0)
             break; /* EAGAIN: none left; or still out of resources */
         atomic_fetch_add(&srv->count.shed, 1);
         atomic_fetch_add(&srv->count.accepted, 1);
-        srv->transport->turn_away(srv, &arrival, NULL, 0);
+        l->transport->turn_away(l, &arrival, NULL, 0);
         atomic_fetch_add(&srv->count.closed, 1);
     }
     reopen_reserve(srv); /* retried after the burst if it fails now */
 }
 
-static void accept_failed(ss_server *srv, int err)
+/* Out of descriptors or memory is the process's state, not one
+ * listener's: the back-off pauses them all; the one that failed sheds. */
+static void accept_failed(ss__listener *l, int err)
 {
+    ss_server *srv = l->server;
     if (err == -EAGAIN || err == -EWOULDBLOCK || err == -EINTR)
         return; /* nothing was pending after all */
     count_error(srv, err);
@@ -119,7 +124,7 @@ static void accept_failed(ss_server *srv, int err)
                 "accept: %s; shedding new clients and retrying with back-off", ss_strerror(err));
     }
     srv->burst_errors++;
-    shed_waiting(srv);
+    shed_waiting(l);
     int next = srv->accept_backoff_ms * 2;
     srv->accept_backoff_ms = next == 0               ? BACKOFF_FIRST_MS
                              : next > BACKOFF_MAX_MS ? BACKOFF_MAX_MS
@@ -154,8 +159,8 @@ int ss__accept_pause_ms(const ss_server *srv)
 static void turn_away(ss_server *srv, ss__arrival *arrival, ss__refusal why)
 {
     ss__count_refusal(srv, why);
-    srv->transport->turn_away(srv, arrival, srv->limits.overload_reply,
-                              srv->limits.overload_reply_len);
+    arrival->listener->transport->turn_away(arrival->listener, arrival, srv->limits.overload_reply,
+                                            srv->limits.overload_reply_len);
     atomic_fetch_add(&srv->count.closed, 1);
 }
 
@@ -163,36 +168,43 @@ static void turn_away(ss_server *srv, ss__arrival *arrival, ss__refusal why)
  * (counted, and the accept policy backs off), with the client closed. */
 static void no_room(ss_server *srv, ss__arrival *arrival, ss__place *place)
 {
+    ss__listener *l = arrival->listener;
     ss__place_give_back(srv, place); /* its client's place only: never counted active */
-    srv->transport->turn_away(srv, arrival, NULL, 0);
-    accept_failed(srv, -ENOMEM);
+    l->transport->turn_away(l, arrival, NULL, 0);
+    accept_failed(l, -ENOMEM);
 }
 
 /* The limits first: they are cheap, verify_request may not be. */
-ss_request *ss__admit_next(ss_server *srv)
+ss_request *ss__admit(ss_server *srv, ss__arrival *arrival)
 {
-    ss__arrival arrival;
-    int rc = srv->transport->get_request(srv, &arrival);
-    if (rc < 0) {
-        accept_failed(srv, rc);
-        return NULL;
-    }
     ss__place place = {0};
-    ss__refusal why = ss__limits_admit(srv, &arrival, &place);
+    ss__refusal why = ss__limits_admit(srv, arrival, &place);
     ss_request *req = NULL;
-    if (why == SS__ADMITTED && (req = ss__request_new(srv, &arrival, &place)) == NULL) {
-        no_room(srv, &arrival, &place);
+    if (why == SS__ADMITTED && (req = ss__request_new(srv, arrival, &place)) == NULL) {
+        no_room(srv, arrival, &place);
         return NULL;
     }
     accept_succeeded(srv);
     atomic_fetch_add(&srv->count.accepted, 1);
     if (why != SS__ADMITTED) {
-        turn_away(srv, &arrival, why);
+        turn_away(srv, arrival, why);
         return NULL;
     }
-    if (srv->filters.names_client || srv->verify_request(srv, req, srv->data))
+    if (ss__names_client(arrival->listener) || srv->verify_request(srv, req, srv->data))
         return req; /* names_client: verified on the real client (core/request.c) */
     ss__count_refusal(srv, SS__REFUSE_VERIFY);
     ss__request_end(req);
     return NULL;
+}
+
+ss_request *ss__admit_next(ss__listener *l)
+{
+    ss__arrival arrival;
+    int rc = l->transport->get_request(l, &arrival);
+    if (rc < 0) {
+        accept_failed(l, rc);
+        return NULL;
+    }
+    arrival.listener = l;
+    return ss__admit(l->server, &arrival);
 }

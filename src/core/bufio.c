@@ -84,7 +84,9 @@ static ssize_t read_socket(ss_request *req, void *buf, size_t size, void *spill,
     int go = idle ? ss__idle_begin(req) : 1;
     if (go <= 0)
         return go;
+    req->idle_read = idle;
     ssize_t n = ss__filtered_recv(req, buf, size, spill, spill_size);
+    req->idle_read = false;
     if (idle && !ss__idle_end(req))
         return 0; /* closed while waiting: what came meanwhile is lost (the known race) */
     if (n > 0)
@@ -213,18 +215,36 @@ static bool spill_wanted(const ss_request *req)
     return !req->dgram.active && req->waiter->read_ahead;
 }
 
-/* The reader is settled and holds no bytes. */
+/* The reader is settled and holds no bytes. The spill goes to the
+ * worker's scratch buffer (one per worker, used only between a recvmsg
+ * and the copy below, with no switch in between), so that a connection
+ * waiting for its next message holds no buffer of its own: the few bytes
+ * that do spill are copied into the reader's buffer, allocated then. */
 static ssize_t recv_with_spill(ss_request *req, void *buf, size_t size)
 {
     struct ss__reader *r = &req->in;
-    int rc = reserve(r, r->cap);
-    if (rc < 0)
-        return rc;
-    ssize_t n = read_socket(req, buf, size, r->buf, r->cap, true);
+    size_t spill_size = 0;
+    char *spill = ss__fiber_scratch(r->cap, &spill_size);
+    if (spill == NULL) { /* out of memory for it: the reader's own, as a thread's */
+        int rc = reserve(r, r->cap);
+        if (rc < 0)
+            return rc;
+        spill = r->buf;
+        spill_size = r->cap;
+    }
+    ssize_t n = read_socket(req, buf, size, spill, spill_size, true);
     if (n <= (ssize_t)size)
         return n;
+    size_t extra = (size_t)n - size;
+    if (spill != r->buf) {
+        if (reserve(r, r->cap) < 0) {
+            r->err = -ENOMEM; /* the spilled bytes are lost: the next read says so */
+            return (ssize_t)size;
+        }
+        memcpy(r->buf, spill, extra);
+    }
     r->start = 0;
-    r->end = (size_t)n - size;
+    r->end = extra;
     return (ssize_t)size;
 }
 

@@ -2,7 +2,7 @@
  * loop, a request's life, the buffered reader/writer, admission (limits,
  * per-client counts, the accept policy). The core picks the transport and
  * the dispatcher and joins them: a dispatcher reaches a request's
- * transport only through the request (srv->transport), and the core only
+ * transport only through the request (req->listener->transport), and the core only
  * through the host table it is lent (srv->host). */
 #ifndef SS_CORE_H
 #define SS_CORE_H
@@ -13,10 +13,30 @@
  * transport is not built in. */
 const ss__transport *ss__transport_for(ss__scheme scheme);
 
+/* core/listener.c: the server's listeners. add_parsed opens one more
+ * for a parsed URL (its socket made, not bound). bind binds those not
+ * bound yet, in order; activate listens on them (adopted ones are
+ * listening already); close closes each (removing the socket files this
+ * process created); free, with the server's memory, what is left. */
+int ss__listener_add_parsed(ss_server *srv, const ss__url *url);
+/* Per-connection mode (core/connection.c): a listener that listens on
+ * nothing (fd -1), with the transport of `scheme`, named after the local
+ * end of the connected socket fd. */
+int ss__listener_add_connection(ss_server *srv, ss__scheme scheme, int fd);
+int ss__listeners_bind(ss_server *srv);
+int ss__listeners_activate(ss_server *srv);
+void ss__listeners_close(ss_server *srv);
+void ss__listeners_free(ss_server *srv);
+
 /* core/object.c: the server object the core files share. */
 void ss__server_ref(ss_server *srv);
 void ss__server_unref(ss_server *srv);
 void ss__server_wake(const ss_server *srv); /* async-signal-safe */
+/* A server with its handler, wake pipe and accept policy but no socket
+ * (core/server.c): ss_server_create and per-connection mode build on it.
+ * Returns 0 (*out set), -EINVAL for a bad handler table, or an errno. */
+int ss__server_alloc(ss_server **out, const ss_dispatcher *dispatcher, const ss_handler *handler,
+                     void *data);
 bool ss__server_stop_requested(const ss_server *srv);
 bool ss__server_on_serving_thread(const ss_server *srv); /* inside serve_forever */
 /* Empties the wake-up pipe: only from the thread that runs the loop. */
@@ -31,6 +51,9 @@ void ss__server_sleep(ss_server *srv, int timeout_ms);
  * place (its client's place), counts it active, links it live. NULL when
  * out of memory (the arrival is then untouched). */
 ss_request *ss__request_new(ss_server *srv, ss__arrival *arrival, const ss__place *place);
+/* The client's address as text ("" if unnamed), formatted on first use by
+ * whichever thread asks; valid while the request lives. Thread-safe. */
+const char *ss__request_peer_name(const ss_request *req);
 /* setup -> handle -> finish, routing the first error to handle_error.
  * Returns that error (0 on success). */
 int ss__request_run(ss_request *req);
@@ -79,25 +102,29 @@ void ss__bufio_free(ss_request *req);
  * the idle rule's exchange (req->phase). */
 void ss__bufio_note_written(ss_request *req);
 
-/* core/admission.c: the next client off the socket, admitted and made a
- * request (NULL: none was waiting, or it was turned away, shed or
+/* core/admission.c: the next client off the listener, admitted and made
+ * a request (NULL: none was waiting, or it was turned away, shed or
  * refused by verify_request: counted and closed). Serving thread only. */
-ss_request *ss__admit_next(ss_server *srv);
+ss_request *ss__admit_next(ss__listener *l);
+/* The same for a client already taken off a socket (per-connection mode,
+ * core/connection.c), arrival->listener set: consumes the arrival. */
+ss_request *ss__admit(ss_server *srv, ss__arrival *arrival);
 /* The accept policy (core/admission.c): the reserve descriptor it sheds
  * with, and the pause while it backs off. */
 int ss__accept_policy_init(ss_server *srv);
 void ss__accept_policy_close(ss_server *srv);
 int ss__accept_pause_ms(const ss_server *srv); /* > 0 while backing off */
 
-/* core/server.c: drain's listener (the restart rule). Begin before the
- * first step; each step takes the clients waiting in the backlog through
- * admission (so they are served) and returns true once none is left and
- * the listener is closed, false while a limit leaves no room (call again
- * when requests end). Datagram servers keep their socket: true at once.
- * close_listener closes it unconditionally (drain's deadline). */
-void ss__drain_listener_begin(ss_server *srv);
-bool ss__drain_listener(ss_server *srv);
-void ss__close_listener(ss_server *srv);
+/* core/server.c: drain's listeners (the restart rule). Begin before the
+ * first step; each step takes the clients waiting in each stream
+ * listener's backlog through admission (so they are served) and returns
+ * true once none is left and every stream listener is closed, false while
+ * a limit leaves no room (call again when requests end). Datagram
+ * listeners keep their socket. close_listeners closes the stream ones
+ * unconditionally (drain's deadline). */
+void ss__drain_listeners_begin(ss_server *srv);
+bool ss__drain_listeners(ss_server *srv);
+void ss__close_listeners(ss_server *srv);
 
 /* core/limits.c */
 typedef enum ss__refusal {

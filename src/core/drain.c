@@ -25,7 +25,7 @@ static bool wait_idle(ss_server *srv, int64_t deadline, bool stoppable)
         /* too late to take a client from the backlog: it would only be
          * interrupted (the listener's close resets it) */
         bool late = left == 0 || (stoppable && ss__server_stop_requested(srv));
-        bool served = late || ss__drain_listener(srv);
+        bool served = late || ss__drain_listeners(srv);
         if (served && atomic_load(&srv->count.active) == 0)
             return true;
         if (late)
@@ -45,7 +45,7 @@ static bool wait_idle(ss_server *srv, int64_t deadline, bool stoppable)
  * first). */
 static void interrupt_all(ss_server *srv)
 {
-    ss__close_listener(srv); /* whoever still waits in the backlog is too late */
+    ss__close_listeners(srv); /* whoever still waits in the backlog is too late */
     atomic_store(&srv->stop.requested, false);
     atomic_fetch_add(&srv->count.interrupted, atomic_load(&srv->count.active));
     srv->dispatch->interrupt_own(srv, false);
@@ -75,8 +75,9 @@ static int enter_drain(ss_server *srv)
 static void begin(ss_server *srv, int64_t deadline)
 {
     ss__idle_close_all(srv);
-    ss__drain_listener_begin(srv);
+    ss__drain_listeners_begin(srv);
     atomic_store(&srv->stop.cancel_at, deadline < 0 ? 0 : (long long)deadline);
+    atomic_store(&srv->stop.now, true); /* the deadline is the grace: a stop means now */
 }
 
 SS_API int ss_server_drain(ss_server *srv, int timeout_ms)
@@ -92,8 +93,9 @@ SS_API int ss_server_drain(ss_server *srv, int timeout_ms)
         rc = ss__server_stop_requested(srv) ? -ECANCELED : -ETIMEDOUT;
     if (!on_their_own)
         interrupt_all(srv);
-    ss__close_listener(srv); /* taken too late: the backlog is reset (see limits.h) */
+    ss__close_listeners(srv); /* taken too late: the backlog is reset (see limits.h) */
     atomic_store(&srv->stop.cancel_at, 0);
+    atomic_store(&srv->stop.now, false);
     atomic_store(&srv->draining, false);
     return rc;
 }

@@ -48,7 +48,7 @@ static bool claim(atomic_uchar *idle)
 static void close_claimed(ss_request *req)
 {
     atomic_fetch_add(&req->server->count.idle_closed, 1);
-    req->server->transport->interrupt(req);
+    req->listener->transport->interrupt(req);
 }
 
 bool ss__idle_end(ss_request *req)

@@ -163,8 +163,8 @@ ss__refusal ss__limits_admit(ss_server *srv, const ss__arrival *arrival, ss__pla
         return SS__REFUSE_LIMIT;
     int max = srv->limits.max_per_client;
     ss__client_key key = {0};
-    if (max == 0 || srv->filters.names_client || srv->transport->client_key(arrival, &key) < 0 ||
-        key.len == 0)
+    if (max == 0 || ss__names_client(arrival->listener) ||
+        arrival->listener->transport->client_key(arrival, &key) < 0 || key.len == 0)
         return SS__ADMITTED; /* names_client: counted once the filter names it */
     if (!enter_client(srv->limits.clients, &key, max))
         return SS__REFUSE_PER_CLIENT;

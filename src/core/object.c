@@ -13,7 +13,7 @@
 
 static void destroy(ss_server *srv)
 {
-    ss__close(&srv->fd);
+    ss__listeners_free(srv);     /* what close did not close (a failed create) */
     ss__close(&srv->reserve_fd); /* the accept policy's reserve, if close never ran */
     /* The wake pipe lives as long as the memory: a request still running
      * on another thread may write to it, and a closed number could already

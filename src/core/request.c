@@ -1,10 +1,12 @@
 /* One request's life: setup -> handle -> finish, the first error routed
  * once to handle_error, then the transport's end_request. Also the request's public
- * accessors and I/O calls, which go through the server's transport so a
+ * accessors and I/O calls, which go through the listener's transport so a
  * handler never depends on what kind of socket it is talking to. */
 #include "core/core.h"
 
 #include <errno.h>
+#include <sched.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -20,16 +22,15 @@ static void link_live(ss_request *req)
     pthread_mutex_unlock(&srv->live_lock);
 }
 
-/* The client's address and, for a datagram, its packet, which the
- * request now owns. */
+/* The client's address (named lazily: ss__request_peer_name) and, for a
+ * datagram, its packet, which the request now owns. */
 static void take_arrival(ss_request *req, ss__arrival *arrival)
 {
+    req->listener = arrival->listener;
     req->fd = arrival->fd;
     req->peer = arrival->peer;
     req->peer_len = arrival->peer_len;
-    ss__format_peer((const struct sockaddr *)&req->peer, req->peer_len, req->peer_name,
-                    sizeof req->peer_name);
-    req->dgram.active = req->server->transport->datagram;
+    req->dgram.active = req->listener->transport->datagram;
     req->dgram.truncated = arrival->truncated;
     req->dgram.packet = arrival->packet;
     req->dgram.packet_len = arrival->packet_len;
@@ -74,8 +75,10 @@ static void unlink_live(ss_request *req)
 void ss__requests_interrupt(ss_server *srv)
 {
     pthread_mutex_lock(&srv->live_lock);
-    for (ss__link *l = srv->live.next; l != &srv->live; l = l->next)
-        srv->transport->interrupt((ss_request *)l); /* link is the first member */
+    for (ss__link *l = srv->live.next; l != &srv->live; l = l->next) {
+        ss_request *req = (ss_request *)l; /* link is the first member */
+        req->listener->transport->interrupt(req);
+    }
     pthread_mutex_unlock(&srv->live_lock);
 }
 
@@ -116,8 +119,19 @@ static int real_client_key(ss_request *req, ss__client_key *key)
 {
     if (ss__ip_client_key(&req->peer, key) == 0)
         return 0;
-    ss__arrival self = {.fd = req->fd, .peer = req->peer, .peer_len = req->peer_len};
-    return req->server->transport->client_key(&self, key);
+    ss__arrival self = {
+        .listener = req->listener, .fd = req->fd, .peer = req->peer, .peer_len = req->peer_len};
+    return req->listener->transport->client_key(&self, key);
+}
+
+/* The request's place moves to its real client: in the dispatcher's
+ * counts if it keeps them (a forked child, out of this table's sight),
+ * else in the core's table. False if the client is at its limit. */
+static bool claim_real_client(ss_request *req, const ss__client_key *key)
+{
+    ss_server *srv = req->server;
+    int rc = srv->dispatch->claim_client(srv, key);
+    return rc == -ENOTSUP ? ss__place_move(srv, &req->place, key) : rc > 0;
 }
 
 /* With a filter naming the client, admission could not check it: the
@@ -127,7 +141,7 @@ static ss__late_refusal admit_real_client(ss_request *req)
     ss_server *srv = req->server;
     ss__client_key key = {0};
     if (srv->limits.max_per_client > 0 && real_client_key(req, &key) == 0 && key.len > 0 &&
-        !ss__place_move(srv, &req->place, &key))
+        !claim_real_client(req, &key))
         return SS__LATE_PER_CLIENT;
     if (!srv->verify_request(srv, req, srv->data))
         return SS__LATE_VERIFY;
@@ -144,7 +158,7 @@ static bool open_filters(ss_request *req)
     if (ss__filters_open(req) < 0) {
         if (req->late_refusal == SS__LATE_NONE)
             req->late_refusal = SS__LATE_FILTER;
-    } else if (srv->filters.names_client) {
+    } else if (ss__names_client(req->listener)) {
         req->late_refusal = admit_real_client(req);
     }
     ss__count_late_refusal(srv, req->late_refusal);
@@ -153,7 +167,7 @@ static bool open_filters(ss_request *req)
 
 int ss__request_run(ss_request *req)
 {
-    if (req->server->filters.count > 0 && !open_filters(req)) {
+    if (ss__filtered(req->listener) && !open_filters(req)) {
         count_timeout(req); /* a filter's read timed out: the request's timeout too */
         ss__filters_close(req);
         return 0;
@@ -167,7 +181,7 @@ int ss__request_run(ss_request *req)
         if (err >= 0)
             err = finish_err;
         final_flush(req, err); /* before flush_reply: it may feed a datagram reply */
-        int reply_err = req->server->transport->flush_reply(req);
+        int reply_err = req->listener->transport->flush_reply(req);
         if (err >= 0)
             err = reply_err;
     }
@@ -194,7 +208,7 @@ void ss__request_end(ss_request *req)
 {
     ss_server *srv = req->server;
     unlink_live(req);
-    srv->transport->end_request(req);
+    req->listener->transport->end_request(req);
     atomic_fetch_add(&srv->count.closed, 1);
     /* sync: a handler the drain ran itself, cut short by its deadline or a
      * second stop (the other dispatchers' are counted as drain interrupts) */
@@ -210,8 +224,8 @@ void ss__request_hand_off(ss_request *req, ss__place *place)
     unlink_live(req);
     /* A datagram request's end_request only frees its buffers and
      * leaves the server's socket alone: exactly the parent's part. */
-    if (req->server->transport->replies_via_listener)
-        req->server->transport->end_request(req);
+    if (req->listener->transport->replies_via_listener)
+        req->listener->transport->end_request(req);
     else
         ss__close(&req->fd);
     *place = req->place;
@@ -235,9 +249,31 @@ SS_API const struct sockaddr *ss_request_client_address(const ss_request *req, s
     return (const struct sockaddr *)&req->peer;
 }
 
+/* Formats the name once, whichever thread asks first; another thread
+ * asking meanwhile waits the few microseconds it takes. The request is
+ * never a const object (calloc'd), so writing its name through a const
+ * pointer is sound: the name is a cache of peer, not part of its value. */
+const char *ss__request_peer_name(const ss_request *req)
+{
+    ss_request *r = (ss_request *)(uintptr_t)req;
+    unsigned char state = atomic_load_explicit(&r->peer_name_state, memory_order_acquire);
+    if (state == SS__NAME_READY)
+        return r->peer_name;
+    unsigned char unnamed = SS__NAME_UNNAMED;
+    if (atomic_compare_exchange_strong(&r->peer_name_state, &unnamed, SS__NAME_FORMATTING)) {
+        ss__format_peer((const struct sockaddr *)&r->peer, r->peer_len, r->peer_name,
+                        sizeof r->peer_name);
+        atomic_store_explicit(&r->peer_name_state, SS__NAME_READY, memory_order_release);
+        return r->peer_name;
+    }
+    while (atomic_load_explicit(&r->peer_name_state, memory_order_acquire) != SS__NAME_READY)
+        sched_yield();
+    return r->peer_name;
+}
+
 SS_API const char *ss_request_client_name(const ss_request *req)
 {
-    return req->peer_name;
+    return ss__request_peer_name(req);
 }
 
 SS_API void ss_request_set_data(ss_request *req, void *data)

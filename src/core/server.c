@@ -39,7 +39,7 @@ static void server_hook_none(ss_server *srv, void *data)
 void ss__report_error(ss_server *srv, ss_request *req, int err, void *data)
 {
     (void)data;
-    const char *peer = req != NULL ? req->peer_name : "";
+    const char *peer = req != NULL ? ss__request_peer_name(req) : "";
     /* A peer that left before the final flush is routine (bpo-14574). */
     ss_log_level level = err == SS_EFINALFLUSH ? SS_LOG_DEBUG : SS_LOG_ERROR;
     ss__log(srv->log, srv, srv->data, level, "error processing request from %s: %s",
@@ -95,7 +95,9 @@ static ss_server *alloc_server(const ss_dispatcher *dispatcher, const ss_handler
     srv->data = data;
     srv->dispatch = dispatcher != NULL ? dispatcher : ss_dispatch_sync();
     srv->host = &core_host;
-    srv->fd = srv->stop.wake_read = srv->stop.wake_write = srv->reserve_fd = -1;
+    srv->stop.wake_read = srv->stop.wake_write = srv->reserve_fd = -1;
+    srv->connection_fd = -1;
+    srv->max_packet_size = 8192; /* Python's UDPServer.max_packet_size */
     srv->reuse_address = true;
     srv->backlog = SOMAXCONN;
     atomic_init(&srv->timeout_ms, -1);
@@ -104,12 +106,42 @@ static ss_server *alloc_server(const ss_dispatcher *dispatcher, const ss_handler
     srv->handle_error = ss__report_error;
     srv->handle_timeout = srv->service_actions = server_hook_none;
     atomic_init(&srv->stop.requested, false);
+    atomic_init(&srv->stop.grace_ms, SS_DEFAULT_STOP_GRACE_MS);
     pthread_mutex_init(&srv->lock, NULL);
     pthread_cond_init(&srv->loop_exited, NULL);
     pthread_mutex_init(&srv->live_lock, NULL);
     srv->live.prev = srv->live.next = &srv->live;
     atomic_init(&srv->draining, false);
     return srv;
+}
+
+/* The self-pipe that wakes the loop, and the accept policy's reserve. */
+static int open_wake_pipe(ss_server *srv)
+{
+    int fds[2];
+    int rc = ss__pipe(fds);
+    if (rc < 0)
+        return rc;
+    srv->stop.wake_read = fds[0];
+    srv->stop.wake_write = fds[1];
+    return ss__accept_policy_init(srv);
+}
+
+int ss__server_alloc(ss_server **out, const ss_dispatcher *dispatcher, const ss_handler *handler,
+                     void *data)
+{
+    if (!valid_handler(handler))
+        return -EINVAL;
+    ss_server *srv = alloc_server(dispatcher, handler, data);
+    if (srv == NULL)
+        return -ENOMEM;
+    int rc = open_wake_pipe(srv);
+    if (rc < 0) {
+        ss__server_unref(srv);
+        return rc;
+    }
+    *out = srv;
+    return 0;
 }
 
 SS_API int ss_server_create(ss_server **out, const char *url, const ss_dispatcher *dispatcher,
@@ -124,30 +156,14 @@ SS_API int ss_server_create(ss_server **out, const char *url, const ss_dispatche
     int rc = ss__url_parse(url, &parsed);
     if (rc < 0)
         return rc;
-    const ss__transport *transport = ss__transport_for(parsed.scheme);
-    if (transport == NULL)
-        return SS_ENOTSUPPORTED;
-    if (parsed.scheme == SS__SCHEME_TLS && !ss_tls_available()) {
-        ss__log(NULL, NULL, NULL, SS_LOG_ERROR,
-                "%s: this libsocketserver was built without TLS (build it with OpenSSL's "
-                "development files and CMake -DSS_TLS=ON)",
-                url);
-        return SS_ENOTSUPPORTED;
-    }
     ss_server *srv = alloc_server(dispatcher, handler, data);
     if (srv == NULL)
         return -ENOMEM;
-    srv->url = parsed;
-    srv->transport = transport;
-    int fds[2];
-    rc = ss__pipe(fds);
-    if (rc == 0) {
-        srv->stop.wake_read = fds[0];
-        srv->stop.wake_write = fds[1];
-        rc = ss__accept_policy_init(srv);
-    }
+    /* The listener first: an adopted descriptor number that is not open
+     * must not be taken by the server's own pipe and mistaken for it. */
+    rc = ss__listener_add_parsed(srv, &parsed);
     if (rc == 0)
-        rc = transport->open(srv);
+        rc = open_wake_pipe(srv);
     if (rc < 0) {
         ss__server_unref(srv);
         return rc;
@@ -158,9 +174,9 @@ SS_API int ss_server_create(ss_server **out, const char *url, const ss_dispatche
 
 SS_API int ss_server_bind(ss_server *srv)
 {
-    if (srv->state != SS__CREATED)
+    if (srv->state != SS__CREATED || srv->serves_connection)
         return SS_ESTATE;
-    int rc = srv->transport->bind(srv);
+    int rc = ss__listeners_bind(srv);
     if (rc == 0)
         srv->state = SS__BOUND;
     return rc;
@@ -168,11 +184,11 @@ SS_API int ss_server_bind(ss_server *srv)
 
 SS_API int ss_server_activate(ss_server *srv)
 {
-    if (srv->state != SS__BOUND)
+    if (srv->state != SS__BOUND || srv->serves_connection)
         return SS_ESTATE;
-    int rc = ss__tls_check_listener(srv);
+    int rc = ss__tls_check_listeners(srv);
     if (rc == 0)
-        rc = srv->transport->activate(srv);
+        rc = ss__listeners_activate(srv);
     if (rc == 0)
         rc = srv->dispatch->start(srv);
     if (rc == 0)
@@ -204,7 +220,8 @@ SS_API void ss_server_close(ss_server *srv)
         return;
     if (srv->state == SS__ACTIVE || srv->state == SS__DRAINED)
         srv->dispatch->close(srv);
-    srv->transport->close(srv);
+    ss__listeners_close(srv);
+    ss__close(&srv->connection_fd); /* per-connection mode, never served */
     ss__accept_policy_close(srv);
     srv->state = SS__CLOSED;
 }
@@ -220,13 +237,20 @@ SS_API void ss_server_free(ss_server *srv)
 /* Reads and clears a pending stop request. */
 static bool take_stop(ss_server *srv)
 {
-    return atomic_exchange(&srv->stop.requested, false);
+    return ss__stop_take(&srv->stop);
 }
 
 SS_API void ss_server_request_shutdown(ss_server *srv)
 {
-    atomic_store(&srv->stop.requested, true);
-    ss__server_wake(srv);
+    ss__stop_request(&srv->stop);
+}
+
+SS_API int ss_server_set_stop_grace(ss_server *srv, int grace_ms)
+{
+    if (grace_ms < 0)
+        return -EINVAL;
+    atomic_store(&srv->stop.grace_ms, grace_ms);
+    return 0;
 }
 
 SS_API int ss_server_shutdown(ss_server *srv)
@@ -246,47 +270,94 @@ SS_API int ss_server_shutdown(ss_server *srv)
 /* ---- the request loop ---- */
 
 /* Not while backing off from accept errors, nor at the dispatcher's
- * limit or max_connections: clients then wait in the kernel backlog. */
+ * limit or max_connections: clients then wait in the kernel backlog; nor
+ * once the listeners were handed over: the successor takes them. */
 static bool listener_wanted(ss_server *srv)
 {
-    return ss__accept_pause_ms(srv) == 0 && srv->dispatch->has_room(srv) &&
-           ss__limits_have_room(srv);
+    return !atomic_load(&srv->handed_over) && ss__accept_pause_ms(srv) == 0 &&
+           srv->dispatch->has_room(srv) && ss__limits_have_room(srv);
 }
 
-/* Waits up to timeout_ms (negative: no limit) for the listener or the
- * wake pipe. Returns 1 if a request is ready, 0 otherwise, or a negative
- * errno if polling itself failed. */
+/* Fills the poll set: the wake pipe, then each open listener, when
+ * wanted. Returns how many entries to poll. */
+static nfds_t fill_pollset(ss_server *srv)
+{
+    struct pollfd *p = srv->pollset;
+    p[0] = (struct pollfd){.fd = srv->stop.wake_read, .events = POLLIN};
+    if (!listener_wanted(srv))
+        return 1;
+    for (int i = 0; i < srv->nlisteners; i++)
+        p[i + 1] = (struct pollfd){.fd = srv->listeners[i]->fd, .events = POLLIN};
+    return (nfds_t)srv->nlisteners + 1;
+}
+
+/* Waits up to timeout_ms (negative: no limit) for a listener or the
+ * wake pipe. Returns how many listeners are ready (their revents set in
+ * the poll set), 0 if none, or a negative errno if polling itself
+ * failed. */
 static int wait_event(ss_server *srv, int timeout_ms)
 {
-    struct pollfd p[2] = {{.fd = srv->stop.wake_read, .events = POLLIN},
-                          {.fd = srv->fd, .events = POLLIN}};
-    nfds_t n = listener_wanted(srv) ? 2 : 1;
+    nfds_t n = fill_pollset(srv);
     int wait = ss__min_wait(timeout_ms, srv->dispatch->max_wait_ms(srv));
     int paused = ss__accept_pause_ms(srv);
     if (paused > 0)
         wait = ss__min_wait(wait, paused);
-    int rc = poll(p, n, wait);
+    int rc = poll(srv->pollset, n, wait);
     if (rc < 0)
         return errno == EINTR ? 0 : -errno;
-    if (p[0].revents != 0)
+    if (srv->pollset[0].revents != 0) {
         ss__server_drain_wake(srv);
-    return n == 2 && p[1].revents != 0;
+        rc--;
+    }
+    /* handed over while polling: the clients are the successor's */
+    if (n == 1 || atomic_load(&srv->handed_over))
+        return 0;
+    return rc;
 }
 
-static void handle_one(ss_server *srv)
+static void handle_one(ss__listener *l)
 {
-    ss_request *req = ss__admit_next(srv);
+    ss_request *req = ss__admit_next(l);
     if (req != NULL)
-        srv->dispatch->process(srv, req);
+        l->server->dispatch->process(l->server, req);
 }
 
-/* ---- drain's listener: serve the backlog, then close ---- */
+/* The next ready listener in turn, starting after the one served last,
+ * so that a busy listener cannot starve the others; NULL if none. Its
+ * readiness is consumed. */
+static ss__listener *next_ready(ss_server *srv)
+{
+    for (int k = 0; k < srv->nlisteners; k++) {
+        int i = (srv->next_listener + k) % srv->nlisteners;
+        if (srv->pollset[i + 1].revents == 0)
+            continue;
+        srv->pollset[i + 1].revents = 0;
+        srv->next_listener = (i + 1) % srv->nlisteners;
+        return srv->listeners[i];
+    }
+    return NULL;
+}
+
+/* One request from each ready listener, in turn, while there is room
+ * and no stop. */
+static void handle_ready(ss_server *srv)
+{
+    ss__listener *l = next_ready(srv);
+    while (l != NULL) {
+        handle_one(l);
+        l = next_ready(srv);
+        if (l != NULL && (!listener_wanted(srv) || ss__server_stop_requested(srv)))
+            return;
+    }
+}
+
+/* ---- drain's listeners: serve the backlog, then close ---- */
 
 /* The listener's queue is not empty (poll, not accept: an accept that
  * finds nobody costs as much and tells less). */
-static bool backlog_waiting(const ss_server *srv)
+static bool backlog_waiting(const ss__listener *l)
 {
-    struct pollfd p = {.fd = srv->fd, .events = POLLIN};
+    struct pollfd p = {.fd = l->fd, .events = POLLIN};
     int rc;
     do
         rc = poll(&p, 1, 0);
@@ -294,10 +365,13 @@ static bool backlog_waiting(const ss_server *srv)
     return rc > 0;
 }
 
-void ss__drain_listener_begin(ss_server *srv)
+void ss__drain_listeners_begin(ss_server *srv)
 {
-    srv->backlog_left = srv->backlog < INT_MAX ? srv->backlog + 1 : INT_MAX;
-    srv->arrivals_stopped = false;
+    for (int i = 0; i < srv->nlisteners; i++) {
+        ss__listener *l = srv->listeners[i];
+        l->backlog_left = srv->backlog < INT_MAX ? srv->backlog + 1 : INT_MAX;
+        l->arrivals_stopped = false;
+    }
 }
 
 /* The queue is empty: are more clients still to come into it? The first
@@ -307,17 +381,19 @@ void ss__drain_listener_begin(ss_server *srv)
  * between the last poll and the close would be accepted by the kernel
  * and then reset by the close, a request lost (HAProxy in mode tcp does
  * not retry a connection that was established). */
-static bool late_arrival(ss_server *srv)
+static bool late_arrival(ss__listener *l)
 {
-    if (!srv->arrivals_stopped) {
-        srv->arrivals_stopped = true;
-        int (*stop)(ss_server *) = srv->transport->stop_arrivals;
-        srv->arrivals_settle_ms = stop != NULL ? stop(srv) : -ENOTSUP;
+    if (!l->arrivals_stopped) {
+        l->arrivals_stopped = true;
+        /* a socket another process holds is left as it is: closing our
+         * descriptor resets nobody, its holder serves the backlog */
+        int (*stop)(ss__listener *) = l->shared ? NULL : l->transport->stop_arrivals;
+        l->arrivals_settle_ms = stop != NULL ? stop(l) : -ENOTSUP;
     }
-    if (srv->arrivals_settle_ms <= 0)
+    if (l->arrivals_settle_ms <= 0)
         return false;
-    struct pollfd p = {.fd = srv->fd, .events = POLLIN};
-    int64_t deadline = ss__deadline(srv->arrivals_settle_ms);
+    struct pollfd p = {.fd = l->fd, .events = POLLIN};
+    int64_t deadline = ss__deadline(l->arrivals_settle_ms);
     int rc;
     do
         rc = poll(&p, 1, ss__remaining_ms(deadline));
@@ -325,30 +401,45 @@ static bool late_arrival(ss_server *srv)
     return rc > 0;
 }
 
-void ss__close_listener(ss_server *srv)
+void ss__close_listeners(ss_server *srv)
 {
-    if (!srv->transport->replies_via_listener)
-        ss__close(&srv->fd);
+    for (int i = 0; i < srv->nlisteners; i++)
+        if (!srv->listeners[i]->transport->replies_via_listener)
+            ss__close_published(&srv->listeners[i]->fd);
 }
 
 /* Each client waiting in the backlog is taken through admission as
  * usual, until the queue is empty; at most backlog + 1 (what it holds),
  * so clients that keep arriving cannot hold the drain. At a limit the
  * rest waits for room, which requests ending make. */
-bool ss__drain_listener(ss_server *srv)
+static bool drain_listener(ss__listener *l)
 {
-    if (srv->fd < 0 || srv->transport->replies_via_listener)
+    if (l->fd < 0 || l->transport->replies_via_listener)
         return true;
+    if (atomic_load(&l->server->handed_over)) {
+        /* The successor serves the backlog; stop_arrivals would stop its
+         * arrivals too (the same socket): only our copy goes. */
+        ss__close(&l->fd);
+        return true;
+    }
     do {
-        while (srv->backlog_left > 0 && backlog_waiting(srv)) {
-            if (!listener_wanted(srv))
+        while (l->backlog_left > 0 && backlog_waiting(l)) {
+            if (!listener_wanted(l->server))
                 return false;
-            srv->backlog_left--;
-            handle_one(srv);
+            l->backlog_left--;
+            handle_one(l);
         }
-    } while (srv->backlog_left > 0 && late_arrival(srv));
-    ss__close_listener(srv);
+    } while (l->backlog_left > 0 && late_arrival(l));
+    ss__close_published(&l->fd);
     return true;
+}
+
+bool ss__drain_listeners(ss_server *srv)
+{
+    bool all = true;
+    for (int i = 0; i < srv->nlisteners; i++)
+        all = drain_listener(srv->listeners[i]) && all;
+    return all;
 }
 
 SS_API int ss_server_handle_request(ss_server *srv)
@@ -363,8 +454,9 @@ SS_API int ss_server_handle_request(ss_server *srv)
         if (rc < 0)
             return rc;
         srv->dispatch->reap(srv);
-        if (rc > 0) {
-            handle_one(srv);
+        ss__listener *l = rc > 0 ? next_ready(srv) : NULL;
+        if (l != NULL) {
+            handle_one(l);
             return 0;
         }
         if (deadline >= 0 && ss__now_ms() >= deadline) {
@@ -408,7 +500,7 @@ SS_API int ss_server_serve_forever(ss_server *srv, int poll_interval_ms)
         if (rc < 0 || ss__server_stop_requested(srv))
             break;
         if (rc > 0)
-            handle_one(srv);
+            handle_ready(srv);
         srv->dispatch->reap(srv);
         srv->service_actions(srv, srv->data);
     }
@@ -423,9 +515,24 @@ static int before(const ss_server *srv, ss__state state)
     return srv->state < state ? 0 : SS_ESTATE;
 }
 
+/* An option of bind or listen, before `state`: with every listener
+ * adopted (already bound and listening) it would be ignored, so it is
+ * refused instead. */
+static int bind_option(const ss_server *srv, ss__state state)
+{
+    int rc = before(srv, state);
+    for (int i = 0; rc == 0; i++) {
+        if (i == srv->nlisteners)
+            return SS_ESTATE;
+        if (!srv->listeners[i]->adopted)
+            break;
+    }
+    return rc;
+}
+
 SS_API int ss_server_set_reuse_address(ss_server *srv, bool on)
 {
-    int rc = before(srv, SS__BOUND);
+    int rc = bind_option(srv, SS__BOUND);
     if (rc == 0)
         srv->reuse_address = on;
     return rc;
@@ -437,7 +544,7 @@ SS_API int ss_server_set_reuse_port(ss_server *srv, bool on)
     if (on)
         return -ENOTSUP;
 #endif
-    int rc = before(srv, SS__BOUND);
+    int rc = bind_option(srv, SS__BOUND);
     if (rc == 0)
         srv->reuse_port = on;
     return rc;
@@ -447,7 +554,7 @@ SS_API int ss_server_set_backlog(ss_server *srv, int backlog)
 {
     if (backlog < 1)
         return -EINVAL;
-    int rc = before(srv, SS__ACTIVE);
+    int rc = bind_option(srv, SS__ACTIVE);
     if (rc == 0)
         srv->backlog = backlog;
     return rc;
@@ -499,20 +606,20 @@ SS_API void ss_server_on_service_actions(ss_server *srv, ss_server_fn fn)
 
 /* ---- queries ---- */
 
+/* The first listener: what a server with one means. */
 SS_API int ss_server_fileno(const ss_server *srv)
 {
-    return srv->fd;
+    return ss_server_listener_fileno(srv, 0);
 }
 
 SS_API int ss_server_address(const ss_server *srv, char *buf, size_t size)
 {
-    return ss__format_url(srv->url.scheme, (const struct sockaddr *)&srv->addr, srv->addr_len, buf,
-                          size);
+    return ss_server_listener_address(srv, 0, buf, size);
 }
 
 SS_API int ss_server_port(const ss_server *srv)
 {
-    return ss__sockaddr_port((const struct sockaddr *)&srv->addr, srv->addr_len);
+    return ss_server_listener_port(srv, 0);
 }
 
 SS_API void *ss_server_data(const ss_server *srv)

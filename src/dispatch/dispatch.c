@@ -42,6 +42,13 @@ void ss__dispatch_close_idle_none(ss_server *srv)
     (void)srv;
 }
 
+int ss__dispatch_claim_client_none(ss_server *srv, const ss__client_key *key)
+{
+    (void)srv;
+    (void)key;
+    return -ENOTSUP; /* its requests run in this process: the core counts them */
+}
+
 void ss__dispatch_close_none(ss_server *srv)
 {
     (void)srv;

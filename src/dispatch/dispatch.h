@@ -7,6 +7,13 @@
 
 #include <pthread.h>
 
+/* The request replies through its listener's socket, shared by every
+ * request from it (a datagram listener): close waits for its handler. */
+static inline bool ss__replies_via_listener(const ss_request *req)
+{
+    return req->listener->transport->replies_via_listener;
+}
+
 struct ss_dispatcher {
     const char *name;
     /* Called by activate: allocate srv->dispatch_state. */
@@ -35,6 +42,14 @@ struct ss_dispatcher {
      * dispatcher can see (a forked child's), as the core does for the
      * requests of this process (core/idle.c). */
     void (*close_idle)(ss_server *srv);
+    /* A filter (PROXY) named the request's real client, on the request's
+     * own thread or process, after admission (core/request.c): take its
+     * place under max_per_client in counts this dispatcher keeps, for
+     * requests run out of the core's sight (a forked child's, whose own
+     * copy of the core's table its parent never sees). 1: taken, 0: the
+     * client is at its limit (refused), -ENOTSUP: the core's table in
+     * this process counts it. */
+    int (*claim_client)(ss_server *srv, const ss__client_key *key);
     /* server_close: wait for or let go of running requests; free state. */
     void (*close)(ss_server *srv);
 };
@@ -77,6 +92,7 @@ void ss__dispatch_reap_none(ss_server *srv);
 int ss__dispatch_max_wait_none(ss_server *srv);
 void ss__dispatch_interrupt_own_none(ss_server *srv, bool force);
 void ss__dispatch_close_idle_none(ss_server *srv); /* the core sees every request */
+int ss__dispatch_claim_client_none(ss_server *srv, const ss__client_key *key); /* -ENOTSUP */
 void ss__dispatch_close_none(ss_server *srv);
 /* Handler-thread attributes: joinable, with the configured stack size. */
 int ss__thread_attr_init(const ss_server *srv, pthread_attr_t *attr);

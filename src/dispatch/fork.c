@@ -28,6 +28,13 @@
  *     costs a poll() per idle wait in a child (a thread's blocking recv
  *     needs none), and nothing in the parent: it keeps no copy of the
  *     children's connections, which each later child would inherit.
+ *   - behind a PROXY header, which a child reads, max_per_client counts
+ *     the real client in the shared page: each slot holds its child's
+ *     real client, and a child takes its place only if fewer than the
+ *     limit of the other slots hold the same one, the count and the claim
+ *     made under one process-shared lock (robust on Linux: a child killed
+ *     holding it does not block the others). The child clears its slot
+ *     as its request ends, the parent as it reaps it (a killed child).
  * Everything here runs in the serving thread (process, reap; interrupt_own
  * and close after the loop has stopped), so the state needs no lock. */
 #include "dispatch/dispatch.h"
@@ -35,6 +42,7 @@
 #include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -54,9 +62,14 @@
  * parent's very memory). */
 typedef struct shared_page {
     atomic_bool closing_idle; /* the parent's drain closes idle requests */
+    /* Guards the slots' client keys (process-shared): a child counts and
+     * claims under it. Set up only for a PROXY server with max_per_client. */
+    pthread_mutex_t clients_lock;
     struct {
         atomic_uchar exiting; /* EXIT_* bits, written as the child exits */
         atomic_uchar idle;    /* its request's SS__IDLE_* state (core/idle.c) */
+        atomic_bool keyed;    /* key is its real client, counted under max_per_client */
+        ss__client_key key;   /* written by its child under clients_lock */
     } slot[];
 } shared_page;
 
@@ -68,6 +81,8 @@ typedef struct forks {
     shared_page *page;     /* shared with the children */
     size_t page_size;      /* bytes mapped */
     int idle_watch[2];     /* drain writes to [1]; children's idle waits poll [0] */
+    bool clients_shared;   /* the page's clients_lock is set up */
+    int child_slot;        /* in a child: its slot; -1 in the parent */
     int retry_ms;          /* next look for a marked child, 0 = none marked */
     int64_t next_sweep_ms; /* when to look for unmarked (killed) children */
     ss_request *unforked;  /* a request whose fork the kernel refused ... */
@@ -77,6 +92,8 @@ typedef struct forks {
 
 static void forks_free(forks *fs)
 {
+    if (fs->clients_shared)
+        pthread_mutex_destroy(&fs->page->clients_lock);
     if (fs->page != NULL)
         munmap(fs->page, fs->page_size);
     ss__close(&fs->idle_watch[0]);
@@ -86,8 +103,29 @@ static void forks_free(forks *fs)
     free(fs);
 }
 
-/* The shared page and the drain's pipe. */
-static int share(forks *fs)
+/* A lock the children share: process-shared, and robust where the
+ * system has it (Linux), so a child killed while holding it (drain's
+ * SIGKILL) leaves it to the next one instead of blocking every child. */
+static int share_clients_lock(pthread_mutex_t *lock)
+{
+    pthread_mutexattr_t attr;
+    int rc = pthread_mutexattr_init(&attr);
+    if (rc != 0)
+        return -rc;
+    rc = pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
+#ifdef __linux__
+    if (rc == 0)
+        rc = pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
+#endif
+    if (rc == 0)
+        rc = pthread_mutex_init(lock, &attr);
+    pthread_mutexattr_destroy(&attr);
+    return -rc;
+}
+
+/* The shared page, its clients' lock if a child will count its real
+ * client (PROXY and max_per_client), and the drain's pipe. */
+static int share(ss_server *srv, forks *fs)
 {
     fs->page_size = sizeof *fs->page + (size_t)fs->max * sizeof fs->page->slot[0];
     void *page =
@@ -95,6 +133,12 @@ static int share(forks *fs)
     if (page == MAP_FAILED)
         return -errno;
     fs->page = page;
+    if (srv->filters.names_client && srv->limits.max_per_client > 0) {
+        int rc = share_clients_lock(&fs->page->clients_lock);
+        if (rc < 0)
+            return rc;
+        fs->clients_shared = true;
+    }
     return ss__pipe(fs->idle_watch);
 }
 
@@ -104,11 +148,12 @@ static int fork_start(ss_server *srv)
     if (fs == NULL)
         return -ENOMEM;
     fs->idle_watch[0] = fs->idle_watch[1] = -1;
+    fs->child_slot = -1;
     fs->max = srv->dopt.max_children > 0 ? srv->dopt.max_children : SS_DEFAULT_MAX_CHILDREN;
     int rc = -ENOMEM;
     if ((fs->pids = calloc((size_t)fs->max, sizeof *fs->pids)) != NULL &&
         (fs->places = calloc((size_t)fs->max, sizeof *fs->places)) != NULL)
-        rc = share(fs);
+        rc = share(srv, fs);
     if (rc < 0) {
         forks_free(fs);
         return rc;
@@ -154,6 +199,7 @@ static void account(ss_server *srv, int status, unsigned char marks, unsigned ch
  * so its place under the limits is given back. */
 static void forget(ss_server *srv, forks *fs, int slot)
 {
+    atomic_store(&fs->page->slot[slot].keyed, false); /* a killed child could not */
     fs->pids[slot] = 0;
     fs->count--;
     atomic_fetch_sub(&srv->count.tracked, 1);
@@ -275,14 +321,24 @@ static void announce_exit(forks *fs, int slot, int notify_fd, unsigned char mark
  * the parent held at the fork would stay held here. */
 static void forget_parents_loop(ss_server *srv, ss_request *req)
 {
-    atomic_store(&srv->stop.requested, false);
+    ss__stop_take(&srv->stop);
     atomic_store(&srv->stop.cancel_at, 0);
     srv->serving = false; /* ss_server_shutdown in the child waits for no loop */
     req->waiter = &ss__waiter_thread;
 }
 
+/* Every listener but the request's own when it replies through it. */
+static void close_listeners_but_own(ss_server *srv, const ss_request *req)
+{
+    for (int i = 0; i < srv->nlisteners; i++) {
+        ss__listener *l = srv->listeners[i];
+        if (l != req->listener || !ss__replies_via_listener(req))
+            ss__close(&l->fd);
+    }
+}
+
 /* Never returns. The child gives up the server's descriptors first: the
- * listener (unless it is the request's own socket, a datagram request
+ * listeners (but the request's own socket, for a datagram request
  * replying through it, as in Python), and the wake-up pipe, of which
  * it keeps only the write end, and only to announce its exit. The library
  * changes no signal dispositions, so there are none to reset. */
@@ -295,15 +351,16 @@ static void run_child(ss_server *srv, forks *fs, int slot, ss_request *req)
     req->idle = &fs->page->slot[slot].idle;
     req->closing_idle = &fs->page->closing_idle;
     req->idle_watch = fs->idle_watch[0];
+    fs->child_slot = slot; /* this process's copy of fs: for fork_claim_client */
     ss__close(&srv->stop.wake_read);
-    if (!srv->transport->replies_via_listener)
-        ss__close(&srv->fd);
+    close_listeners_but_own(srv, req);
     int rc = req->server->host->run(req);
     req->linger_in_place = true; /* we exit next, and a lingerer thread with us */
     unsigned char marks = atomic_load(&req->timed_out) ? EXIT_TIMED_OUT : 0;
     marks |= (unsigned char)(req->late_refusal << EXIT_REFUSAL_SHIFT);
     marks |= req->tls_established ? EXIT_TLS_DONE : 0;
     req->server->host->end(req);
+    atomic_store(&fs->page->slot[slot].keyed, false); /* its client's place, given back */
     announce_exit(fs, slot, notify_fd, marks);
     _exit(rc < 0 ? 1 : 0);
 }
@@ -331,6 +388,7 @@ static int spawn(ss_server *srv, forks *fs, ss_request *req)
         return -EAGAIN; /* not reached: the loop accepts only below the limit */
     atomic_store(&fs->page->slot[slot].exiting, 0);
     atomic_store(&fs->page->slot[slot].idle, SS__IDLE_BUSY);
+    atomic_store(&fs->page->slot[slot].keyed, false);
     /* counted first: the child may answer before fork returns here */
     atomic_fetch_add(&srv->count.tracked, 1);
     pid_t pid = fork();
@@ -415,6 +473,53 @@ static void fork_close_idle(ss_server *srv)
     (void)ignored;
 }
 
+/* ---- the real client's count (PROXY), in a child ---- */
+
+static bool lock_clients(shared_page *page)
+{
+    int rc = pthread_mutex_lock(&page->clients_lock);
+#ifdef __linux__
+    /* its owner died (killed): each slot's key is whole or not yet
+     * claimed (keyed is set last), so the counts are still right */
+    if (rc == EOWNERDEAD)
+        rc = pthread_mutex_consistent(&page->clients_lock);
+#endif
+    return rc == 0;
+}
+
+/* Slots other than `self` whose child counts `key`. Under the lock. */
+static int holding(const forks *fs, int self, const ss__client_key *key)
+{
+    int n = 0;
+    for (int slot = 0; slot < fs->max; slot++) {
+        const ss__client_key *k = &fs->page->slot[slot].key;
+        if (slot != self && atomic_load(&fs->page->slot[slot].keyed) && k->len == key->len &&
+            memcmp(k->bytes, key->bytes, key->len) == 0)
+            n++;
+    }
+    return n;
+}
+
+/* In a child: its request's place under its real client's count, or a
+ * refusal at the limit (or if the lock cannot be had). The parent's own
+ * requests are counted by the core. */
+static int fork_claim_client(ss_server *srv, const ss__client_key *key)
+{
+    forks *fs = srv->dispatch_state;
+    if (fs->child_slot < 0 || !fs->clients_shared)
+        return -ENOTSUP;
+    if (!lock_clients(fs->page))
+        return 0;
+    int self = fs->child_slot;
+    bool room = holding(fs, self, key) < srv->limits.max_per_client;
+    if (room) {
+        fs->page->slot[self].key = *key;
+        atomic_store(&fs->page->slot[self].keyed, true);
+    }
+    pthread_mutex_unlock(&fs->page->clients_lock);
+    return room;
+}
+
 /* ---- close ---- */
 
 /* With block_on_close (the default), waits for every child, as Python's
@@ -442,6 +547,7 @@ static const ss_dispatcher forking_dispatcher = {
     .max_wait_ms = fork_max_wait,
     .interrupt_own = fork_interrupt_own,
     .close_idle = fork_close_idle,
+    .claim_client = fork_claim_client,
     .close = fork_close,
 };
 

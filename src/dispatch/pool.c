@@ -39,15 +39,22 @@ typedef struct worker {
     ss__sched *sched;
     int wake[2]; /* new work or close, for a worker asleep in its readiness set */
     /* under the pool's lock: */
-    bool alive;    /* the thread runs; wake[] is open */
-    size_t room;   /* fibers it may still start, less the requests it was woken for */
-    bool notified; /* a byte is waiting in wake[] */
+    bool alive;  /* the thread runs; wake[] is open */
+    size_t room; /* fibers it may still start, less the requests it was woken for */
+    /* A byte is waiting in wake[]: written under the lock, read by the
+     * worker without it too (its fast path). */
+    atomic_bool notified;
     /* written by the worker, read by the loop choosing where work goes */
     atomic_llong seen_us; /* the last time it came round its loop */
     atomic_bool waiting;  /* asleep in its readiness set since seen_us */
     atomic_int busy_pct;  /* share of the last window not spent asleep */
-    /* the worker's own: the current window */
-    int64_t window_start_us, slept_us;
+    /* the worker's own: the current window (its scheduler's clock and
+     * sleep total at its start), ... */
+    int64_t window_start_us, window_slept_us;
+    /* ... the live count it last reported under the lock (room), and
+     * whether it has seen close begin */
+    size_t reported_live;
+    bool saw_closing;
 } worker;
 
 struct pool {
@@ -55,6 +62,7 @@ struct pool {
     pthread_cond_t space; /* a request left the queue */
     ss_request **queue;   /* ring buffer */
     size_t cap, head, len;
+    atomic_size_t queued; /* len, for a worker's look without the lock */
     worker *workers;
     size_t nworkers, started;
     size_t fibers;           /* requests one worker runs at once */
@@ -63,7 +71,6 @@ struct pool {
     int refs;                /* close's + one per worker still running */
     int shared;              /* requests running that reply through the server's socket */
     pthread_cond_t unshared; /* shared fell to 0 */
-    bool via_listener;       /* every request replies through it (the transport's property) */
     ss_server *srv;
 };
 
@@ -128,9 +135,9 @@ static void worker_release(worker *w)
  * looks at the queue again. */
 static void notify(worker *w)
 {
-    if (!w->alive || w->notified)
+    if (!w->alive || atomic_load_explicit(&w->notified, memory_order_relaxed))
         return;
-    w->notified = true;
+    atomic_store_explicit(&w->notified, true, memory_order_relaxed);
     ssize_t ignored = write(w->wake[1], "", 1);
     (void)ignored;
 }
@@ -138,12 +145,12 @@ static void notify(worker *w)
 /* Caller holds the lock. */
 static void clear_notice(worker *w)
 {
-    if (!w->notified)
+    if (!atomic_load_explicit(&w->notified, memory_order_relaxed))
         return;
     char buf[16];
     while (read(w->wake[0], buf, sizeof buf) > 0)
         ;
-    w->notified = false;
+    atomic_store_explicit(&w->notified, false, memory_order_relaxed);
 }
 
 static void pool_unref(pool *p)
@@ -169,6 +176,7 @@ static void push(pool *p, ss_request *req)
 {
     p->queue[(p->head + p->len) % p->cap] = req;
     p->len++;
+    atomic_store_explicit(&p->queued, p->len, memory_order_relaxed);
     atomic_fetch_add(&p->srv->count.queued, 1);
 }
 
@@ -177,6 +185,7 @@ static ss_request *pop(pool *p)
     ss_request *req = p->queue[p->head];
     p->head = (p->head + 1) % p->cap;
     p->len--;
+    atomic_store_explicit(&p->queued, p->len, memory_order_relaxed);
     atomic_fetch_sub(&p->srv->count.queued, 1);
     return req;
 }
@@ -252,7 +261,7 @@ static void serve(void *pool_arg, void *req_arg)
 {
     pool *p = pool_arg;
     ss_request *req = req_arg;
-    bool shared = p->via_listener;
+    bool shared = ss__replies_via_listener(req);
     req->waiter = SPAWNED_WAITER;
     req->server->host->run(req);
     ss__fiber_forget_fd();
@@ -265,7 +274,7 @@ static void start_request(pool *p, worker *w, ss_request *req)
     int rc = ss__sched_spawn(w->sched, serve, p, req);
     if (rc == 0)
         return;
-    bool shared = p->via_listener;
+    bool shared = ss__replies_via_listener(req);
     atomic_fetch_add(&p->srv->count.spawn_failures, 1);
     req->server->host->fail(req, rc);
     req->server->host->end(req);
@@ -275,17 +284,32 @@ static void start_request(pool *p, worker *w, ss_request *req)
 /* ---- workers ---- */
 
 /* Keeps the worker's load figure for wake_a_worker: the share of each
- * window of WINDOW_US it did not spend asleep. */
-static void meter(worker *w, int64_t now)
+ * window of WINDOW_US it did not spend asleep. On the loop's clock: no
+ * clock read of its own. */
+static void meter(worker *w)
 {
+    int64_t now = ss__sched_now_us(w->sched);
     atomic_store_explicit(&w->seen_us, now, memory_order_relaxed);
     int64_t span = now - w->window_start_us;
     if (span < WINDOW_US)
         return;
-    int busy = (int)(100 - 100 * (w->slept_us < span ? w->slept_us : span) / span);
+    int64_t slept = ss__sched_slept_us(w->sched) - w->window_slept_us;
+    int busy = (int)(100 - 100 * (slept < span ? slept : span) / span);
     atomic_store_explicit(&w->busy_pct, busy, memory_order_relaxed);
     w->window_start_us = now;
-    w->slept_us = 0;
+    w->window_slept_us += slept;
+}
+
+/* Whether the worker can skip the pool's lock this turn: nothing is
+ * queued, nobody woke it, close has not begun, and its live count is what
+ * the pool last heard (so its room there is right). A request queued
+ * meanwhile is not lost: whoever queues it wakes a worker with room
+ * through wake[], which this worker's poll sees (wake_a_worker). */
+static bool nothing_to_take(pool *p, worker *w, size_t live)
+{
+    return live == w->reported_live && !w->saw_closing &&
+           atomic_load_explicit(&p->queued, memory_order_relaxed) == 0 &&
+           !atomic_load_explicit(&w->notified, memory_order_relaxed);
 }
 
 /* Takes queued requests while the worker has room and starts a fiber for
@@ -295,18 +319,22 @@ static bool take_work(pool *p, worker *w)
 {
     ss_request *batch[TAKE_BATCH];
     size_t n = 0, live = ss__sched_live(w->sched);
-    meter(w, now_us());
+    meter(w);
+    if (nothing_to_take(p, w, live))
+        return true;
     pthread_mutex_lock(&p->lock);
     clear_notice(w);
     bool was_full = p->len == p->cap;
     while (n < TAKE_BATCH && p->len > 0 && !p->cancel && live + n < p->fibers) {
         batch[n] = pop(p);
-        p->shared += p->via_listener;
+        p->shared += ss__replies_via_listener(batch[n]);
         n++;
     }
     if (n > 0)
         pthread_cond_signal(&p->space);
     w->room = p->fibers - (live + n);
+    w->reported_live = live + n;
+    w->saw_closing = p->closing;
     bool go_on = live + n > 0 || !p->closing || (p->len > 0 && !p->cancel);
     pthread_mutex_unlock(&p->lock);
     if (was_full && n > 0)
@@ -322,22 +350,26 @@ static bool take_work(pool *p, worker *w)
 static bool may_sleep(pool *p, worker *w)
 {
     size_t live = ss__sched_live(w->sched);
+    if (nothing_to_take(p, w, live))
+        return true;
     pthread_mutex_lock(&p->lock);
     w->room = p->fibers - live;
+    w->reported_live = live;
+    w->saw_closing = p->closing;
     bool work_waits = w->room > 0 && p->len > 0 && !p->cancel;
-    bool sleep = !work_waits && !w->notified && !(p->closing && live == 0);
+    bool sleep = !work_waits && !atomic_load_explicit(&w->notified, memory_order_relaxed) &&
+                 !(p->closing && live == 0);
     pthread_mutex_unlock(&p->lock);
     return sleep;
 }
 
+/* Also with fibers still runnable (the scheduler's starvation guard):
+ * then the poll only collects events, without waiting. */
 static void sleep_in_readiness_set(worker *w)
 {
-    int64_t start = now_us();
-    atomic_store_explicit(&w->seen_us, start, memory_order_relaxed);
     atomic_store_explicit(&w->waiting, true, memory_order_relaxed);
     ss__sched_poll(w->sched);
     atomic_store_explicit(&w->waiting, false, memory_order_relaxed);
-    w->slept_us += now_us() - start;
 }
 
 static void worker_exit(pool *p, worker *w)
@@ -354,7 +386,7 @@ static void *worker_main(void *arg)
     pool *p = w->pool;
     ss_server *srv = p->srv;
     ss__sched_enter(w->sched);
-    w->window_start_us = now_us();
+    w->window_start_us = ss__sched_now_us(w->sched);
     while (take_work(p, w)) {
         ss__sched_run(w->sched);
         if (may_sleep(p, w))
@@ -393,7 +425,6 @@ static pool *pool_alloc(ss_server *srv)
     pthread_cond_init(&p->unshared, NULL);
     p->refs = 1;
     p->srv = srv;
-    p->via_listener = srv->transport->replies_via_listener;
     return p;
 }
 
@@ -590,6 +621,7 @@ static const ss_dispatcher pool_dispatcher = {
     .max_wait_ms = ss__dispatch_max_wait_none,
     .interrupt_own = pool_interrupt_own,
     .close_idle = ss__dispatch_close_idle_none,
+    .claim_client = ss__dispatch_claim_client_none,
     .close = pool_close,
 };
 

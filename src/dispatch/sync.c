@@ -21,6 +21,7 @@ static const ss_dispatcher sync_dispatcher = {
     .max_wait_ms = ss__dispatch_max_wait_none,
     .interrupt_own = ss__dispatch_interrupt_own_none,
     .close_idle = ss__dispatch_close_idle_none,
+    .claim_client = ss__dispatch_claim_client_none,
     .close = ss__dispatch_close_none,
 };
 

@@ -197,7 +197,7 @@ static void thread_process(ss_server *srv, ss_request *req)
         *w = (worker){.owner = ts,
                       .req = req,
                       .daemon = atomic_load(&srv->dopt.daemon_threads),
-                      .shared = srv->transport->replies_via_listener};
+                      .shared = req->listener->transport->replies_via_listener};
         srv->host->ref(srv); /* the thread still wakes the loop after its request */
         rc = spawn(srv, ts, w);
     }
@@ -259,6 +259,7 @@ static const ss_dispatcher threading_dispatcher = {
     .max_wait_ms = ss__dispatch_max_wait_none,
     .interrupt_own = ss__dispatch_interrupt_own_none, /* the core shuts the sockets down */
     .close_idle = ss__dispatch_close_idle_none,
+    .claim_client = ss__dispatch_claim_client_none,
     .close = thread_close,
 };
 

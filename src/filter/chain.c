@@ -14,14 +14,22 @@ SS_API int ss_server_add_filter(ss_server *srv, const ss_filter *filter, void *c
     return ss__filters_add_at(srv, srv->filters.count, filter, config);
 }
 
+bool ss__has_stream_listener(const ss_server *srv)
+{
+    for (int i = 0; i < srv->nlisteners; i++)
+        if (!srv->listeners[i]->transport->datagram)
+            return true;
+    return false;
+}
+
 int ss__filters_add_at(ss_server *srv, int index, const ss_filter *filter, void *config)
 {
     if (filter == NULL || filter->version != SS_FILTER_VERSION)
         return -EINVAL;
     if (srv->state >= SS__ACTIVE)
         return SS_ESTATE;
-    if (srv->transport->datagram)
-        return SS_ENOTSUPPORTED;
+    if (!ss__has_stream_listener(srv))
+        return SS_ENOTSUPPORTED; /* datagram requests are single packets */
     struct ss__filters *chain = &srv->filters;
     if (chain->count == SS__MAX_FILTERS)
         return -E2BIG;
@@ -80,7 +88,7 @@ static const ss_filter *filter_at(const ss_request *req, int index)
 static ssize_t recv_at(ss_request *req, int index, void *buf, size_t size)
 {
     if (index < 0)
-        return req->server->transport->recv(req, buf, size, NULL, 0);
+        return req->listener->transport->recv(req, buf, size, NULL, 0);
     const ss_filter *f = filter_at(req, index);
     if (f->recv == NULL)
         return recv_at(req, index - 1, buf, size);
@@ -90,7 +98,7 @@ static ssize_t recv_at(ss_request *req, int index, void *buf, size_t size)
 static int send_at(ss_request *req, int index, const void *buf, size_t size)
 {
     if (index < 0)
-        return req->server->transport->send_all(req, buf, size);
+        return req->listener->transport->send_all(req, buf, size);
     const ss_filter *f = filter_at(req, index);
     if (f->send == NULL)
         return send_at(req, index - 1, buf, size);
@@ -137,7 +145,7 @@ SS_API ss_request *ss_filter_request(const ss_filter_ctx *ctx)
 int ss__filters_open(ss_request *req)
 {
     int count = req->server->filters.count;
-    if (count == 0)
+    if (!ss__filtered(req->listener))
         return 0;
     req->filter_ctx = calloc((size_t)count, sizeof *req->filter_ctx);
     if (req->filter_ctx == NULL)

@@ -195,8 +195,8 @@ static void take_client(ss_request *req, struct ss__proxy_state *st)
     if (!st->header.local) {
         req->peer = st->header.source;
         req->peer_len = st->header.source_len;
-        ss__format_peer((const struct sockaddr *)&req->peer, req->peer_len, req->peer_name,
-                        sizeof req->peer_name);
+        /* named again on first use; nothing else runs on this request yet */
+        atomic_store(&req->peer_name_state, SS__NAME_UNNAMED);
     }
     req->proxy = st;
 }

@@ -63,10 +63,19 @@ static int refuse(ss_request *req, const struct ss__tls_state *st, int err)
     return err;
 }
 
+/* Whether this request's listener speaks TLS: its other stream
+ * listeners pass the filter by (no state: recv and send go below). */
+static bool speaks_tls(const struct ss__tls_config *cfg, const ss__listener *l)
+{
+    return !cfg->tls_listeners_only || l->url.scheme == SS__SCHEME_TLS;
+}
+
 static int tls_open(ss_filter_ctx *ctx, void *config)
 {
     struct ss__tls_config *cfg = config;
     ss_request *req = ctx->req;
+    if (!speaks_tls(cfg, req->listener))
+        return 0;
     int64_t deadline = ss__now_ms() + cfg->handshake_timeout_ms;
     struct ss__tls_state *st = calloc(1, sizeof *st);
     SSL *ssl = st != NULL ? ss__tls_config_session(cfg) : NULL;
@@ -90,11 +99,15 @@ static int tls_open(ss_filter_ctx *ctx, void *config)
 
 static ssize_t tls_recv(ss_filter_ctx *ctx, void *buf, size_t size)
 {
+    if (ctx->state == NULL)
+        return ss_filter_recv_next(ctx, buf, size); /* a plain listener */
     return ss__tls_io_read(ctx->state, buf, size);
 }
 
 static int tls_send(ss_filter_ctx *ctx, const void *buf, size_t size)
 {
+    if (ctx->state == NULL)
+        return ss_filter_send_next(ctx, buf, size);
     return ss__tls_io_write(ctx->state, buf, size);
 }
 
@@ -104,6 +117,8 @@ static void tls_close(ss_filter_ctx *ctx)
 {
     struct ss__tls_state *st = ctx->state;
     ss_request *req = ctx->req;
+    if (st == NULL)
+        return;
     ss__tls_io_shutdown(st, ss__now_ms() + req->server->filters.tls->handshake_timeout_ms);
     req->tls = NULL;
     free_state(st);
@@ -125,7 +140,7 @@ SS_API int ss_server_set_tls(ss_server *srv, const ss_tls_options *opts)
 {
     if (srv->state >= SS__ACTIVE)
         return SS_ESTATE;
-    if (srv->transport->datagram)
+    if (!ss__has_stream_listener(srv))
         return SS_ENOTSUPPORTED;
     if (srv->filters.tls != NULL)
         return -EEXIST;
@@ -157,9 +172,15 @@ SS_API bool ss_tls_available(void)
     return true;
 }
 
-int ss__tls_check_listener(const ss_server *srv)
+int ss__tls_check_listeners(ss_server *srv)
 {
-    return srv->url.scheme == SS__SCHEME_TLS && srv->filters.tls == NULL ? SS_ETLSNOCERT : 0;
+    bool tls_urls = false;
+    for (int i = 0; i < srv->nlisteners; i++)
+        tls_urls |= srv->listeners[i]->url.scheme == SS__SCHEME_TLS;
+    if (srv->filters.tls == NULL)
+        return tls_urls ? SS_ETLSNOCERT : 0;
+    srv->filters.tls->tls_listeners_only = tls_urls;
+    return 0;
 }
 
 /* ---- requests ---- */

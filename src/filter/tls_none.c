@@ -1,6 +1,6 @@
 /* A library built without TLS (CMake SS_TLS=OFF, or AUTO without
- * OpenSSL): the TLS calls exist and say so. A tls:// server is refused at
- * create (core/server.c), with a message; nothing else changes. */
+ * OpenSSL): the TLS calls exist and say so. A tls:// listener is refused
+ * when it is added (core/listener.c), with a message; nothing else changes. */
 #include "filter/filter.h"
 
 SS_API int ss_server_set_tls(ss_server *srv, const ss_tls_options *opts)
@@ -23,10 +23,10 @@ SS_API bool ss_tls_available(void)
     return false;
 }
 
-int ss__tls_check_listener(const ss_server *srv)
+int ss__tls_check_listeners(ss_server *srv)
 {
     (void)srv;
-    return 0; /* a tls:// server is never created here */
+    return 0; /* a tls:// listener is never created here */
 }
 
 SS_API bool ss_request_tls(const ss_request *req)

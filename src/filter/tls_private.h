@@ -32,6 +32,10 @@ struct ss__tls_config {
     int verify;                           /* ss_tls_verify */
     int min_version;                      /* SS_TLS_1_2 or SS_TLS_1_3 */
     int handshake_timeout_ms;
+    /* Set at activate: the server has tls:// listeners, and TLS goes on
+     * those only; false: on every stream listener (one tcp:// or unix:
+     * listener given TLS, a connection served in per-connection mode). */
+    bool tls_listeners_only;
     unsigned char *alpn; /* the offered protocols in wire form (RFC 7301); NULL: none */
     size_t alpn_len;
 };

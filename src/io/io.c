@@ -4,7 +4,10 @@
  *
  * The timeout bounds each stall: a call fails with -ETIMEDOUT once no byte
  * has moved for timeout_ms, counted from the start of the call or from the
- * last send that moved bytes ("progress": a recv or send returning > 0).
+ * last send that moved bytes ("progress": a recv or send returning > 0);
+ * for a call that never blocks in the kernel, from its first wait instead
+ * (one non-blocking attempt later): most such calls never wait, and then
+ * read no clock at all.
  * A signal costs a retry, never the deadline: after EINTR the rest of the
  * call waits against the same deadline.
  *
@@ -29,7 +32,7 @@
 
 int ss__io_pause(int ms, const ss__waiter *waiter, const ss__stop *stop)
 {
-    int rc = waiter->wait(stop, -1, 0, ss__now_ms() + ms); /* no fd: a sleep */
+    int rc = waiter->wait(stop, false, -1, 0, ss__now_ms() + ms); /* no fd: a sleep */
     return rc < 0 ? rc : 0;
 }
 
@@ -60,28 +63,44 @@ int ss__io_wait_either(int fd, int watch, int timeout_ms)
 
 /* One I/O call's way of waiting, decided once per call. */
 typedef struct waiting {
-    int64_t deadline; /* -1: none */
-    bool blocking;    /* the next attempt may block in the kernel */
+    int64_t deadline; /* -1: none; DEADLINE_AT_WAIT: timeout_ms from the first wait */
+    int timeout_ms;
+    bool blocking; /* the next attempt may block in the kernel */
     const ss__waiter *waiter;
     const ss__stop *stop;
+    bool graced; /* a stop ends it only after the stop grace */
 } waiting;
 
 /* Only a waiter that may block does, and only without a timeout or with
  * one the kernel keeps (SO_RCVTIMEO). The kernel's timeout is right only
  * for a whole call, so the first EINTR or early return turns the rest of
  * the call into waits against our own deadline (next_step). */
-static waiting begin(int timeout_ms, bool kernel_timed, const ss__waiter *waiter,
-                     const ss__stop *stop)
+#define DEADLINE_AT_WAIT (-2)
+
+/* A new stall starts: a blocking attempt's deadline runs from now, as the
+ * kernel's timeout does; any other's from its first wait. */
+static void stall_starts(waiting *w)
 {
-    waiting w = {.deadline = ss__deadline(timeout_ms), .waiter = waiter, .stop = stop};
+    w->deadline = w->timeout_ms < 0 ? -1
+                  : w->blocking     ? ss__deadline(w->timeout_ms)
+                                    : DEADLINE_AT_WAIT;
+}
+
+static waiting begin(int timeout_ms, bool kernel_timed, const ss__waiter *waiter,
+                     const ss__stop *stop, bool graced)
+{
+    waiting w = {.timeout_ms = timeout_ms, .waiter = waiter, .stop = stop, .graced = graced};
     w.blocking = waiter->may_block && (timeout_ms < 0 || (kernel_timed && timeout_ms > 0));
+    stall_starts(&w);
     return w;
 }
 
 /* Waits until fd is ready: 0, or -ETIMEDOUT, -ECANCELED, another -errno. */
-static int wait_for(const waiting *w, int fd, short events)
+static int wait_for(waiting *w, int fd, short events)
 {
-    int rc = w->waiter->wait(w->stop, fd, events, w->deadline);
+    if (w->deadline == DEADLINE_AT_WAIT)
+        w->deadline = ss__deadline(w->timeout_ms);
+    int rc = w->waiter->wait(w->stop, w->graced, fd, events, w->deadline);
     return rc > 0 ? 0 : (rc == 0 ? -ETIMEDOUT : rc);
 }
 
@@ -118,12 +137,13 @@ static ssize_t receive(int fd, void *buf, size_t size, void *spill, size_t spill
  * system call, and a wait only on EAGAIN. A fiber whose socket is known to
  * be empty parks before trying. */
 ssize_t ss__io_recv(int fd, void *buf, size_t size, void *spill, size_t spill_size, int timeout_ms,
-                    bool kernel_timed, const ss__waiter *waiter, const ss__stop *stop)
+                    bool kernel_timed, const ss__waiter *waiter, const ss__stop *stop, bool graced)
 {
-    waiting w = begin(timeout_ms, kernel_timed, waiter, stop);
+    waiting w = begin(timeout_ms, kernel_timed, waiter, stop, graced);
     /* a stop ends even a read that would not wait: a client that keeps
-     * talking cannot keep a stopping sync server alive either */
-    if (waiter->stop_cancels && ss__stop_cancelled(stop))
+     * talking cannot keep a stopping sync server alive either (a graced
+     * read: once the grace is over) */
+    if (waiter->stop_cancels && ss__stop_cancelled(stop, graced))
         return -ECANCELED;
     int step = waiter->known_empty(fd);
     for (;;) {
@@ -145,9 +165,9 @@ ssize_t ss__io_recv(int fd, void *buf, size_t size, void *spill, size_t spill_si
  * deadline to keep); otherwise MSG_DONTWAIT, and after a short send the
  * buffer is full, so it waits for room before trying again. */
 int ss__io_send_all(int fd, const void *buf, size_t size, int timeout_ms, const ss__waiter *waiter,
-                    const ss__stop *stop)
+                    const ss__stop *stop, bool graced)
 {
-    waiting w = begin(timeout_ms, false, waiter, stop);
+    waiting w = begin(timeout_ms, false, waiter, stop, graced);
     const char *p = buf;
     int step = 0;
     while (size > 0) {
@@ -161,7 +181,7 @@ int ss__io_send_all(int fd, const void *buf, size_t size, int timeout_ms, const 
         }
         p += n;
         size -= (size_t)n;
-        w.deadline = ss__deadline(timeout_ms); /* progress: a new stall starts now */
+        stall_starts(&w); /* progress */
         step = !w.blocking;
     }
     return 0;

@@ -17,23 +17,36 @@
 /* What a stop request shares with the waits it must end: the flag, set
  * before a byte is written to the pipe, and the pipe (a self-pipe, both
  * ends non-blocking) that wakes whoever polls its read end. The server
- * embeds one; -1 for an end it does not have. */
+ * embeds one; -1 for an end it does not have.
+ * The stop grace (sync, limits.h): a wait that asks for it (graced: a
+ * busy request's, not an idle one's) is ended by a stop only grace_ms
+ * after the stop was first requested; a further stop, or any stop while
+ * `now` is set (a drain runs), ends it at once. */
 typedef struct ss__stop {
     atomic_bool requested;
     /* Monotonic ms at which a stop_cancels waiter's waits end as if a
      * stop were requested (drain's deadline, for handlers the drain runs
      * on its own thread); 0: none. */
     atomic_llong cancel_at;
+    atomic_int grace_ms;       /* 0: every stop ends every wait at once */
+    atomic_llong requested_at; /* monotonic ms of the pending stop; 0: none */
+    atomic_bool now;           /* a stop ends graced waits at once too */
     int wake_read, wake_write;
 } ss__stop;
 
+/* Requests a stop: the flag, its time, `now` if one was already pending,
+ * then a byte into the pipe. Async-signal-safe, keeps errno. */
+void ss__stop_request(ss__stop *stop);
+/* Reads and clears a pending stop (flag, time and `now`). */
+bool ss__stop_take(ss__stop *stop);
 bool ss__stop_requested(const ss__stop *stop);
-/* A stop was requested, or cancel_at has passed: what ends a
+/* A stop was requested (and, for a graced wait, its grace has passed or
+ * it was a stop `now`), or cancel_at has passed: what ends a
  * stop_cancels waiter's waits. */
-bool ss__stop_cancelled(const ss__stop *stop);
+bool ss__stop_cancelled(const ss__stop *stop, bool graced);
 /* When a stop_cancels wait against `deadline` (-1: none) must end at the
- * latest: the earlier of it and cancel_at. */
-int64_t ss__stop_deadline(const ss__stop *stop, int64_t deadline);
+ * latest: the earliest of it, cancel_at and a pending stop's end. */
+int64_t ss__stop_deadline(const ss__stop *stop, bool graced, int64_t deadline);
 /* One byte into the pipe; a full pipe already wakes. Async-signal-safe,
  * keeps errno. */
 void ss__stop_wake(const ss__stop *stop);
@@ -48,8 +61,9 @@ typedef struct ss__waiter {
     /* Waits until fd has `events` (POLLIN or POLLOUT; a hang-up or error
      * counts) or deadline (-1: none) passes; fd -1 just sleeps until the
      * deadline. EINTR-safe. Returns 1 ready, 0 timed out, -ECANCELED on a
-     * stop request (stop_cancels), or another negative errno. */
-    int (*wait)(const ss__stop *stop, int fd, short events, int64_t deadline);
+     * stop request (stop_cancels; graced: after the stop grace), or
+     * another negative errno. */
+    int (*wait)(const ss__stop *stop, bool graced, int fd, short events, int64_t deadline);
     /* Readiness the waiter tracks per socket (a fiber's poller): true
      * when a recv on fd would fail with EAGAIN, so wait before trying ... */
     bool (*known_empty)(int fd);
@@ -73,7 +87,7 @@ typedef struct ss__waiter {
 extern const ss__waiter ss__waiter_thread;
 /* The loop's own thread (sync): the loop cannot end before the handler
  * does, so every wait also watches the wake-up pipe and a stop request
- * ends it with -ECANCELED. */
+ * ends it with -ECANCELED (a graced wait's after the stop grace). */
 extern const ss__waiter ss__waiter_sync;
 #if SS_HAVE_FIBERS
 /* A fiber of the pool (io/waiter_fiber.c): a wait parks the fiber and
@@ -86,17 +100,19 @@ extern const ss__waiter ss__waiter_fiber;
 /* EINTR-safe, no SIGPIPE. timeout_ms bounds each stall: -ETIMEDOUT once
  * no byte has moved for that long (since the call began or its last
  * partial send); a signal never restarts it. The waiter decides how the
- * call waits; stop is what a stop_cancels waiter watches (the server's).
+ * call waits; stop is what a stop_cancels waiter watches (the server's),
+ * graced whether this call gets the stop grace (ss__stop).
  * recv reads up to size bytes into buf, and with spill_size > 0 on into
  * spill in the same call; returns the total, or a negative errno.
  * kernel_timed: the socket carries timeout_ms as SO_RCVTIMEO, so a
  * may_block waiter may block in the first recv itself. */
 ssize_t ss__io_recv(int fd, void *buf, size_t size, void *spill, size_t spill_size, int timeout_ms,
-                    bool kernel_timed, const ss__waiter *waiter, const ss__stop *stop);
+                    bool kernel_timed, const ss__waiter *waiter, const ss__stop *stop, bool graced);
 int ss__io_send_all(int fd, const void *buf, size_t size, int timeout_ms, const ss__waiter *waiter,
-                    const ss__stop *stop);
+                    const ss__stop *stop, bool graced);
 /* Sleeps ms milliseconds the waiter's way (a fiber parks). Returns 0, or
- * -ECANCELED early on a stop request to a stop_cancels waiter. */
+ * -ECANCELED early on a stop request to a stop_cancels waiter (never
+ * graced). */
 int ss__io_pause(int ms, const ss__waiter *waiter, const ss__stop *stop);
 /* True if a recv on fd would return at once with bytes or end of stream
  * (one non-blocking MSG_PEEK): the client has already sent its next

@@ -8,9 +8,10 @@
 #include "sched/sched.h"
 #include "io/io.h"
 
-static int fiber_wait(const ss__stop *stop, int fd, short events, int64_t deadline)
+static int fiber_wait(const ss__stop *stop, bool graced, int fd, short events, int64_t deadline)
 {
     (void)stop; /* the pool's loop is another thread: a stop waits for the handler */
+    (void)graced;
     return ss__fiber_wait(fd, events, deadline);
 }
 

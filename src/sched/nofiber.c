@@ -9,17 +9,28 @@
 
 #include <poll.h>
 #include <stdlib.h>
+#include <time.h>
 
 struct ss__sched {
     int wake_fd;
+    int64_t now_us, slept_us;
 };
+
+static int64_t clock_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
 
 ss__sched *ss__sched_new(size_t stack_size, int wake_fd)
 {
     (void)stack_size;
     ss__sched *s = calloc(1, sizeof *s);
-    if (s != NULL)
+    if (s != NULL) {
         s->wake_fd = wake_fd;
+        s->now_us = clock_us();
+    }
     return s;
 }
 
@@ -55,7 +66,29 @@ void ss__sched_run(ss__sched *s)
 bool ss__sched_poll(ss__sched *s)
 {
     struct pollfd p = {.fd = s->wake_fd, .events = POLLIN};
-    return poll(&p, 1, -1) > 0;
+    int64_t before = clock_us();
+    bool woken = poll(&p, 1, -1) > 0;
+    s->now_us = clock_us();
+    s->slept_us += s->now_us - before;
+    return woken;
+}
+
+int64_t ss__sched_now_us(const ss__sched *s)
+{
+    return s->now_us;
+}
+
+int64_t ss__sched_slept_us(const ss__sched *s)
+{
+    return s->slept_us;
+}
+
+/* No fiber, so no worker's scratch buffer. */
+void *ss__fiber_scratch(size_t want, size_t *size)
+{
+    (void)want;
+    *size = 0;
+    return NULL;
 }
 
 /* No fiber, so no fd of one to forget. */

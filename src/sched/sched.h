@@ -23,11 +23,24 @@ void ss__sched_enter(ss__sched *s); /* this thread runs s (NULL: none) */
 size_t ss__sched_live(const ss__sched *s);
 /* A fiber that will run fn(a, b). Returns 0 or -ENOMEM. */
 int ss__sched_spawn(ss__sched *s, void (*fn)(void *, void *), void *a, void *b);
-/* Runs every runnable fiber until each has parked or ended. */
+/* Runs runnable fibers until each has parked or ended, or SS__RUN_BATCH
+ * of them have run: the starvation guard, so that a crowd of ready fibers
+ * (or fibers that keep waking each other) cannot keep the loop from
+ * polling for I/O and taking new work for long. */
+#define SS__RUN_BATCH 128
 void ss__sched_run(ss__sched *s);
 /* Waits for readiness, a deadline or the wake fd; makes the fibers
- * concerned runnable. Returns true if the wake fd is readable. */
+ * concerned runnable; without waiting if some fiber is runnable already.
+ * Reads the clock once when it returns (and once before a wait that may
+ * block, to time the wait's deadline). Returns true if the wake fd is
+ * readable. */
 bool ss__sched_poll(ss__sched *s);
+/* The loop's clock: CLOCK_MONOTONIC in microseconds as ss__sched_poll
+ * (or ss__sched_new) last read it: what the loop's own bookkeeping (the
+ * pool's load meter) uses instead of reading the clock again. */
+int64_t ss__sched_now_us(const ss__sched *s);
+/* Microseconds spent blocked in ss__sched_poll since ss__sched_new. */
+int64_t ss__sched_slept_us(const ss__sched *s);
 #if SS_HAVE_FIBERS
 /* What a fiber's request I/O uses (io/waiter_fiber.c). Called off a
  * fiber (a thread the handler started for its request's I/O), each acts
@@ -45,6 +58,11 @@ void ss__fiber_drained(int fd);
  * before trying. */
 bool ss__fiber_drained_fd(int fd);
 #endif
+/* The current fiber's worker's scratch buffer, for a read that fills it
+ * and hands its bytes on before the fiber can switch again: *size gets its
+ * size (at most `want`; the first call sizes it for good, so a pointer
+ * never moves). NULL off a fiber, without fibers, or out of memory. */
+void *ss__fiber_scratch(size_t want, size_t *size);
 /* Drops the current fiber's fd from the readiness set: before it is
  * closed. Nothing off a fiber, or without fibers. */
 void ss__fiber_forget_fd(void);

@@ -90,6 +90,11 @@ struct ss__sched {
     size_t nspare, live;
     size_t stack_size, guard;
     ss__poller *poller;
+    int64_t now_us;   /* the loop's clock (ss__sched_now_us) */
+    int64_t slept_us; /* blocked in ss__sched_poll, in total */
+    unsigned spawned; /* fibers ever started: varies their stacks' tops */
+    char *scratch;    /* ss__fiber_scratch: allocated once, never moved */
+    size_t scratch_size;
 #ifdef SS_ASAN
     void *main_fake_stack;
     const void *main_bottom;
@@ -100,9 +105,20 @@ struct ss__sched {
 #endif
 };
 
+/* The thread-local below in the initial-exec model: one load relative to
+ * the thread pointer, where the default model for a shared library calls
+ * __tls_get_addr on every use (five times per request on a fiber). It
+ * takes 8 bytes of the static TLS block, which glibc keeps spare room in
+ * for libraries loaded with dlopen too. */
+#if defined(__GNUC__) && defined(__ELF__)
+#define SS__TLS_FAST __attribute__((tls_model("initial-exec")))
+#else
+#define SS__TLS_FAST
+#endif
+
 /* The scheduler this thread runs (ss__sched_enter), NULL if none. Defined
  * in sched/switch.c, whose switches land on it. */
-extern _Thread_local ss__sched *ss__this_sched SS__SCHED_HIDDEN;
+extern _Thread_local ss__sched *ss__this_sched SS__SCHED_HIDDEN SS__TLS_FAST;
 
 /* ---- sched/switch.c: stacks and the context switch ---- */
 

@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <stdlib.h>
+#include <time.h>
 
 /* ---- the run queue and the deadline list ---- */
 
@@ -106,11 +107,20 @@ static int until(int64_t deadline, int64_t now)
     return left <= 0 ? 0 : left > INT32_MAX ? INT32_MAX : (int)left;
 }
 
-/* Wakes the fibers whose deadline has passed; returns the time to the
- * next one (-1: none). */
-static int expire(ss__sched *s)
+/* CLOCK_MONOTONIC in microseconds: the loop's clock, read once per
+ * poll (twice around a wait that may block). */
+static int64_t clock_us(void)
 {
-    int64_t now = ss__now_ms();
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* Wakes the fibers whose deadline (ms) has passed by now_us; returns the
+ * time to the next one (-1: none). */
+static int expire(ss__sched *s, int64_t now_us)
+{
+    int64_t now = now_us / 1000;
     while (s->timers != NULL && s->timers->deadline <= now) {
         ss__fiber *f = s->timers;
         timer_remove(s, f);
@@ -130,6 +140,7 @@ ss__sched *ss__sched_new(size_t stack_size, int wake_fd)
     if (s == NULL)
         return NULL;
     ss__stack_sizes(s, stack_size);
+    s->now_us = clock_us();
     s->poller = ss__poller_open(wake_fd);
     if (s->poller == NULL) {
         free(s);
@@ -144,6 +155,7 @@ void ss__sched_free(ss__sched *s)
         return;
     ss__stacks_free(s);
     ss__poller_close(s->poller);
+    free(s->scratch);
     free(s);
 }
 
@@ -176,11 +188,20 @@ int ss__sched_spawn(ss__sched *s, void (*fn)(void *, void *), void *a, void *b)
     return 0;
 }
 
-/* Runs every runnable fiber until each has parked or ended. */
+int64_t ss__sched_now_us(const ss__sched *s)
+{
+    return s->now_us;
+}
+
+int64_t ss__sched_slept_us(const ss__sched *s)
+{
+    return s->slept_us;
+}
+
 void ss__sched_run(ss__sched *s)
 {
     ss__fiber *f;
-    while ((f = next_runnable(s)) != NULL) {
+    for (int n = 0; n < SS__RUN_BATCH && (f = next_runnable(s)) != NULL; n++) {
         ss__switch_to_fiber(s, f);
         if (f->done) {
             ss__poller_forget(s->poller, f);
@@ -190,17 +211,40 @@ void ss__sched_run(ss__sched *s)
     }
 }
 
+/* With a fiber runnable already, only collects events: no clock read
+ * before, no wait. Otherwise the clock read before the wait times it and
+ * counts it as sleep; the one after is the loop's clock for the turn. */
 bool ss__sched_poll(ss__sched *s)
 {
-    int timeout = expire(s);
-    if (s->run_head != NULL)
-        timeout = 0; /* something can run already: just collect events */
+    int64_t before = 0;
+    int timeout = 0;
+    if (s->run_head == NULL) {
+        before = clock_us();
+        timeout = expire(s, before);
+        if (s->run_head != NULL)
+            timeout = 0; /* a deadline passed: its fiber runs next */
+    }
     bool woken = ss__poller_wait(s->poller, timeout, fd_ready);
-    expire(s);
+    s->now_us = clock_us();
+    if (timeout != 0)
+        s->slept_us += s->now_us - before;
+    expire(s, s->now_us);
     return woken;
 }
 
 /* ---- what the fiber's request I/O sees ---- */
+
+/* Whether a deadline has passed, reading the clock only for one that
+ * lies less than SOON_MS past the loop's clock: a later one can have
+ * passed only if this turn has run that long, and then its fiber parks
+ * and the next poll wakes it with 0 at once. Request timeouts are
+ * seconds to minutes: most waits read no clock here. */
+#define SOON_MS 1000
+static bool passed(const ss__sched *s, int64_t deadline)
+{
+    int64_t loop_ms = s->now_us / 1000;
+    return deadline <= loop_ms || (deadline <= loop_ms + SOON_MS && deadline <= ss__now_ms());
+}
 
 /* The fiber running on this thread, NULL off a fiber. */
 static ss__fiber *current_fiber(void)
@@ -215,7 +259,7 @@ int ss__fiber_wait(int fd, short events, int64_t deadline)
     if (f == NULL)
         return ss__poll_until(fd, events, deadline);
     ss__sched *s = f->sched;
-    if (deadline >= 0 && deadline <= ss__now_ms())
+    if (deadline >= 0 && passed(s, deadline))
         return 0;
     if (fd >= 0) {
         int rc = ss__poller_watch(s->poller, f, fd, events);
@@ -252,6 +296,18 @@ bool ss__fiber_drained_fd(int fd)
 {
     ss__fiber *f = current_fiber();
     return f != NULL && f->fd == fd && !f->readable && !f->ended;
+}
+
+void *ss__fiber_scratch(size_t want, size_t *size)
+{
+    ss__fiber *f = current_fiber();
+    if (f == NULL)
+        return NULL;
+    ss__sched *s = f->sched;
+    if (s->scratch == NULL && want > 0 && (s->scratch = malloc(want)) != NULL)
+        s->scratch_size = want;
+    *size = want < s->scratch_size ? want : s->scratch_size;
+    return s->scratch;
 }
 
 void ss__fiber_forget_fd(void)

@@ -28,17 +28,18 @@
  * once instead of growing memory for a datagram no socket would send. */
 #define REPLY_FLOOR ((size_t)65536)
 
-int ss__dgram_get_request(ss_server *srv, ss__arrival *out)
+int ss__dgram_get_request(ss__listener *l, ss__arrival *out)
 {
+    const ss_server *srv = l->server;
     /* Allocate before receiving, so running out of memory leaves the
      * datagram queued for the next attempt. */
-    *out = (ss__arrival){.fd = srv->fd, .packet = malloc(srv->max_packet_size)};
+    *out = (ss__arrival){.fd = l->fd, .packet = malloc(srv->max_packet_size)};
     if (out->packet == NULL)
         return -ENOMEM;
     struct iovec iov = {.iov_base = out->packet, .iov_len = srv->max_packet_size};
     struct msghdr msg = {
         .msg_name = &out->peer, .msg_namelen = sizeof out->peer, .msg_iov = &iov, .msg_iovlen = 1};
-    ssize_t n = recvmsg(srv->fd, &msg, MSG_DONTWAIT);
+    ssize_t n = recvmsg(l->fd, &msg, MSG_DONTWAIT);
     if (n < 0) {
         int err = -errno;
         free(out->packet);
@@ -53,12 +54,12 @@ int ss__dgram_get_request(ss_server *srv, ss__arrival *out)
 
 /* One sendto() that never waits (a peer with a full queue just misses the
  * refusal), and none to a peer with no address to reply to. */
-void ss__dgram_turn_away(ss_server *srv, ss__arrival *arrival, const char *reply, size_t len)
+void ss__dgram_turn_away(ss__listener *l, ss__arrival *arrival, const char *reply, size_t len)
 {
     const struct sockaddr *peer = (const struct sockaddr *)&arrival->peer;
     if (len > 0 && !ss__sockaddr_unnamed(peer, arrival->peer_len)) {
         ssize_t sent =
-            sendto(srv->fd, reply, len, MSG_NOSIGNAL | MSG_DONTWAIT, peer, arrival->peer_len);
+            sendto(l->fd, reply, len, MSG_NOSIGNAL | MSG_DONTWAIT, peer, arrival->peer_len);
         (void)sent; /* best effort, as for a stream */
     }
     free(arrival->packet);
@@ -223,7 +224,7 @@ static void clear_charges(struct ss__reply_budget *b)
  * pressure, 0 otherwise. */
 static long update_pressure(ss_request *req)
 {
-    struct ss__reply_budget *b = &req->server->budget;
+    struct ss__reply_budget *b = &req->listener->budget;
     size_t since = atomic_fetch_add(&b->since_sample, reply_cost(req)) + reply_cost(req);
     bool pressure = atomic_load(&b->pressure);
     buffer_use use;
@@ -243,7 +244,7 @@ static int admit_reply(ss_request *req)
     long size = update_pressure(req);
     if (size == 0)
         return 0;
-    size_t charged = charge_peer(&req->server->budget, peer_hash(req), reply_cost(req));
+    size_t charged = charge_peer(&req->listener->budget, peer_hash(req), reply_cost(req));
     return charged > (size_t)size / 8 ? -ENOBUFS : 0;
 }
 
@@ -295,18 +296,18 @@ int ss__dgram_flush_reply(ss_request *req)
 /* Room for 16 of the largest replies, so that big replies to peers that
  * read promptly do not find it full; the kernel caps what it grants at
  * net.core.wmem_max (and doubles it). Only ever raised. */
-void ss__dgram_size_send_buffer(ss_server *srv)
+void ss__dgram_size_send_buffer(ss__listener *l)
 {
+    const ss_server *srv = l->server;
     int size;
     socklen_t len = sizeof size;
     size_t limit = srv->max_packet_size > REPLY_FLOOR ? srv->max_packet_size : REPLY_FLOOR;
     size_t want = 16 * (limit + REPLY_OVERHEAD);
     if (want > INT_MAX / 2)
         want = INT_MAX / 2;
-    if (getsockopt(srv->fd, SOL_SOCKET, SO_SNDBUF, &size, &len) == 0 && (size_t)size < want) {
+    if (getsockopt(l->fd, SOL_SOCKET, SO_SNDBUF, &size, &len) == 0 && (size_t)size < want) {
         int value = (int)want;
-        setsockopt(srv->fd, SOL_SOCKET, SO_SNDBUF, &value,
-                   sizeof value); /* a wish: may be capped */
+        setsockopt(l->fd, SOL_SOCKET, SO_SNDBUF, &value, sizeof value); /* a wish: may be capped */
     }
 }
 
@@ -325,15 +326,24 @@ void ss__dgram_interrupt(ss_request *req)
 
 /* ---- public API ---- */
 
+static bool has_datagram_listener(const ss_server *srv)
+{
+    for (int i = 0; i < srv->nlisteners; i++)
+        if (srv->listeners[i]->transport->datagram)
+            return true;
+    return false;
+}
+
 SS_API int ss_server_set_max_packet_size(ss_server *srv, size_t size)
 {
-    if (!srv->transport->datagram || size == 0 || size > MAX_PACKET_LIMIT)
+    if (!has_datagram_listener(srv) || size == 0 || size > MAX_PACKET_LIMIT)
         return -EINVAL;
     if (srv->state >= SS__ACTIVE)
         return SS_ESTATE;
     srv->max_packet_size = size;
-    if (srv->state == SS__BOUND && srv->transport->sender_holds_replies)
-        ss__dgram_size_send_buffer(srv);
+    for (int i = 0; srv->state == SS__BOUND && i < srv->nlisteners; i++)
+        if (srv->listeners[i]->transport->sender_holds_replies)
+            ss__dgram_size_send_buffer(srv->listeners[i]);
     return 0;
 }
 

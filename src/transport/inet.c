@@ -32,24 +32,24 @@ static int resolve_error(int gai)
     return SS_ERESOLVE;
 }
 
-/* Resolves srv->url into srv->addr for a socket of the given type. */
-static int resolve(ss_server *srv, int socktype)
+/* Resolves l->url into l->addr for a socket of the given type. */
+static int resolve(ss__listener *l, int socktype)
 {
     struct addrinfo hints = {
         .ai_family = AF_UNSPEC,
         .ai_socktype = socktype,
         .ai_flags = AI_PASSIVE | AI_NUMERICSERV,
     };
-    const char *host = srv->url.host[0] != '\0' ? srv->url.host : NULL;
+    const char *host = l->url.host[0] != '\0' ? l->url.host : NULL;
     if (host != NULL && ss__is_localhost(host))
         host = "127.0.0.1"; /* IPv4, as for any name with both families */
     struct addrinfo *list = NULL;
-    int gai = getaddrinfo(host, srv->url.port, &hints, &list);
+    int gai = getaddrinfo(host, l->url.port, &hints, &list);
     if (gai != 0)
         return resolve_error(gai);
     const struct addrinfo *ai = pick_address(list);
-    memcpy(&srv->addr, ai->ai_addr, ai->ai_addrlen);
-    srv->addr_len = ai->ai_addrlen;
+    memcpy(&l->addr, ai->ai_addr, ai->ai_addrlen);
+    l->addr_len = ai->ai_addrlen;
     freeaddrinfo(list);
     return 0;
 }
@@ -60,71 +60,71 @@ static int set_option(int fd, int level, int name, int value)
 }
 
 /* Resolves the URL for `socktype` and creates the (unbound) socket. */
-static int inet_open(ss_server *srv, int socktype)
+static int inet_open(ss__listener *l, int socktype)
 {
-    int rc = resolve(srv, socktype);
-    return rc < 0 ? rc : ss__open_server_socket(srv, srv->addr.ss_family, socktype);
+    int rc = resolve(l, socktype);
+    return rc < 0 ? rc : ss__open_server_socket(l, l->addr.ss_family, socktype);
 }
 
-static int tcp_open(ss_server *srv)
+static int tcp_open(ss__listener *l)
 {
-    return inet_open(srv, SOCK_STREAM);
+    return inet_open(l, SOCK_STREAM);
 }
 
-static int udp_open(ss_server *srv)
+static int udp_open(ss__listener *l)
 {
-    srv->max_packet_size = 8192; /* Python's UDPServer.max_packet_size */
-    return inet_open(srv, SOCK_DGRAM);
+    return inet_open(l, SOCK_DGRAM);
 }
 
-static int apply_bind_options(ss_server *srv, int socktype)
+static int apply_bind_options(ss__listener *l, int socktype)
 {
+    const ss_server *srv = l->server;
     int rc = 0;
     /* Only for TCP, where it skips TIME_WAIT. On UDP (Linux) it would let
      * a second live server bind the same port and steal its datagrams;
      * Python's UDPServer leaves it off too. */
     if (srv->reuse_address && socktype == SOCK_STREAM)
-        rc = set_option(srv->fd, SOL_SOCKET, SO_REUSEADDR, 1);
+        rc = set_option(l->fd, SOL_SOCKET, SO_REUSEADDR, 1);
 #ifdef SO_REUSEPORT
     if (rc == 0 && srv->reuse_port)
-        rc = set_option(srv->fd, SOL_SOCKET, SO_REUSEPORT, 1);
+        rc = set_option(l->fd, SOL_SOCKET, SO_REUSEPORT, 1);
 #endif
     /* [::] means every address, IPv4 included, whatever the system
      * default (net.ipv6.bindv6only) says. */
-    if (rc == 0 && srv->addr.ss_family == AF_INET6)
-        rc = set_option(srv->fd, IPPROTO_IPV6, IPV6_V6ONLY, 0);
+    if (rc == 0 && l->addr.ss_family == AF_INET6)
+        rc = set_option(l->fd, IPPROTO_IPV6, IPV6_V6ONLY, 0);
     return rc;
 }
 
-static int inet_bind(ss_server *srv, int socktype)
+static int inet_bind(ss__listener *l, int socktype)
 {
-    int rc = apply_bind_options(srv, socktype);
+    int rc = apply_bind_options(l, socktype);
     if (rc < 0)
         return rc;
-    if (bind(srv->fd, (struct sockaddr *)&srv->addr, srv->addr_len) < 0)
+    if (bind(l->fd, (struct sockaddr *)&l->addr, l->addr_len) < 0)
         return -errno;
-    socklen_t len = sizeof srv->addr;
-    if (getsockname(srv->fd, (struct sockaddr *)&srv->addr, &len) < 0)
+    socklen_t len = sizeof l->addr;
+    if (getsockname(l->fd, (struct sockaddr *)&l->addr, &len) < 0)
         return -errno;
-    srv->addr_len = len;
+    l->addr_len = len;
     return 0;
 }
 
-static int tcp_bind(ss_server *srv)
+static int tcp_bind(ss__listener *l)
 {
-    return inet_bind(srv, SOCK_STREAM);
+    return inet_bind(l, SOCK_STREAM);
 }
 
-static int udp_bind(ss_server *srv)
+static int udp_bind(ss__listener *l)
 {
-    return inet_bind(srv, SOCK_DGRAM);
+    return inet_bind(l, SOCK_DGRAM);
 }
 
 /* The shared accept, plus what only TCP connections have. */
-static int tcp_get_request(ss_server *srv, ss__arrival *out)
+static int tcp_get_request(ss__listener *l, ss__arrival *out)
 {
-    int rc = ss__stream_get_request(srv, out);
-    if (rc == 0 && atomic_load(&srv->tcp_nodelay))
+    int rc = ss__stream_get_request(l, out);
+    if (rc == 0 && atomic_load(&l->server->tcp_nodelay))
         set_option(out->fd, IPPROTO_TCP, TCP_NODELAY, 1); /* a hint: failure is harmless */
     return rc;
 }
@@ -151,7 +151,7 @@ static int inet_client_key(const ss__arrival *arrival, ss__client_key *key)
  * dropped client retries its SYN after its retransmission time (1 s) and,
  * the listener closed by then, is refused: a failed connect, which a
  * client or a balancer retries. */
-int ss__tcp_stop_arrivals(ss_server *srv)
+int ss__tcp_stop_arrivals(ss__listener *l)
 {
     enum { TCP_FLAGS = 13, SYN = 0x02, ACK = 0x10 };
     struct sock_filter code[] = {
@@ -162,21 +162,21 @@ int ss__tcp_stop_arrivals(ss_server *srv)
         BPF_STMT(BPF_RET | BPF_K, 0),           /* drop */
     };
     struct sock_fprog prog = {.len = sizeof code / sizeof code[0], .filter = code};
-    if (setsockopt(srv->fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof prog) < 0)
+    if (setsockopt(l->fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof prog) < 0)
         return -errno;
     return TCP_SETTLE_MS;
 }
 #else
-int ss__tcp_stop_arrivals(ss_server *srv)
+int ss__tcp_stop_arrivals(ss__listener *l)
 {
-    (void)srv;
+    (void)l;
     return -ENOTSUP; /* a portable way to stop SYNs but keep the queue: none */
 }
 #endif
 
-static void inet_close(ss_server *srv)
+static void inet_close(ss__listener *l)
 {
-    ss__close(&srv->fd);
+    ss__close_published(&l->fd);
 }
 
 static const ss__transport tcp_transport = {

@@ -19,7 +19,7 @@ int ss__set_nonblocking(int fd)
 /* Server sockets are non-blocking, so a client that resets (or a datagram
  * that is dropped) between poll() and accept()/recvmsg() cannot leave the
  * loop stuck in that call. */
-int ss__open_server_socket(ss_server *srv, int domain, int socktype)
+int ss__open_server_socket(ss__listener *l, int domain, int socktype)
 {
     int fd = ss__socket(domain, socktype, 0);
     if (fd < 0)
@@ -29,25 +29,25 @@ int ss__open_server_socket(ss_server *srv, int domain, int socktype)
         close(fd);
         return rc;
     }
-    srv->fd = fd;
+    l->fd = fd;
     return 0;
 }
 
-int ss__activate_listen(ss_server *srv)
+int ss__activate_listen(ss__listener *l)
 {
-    return listen(srv->fd, srv->backlog) < 0 ? -errno : 0;
+    return listen(l->fd, l->server->backlog) < 0 ? -errno : 0;
 }
 
-int ss__activate_none(ss_server *srv)
+int ss__activate_none(ss__listener *l)
 {
-    (void)srv; /* datagram sockets receive as soon as they are bound */
+    (void)l; /* datagram sockets receive as soon as they are bound */
     return 0;
 }
 
-int ss__stream_get_request(ss_server *srv, ss__arrival *out)
+int ss__stream_get_request(ss__listener *l, ss__arrival *out)
 {
     *out = (ss__arrival){.fd = -1, .peer_len = sizeof out->peer};
-    int fd = ss__accept(srv->fd, (struct sockaddr *)&out->peer, &out->peer_len);
+    int fd = ss__accept(l->fd, (struct sockaddr *)&out->peer, &out->peer_len);
     if (fd < 0)
         return fd;
 #if defined(SO_NOSIGPIPE)
@@ -90,17 +90,21 @@ static bool kernel_timed(ss_request *req)
     return true;
 }
 
+/* The sync stop grace (limits.h, ss_server_set_stop_grace) covers every
+ * wait of a busy request: its reads, but for an idle wait (a new message
+ * after a complete exchange), and all its writes. */
 ssize_t ss__stream_recv(ss_request *req, void *buf, size_t size, void *spill, size_t spill_size)
 {
     bool timed = kernel_timed(req);
     ssize_t n = ss__io_recv(req->fd, buf, size, spill, spill_size, req->timeout_ms, timed,
-                            req->waiter, &req->server->stop);
+                            req->waiter, &req->server->stop, !req->idle_read);
     return n < 0 ? ss__request_note_io(req, (int)n) : n;
 }
 
 int ss__stream_send_all(ss_request *req, const void *buf, size_t size)
 {
-    int rc = ss__io_send_all(req->fd, buf, size, req->timeout_ms, req->waiter, &req->server->stop);
+    int rc =
+        ss__io_send_all(req->fd, buf, size, req->timeout_ms, req->waiter, &req->server->stop, true);
     if (rc < 0)
         req->reply_lost = true;
     return ss__request_note_io(req, rc);
@@ -117,7 +121,7 @@ int ss__stream_flush_reply(ss_request *req)
  * sending, or a reset would destroy the end of our reply (io/linger.c). A
  * reply already lost (a send failed or timed out) has nothing left to
  * protect: lingering would only hold a client that does not read. */
-static void close_stream(ss_server *srv, int *fd, bool reply_lost, bool in_place)
+static void close_stream(ss__listener *l, int *fd, bool reply_lost, bool in_place)
 {
     if (*fd < 0)
         return;
@@ -125,7 +129,8 @@ static void close_stream(ss_server *srv, int *fd, bool reply_lost, bool in_place
         ss__close(fd);
         return;
     }
-    ss__linger_result how = ss__linger_close(*fd, srv->transport->acked_sends, in_place);
+    ss__linger_result how = ss__linger_close(*fd, l->transport->acked_sends, in_place);
+    ss_server *srv = l->server;
     *fd = -1;
     if (how == SS__LINGERED)
         atomic_fetch_add(&srv->count.lingering_closes, 1);
@@ -135,17 +140,17 @@ static void close_stream(ss_server *srv, int *fd, bool reply_lost, bool in_place
 
 void ss__stream_end_request(ss_request *req)
 {
-    close_stream(req->server, &req->fd, req->reply_lost, req->linger_in_place);
+    close_stream(req->listener, &req->fd, req->reply_lost, req->linger_in_place);
 }
 
 /* The refusal is sent with a timeout of 0: whatever the socket takes at
  * once. Its close is a request's close: a lingering one if the client may
  * still be sending, so a reset cannot destroy the refusal. */
-void ss__stream_turn_away(ss_server *srv, ss__arrival *arrival, const char *reply, size_t len)
+void ss__stream_turn_away(ss__listener *l, ss__arrival *arrival, const char *reply, size_t len)
 {
     bool lost =
-        len > 0 && ss__io_send_all(arrival->fd, reply, len, 0, &ss__waiter_thread, NULL) < 0;
-    close_stream(srv, &arrival->fd, lost, false);
+        len > 0 && ss__io_send_all(arrival->fd, reply, len, 0, &ss__waiter_thread, NULL, false) < 0;
+    close_stream(l, &arrival->fd, lost, false);
 }
 
 /* Both directions: a blocked recv returns 0 (also a blocking one with no

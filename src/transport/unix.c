@@ -22,40 +22,39 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static bool is_abstract(const ss_server *srv)
+static bool is_abstract(const ss__listener *l)
 {
-    return srv->url.path[0] == '@';
+    return l->url.path[0] == '@';
 }
 
-static int unix_open(ss_server *srv, int socktype)
+static int unix_open(ss__listener *l, int socktype)
 {
-    int rc = ss__unix_address(srv->url.path, &srv->addr, &srv->addr_len);
-    return rc < 0 ? rc : ss__open_server_socket(srv, AF_UNIX, socktype);
+    int rc = ss__unix_address(l->url.path, &l->addr, &l->addr_len);
+    return rc < 0 ? rc : ss__open_server_socket(l, AF_UNIX, socktype);
 }
 
-static int unix_stream_open(ss_server *srv)
+static int unix_stream_open(ss__listener *l)
 {
-    return unix_open(srv, SOCK_STREAM);
+    return unix_open(l, SOCK_STREAM);
 }
 
-static int unixgram_open(ss_server *srv)
+static int unixgram_open(ss__listener *l)
 {
-    srv->max_packet_size = 8192; /* as for UDP */
-    return unix_open(srv, SOCK_DGRAM);
+    return unix_open(l, SOCK_DGRAM);
 }
 
 /* Is a socket bound to the file? One non-blocking connect answers without
  * waiting: "refused" (no socket behind the inode) or "gone" mean no;
  * anything else - connected, backlog full, wrong socket type, no
  * permission - counts as yes, so doubt never deletes a file. */
-static bool probe_refused(const ss_server *srv, int socktype)
+static bool probe_refused(const ss__listener *l, int socktype)
 {
     int fd = ss__socket(AF_UNIX, socktype, 0);
     if (fd < 0 || ss__set_nonblocking(fd) < 0) {
         ss__close(&fd);
         return false;
     }
-    bool refused = connect(fd, (const struct sockaddr *)&srv->addr, srv->addr_len) < 0 &&
+    bool refused = connect(fd, (const struct sockaddr *)&l->addr, l->addr_len) < 0 &&
                    (errno == ECONNREFUSED || errno == ENOENT);
     ss__close(&fd);
     return refused;
@@ -69,36 +68,36 @@ static bool probe_refused(const ss_server *srv, int socktype)
  * socket it succeeds, and only a file no socket is bound to refuses it.
  * So the file is stale only if both probes are refused; the datagram one
  * goes first and spares a live stream server the probe connection. */
-static bool is_stale(const ss_server *srv)
+static bool is_stale(const ss__listener *l)
 {
-    return probe_refused(srv, SOCK_DGRAM) && probe_refused(srv, SOCK_STREAM);
+    return probe_refused(l, SOCK_DGRAM) && probe_refused(l, SOCK_STREAM);
 }
 
 /* After bind failed with EADDRINUSE: removes a stale socket file and
  * returns 0 (bind again), or says why the path must be left alone. */
-static int clear_stale(const ss_server *srv)
+static int clear_stale(const ss__listener *l)
 {
     struct stat st;
-    if (lstat(srv->url.path, &st) < 0)
+    if (lstat(l->url.path, &st) < 0)
         return errno == ENOENT ? 0 : -EADDRINUSE;
     if (!S_ISSOCK(st.st_mode))
         return -EEXIST;
-    if (!is_stale(srv))
+    if (!is_stale(l))
         return -EADDRINUSE;
-    if (unlink(srv->url.path) < 0 && errno != ENOENT)
+    if (unlink(l->url.path) < 0 && errno != ENOENT)
         return -errno;
     return 0;
 }
 
-static void remove_socket_file(ss_server *srv)
+static void remove_socket_file(ss__listener *l)
 {
     struct stat st;
-    if (!srv->sockfile.created || srv->sockfile.owner != getpid())
+    if (!l->sockfile.created || l->sockfile.owner != getpid())
         return;
-    srv->sockfile.created = false;
-    if (lstat(srv->url.path, &st) == 0 && S_ISSOCK(st.st_mode) && st.st_dev == srv->sockfile.dev &&
-        st.st_ino == srv->sockfile.ino)
-        unlink(srv->url.path);
+    l->sockfile.created = false;
+    if (lstat(l->url.path, &st) == 0 && S_ISSOCK(st.st_mode) && st.st_dev == l->sockfile.dev &&
+        st.st_ino == l->sockfile.ino)
+        unlink(l->url.path);
 }
 
 /* What was found at the path where our socket file should be: 0 if it is
@@ -111,10 +110,9 @@ static int check_socket_file(const struct stat *st)
     return S_ISLNK(st->st_mode) ? -ELOOP : -EEXIST;
 }
 
-static bool is_recorded_file(const ss_server *srv, const struct stat *st)
+static bool is_recorded_file(const ss__listener *l, const struct stat *st)
 {
-    return S_ISSOCK(st->st_mode) && st->st_dev == srv->sockfile.dev &&
-           st->st_ino == srv->sockfile.ino;
+    return S_ISSOCK(st->st_mode) && st->st_dev == l->sockfile.dev && st->st_ino == l->sockfile.ino;
 }
 
 #ifdef O_PATH /* Linux */
@@ -124,18 +122,18 @@ static bool is_recorded_file(const ss_server *srv, const struct stat *st)
  * following a link (O_PATH opens the socket file itself), checked to be
  * the recorded file, and that very inode is changed through its
  * /proc/self/fd entry (fchmod refuses O_PATH descriptors). */
-static int chmod_recorded_file(const ss_server *srv)
+static int chmod_recorded_file(const ss__listener *l)
 {
-    int fd = open(srv->url.path, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+    int fd = open(l->url.path, O_PATH | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0)
         return -errno;
     struct stat st;
     int rc = fstat(fd, &st) < 0 ? -errno : check_socket_file(&st);
-    if (rc == 0 && !is_recorded_file(srv, &st))
+    if (rc == 0 && !is_recorded_file(l, &st))
         rc = -EEXIST;
     char proc[64];
     snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
-    if (rc == 0 && chmod(proc, srv->sockfile.mode) < 0)
+    if (rc == 0 && chmod(proc, l->server->unix_mode.mode) < 0)
         rc = -errno;
     ss__close(&fd);
     return rc;
@@ -145,15 +143,16 @@ static int chmod_recorded_file(const ss_server *srv)
 
 /* Without O_PATH: the name is checked, then changed without following a
  * link (BSD and macOS support AT_SYMLINK_NOFOLLOW for fchmodat). */
-static int chmod_recorded_file(const ss_server *srv)
+static int chmod_recorded_file(const ss__listener *l)
 {
     struct stat st;
-    if (lstat(srv->url.path, &st) < 0)
+    if (lstat(l->url.path, &st) < 0)
         return -errno;
     int rc = check_socket_file(&st);
-    if (rc == 0 && !is_recorded_file(srv, &st))
+    if (rc == 0 && !is_recorded_file(l, &st))
         rc = -EEXIST;
-    if (rc == 0 && fchmodat(AT_FDCWD, srv->url.path, srv->sockfile.mode, AT_SYMLINK_NOFOLLOW) < 0)
+    if (rc == 0 &&
+        fchmodat(AT_FDCWD, l->url.path, l->server->unix_mode.mode, AT_SYMLINK_NOFOLLOW) < 0)
         rc = -errno;
     return rc;
 }
@@ -162,29 +161,29 @@ static int chmod_recorded_file(const ss_server *srv)
 
 /* Records the file bind created (so close removes it and nothing else),
  * then gives it the requested permission bits if bind could not. */
-static int own_socket_file(ss_server *srv, bool mode_applied)
+static int own_socket_file(ss__listener *l, bool mode_applied)
 {
     struct stat st;
-    if (lstat(srv->url.path, &st) < 0)
+    if (lstat(l->url.path, &st) < 0)
         return -errno;
     int rc = check_socket_file(&st);
     if (rc < 0)
         return rc; /* the name no longer is our socket: nothing of ours to record */
-    srv->sockfile.created = true;
-    srv->sockfile.dev = st.st_dev;
-    srv->sockfile.ino = st.st_ino;
-    srv->sockfile.owner = getpid();
-    bool mode_wrong = (st.st_mode & 07777) != srv->sockfile.mode;
-    if (srv->sockfile.mode_set && !mode_applied && mode_wrong)
-        rc = chmod_recorded_file(srv);
+    l->sockfile.created = true;
+    l->sockfile.dev = st.st_dev;
+    l->sockfile.ino = st.st_ino;
+    l->sockfile.owner = getpid();
+    bool mode_wrong = (st.st_mode & 07777) != l->server->unix_mode.mode;
+    if (l->server->unix_mode.mode_set && !mode_applied && mode_wrong)
+        rc = chmod_recorded_file(l);
     if (rc < 0)
-        remove_socket_file(srv); /* a failed bind leaves nothing behind */
+        remove_socket_file(l); /* a failed bind leaves nothing behind */
     return rc;
 }
 
-static int bind_once(ss_server *srv)
+static int bind_once(ss__listener *l)
 {
-    return bind(srv->fd, (const struct sockaddr *)&srv->addr, srv->addr_len) < 0 ? -errno : 0;
+    return bind(l->fd, (const struct sockaddr *)&l->addr, l->addr_len) < 0 ? -errno : 0;
 }
 
 #if defined(__linux__) && defined(CLONE_FS)
@@ -198,7 +197,7 @@ static int bind_once(ss_server *srv)
  * itself a private copy of it (unshare(CLONE_FS)); the application's
  * threads never see it change. */
 typedef struct bind_job {
-    ss_server *srv;
+    ss__listener *l;
     int rc;
     bool mode_applied;
 } bind_job;
@@ -213,16 +212,16 @@ static void *bind_with_private_umask(void *arg)
         umask(0);
         job->mode_applied = true;
     }
-    job->rc = bind_once(job->srv);
+    job->rc = bind_once(job->l);
     return NULL;
 }
 
-static int bind_with_mode(ss_server *srv, bool *mode_applied)
+static int bind_with_mode(ss__listener *l, bool *mode_applied)
 {
     *mode_applied = false;
-    if (fchmod(srv->fd, srv->sockfile.mode) < 0)
-        return bind_once(srv); /* then own_socket_file changes the mode */
-    bind_job job = {.srv = srv};
+    if (fchmod(l->fd, l->server->unix_mode.mode) < 0)
+        return bind_once(l); /* then own_socket_file changes the mode */
+    bind_job job = {.l = l};
     sigset_t all, old;
     sigfillset(&all); /* the helper takes none of the application's signals */
     pthread_sigmask(SIG_SETMASK, &all, &old);
@@ -230,7 +229,7 @@ static int bind_with_mode(ss_server *srv, bool *mode_applied)
     int err = pthread_create(&thread, NULL, bind_with_private_umask, &job);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (err != 0)
-        return bind_once(srv); /* no thread: as without unshare, below */
+        return bind_once(l); /* no thread: as without unshare, below */
     pthread_join(thread, NULL);
     *mode_applied = job.mode_applied;
     return job.rc;
@@ -238,48 +237,48 @@ static int bind_with_mode(ss_server *srv, bool *mode_applied)
 
 #else
 
-static int bind_with_mode(ss_server *srv, bool *mode_applied)
+static int bind_with_mode(ss__listener *l, bool *mode_applied)
 {
     *mode_applied = false; /* own_socket_file changes it, checked, without following links */
-    return bind_once(srv);
+    return bind_once(l);
 }
 
 #endif
 
-static int bind_path(ss_server *srv, bool *mode_applied)
+static int bind_path(ss__listener *l, bool *mode_applied)
 {
     *mode_applied = false;
-    return srv->sockfile.mode_set ? bind_with_mode(srv, mode_applied) : bind_once(srv);
+    return l->server->unix_mode.mode_set ? bind_with_mode(l, mode_applied) : bind_once(l);
 }
 
-static int unix_bind(ss_server *srv)
+static int unix_bind(ss__listener *l)
 {
-    if (is_abstract(srv))
-        return bind_once(srv); /* no file: the kernel frees the name with the socket */
+    if (is_abstract(l))
+        return bind_once(l); /* no file: the kernel frees the name with the socket */
     bool mode_applied;
-    int rc = bind_path(srv, &mode_applied);
+    int rc = bind_path(l, &mode_applied);
     if (rc == -EADDRINUSE) {
-        rc = clear_stale(srv);
+        rc = clear_stale(l);
         if (rc == 0)
-            rc = bind_path(srv, &mode_applied);
+            rc = bind_path(l, &mode_applied);
     }
-    return rc < 0 ? rc : own_socket_file(srv, mode_applied);
+    return rc < 0 ? rc : own_socket_file(l, mode_applied);
 }
 
-static int unixgram_bind(ss_server *srv)
+static int unixgram_bind(ss__listener *l)
 {
-    int rc = unix_bind(srv);
+    int rc = unix_bind(l);
     if (rc == 0)
-        ss__dgram_size_send_buffer(srv);
+        ss__dgram_size_send_buffer(l);
     return rc;
 }
 
-static void unix_close(ss_server *srv)
+static void unix_close(ss__listener *l)
 {
     /* Unlink first: a server starting meanwhile then finds no file rather
-     * than a stale one. */
-    remove_socket_file(srv);
-    ss__close(&srv->fd);
+     * than a stale one. (An adopted socket's file was not created here.) */
+    remove_socket_file(l);
+    ss__close_published(&l->fd);
 }
 
 static int unix_client_key(const ss__arrival *arrival, ss__client_key *key);
@@ -288,14 +287,14 @@ static int unix_client_key(const ss__arrival *arrival, ss__client_key *key);
 /* Linux refuses a connect to a Unix listener shut down for reading
  * (ECONNREFUSED, at once) and still hands out what was queued before:
  * nothing can be under way, so nothing to wait for. */
-int ss__unix_stop_arrivals(ss_server *srv)
+int ss__unix_stop_arrivals(ss__listener *l)
 {
-    return shutdown(srv->fd, SHUT_RD) == 0 ? 0 : -errno;
+    return shutdown(l->fd, SHUT_RD) == 0 ? 0 : -errno;
 }
 #else
-int ss__unix_stop_arrivals(ss_server *srv)
+int ss__unix_stop_arrivals(ss__listener *l)
 {
-    (void)srv;
+    (void)l;
     return -ENOTSUP; /* elsewhere SHUT_RD on a listener is not defined so */
 }
 #endif
@@ -351,15 +350,34 @@ const ss__transport *ss__transport_unixgram(void)
 
 /* ---- public API ---- */
 
+/* -EINVAL when no listener has a socket file (nothing the mode could
+ * apply to), SS_ESTATE when every one that has is adopted: its file
+ * exists already, and the rule is to refuse what would be ignored. */
+static int socket_files_to_create(const ss_server *srv)
+{
+    int rc = -EINVAL;
+    for (int i = 0; i < srv->nlisteners; i++) {
+        const ss__listener *l = srv->listeners[i];
+        if (!l->transport->socket_file || is_abstract(l))
+            continue;
+        if (!l->adopted)
+            return 0;
+        rc = SS_ESTATE;
+    }
+    return rc;
+}
+
 SS_API int ss_server_set_unix_mode(ss_server *srv, mode_t mode)
 {
-    bool file = srv->transport->socket_file && !is_abstract(srv);
-    if (!file || (mode & ~(mode_t)07777) != 0)
+    if ((mode & ~(mode_t)07777) != 0)
         return -EINVAL;
     if (srv->state >= SS__BOUND)
         return SS_ESTATE;
-    srv->sockfile.mode_set = true;
-    srv->sockfile.mode = mode;
+    int rc = socket_files_to_create(srv);
+    if (rc < 0)
+        return rc;
+    srv->unix_mode.mode_set = true;
+    srv->unix_mode.mode = mode;
     return 0;
 }
 
@@ -420,7 +438,7 @@ static int unix_client_key(const ss__arrival *arrival, ss__client_key *key)
 
 SS_API int ss_request_peer_credentials(const ss_request *req, pid_t *pid, uid_t *uid, gid_t *gid)
 {
-    if (!req->server->transport->peer_credentials)
+    if (!req->listener->transport->peer_credentials)
         return -ENOTSUP;
     pid_t p = -1; /* initialized: gcc -O2 cannot see every branch fill them */
     uid_t u = (uid_t)-1;

@@ -164,7 +164,9 @@ static void real_client_v1_and_v2(void **state)
     combo_finish(&runner, srv, 3, dir);
 }
 
-/* LOCAL (a health check) and UNKNOWN: the connection's own peer. */
+/* LOCAL (a health check: HAProxy 2.6's checks send LOCAL, family UNSPEC,
+ * length 0), also with TLVs after it, and UNKNOWN: the connection's own
+ * peer. (LOCAL with addresses is refused: bad_headers.) */
 static void local_keeps_own_peer(void **state)
 {
     const combo *c = *state;
@@ -178,9 +180,14 @@ static void local_keeps_own_peer(void **state)
     snprintf(want, sizeof want, "|%s|-|hello\n", proxy_name(c));
     assert_non_null(strstr(reply, want));
     assert_true(is_tcp(c) ? strncmp(reply, "127.0.0.1:", 10) == 0 : reply[0] == '|');
+    unsigned char tlv[] = {0xE0, 0, 3, 'a', 'b', 'c'};
+    n = v2(h, 0x20, 0x00, tlv, sizeof tlv, -1);
+    ask(srv, h, n, reply, sizeof reply);
+    assert_true(is_tcp(c) ? strncmp(reply, "127.0.0.1:", 10) == 0 : reply[0] == '|');
+    assert_non_null(strstr(reply, "|hello\n"));
     ask(srv, "PROXY UNKNOWN\r\n", 15, reply, sizeof reply);
     assert_non_null(strstr(reply, want));
-    combo_finish(&runner, srv, 2, dir);
+    combo_finish(&runner, srv, 3, dir);
 }
 
 typedef struct bad_header {
@@ -434,11 +441,12 @@ int main(void)
         EACH(untrusted_refused),
         EACH(silent_client_times_out),
         EACH(verify_sees_real_client),
-        /* concurrent dispatchers that count clients in one process: the
-         * sync one serves one client at a time, and a forked child's
-         * count is not its parent's (documented) */
+        /* the concurrent dispatchers (sync serves one client at a time);
+         * forking counts its children's real clients in their shared page */
         cmocka_unit_test_prestate(per_client_counts_real_client, (void *)&combos[2]),
         cmocka_unit_test_prestate(per_client_counts_real_client, (void *)&combos[3]),
+        cmocka_unit_test_prestate(per_client_counts_real_client, (void *)&combos[4]),
+        cmocka_unit_test_prestate(per_client_counts_real_client, (void *)&combos[5]),
         cmocka_unit_test_prestate(per_client_counts_real_client, (void *)&combos[6]),
         cmocka_unit_test_prestate(per_client_counts_real_client, (void *)&combos[7]),
         cmocka_unit_test(versions_accepted),

@@ -25,6 +25,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -120,20 +122,38 @@ static void client_address(const ss_server *srv, char *out, size_t size)
 }
 
 /* tls_client.py ADDRESS MODE ARGS... (NULL-terminated), --ca of set A. */
-static int python(const ss_server *srv, char *out, size_t size, const char *mode, ...)
+static int python_v(const char *address, char *out, size_t size, const char *mode, va_list ap)
 {
-    char address[320], ca[320];
-    client_address(srv, address, sizeof address);
+    char ca[320];
     path_in(ca, sizeof ca, a_dir, "ca.pem");
-    char *argv[32] = {"python3", TLS_CLIENT_PY, address, (char *)mode, "--ca", ca};
+    char *argv[32] = {"python3", TLS_CLIENT_PY, (char *)address, (char *)mode, "--ca", ca};
     int argc = 6;
-    va_list ap;
-    va_start(ap, mode);
     for (char *arg; argc < 31 && (arg = va_arg(ap, char *)) != NULL;)
         argv[argc++] = arg;
-    va_end(ap);
     argv[argc] = NULL;
     return run(argv, NULL, out, size, 30000);
+}
+
+/* To the server's first listener. */
+static int python(const ss_server *srv, char *out, size_t size, const char *mode, ...)
+{
+    char address[320];
+    client_address(srv, address, sizeof address);
+    va_list ap;
+    va_start(ap, mode);
+    int rc = python_v(address, out, size, mode, ap);
+    va_end(ap);
+    return rc;
+}
+
+/* To "127.0.0.1:PORT" or "unix:PATH". */
+static int python_to(const char *address, char *out, size_t size, const char *mode, ...)
+{
+    va_list ap;
+    va_start(ap, mode);
+    int rc = python_v(address, out, size, mode, ap);
+    va_end(ap);
+    return rc;
 }
 
 /* openssl s_client to the server, sending `input`, with extra ARGS. */
@@ -644,6 +664,159 @@ static void api_states(ss_server *srv, const ss_tls_options *opts)
                         "tls:// server has no certificate: call ss_server_set_tls before activate");
 }
 
+/* ---- several listeners ---- */
+
+/* One line back as "L<listener> tls|plain LINE": which listener took the
+ * connection, and whether it speaks TLS. */
+static int where(ss_request *req, void *data)
+{
+    (void)data;
+    char line[256], out[320];
+    ssize_t n = ss_request_read_line(req, line, sizeof line);
+    if (n <= 0)
+        return (int)n;
+    line[n - (line[n - 1] == '\n')] = '\0';
+    upper(line);
+    int len = snprintf(out, sizeof out, "L%d %s %s\n", ss_request_listener(req),
+                       ss_request_tls(req) ? "tls" : "plain", line);
+    return ss_request_send_all(req, out, (size_t)len);
+}
+
+static const ss_handler where_handler = {SS_HANDLER_VERSION, NULL, where, NULL};
+
+/* `line` in plain text to listener `index`; its answer line into out, ""
+ * if the server closed without one. */
+static void plain_exchange(const ss_server *srv, int index, const char *line, char *out,
+                           size_t size)
+{
+    char url[320];
+    assert_true(ss_server_listener_address(srv, index, url, sizeof url) > 0);
+    int fd = ts_connect_url(url);
+    ts_send(fd, line, strlen(line));
+    size_t got = 0;
+    while (got < size - 1 && (got == 0 || out[got - 1] != '\n')) {
+        ssize_t n = recv(fd, out + got, size - 1 - got, 0); /* a datagram whole */
+        if (n <= 0)
+            break; /* EOF, or a reset after the refusal */
+        got += (size_t)n;
+    }
+    out[got] = '\0';
+    close(fd);
+}
+
+/* "127.0.0.1:PORT" of a TCP listener, for the clients. */
+static const char *inet_address(const ss_server *srv, int index, char *out, size_t size)
+{
+    snprintf(out, size, "127.0.0.1:%d", ss_server_listener_port(srv, index));
+    return out;
+}
+
+static ss_server *create_where(const combo *c, const char *url)
+{
+    ss_server *srv = NULL;
+    int rc = ss_server_create(&srv, url, ss_dispatch_by_name(c->mode), &where_handler, NULL);
+    if (rc < 0)
+        fail_msg("%s/%s: %s", url, c->mode, ss_strerror(rc));
+    ss_server_on_handle_error(srv, td_quiet_error);
+    return srv;
+}
+
+/* A server of `first`, unix:DIR/s and `third` (listeners 0, 1, 2), given
+ * TLS, serving; sock gets the unix: URL, dir its temp dir. */
+static ss_server *serve_three(const combo *c, const char *first, const char *third, char *dir,
+                              char *sock, size_t size, ts_runner *runner)
+{
+    ts_mkdtemp(dir, 256);
+    snprintf(sock, size, "unix:%s/s", dir);
+    ss_server *srv = create_where(c, first);
+    assert_int_equal(ss_server_add_listener(srv, sock), 1);
+    assert_int_equal(ss_server_add_listener(srv, third), 2);
+    set_tls(srv, (ss_tls_options){0});
+    combo_start(srv, runner);
+    return srv;
+}
+
+/* One line over TLS to address; what came back must hold want. */
+static void tls_exchange(const char *address, const char *line, const char *want)
+{
+    char out[4096];
+    status_is(python_to(address, out, sizeof out, "lines", "--line", line, NULL), 0, out);
+    expect_contains(out, want);
+}
+
+/* tls:// beside a plain unix: and tcp:// listener in one server: TLS on
+ * the tls:// one only; plain text there is refused and counted. */
+static void tls_beside_plain_listeners(void **state)
+{
+    char dir[256], sock[320], address[64], out[4096];
+    ts_runner runner;
+    ss_server *srv = serve_three(*state, "tls://127.0.0.1:0", "tcp://127.0.0.1:0", dir, sock,
+                                 sizeof sock, &runner);
+    tls_exchange(inet_address(srv, 0, address, sizeof address), "secret", "L0 tls SECRET");
+    plain_exchange(srv, 1, "open\n", out, sizeof out);
+    assert_string_equal(out, "L1 plain OPEN\n");
+    plain_exchange(srv, 2, "also\n", out, sizeof out);
+    assert_string_equal(out, "L2 plain ALSO\n");
+    plain_exchange(srv, 0, "hello\n", out, sizeof out); /* not TLS: refused */
+    assert_string_equal(out, "");
+    finish_counted(&runner, srv, 4, dir, 1, 1, 0);
+}
+
+/* No tls:// listener: ss_server_set_tls puts TLS on every stream
+ * listener (TLS over tcp:// and unix: at once); a datagram one beside
+ * them stays plain. */
+static void tls_on_every_stream_listener(void **state)
+{
+    char dir[256], sock[320], address[64], out[4096];
+    ts_runner runner;
+    ss_server *srv = serve_three(*state, "tcp://127.0.0.1:0", "udp://127.0.0.1:0", dir, sock,
+                                 sizeof sock, &runner);
+    tls_exchange(inet_address(srv, 0, address, sizeof address), "one", "L0 tls ONE");
+    tls_exchange(sock, "two", "L1 tls TWO");
+    plain_exchange(srv, 2, "three\n", out, sizeof out);
+    assert_string_equal(out, "L2 plain THREE\n");
+    finish_counted(&runner, srv, 3, dir, 2, 0, 0);
+}
+
+/* In a child: a TCP socket passed by socket activation under the name
+ * "tls" (what a hand-over names a tls:// listener) is a tls:// listener:
+ * named so, refused without a certificate, TLS with one. */
+static void adopted_tls_listener_body(void)
+{
+    int made = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in any = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    TS_CHECK(bind(made, (struct sockaddr *)&any, sizeof any) == 0 && listen(made, 16) == 0);
+    TS_CHECK(dup2(fcntl(made, F_DUPFD, 8), 3) == 3);
+    char pid[32], url[64], cert[320], key[320], out[4096];
+    snprintf(pid, sizeof pid, "%d", (int)getpid());
+    setenv("LISTEN_PID", pid, 1);
+    setenv("LISTEN_FDS", "1", 1);
+    setenv("LISTEN_FDNAMES", "tls", 1);
+    ss_server *srv;
+    TS_CHECK(ss_server_create(&srv, "systemd:", ss_dispatch_threading(), &where_handler, NULL) ==
+             0);
+    TS_CHECK(ss_server_address(srv, url, sizeof url) > 0 && strncmp(url, "tls://", 6) == 0);
+    TS_CHECK(ss_server_bind(srv) == 0 && ss_server_activate(srv) == SS_ETLSNOCERT);
+    path_in(cert, sizeof cert, a_dir, "server.pem");
+    path_in(key, sizeof key, a_dir, "server.key");
+    TS_CHECK(ss_server_set_tls(srv, &(ss_tls_options){.cert_file = cert, .key_file = key}) == 0);
+    TS_CHECK(ss_server_activate(srv) == 0);
+    ts_runner runner;
+    ts_start(&runner, srv, 50);
+    char address[64];
+    TS_CHECK(python_to(inet_address(srv, 0, address, sizeof address), out, sizeof out, "lines",
+                       "--line", "adopted", NULL) == 0);
+    TS_CHECK(strstr(out, "L0 tls ADOPTED") != NULL);
+    TS_CHECK(ts_stop(&runner) == 0);
+    ss_server_free(srv);
+}
+
+static void adopted_tls_listener(void **state)
+{
+    (void)state;
+    assert_int_equal(ts_run_in_child(adopted_tls_listener_body), 0);
+}
+
 /* ---- certificates for the whole file ---- */
 
 static int make_certs(void **state)
@@ -686,21 +859,38 @@ static const char *const per_combo_names[] = {
     "proxy_header_then_tls",
 };
 #define PER_COMBO (sizeof per_combo / sizeof per_combo[0])
+/* The cases that make their own listeners: once per dispatcher. */
+static void (*const per_mode[])(void **) = {
+    tls_beside_plain_listeners,
+    tls_on_every_stream_listener,
+};
+static const char *const per_mode_names[] = {
+    "tls_beside_plain_listeners",
+    "tls_on_every_stream_listener",
+};
+#define PER_MODE (sizeof per_mode / sizeof per_mode[0])
 
 int main(int argc, char **argv)
 {
     signal(SIGPIPE, SIG_DFL); /* a SIGPIPE raised by the library would end the test */
     const char *mode = argc > 1 ? argv[1] : NULL;
-    struct CMUnitTest tests[2 + PER_COMBO * 8];
+    struct CMUnitTest tests[3 + PER_COMBO * 8 + PER_MODE * 4];
     size_t n = 0;
-    if (mode == NULL || strcmp(mode, "sync") == 0)
+    if (mode == NULL || strcmp(mode, "sync") == 0) {
         tests[n++] = (struct CMUnitTest)cmocka_unit_test(api_errors);
+        tests[n++] = (struct CMUnitTest)cmocka_unit_test(adopted_tls_listener);
+    }
     if (mode == NULL || strcmp(mode, "pool") == 0)
         tests[n++] = (struct CMUnitTest)cmocka_unit_test(stalled_handshake_parks_fiber);
     for (size_t t = 0; t < PER_COMBO; t++)
         for (size_t k = 0; k < 8; k++)
             if (mode == NULL || strcmp(mode, combos[k].mode) == 0)
                 tests[n++] = (struct CMUnitTest){per_combo_names[t], per_combo[t], NULL, NULL,
+                                                 (void *)&combos[k]};
+    for (size_t t = 0; t < PER_MODE; t++)
+        for (size_t k = 0; k < 8; k += 2) /* tcp's: one per dispatcher */
+            if (mode == NULL || strcmp(mode, combos[k].mode) == 0)
+                tests[n++] = (struct CMUnitTest){per_mode_names[t], per_mode[t], NULL, NULL,
                                                  (void *)&combos[k]};
     return _cmocka_run_group_tests("test_tls", tests, n, make_certs, remove_certs);
 }

@@ -1,8 +1,11 @@
 /* The examples over TLS, driven as a user drives them: --tls-cert and
  * --tls-key on every server (tls:// and unix:), uppercase_client
- * --connect tls:// with --tls-ca or --tls-insecure, a SIGHUP that reloads
- * the certificate (and one that cannot, leaving the old in place), the
- * count at the stop, and the command-line errors. Python's ssl module
+ * --connect tls:// with --tls-ca or --tls-insecure, a SIGUSR1 that reloads
+ * the certificate (and one that cannot, leaving the old in place), a
+ * SIGHUP restart of a server with a tls:// and a plain unix: listener
+ * (the successor serves both as before, with the renewed certificate; a
+ * certificate that does not load fails the restart, not the server),
+ * the count at the stop, and the command-line errors. Python's ssl module
  * (tests/core/tls_client.py) is the client for the servers other than
  * uppercase_server; scripts/make-test-cert.sh makes the certificates. */
 #define _GNU_SOURCE
@@ -18,6 +21,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#ifdef __linux__
+#include <sys/prctl.h>
+#endif
 #include <cmocka.h>
 
 static char certs[200], a_dir[256], b_dir[256];
@@ -130,7 +136,7 @@ static void test_uppercase_client_over_tls(void **state)
     }
 }
 
-/* ---- SIGHUP ---- */
+/* ---- SIGUSR1: reload in place ---- */
 
 static void copy_file(const char *from, const char *to)
 {
@@ -143,6 +149,15 @@ static void copy_file(const char *from, const char *to)
         assert_int_equal(fwrite(buf, 1, n, out), n);
     fclose(in);
     assert_int_equal(fclose(out), 0);
+}
+
+/* A certificate file cut short, as one being written. */
+static void half_write(const char *cert)
+{
+    FILE *f = fopen(cert, "w");
+    assert_non_null(f);
+    fputs("-----BEGIN CERTIFICATE-----\nMIIB\n", f);
+    assert_int_equal(fclose(f), 0);
 }
 
 /* uppercase_client with the CA of dir: its exit status. */
@@ -160,7 +175,7 @@ static int client_trusting(const char *url, const char *dir)
     return run_to_end(&c, argv, "x\nq\n", out, sizeof out);
 }
 
-static void test_sighup_reloads_the_certificate(void **state)
+static void test_sigusr1_reloads_the_certificate(void **state)
 {
     (void)state;
     char live[256], cert[320], key[320], from[320], url[256];
@@ -184,23 +199,115 @@ static void test_sighup_reloads_the_certificate(void **state)
     /* renewed in place, as certbot does */
     copy_file(in_dir(b_dir, "server.pem", from, sizeof from), cert);
     copy_file(in_dir(b_dir, "server.key", from, sizeof from), key);
-    kill(server.pid, SIGHUP);
-    assert_true(ex_log_until(&server, "SIGHUP: TLS certificate reloaded from", 5000));
+    kill(server.pid, SIGUSR1);
+    assert_true(ex_log_until(&server, "SIGUSR1: TLS certificate reloaded from", 5000));
     assert_int_equal(client_trusting(url, b_dir), 0);
     assert_int_equal(client_trusting(url, a_dir), 1); /* the old one is gone */
-    /* a half-written file: the reload fails, the server keeps B's */
-    FILE *f = fopen(cert, "w");
-    assert_non_null(f);
-    fputs("-----BEGIN CERTIFICATE-----\nMIIB\n", f);
-    fclose(f);
-    kill(server.pid, SIGHUP);
-    assert_true(ex_log_until(&server, "SIGHUP: TLS certificate not reloaded", 5000));
+    half_write(cert);                                 /* the reload fails, the server keeps B's */
+    kill(server.pid, SIGUSR1);
+    assert_true(ex_log_until(&server, "SIGUSR1: TLS certificate not reloaded", 5000));
     assert_int_equal(client_trusting(url, b_dir), 0);
     kill(server.pid, SIGTERM);
     assert_int_equal(reap(&server), 0);
     ex_log_has(&server, ": TLS: 3 handshakes, 1 failed");
     ex_log_has(&server, "TLS: cannot use the certificate file");
     ts_rmdir(live);
+}
+
+/* ---- SIGHUP: a restart keeps TLS ---- */
+
+/* Certificate set `set`'s server pair copied into dir/cert.pem, key.pem. */
+static void install_pair(const char *set, const char *dir, char *cert, char *key, size_t size)
+{
+    char from[320];
+    in_dir(dir, "cert.pem", cert, size);
+    in_dir(dir, "key.pem", key, size);
+    copy_file(in_dir(set, "server.pem", from, sizeof from), cert);
+    copy_file(in_dir(set, "server.key", from, sizeof from), key);
+}
+
+/* One line in plain text to url; the answer must be want. */
+static void plain_exchange(const char *url, const char *line, const char *want)
+{
+    char got[256];
+    int fd = ts_connect_url(url);
+    ts_send(fd, line, strlen(line));
+    read_answer(fd, got, sizeof got);
+    assert_string_equal(got, want);
+    close(fd);
+}
+
+/* The pid in the restart's "restart: pid N serves now" line; -1 if it is
+ * not logged within 30 s. */
+static pid_t successor_pid(child *server)
+{
+    int pid = -1;
+    if (!ex_log_until(server, " serves now", 30000))
+        return -1;
+    const char *at = strstr(server->log, "restart: pid ");
+    return at != NULL && sscanf(at, "restart: pid %d", &pid) == 1 ? pid : -1;
+}
+
+/* --listen tls://... --listen unix:..., renewed files, SIGHUP: the copy
+ * that takes over (started with the same --tls-* options, its sockets as
+ * "--listen systemd:") speaks TLS on the tls:// socket with the renewed
+ * certificate, and plain text on the unix: one; the old one exits 0. */
+static void restart_keeps_tls(const char *mode)
+{
+    char live[256], cert[320], key[320], url[256], plain[300], line[300];
+    snprintf(live, sizeof live, "%s/restart", certs);
+    ts_mkdtemp(live, sizeof live);
+    install_pair(a_dir, live, cert, key, sizeof cert);
+    snprintf(plain, sizeof plain, "unix:%s/plain", live);
+    const char *argv[] = {UPPERCASE_SERVER,
+                          "--listen",
+                          "tls://localhost:0",
+                          "--listen",
+                          plain,
+                          "--tls-cert",
+                          cert,
+                          "--tls-key",
+                          key,
+                          "--mode",
+                          mode,
+                          NULL};
+    child server;
+    start_server_argv(&server, argv, url, sizeof url);
+    read_all(server.out, line, sizeof line, "\n"); /* "listening on unix:..." */
+    assert_int_equal(client_trusting(url, a_dir), 0);
+    plain_exchange(plain, "plain\n", "PLAIN\n");
+    half_write(cert); /* the copy cannot start: the old one serves on */
+    assert_int_equal(kill(server.pid, SIGHUP), 0);
+    assert_true(ex_log_until(&server, "restart failed", 30000));
+    assert_int_equal(client_trusting(url, a_dir), 0);
+    install_pair(b_dir, live, cert, key, sizeof cert); /* renewed, then the restart */
+    assert_int_equal(kill(server.pid, SIGHUP), 0);
+    pid_t next = successor_pid(&server);
+    assert_true(next > 0 && next != server.pid);
+    assert_int_equal(ex_exit_status(server.pid, 30000), 0); /* drained */
+    assert_int_equal(client_trusting(url, b_dir), 0);
+    assert_int_equal(client_trusting(url, a_dir), 1); /* the old certificate is gone */
+    plain_exchange(plain, "still\n", "STILL\n");
+    assert_int_equal(kill(next, SIGTERM), 0);
+    assert_int_equal(ex_exit_status(next, 30000), 0);
+    ex_log_pump(&server, 100);
+    ex_log_has(&server, ": TLS: 2 handshakes, 0 failed"); /* the old one */
+    ex_log_has(&server, ": TLS: 1 handshakes, 1 failed"); /* its successor */
+    ts_rmdir(live);
+}
+
+static void test_sighup_restart_keeps_tls(void **state)
+{
+    (void)state;
+#ifdef __linux__
+    /* the successor outlives its parent: we reap it as the subreaper */
+    assert_int_equal(prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
+    static const char *const modes[] = {"pool", "threading", "forking", "sync"};
+    for (size_t m = 0; m < 4; m++)
+        restart_keeps_tls(modes[m]);
+#else
+    skip();
+#endif
 }
 
 /* ---- command lines ---- */
@@ -285,7 +392,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_every_server_over_tls, end_leftovers),
         cmocka_unit_test_teardown(test_uppercase_client_over_tls, end_leftovers),
-        cmocka_unit_test_teardown(test_sighup_reloads_the_certificate, end_leftovers),
+        cmocka_unit_test_teardown(test_sigusr1_reloads_the_certificate, end_leftovers),
+        cmocka_unit_test_teardown(test_sighup_restart_keeps_tls, end_leftovers),
         cmocka_unit_test_teardown(test_option_errors_and_help, end_leftovers),
     };
     return cmocka_run_group_tests(tests, make_certs, remove_certs);

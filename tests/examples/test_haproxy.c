@@ -10,11 +10,11 @@
  *   (c) a client connecting to a backend directly, without a header, is
  *       refused and counted.
  * The backends run in the dispatcher given as the argument (ctest runs one
- * entry per dispatcher that serves beside its loop: test_haproxy/threading,
- * forking, pool; default threading). Not sync: its stop cancels the wait
- * of the request it is serving (socketserver/dispatch.h), so a connection
- * accepted just before SIGTERM whose header has not arrived yet is closed
- * unserved, a request lost (seen here about once in 5 runs under ASan).
+ * entry per dispatcher: test_haproxy/sync, threading, forking, pool;
+ * default threading). sync holds thanks to its stop grace
+ * (ss_server_set_stop_grace): before it, a connection accepted just
+ * before SIGTERM whose header had not arrived yet was closed unserved, a
+ * request lost (seen here about once in 5 runs under ASan).
  * SS_KEEP_LOGS=1 keeps the temp dir with every log.
  * HAProxy must be installed (Debian's haproxy package; scripts/test.sh
  * installs it): without it the test fails and says what to install. Every

@@ -214,3 +214,18 @@ void ts_remove_test_certs(const char *base)
     ts_rmdir(dir);
     ts_rmdir(base);
 }
+
+int ts_run_in_child(void (*body)(void))
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        body();
+        _exit(0);
+    }
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    return WEXITSTATUS(status);
+}

@@ -88,10 +88,12 @@ ss_request *fake_request_new(size_t read_buffer, size_t write_buffer)
     assert_int_equal(ss_server_create(&srv, "tcp://127.0.0.1:0", NULL, &none, NULL), 0);
     assert_int_equal(ss_server_set_read_buffer_size(srv, read_buffer), 0);
     assert_int_equal(ss_server_set_write_buffer_size(srv, write_buffer), 0);
-    real_transport = srv->transport;
-    srv->transport = &fake_transport;
-    ss__arrival arrival = {
-        .fd = -1, .peer = {.ss_family = AF_INET}, .peer_len = sizeof arrival.peer};
+    real_transport = srv->listeners[0]->transport;
+    srv->listeners[0]->transport = &fake_transport;
+    ss__arrival arrival = {.listener = srv->listeners[0],
+                           .fd = -1,
+                           .peer = {.ss_family = AF_INET},
+                           .peer_len = sizeof arrival.peer};
     ss__place place = {0};
     ss_request *req = ss__request_new(srv, &arrival, &place);
     assert_non_null(req);
@@ -102,6 +104,6 @@ void fake_request_free(ss_request *req)
 {
     ss_server *srv = req->server;
     ss__request_end(req); /* the server's own reference keeps it */
-    srv->transport = real_transport;
+    srv->listeners[0]->transport = real_transport;
     ss_server_free(srv);
 }

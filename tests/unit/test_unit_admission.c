@@ -45,8 +45,9 @@ static struct {
 static ss__transport fake_table;
 static const ss__transport *real_transport;
 
-static int fake_get_request(ss_server *srv, ss__arrival *out)
+static int fake_get_request(ss__listener *l, ss__arrival *out)
 {
+    const ss_server *srv = l->server;
     script.gets++;
     if (srv->reserve_fd < 0)
         script.gets_without_reserve++;
@@ -59,8 +60,9 @@ static int fake_get_request(ss_server *srv, ss__arrival *out)
     return 0;
 }
 
-static void fake_turn_away(ss_server *srv, ss__arrival *arrival, const char *reply, size_t len)
+static void fake_turn_away(ss__listener *l, ss__arrival *arrival, const char *reply, size_t len)
 {
+    ss_server *srv = l->server;
     script.turned_away++;
     script.active_at_turn_away = atomic_load(&srv->count.active);
     script.last_turned_fd = arrival->fd;
@@ -110,18 +112,18 @@ static ss_server *server_new(const char *url)
     ss_server *srv = NULL;
     assert_int_equal(ss_server_create(&srv, url, NULL, &none, NULL), 0);
     ss_server_set_log(srv, keep_log);
-    real_transport = srv->transport;
+    real_transport = srv->listeners[0]->transport;
     fake_table = *real_transport; /* its client_key and properties */
     fake_table.get_request = fake_get_request;
     fake_table.turn_away = fake_turn_away;
     fake_table.end_request = fake_end_request;
-    srv->transport = &fake_table;
+    srv->listeners[0]->transport = &fake_table;
     return srv;
 }
 
 static void server_free(ss_server *srv)
 {
-    srv->transport = real_transport;
+    srv->listeners[0]->transport = real_transport;
     ss_server_free(srv);
 }
 
@@ -201,10 +203,10 @@ static void test_max_connections_stops_polling(void **state)
     script_ipv4("10.0.0.1", 1000);
     script_ipv4("10.0.0.2", 1000);
     assert_true(ss__limits_have_room(srv));
-    ss_request *a = ss__admit_next(srv);
+    ss_request *a = ss__admit_next(srv->listeners[0]);
     assert_non_null(a);
     assert_true(ss__limits_have_room(srv));
-    ss_request *b = ss__admit_next(srv);
+    ss_request *b = ss__admit_next(srv->listeners[0]);
     assert_non_null(b);
     assert_false(ss__limits_have_room(srv)); /* the listener is left alone */
     assert_int_equal(stats(srv).active, 2);
@@ -231,10 +233,10 @@ static void test_max_connections_refuses_with_reply(void **state)
     script_ipv4("10.0.0.1", 1000);
     script_ipv4("10.0.0.2", 1000);
     script_ipv4("10.0.0.3", 1000);
-    ss_request *a = ss__admit_next(srv);
+    ss_request *a = ss__admit_next(srv->listeners[0]);
     assert_non_null(a);
     assert_true(ss__limits_have_room(srv));
-    assert_null(ss__admit_next(srv));
+    assert_null(ss__admit_next(srv->listeners[0]));
     assert_int_equal(script.turned_away, 1);
     assert_string_equal(script.reply, "busy\n");
     assert_int_equal(script.active_at_turn_away, 1); /* only a's */
@@ -246,7 +248,7 @@ static void test_max_connections_refuses_with_reply(void **state)
     assert_int_equal(st.rejected_per_client, 0);
     assert_int_equal(st.closed, 1);
     ss__request_end(a);
-    ss_request *c = ss__admit_next(srv); /* room again */
+    ss_request *c = ss__admit_next(srv->listeners[0]); /* room again */
     assert_non_null(c);
     assert_string_equal(ss_request_client_name(c), "10.0.0.3:1000");
     ss__request_end(c);
@@ -260,7 +262,7 @@ static void test_max_connections_refuses_with_reply(void **state)
 
 static ss_request *admitted(ss_server *srv)
 {
-    ss_request *req = ss__admit_next(srv);
+    ss_request *req = ss__admit_next(srv->listeners[0]);
     assert_non_null(req);
     return req;
 }
@@ -268,7 +270,7 @@ static ss_request *admitted(ss_server *srv)
 static void refused(ss_server *srv)
 {
     int before = script.turned_away;
-    assert_null(ss__admit_next(srv));
+    assert_null(ss__admit_next(srv->listeners[0]));
     assert_int_equal(script.turned_away, before + 1);
 }
 
@@ -393,7 +395,7 @@ static void test_verify_refusal_ends_the_request(void **state)
     ss_server *srv = server_new("tcp://127.0.0.1:0");
     ss_server_on_verify_request(srv, refuse_all);
     script_ipv4("10.0.0.9", 4242);
-    assert_null(ss__admit_next(srv));
+    assert_null(ss__admit_next(srv->listeners[0]));
     assert_int_equal(script.turned_away, 0); /* ended as a request, not turned away */
     assert_int_equal(script.ended, 1);
     ss_stats st = stats(srv);
@@ -422,7 +424,7 @@ static void test_out_of_fds_sheds_with_the_reserve(void **state)
     script_error(-EMFILE);
     for (int i = 0; i < 6; i++)
         script_ipv4("10.0.0.1", 1000 + i);
-    assert_null(ss__admit_next(srv));
+    assert_null(ss__admit_next(srv->listeners[0]));
     assert_int_equal(script.gets, 1 + 4);             /* the error, then backlog + 1 */
     assert_int_equal(script.gets_without_reserve, 4); /* all with the reserve given up */
     assert_true(srv->reserve_fd >= 0);                /* and taken again */
@@ -447,7 +449,7 @@ static void test_out_of_fds_sheds_with_the_reserve(void **state)
     script_ipv4("10.0.0.1", 2000);
     script_ipv4("10.0.0.1", 2001);
     script.gets = 0;
-    assert_null(ss__admit_next(srv));
+    assert_null(ss__admit_next(srv->listeners[0]));
     assert_int_equal(script.gets, 1 + 3); /* two clients, then EAGAIN */
     st = stats(srv);
     assert_int_equal(st.shed, 6);
@@ -465,7 +467,7 @@ static void test_datagram_sheds_one(void **state)
     script_error(-ENOBUFS);
     for (int i = 0; i < 3; i++)
         script_ipv4("10.0.0.1", 1000 + i);
-    assert_null(ss__admit_next(srv));
+    assert_null(ss__admit_next(srv->listeners[0]));
     assert_int_equal(stats(srv).shed, 1);
     assert_int_equal(stats(srv).accept_enobufs, 1);
     assert_int_equal(script.next, 2);
@@ -482,7 +484,7 @@ static void test_backoff_doubles_and_resets(void **state)
     const int errs[] = {-EMFILE, -ENFILE, -ENOBUFS, -ENOMEM};
     for (int i = 0; i < 10; i++) {
         script_error(errs[i % 4]);
-        assert_null(ss__admit_next(srv));
+        assert_null(ss__admit_next(srv->listeners[0]));
         assert_int_equal(srv->accept_backoff_ms, want[i]);
         int pause = ss__accept_pause_ms(srv);
         assert_true(pause > 0 && pause <= want[i]);
@@ -503,7 +505,7 @@ static void test_backoff_doubles_and_resets(void **state)
     ss__request_end(req);
     /* the next burst starts over at 5 ms, with its own message */
     script_error(-EMFILE);
-    assert_null(ss__admit_next(srv));
+    assert_null(ss__admit_next(srv->listeners[0]));
     assert_int_equal(srv->accept_backoff_ms, 5);
     assert_int_equal(log_count, 3);
     server_free(srv);
@@ -519,15 +521,15 @@ static void test_other_errors_counted_and_skipped(void **state)
     for (int i = 0; i < 3; i++) {
         script_error(errs[i]);
         script_ipv4("10.0.0.1", 1000 + i); /* queued behind: not taken */
-        assert_null(ss__admit_next(srv));
+        assert_null(ss__admit_next(srv->listeners[0]));
         assert_int_equal(script.gets, 2 * i + 1);
         assert_int_equal(ss__accept_pause_ms(srv), 0);
         ss__request_end(admitted(srv)); /* the next step takes the next client */
     }
     script_error(-EAGAIN);
     script_error(-EINTR);
-    assert_null(ss__admit_next(srv));
-    assert_null(ss__admit_next(srv));
+    assert_null(ss__admit_next(srv->listeners[0]));
+    assert_null(ss__admit_next(srv->listeners[0]));
     ss_stats st = stats(srv);
     assert_int_equal(st.accept_errors, 3);
     assert_int_equal(st.accept_emfile + st.accept_enfile + st.accept_enobufs + st.accept_enomem, 0);

@@ -1,0 +1,31 @@
+/* The examples under a service manager (docs/deploy.md): one connection a
+ * manager accepted (--inetd: inetd, tcpserver, systemd-socket-activate
+ * --inetd; or --listen systemd: given a connected socket, systemd's
+ * Accept=yes), and the restart on SIGHUP that hands the listening
+ * sockets to a fresh copy of the program (ss_server_hand_over). */
+#ifndef EXAMPLES_CLI_DEPLOY_H
+#define EXAMPLES_CLI_DEPLOY_H
+
+#include "cli.h"
+
+#define CLI_RESTART_TIMEOUT 30 /* seconds a restarted copy has to say READY=1 */
+
+/* The connected socket to serve in per-connection mode, or -1 to listen
+ * as usual, or -2 after an error (printed). --inetd: stdin, which must be
+ * a connected socket; it is moved off fds 0 and 1 (they become
+ * /dev/null), so that its close ends the connection. --listen systemd:
+ * with exactly one passed socket that is connected: that one. */
+int cli_connection_fd(const cli_options *opts);
+
+/* From now on SIGHUP restarts the server: a thread hands its sockets to
+ * the same program started again with the same options, its --listen
+ * replaced by "--listen systemd:"; once that copy is ready this one stops
+ * taking clients and its loop ends (the caller drains). A SIGHUP while a
+ * restart is under way is ignored with a log line; a restart that fails
+ * is logged and the server goes on. */
+void cli_restart_enable(const cli_options *opts, ss_server *srv);
+/* After the loop: ends the restart thread (waiting for a restart under
+ * way). True if the server was handed over. */
+bool cli_restart_disable(void);
+
+#endif
