@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #ifdef __linux__
 #include <sys/prctl.h>
@@ -310,6 +311,60 @@ static void test_sighup_restart_keeps_tls(void **state)
 #endif
 }
 
+/* ---- --inetd: one connection, TLS too ---- */
+
+#define ACTIVATE "/usr/bin/systemd-socket-activate"
+
+/* systemd-socket-activate --inetd --accept starts uppercase_server
+ * --inetd with --tls-* for each connection on a Unix socket: the one
+ * connection on stdin speaks TLS (per-connection mode, no tls:// URL). */
+static void test_inetd_over_tls(void **state)
+{
+    (void)state;
+    if (access(ACTIVATE, X_OK) != 0)
+        fail_msg("needs %s: apt-get install systemd (scripts/test.sh does)", ACTIVATE);
+    char dir[256], path[320], address[330], cert[320], key[320], ca[320], out[4096];
+    snprintf(dir, sizeof dir, "%s/inetd", certs);
+    ts_mkdtemp(dir, sizeof dir);
+    in_dir(dir, "s", path, sizeof path);
+    snprintf(address, sizeof address, "unix:%s", path);
+    const char *argv[] = {ACTIVATE,
+                          "--inetd",
+                          "--accept",
+                          "-l",
+                          path,
+                          UPPERCASE_SERVER,
+                          "--inetd",
+                          "--tls-cert",
+                          in_dir(a_dir, "server.pem", cert, sizeof cert),
+                          "--tls-key",
+                          in_dir(a_dir, "server.key", key, sizeof key),
+                          NULL};
+    child activator, client;
+    spawn(&activator, argv);
+    assert_true(ex_log_until(&activator, "as 3.", 10000)); /* listening */
+    const char *py[] = {"/usr/bin/env",
+                        "python3",
+                        TLS_CLIENT_PY,
+                        address,
+                        "lines",
+                        "--ca",
+                        in_dir(a_dir, "ca.pem", ca, sizeof ca),
+                        "--line",
+                        "inetd",
+                        NULL};
+    if (run_to_end(&client, py, NULL, out, sizeof out) != 0 || strstr(out, "reply INETD") == NULL)
+        fail_msg("--inetd over TLS: got:\n%s\n%s", out, client.log);
+    assert_true(ex_log_until(&activator, "died with code 0", 5000)); /* served, exited */
+    kill(activator.pid, SIGTERM);
+    int status;
+    assert_int_equal(waitpid(activator.pid, &status, 0), activator.pid);
+    close(activator.in);
+    close(activator.out);
+    close(activator.err);
+    ts_rmdir(dir);
+}
+
 /* ---- command lines ---- */
 
 static void more_option_errors(const char *cert, const char *key, const char *ca);
@@ -394,6 +449,7 @@ int main(void)
         cmocka_unit_test_teardown(test_uppercase_client_over_tls, end_leftovers),
         cmocka_unit_test_teardown(test_sigusr1_reloads_the_certificate, end_leftovers),
         cmocka_unit_test_teardown(test_sighup_restart_keeps_tls, end_leftovers),
+        cmocka_unit_test_teardown(test_inetd_over_tls, end_leftovers),
         cmocka_unit_test_teardown(test_option_errors_and_help, end_leftovers),
     };
     return cmocka_run_group_tests(tests, make_certs, remove_certs);
