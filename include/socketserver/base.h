@@ -58,8 +58,8 @@ enum {
     SS_EFINALFLUSH = -(SS_ERRBASE + 22),  /* output left at the end of a request was lost */
     /* address URLs (ss_server_create, ss_connect): each says what is wrong */
     SS_EURLNOSCHEME = -(SS_ERRBASE + 30),   /* no "scheme:" in front (e.g. "localhost:80") */
-    SS_EURLSCHEME = -(SS_ERRBASE + 31),     /* "word:" not tcp, udp, unix, unixgram, fd, systemd */
-    SS_EURLNOPORT = -(SS_ERRBASE + 32),     /* tcp/udp URL without ":PORT" */
+    SS_EURLSCHEME = -(SS_ERRBASE + 31),     /* "word:" not tcp udp tls unix unixgram fd systemd */
+    SS_EURLNOPORT = -(SS_ERRBASE + 32),     /* tcp/udp/tls URL without ":PORT" */
     SS_EURLPORTSYNTAX = -(SS_ERRBASE + 33), /* port is not a decimal number */
     SS_EURLPORTRANGE = -(SS_ERRBASE + 34),  /* port above 65535 */
     SS_EURLBRACKET = -(SS_ERRBASE + 35),    /* "[" of an IPv6 address without its "]" */
@@ -79,6 +79,10 @@ enum {
     SS_ELISTENPID = -(SS_ERRBASE + 53),    /* LISTEN_PID is another process's */
     SS_ELISTENENV = -(SS_ERRBASE + 54),    /* LISTEN_PID/LISTEN_FDS/LISTEN_FDNAMES malformed */
     SS_ELISTENFDS = -(SS_ERRBASE + 55),    /* LISTEN_FDS counts descriptors that are not open */
+    /* TLS (see socketserver/tls.h) */
+    SS_ETLS = -(SS_ERRBASE + 70),       /* TLS handshake failed, or the peer broke the protocol */
+    SS_ETLSCERT = -(SS_ERRBASE + 71),   /* certificate, key or CA file unusable (see the log) */
+    SS_ETLSNOCERT = -(SS_ERRBASE + 72), /* tls:// server activated without ss_server_set_tls */
 };
 /* True for every URL error: SS_EBADURL (no URL at all) and SS_EURL*. */
 #define SS_IS_URL_ERROR(err)                                                                       \

@@ -35,6 +35,10 @@ extern "C" {
  *                            does); tcp://[::]:PORT is dual-stack.
  *     udp://HOST:PORT        the same hosts, one datagram per request
  *     udp://[IPV6]:PORT
+ *     tls://HOST:PORT        tcp:// whose every connection speaks TLS: it
+ *     tls://[IPV6]:PORT      needs ss_server_set_tls before activate
+ *                            (socketserver/tls.h); SS_ENOTSUPPORTED, with a
+ *                            line in the log, in a library built without TLS
  *     unix:PATH              Unix stream socket at PATH (up to sun_path's
  *                            size less one byte, else -ENAMETOOLONG)
  *     unix:@NAME             Linux abstract name, no file, NAME up to
@@ -66,17 +70,16 @@ extern "C" {
  * descriptors from 3, LISTEN_FDNAMES their names; on first use the
  * descriptors become close-on-exec and the variables are unset, so
  * children do not inherit them; the sockets it adds are listeners 0, 1,
- * ... in LISTEN_FDS order (ss_server_listener_name gives each name). Each
- * descriptor belongs to one server. ss_connect does not take these forms.
- * Their errors: -EBADF (fd:N not open), -ENOTSOCK (not a socket),
- * SS_ENOTLISTENING (a stream socket not listening, such as a connected
- * one; a datagram socket not bound), SS_ENOTSUPPORTED (a family or type
- * no transport serves: SOCK_SEQPACKET, netlink...), -EEXIST (already one
- * of this server's listeners), SS_EURLFD ("fd:x", "systemd:a:b"),
- * SS_ENOACTIVATION (no LISTEN_PID/LISTEN_FDS), SS_ELISTENPID (LISTEN_PID
- * names another process), SS_ELISTENFDS (LISTEN_FDS counts descriptors that
- * are not open), SS_ELISTENENV (a malformed value), SS_ENOFDNAME (no passed
- * socket has that name). A failed adoption leaves the descriptor open and
+ * ... in LISTEN_FDS order (ss_server_listener_name gives each name). A
+ * TCP socket named "tls" (what ss_server_hand_over names a tls://
+ * listener) is a tls:// listener. Each descriptor belongs to one server. ss_connect does not take
+ * these forms. Their errors: -EBADF (fd:N not open), -ENOTSOCK (not a socket), SS_ENOTLISTENING (a
+ * stream socket not listening, such as a connected one; a datagram socket not bound),
+ * SS_ENOTSUPPORTED (a family or type no transport serves: SOCK_SEQPACKET, netlink...), -EEXIST
+ * (already one of this server's listeners), SS_EURLFD ("fd:x", "systemd:a:b"), SS_ENOACTIVATION (no
+ * LISTEN_PID/LISTEN_FDS), SS_ELISTENPID (LISTEN_PID names another process), SS_ELISTENFDS
+ * (LISTEN_FDS counts descriptors that are not open), SS_ELISTENENV (a malformed value),
+ * SS_ENOFDNAME (no passed socket has that name). A failed adoption leaves the descriptor open and
  * the caller's; for systemd:, every passed socket is checked before any is
  * taken.
  *
@@ -97,7 +100,8 @@ SS_API int ss_server_create(ss_server **out, const char *url, const ss_dispatche
 SS_API int ss_server_bind(ss_server *srv);
 
 /* Starts listening with the configured backlog (Python's server_activate).
- * Returns 0 or a negative errno. */
+ * Returns 0, SS_ETLSNOCERT (a tls:// listener and no ss_server_set_tls),
+ * or a negative errno. */
 SS_API int ss_server_activate(ss_server *srv);
 
 /* create + bind + activate in one call: Python's constructor with
@@ -188,6 +192,7 @@ SS_API void ss_server_free(ss_server *srv);
  *   ss_server_set_queue_size, ss_server_set_thread_stack_size,
  *   ss_server_set_pool_fibers                                dispatch.h
  *   ss_server_set_proxy_protocol (and ss_server_add_filter)  filter.h
+ *   ss_server_set_tls (ss_server_reload_tls: any time)        tls.h
  * Before serving, from the thread that set the server up:
  *   ss_server_on_verify_request, ss_server_on_handle_error,
  *   ss_server_on_handle_timeout, ss_server_on_service_actions,
@@ -393,6 +398,13 @@ typedef struct ss_stats {
                              idle: waiting for a client's next message after a
                              complete exchange (see ss_server_set_drain_close_idle);
                              forking: counted as the child is reaped */
+    /* TLS (socketserver/tls.h; added after the fields above) */
+    uint64_t tls_handshakes;         /* TLS handshakes completed (the request then ran);
+                                        forking: counted as the child is reaped */
+    uint64_t tls_handshake_failures; /* connections refused because their handshake failed
+                                        (not TLS, refused version, certificate or ALPN, the
+                                        peer gone, or handshake_timeout_ms passed); also in
+                                        filter_refused */
 } ss_stats;
 /*
  * Copies the server's counters into *out. A macro over

@@ -16,13 +16,14 @@ typedef enum ss__scheme {
     SS__SCHEME_UDP,
     SS__SCHEME_UNIX,
     SS__SCHEME_UNIXGRAM,
+    SS__SCHEME_TLS, /* tcp with TLS on every connection (filter/tls.c) */
     /* Adopted sockets (core/listener.c): no transport of their own, the
      * socket says which (its listener's url.scheme becomes that one). */
     SS__SCHEME_FD,      /* "fd:N": path holds N's digits */
     SS__SCHEME_SYSTEMD, /* "systemd:" or "systemd:NAME": path holds NAME ("" = all) */
 } ss__scheme;
 
-/* A parsed URL. For tcp/udp: host (no brackets, "" = any) and port.
+/* A parsed URL. For tcp/udp/tls: host (no brackets, "" = any) and port.
  * For unix/unixgram: path; a leading '@' marks a Linux abstract name. */
 typedef struct ss__url {
     ss__scheme scheme;
@@ -32,6 +33,8 @@ typedef struct ss__url {
 } ss__url;
 
 int ss__url_parse(const char *text, ss__url *out);
+/* tcp, udp and tls: a host and a port, not a path. */
+bool ss__scheme_inet(ss__scheme scheme);
 const char *ss__scheme_name(ss__scheme scheme);
 
 /* "127.0.0.1:5555", "[::1]:5555", a Unix path, or "" (unnamed peer). */

@@ -53,11 +53,27 @@ static int keep(ss_server *srv, ss__listener *l, int rc)
     return 0;
 }
 
+/* A tls:// URL in a library built without OpenSSL: refused, saying how
+ * to get it (the server's log is not set yet: the default one). */
+static int tls_missing(const ss__url *url)
+{
+    if (url->scheme != SS__SCHEME_TLS || ss_tls_available())
+        return 0;
+    ss__log(NULL, NULL, NULL, SS_LOG_ERROR,
+            "tls://%s:%s: this libsocketserver was built without TLS (build it with OpenSSL's "
+            "development files and CMake -DSS_TLS=ON)",
+            url->host, url->port);
+    return SS_ENOTSUPPORTED;
+}
+
 static int add_bound_here(ss_server *srv, const ss__url *url)
 {
     const ss__transport *transport = ss__transport_for(url->scheme);
     if (transport == NULL)
         return SS_ENOTSUPPORTED;
+    int rc = tls_missing(url);
+    if (rc < 0)
+        return rc;
     ss__listener *l = new_listener(srv, transport);
     if (l == NULL)
         return -ENOMEM;
@@ -94,6 +110,10 @@ static int adopt(ss_server *srv, int fd, const char *name)
         return rc;
     }
     snprintf(l->name, sizeof l->name, "%s", name);
+    /* "tls", the name a hand-over gives a tls:// listener (core/handover.c):
+     * its connections speak TLS (filter/tls.c) in the successor too. */
+    if (strcmp(name, ss__scheme_name(SS__SCHEME_TLS)) == 0 && l->url.scheme == SS__SCHEME_TCP)
+        l->url.scheme = SS__SCHEME_TLS;
     srv->listeners[srv->nlisteners++] = l;
     return 0;
 }

@@ -186,7 +186,9 @@ SS_API int ss_server_activate(ss_server *srv)
 {
     if (srv->state != SS__BOUND || srv->serves_connection)
         return SS_ESTATE;
-    int rc = ss__listeners_activate(srv);
+    int rc = ss__tls_check_listeners(srv);
+    if (rc == 0)
+        rc = ss__listeners_activate(srv);
     if (rc == 0)
         rc = srv->dispatch->start(srv);
     if (rc == 0)

@@ -14,7 +14,7 @@ SS_API int ss_server_add_filter(ss_server *srv, const ss_filter *filter, void *c
     return ss__filters_add_at(srv, srv->filters.count, filter, config);
 }
 
-static bool has_stream_listener(const ss_server *srv)
+bool ss__has_stream_listener(const ss_server *srv)
 {
     for (int i = 0; i < srv->nlisteners; i++)
         if (!srv->listeners[i]->transport->datagram)
@@ -28,7 +28,7 @@ int ss__filters_add_at(ss_server *srv, int index, const ss_filter *filter, void 
         return -EINVAL;
     if (srv->state >= SS__ACTIVE)
         return SS_ESTATE;
-    if (!has_stream_listener(srv))
+    if (!ss__has_stream_listener(srv))
         return SS_ENOTSUPPORTED; /* datagram requests are single packets */
     struct ss__filters *chain = &srv->filters;
     if (chain->count == SS__MAX_FILTERS)
@@ -59,6 +59,9 @@ void ss__count_late_refusal(ss_server *srv, ss__late_refusal why)
                          : why == SS__LATE_PROXY_UNTRUSTED ? &c->proxy_untrusted
                                                            : &c->proxy_timeouts,
                          1);
+        break;
+    case SS__LATE_TLS:
+        atomic_fetch_add(&c->tls_handshake_failures, 1);
         break;
     case SS__LATE_FILTER:
         break;

@@ -53,6 +53,20 @@ int end_leftovers(void **state)
     return 0;
 }
 
+/* Not forgotten by the teardown: its process group may still hold a
+ * successor it started, which the teardown then ends. */
+int ex_exit_status(pid_t pid, int timeout_ms)
+{
+    long long until = ts_now_ms() + timeout_ms;
+    int status;
+    while (waitpid(pid, &status, WNOHANG) != pid) {
+        if (ts_now_ms() > until)
+            return -1;
+        usleep(20000);
+    }
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
 void spawn(child *c, const char *const argv[])
 {
     int in[2], out[2], err[2];

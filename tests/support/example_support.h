@@ -48,6 +48,12 @@ void expect(int fd, const char *want);
  * length, or 0 after EOF or 5 s. */
 size_t read_answer(int fd, char *buf, size_t size);
 
+/* The exit status of pid (a child, or an orphan this process reaps as its
+ * subreaper): its code, 128 + the signal that ended it, or -1 if it has
+ * not ended within timeout_ms. Leaves its pipes open (a successor it
+ * started may still write to them). */
+int ex_exit_status(pid_t pid, int timeout_ms);
+
 /* cmocka teardown: kills and reaps every example a test left running,
  * with its process group (a forking example's children). */
 int end_leftovers(void **state);
