@@ -60,6 +60,35 @@ static void cut_off_child(const siginfo_t *info)
     errno = saved;
 }
 
+/* SIGHUP asks for the TLS certificate to be read again; the serving
+ * thread does it (service_actions): reading files is not for a signal
+ * handler. */
+static atomic_bool reload_asked;
+
+static void on_reload_signal(int sig)
+{
+    (void)sig;
+    if (getpid() == serving_pid) /* a forked child leaves it to its parent */
+        atomic_store(&reload_asked, true);
+}
+
+static void reload_if_asked(ss_server *srv, void *data)
+{
+    (void)data;
+    if (!atomic_exchange(&reload_asked, false))
+        return;
+    const cli_options *opts = serving_opts;
+    int rc = ss_server_reload_tls(srv, NULL, NULL);
+    if (rc == 0)
+        cli_log_always(opts, "%s: SIGHUP: TLS certificate reloaded from %s", opts->name,
+                       opts->tls_cert);
+    else
+        cli_log_always(opts,
+                       "%s: SIGHUP: TLS certificate not reloaded, serving on with the old "
+                       "one: %s",
+                       opts->name, ss_strerror(rc));
+}
+
 /* docs:begin signal-handler */
 static void on_stop_signal(int sig, siginfo_t *info, void *context)
 {
@@ -78,10 +107,12 @@ static void usage(FILE *out, const char *name)
 {
     fprintf(out,
             "usage: %s [--listen URL] [--mode MODE] [--workers N] [--timeout SEC]\n"
-            "       [--drain SEC] [--proxy-protocol [--proxy-from CIDR]...] [--quiet]\n"
-            "       [--help]\n"
+            "       [--drain SEC] [--proxy-protocol [--proxy-from CIDR]...]\n"
+            "       [--tls-cert FILE --tls-key FILE [--tls-ca FILE] [--tls-verify MODE]]\n"
+            "       [--quiet] [--help]\n"
             "  --listen URL  address to serve (default " CLI_DEFAULT_URL ")\n"
             "                tcp://HOST:PORT, tcp://[::1]:PORT, udp://HOST:PORT,\n"
+            "                tls://HOST:PORT (with --tls-cert and --tls-key),\n"
             "                unix:PATH, unix:@NAME (Linux) or unixgram:PATH\n"
             "  --mode MODE   concurrency model: sync, threading (default), forking\n"
             "                or pool; see docs/concurrency.md\n"
@@ -100,6 +131,14 @@ static void usage(FILE *out, const char *name)
             "  --proxy-from CIDR  a source trusted to send that header, e.g.\n"
             "                10.0.0.0/8 or 192.0.2.7 (repeat for more, up to 64;\n"
             "                default: loopback, 127.0.0.0/8 and ::1); see docs/deploy.md\n"
+            "  --tls-cert FILE  TLS: the server's certificate chain (PEM); with\n"
+            "                --tls-key, makes a tcp:// or unix: listener speak TLS, and\n"
+            "                a tls://HOST:PORT one needs it; SIGHUP reloads both files\n"
+            "  --tls-key FILE   TLS: the certificate's private key (PEM)\n"
+            "  --tls-ca FILE    TLS: the CAs client certificates must chain to\n"
+            "  --tls-verify none|optional|required  ask clients for a certificate\n"
+            "                (default none; optional and required need --tls-ca);\n"
+            "                see docs/tls.md (scripts/make-test-cert.sh makes test ones)\n"
             "  --quiet       no per-connection log on stderr\n"
             "  --help        this text\n"
             "an option's value may also follow '=': --listen=URL\n"
@@ -176,6 +215,28 @@ static int add_proxy_from(cli_options *opts, const char *cidr)
     return -1;
 }
 
+/* --tls-cert, --tls-key, --tls-ca, --tls-verify. */
+static int apply_tls_option(cli_options *opts, const char *option, const char *value)
+{
+    static const char *const modes[] = {"none", "optional", "required"};
+    if (strcmp(option, "--tls-cert") == 0) {
+        opts->tls_cert = value;
+    } else if (strcmp(option, "--tls-key") == 0) {
+        opts->tls_key = value;
+    } else if (strcmp(option, "--tls-ca") == 0) {
+        opts->tls_ca = value;
+    } else {
+        for (int i = 0; i < 3; i++)
+            if (strcmp(value, modes[i]) == 0) {
+                opts->tls_verify = i; /* SS_TLS_VERIFY_NONE, _OPTIONAL, _REQUIRED */
+                opts->tls_verify_given = true;
+                return -1;
+            }
+        return usage_error(opts->name, "--tls-verify takes none, optional or required", value);
+    }
+    return -1;
+}
+
 /* Applies one option that takes a value. Returns -1 to go on, else the
  * exit status (2: usage error, printed). */
 static int apply_option(cli_options *opts, const char *option, const char *value)
@@ -194,6 +255,8 @@ static int apply_option(cli_options *opts, const char *option, const char *value
             return usage_error(name, "--timeout needs seconds from 0 to 1000000", value);
     } else if (strcmp(option, "--proxy-from") == 0) {
         return add_proxy_from(opts, value);
+    } else if (strncmp(option, "--tls-", 6) == 0) {
+        return apply_tls_option(opts, option, value);
     } else if ((opts->drain = parse_number(value, 0, MAX_SECONDS)) < 0) {
         return usage_error(name, "--drain needs seconds from 0 to 1000000", value);
     }
@@ -235,10 +298,39 @@ static int check_proxy_from(const cli_options *opts)
     return 2;
 }
 
+/* The TLS options go together: a key with its certificate, a CA or a
+ * verify mode with both, a verify mode that asks for a certificate with
+ * the CA that checks it; tls:// needs them. Anything else would be
+ * silently ignored or fail at the first client: refused here. */
+static const char *tls_options_error(const cli_options *opts)
+{
+    bool any = opts->tls_key != NULL || opts->tls_ca != NULL || opts->tls_verify_given;
+    if ((opts->tls_cert != NULL) != (opts->tls_key != NULL))
+        return "--tls-cert and --tls-key go together";
+    if (any && opts->tls_cert == NULL)
+        return "--tls-ca and --tls-verify need --tls-cert and --tls-key";
+    if (opts->tls_verify != 0 && opts->tls_ca == NULL)
+        return "--tls-verify optional or required needs --tls-ca";
+    if (strncmp(opts->listen, "tls://", 6) == 0 && opts->tls_cert == NULL)
+        return "--listen tls://... needs --tls-cert and --tls-key";
+    return NULL;
+}
+
+static int check_tls(const cli_options *opts)
+{
+    const char *why = tls_options_error(opts);
+    if (why == NULL)
+        return -1;
+    fprintf(stderr, "%s: %s\n", opts->name, why);
+    usage(stderr, opts->name);
+    return 2;
+}
+
 int cli_parse(int argc, char **argv, const char *name, cli_options *opts)
 {
-    static const char *const valued[] = {"--listen", "--mode",       "--workers", "--timeout",
-                                         "--drain",  "--proxy-from", NULL};
+    static const char *const valued[] = {"--listen", "--mode",       "--workers",  "--timeout",
+                                         "--drain",  "--proxy-from", "--tls-cert", "--tls-key",
+                                         "--tls-ca", "--tls-verify", NULL};
     static const char *const flags[] = {"--help", "-h", "--quiet", "--proxy-protocol", NULL};
     *opts = (cli_options){.name = name,
                           .listen = CLI_DEFAULT_URL,
@@ -267,7 +359,9 @@ int cli_parse(int argc, char **argv, const char *name, cli_options *opts)
             return rc;
     }
     int rc = check_workers(opts);
-    return rc >= 0 ? rc : check_proxy_from(opts);
+    if (rc < 0)
+        rc = check_proxy_from(opts);
+    return rc >= 0 ? rc : check_tls(opts);
 }
 
 /* docs:begin install-signals */
@@ -312,9 +406,9 @@ static void drain(const cli_options *opts, ss_server *srv)
 }
 /* docs:end drain */
 
-/* Set when --proxy-protocol could not be used: open_server failed on the
- * command line, not on the network. */
-static bool proxy_refused_options;
+/* Set when --proxy-protocol or the TLS options could not be used:
+ * open_server failed on the command line, not on the network. */
+static bool options_refused;
 
 /* --proxy-protocol and --proxy-from, before activate. */
 static int use_proxy_protocol(const cli_options *opts, ss_server *srv)
@@ -324,10 +418,33 @@ static int use_proxy_protocol(const cli_options *opts, ss_server *srv)
     ss_proxy_options proxy = {.trusted = opts->proxy_from[0] != NULL ? opts->proxy_from : NULL};
     int rc = ss_server_set_proxy_protocol(srv, &proxy);
     if (rc == SS_ENOTSUPPORTED || rc == -EINVAL) {
-        proxy_refused_options = true;
+        options_refused = true;
         cli_log_always(opts, "%s: %s", opts->name,
                        rc == -EINVAL ? "--proxy-from takes an address or CIDR (10.0.0.0/8, ::1)"
                                      : "--proxy-protocol needs a tcp:// or unix: listener");
+    }
+    return rc;
+}
+
+/* --tls-cert and the rest, before activate. A file that does not load is
+ * said by the library's log (stderr): the command line is at fault. */
+static int use_tls(const cli_options *opts, ss_server *srv)
+{
+    if (opts->tls_cert == NULL)
+        return 0;
+    ss_tls_options tls = {.cert_file = opts->tls_cert,
+                          .key_file = opts->tls_key,
+                          .ca_file = opts->tls_ca,
+                          .verify = (ss_tls_verify)opts->tls_verify};
+    int rc = ss_server_set_tls(srv, &tls);
+    if (rc == SS_ENOTSUPPORTED || rc == SS_ETLSCERT) {
+        options_refused = true;
+        cli_log_always(opts, "%s: %s", opts->name,
+                       rc == SS_ETLSCERT ? "--tls-cert/--tls-key/--tls-ca: cannot use the files "
+                                           "(the line above says why)"
+                       : ss_tls_available()
+                           ? "TLS needs a tcp://, tls:// or unix: listener"
+                           : "this libsocketserver was built without TLS (OpenSSL)");
     }
     return rc;
 }
@@ -345,6 +462,8 @@ static int open_server(const cli_options *opts, const ss_handler *handler, void 
     ss_server_set_workers(*out, opts->workers);
     ss_server_set_max_children(*out, opts->workers);
     rc = use_proxy_protocol(opts, *out);
+    if (rc == 0)
+        rc = use_tls(opts, *out);
     if (rc == 0)
         rc = ss_server_bind(*out);
     if (rc == 0)
@@ -373,11 +492,24 @@ static void report_proxy_refusals(const cli_options *opts, const ss_server *srv)
                    (unsigned long long)st.proxy_timeouts);
 }
 
+/* With TLS, the handshakes that failed (none reaches a handler; the
+ * library logs each at debug level only). */
+static void report_tls_refusals(const cli_options *opts, const ss_server *srv)
+{
+    if (opts->tls_cert == NULL)
+        return;
+    ss_stats st;
+    ss_server_stats(srv, &st);
+    cli_log_always(opts, "%s: TLS: %llu handshakes, %llu failed", opts->name,
+                   (unsigned long long)st.tls_handshakes,
+                   (unsigned long long)st.tls_handshake_failures);
+}
+
 int cli_serve(const cli_options *opts, const ss_handler *handler, void *data)
 {
     ss_server *srv;
     int rc = open_server(opts, handler, data, &srv);
-    if (rc < 0 && proxy_refused_options)
+    if (rc < 0 && options_refused)
         return 2; /* said why */
     if (rc < 0) {
         cli_log_always(opts, "%s: cannot listen on %s: %s", opts->name, opts->listen,
@@ -395,6 +527,10 @@ int cli_serve(const cli_options *opts, const ss_handler *handler, void *data)
     ss_server_set_request_timeout(srv, opts->timeout > 0 ? opts->timeout * 1000 : -1);
     serving_opts = opts;
     ss_server_on_handle_error(srv, report_error);
+    if (opts->tls_cert != NULL) {
+        ss_server_on_service_actions(srv, reload_if_asked);
+        signal(SIGHUP, on_reload_signal);
+    }
     if (opts->configure != NULL)
         opts->configure(srv);
     /* Before the "listening" line: a tool that signals as soon as it reads
@@ -414,6 +550,7 @@ int cli_serve(const cli_options *opts, const ss_handler *handler, void *data)
         opts->stopping(srv);
     drain(opts, srv);
     report_proxy_refusals(opts, srv);
+    report_tls_refusals(opts, srv);
     /* What even the drain could not end (a handler busy computing) is not
      * waited for: exiting ends its thread. */
     ss_server_set_block_on_close(srv, false);

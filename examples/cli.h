@@ -1,10 +1,12 @@
 /* The command line shared by the example servers:
  *     NAME [--listen URL] [--mode MODE] [--workers N] [--timeout SEC]
- *          [--drain SEC] [--proxy-protocol [--proxy-from CIDR]...] [--quiet]
+ *          [--drain SEC] [--proxy-protocol [--proxy-from CIDR]...]
+ *          [--tls-cert FILE --tls-key FILE [--tls-ca FILE]
+ *           [--tls-verify none|optional|required]] [--quiet]
  *          [--help] (each value may also follow '=': --listen=URL)
  * and the run loop around it: listen, print "listening on URL", serve until
  * SIGINT/SIGTERM, let the requests in flight finish (a second signal: stop
- * now), exit 0. */
+ * now), exit 0. With --tls-cert, SIGHUP reloads the certificate and key. */
 #ifndef EXAMPLES_CLI_H
 #define EXAMPLES_CLI_H
 
@@ -28,6 +30,11 @@ typedef struct cli_options {
     /* --proxy-from, NULL-terminated: the sources trusted to send one;
      * none given: the library's default (loopback). */
     const char *proxy_from[CLI_MAX_PROXY_FROM + 1];
+    /* --tls-cert, --tls-key, --tls-ca, --tls-verify: TLS on the listener
+     * (tls://, or tcp:// and unix: made TLS); NULL: none given. */
+    const char *tls_cert, *tls_key, *tls_ca;
+    int tls_verify; /* ss_tls_verify; SS_TLS_VERIFY_NONE unless given */
+    bool tls_verify_given;
     bool quiet;
     /* Optional, set by a program after cli_parse. configure runs once the
      * server listens, before it serves (options, hooks); stopping runs

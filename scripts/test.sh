@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The README's test command: installs what the tests need when it is
-# missing (cmocka and pkg-config, and haproxy for the load-balancer test,
+# missing (cmocka and pkg-config, haproxy for the load-balancer test,
+# OpenSSL's libssl-dev and openssl tool and python3 for the TLS tests,
 # from Debian's packages, with scripts/need-packages.sh: as root or with
 # sudo, else it says what to run), builds everything with warnings as
 # errors, and runs the whole ctest suite.
@@ -23,6 +24,16 @@ if ! have_cmocka; then
     # as root, or with sudo; otherwise it says what to run as root
     # shellcheck disable=SC2046 # no word, or one
     scripts/need-packages.sh scripts/test.sh libcmocka-dev pkg-config $(have_haproxy || echo haproxy)
+fi
+# TLS (tls:// listeners): OpenSSL's development files build it in, and the
+# TLS tests use the openssl tool and Python's ssl module as clients.
+have_tls_tools() {
+    [ -f /usr/include/openssl/ssl.h ] && command -v openssl >/dev/null 2>&1 &&
+        command -v python3 >/dev/null 2>&1
+}
+if ! have_tls_tools; then
+    scripts/need-packages.sh scripts/test.sh libssl-dev openssl python3 ||
+        echo "scripts/test.sh: going on without OpenSSL; the TLS tests will fail" >&2
 fi
 if ! have_haproxy; then
     # Only tests/examples/test_haproxy needs it: without it the suite still

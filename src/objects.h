@@ -39,7 +39,8 @@ typedef enum ss__state {
     X(tracked) X(queued) X(cancelled) X(spawn_failures) X(children_failed)       \
     X(lingering_closes) X(linger_overflows)                                      \
     X(filter_refused) X(proxy_invalid) X(proxy_untrusted) X(proxy_timeouts)      \
-    X(idle_closed)
+    X(idle_closed)                                                               \
+    X(tls_handshakes) X(tls_handshake_failures)
 /* clang-format on */
 
 /* Each is updated where the event happens, by whichever thread sees it. */
@@ -63,10 +64,15 @@ typedef enum ss__late_refusal {
     SS__LATE_PROXY_TIMEOUT,   /* ... no whole header within its timeout */
     SS__LATE_PER_CLIENT,      /* the real client is at max_per_client */
     SS__LATE_VERIFY,          /* verify_request, run after the filters, said no */
-} ss__late_refusal;           /* fits 3 bits (dispatch/fork.c) */
+    SS__LATE_TLS,             /* the TLS handshake failed: tls_handshake_failures */
+} ss__late_refusal;           /* fits 3 bits (dispatch/fork.c): no room for more */
 
 /* A request's PROXY header and the proxy's own address (filter/proxy.c). */
 struct ss__proxy_state;
+/* A request's TLS connection (filter/tls.c), and a server's TLS settings
+ * and current certificate (filter/tls_config.c). */
+struct ss__tls_state;
+struct ss__tls_config;
 
 /* One filter's place in one request's chain (the public ss_filter_ctx). */
 struct ss_filter_ctx {
@@ -235,6 +241,10 @@ struct ss_server {
             const ss_filter *filter;
             void *config;
         } links[SS__MAX_FILTERS];
+        /* ss_server_set_tls's settings (also the TLS filter's config, freed
+         * with it); NULL without TLS. Set before activate, then only read:
+         * a reload changes what it points to, under its own lock. */
+        struct ss__tls_config *tls;
     } filters;
 };
 
@@ -274,6 +284,9 @@ struct ss_request {
     atomic_uchar phase;            /* SS__PHASE_*: written by reads and writes, which may be
                                       on two threads; only ever a hint, hence atomic */
     struct ss__proxy_state *proxy; /* its PROXY header, while that filter is open; else NULL */
+    struct ss__tls_state *tls;     /* its TLS connection, while that filter is open; else NULL */
+    bool tls_established;          /* its TLS handshake completed: a forking child tells its
+                                      parent, which counts tls_handshakes (dispatch/fork.c) */
 
     /* Datagram requests (transport/datagram.c); all zero for stream requests. */
     struct {

@@ -58,8 +58,8 @@ enum {
     SS_EFINALFLUSH = -(SS_ERRBASE + 22),  /* output left at the end of a request was lost */
     /* address URLs (ss_server_create, ss_connect): each says what is wrong */
     SS_EURLNOSCHEME = -(SS_ERRBASE + 30),   /* no "scheme:" in front (e.g. "localhost:80") */
-    SS_EURLSCHEME = -(SS_ERRBASE + 31),     /* "word:" not tcp, udp, unix, unixgram */
-    SS_EURLNOPORT = -(SS_ERRBASE + 32),     /* tcp/udp URL without ":PORT" */
+    SS_EURLSCHEME = -(SS_ERRBASE + 31),     /* "word:" not tcp, udp, tls, unix, unixgram */
+    SS_EURLNOPORT = -(SS_ERRBASE + 32),     /* tcp/udp/tls URL without ":PORT" */
     SS_EURLPORTSYNTAX = -(SS_ERRBASE + 33), /* port is not a decimal number */
     SS_EURLPORTRANGE = -(SS_ERRBASE + 34),  /* port above 65535 */
     SS_EURLBRACKET = -(SS_ERRBASE + 35),    /* "[" of an IPv6 address without its "]" */
@@ -69,6 +69,10 @@ enum {
     /* PROXY protocol (a listener behind a load balancer): the connection is refused */
     SS_EPROXY = -(SS_ERRBASE + 40),          /* invalid or missing PROXY protocol header */
     SS_EPROXYUNTRUSTED = -(SS_ERRBASE + 41), /* header from a source not trusted to send one */
+    /* TLS (see socketserver/tls.h) */
+    SS_ETLS = -(SS_ERRBASE + 50),       /* TLS handshake failed, or the peer broke the protocol */
+    SS_ETLSCERT = -(SS_ERRBASE + 51),   /* certificate, key or CA file unusable (see the log) */
+    SS_ETLSNOCERT = -(SS_ERRBASE + 52), /* tls:// server activated without ss_server_set_tls */
 };
 /* True for every URL error: SS_EBADURL (no URL at all) and SS_EURL*. */
 #define SS_IS_URL_ERROR(err)                                                                       \

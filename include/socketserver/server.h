@@ -148,6 +148,7 @@ SS_API void ss_server_free(ss_server *srv);
  *   ss_server_set_queue_size, ss_server_set_thread_stack_size,
  *   ss_server_set_pool_fibers                                dispatch.h
  *   ss_server_set_proxy_protocol (and ss_server_add_filter)  filter.h
+ *   ss_server_set_tls (ss_server_reload_tls: any time)        tls.h
  * Before serving, from the thread that set the server up:
  *   ss_server_on_verify_request, ss_server_on_handle_error,
  *   ss_server_on_handle_timeout, ss_server_on_service_actions,
@@ -300,6 +301,13 @@ typedef struct ss_stats {
                              idle: waiting for a client's next message after a
                              complete exchange (see ss_server_set_drain_close_idle);
                              forking: counted as the child is reaped */
+    /* TLS (socketserver/tls.h; added after the fields above) */
+    uint64_t tls_handshakes;         /* TLS handshakes completed (the request then ran);
+                                        forking: counted as the child is reaped */
+    uint64_t tls_handshake_failures; /* connections refused because their handshake failed
+                                        (not TLS, refused version, certificate or ALPN, the
+                                        peer gone, or handshake_timeout_ms passed); also in
+                                        filter_refused */
 } ss_stats;
 /*
  * Copies the server's counters into *out. A macro over

@@ -1,4 +1,5 @@
 /* Address URLs: parsing "tcp://host:port", "tcp://[v6]:port", "udp://...",
+ * "tls://..." (a TCP address whose connections speak TLS),
  * "unix:/path", "unix:@abstract", "unixgram:/path", and formatting socket
  * addresses back into the same forms. No resolution happens here. */
 #include "base/base.h"
@@ -16,16 +17,19 @@ static const struct {
     const char *prefix;
     ss__scheme scheme;
 } schemes[] = {
-    {"tcp://", SS__SCHEME_TCP},
-    {"udp://", SS__SCHEME_UDP},
-    {"unix:", SS__SCHEME_UNIX},
-    {"unixgram:", SS__SCHEME_UNIXGRAM},
+    {"tcp://", SS__SCHEME_TCP},         {"udp://", SS__SCHEME_UDP}, {"unix:", SS__SCHEME_UNIX},
+    {"unixgram:", SS__SCHEME_UNIXGRAM}, {"tls://", SS__SCHEME_TLS},
 };
 
 const char *ss__scheme_name(ss__scheme scheme)
 {
-    static const char *names[] = {"tcp", "udp", "unix", "unixgram"};
+    static const char *names[] = {"tcp", "udp", "unix", "unixgram", "tls"};
     return names[scheme];
+}
+
+bool ss__scheme_inet(ss__scheme scheme)
+{
+    return scheme == SS__SCHEME_TCP || scheme == SS__SCHEME_UDP || scheme == SS__SCHEME_TLS;
 }
 
 /* Copies [begin, end) into dst (capacity size) if it fits. */
@@ -134,8 +138,8 @@ int ss__url_parse(const char *text, ss__url *out)
         if (strncmp(text, schemes[i].prefix, len) != 0)
             continue;
         out->scheme = schemes[i].scheme;
-        bool inet = out->scheme == SS__SCHEME_TCP || out->scheme == SS__SCHEME_UDP;
-        return inet ? parse_inet(text + len, out) : parse_path(text + len, out);
+        return ss__scheme_inet(out->scheme) ? parse_inet(text + len, out)
+                                            : parse_path(text + len, out);
     }
     return unknown_scheme(text);
 }
@@ -207,8 +211,7 @@ int ss__format_peer(const struct sockaddr *sa, socklen_t len, char *buf, size_t 
 int ss__format_url(ss__scheme scheme, const struct sockaddr *sa, socklen_t len, char *buf,
                    size_t size)
 {
-    bool inet = scheme == SS__SCHEME_TCP || scheme == SS__SCHEME_UDP;
-    const char *sep = inet ? "://" : ":";
+    const char *sep = ss__scheme_inet(scheme) ? "://" : ":";
     int prefix = snprintf(buf, size, "%s%s", ss__scheme_name(scheme), sep);
     if (prefix < 0 || (size_t)prefix >= size)
         return -ENOSPC;

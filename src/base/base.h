@@ -16,9 +16,10 @@ typedef enum ss__scheme {
     SS__SCHEME_UDP,
     SS__SCHEME_UNIX,
     SS__SCHEME_UNIXGRAM,
+    SS__SCHEME_TLS, /* tcp with TLS on every connection (filter/tls.c) */
 } ss__scheme;
 
-/* A parsed URL. For tcp/udp: host (no brackets, "" = any) and port.
+/* A parsed URL. For tcp/udp/tls: host (no brackets, "" = any) and port.
  * For unix/unixgram: path; a leading '@' marks a Linux abstract name. */
 typedef struct ss__url {
     ss__scheme scheme;
@@ -28,6 +29,8 @@ typedef struct ss__url {
 } ss__url;
 
 int ss__url_parse(const char *text, ss__url *out);
+/* tcp, udp and tls: a host and a port, not a path. */
+bool ss__scheme_inet(ss__scheme scheme);
 const char *ss__scheme_name(ss__scheme scheme);
 
 /* "127.0.0.1:5555", "[::1]:5555", a Unix path, or "" (unnamed peer). */

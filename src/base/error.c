@@ -9,9 +9,10 @@ static const struct {
 } descriptions[] = {
     {0, "Success"},
     {SS_EBADURL, "Invalid address URL (expected tcp://HOST:PORT, tcp://[IPV6]:PORT, "
-                 "udp://HOST:PORT, unix:PATH, unix:@NAME or unixgram:PATH)"},
-    {SS_EURLNOSCHEME, "URL has no scheme (expected tcp://, udp://, unix: or unixgram: in front)"},
-    {SS_EURLSCHEME, "Unknown URL scheme (expected tcp://, udp://, unix: or unixgram:)"},
+                 "udp://HOST:PORT, tls://HOST:PORT, unix:PATH, unix:@NAME or unixgram:PATH)"},
+    {SS_EURLNOSCHEME,
+     "URL has no scheme (expected tcp://, udp://, tls://, unix: or unixgram: in front)"},
+    {SS_EURLSCHEME, "Unknown URL scheme (expected tcp://, udp://, tls://, unix: or unixgram:)"},
     {SS_EURLNOPORT, "URL has no ':PORT' after the host (tcp://HOST:PORT, tcp://[IPV6]:PORT)"},
     {SS_EURLPORTSYNTAX, "URL port is not a decimal number"},
     {SS_EURLPORTRANGE, "URL port out of range (0-65535)"},
@@ -29,6 +30,9 @@ static const struct {
     {SS_EFINALFLUSH, "Output pending at the end of the request could not be sent (peer gone)"},
     {SS_EPROXY, "Invalid or missing PROXY protocol header"},
     {SS_EPROXYUNTRUSTED, "PROXY protocol header from an untrusted source"},
+    {SS_ETLS, "TLS handshake failed, or the peer broke the TLS protocol"},
+    {SS_ETLSCERT, "TLS certificate, key or CA file could not be loaded (see the server's log)"},
+    {SS_ETLSNOCERT, "tls:// server has no certificate: call ss_server_set_tls before activate"},
 };
 
 SS_API const char *ss_strerror(int err)

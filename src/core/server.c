@@ -127,6 +127,13 @@ SS_API int ss_server_create(ss_server **out, const char *url, const ss_dispatche
     const ss__transport *transport = ss__transport_for(parsed.scheme);
     if (transport == NULL)
         return SS_ENOTSUPPORTED;
+    if (parsed.scheme == SS__SCHEME_TLS && !ss_tls_available()) {
+        ss__log(NULL, NULL, NULL, SS_LOG_ERROR,
+                "%s: this libsocketserver was built without TLS (build it with OpenSSL's "
+                "development files and CMake -DSS_TLS=ON)",
+                url);
+        return SS_ENOTSUPPORTED;
+    }
     ss_server *srv = alloc_server(dispatcher, handler, data);
     if (srv == NULL)
         return -ENOMEM;
@@ -163,7 +170,9 @@ SS_API int ss_server_activate(ss_server *srv)
 {
     if (srv->state != SS__BOUND)
         return SS_ESTATE;
-    int rc = srv->transport->activate(srv);
+    int rc = ss__tls_check_listener(srv);
+    if (rc == 0)
+        rc = srv->transport->activate(srv);
     if (rc == 0)
         rc = srv->dispatch->start(srv);
     if (rc == 0)

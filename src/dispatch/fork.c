@@ -48,6 +48,7 @@
 /* Bits 2-4: why it was refused before its handler ran (ss__late_refusal). */
 #define EXIT_REFUSAL_SHIFT 2
 #define EXIT_REFUSAL_MASK  7
+#define EXIT_TLS_DONE      32 /* its TLS handshake completed (ss_stats.tls_handshakes) */
 
 /* The page shared with the children (MAP_SHARED: a child writes into the
  * parent's very memory). */
@@ -144,6 +145,8 @@ static void account(ss_server *srv, int status, unsigned char marks, unsigned ch
         atomic_fetch_add(&srv->count.handler_errors, 1);
     if (marks & EXIT_TIMED_OUT)
         atomic_fetch_add(&srv->count.request_timeouts, 1);
+    if (marks & EXIT_TLS_DONE)
+        atomic_fetch_add(&srv->count.tls_handshakes, 1);
     atomic_fetch_add(&srv->count.closed, 1);
 }
 
@@ -299,6 +302,7 @@ static void run_child(ss_server *srv, forks *fs, int slot, ss_request *req)
     req->linger_in_place = true; /* we exit next, and a lingerer thread with us */
     unsigned char marks = atomic_load(&req->timed_out) ? EXIT_TIMED_OUT : 0;
     marks |= (unsigned char)(req->late_refusal << EXIT_REFUSAL_SHIFT);
+    marks |= req->tls_established ? EXIT_TLS_DONE : 0;
     req->server->host->end(req);
     announce_exit(fs, slot, notify_fd, marks);
     _exit(rc < 0 ? 1 : 0);

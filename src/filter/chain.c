@@ -52,6 +52,9 @@ void ss__count_late_refusal(ss_server *srv, ss__late_refusal why)
                                                            : &c->proxy_timeouts,
                          1);
         break;
+    case SS__LATE_TLS:
+        atomic_fetch_add(&c->tls_handshake_failures, 1);
+        break;
     case SS__LATE_FILTER:
         break;
     }

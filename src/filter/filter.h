@@ -46,5 +46,9 @@ int ss__filters_add_at(ss_server *srv, int index, const ss_filter *filter, void 
 void ss__count_late_refusal(ss_server *srv, ss__late_refusal why);
 /* server_free: each config to its filter's free_config. */
 void ss__filters_free_configs(ss_server *srv);
+/* activate: a tls:// server must have been given ss_server_set_tls.
+ * Returns 0 or SS_ETLSNOCERT (filter/tls.c; filter/tls_none.c without
+ * TLS built in). */
+int ss__tls_check_listener(const ss_server *srv);
 
 #endif /* SS_FILTER_H */
