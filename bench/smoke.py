@@ -107,7 +107,8 @@ def ss_cases(mode, tmp):
 
 
 def run_ss(build, loadgen, servers, tally, tmp):
-    for name in [s for s in servers if s.startswith("ss-") and not matrix.is_proxy_server(s)]:
+    for name in [s for s in servers if s.startswith("ss-") and not matrix.is_proxy_server(s)
+                 and not matrix.is_tls_server(s)]:
         for what, url, args in ss_cases(name[3:], tmp):
             with tempfile.TemporaryFile() as logf:
                 if not url.startswith("tcp") and not matrix.try_start(servers[name], url, logf):
