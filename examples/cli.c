@@ -89,6 +89,15 @@ static void reload_if_asked(ss_server *srv, void *data)
                        opts->name, ss_strerror(rc));
 }
 
+/* With TLS: SIGHUP reloads the certificate, from the serving loop. */
+static void install_reload(const cli_options *opts, ss_server *srv)
+{
+    if (opts->tls_cert == NULL)
+        return;
+    ss_server_on_service_actions(srv, reload_if_asked);
+    signal(SIGHUP, on_reload_signal);
+}
+
 /* docs:begin signal-handler */
 static void on_stop_signal(int sig, siginfo_t *info, void *context)
 {
@@ -492,6 +501,18 @@ static void report_proxy_refusals(const cli_options *opts, const ss_server *srv)
                    (unsigned long long)st.proxy_timeouts);
 }
 
+/* What even the drain could not end (a handler busy computing) is not
+ * waited for: exiting ends its thread. With nothing left, close joins the
+ * idle threads, so none is still running (in OpenSSL, say) as the
+ * process exits. */
+static void close_after_drain(ss_server *srv)
+{
+    ss_stats left;
+    ss_server_stats(srv, &left);
+    ss_server_set_block_on_close(srv, left.active == 0);
+    ss_server_free(srv);
+}
+
 /* With TLS, the handshakes that failed (none reaches a handler; the
  * library logs each at debug level only). */
 static void report_tls_refusals(const cli_options *opts, const ss_server *srv)
@@ -527,10 +548,7 @@ int cli_serve(const cli_options *opts, const ss_handler *handler, void *data)
     ss_server_set_request_timeout(srv, opts->timeout > 0 ? opts->timeout * 1000 : -1);
     serving_opts = opts;
     ss_server_on_handle_error(srv, report_error);
-    if (opts->tls_cert != NULL) {
-        ss_server_on_service_actions(srv, reload_if_asked);
-        signal(SIGHUP, on_reload_signal);
-    }
+    install_reload(opts, srv);
     if (opts->configure != NULL)
         opts->configure(srv);
     /* Before the "listening" line: a tool that signals as soon as it reads
@@ -551,10 +569,7 @@ int cli_serve(const cli_options *opts, const ss_handler *handler, void *data)
     drain(opts, srv);
     report_proxy_refusals(opts, srv);
     report_tls_refusals(opts, srv);
-    /* What even the drain could not end (a handler busy computing) is not
-     * waited for: exiting ends its thread. */
-    ss_server_set_block_on_close(srv, false);
-    ss_server_free(srv);
+    close_after_drain(srv);
     /* docs:end serve */
     if (rc < 0) {
         cli_log_always(opts, "%s: %s", opts->name, ss_strerror(rc));

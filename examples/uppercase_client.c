@@ -144,6 +144,13 @@ static void url_host(const char *url, char *host, size_t size)
 static int open_conn(conn *c, const char *url, const tls_choice *tls)
 {
     memset(c, 0, sizeof *c);
+    c->fd = -1;
+#ifndef EXAMPLES_HAVE_TLS
+    if (strncmp(url, "tls://", 6) == 0) {
+        fprintf(stderr, "uppercase_client: built without TLS (OpenSSL)\n");
+        return SS_ENOTSUPPORTED;
+    }
+#endif
     c->fd = ss_connect(url); /* tls://: the TCP connection under it */
     if (c->fd < 0)
         return c->fd;
@@ -155,7 +162,7 @@ static int open_conn(conn *c, const char *url, const tls_choice *tls)
     return tls_start(c, tls, host);
 #else
     (void)tls;
-    return SS_ENOTSUPPORTED; /* built without OpenSSL */
+    return 0; /* not reached: refused above */
 #endif
 }
 

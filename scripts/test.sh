@@ -48,7 +48,11 @@ build="build${sanitize:+-${sanitize//,/-}}"
 jobs="$(nproc 2>/dev/null || echo 2)"
 # RelWithDebInfo: -O2 finds warnings (maybe-uninitialized, truncation)
 # that an unoptimized build never sees, and tests run the code users run.
+# TLS is tested whenever OpenSSL is there (installed above): ON, so that
+# a build that cannot find it fails here rather than skip the TLS tests.
+tls=AUTO
+have_tls_tools && tls=ON
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSS_BUILD_TESTS=ON -DSS_WERROR=ON \
-      -DSS_SANITIZE="$sanitize" >/dev/null
+      -DSS_SANITIZE="$sanitize" -DSS_TLS="$tls" >/dev/null
 cmake --build "$build" -j "$jobs"
 ctest --test-dir "$build" --output-on-failure -j "$jobs"

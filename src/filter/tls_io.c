@@ -182,24 +182,30 @@ static void step(struct ss__tls_state *st, call *c)
 
 /* ---- the layer below ---- */
 
-/* The layer below's calls, bounded by deadline (-1: the request's own
- * timeout alone), as the PROXY filter bounds its header. */
+/* What is left of deadline, or the request's timeout if shorter. */
 static int bounded_timeout(const ss_request *req, int64_t deadline)
 {
-    if (deadline < 0)
-        return req->timeout_ms;
     int64_t left = deadline - ss__now_ms();
     int t = left <= 0 ? 0 : left > INT_MAX ? INT_MAX : (int)left;
     return req->timeout_ms >= 0 && req->timeout_ms < t ? req->timeout_ms : t;
 }
 
-static int send_below(struct ss__tls_state *st, const void *buf, size_t len, int64_t deadline)
+/* One call to the layer below: send all len bytes of buf, or receive up
+ * to len. With a deadline (the handshake, close_notify: the request has
+ * no other thread then) the request's timeout is bounded by it for the
+ * call, as the PROXY filter bounds its header; without one (-1) the
+ * request's own timeout alone applies, and nothing is written, since a
+ * reader and a writer may be here at once. */
+static ssize_t below(struct ss__tls_state *st, bool sending, void *buf, size_t len,
+                     int64_t deadline)
 {
+    if (deadline < 0)
+        return sending ? ss_filter_send_next(st->ctx, buf, len)
+                       : ss_filter_recv_next(st->ctx, buf, len);
     ss_request *req = ss_filter_request(st->ctx);
     int saved = req->timeout_ms;
     req->timeout_ms = bounded_timeout(req, deadline);
-    int rc =
-        req->timeout_ms == 0 && deadline >= 0 ? -ETIMEDOUT : ss_filter_send_next(st->ctx, buf, len);
+    ssize_t rc = req->timeout_ms == 0 ? -ETIMEDOUT : below(st, sending, buf, len, -1);
     req->timeout_ms = saved;
     return rc;
 }
@@ -212,11 +218,11 @@ static int flush_held(struct ss__tls_state *st, int64_t deadline)
     ss__tls_bytes taken = st->out;
     st->out = st->wire_buf; /* empty: sent by the last holder */
     pthread_mutex_unlock(&st->io);
-    int rc = send_below(st, taken.data + taken.start, taken.end - taken.start, deadline);
+    int rc = (int)below(st, true, taken.data + taken.start, taken.end - taken.start, deadline);
     taken.start = taken.end = 0;
     st->wire_buf = taken;
     if (rc < 0)
-        st->broken = true;
+        atomic_store(&st->broken, true);
     return rc;
 }
 
@@ -241,13 +247,7 @@ static ssize_t fill(struct ss__tls_state *st, int64_t deadline)
     pthread_mutex_unlock(&st->io);
     if (end == in->cap)
         return -ENOBUFS; /* a record cannot be this long: OpenSSL said so already */
-    ss_request *req = ss_filter_request(st->ctx);
-    int saved = req->timeout_ms;
-    req->timeout_ms = bounded_timeout(req, deadline);
-    ssize_t n = req->timeout_ms == 0 && deadline >= 0
-                    ? -ETIMEDOUT
-                    : ss_filter_recv_next(st->ctx, in->data + end, in->cap - end);
-    req->timeout_ms = saved;
+    ssize_t n = below(st, false, in->data + end, in->cap - end, deadline);
     pthread_mutex_lock(&st->io);
     if (n > 0)
         in->end += (size_t)n;
@@ -268,7 +268,7 @@ static int drive(struct ss__tls_state *st, call *c, int64_t deadline)
         if (c->verdict == SSL_ERROR_NONE || c->verdict == SSL_ERROR_ZERO_RETURN)
             return rc < 0 ? rc : c->verdict == SSL_ERROR_NONE ? 0 : 1;
         if (c->verdict != SSL_ERROR_WANT_READ || rc < 0) {
-            st->broken = true;
+            atomic_store(&st->broken, true);
             return rc < 0 ? rc : SS_ETLS;
         }
         ssize_t n = fill(st, deadline);
@@ -276,7 +276,7 @@ static int drive(struct ss__tls_state *st, call *c, int64_t deadline)
             snprintf(st->reason, sizeof st->reason, "the peer closed %s",
                      c->kind == CALL_HANDSHAKE ? "during the handshake"
                                                : "in the middle of a record");
-            st->broken = true;
+            atomic_store(&st->broken, true);
             return SS_ETLS;
         }
         if (n <= 0)
@@ -315,7 +315,7 @@ int ss__tls_io_write(struct ss__tls_state *st, const void *buf, size_t size)
         step(st, &c);
         rc = c.output ? flush_held(st, -1) : 0;
         if (rc == 0 && c.verdict != SSL_ERROR_NONE) {
-            st->broken = true;
+            atomic_store(&st->broken, true);
             rc = SS_ETLS; /* renegotiation is off: a write never needs to read */
         }
         p += c.done;
@@ -327,7 +327,7 @@ int ss__tls_io_write(struct ss__tls_state *st, const void *buf, size_t size)
 
 void ss__tls_io_shutdown(struct ss__tls_state *st, int64_t deadline)
 {
-    if (!st->established || st->broken)
+    if (!st->established || atomic_load(&st->broken))
         return;
     call c = {.kind = CALL_SHUTDOWN};
     step(st, &c);

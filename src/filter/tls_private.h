@@ -20,6 +20,7 @@
 
 #include <openssl/ssl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 
 /* ---- tls_config.c: a server's settings and certificate ---- */
 
@@ -69,7 +70,7 @@ struct ss__tls_state {
     ss__tls_bytes wire_buf; /* taken from out, being sent (the wire holder's) */
     bool eof;               /* the layer below ended */
     bool no_memory;         /* the BIO could not grow out */
-    bool broken;            /* no close_notify: the connection failed */
+    atomic_bool broken;     /* no close_notify: the connection failed (either thread) */
     bool established;       /* the handshake completed */
     char reason[160];       /* OpenSSL's reason for the last failure, for the log */
     /* what the handler may ask (tls.c), set once the handshake is done */
