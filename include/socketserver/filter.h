@@ -29,7 +29,9 @@ extern "C" {
  * open until close returns. */
 typedef struct ss_filter_ctx ss_filter_ctx;
 
-#define SS_FILTER_VERSION 1
+/* 2 added `pending`; tables of version 1 (without that slot, and so one
+ * pointer shorter) are still accepted, and their pending is never read. */
+#define SS_FILTER_VERSION 2
 
 /*
  * A filter, as a const table the application keeps alive for as long as
@@ -64,6 +66,21 @@ typedef struct ss_filter_ctx ss_filter_ctx;
  *     open succeeded. Free the state here.
  *   free_config(config): when the server is freed, once per
  *     ss_server_add_filter that succeeded.
+ *   pending(ctx) (version 2): whether this filter holds input: bytes it
+ *     has already taken from the layer below and not yet returned to the
+ *     layer above (a read-ahead buffer, the rest of a header's read, a
+ *     decrypted record, SSL_pending's bytes), so that its next recv would
+ *     return data without waiting on the layer below. Drain's idle rule
+ *     (limits.h, "Idle, precisely") asks every open filter of the chain
+ *     before a read that would be an idle wait: a request whose chain
+ *     holds input is busy, not idle, and its read goes on, so a message
+ *     the client already sent is served, never lost. Runs on the
+ *     request's own thread or fiber, between its other slots, only after
+ *     open succeeded; it must not read, write, block or change what recv
+ *     will return (a look at the filter's state only). NULL (and every
+ *     version 1 table) means "holds nothing": a filter whose recv may keep
+ *     bytes back must fill it, or a drain may close its request as idle
+ *     with a message in its buffer.
  */
 typedef struct ss_filter {
     int version; /* SS_FILTER_VERSION */
@@ -73,6 +90,8 @@ typedef struct ss_filter {
     int (*send)(ss_filter_ctx *ctx, const void *buf, size_t size);
     void (*close)(ss_filter_ctx *ctx);
     void (*free_config)(void *config);
+    /* version 2; appended last, so a version 1 table stays valid */
+    bool (*pending)(const ss_filter_ctx *ctx);
 } ss_filter;
 
 /*
@@ -80,10 +99,10 @@ typedef struct ss_filter {
  * with filter->free_config when the server is freed) at the top of the
  * chain: the first filter added is the closest to the socket. At most 16.
  * Before activate, from the thread setting the server up. Returns 0;
- * -EINVAL if filter is NULL or of another version (config is then not
- * taken); SS_ESTATE after activate; SS_ENOTSUPPORTED on a datagram server
- * (udp, unixgram), whose requests are single packets; -E2BIG past 16;
- * -ENOMEM.
+ * -EINVAL if filter is NULL or of a version this library does not know
+ * (not 1 to SS_FILTER_VERSION; config is then not taken); SS_ESTATE after activate;
+ * SS_ENOTSUPPORTED on a datagram server (udp, unixgram), whose requests are single packets; -E2BIG
+ * past 16; -ENOMEM.
  */
 SS_API int ss_server_add_filter(ss_server *srv, const ss_filter *filter, void *config);
 

@@ -161,7 +161,9 @@ SS_API int ss_server_set_overload_reply(ss_server *srv, const char *message);
  *     reading the body it announces, nor one that has not yet answered.
  * A request whose client has already sent its next bytes when it begins
  * to wait during a drain is busy, not idle (one MSG_PEEK tells, only
- * while draining). Reads and writes made on ss_request_fileno directly
+ * while draining); so is one whose filters hold bytes received and not
+ * yet read (the PROXY filter's bytes behind its header, a filter's
+ * pending slot: socketserver/filter.h). Reads and writes made on ss_request_fileno directly
  * are not seen: such a handler is never idle. Datagram requests never
  * are. The race every server shares (nginx, Go): a message that arrives
  * just as its connection is closed idle is lost, and its client sees the

@@ -54,12 +54,16 @@ void ss__bufio_free(ss_request *req)
 /* ---- the idle rule's exchange (include/socketserver/limits.h) ---- */
 
 /* The first byte of a new message is awaited after a complete exchange:
- * bytes were read, then written, and the writer holds nothing. The
- * callers say whether the read starts a message with the reader empty. */
+ * bytes were read, then written, and the writer holds nothing; and no
+ * filter holds bytes already received (a filter's pending slot: what the
+ * PROXY filter read past its header, say), which would come without a
+ * wait. The callers say whether the read starts a message with the
+ * reader empty. */
 static bool idle_wait(const ss_request *req, bool new_message)
 {
     return new_message && !req->dgram.active &&
-           atomic_load_explicit(&req->phase, memory_order_relaxed) == SS__PHASE_ANSWERED;
+           atomic_load_explicit(&req->phase, memory_order_relaxed) == SS__PHASE_ANSWERED &&
+           !ss__filters_pending(req);
 }
 
 static void set_phase(ss_request *req, unsigned char phase)

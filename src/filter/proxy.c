@@ -253,6 +253,14 @@ static ssize_t proxy_recv(ss_filter_ctx *ctx, void *buf, size_t size)
     return (ssize_t)n;
 }
 
+/* Bytes the client sent behind the header, not yet read: the request is
+ * busy, whatever its socket says (the drain's idle rule asks). */
+static bool proxy_pending(const ss_filter_ctx *ctx)
+{
+    const struct ss__proxy_state *st = ctx->state;
+    return st->pos < st->len;
+}
+
 static void proxy_close(ss_filter_ctx *ctx)
 {
     struct ss__proxy_state *st = ctx->state;
@@ -267,6 +275,7 @@ static const ss_filter proxy_filter = {
     .recv = proxy_recv,
     .close = proxy_close,
     .free_config = free,
+    .pending = proxy_pending,
 };
 
 /* ---- options and accessors ---- */

@@ -66,8 +66,8 @@ static void count_free(void *config)
     atomic_fetch_add(&configs_freed, 1);
 }
 
-static const ss_filter mark = {SS_FILTER_VERSION, "mark",     mark_open, mark_recv,
-                               mark_send,         mark_close, count_free};
+static const ss_filter mark = {SS_FILTER_VERSION, "mark",     mark_open,  mark_recv,
+                               mark_send,         mark_close, count_free, NULL};
 
 static int refuse_open(ss_filter_ctx *ctx, void *config)
 {
@@ -76,7 +76,8 @@ static int refuse_open(ss_filter_ctx *ctx, void *config)
     return -EACCES;
 }
 
-static const ss_filter refuse = {SS_FILTER_VERSION, "refuse", refuse_open, NULL, NULL, NULL, NULL};
+static const ss_filter refuse = {
+    SS_FILTER_VERSION, "refuse", refuse_open, NULL, NULL, NULL, NULL, NULL};
 
 /* One line back, in one send_all, so the tags are predictable. */
 static int echo_once(ss_request *req, void *data)
