@@ -155,7 +155,12 @@ static ss__late_refusal admit_real_client(ss_request *req)
 static bool open_filters(ss_request *req)
 {
     ss_server *srv = req->server;
-    if (ss__filters_open(req) < 0) {
+    const ss__waiter *serving = req->waiter;
+    if (req->open_waiter != NULL)
+        req->waiter = req->open_waiter;
+    int rc = ss__filters_open(req);
+    req->waiter = serving;
+    if (rc < 0) {
         if (req->late_refusal == SS__LATE_NONE)
             req->late_refusal = SS__LATE_FILTER;
     } else if (ss__names_client(req->listener)) {
