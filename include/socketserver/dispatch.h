@@ -28,8 +28,8 @@ extern "C" {
  * until the first request is finished. Since the loop cannot stop before
  * the handler returns, a stop request (ss_server_shutdown or
  * ss_server_request_shutdown, from any thread or signal handler) ends
- * every wait of the handler's request I/O with -ECANCELED (see
- * ss_request_recv). */
+ * every wait of the handler's request I/O with -ECANCELED, but an idle
+ * wait, which reads as end of stream (see ss_request_recv). */
 SS_API const ss_dispatcher *ss_dispatch_sync(void);
 
 /* Looks a dispatcher up by its name ("sync", "threading", "forking",

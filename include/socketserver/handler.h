@@ -106,7 +106,13 @@ SS_API void ss_request_set_timeout(ss_request *req, int timeout_ms);
  * shutdown ends the call with -ECANCELED, so an idle client cannot keep a
  * stopping server alive: the wait also watches the server's wake-up pipe,
  * so the stop may come from any thread, a signal handler on any thread or
- * a hook; once a stop is pending, every recv returns -ECANCELED at once.
+ * a hook; once a stop is pending, every recv returns -ECANCELED at once
+ * (a busy request's after the stop grace, ss_server_set_stop_grace). An
+ * idle wait (for a new message after a complete exchange,
+ * socketserver/limits.h) is the exception: the stop ends it at once with
+ * 0, as if the peer had closed, counted in ss_stats.idle_closed (and
+ * ss_request_idle_closed is true), unless idle requests are kept
+ * (ss_server_set_drain_close_idle(srv, false): -ECANCELED then).
  * Handlers of other dispatchers (threads, pool fibers, forked children)
  * are never cancelled this way; there ss_server_drain ends an idle wait
  * (for a new message after a complete exchange, socketserver/limits.h)

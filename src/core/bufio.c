@@ -79,8 +79,8 @@ void ss__bufio_note_written(ss_request *req)
 }
 
 /* Every socket read of the reader and of ss_request_recv. An idle wait
- * that a drain ends (or that begins after a drain began) reads nothing and
- * returns 0: end of stream, as if the client had closed. */
+ * that a drain or a sync stop ends (or that begins after one) reads
+ * nothing and returns 0: end of stream, as if the client had closed. */
 static ssize_t read_socket(ss_request *req, void *buf, size_t size, void *spill, size_t spill_size,
                            bool new_message)
 {
@@ -88,9 +88,11 @@ static ssize_t read_socket(ss_request *req, void *buf, size_t size, void *spill,
     int go = idle ? ss__idle_begin(req) : 1;
     if (go <= 0)
         return go;
-    req->idle_read = idle;
+    req->idle_read = idle && go == SS__IDLE_READ;
     ssize_t n = ss__filtered_recv(req, buf, size, spill, spill_size);
     req->idle_read = false;
+    if (idle && go == SS__IDLE_READ && n == -ECANCELED && ss__idle_stopped(req))
+        return 0;
     if (idle && !ss__idle_end(req))
         return 0; /* closed while waiting: what came meanwhile is lost (the known race) */
     if (n > 0)
