@@ -174,7 +174,9 @@ typedef struct ss_proxy_options {
  *     complete a valid header (truncated, oversized, a wrong signature, a
  *     v2 length beyond the data, an unknown family, command or version, a
  *     version not accepted, a v2 LOCAL carrying addresses), are refused
- *     (SS_EPROXY; ss_stats.proxy_invalid); no whole header within
+ *     (SS_EPROXY; ss_stats.proxy_invalid), and so is a stream that fails
+ *     or is cut off by the stop before a whole header (-ECONNRESET,
+ *     -ECANCELED: no valid header came; proxy_invalid too); no whole header within
  *     header_timeout_ms is refused (ss_stats.proxy_timeouts);
  *   - a PROXY header's source becomes the client: ss_request_client_address
  *     and ss_request_client_name give it; a LOCAL (v2) or UNKNOWN (v1)
@@ -196,8 +198,9 @@ typedef struct ss_proxy_options {
  *   - verify_request runs after the header, on the handler's thread or
  *     fiber (several at once under threading and pool; in the child under
  *     forking), and sees the real client; refused: rejected_verify.
- * Every refusal also counts in ss_stats.filter_refused and closes the
- * socket without a word; none calls handle_error.
+ * Every refusal also counts in ss_stats.filter_refused (each in exactly
+ * one of the reasons above) and closes the socket without a word; none
+ * calls handle_error.
  *
  * Before activate, from the thread setting the server up. Returns 0;
  * -EINVAL for unknown version bits, a negative timeout or a CIDR that

@@ -201,6 +201,9 @@ static void take_client(ss_request *req, struct ss__proxy_state *st)
     req->proxy = st;
 }
 
+/* Every refusal counts in one reason (docs/filters.md): a stream that
+ * failed before a whole header (a reset, the stop cutting the wait off,
+ * no memory for it) brought no valid header, as one that ended did. */
 static int check_header(ss_request *req, const proxy_config *cfg, struct ss__proxy_state *st,
                         ssize_t n)
 {
@@ -208,10 +211,11 @@ static int check_header(ss_request *req, const proxy_config *cfg, struct ss__pro
         atomic_store(&req->timed_out, false); /* the header's deadline, not the handler's */
         return refuse(req, SS__LATE_PROXY_TIMEOUT, -ETIMEDOUT);
     }
-    if (n == SS_EPROXY || (n > 0 && (!(cfg->versions & (1u << (st->header.version - 1))) ||
-                                     local_with_addresses(st))))
+    if (n < 0)
+        return refuse(req, SS__LATE_PROXY_INVALID, (int)n);
+    if (!(cfg->versions & (1u << (st->header.version - 1))) || local_with_addresses(st))
         return refuse(req, SS__LATE_PROXY_INVALID, SS_EPROXY);
-    return n < 0 ? (int)n : 0;
+    return 0;
 }
 
 static void free_state(struct ss__proxy_state *st)
@@ -228,7 +232,7 @@ static int proxy_open(ss_filter_ctx *ctx, void *config)
         return refuse(req, SS__LATE_PROXY_UNTRUSTED, SS_EPROXYUNTRUSTED);
     struct ss__proxy_state *st = calloc(1, sizeof *st);
     if (st == NULL)
-        return -ENOMEM;
+        return refuse(req, SS__LATE_PROXY_INVALID, -ENOMEM);
     ssize_t n = read_header(ctx, st, cfg->header_timeout_ms);
     int rc = check_header(req, cfg, st, n);
     if (rc < 0) {

@@ -92,6 +92,12 @@ extern const ss__waiter ss__waiter_thread;
  * does, so every wait also watches the wake-up pipe and a stop request
  * ends it with -ECANCELED (a graced wait's after the stop grace). */
 extern const ss__waiter ss__waiter_sync;
+/* The sync waiter for a request's filters' open (a PROXY header): waits
+ * end on a stop as ss__waiter_sync's do, but a read that need not wait is
+ * made even once its request's waits are cancelled, so a header already
+ * sent is read (it is bounded) and its client is served, or cut off in
+ * its handler, like a client without one, never refused for the stop. */
+extern const ss__waiter ss__waiter_sync_open;
 /* A thread of its own that must not outlive a deadline someone else
  * keeps: a forked child's waits before its handler starts (its filters'
  * open: a PROXY header, a handshake), which its parent's drain ends at

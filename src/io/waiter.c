@@ -98,6 +98,15 @@ const ss__waiter ss__waiter_thread = {
     .may_block = true,
 };
 
+const ss__waiter ss__waiter_sync_open = {
+    .wait = wait_or_stop,
+    .known_empty = never_known_empty,
+    .emptied = untracked,
+    .stop_cancels = false, /* io.c's check before a read that would not wait */
+    .read_ahead = false,
+    .may_block = false,
+};
+
 const ss__waiter ss__waiter_sync = {
     .wait = wait_or_stop,
     .known_empty = never_known_empty,
