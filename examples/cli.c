@@ -534,6 +534,20 @@ bool cli_is_datagram(const ss_request *req)
     return ss_request_packet(req, NULL) != NULL;
 }
 
+/* A Unix name into out, as the library writes client names: the peer
+ * chose it, so a byte outside printable ASCII (a newline would forge a
+ * log line) or a backslash is written \xHH. */
+static void put_unix_name(char *out, size_t size, const char *name, size_t len)
+{
+    size_t used = 0;
+    for (size_t i = 0; i < len && used + 5 <= size; i++) {
+        unsigned char c = (unsigned char)name[i];
+        bool plain = c >= 0x20 && c < 0x7f && c != '\\';
+        used += (size_t)snprintf(out + used, size - used, plain ? "%c" : "\\x%02x", c);
+    }
+    out[used] = '\0';
+}
+
 /* The proxy's own address as text ("127.0.0.1:5555", "[::1]:5555", a Unix
  * path or "(unnamed peer)"), when the request came with a PROXY header. */
 static bool proxy_name(const ss_request *req, char *out, size_t size)
@@ -558,10 +572,11 @@ static bool proxy_name(const ss_request *req, char *out, size_t size)
                               : 0;
         if (path_len == 0 || (un->sun_path[0] == '\0' && path_len == 1))
             snprintf(out, size, "(unnamed peer)");
-        else if (un->sun_path[0] == '\0') /* abstract (Linux) */
-            snprintf(out, size, "@%.*s", (int)(path_len - 1), un->sun_path + 1);
-        else
-            snprintf(out, size, "%.*s", (int)strnlen(un->sun_path, path_len), un->sun_path);
+        else if (un->sun_path[0] == '\0') { /* abstract (Linux) */
+            out[0] = '@';
+            put_unix_name(out + 1, size - 1, un->sun_path + 1, path_len - 1);
+        } else
+            put_unix_name(out, size, un->sun_path, strnlen(un->sun_path, path_len));
     }
     return true;
 }

@@ -83,7 +83,12 @@ SS_API const struct sockaddr *ss_request_client_address(const ss_request *req, s
 
 /* The peer's address as text: "127.0.0.1:5555" or "[::1]:5555"; for Unix
  * peers the path, "@name" for an abstract one, or "" for an unnamed peer
- * (a client socket that was never bound). Formatted on the first call
+ * (a client socket that was never bound). Safe to log: whoever binds a
+ * Unix socket (or sends a PROXY v2 header naming one) chooses its path,
+ * so every byte outside printable ASCII (a newline that would forge a log
+ * line, a terminal's escape sequence) and the backslash are written as
+ * \xHH, a NUL in an abstract name as '@'; a name longer than 127 bytes
+ * once escaped is cut and ends in "...". Formatted on the first call
  * (a request whose handler never asks pays nothing) and kept: later calls
  * return the same string. Any thread may call it, also several at once.
  * Owned by the request: valid until the request ends (after finish). */
