@@ -102,7 +102,8 @@ static void usage(FILE *out, const char *name)
             "                (tcp:// and unix: only)\n"
             "  --proxy-from CIDR  a source trusted to send that header, e.g.\n"
             "                10.0.0.0/8 or 192.0.2.7 (repeat for more, up to 64;\n"
-            "                default: loopback, 127.0.0.0/8 and ::1); see docs/deploy.md\n"
+            "                default: loopback, 127.0.0.0/8 and ::1); 0.0.0.0/0: every\n"
+            "                IPv4 source, ::/0: every source; see docs/deploy.md\n"
             "  --inetd       serve the one connection on stdin and exit (inetd,\n"
             "                tcpserver, systemd-socket-activate --inetd); a connected\n"
             "                socket passed as --listen systemd: (Accept=yes) is served\n"
@@ -185,10 +186,16 @@ static int append_value(const cli_options *opts, const char **list, size_t max, 
     return -1;
 }
 
-/* One more --proxy-from (the library checks what it says when the
- * server is set up). */
+/* One more --proxy-from, checked as the library will take it: a bad
+ * one is a usage error that says what is wrong with it. */
 static int add_proxy_from(cli_options *opts, const char *cidr)
 {
+    const char *why;
+    if (ss_proxy_check_trusted(cidr, &why) < 0) {
+        fprintf(stderr, "%s: --proxy-from %s: %s\n", opts->name, cidr, why);
+        usage(stderr, opts->name);
+        return 2;
+    }
     return append_value(opts, opts->proxy_from, CLI_MAX_PROXY_FROM, cidr,
                         "too many --proxy-from (64 at most)");
 }

@@ -144,10 +144,17 @@ typedef struct ss_proxy_options {
     unsigned versions;
     /* The sources allowed to send a header, as CIDRs or addresses
      * ("10.0.0.0/8", "192.0.2.7", "2001:db8::/32", "::1"), NULL-terminated;
-     * NULL: loopback only ("127.0.0.0/8", "::1"). "0.0.0.0/0" and "::/0"
-     * trust every source. An IPv4 peer of a dual-stack listener matches
-     * its IPv4 form. Not used by Unix stream listeners (see below).
-     * Copied during the call. */
+     * NULL: loopback only ("127.0.0.0/8", "::1"). A CIDR is the network's
+     * first address (no bit set past the prefix: "10.0.0.1/8" is refused)
+     * and a plain decimal prefix length ("/08" is refused); see
+     * ss_proxy_check_trusted. IPv4 and IPv6 meet in the IPv4-mapped block
+     * (RFC 4291 2.5.5.2): an IPv4 peer a.b.c.d and the IPv4 peer of a
+     * dual-stack listener, [::ffff:a.b.c.d], are the same source, matched
+     * by IPv4 entries ("192.0.2.0/24") and IPv4-mapped ones
+     * ("::ffff:192.0.2.0/120") alike. So "0.0.0.0/0" trusts every IPv4
+     * source (whichever way it arrives) and no IPv6 one, and "::/0" trusts
+     * every source, IPv4 included. Not used by Unix stream listeners (see
+     * below). Copied during the call. */
     const char *const *trusted;
     /* The most a whole header may take to arrive, in milliseconds, from
      * the start of the handler's turn; 0: 3000. The request timeout, if
@@ -203,12 +210,24 @@ typedef struct ss_proxy_options {
  * calls handle_error.
  *
  * Before activate, from the thread setting the server up. Returns 0;
- * -EINVAL for unknown version bits, a negative timeout or a CIDR that
- * does not parse; -E2BIG beyond 64 CIDRs or 16 filters; -EEXIST if set
+ * -EINVAL for unknown version bits, a negative timeout or a trusted entry
+ * ss_proxy_check_trusted refuses; -E2BIG beyond 64 CIDRs or 16 filters; -EEXIST if set
  * already; SS_ESTATE after activate; SS_ENOTSUPPORTED on a datagram
  * server; -ENOMEM.
  */
 SS_API int ss_server_set_proxy_protocol(ss_server *srv, const ss_proxy_options *opts);
+
+/*
+ * Checks one entry of ss_proxy_options.trusted as
+ * ss_server_set_proxy_protocol does, for a program that reads them from
+ * its command line or configuration and wants to say which one is wrong,
+ * and why, before setting the server up. Returns 0, or -EINVAL (also for
+ * NULL) with *why (if why is not NULL) pointing at a static English
+ * sentence: not an address, a prefix length that is not plain decimal
+ * within the family's bits, or address bits set past the prefix length;
+ * *why is NULL on success. Any thread, any time.
+ */
+SS_API int ss_proxy_check_trusted(const char *cidr, const char **why);
 
 /*
  * The proxy's own address (the connection's peer) when the request came
