@@ -31,6 +31,9 @@ static atomic_bool stop_begun;
 /* The stop signals the server's process caught: a second one means "stop
  * now", and the drain cuts off the requests in flight at once. */
 static atomic_int stop_signals;
+/* When the first of them came (CLOCK_MONOTONIC ms; 0: none yet): --drain
+ * counts from there, the sync stop grace and the drain alike. */
+static atomic_llong first_stop_ms;
 /* When the drain's time is up (CLOCK_MONOTONIC ms): from then on, a
  * stream request whose read ends was shut down by the drain. */
 static atomic_llong drain_deadline_ms = LLONG_MAX;
@@ -41,6 +44,7 @@ static atomic_bool child_cut_off;
 static const cli_options *serving_opts; /* for report_error */
 
 static void report_error(ss_server *srv, ss_request *req, int err, void *data);
+static long long now_ms(void);
 static void share_unread_log(void);
 
 /* In a forked child, whose request is its own: the parent's SIGTERM is
@@ -70,8 +74,9 @@ static void on_stop_signal(int sig, siginfo_t *info, void *context)
         cut_off_child(info);
         return;
     }
-    atomic_fetch_add(&stop_signals, 1);         /* lock-free: async-signal-safe */
-    ss_server_request_shutdown(running_server); /* async-signal-safe */
+    if (atomic_fetch_add(&stop_signals, 1) == 0) /* lock-free: async-signal-safe */
+        atomic_store(&first_stop_ms, now_ms());  /* clock_gettime: async-signal-safe */
+    ss_server_request_shutdown(running_server);  /* async-signal-safe */
 }
 /* docs:end signal-handler */
 
@@ -340,14 +345,19 @@ static void ignore_stop_signals(void)
 /* docs:begin drain */
 /* The first signal ended the loop; a second one, caught by the same
  * handler, makes the drain stop at once (ss_server_request_shutdown during
- * ss_server_drain). */
+ * ss_server_drain). --drain bounds the whole stop from that first signal:
+ * with sync, the request the loop was serving may have used part of it
+ * (its stop grace, which ends at the same time), and the drain gets the
+ * rest. */
 static void drain(const cli_options *opts, ss_server *srv)
 {
     cli_log_always(opts,
                    "%s: stopping: finishing requests for up to %d s (signal again to stop now)",
                    opts->name, opts->drain);
-    atomic_store(&drain_deadline_ms, now_ms() + opts->drain * 1000LL);
-    int rc = ss_server_drain(srv, opts->drain * 1000);
+    long long now = now_ms(), stop = atomic_load(&first_stop_ms);
+    long long deadline = (stop != 0 ? stop : now) + opts->drain * 1000LL;
+    atomic_store(&drain_deadline_ms, deadline);
+    int rc = ss_server_drain(srv, deadline > now ? (int)(deadline - now) : 0);
     ignore_stop_signals(); /* the server is about to be freed */
     if (rc < 0)
         cli_log_always(opts, "%s: %s: unfinished requests were interrupted", opts->name,
