@@ -263,13 +263,33 @@ static int option_error(const char *name, const cli_option *option, const char *
     return 2;
 }
 
+/* A listener that may check its peers' addresses: any but a Unix one
+ * (an inherited fd: or systemd: one is known only once it is open). */
+static bool may_check_addresses(const cli_options *opts)
+{
+    for (size_t i = 0; opts->listens[i] != NULL; i++)
+        if (strncmp(opts->listens[i], "unix", 4) != 0)
+            return true;
+    return false;
+}
+
 /* --proxy-from says whom to trust with a header; without --proxy-protocol
- * no header is read, so it would be silently ignored: refused. */
+ * no header is read, and a Unix listener trusts every peer (its socket
+ * file's mode decides who may connect): either way it would be silently
+ * ignored, so it is refused. */
 static int check_proxy_from(const cli_options *opts)
 {
-    if (opts->proxy_from[0] == NULL || opts->proxy_protocol)
+    const char *why = NULL;
+    if (opts->proxy_from[0] == NULL)
         return -1;
-    fprintf(stderr, "%s: --proxy-from needs --proxy-protocol\n", opts->name);
+    if (!opts->proxy_protocol)
+        why = "--proxy-from needs --proxy-protocol";
+    else if (!may_check_addresses(opts))
+        why = "--proxy-from needs a tcp:// listener: a Unix one trusts every peer (its socket "
+              "file's mode decides who may connect)";
+    if (why == NULL)
+        return -1;
+    fprintf(stderr, "%s: %s\n", opts->name, why);
     usage(stderr, opts->name);
     return 2;
 }
@@ -369,14 +389,29 @@ static void drain(const cli_options *opts, ss_server *srv)
  * command line, not on the network. */
 static bool proxy_refused_options;
 
+/* An abstract Unix name has no file, hence no mode: any process in the
+ * network namespace may connect and claim any client. Allowed (a test,
+ * a container of one), but said. */
+static void warn_abstract(const cli_options *opts)
+{
+    for (size_t i = 0; opts->listens[i] != NULL; i++)
+        if (strncmp(opts->listens[i], "unix:@", 6) == 0)
+            cli_log_always(opts,
+                           "%s: warning: --proxy-protocol on %s: any process in this network "
+                           "namespace may connect and claim any client; use a socket path "
+                           "(docs/filters.md)",
+                           opts->name, opts->listens[i]);
+}
+
 /* --proxy-protocol and --proxy-from, before activate. */
 static int use_proxy_protocol(const cli_options *opts, ss_server *srv)
 {
     if (!opts->proxy_protocol)
         return 0;
+    warn_abstract(opts);
     ss_proxy_options proxy = {.trusted = opts->proxy_from[0] != NULL ? opts->proxy_from : NULL};
     int rc = ss_server_set_proxy_protocol(srv, &proxy);
-    if (rc == SS_ENOTSUPPORTED || rc == -EINVAL) {
+    if (rc == SS_ENOTSTREAM || rc == -EINVAL) {
         proxy_refused_options = true;
         cli_log_always(opts, "%s: %s", opts->name,
                        rc == -EINVAL ? "--proxy-from takes an address or CIDR (10.0.0.0/8, ::1)"

@@ -100,9 +100,11 @@ typedef struct ss_filter {
  * chain: the first filter added is the closest to the socket. At most 16.
  * Before activate, from the thread setting the server up. Returns 0;
  * -EINVAL if filter is NULL or of a version this library does not know
- * (not 1 to SS_FILTER_VERSION; config is then not taken); SS_ESTATE after activate;
- * SS_ENOTSUPPORTED on a datagram server (udp, unixgram), whose requests are single packets; -E2BIG
- * past 16; -ENOMEM.
+ * (not 1 to SS_FILTER_VERSION; config is then not taken); SS_ESTATE
+ * after activate; SS_ENOTSTREAM when every listener of the server is a
+ * datagram one (udp, unixgram), whose requests are single packets (with
+ * both kinds, the filters apply to the stream listeners' requests only);
+ * -E2BIG past 16; -ENOMEM.
  */
 SS_API int ss_server_add_filter(ss_server *srv, const ss_filter *filter, void *config);
 
@@ -210,10 +212,10 @@ typedef struct ss_proxy_options {
  * calls handle_error.
  *
  * Before activate, from the thread setting the server up. Returns 0;
- * -EINVAL for unknown version bits, a negative timeout or a trusted entry
- * ss_proxy_check_trusted refuses; -E2BIG beyond 64 CIDRs or 16 filters; -EEXIST if set
- * already; SS_ESTATE after activate; SS_ENOTSUPPORTED on a datagram
- * server; -ENOMEM.
+ * -EINVAL for unknown version bits, a negative timeout or a trusted
+ * entry ss_proxy_check_trusted refuses; -E2BIG beyond 64 CIDRs or 16
+ * filters; -EEXIST if set already; SS_ESTATE after activate;
+ * SS_ENOTSTREAM on a server with only datagram listeners; -ENOMEM.
  */
 SS_API int ss_server_set_proxy_protocol(ss_server *srv, const ss_proxy_options *opts);
 

@@ -29,7 +29,7 @@ int ss__filters_add_at(ss_server *srv, int index, const ss_filter *filter, void 
     if (srv->state >= SS__ACTIVE)
         return SS_ESTATE;
     if (!has_stream_listener(srv))
-        return SS_ENOTSUPPORTED; /* datagram requests are single packets */
+        return SS_ENOTSTREAM; /* datagram requests are single packets */
     struct ss__filters *chain = &srv->filters;
     if (chain->count == SS__MAX_FILTERS)
         return -E2BIG;

@@ -224,7 +224,8 @@ static void add_filter_errors(void **state)
     if (rc == SS_ENOTSUPPORTED)
         skip();
     assert_int_equal(rc, 0);
-    assert_int_equal(ss_server_add_filter(srv, &refuse, NULL), SS_ENOTSUPPORTED);
+    assert_int_equal(ss_server_add_filter(srv, &refuse, NULL), SS_ENOTSTREAM);
+    assert_non_null(strstr(ss_strerror(SS_ENOTSTREAM), "need a stream listener"));
     ss_server_free(srv);
 
     assert_int_equal(ss_server_create(&srv, "tcp://127.0.0.1:0", NULL, &echo_once_handler, NULL),
