@@ -31,6 +31,9 @@ static atomic_bool stop_begun;
 /* The stop signals the server's process caught: a second one means "stop
  * now", and the drain cuts off the requests in flight at once. */
 static atomic_int stop_signals;
+/* When the first of them came (CLOCK_MONOTONIC ms; 0: none yet): --drain
+ * counts from there, the sync stop grace and the drain alike. */
+static atomic_llong first_stop_ms;
 /* When the drain's time is up (CLOCK_MONOTONIC ms): from then on, a
  * stream request whose read ends was shut down by the drain. */
 static atomic_llong drain_deadline_ms = LLONG_MAX;
@@ -41,6 +44,7 @@ static atomic_bool child_cut_off;
 static const cli_options *serving_opts; /* for report_error */
 
 static void report_error(ss_server *srv, ss_request *req, int err, void *data);
+static long long now_ms(void);
 static void share_unread_log(void);
 
 /* In a forked child, whose request is its own: the parent's SIGTERM is
@@ -109,8 +113,9 @@ static void on_stop_signal(int sig, siginfo_t *info, void *context)
         cut_off_child(info);
         return;
     }
-    atomic_fetch_add(&stop_signals, 1);         /* lock-free: async-signal-safe */
-    ss_server_request_shutdown(running_server); /* async-signal-safe */
+    if (atomic_fetch_add(&stop_signals, 1) == 0) /* lock-free: async-signal-safe */
+        atomic_store(&first_stop_ms, now_ms());  /* clock_gettime: async-signal-safe */
+    ss_server_request_shutdown(running_server);  /* async-signal-safe */
 }
 /* docs:end signal-handler */
 
@@ -143,7 +148,8 @@ static void usage(FILE *out, const char *name)
             "                (tcp:// and unix: only)\n"
             "  --proxy-from CIDR  a source trusted to send that header, e.g.\n"
             "                10.0.0.0/8 or 192.0.2.7 (repeat for more, up to 64;\n"
-            "                default: loopback, 127.0.0.0/8 and ::1); see docs/deploy.md\n"
+            "                default: loopback, 127.0.0.0/8 and ::1); 0.0.0.0/0: every\n"
+            "                IPv4 source, ::/0: every source; see docs/deploy.md\n"
             "  --inetd       serve the one connection on stdin and exit (inetd,\n"
             "                tcpserver, systemd-socket-activate --inetd); a connected\n"
             "                socket passed as --listen systemd: (Accept=yes) is served\n"
@@ -236,10 +242,16 @@ static int append_value(const cli_options *opts, const char **list, size_t max, 
     return -1;
 }
 
-/* One more --proxy-from (the library checks what it says when the
- * server is set up). */
+/* One more --proxy-from, checked as the library will take it: a bad
+ * one is a usage error that says what is wrong with it. */
 static int add_proxy_from(cli_options *opts, const char *cidr)
 {
+    const char *why;
+    if (ss_proxy_check_trusted(cidr, &why) < 0) {
+        fprintf(stderr, "%s: --proxy-from %s: %s\n", opts->name, cidr, why);
+        usage(stderr, opts->name);
+        return 2;
+    }
     return append_value(opts, opts->proxy_from, CLI_MAX_PROXY_FROM, cidr,
                         "too many --proxy-from (64 at most)");
 }
@@ -326,13 +338,33 @@ static int option_error(const char *name, const cli_option *option, const char *
     return 2;
 }
 
+/* A listener that may check its peers' addresses: any but a Unix one
+ * (an inherited fd: or systemd: one is known only once it is open). */
+static bool may_check_addresses(const cli_options *opts)
+{
+    for (size_t i = 0; opts->listens[i] != NULL; i++)
+        if (strncmp(opts->listens[i], "unix", 4) != 0)
+            return true;
+    return false;
+}
+
 /* --proxy-from says whom to trust with a header; without --proxy-protocol
- * no header is read, so it would be silently ignored: refused. */
+ * no header is read, and a Unix listener trusts every peer (its socket
+ * file's mode decides who may connect): either way it would be silently
+ * ignored, so it is refused. */
 static int check_proxy_from(const cli_options *opts)
 {
-    if (opts->proxy_from[0] == NULL || opts->proxy_protocol)
+    const char *why = NULL;
+    if (opts->proxy_from[0] == NULL)
         return -1;
-    fprintf(stderr, "%s: --proxy-from needs --proxy-protocol\n", opts->name);
+    if (!opts->proxy_protocol)
+        why = "--proxy-from needs --proxy-protocol";
+    else if (!may_check_addresses(opts))
+        why = "--proxy-from needs a tcp:// listener: a Unix one trusts every peer (its socket "
+              "file's mode decides who may connect)";
+    if (why == NULL)
+        return -1;
+    fprintf(stderr, "%s: %s\n", opts->name, why);
     usage(stderr, opts->name);
     return 2;
 }
@@ -440,14 +472,19 @@ static void ignore_stop_signals(void)
 /* docs:begin drain */
 /* The first signal ended the loop; a second one, caught by the same
  * handler, makes the drain stop at once (ss_server_request_shutdown during
- * ss_server_drain). */
+ * ss_server_drain). --drain bounds the whole stop from that first signal:
+ * with sync, the request the loop was serving may have used part of it
+ * (its stop grace, which ends at the same time), and the drain gets the
+ * rest. */
 static void drain(const cli_options *opts, ss_server *srv)
 {
     cli_log_always(opts,
                    "%s: stopping: finishing requests for up to %d s (signal again to stop now)",
                    opts->name, opts->drain);
-    atomic_store(&drain_deadline_ms, now_ms() + opts->drain * 1000LL);
-    int rc = ss_server_drain(srv, opts->drain * 1000);
+    long long now = now_ms(), stop = atomic_load(&first_stop_ms);
+    long long deadline = (stop != 0 ? stop : now) + opts->drain * 1000LL;
+    atomic_store(&drain_deadline_ms, deadline);
+    int rc = ss_server_drain(srv, deadline > now ? (int)(deadline - now) : 0);
     ignore_stop_signals(); /* the server is about to be freed */
     if (rc < 0)
         cli_log_always(opts, "%s: %s: unfinished requests were interrupted", opts->name,
@@ -459,14 +496,29 @@ static void drain(const cli_options *opts, ss_server *srv)
  * open_server failed on the command line, not on the network. */
 static bool options_refused;
 
+/* An abstract Unix name has no file, hence no mode: any process in the
+ * network namespace may connect and claim any client. Allowed (a test,
+ * a container of one), but said. */
+static void warn_abstract(const cli_options *opts)
+{
+    for (size_t i = 0; opts->listens[i] != NULL; i++)
+        if (strncmp(opts->listens[i], "unix:@", 6) == 0)
+            cli_log_always(opts,
+                           "%s: warning: --proxy-protocol on %s: any process in this network "
+                           "namespace may connect and claim any client; use a socket path "
+                           "(docs/filters.md)",
+                           opts->name, opts->listens[i]);
+}
+
 /* --proxy-protocol and --proxy-from, before activate. */
 static int use_proxy_protocol(const cli_options *opts, ss_server *srv)
 {
     if (!opts->proxy_protocol)
         return 0;
+    warn_abstract(opts);
     ss_proxy_options proxy = {.trusted = opts->proxy_from[0] != NULL ? opts->proxy_from : NULL};
     int rc = ss_server_set_proxy_protocol(srv, &proxy);
-    if (rc == SS_ENOTSUPPORTED || rc == -EINVAL) {
+    if (rc == SS_ENOTSTREAM || rc == -EINVAL) {
         options_refused = true;
         cli_log_always(opts, "%s: %s", opts->name,
                        rc == -EINVAL ? "--proxy-from takes an address or CIDR (10.0.0.0/8, ::1)"
@@ -692,6 +744,20 @@ bool cli_is_datagram(const ss_request *req)
     return ss_request_packet(req, NULL) != NULL;
 }
 
+/* A Unix name into out, as the library writes client names: the peer
+ * chose it, so a byte outside printable ASCII (a newline would forge a
+ * log line) or a backslash is written \xHH. */
+static void put_unix_name(char *out, size_t size, const char *name, size_t len)
+{
+    size_t used = 0;
+    for (size_t i = 0; i < len && used + 5 <= size; i++) {
+        unsigned char c = (unsigned char)name[i];
+        bool plain = c >= 0x20 && c < 0x7f && c != '\\';
+        used += (size_t)snprintf(out + used, size - used, plain ? "%c" : "\\x%02x", c);
+    }
+    out[used] = '\0';
+}
+
 /* The proxy's own address as text ("127.0.0.1:5555", "[::1]:5555", a Unix
  * path or "(unnamed peer)"), when the request came with a PROXY header. */
 static bool proxy_name(const ss_request *req, char *out, size_t size)
@@ -716,10 +782,11 @@ static bool proxy_name(const ss_request *req, char *out, size_t size)
                               : 0;
         if (path_len == 0 || (un->sun_path[0] == '\0' && path_len == 1))
             snprintf(out, size, "(unnamed peer)");
-        else if (un->sun_path[0] == '\0') /* abstract (Linux) */
-            snprintf(out, size, "@%.*s", (int)(path_len - 1), un->sun_path + 1);
-        else
-            snprintf(out, size, "%.*s", (int)strnlen(un->sun_path, path_len), un->sun_path);
+        else if (un->sun_path[0] == '\0') { /* abstract (Linux) */
+            out[0] = '@';
+            put_unix_name(out + 1, size - 1, un->sun_path + 1, path_len - 1);
+        } else
+            put_unix_name(out, size, un->sun_path, strnlen(un->sun_path, path_len));
     }
     return true;
 }

@@ -70,6 +70,8 @@ enum {
     /* PROXY protocol (a listener behind a load balancer): the connection is refused */
     SS_EPROXY = -(SS_ERRBASE + 40),          /* invalid or missing PROXY protocol header */
     SS_EPROXYUNTRUSTED = -(SS_ERRBASE + 41), /* header from a source not trusted to send one */
+    /* filters (socketserver/filter.h) */
+    SS_ENOTSTREAM = -(SS_ERRBASE + 42), /* filters need a stream listener; all are datagram */
     /* hand-over to a successor (see socketserver/deploy.h) */
     SS_ESUCCESSOR = -(SS_ERRBASE + 60), /* the successor ended before it said it was ready */
     /* adopted listeners (fd:N, systemd:): see ss_server_create */

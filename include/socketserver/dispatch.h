@@ -28,8 +28,8 @@ extern "C" {
  * until the first request is finished. Since the loop cannot stop before
  * the handler returns, a stop request (ss_server_shutdown or
  * ss_server_request_shutdown, from any thread or signal handler) ends
- * every wait of the handler's request I/O with -ECANCELED (see
- * ss_request_recv). */
+ * every wait of the handler's request I/O with -ECANCELED, but an idle
+ * wait, which reads as end of stream (see ss_request_recv). */
 SS_API const ss_dispatcher *ss_dispatch_sync(void);
 
 /* Looks a dispatcher up by its name ("sync", "threading", "forking",
@@ -69,6 +69,10 @@ SS_API const ss_dispatcher *ss_dispatch_threading(void);
  * child because the signal went to the whole process group (Ctrl-C,
  * systemd's KillMode=control-group): the child serves its client to the
  * end or to the request timeout, and ss_server_drain's SIGTERM bounds it.
+ * A child still opening its filters (waiting for a PROXY header), before
+ * any code of the application knows its socket, ends that wait itself at
+ * the drain's deadline (or a second stop), refused and counted as the
+ * filter's refusal, whether the application catches SIGTERM or not.
  * In the child the listening socket is closed (except for datagram
  * transports, whose requests reply through it) and so is the wake-up pipe,
  * except for the one byte by which the child announces its exit; after

@@ -37,8 +37,13 @@ int ss__url_parse(const char *text, ss__url *out);
 bool ss__scheme_inet(ss__scheme scheme);
 const char *ss__scheme_name(ss__scheme scheme);
 
-/* "127.0.0.1:5555", "[::1]:5555", a Unix path, or "" (unnamed peer). */
+/* A client's name: "127.0.0.1:5555", "[::1]:5555", a Unix path, or ""
+ * (unnamed peer). It ends up in logs and a Unix name is the client's
+ * choice, so its bytes outside printable ASCII, and '\\', are written
+ * \xHH. */
 int ss__format_peer(const struct sockaddr *sa, socklen_t len, char *buf, size_t size);
+/* The same, a Unix name as it is (a listener's own path, to be used). */
+int ss__format_address(const struct sockaddr *sa, socklen_t len, char *buf, size_t size);
 /* The address as a URL of the scheme: "tcp://[::1]:80", "unix:/run/x". */
 int ss__format_url(ss__scheme scheme, const struct sockaddr *sa, socklen_t len, char *buf,
                    size_t size);

@@ -31,6 +31,8 @@ static const struct {
     {SS_EFINALFLUSH, "Output pending at the end of the request could not be sent (peer gone)"},
     {SS_EPROXY, "Invalid or missing PROXY protocol header"},
     {SS_EPROXYUNTRUSTED, "PROXY protocol header from an untrusted source"},
+    {SS_ENOTSTREAM, "Filters (the PROXY protocol too) need a stream listener (tcp://, unix:): "
+                    "a datagram server's requests are single packets"},
     {SS_ESUCCESSOR, "The successor process ended before it said it was ready"},
     {SS_ENOTLISTENING, "Inherited socket is not listening (a stream socket needs listen(), a "
                        "datagram socket a bound address)"},

@@ -78,10 +78,19 @@ void ss__request_hand_off(ss_request *req, ss__place *place);
 /* core/idle.c: drain's idle close (limits.h says what idle is). */
 void ss__idle_init(ss_request *req); /* BUSY, nothing read, the server's flag */
 /* Before a wait for the first byte of a new message after a complete
- * exchange: 1 to read; 0 if the request must end now (a drain is closing
- * idle requests, or closed this one): the read returns 0; or a negative
+ * exchange: SS__IDLE_READ to read, an idle wait (a sync stop ends it at
+ * once); SS__IDLE_READ_BUSY to read as a busy request (its next message
+ * is already there while idle requests are being closed); 0 if the
+ * request must end now (a drain is closing idle requests, a sync stop is
+ * pending, or this one was closed): the read returns 0; or a negative
  * errno for the read to return (a forked child's watched wait timed out). */
+enum { SS__IDLE_READ = 1, SS__IDLE_READ_BUSY = 2 };
 int ss__idle_begin(ss_request *req);
+/* An idle wait (SS__IDLE_READ) ended with -ECANCELED: a sync stop. True
+ * when that closes the request as idle (counted in idle_closed; the read
+ * returns 0, end of stream, as a drain's idle close); false if the
+ * application keeps idle requests (the read returns -ECANCELED). */
+bool ss__idle_stopped(ss_request *req);
 /* After that wait: false if a drain closed the request meanwhile (the
  * read then returns 0, whatever it got). */
 bool ss__idle_end(ss_request *req);

@@ -81,6 +81,8 @@ typedef struct forks {
     shared_page *page;     /* shared with the children */
     size_t page_size;      /* bytes mapped */
     int idle_watch[2];     /* drain writes to [1]; children's idle waits poll [0] */
+    int cut_watch[2];      /* drain's deadline writes to [1]; children's filters' open polls [0] */
+    bool cut;              /* that byte was written */
     bool clients_shared;   /* the page's clients_lock is set up */
     int child_slot;        /* in a child: its slot; -1 in the parent */
     int retry_ms;          /* next look for a marked child, 0 = none marked */
@@ -98,6 +100,8 @@ static void forks_free(forks *fs)
         munmap(fs->page, fs->page_size);
     ss__close(&fs->idle_watch[0]);
     ss__close(&fs->idle_watch[1]);
+    ss__close(&fs->cut_watch[0]);
+    ss__close(&fs->cut_watch[1]);
     free(fs->places);
     free(fs->pids);
     free(fs);
@@ -124,7 +128,7 @@ static int share_clients_lock(pthread_mutex_t *lock)
 }
 
 /* The shared page, its clients' lock if a child will count its real
- * client (PROXY and max_per_client), and the drain's pipe. */
+ * client (PROXY and max_per_client), and the drain's pipes. */
 static int share(ss_server *srv, forks *fs)
 {
     fs->page_size = sizeof *fs->page + (size_t)fs->max * sizeof fs->page->slot[0];
@@ -139,7 +143,8 @@ static int share(ss_server *srv, forks *fs)
             return rc;
         fs->clients_shared = true;
     }
-    return ss__pipe(fs->idle_watch);
+    int rc = ss__pipe(fs->idle_watch);
+    return rc < 0 ? rc : ss__pipe(fs->cut_watch);
 }
 
 static int fork_start(ss_server *srv)
@@ -147,7 +152,7 @@ static int fork_start(ss_server *srv)
     forks *fs = calloc(1, sizeof *fs);
     if (fs == NULL)
         return -ENOMEM;
-    fs->idle_watch[0] = fs->idle_watch[1] = -1;
+    fs->idle_watch[0] = fs->idle_watch[1] = fs->cut_watch[0] = fs->cut_watch[1] = -1;
     fs->child_slot = -1;
     fs->max = srv->dopt.max_children > 0 ? srv->dopt.max_children : SS_DEFAULT_MAX_CHILDREN;
     int rc = -ENOMEM;
@@ -351,6 +356,11 @@ static void run_child(ss_server *srv, forks *fs, int slot, ss_request *req)
     req->idle = &fs->page->slot[slot].idle;
     req->closing_idle = &fs->page->closing_idle;
     req->idle_watch = fs->idle_watch[0];
+    /* before its handler starts, nothing of the application's can end
+     * its waits: its filters' open (a PROXY header) ends at the drain's
+     * deadline, whatever the application does with SIGTERM */
+    srv->stop.cut_read = fs->cut_watch[0];
+    req->open_waiter = &ss__waiter_cut;
     fs->child_slot = slot; /* this process's copy of fs: for fork_claim_client */
     ss__close(&srv->stop.wake_read);
     close_listeners_but_own(srv, req);
@@ -448,7 +458,8 @@ static void drop_unforked(ss_server *srv, forks *fs)
     fs->unforked = NULL;
 }
 
-/* Drain's deadline: SIGTERM, then SIGKILL, to our own children only. A pid
+/* Drain's deadline: the cut byte (children still opening their filters
+ * end that at once), SIGTERM, then SIGKILL, to our own children only. A pid
  * not yet reaped cannot belong to anybody else: even exited, the child
  * keeps it until waitpid. The request still waiting for a fork is refused
  * first, before the core shuts the live sockets down, so the reap step
@@ -457,6 +468,11 @@ static void fork_interrupt_own(ss_server *srv, bool force)
 {
     forks *fs = srv->dispatch_state;
     drop_unforked(srv, fs);
+    if (!fs->cut) { /* first: ends the children's waits before setup */
+        ssize_t ignored = write(fs->cut_watch[1], "", 1);
+        (void)ignored;
+        fs->cut = true;
+    }
     for (int slot = 0; slot < fs->max; slot++)
         if (fs->pids[slot] != 0)
             kill(fs->pids[slot], force ? SIGKILL : SIGTERM);

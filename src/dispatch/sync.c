@@ -8,6 +8,7 @@ static void sync_process(ss_server *srv, ss_request *req)
 {
     (void)srv;
     req->waiter = &ss__waiter_sync;
+    req->open_waiter = &ss__waiter_sync_open; /* a header already sent is read */
     req->server->host->run(req);
     req->server->host->end(req);
 }

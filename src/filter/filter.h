@@ -47,6 +47,15 @@ static inline int ss__filtered_send_all(ss_request *req, const void *buf, size_t
     return req->listener->transport->send_all(req, buf, size);
 }
 
+/* Some open filter of the request holds input its next recv would return
+ * without waiting on the socket (the filter table's pending slot): the
+ * request is busy, not idle (core/bufio.c). Handler's thread only. */
+bool ss__chain_pending(const ss_request *req);
+static inline bool ss__filters_pending(const ss_request *req)
+{
+    return __builtin_expect(req->filter_ctx != NULL, 0) && ss__chain_pending(req);
+}
+
 /* On the handler's thread, before setup: opens each filter from the
  * socket up. Returns 0 (also without filters), or the first open's
  * negative errno, after closing those below it. -ENOMEM: no contexts. */

@@ -55,7 +55,7 @@ static bool serving(int fd, const ss__listener *l)
 static void unix_path(ss__listener *l)
 {
     char text[sizeof l->url.path + 1];
-    int n = ss__format_peer((const struct sockaddr *)&l->addr, l->addr_len, text, sizeof text);
+    int n = ss__format_address((const struct sockaddr *)&l->addr, l->addr_len, text, sizeof text);
     if (n >= 0 && (size_t)n < sizeof l->url.path)
         memcpy(l->url.path, text, (size_t)n + 1);
 }
