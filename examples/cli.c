@@ -538,14 +538,14 @@ static int use_tls(const cli_options *opts, ss_server *srv)
                           .ca_file = opts->tls_ca,
                           .verify = (ss_tls_verify)opts->tls_verify};
     int rc = ss_server_set_tls(srv, &tls);
-    if (rc == SS_ENOTSUPPORTED || rc == SS_ETLSCERT) {
+    if (rc == SS_ENOTSTREAM || rc == SS_ENOTSUPPORTED || rc == SS_ETLSCERT) {
         options_refused = true;
         cli_log_always(opts, "%s: %s", opts->name,
                        rc == SS_ETLSCERT ? "--tls-cert/--tls-key/--tls-ca: cannot use the files "
                                            "(the line above says why)"
-                       : ss_tls_available()
-                           ? "TLS needs a tcp://, tls:// or unix: listener"
-                           : "this libsocketserver was built without TLS (OpenSSL)");
+                       : rc == SS_ENOTSTREAM ? "TLS needs a tcp://, tls:// or unix: listener"
+                                             : "this libsocketserver was built without TLS "
+                                               "(OpenSSL)");
     }
     return rc;
 }

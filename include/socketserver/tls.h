@@ -111,9 +111,9 @@ typedef struct ss_tls_options {
  * verify mode without ca_file; SS_ETLSCERT if a file cannot be read or
  * parsed, or the key does not match the certificate (the reason goes to
  * the server's log, ss_server_set_log, at SS_LOG_ERROR); -EEXIST if set
- * already; SS_ESTATE after activate; SS_ENOTSUPPORTED on a server with
- * no stream listener, or in a library built without TLS (see
- * ss_tls_available);
+ * already; SS_ESTATE after activate; SS_ENOTSTREAM on a server with
+ * no stream listener; SS_ENOTSUPPORTED in a library built without TLS
+ * (see ss_tls_available);
  * -E2BIG past 16 filters; -ENOMEM.
  */
 SS_API int ss_server_set_tls(ss_server *srv, const ss_tls_options *opts);

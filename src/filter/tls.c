@@ -111,6 +111,11 @@ static int tls_send(ss_filter_ctx *ctx, const void *buf, size_t size)
     return ss__tls_io_write(ctx->state, buf, size);
 }
 
+static bool tls_pending(const ss_filter_ctx *ctx)
+{
+    return ctx->state != NULL && ss__tls_io_pending(ctx->state);
+}
+
 /* close_notify goes out within the handshake timeout (and the request's,
  * if shorter): a peer that reads nothing cannot hold the request. */
 static void tls_close(ss_filter_ctx *ctx)
@@ -132,6 +137,7 @@ static const ss_filter tls_filter = {
     .send = tls_send,
     .close = tls_close,
     .free_config = ss__tls_config_free,
+    .pending = tls_pending,
 };
 
 /* ---- servers ---- */
@@ -141,7 +147,7 @@ SS_API int ss_server_set_tls(ss_server *srv, const ss_tls_options *opts)
     if (srv->state >= SS__ACTIVE)
         return SS_ESTATE;
     if (!ss__has_stream_listener(srv))
-        return SS_ENOTSUPPORTED;
+        return SS_ENOTSTREAM;
     if (srv->filters.tls != NULL)
         return -EEXIST;
     if (srv->filters.count == SS__MAX_FILTERS)

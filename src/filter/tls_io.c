@@ -184,6 +184,17 @@ static void step(struct ss__tls_state *st, call *c)
     pthread_mutex_unlock(&st->io);
 }
 
+/* Input held: decrypted bytes not yet read, or bytes of a record taken
+ * from below and not yet decrypted (the client has sent them: the
+ * request is busy, not idle). */
+bool ss__tls_io_pending(struct ss__tls_state *st)
+{
+    pthread_mutex_lock(&st->io);
+    bool held = SSL_has_pending(st->ssl) || st->in.start != st->in.end;
+    pthread_mutex_unlock(&st->io);
+    return held;
+}
+
 /* ---- the layer below ---- */
 
 /* What is left of deadline, or the request's timeout if shorter. */

@@ -97,5 +97,8 @@ ssize_t ss__tls_io_read(struct ss__tls_state *st, void *buf, size_t size);
 int ss__tls_io_write(struct ss__tls_state *st, const void *buf, size_t size);
 /* Sends close_notify (not waiting for the peer's), within deadline. */
 void ss__tls_io_shutdown(struct ss__tls_state *st, int64_t deadline);
+/* The filter's pending slot: it holds input the next read returns
+ * without waiting (ss_filter.pending). */
+bool ss__tls_io_pending(struct ss__tls_state *st);
 
 #endif /* SS_FILTER_TLS_PRIVATE_H */

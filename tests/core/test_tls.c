@@ -654,7 +654,7 @@ static void api_states(ss_server *srv, const ss_tls_options *opts)
     ss_server_free(srv);
 
     assert_int_equal(ss_server_create(&srv, "udp://127.0.0.1:0", NULL, &who_handler, NULL), 0);
-    assert_int_equal(ss_server_set_tls(srv, &o), SS_ENOTSUPPORTED);
+    assert_int_equal(ss_server_set_tls(srv, &o), SS_ENOTSTREAM);
     ss_server_free(srv);
     assert_int_equal(ss_server_new(&srv, "tls://127.0.0.1:0", NULL, &who_handler, NULL),
                      SS_ETLSNOCERT);
