@@ -84,6 +84,10 @@ typedef struct worker {
      * waiting: try every listener once, ready or not (the kernel woke
      * that worker for them, not this one). */
     atomic_bool poked;
+    /* Full, or busy past SPILL_PCT in its last window: the next worker
+     * takes new connections too (accepts_now). Written by the worker. */
+    atomic_bool spilling;
+    atomic_bool has_live; /* fibers live as of its last turn: it can be stuck */
 } worker;
 
 struct pool {
@@ -332,6 +336,7 @@ static void meter(worker *w)
 {
     int64_t now = ss__sched_now_us(w->sched);
     atomic_store_explicit(&w->seen_us, now, memory_order_relaxed);
+    atomic_store_explicit(&w->has_live, ss__sched_live(w->sched) > 0, memory_order_relaxed);
     int64_t span = now - w->window_start_us;
     if (span < WINDOW_US)
         return;
@@ -453,16 +458,66 @@ static void set_parked(pool *p, worker *w, bool parked)
     atomic_fetch_add(&p->parked, parked ? 1 : -1);
 }
 
+/* A worker in a handler that blocks its thread: it has fibers, is not
+ * asleep, and has not come round its loop for STUCK_US. */
+static bool stuck(worker *w, int64_t now)
+{
+    return atomic_load_explicit(&w->has_live, memory_order_relaxed) &&
+           !atomic_load_explicit(&w->waiting, memory_order_relaxed) &&
+           now - atomic_load_explicit(&w->seen_us, memory_order_relaxed) > STUCK_US;
+}
+
+/* Whether new connections are this worker's to take: the first worker's
+ * always; another's only while the one before it spills (full, or busy
+ * past SPILL_PCT) or is stuck. So light load packs onto the first worker
+ * (one thread doing everything, as a hand-written epoll server: fewer
+ * wake-ups per request than connections spread over every worker) and
+ * heavier load spreads over as many as it keeps busy, as for queued work
+ * (wake_a_worker). */
+static bool accepts_now(pool *p, worker *w, int64_t now)
+{
+    if (w == &p->workers[0])
+        return true;
+    worker *prev = w - 1;
+    return atomic_load_explicit(&prev->spilling, memory_order_relaxed) || stuck(prev, now);
+}
+
+/* Caller holds the lock. The next worker, asleep perhaps, looks again
+ * at whether new connections are its to take. */
+static void tell_next(pool *p, worker *w)
+{
+    size_t next = (size_t)(w - p->workers) + 1;
+    if (next < p->started && !atomic_load(&p->workers[next].listening))
+        notify(&p->workers[next]);
+}
+
+static void set_spilling(pool *p, worker *w, bool spilling)
+{
+    if (atomic_load_explicit(&w->spilling, memory_order_relaxed) == spilling)
+        return;
+    atomic_store(&w->spilling, spilling);
+    if (!spilling)
+        return; /* the next one stops on its own next turn */
+    pthread_mutex_lock(&p->lock);
+    tell_next(p, w);
+    pthread_mutex_unlock(&p->lock);
+}
+
 /* Once per turn: watch the listeners while accepting is on, the worker
- * has a fiber free and the core lets clients in; stop otherwise. The
- * lock only when that changes. A readiness set that cannot watch them
- * (-ENOTSUP) leaves accepting to the loop for good. */
+ * has a fiber free, new connections are its to take and the core lets
+ * clients in; stop otherwise. The lock only when that changes. A
+ * readiness set that cannot watch them (-ENOTSUP) leaves accepting to
+ * the loop for good. */
 static void tune_listening(pool *p, worker *w)
 {
     bool on = atomic_load(&p->accept_on) && !atomic_load(&p->no_sources);
-    bool room = on && ss__sched_live(w->sched) < p->fibers;
-    bool want = room && p->srv->host->accept_room(p->srv);
-    set_parked(p, w, room && !want);
+    bool full = ss__sched_live(w->sched) >= p->fibers;
+    set_spilling(
+        p, w,
+        on && (full || atomic_load_explicit(&w->busy_pct, memory_order_relaxed) >= SPILL_PCT));
+    bool mine = on && !full && accepts_now(p, w, ss__sched_now_us(w->sched));
+    bool want = mine && p->srv->host->accept_room(p->srv);
+    set_parked(p, w, mine && !want);
     if (want == atomic_load_explicit(&w->listening, memory_order_relaxed))
         return;
     pthread_mutex_lock(&p->lock);
@@ -711,16 +766,20 @@ static bool pool_accept_start(ss_server *srv)
     for (int i = 0; i < srv->nlisteners; i++)
         if (srv->listeners[i]->worker_accept)
             p->sources[p->nsources++] = srv->listeners[i];
+    /* the first worker with room watches now (which also shows whether
+     * the readiness set can); the others look for themselves */
     int rc = 0;
-    for (size_t i = 0; i < p->started && rc != -ENOTSUP; i++)
-        if (p->workers[i].alive && p->workers[i].room > 0)
-            rc = watch_sources(p, &p->workers[i]);
+    size_t first = 0;
+    while (first < p->started && !(p->workers[first].alive && p->workers[first].room > 0))
+        first++;
+    if (first < p->started)
+        rc = watch_sources(p, &p->workers[first]);
     if (rc == -ENOTSUP)
         atomic_store(&p->no_sources, true);
-    for (size_t i = 0; i < p->started && rc == -ENOTSUP; i++)
-        if (atomic_load(&p->workers[i].listening))
-            unwatch_sources(p, &p->workers[i], false);
     atomic_store(&p->accept_on, rc != -ENOTSUP);
+    for (size_t i = 0; i < p->started && rc != -ENOTSUP; i++)
+        if (i != first)
+            notify(&p->workers[i]);
     pthread_mutex_unlock(&p->lock);
     return rc != -ENOTSUP;
 }
@@ -757,13 +816,32 @@ static bool pool_accepting(ss_server *srv)
 static void pool_reap(ss_server *srv)
 {
     pool *p = srv->dispatch_state;
-    if (atomic_load(&p->parked) == 0 || !atomic_load(&p->accept_on) || !srv->host->accept_room(srv))
+    if (!atomic_load(&p->accept_on))
         return;
+    bool rearm = atomic_load(&p->parked) > 0 && srv->host->accept_room(srv);
+    int64_t now = now_us();
     pthread_mutex_lock(&p->lock);
-    for (size_t i = 0; i < p->started; i++)
-        if (atomic_load(&p->workers[i].parked))
-            notify(&p->workers[i]);
+    for (size_t i = 0; i < p->started; i++) {
+        worker *w = &p->workers[i];
+        if (rearm && atomic_load(&w->parked))
+            notify(w);
+        if (atomic_load(&w->listening) && stuck(w, now))
+            tell_next(p, w); /* it cannot take its clients: the next one does */
+    }
     pthread_mutex_unlock(&p->lock);
+}
+
+/* While a worker that watches the listeners serves fibers, it may get
+ * stuck in a handler: the loop looks every STUCK_US (pool_reap). */
+static int pool_max_wait_ms(ss_server *srv)
+{
+    pool *p = srv->dispatch_state;
+    if (!atomic_load(&p->accept_on))
+        return -1;
+    for (size_t i = 0; i < p->started; i++)
+        if (atomic_load(&p->workers[i].listening) && atomic_load(&p->workers[i].has_live))
+            return STUCK_US / 1000;
+    return -1;
 }
 
 /* ---- close: drain (block_on_close) or cancel ---- */
@@ -869,7 +947,7 @@ static const ss_dispatcher pool_dispatcher = {
     .has_room = pool_has_room,
     .process = pool_process,
     .reap = pool_reap,
-    .max_wait_ms = ss__dispatch_max_wait_none,
+    .max_wait_ms = pool_max_wait_ms,
     .interrupt_own = pool_interrupt_own,
     .close_idle = ss__dispatch_close_idle_none,
     .claim_client = ss__dispatch_claim_client_none,
