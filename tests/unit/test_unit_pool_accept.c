@@ -474,12 +474,14 @@ static void test_backlog_waits_for_drain_after_serving(void **state)
 }
 
 /* Out of descriptors on a worker's accept: the waiting client is shed
- * (its connection ends), once logged; after the back-off the workers
- * watch the listener again and the next client is served by one. */
+ * (its connection ends), once logged; after the back-off the loop has
+ * the parked worker watch the listener again and the next client is
+ * served by it. One worker: with two, the other may take the client
+ * before the failing one sheds it, which is as good but not this test. */
 static void test_emfile_on_a_worker_sheds_and_recovers(void **state)
 {
     (void)state;
-    ss_server *srv = pool_server(&held, (pool_opts){.workers = 2});
+    ss_server *srv = pool_server(&held, (pool_opts){.workers = 1});
     pthread_t loop;
     assert_int_equal(pthread_create(&loop, NULL, serve, srv), 0);
     atomic_store(&accepts.fail_next, 1);
@@ -488,18 +490,25 @@ static void test_emfile_on_a_worker_sheds_and_recovers(void **state)
     expect_refused(shed, "");
     close(shed);
     assert_int_equal(atomic_load(&accepts.failed_on_worker), 1);
-    int ok = connect_to(srv);
-    send_byte(ok, 'y');
-    expect_byte(ok, 'y');
-    close(ok);
-    WAIT_STAT(srv, closed, 2);
+    /* a client that connects while the burst still sheds is shed too */
+    int also_shed = 0;
+    char got = 0;
+    for (long long end = now_ms() + 5000; got != 'y' && now_ms() < end; also_shed += got != 'y') {
+        int ok = connect_to(srv);
+        send_byte(ok, 'y');
+        if (recv(ok, &got, 1, 0) != 1)
+            got = 0;
+        close(ok);
+    }
+    assert_int_equal(got, 'y');
+    WAIT_STAT(srv, closed, 2 + also_shed);
     stop_serving(srv, loop);
     ss_stats st = stats(srv);
     assert_int_equal(st.accept_emfile, 1);
-    assert_int_equal(st.shed, 1);
+    assert_int_equal(st.shed, 1 + also_shed);
     assert_int_equal(atomic_load(&warnings), 1);
     assert_int_equal(atomic_load(&resumed), 1);
-    assert_int_equal(atomic_load(&accepts.by_worker), 2); /* the shed one and the next */
+    assert_int_equal(atomic_load(&accepts.by_worker), 2 + also_shed); /* every one */
     assert_int_equal(atomic_load(&accepts.by_other), 0);
     ss_server_free(srv);
 }
