@@ -175,6 +175,12 @@ typedef struct ss__listener {
     int backlog_left;
     bool arrivals_stopped;
     int arrivals_settle_ms;
+    /* While serve_forever runs, the dispatcher's own threads take this
+     * listener's clients (the pool's workers: dispatch/pool.c) and the
+     * loop polls it only when none of them does. Written by the serving
+     * thread before the dispatcher's accept_start and after its
+     * accept_stop (core/server.c); read by the dispatcher in between. */
+    bool worker_accept;
 } ss__listener;
 
 struct ss_server {
@@ -204,10 +210,13 @@ struct ss_server {
     ss_error_fn handle_error;
     ss_server_fn handle_timeout, service_actions;
 
-    /* accept policy (core/admission.c); touched only by the serving thread */
-    int reserve_fd;           /* given up to shed a client when out of fds */
-    int accept_backoff_ms;    /* 0 = accepting normally */
-    int64_t accept_resume_at; /* monotonic ms */
+    /* accept policy (core/admission.c): whichever thread accepts (the
+     * serving thread, or the pool's workers) reads the back-off without a
+     * lock; the rest changes only under accept_lock, on the error path */
+    pthread_mutex_t accept_lock;
+    int reserve_fd;                /* given up to shed a client when out of fds */
+    atomic_int accept_backoff_ms;  /* 0 = accepting normally */
+    atomic_llong accept_resume_at; /* monotonic ms */
     uint64_t burst_errors;
     ss_log_fn log;        /* NULL = stderr */
     pthread_mutex_t lock; /* guards serving and serving_thread */

@@ -102,10 +102,17 @@ SS_API const ss_dispatcher *ss_dispatch_forking(void);
  * A fixed pool of worker threads fed by a bounded queue (not in Python).
  * Handlers run in the workers, with the same rules as with
  * ss_dispatch_threading. The workers start at ss_server_activate
- * (ss_server_set_workers); accepted requests wait in a queue of
- * ss_server_set_queue_size entries, and while it is full the server stops
- * accepting: a burst waits in the kernel backlog and costs this process
- * neither memory nor descriptors.
+ * (ss_server_set_workers). While ss_server_serve_forever runs, the workers
+ * accept new connections themselves, each serving what it accepted on its
+ * own thread (Linux: a listener shared with exclusive wake-ups, epoll's
+ * EPOLLEXCLUSIVE); the limits, per-client counts, accept back-off and
+ * counters apply exactly as when the loop accepts. The loop accepts into a
+ * queue of ss_server_set_queue_size entries where the workers do not:
+ * datagram listeners, a server with a verify_request hook, every worker
+ * full, ss_server_handle_request and ss_server_drain, and where fibers or
+ * epoll are missing. While the queue is full the server stops accepting:
+ * a burst waits in the kernel backlog and costs this process neither
+ * memory nor descriptors.
  *
  * Each worker is an event loop: every request it takes runs on a fiber (a
  * small stack of its own, ss_server_set_thread_stack_size), and when the

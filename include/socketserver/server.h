@@ -234,9 +234,11 @@ SS_API int ss_server_set_backlog(ss_server *srv, int backlog);
 
 /* Return false to refuse a request: it is shut down without the handler
  * running. Default: accept every request. Runs where the loop runs, as
- * the client is accepted; with ss_server_set_proxy_protocol, after the
- * header instead, on the handler's thread or fiber, seeing the real
- * client (socketserver/filter.h). */
+ * the client is accepted (so a pool with this hook accepts on the loop's
+ * thread, not in its workers: ss_dispatch_pool); with
+ * ss_server_set_proxy_protocol, after the header instead, on the
+ * handler's thread or fiber, seeing the real client
+ * (socketserver/filter.h). */
 typedef bool (*ss_verify_fn)(ss_server *srv, ss_request *req, void *data);
 SS_API void ss_server_on_verify_request(ss_server *srv, ss_verify_fn fn);
 

@@ -48,8 +48,9 @@ void ss__server_sleep(ss_server *srv, int timeout_ms);
 
 /* core/request.c: one request's life. */
 /* The request for an admitted client: takes the arrival's packet and the
- * place (its client's place), counts it active, links it live. NULL when
- * out of memory (the arrival is then untouched). */
+ * place (counted in active by admission, and its client's place), links
+ * it live. NULL when out of memory (the arrival and the place are then
+ * untouched). */
 ss_request *ss__request_new(ss_server *srv, ss__arrival *arrival, const ss__place *place);
 /* The client's address as text ("" if unnamed), formatted on first use by
  * whichever thread asks; valid while the request lives. Thread-safe. */
@@ -113,8 +114,14 @@ void ss__bufio_note_written(ss_request *req);
 
 /* core/admission.c: the next client off the listener, admitted and made
  * a request (NULL: none was waiting, or it was turned away, shed or
- * refused by verify_request: counted and closed). Serving thread only. */
+ * refused by verify_request: counted and closed). Any thread. */
 ss_request *ss__admit_next(ss__listener *l);
+/* The same, saying why there is no request: the host's accept slot
+ * (dispatch/dispatch.h says what it returns). */
+int ss__admit_take(ss__listener *l, ss_request **out);
+/* The host's accept_room: a stop, the hand-over, the accept back-off or
+ * max_connections says no client should be taken now. Any thread. */
+bool ss__accept_room(ss_server *srv);
 /* The same for a client already taken off a socket (per-connection mode,
  * core/connection.c), arrival->listener set: consumes the arrival. */
 ss_request *ss__admit(ss_server *srv, ss__arrival *arrival);
@@ -144,8 +151,16 @@ typedef enum ss__refusal {
 } ss__refusal;
 /* False while at max_connections without an overload reply. */
 bool ss__limits_have_room(ss_server *srv);
+/* Before a client is taken off the socket: with max_connections set and
+ * no overload reply, its place in count.active is taken now (the client
+ * then cannot be refused for the limit once taken, nor can two threads
+ * taking clients at once pass it); false, nothing taken, at the limit.
+ * True otherwise (nothing to reserve). Any thread. */
+bool ss__limits_reserve(ss_server *srv, ss__place *place);
 /* Checks a client, before any request exists, against the limits; on
- * admission *place takes its client's place. */
+ * admission *place holds its place in count.active and its client's
+ * place. On refusal the caller gives back what *place holds (a
+ * reservation). Any thread. */
 ss__refusal ss__limits_admit(ss_server *srv, const ss__arrival *arrival, ss__place *place);
 /* The request's client turned out to be another (named by a filter:
  * PROXY): its place moves to that client's entry. False, the place

@@ -24,6 +24,7 @@ static void destroy(ss_server *srv)
     ss__filters_free_configs(srv); /* the last request using them has ended */
     pthread_cond_destroy(&srv->loop_exited);
     pthread_mutex_destroy(&srv->live_lock);
+    pthread_mutex_destroy(&srv->accept_lock);
     pthread_mutex_destroy(&srv->lock);
     free(srv);
 }

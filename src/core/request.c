@@ -53,9 +53,7 @@ ss_request *ss__request_new(ss_server *srv, ss__arrival *arrival, const ss__plac
     ss__idle_init(req);
     ss__bufio_init(req);
     ss__server_ref(srv);
-    req->place = *place;
-    req->place.active = true; /* counted from admission until the request ends */
-    atomic_fetch_add(&srv->count.active, 1);
+    req->place = *place; /* active: counted from admission until the request ends */
     link_live(req);
     return req;
 }

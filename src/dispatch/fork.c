@@ -565,6 +565,9 @@ static const ss_dispatcher forking_dispatcher = {
     .close_idle = fork_close_idle,
     .claim_client = fork_claim_client,
     .close = fork_close,
+    .accept_start = ss__dispatch_accept_start_none,
+    .accept_stop = ss__dispatch_accept_stop_none,
+    .accepting = ss__dispatch_accepting_none,
 };
 
 SS_API const ss_dispatcher *ss_dispatch_forking(void)
