@@ -506,10 +506,11 @@ int cli_serve(const cli_options *opts, const ss_handler *handler, void *data)
     /* docs:begin serve */
     rc = ss_server_serve_forever(srv, 500); /* until the first signal */
     atomic_store(&stop_begun, true);
-    cli_restart_disable();
+    cli_restart_stopping(); /* a hand-over under way gives way to the stop */
     if (opts->stopping != NULL)
         opts->stopping(srv);
     drain(opts, srv);
+    cli_restart_disable(); /* after the drain began: no hand-over is left waiting */
     report_proxy_refusals(opts, srv);
     /* What even the drain could not end (a handler busy computing) is not
      * waited for: exiting ends its thread. */

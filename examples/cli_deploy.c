@@ -88,9 +88,11 @@ static pid_t restart_pid; /* the server's process: a forked child ignores SIGHUP
 static int wake[2] = {-1, -1};
 static atomic_bool busy;
 static atomic_bool handed_over;
+static atomic_bool stopping; /* the loop has ended: no restart from now on */
 static pthread_t thread;
 static bool thread_started;
 static char ignored_line[128];
+static char stopping_line[128];
 
 static void on_hangup(int sig)
 {
@@ -99,7 +101,8 @@ static void on_hangup(int sig)
         return;
     int saved = errno;
     if (atomic_exchange(&busy, true)) {
-        ssize_t n = write(2, ignored_line, strlen(ignored_line)); /* async-signal-safe */
+        const char *line = atomic_load(&stopping) ? stopping_line : ignored_line;
+        ssize_t n = write(2, line, strlen(line)); /* async-signal-safe */
         (void)n;
     } else {
         ssize_t n = write(wake[1], "r", 1);
@@ -146,6 +149,10 @@ static bool restart_once(void)
     long long started = now_ms();
     pid_t pid = -1;
     int rc = ss_server_hand_over(restart_server, successor_argv, CLI_RESTART_TIMEOUT * 1000, &pid);
+    if (rc < 0 && (rc == -ECANCELED || atomic_load(&stopping))) {
+        cli_log_always(restart_opts, "%s: restart cancelled: the server is stopping", name);
+        return true; /* nothing more to do */
+    }
     if (rc < 0) {
         cli_log_always(restart_opts, "%s: restart failed: %s; still serving", name,
                        ss_strerror(rc));
@@ -167,7 +174,7 @@ static void *restart_loop(void *arg)
         ssize_t n = read(wake[0], &c, 1);
         if (n < 0 && errno == EINTR)
             continue;
-        if (n <= 0 || c == 'q')
+        if (n <= 0 || c == 'q' || atomic_load(&stopping))
             return NULL;
         if (restart_once())
             return NULL; /* busy stays set: later SIGHUPs are ignored */
@@ -182,6 +189,8 @@ void cli_restart_enable(const cli_options *opts, ss_server *srv)
     restart_pid = getpid();
     snprintf(ignored_line, sizeof ignored_line,
              "%s: SIGHUP ignored: a restart is already in progress\n", opts->name);
+    snprintf(stopping_line, sizeof stopping_line, "%s: SIGHUP ignored: the server is stopping\n",
+             opts->name);
     successor_argv = successor_command(opts);
     if (successor_argv == NULL || pipe2(wake, O_CLOEXEC) < 0 ||
         pthread_create(&thread, NULL, restart_loop, NULL) != 0) {
@@ -196,9 +205,15 @@ void cli_restart_enable(const cli_options *opts, ss_server *srv)
     sigaction(SIGHUP, &sa, NULL);
 }
 
+void cli_restart_stopping(void)
+{
+    atomic_store(&stopping, true);
+    atomic_store(&busy, true); /* a SIGHUP from now on is ignored */
+}
+
 bool cli_restart_disable(void)
 {
-    atomic_store(&busy, true); /* a SIGHUP from now on is ignored */
+    cli_restart_stopping();
     if (thread_started) {
         ssize_t n = write(wake[1], "q", 1);
         (void)n;

@@ -24,8 +24,15 @@ int cli_connection_fd(const cli_options *opts);
  * restart is under way is ignored with a log line; a restart that fails
  * is logged and the server goes on. */
 void cli_restart_enable(const cli_options *opts, ss_server *srv);
-/* After the loop: ends the restart thread (waiting for a restart under
- * way). True if the server was handed over. */
+/* Once the loop has ended: SIGHUP is ignored from now on (with a log
+ * line), and a restart not begun yet never begins. A restart under way
+ * gives way to the stop (ss_server_hand_over's -ECANCELED: the successor
+ * is stopped), at the stop request that ended the loop or, at the latest,
+ * when the drain begins. */
+void cli_restart_stopping(void);
+/* After the drain has begun: ends the restart thread (a restart under way
+ * has been cancelled by then, or ends within a second). True if the
+ * server was handed over. */
 bool cli_restart_disable(void);
 
 #endif

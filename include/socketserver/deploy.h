@@ -119,14 +119,28 @@ SS_API int ss_notify(const char *state);
  * changes for this server: it keeps serving; the failure is logged
  * (ss_server_set_log) with the successor's exit status, and returned.
  *
+ * A stop wins over a hand-over: ss_server_request_shutdown or
+ * ss_server_shutdown (from any thread, or a signal handler) while this
+ * call runs, a stop still pending when it begins (the loop has not taken
+ * it yet), or ss_server_drain begun on another thread, cancels it within
+ * about 50 ms: the successor, if started, is sent SIGTERM (SIGKILL a
+ * second later) and reaped, this server keeps its sockets and stops as it
+ * would have without the hand-over, and the call returns -ECANCELED (the
+ * stop request itself stays pending for the loop or drain it was made
+ * for). A stop that comes after the successor was found ready (the point
+ * of no return, decided under the lock a drain takes to begin) stops this
+ * server only: the successor serves on.
+ *
  * Any thread may call it while another runs the loop (the loop keeps
- * serving while this call waits); one hand-over at a time. *successor
+ * serving while this call waits); one hand-over at a time. Do not close
+ * or free the server while it runs (join the calling thread first). *successor
  * (if not NULL) receives the successor's pid, also when it failed (it is
  * reaped then), or -1 when none was started. Returns 0;
  * -EINVAL (srv, argv or argv[0] NULL), SS_ESTATE (the server is not
  * active, has no listening socket, or was handed over already),
  * -EALREADY (a hand-over is in progress), -ENOENT (argv[0] not found),
- * -ETIMEDOUT (not ready in time), SS_ESUCCESSOR (the successor ended
+ * -ETIMEDOUT (not ready in time), -ECANCELED (a stop or drain, above),
+ * SS_ESUCCESSOR (the successor ended
  * first: an exec that failed shows as exit status 127 in the log), or
  * the errno of fork or of the notification socket.
  */

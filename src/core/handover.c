@@ -46,6 +46,7 @@ typedef struct successor_plan {
     int fds[MAX_HANDOVER];
     int tmp[MAX_HANDOVER];
     int nfds;
+    unsigned stop_events; /* srv->stop_events when the hand-over began */
     char notify_name[128];
     int notify_fd;
 } successor_plan;
@@ -252,11 +253,21 @@ static bool successor_ended(pid_t pid, int *status)
     return rc == pid || (rc < 0 && errno == ECHILD);
 }
 
-/* 0 once it said READY=1; SS_ESUCCESSOR if it ended first; -ETIMEDOUT. */
-static int await_ready(const successor_plan *plan, pid_t pid, int timeout_ms, int *status)
+/* A stop was requested, or a drain begun, since the hand-over began. */
+static bool stopping_since(ss_server *srv, unsigned since)
+{
+    return atomic_load(&srv->stop_events) != since;
+}
+
+/* 0 once it said READY=1; SS_ESUCCESSOR if it ended first; -ETIMEDOUT;
+ * -ECANCELED at a stop (seen within CHILD_CHECK_MS). */
+static int await_ready(ss_server *srv, const successor_plan *plan, pid_t pid, int timeout_ms,
+                       int *status)
 {
     int64_t deadline = ss__deadline(timeout_ms);
     for (;;) {
+        if (stopping_since(srv, plan->stop_events))
+            return -ECANCELED;
         int rc = ss__notify_take(plan->notify_fd, pid);
         if (rc > 0)
             return 0;
@@ -292,6 +303,12 @@ static void stop_successor(pid_t pid)
 static void report_failure(ss_server *srv, pid_t pid, int rc, int status)
 {
     char how[96];
+    if (rc == -ECANCELED) {
+        ss__log(srv->log, srv, srv->data, SS_LOG_WARNING,
+                "hand-over cancelled: the server is stopping; successor pid %ld stopped",
+                (long)pid);
+        return;
+    }
     if (rc == -ETIMEDOUT)
         snprintf(how, sizeof how, "was not ready in time (stopped)");
     else
@@ -312,25 +329,31 @@ static void tell_service_manager(pid_t pid)
     ss__notify_send(upstream, state);
 }
 
-static int run_successor(ss_server *srv, successor_plan *plan, char *const argv[], int timeout_ms,
-                         pid_t *out)
+/* The point of no return, under the lock a drain takes to begin: a stop
+ * or drain that came first cancels the hand-over instead. */
+static int commit(ss_server *srv, const successor_plan *plan)
+{
+    pthread_mutex_lock(&srv->lock);
+    bool go = srv->state == SS__ACTIVE && !stopping_since(srv, plan->stop_events);
+    if (go)
+        listeners_handed_over(srv);
+    pthread_mutex_unlock(&srv->lock);
+    return go ? 0 : -ECANCELED;
+}
+
+static int run_successor(ss_server *srv, successor_plan *plan, pid_t pid, int timeout_ms)
 {
     int64_t started = ss__now_ms();
-    pid_t pid = fork();
-    if (pid < 0)
-        return -errno;
-    if (pid == 0)
-        become_successor(plan, argv);
-    *out = pid;
     int status = 0;
-    int rc = await_ready(plan, pid, timeout_ms, &status);
-    if (rc == -ETIMEDOUT)
+    int rc = await_ready(srv, plan, pid, timeout_ms, &status);
+    if (rc == 0)
+        rc = commit(srv, plan);
+    if (rc == -ETIMEDOUT || rc == -ECANCELED)
         stop_successor(pid);
     if (rc < 0) {
         report_failure(srv, pid, rc, status);
         return rc;
     }
-    listeners_handed_over(srv);
     tell_service_manager(pid);
     ss__log(srv->log, srv, srv->data, SS_LOG_INFO,
             "handed %d listening socket%s over to pid %ld in %lld ms; no longer accepting",
@@ -338,19 +361,40 @@ static int run_successor(ss_server *srv, successor_plan *plan, char *const argv[
     return 0;
 }
 
+/* Under the lock a drain takes to begin, so the sockets the child is
+ * given are open until it has them. A stop already pending (the loop has
+ * not taken it yet) cancels at once. */
+static int start_successor(ss_server *srv, successor_plan *plan, char *const argv[], pid_t *pid)
+{
+    pthread_mutex_lock(&srv->lock);
+    int rc = srv->state == SS__ACTIVE && !atomic_load(&srv->handed_over) ? 0 : SS_ESTATE;
+    unsigned stop_events = atomic_load(&srv->stop_events);
+    if (rc == 0 && ss__server_stop_requested(srv))
+        rc = -ECANCELED;
+    if (rc == 0)
+        rc = make_plan(plan, srv, argv);
+    plan->stop_events = stop_events;
+    if (rc == 0 && (*pid = fork()) == 0)
+        become_successor(plan, argv); /* the lock is the parent's business */
+    if (rc == 0 && *pid < 0) {
+        rc = -errno;
+        plan_free(plan);
+    }
+    pthread_mutex_unlock(&srv->lock);
+    return rc;
+}
+
 SS_API int ss_server_hand_over(ss_server *srv, char *const argv[], int timeout_ms, pid_t *successor)
 {
     if (srv == NULL || argv == NULL || argv[0] == NULL)
         return -EINVAL;
-    if (srv->state != SS__ACTIVE || atomic_load(&srv->handed_over))
-        return SS_ESTATE;
     if (atomic_exchange(&srv->handing_over, true))
         return -EALREADY;
     successor_plan plan;
-    int rc = make_plan(&plan, srv, argv);
     pid_t pid = -1;
+    int rc = start_successor(srv, &plan, argv, &pid);
     if (rc == 0) {
-        rc = run_successor(srv, &plan, argv, timeout_ms, &pid);
+        rc = run_successor(srv, &plan, pid, timeout_ms);
         plan_free(&plan);
     }
     if (successor != NULL)
