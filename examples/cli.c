@@ -472,6 +472,7 @@ static int serve_connection(const cli_options *opts, const ss_handler *handler, 
     running_server = srv;
     serving_pid = getpid();
     install_stop_signals();
+    cli_hangup_per_connection(opts);
     rc = ss_server_serve_connection(srv);
     ignore_stop_signals();
     ss_server_free(srv);
@@ -480,7 +481,9 @@ static int serve_connection(const cli_options *opts, const ss_handler *handler, 
 
 int cli_serve(const cli_options *opts, const ss_handler *handler, void *data)
 {
+    signal(SIGPIPE, SIG_IGN); /* a client, or a log reader, that went away ends no server */
     int connection = cli_connection_fd(opts);
+    cli_stdio_off_sockets(connection);
     if (connection != -1)
         return connection < 0 ? 2 : serve_connection(opts, handler, data, connection);
     ss_server *srv;

@@ -39,7 +39,8 @@ static bool same_file(int a, int b)
 }
 
 /* inetd gives the connection as fds 0 and 1 (and often 2): the server's
- * close must be the last, so 0 and 1 are pointed at /dev/null. */
+ * close must be the last, so 0 is pointed at /dev/null (1 and 2 by
+ * cli_stdio_off_sockets). */
 static int take_stdin(const cli_options *opts)
 {
     if (!connected_stream(0)) {
@@ -52,11 +53,30 @@ static int take_stdin(const cli_options *opts)
         fprintf(stderr, "%s: --inetd: %s\n", opts->name, strerror(errno));
         return -2;
     }
-    if (same_file(1, fd))
-        dup2(null, 1);
     dup2(null, 0);
     close(null);
     return fd;
+}
+
+static bool listening_socket(int fd)
+{
+    int listening = 0;
+    socklen_t len = sizeof listening;
+    return getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) == 0 && listening;
+}
+
+void cli_stdio_off_sockets(int connection)
+{
+    int null = -1;
+    for (int fd = 1; fd <= 2; fd++) {
+        if (!listening_socket(fd) && (connection < 0 || !same_file(fd, connection)))
+            continue;
+        if (null < 0 && (null = open("/dev/null", O_WRONLY | O_CLOEXEC)) < 0)
+            return; /* SIGPIPE is ignored: the log is lost, the server runs */
+        dup2(null, fd);
+    }
+    if (null >= 0)
+        close(null);
 }
 
 /* systemd's Accept=yes: LISTEN_FDS=1 for this process, and fd 3 is a
@@ -77,6 +97,30 @@ static int passed_connection(const cli_options *opts)
 int cli_connection_fd(const cli_options *opts)
 {
     return opts->inetd ? take_stdin(opts) : passed_connection(opts);
+}
+
+static char per_connection_line[160];
+
+static void on_hangup_per_connection(int sig)
+{
+    (void)sig;
+    int saved = errno;
+    ssize_t n = write(2, per_connection_line, strlen(per_connection_line)); /* signal-safe */
+    (void)n;
+    errno = saved;
+}
+
+void cli_hangup_per_connection(const cli_options *opts)
+{
+    snprintf(per_connection_line, sizeof per_connection_line,
+             "%s: SIGHUP ignored: serving one connection (no restart in per-connection mode)\n",
+             opts->name);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_hangup_per_connection;
+    sa.sa_flags = SA_RESTART; /* the connection's waits go on */
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGHUP, &sa, NULL);
 }
 
 /* ---- restart on SIGHUP ---- */
