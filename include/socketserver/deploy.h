@@ -6,7 +6,8 @@
  *
  * Part of <socketserver.h>, which programs include (it includes every area
  * header); this header also compiles on its own. Conventions (errors,
- * ownership, threads, units): <socketserver.h>. Guide: docs/deploy.md
+ * ownership, threads, units): <socketserver.h>; NULL arguments: -EINVAL
+ * (socketserver/server.h, "Several listeners"). Guide: docs/deploy.md
  * (section "systemd", and "Restarting without dropping a connection").
  */
 #ifndef SOCKETSERVER_DEPLOY_H
@@ -59,7 +60,8 @@ SS_API int ss_server_new_connection(ss_server **out, int fd, const ss_handler *h
  * when the handler succeeded, the handler's error (already passed to
  * handle_error) otherwise, -ECONNREFUSED if the limits or verify_request
  * refused the client (closed, with the overload reply if one is set),
- * SS_ESTATE if the server is not such a server or was served already.
+ * -EINVAL (srv NULL), SS_ESTATE if the server is not such a server or
+ * was served already.
  */
 SS_API int ss_server_serve_connection(ss_server *srv);
 

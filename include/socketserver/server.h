@@ -278,6 +278,10 @@ SS_API int ss_server_port(const ss_server *srv);
 /* Several listeners                                                        */
 /* ------------------------------------------------------------------------ */
 
+/* NULL, for every call of this section and of socketserver/deploy.h (the
+ * calls of issue 16): a NULL server, request, URL or out-pointer is
+ * -EINVAL (a call that returns a pointer returns NULL), never a crash. */
+
 /*
  * Adds one more socket for the server to serve on, each with its own
  * transport: IPv4 and IPv6, TCP and a Unix socket for local tools, or a
@@ -297,30 +301,32 @@ SS_API int ss_server_port(const ss_server *srv);
  * (socketserver/filter.h) apply to the stream listeners; a datagram
  * listener's requests, single packets, pass none.
  * Returns the new listener's index (>= 1; the first listener, from
- * ss_server_create, is 0), or: SS_ESTATE after bind; the URL errors of
+ * ss_server_create, is 0), or: -EINVAL (srv or url NULL); SS_ESTATE after bind; the URL errors of
  * ss_server_create; SS_ERESOLVE, -ENOMEM or the errno of socket().
  */
 SS_API int ss_server_add_listener(ss_server *srv, const char *url);
 
-/* How many listeners the server has (>= 1). */
+/* How many listeners the server has (>= 1); -EINVAL for a NULL srv. */
 SS_API int ss_server_listener_count(const ss_server *srv);
 
 /* Listener `index` (0 .. count - 1), as ss_server_fileno,
  * ss_server_address and ss_server_port describe the first: its socket
  * (-1 once closed), its address as a URL (the length written, or -ENOSPC),
- * its bound port (0 if not inet). Each returns -EINVAL for an index out of
- * range. Readable from any thread once the server is set up. */
+ * its bound port (0 if not inet). Each returns -EINVAL for a NULL srv or an
+ * index out of range (the address also for a NULL buf with size > 0).
+ * Readable from any thread once the server is set up. */
 SS_API int ss_server_listener_fileno(const ss_server *srv, int index);
 SS_API int ss_server_listener_address(const ss_server *srv, int index, char *buf, size_t size);
 SS_API int ss_server_listener_port(const ss_server *srv, int index);
 
 /* Listener `index`'s socket-activation name (LISTEN_FDNAMES; "unknown"
- * when systemd gave none), or "" for any other listener; NULL for an index
- * out of range. Owned by the server, valid until ss_server_free. */
+ * when systemd gave none), or "" for any other listener; NULL for a NULL
+ * srv or an index out of range. Owned by the server, valid until ss_server_free. */
 SS_API const char *ss_server_listener_name(const ss_server *srv, int index);
 
 /* The index of the listener the request came on (0 .. count - 1), for a
- * handler that answers differently per socket. Any thread. */
+ * handler that answers differently per socket; -EINVAL for a NULL req.
+ * Any thread. */
 SS_API int ss_request_listener(const ss_request *req);
 
 /* The `data` pointer given at creation. */

@@ -68,7 +68,9 @@ static void arrival_of(ss_server *srv, ss__arrival *arrival)
 
 SS_API int ss_server_serve_connection(ss_server *srv)
 {
-    if (srv == NULL || srv->connection_fd < 0 || srv->state != SS__BOUND)
+    if (srv == NULL)
+        return -EINVAL;
+    if (srv->connection_fd < 0 || srv->state != SS__BOUND)
         return SS_ESTATE;
     ss__arrival arrival;
     arrival_of(srv, &arrival);

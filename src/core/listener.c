@@ -227,6 +227,8 @@ void ss__listeners_free(ss_server *srv)
 
 SS_API int ss_server_add_listener(ss_server *srv, const char *url)
 {
+    if (srv == NULL || url == NULL)
+        return -EINVAL;
     if (srv->state != SS__CREATED)
         return SS_ESTATE;
     ss__url parsed;
@@ -239,12 +241,12 @@ SS_API int ss_server_add_listener(ss_server *srv, const char *url)
 
 SS_API int ss_server_listener_count(const ss_server *srv)
 {
-    return srv->nlisteners;
+    return srv != NULL ? srv->nlisteners : -EINVAL;
 }
 
 static const ss__listener *listener_at(const ss_server *srv, int index)
 {
-    return index >= 0 && index < srv->nlisteners ? srv->listeners[index] : NULL;
+    return srv != NULL && index >= 0 && index < srv->nlisteners ? srv->listeners[index] : NULL;
 }
 
 SS_API int ss_server_listener_fileno(const ss_server *srv, int index)
@@ -256,7 +258,7 @@ SS_API int ss_server_listener_fileno(const ss_server *srv, int index)
 SS_API int ss_server_listener_address(const ss_server *srv, int index, char *buf, size_t size)
 {
     const ss__listener *l = listener_at(srv, index);
-    if (l == NULL)
+    if (l == NULL || (buf == NULL && size > 0))
         return -EINVAL;
     return ss__format_url(l->url.scheme, (const struct sockaddr *)&l->addr, l->addr_len, buf, size);
 }
@@ -271,7 +273,7 @@ SS_API int ss_server_listener_port(const ss_server *srv, int index)
 
 SS_API int ss_request_listener(const ss_request *req)
 {
-    return req->listener->index;
+    return req != NULL ? req->listener->index : -EINVAL;
 }
 
 SS_API const char *ss_server_listener_name(const ss_server *srv, int index)
