@@ -185,6 +185,23 @@ static long long now_ms(void)
     return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
 }
 
+/* Why a restart failed, in the words of a restart: the program that
+ * could not be run, or the readiness the new process never reported. */
+static void report_restart_failure(const char *name, int rc)
+{
+    if (rc == -ETIMEDOUT)
+        cli_log_always(restart_opts,
+                       "%s: restart failed: the new process did not say it was ready within "
+                       "%d s (it was stopped); still serving",
+                       name, CLI_RESTART_TIMEOUT);
+    else if (rc == -ENOENT || rc == -EACCES || rc == -ENOEXEC)
+        cli_log_always(restart_opts, "%s: restart failed: cannot run %s: %s; still serving", name,
+                       successor_argv[0], ss_strerror(rc));
+    else
+        cli_log_always(restart_opts, "%s: restart failed: %s; still serving", name,
+                       ss_strerror(rc));
+}
+
 /* One restart: true once the successor serves. */
 static bool restart_once(void)
 {
@@ -198,8 +215,7 @@ static bool restart_once(void)
         return true; /* nothing more to do */
     }
     if (rc < 0) {
-        cli_log_always(restart_opts, "%s: restart failed: %s; still serving", name,
-                       ss_strerror(rc));
+        report_restart_failure(name, rc);
         return false;
     }
     cli_log_always(restart_opts, "%s: restart: pid %ld serves now (hand-over took %lld ms)", name,

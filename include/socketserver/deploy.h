@@ -140,11 +140,16 @@ SS_API int ss_notify(const char *state);
  * reaped then), or -1 when none was started. Returns 0;
  * -EINVAL (srv, argv or argv[0] NULL), SS_ESTATE (the server is not
  * active, has no listening socket, or was handed over already),
- * -EALREADY (a hand-over is in progress), -ENOENT (argv[0] not found),
- * -ETIMEDOUT (not ready in time), -ECANCELED (a stop or drain, above),
- * SS_ESUCCESSOR (the successor ended
- * first: an exec that failed shows as exit status 127 in the log), or
- * the errno of fork or of the notification socket.
+ * -EALREADY (a hand-over is in progress), the errno of the successor's
+ * execve(2) when it cannot become the program (its child reported it
+ * through a close-on-exec pipe; the child is reaped and *successor is its
+ * pid): -ENOENT (argv[0] not found on PATH, or no such file), -EACCES (not
+ * executable, or a directory on the way not searchable), -ENOEXEC (not a
+ * format the kernel runs: a script without "#!"), -E2BIG, ...;
+ * -ETIMEDOUT (started, but not ready in time), -ECANCELED (a stop or
+ * drain, above), SS_ESUCCESSOR (the successor ran and ended before it was
+ * ready; its exit status is in the log), or the errno of fork, pipe or the
+ * notification socket.
  */
 SS_API int ss_server_hand_over(ss_server *srv, char *const argv[], int timeout_ms,
                                pid_t *successor);

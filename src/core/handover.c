@@ -49,6 +49,9 @@ typedef struct successor_plan {
     unsigned stop_events; /* srv->stop_events when the hand-over began */
     char notify_name[128];
     int notify_fd;
+    /* The child writes exec's errno here if it cannot become the program;
+     * close-on-exec, so an exec that works leaves it at end of file. */
+    int exec_error[2];
 } successor_plan;
 
 /* ---- the server's side ---- */
@@ -173,11 +176,13 @@ static void plan_free(successor_plan *plan)
     free(plan->envp);
     free(plan->strings);
     ss__notify_close(&plan->notify_fd, plan->notify_name);
+    ss__close(&plan->exec_error[0]);
+    ss__close(&plan->exec_error[1]);
 }
 
 static int make_plan(successor_plan *plan, ss_server *srv, char *const argv[])
 {
-    *plan = (successor_plan){.notify_fd = -1};
+    *plan = (successor_plan){.notify_fd = -1, .exec_error = {-1, -1}};
     ss__handover_listener ls[MAX_HANDOVER];
     plan->nfds = handover_listeners(srv, ls, MAX_HANDOVER);
     if (plan->nfds <= 0)
@@ -191,6 +196,8 @@ static int make_plan(successor_plan *plan, ss_server *srv, char *const argv[])
     }
     if (rc == 0)
         rc = build_environment(plan, ls);
+    if (rc == 0)
+        rc = ss__pipe(plan->exec_error);
     if (rc < 0)
         plan_free(plan);
     return rc;
@@ -214,20 +221,32 @@ static void write_pid(char *slot, pid_t pid)
 /* The sockets go to 3, 4, ... in order: first each is copied above that
  * range (so moving one cannot overwrite another), then onto its place,
  * where dup2 leaves it inheritable; the copies are close-on-exec. */
+/* Why the child could not become the successor, for the parent. */
+static _Noreturn void child_failed(int report_fd, int status)
+{
+    int err = errno;
+    ssize_t n = write(report_fd, &err, sizeof err);
+    (void)n;
+    _exit(status);
+}
+
 static _Noreturn void become_successor(successor_plan *plan, char *const argv[])
 {
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL); /* the caller's thread may block some */
     write_pid(plan->pid_slot, getpid());
+    int report = fcntl(plan->exec_error[1], F_DUPFD_CLOEXEC, 3 + plan->nfds); /* out of the way */
+    if (report < 0)
+        _exit(126);
     for (int i = 0; i < plan->nfds; i++)
         if ((plan->tmp[i] = fcntl(plan->fds[i], F_DUPFD_CLOEXEC, 3 + plan->nfds)) < 0)
-            _exit(126);
+            child_failed(report, 126);
     for (int i = 0; i < plan->nfds; i++)
         if (dup2(plan->tmp[i], 3 + i) < 0)
-            _exit(126);
+            child_failed(report, 126);
     execve(plan->path, argv, plan->envp);
-    _exit(127);
+    child_failed(report, 127);
 }
 
 /* ---- waiting for READY=1 ---- */
@@ -317,6 +336,30 @@ static void report_failure(ss_server *srv, pid_t pid, int rc, int status)
             "hand-over failed: successor pid %ld %s; still serving", (long)pid, how);
 }
 
+/* 0 once the child has become the program (the pipe's write end closed
+ * by the exec), else the errno it reported, the child reaped. */
+static int exec_result(ss_server *srv, successor_plan *plan, pid_t pid)
+{
+    ss__close(&plan->exec_error[1]);
+    int err = 0;
+    ssize_t n;
+    for (;;) {
+        struct pollfd p = {.fd = plan->exec_error[0], .events = POLLIN};
+        poll(&p, 1, CHILD_CHECK_MS);
+        n = read(plan->exec_error[0], &err, sizeof err);
+        if (n >= 0 || (errno != EAGAIN && errno != EINTR))
+            break;
+    }
+    if (n != (ssize_t)sizeof err || err <= 0)
+        return 0;
+    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+        ;
+    ss__log(srv->log, srv, srv->data, SS_LOG_ERROR,
+            "hand-over failed: cannot execute %s: %s; still serving", plan->path,
+            ss_strerror(-err));
+    return -err;
+}
+
 /* The service manager this server reports to (systemd, Type=notify)
  * learns that its main process is now the successor. */
 static void tell_service_manager(pid_t pid)
@@ -345,7 +388,10 @@ static int run_successor(ss_server *srv, successor_plan *plan, pid_t pid, int ti
 {
     int64_t started = ss__now_ms();
     int status = 0;
-    int rc = await_ready(srv, plan, pid, timeout_ms, &status);
+    int rc = exec_result(srv, plan, pid);
+    if (rc < 0)
+        return rc;
+    rc = await_ready(srv, plan, pid, timeout_ms, &status);
     if (rc == 0)
         rc = commit(srv, plan);
     if (rc == -ETIMEDOUT || rc == -ECANCELED)

@@ -4,7 +4,8 @@
  * while the hand-over waits. The stop wins at once: the server drains
  * and exits 0 within seconds (not at the 30 s hand-over timeout), says
  * the restart was cancelled (never "still serving"), and leaves no
- * successor behind. The same with SIGHUP and SIGTERM back to back. Run
+ * successor behind. The same with SIGHUP and SIGTERM back to back. And
+ * a program that cannot be run is reported as such (defect 7). Run
  * per dispatcher (argv[1]). */
 #define _GNU_SOURCE
 #include "example_support.h"
@@ -54,11 +55,16 @@ static int remove_program(void **state)
     return 0;
 }
 
+static void start_at(child *c, char *url, size_t size)
+{
+    const char *argv[] = {program, "--mode", mode, "--listen", "tcp://127.0.0.1:0", NULL};
+    start_server_argv(c, argv, url, size);
+}
+
 static void start(child *c)
 {
     char url[256];
-    const char *argv[] = {program, "--mode", mode, "--listen", "tcp://127.0.0.1:0", NULL};
-    start_server_argv(c, argv, url, sizeof url);
+    start_at(c, url, sizeof url);
 }
 
 /* Everything of the server's process group is gone: the successor too. */
@@ -110,6 +116,32 @@ static void test_hup_and_term_together(void **state)
     }
 }
 
+/* A program that can no longer be run (defect 7): the log says why, in
+ * the words of a restart, and the server goes on serving. */
+static void test_program_not_executable(void **state)
+{
+    (void)state;
+    child c;
+    char url[256];
+    start_at(&c, url, sizeof url);
+    assert_int_equal(chmod(program, 0644), 0);
+    assert_int_equal(kill(c.pid, SIGHUP), 0);
+    char want[512];
+    snprintf(want, sizeof want, "restart failed: cannot run %s: Permission denied; still serving",
+             program);
+    bool said = ex_log_until(&c, want, 5000);
+    assert_int_equal(chmod(program, 0755), 0);
+    if (!said)
+        ex_log_has(&c, want);
+    ex_log_lacks(&c, "status 127");
+    int fd = ts_connect_url(url);
+    ts_send(fd, "go on\n", 6);
+    expect(fd, "GO ON\n");
+    close(fd);
+    assert_int_equal(kill(c.pid, SIGTERM), 0);
+    assert_int_equal(reap(&c), 0);
+}
+
 int main(int argc, char **argv)
 {
     mode = argc > 1 ? argv[1] : "threading";
@@ -117,6 +149,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_term_while_handing_over, end_leftovers),
         cmocka_unit_test_teardown(test_hup_and_term_together, end_leftovers),
+        cmocka_unit_test_teardown(test_program_not_executable, end_leftovers),
     };
     return cmocka_run_group_tests(tests, make_program, remove_program);
 }
