@@ -72,10 +72,13 @@ extern "C" {
  * SS_ENOTLISTENING (a stream socket not listening, such as a connected
  * one; a datagram socket not bound), SS_ENOTSUPPORTED (a family or type
  * no transport serves: SOCK_SEQPACKET, netlink...), -EEXIST (already one
- * of this server's listeners), SS_EURLFD ("fd:x", "systemd:a:b"),
+ * of this server's listeners), SS_EURLFD ("fd:x", "fd:-1"),
+ * SS_EURLFDNAME ("systemd:a:b", a control or non-ASCII character),
  * SS_ENOACTIVATION (no LISTEN_PID/LISTEN_FDS), SS_ELISTENPID (LISTEN_PID
  * names another process), SS_ELISTENFDS (LISTEN_FDS counts descriptors that
- * are not open), SS_ELISTENENV (a malformed value), SS_ENOFDNAME (no passed
+ * are not open), SS_ELISTENENV (a malformed value; LISTEN_FDNAMES naming
+ * more or fewer sockets than LISTEN_FDS counts, or a name systemd refuses:
+ * control or non-ASCII characters), SS_ENOFDNAME (no passed
  * socket has that name). A failed adoption leaves the descriptor open and
  * the caller's; for systemd:, every passed socket is checked before any is
  * taken.

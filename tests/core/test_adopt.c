@@ -174,7 +174,7 @@ static void bad_descriptors_are_clear_errors(void **state)
     assert_int_equal(ss_server_new(&srv, "fd:-1", NULL, &td_echo_line, NULL), SS_EURLFD);
     assert_int_equal(ss_server_new(&srv, "fd:3x", NULL, &td_echo_line, NULL), SS_EURLFD);
     assert_int_equal(ss_server_new(&srv, "fd:99999999999", NULL, &td_echo_line, NULL), SS_EURLFD);
-    assert_int_equal(ss_server_new(&srv, "systemd:a:b", NULL, &td_echo_line, NULL), SS_EURLFD);
+    assert_int_equal(ss_server_new(&srv, "systemd:a:b", NULL, &td_echo_line, NULL), SS_EURLFDNAME);
     assert_true(SS_IS_URL_ERROR(SS_EURLFD));
     assert_null(srv);
 }
