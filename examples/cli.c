@@ -300,6 +300,9 @@ int cli_parse(int argc, char **argv, const char *name, cli_options *opts)
         if (rc >= 0)
             return rc;
     }
+    if (opts->inetd && opts->listens[0] != NULL)
+        return usage_error(name, "--inetd serves the connection on stdin: it takes no --listen",
+                           NULL);
     if (opts->listens[0] == NULL)
         opts->listens[0] = opts->listen; /* the default */
     int rc = check_workers(opts);
@@ -373,15 +376,19 @@ static int use_proxy_protocol(const cli_options *opts, ss_server *srv)
  * and the PROXY protocol filter when asked. */
 /* docs:begin open_server */
 static int open_server(const cli_options *opts, const ss_handler *handler, void *data,
-                       ss_server **out)
+                       ss_server **out, int *failed)
 {
+    *failed = 0; /* the --listen that failed; -1: the library's log names it */
     int rc = ss_server_create(out, opts->listen, opts->mode, handler, data);
     if (rc < 0)
         return rc;
     ss_server_set_workers(*out, opts->workers);
     ss_server_set_max_children(*out, opts->workers);
     for (int i = 1; rc >= 0 && opts->listens[i] != NULL; i++)
-        rc = ss_server_add_listener(*out, opts->listens[i]); /* index i, or an error */
+        if ((rc = ss_server_add_listener(*out, opts->listens[i])) < 0) /* index i, or an error */
+            *failed = i;
+    if (rc >= 0 && opts->listens[1] != NULL)
+        *failed = -1;
     if (rc >= 0)
         rc = use_proxy_protocol(opts, *out);
     if (rc == 0)
@@ -410,18 +417,6 @@ static void report_proxy_refusals(const cli_options *opts, const ss_server *srv)
                    opts->name, (unsigned long long)st.filter_refused,
                    (unsigned long long)st.proxy_invalid, (unsigned long long)st.proxy_untrusted,
                    (unsigned long long)st.proxy_timeouts);
-}
-
-/* Every --listen, separated by ", " (cut short if buf is too small). */
-static const char *join_urls(const cli_options *opts, char *buf, size_t size)
-{
-    size_t used = 0;
-    buf[0] = '\0';
-    for (int i = 0; opts->listens[i] != NULL && used < size; i++) {
-        int n = snprintf(buf + used, size - used, "%s%s", i > 0 ? ", " : "", opts->listens[i]);
-        used += n > 0 ? (size_t)n : 0;
-    }
-    return buf;
 }
 
 /* "listening on URL", one line per listener, the first first. */
@@ -487,15 +482,17 @@ int cli_serve(const cli_options *opts, const ss_handler *handler, void *data)
     if (connection != -1)
         return connection < 0 ? 2 : serve_connection(opts, handler, data, connection);
     ss_server *srv;
-    int rc = open_server(opts, handler, data, &srv);
+    int failed;
+    int rc = open_server(opts, handler, data, &srv, &failed);
     if (rc < 0 && proxy_refused_options)
-        return 2; /* said why */
-    if (rc < 0) {
-        char urls[1024];
-        cli_log_always(opts, "%s: cannot listen on %s: %s", opts->name,
-                       join_urls(opts, urls, sizeof urls), ss_strerror(rc));
+        return 2;             /* said why */
+    if (rc < 0 && failed < 0) /* bind or listen, one of several: the line above names it */
+        cli_log_always(opts, "%s: cannot listen: %s", opts->name, ss_strerror(rc));
+    else if (rc < 0)
+        cli_log_always(opts, "%s: cannot listen on %s: %s", opts->name, opts->listens[failed],
+                       ss_strerror(rc));
+    if (rc < 0)
         return 1;
-    }
     set_up(opts, srv);
     /* Before the "listening" line: a tool that signals as soon as it reads
      * it must find the handler in place, not the default (kill). */

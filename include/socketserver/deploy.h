@@ -44,7 +44,7 @@ extern "C" {
  * Returns 0; -EINVAL (out or handler NULL, a bad handler table, fd < 0, or
  * a listening socket), -EBADF (fd not open), -ENOTSOCK (not a socket),
  * -EPROTOTYPE (not a stream socket), -ENOTCONN (not connected),
- * SS_ENOTSUPPORTED (a socket family other than IPv4, IPv6 or Unix),
+ * -EAFNOSUPPORT (a socket family other than IPv4, IPv6 or Unix),
  * -ENOMEM.
  */
 SS_API int ss_server_new_connection(ss_server **out, int fd, const ss_handler *handler, void *data);

@@ -70,8 +70,9 @@ extern "C" {
  * descriptor belongs to one server. ss_connect does not take these forms.
  * Their errors: -EBADF (fd:N not open), -ENOTSOCK (not a socket),
  * SS_ENOTLISTENING (a stream socket not listening, such as a connected
- * one; a datagram socket not bound), SS_ENOTSUPPORTED (a family or type
- * no transport serves: SOCK_SEQPACKET, netlink...), -EEXIST (already one
+ * one; a datagram socket not bound), -ESOCKTNOSUPPORT (a socket type no
+ * transport serves: SOCK_SEQPACKET, SOCK_RAW), -EAFNOSUPPORT (a family none
+ * serves: netlink, packet), -EEXIST (already one
  * of this server's listeners), SS_EURLFD ("fd:x", "fd:-1"),
  * SS_EURLFDNAME ("systemd:a:b", a control or non-ASCII character),
  * SS_ENOACTIVATION (no LISTEN_PID/LISTEN_FDS), SS_ELISTENPID (LISTEN_PID
@@ -298,7 +299,9 @@ SS_API int ss_server_port(const ss_server *srv);
  * the others follow in LISTEN_FDS order). Call it after create and
  * before bind, from the thread setting the server up; bind and activate
  * then act on every listener in the order they were added (a failed bind
- * can be retried: the listeners already bound are skipped), and close
+ * can be retried: the listeners already bound are skipped; the error is
+ * also logged, SS_LOG_ERROR, naming the listener that failed, since the
+ * returned code cannot: "cannot listen on unix:/run/a.sock: File exists"), and close
  * closes them all. The server-wide options (reuse, backlog, Unix mode,
  * max_packet_size) apply to every listener they concern. The filters
  * (socketserver/filter.h) apply to the stream listeners; a datagram

@@ -11,7 +11,8 @@ static const struct {
     {SS_EBADURL, "Invalid address URL (expected tcp://HOST:PORT, tcp://[IPV6]:PORT, "
                  "udp://HOST:PORT, unix:PATH, unix:@NAME or unixgram:PATH)"},
     {SS_EURLNOSCHEME, "URL has no scheme (expected tcp://, udp://, unix: or unixgram: in front)"},
-    {SS_EURLSCHEME, "Unknown URL scheme (expected tcp://, udp://, unix: or unixgram:)"},
+    {SS_EURLSCHEME,
+     "Unknown URL scheme (expected tcp://, udp://, unix:, unixgram:, fd:N or systemd:)"},
     {SS_EURLNOPORT, "URL has no ':PORT' after the host (tcp://HOST:PORT, tcp://[IPV6]:PORT)"},
     {SS_EURLPORTSYNTAX, "URL port is not a decimal number"},
     {SS_EURLPORTRANGE, "URL port out of range (0-65535)"},

@@ -28,7 +28,7 @@ static int connection_scheme(int fd, ss__scheme *scheme)
         return -errno; /* -ENOTCONN */
     *scheme = peer.ss_family == AF_UNIX ? SS__SCHEME_UNIX : SS__SCHEME_TCP;
     if (peer.ss_family != AF_UNIX && peer.ss_family != AF_INET && peer.ss_family != AF_INET6)
-        return SS_ENOTSUPPORTED;
+        return -EAFNOSUPPORT;
     return 0;
 }
 

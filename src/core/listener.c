@@ -179,6 +179,18 @@ int ss__listener_add_parsed(ss_server *srv, const ss__url *url)
     }
 }
 
+/* With several listeners the error alone does not say which one failed:
+ * the log does ("cannot listen on unix:/run/a.sock: File exists"). */
+static int name_failure(ss_server *srv, const ss__listener *l, int rc)
+{
+    char url[300];
+    if (srv->nlisteners > 1 && ss__format_url(l->url.scheme, (const struct sockaddr *)&l->addr,
+                                              l->addr_len, url, sizeof url) > 0)
+        ss__log(srv->log, srv, srv->data, SS_LOG_ERROR, "cannot listen on %s: %s", url,
+                ss_strerror(rc));
+    return rc;
+}
+
 int ss__listeners_bind(ss_server *srv)
 {
     for (int i = 0; i < srv->nlisteners; i++) {
@@ -187,7 +199,7 @@ int ss__listeners_bind(ss_server *srv)
             continue; /* a retry after a later one failed */
         int rc = l->transport->bind(l);
         if (rc < 0)
-            return rc;
+            return name_failure(srv, l, rc);
         l->bound = true;
     }
     return 0;
@@ -199,7 +211,7 @@ int ss__listeners_activate(ss_server *srv)
         ss__listener *l = srv->listeners[i];
         int rc = l->adopted ? 0 : l->transport->activate(l);
         if (rc < 0)
-            return rc;
+            return name_failure(srv, l, rc);
     }
     return 0;
 }
