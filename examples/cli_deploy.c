@@ -252,8 +252,19 @@ void cli_restart_enable(const cli_options *opts, ss_server *srv)
     snprintf(stopping_line, sizeof stopping_line, "%s: SIGHUP ignored: the server is stopping\n",
              opts->name);
     successor_argv = successor_command(opts);
-    if (successor_argv == NULL || pipe2(wake, O_CLOEXEC) < 0 ||
-        pthread_create(&thread, NULL, restart_loop, NULL) != 0) {
+    /* The thread blocks the signals the main thread handles: a signal the
+     * kernel gave it would wait for its read to end (ThreadSanitizer
+     * delays handlers so, and left SIGHUP and SIGTERM unanswered). */
+    sigset_t handled, old;
+    sigemptyset(&handled);
+    sigaddset(&handled, SIGHUP);
+    sigaddset(&handled, SIGINT);
+    sigaddset(&handled, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &handled, &old);
+    bool started = successor_argv != NULL && pipe2(wake, O_CLOEXEC) == 0 &&
+                   pthread_create(&thread, NULL, restart_loop, NULL) == 0;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (!started) {
         cli_log_always(opts, "%s: SIGHUP restarts are off: %s", opts->name, strerror(errno));
         return;
     }

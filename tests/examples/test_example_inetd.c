@@ -123,7 +123,7 @@ static void hangup_ignored(const char *const argv[], const int fds[4], int clien
     ts_send(client, "one\n", 4);
     assert_true(read_answer(client, answer, sizeof answer) > 0);
     assert_string_equal(answer, "ONE\n");
-    assert_int_equal(kill(pid, SIGHUP), 0);
+    ex_signal(pid, SIGHUP);
     char log[2048];
     read_all(err, log, sizeof log, "SIGHUP ignored");
     if (strstr(log, "SIGHUP ignored: serving one connection") == NULL)
@@ -197,7 +197,7 @@ static void wait_mode(bool on_stderr)
         assert_string_equal(answer, "WAIT\n");
         close(c);
     }
-    assert_int_equal(kill(pid, SIGTERM), 0);
+    ex_signal(pid, SIGTERM);
     assert_int_equal(wait_exit(pid), 0);
     if (err >= 0) {
         char log[4096];

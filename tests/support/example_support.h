@@ -48,6 +48,12 @@ void expect(int fd, const char *want);
  * length, or 0 after EOF or 5 s. */
 size_t read_answer(int fd, char *buf, size_t size);
 
+/* Sends sig to the program's main thread (Linux; kill(2) elsewhere). With
+ * kill(2) the kernel may pick any thread, ThreadSanitizer's background one
+ * included, where TSan holds the handler back until that thread makes a
+ * call it intercepts, which it never does: the signal would seem lost. */
+void ex_signal(pid_t pid, int sig);
+
 /* cmocka teardown: kills and reaps every example a test left running,
  * with its process group (a forking example's children). */
 int end_leftovers(void **state);
