@@ -437,6 +437,9 @@ int cli_parse(int argc, char **argv, const char *name, cli_options *opts)
         if (rc >= 0)
             return rc;
     }
+    if (opts->inetd && opts->listens[0] != NULL)
+        return usage_error(name, "--inetd serves the connection on stdin: it takes no --listen",
+                           NULL);
     if (opts->listens[0] == NULL)
         opts->listens[0] = opts->listen; /* the default */
     int rc = check_workers(opts);
@@ -555,15 +558,19 @@ static int use_tls(const cli_options *opts, ss_server *srv)
  * and the PROXY protocol and TLS filters when asked. */
 /* docs:begin open_server */
 static int open_server(const cli_options *opts, const ss_handler *handler, void *data,
-                       ss_server **out)
+                       ss_server **out, int *failed)
 {
+    *failed = 0; /* the --listen that failed; -1: the library's log names it */
     int rc = ss_server_create(out, opts->listen, opts->mode, handler, data);
     if (rc < 0)
         return rc;
     ss_server_set_workers(*out, opts->workers);
     ss_server_set_max_children(*out, opts->workers);
     for (int i = 1; rc >= 0 && opts->listens[i] != NULL; i++)
-        rc = ss_server_add_listener(*out, opts->listens[i]); /* index i, or an error */
+        if ((rc = ss_server_add_listener(*out, opts->listens[i])) < 0) /* index i, or an error */
+            *failed = i;
+    if (rc >= 0 && opts->listens[1] != NULL)
+        *failed = -1;
     if (rc >= 0)
         rc = use_proxy_protocol(opts, *out);
     if (rc == 0)
@@ -621,18 +628,6 @@ static void report_tls_refusals(const cli_options *opts, const ss_server *srv)
                    (unsigned long long)st.tls_handshake_failures);
 }
 
-/* Every --listen, separated by ", " (cut short if buf is too small). */
-static const char *join_urls(const cli_options *opts, char *buf, size_t size)
-{
-    size_t used = 0;
-    buf[0] = '\0';
-    for (int i = 0; opts->listens[i] != NULL && used < size; i++) {
-        int n = snprintf(buf + used, size - used, "%s%s", i > 0 ? ", " : "", opts->listens[i]);
-        used += n > 0 ? (size_t)n : 0;
-    }
-    return buf;
-}
-
 /* "listening on URL", one line per listener, the first first. */
 static void print_listening(const ss_server *srv)
 {
@@ -684,6 +679,7 @@ static int serve_connection(const cli_options *opts, const ss_handler *handler, 
     running_server = srv;
     serving_pid = getpid();
     install_stop_signals();
+    cli_hangup_per_connection(opts);
     rc = ss_server_serve_connection(srv);
     ignore_stop_signals();
     ss_server_free(srv);
@@ -692,19 +688,23 @@ static int serve_connection(const cli_options *opts, const ss_handler *handler, 
 
 int cli_serve(const cli_options *opts, const ss_handler *handler, void *data)
 {
+    signal(SIGPIPE, SIG_IGN); /* a client, or a log reader, that went away ends no server */
     int connection = cli_connection_fd(opts);
+    cli_stdio_off_sockets(connection);
     if (connection != -1)
         return connection < 0 ? 2 : serve_connection(opts, handler, data, connection);
     ss_server *srv;
-    int rc = open_server(opts, handler, data, &srv);
+    int failed;
+    int rc = open_server(opts, handler, data, &srv, &failed);
     if (rc < 0 && options_refused)
-        return 2; /* said why */
-    if (rc < 0) {
-        char urls[1024];
-        cli_log_always(opts, "%s: cannot listen on %s: %s", opts->name,
-                       join_urls(opts, urls, sizeof urls), ss_strerror(rc));
+        return 2;             /* said why */
+    if (rc < 0 && failed < 0) /* bind or listen, one of several: the line above names it */
+        cli_log_always(opts, "%s: cannot listen: %s", opts->name, ss_strerror(rc));
+    else if (rc < 0)
+        cli_log_always(opts, "%s: cannot listen on %s: %s", opts->name, opts->listens[failed],
+                       ss_strerror(rc));
+    if (rc < 0)
         return 1;
-    }
     set_up(opts, srv);
     /* Before the "listening" line: a tool that signals as soon as it reads
      * it must find the handler in place, not the default (kill). */
@@ -718,10 +718,11 @@ int cli_serve(const cli_options *opts, const ss_handler *handler, void *data)
     /* docs:begin serve */
     rc = ss_server_serve_forever(srv, 500); /* until the first signal */
     atomic_store(&stop_begun, true);
-    cli_restart_disable();
+    cli_restart_stopping(); /* a hand-over under way gives way to the stop */
     if (opts->stopping != NULL)
         opts->stopping(srv);
     drain(opts, srv);
+    cli_restart_disable(); /* after the drain began: no hand-over is left waiting */
     report_proxy_refusals(opts, srv);
     report_tls_refusals(opts, srv);
     close_after_drain(srv);

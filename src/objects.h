@@ -249,6 +249,10 @@ struct ss_server {
      * stops taking clients and drain only closes this process's copies of
      * the listening sockets. */
     atomic_bool handing_over, handed_over;
+    /* Stop requests and drains begun, counted: a hand-over in progress
+     * gives way when it changes (a stop is never lost to one). Bumped by
+     * ss_server_request_shutdown, so lock-free: async-signal-safe. */
+    atomic_uint stop_events;
     /* Per-connection mode (core/connection.c): a server made by
      * ss_server_new_connection (its one listener listens on nothing), and
      * the connected socket it serves, -1 once taken. */

@@ -66,7 +66,7 @@ enum {
     SS_EURLIPV6BARE = -(SS_ERRBASE + 36),   /* IPv6 address without brackets */
     SS_EURLHOST = -(SS_ERRBASE + 37),       /* host empty in [], or holding / ? # [ ] or space */
     SS_EURLNOPATH = -(SS_ERRBASE + 38),     /* unix:/unixgram: with no path or name */
-    SS_EURLFD = -(SS_ERRBASE + 39),         /* fd: not a number (fd:3); systemd:NAME with ':' */
+    SS_EURLFD = -(SS_ERRBASE + 39),         /* fd: not a descriptor number (fd:3) */
     /* PROXY protocol (a listener behind a load balancer): the connection is refused */
     SS_EPROXY = -(SS_ERRBASE + 40),          /* invalid or missing PROXY protocol header */
     SS_EPROXYUNTRUSTED = -(SS_ERRBASE + 41), /* header from a source not trusted to send one */
@@ -85,10 +85,14 @@ enum {
     SS_ETLS = -(SS_ERRBASE + 70),       /* TLS handshake failed, or the peer broke the protocol */
     SS_ETLSCERT = -(SS_ERRBASE + 71),   /* certificate, key or CA file unusable (see the log) */
     SS_ETLSNOCERT = -(SS_ERRBASE + 72), /* tls:// server activated without ss_server_set_tls */
+    /* systemd:NAME with a name systemd refuses (fdname_is_valid): a
+     * control or non-ASCII character, or ':' */
+    SS_EURLFDNAME = -(SS_ERRBASE + 56),
 };
 /* True for every URL error: SS_EBADURL (no URL at all) and SS_EURL*. */
 #define SS_IS_URL_ERROR(err)                                                                       \
-    ((err) == SS_EBADURL || ((err) <= SS_EURLNOSCHEME && (err) >= SS_EURLFD))
+    ((err) == SS_EBADURL || ((err) <= SS_EURLNOSCHEME && (err) >= SS_EURLFD) ||                    \
+     (err) == SS_EURLFDNAME)
 
 /* Describes any value returned by this library (a negative errno or an
  * SS_E* code). Never returns NULL; the string is static. Thread-safe. */

@@ -124,15 +124,25 @@ static int parse_fd(const char *rest, ss__url *out)
     return 0;
 }
 
-/* "systemd:NAME": a LISTEN_FDNAMES name (no ':', at most 255 bytes), or
- * nothing for every passed socket. */
+bool ss__fdname_valid(const char *name, size_t len)
+{
+    if (len > 255)
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)name[i] < 0x20 || (unsigned char)name[i] > 0x7e || name[i] == ':')
+            return false;
+    return true;
+}
+
+/* "systemd:NAME": a LISTEN_FDNAMES name (systemd's rule: printable ASCII
+ * but ':', at most 255 bytes), or nothing for every passed socket. */
 static int parse_fdname(const char *rest, ss__url *out)
 {
     size_t n = strlen(rest);
     if (n >= sizeof out->path)
         return -ENAMETOOLONG;
-    if (strchr(rest, ':') != NULL)
-        return SS_EURLFD; /* systemd separates names with ':' */
+    if (!ss__fdname_valid(rest, n))
+        return SS_EURLFDNAME; /* no socket can have that name */
     memcpy(out->path, rest, n + 1);
     return 0;
 }

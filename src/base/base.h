@@ -68,6 +68,11 @@ typedef struct ss__client_key {
  * IPv4-mapped IPv6 address is its IPv4 one). -ENOTSUP for other families. */
 int ss__ip_client_key(const struct sockaddr_storage *peer, ss__client_key *key);
 
+/* A socket-activation name as systemd accepts one (its fdname_is_valid,
+ * src/basic/fd-util.c): printable ASCII (0x20 to 0x7e) but ':', the
+ * separator of LISTEN_FDNAMES; `len` bytes, at most 255. */
+bool ss__fdname_valid(const char *name, size_t len);
+
 /* base/fd.c: close-on-exec descriptors everywhere. */
 int ss__socket(int domain, int type, int protocol);
 int ss__accept(int fd, struct sockaddr *sa, socklen_t *len);

@@ -199,6 +199,18 @@ int ss__listener_add_parsed(ss_server *srv, const ss__url *url)
     }
 }
 
+/* With several listeners the error alone does not say which one failed:
+ * the log does ("cannot listen on unix:/run/a.sock: File exists"). */
+static int name_failure(ss_server *srv, const ss__listener *l, int rc)
+{
+    char url[300];
+    if (srv->nlisteners > 1 && ss__format_url(l->url.scheme, (const struct sockaddr *)&l->addr,
+                                              l->addr_len, url, sizeof url) > 0)
+        ss__log(srv->log, srv, srv->data, SS_LOG_ERROR, "cannot listen on %s: %s", url,
+                ss_strerror(rc));
+    return rc;
+}
+
 int ss__listeners_bind(ss_server *srv)
 {
     for (int i = 0; i < srv->nlisteners; i++) {
@@ -207,7 +219,7 @@ int ss__listeners_bind(ss_server *srv)
             continue; /* a retry after a later one failed */
         int rc = l->transport->bind(l);
         if (rc < 0)
-            return rc;
+            return name_failure(srv, l, rc);
         l->bound = true;
     }
     return 0;
@@ -219,7 +231,7 @@ int ss__listeners_activate(ss_server *srv)
         ss__listener *l = srv->listeners[i];
         int rc = l->adopted ? 0 : l->transport->activate(l);
         if (rc < 0)
-            return rc;
+            return name_failure(srv, l, rc);
     }
     return 0;
 }
@@ -247,6 +259,8 @@ void ss__listeners_free(ss_server *srv)
 
 SS_API int ss_server_add_listener(ss_server *srv, const char *url)
 {
+    if (srv == NULL || url == NULL)
+        return -EINVAL;
     if (srv->state != SS__CREATED)
         return SS_ESTATE;
     ss__url parsed;
@@ -259,12 +273,12 @@ SS_API int ss_server_add_listener(ss_server *srv, const char *url)
 
 SS_API int ss_server_listener_count(const ss_server *srv)
 {
-    return srv->nlisteners;
+    return srv != NULL ? srv->nlisteners : -EINVAL;
 }
 
 static const ss__listener *listener_at(const ss_server *srv, int index)
 {
-    return index >= 0 && index < srv->nlisteners ? srv->listeners[index] : NULL;
+    return srv != NULL && index >= 0 && index < srv->nlisteners ? srv->listeners[index] : NULL;
 }
 
 SS_API int ss_server_listener_fileno(const ss_server *srv, int index)
@@ -276,7 +290,7 @@ SS_API int ss_server_listener_fileno(const ss_server *srv, int index)
 SS_API int ss_server_listener_address(const ss_server *srv, int index, char *buf, size_t size)
 {
     const ss__listener *l = listener_at(srv, index);
-    if (l == NULL)
+    if (l == NULL || (buf == NULL && size > 0))
         return -EINVAL;
     return ss__format_url(l->url.scheme, (const struct sockaddr *)&l->addr, l->addr_len, buf, size);
 }
@@ -291,7 +305,7 @@ SS_API int ss_server_listener_port(const ss_server *srv, int index)
 
 SS_API int ss_request_listener(const ss_request *req)
 {
-    return req->listener->index;
+    return req != NULL ? req->listener->index : -EINVAL;
 }
 
 SS_API const char *ss_server_listener_name(const ss_server *srv, int index)

@@ -246,6 +246,9 @@ static bool take_stop(ss_server *srv)
 SS_API void ss_server_request_shutdown(ss_server *srv)
 {
     ss__stop_request(&srv->stop);
+    /* After the flag: a hand-over reads the count, then the flag, so it
+     * sees any stop that was not taken before it began. */
+    atomic_fetch_add(&srv->stop_events, 1);
 }
 
 SS_API int ss_server_set_stop_grace(ss_server *srv, int grace_ms)

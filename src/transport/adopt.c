@@ -72,8 +72,8 @@ int ss__adopt_inspect(int fd, ss__listener *l)
     if (getsockname(fd, (struct sockaddr *)&l->addr, &l->addr_len) < 0)
         return -errno;
     l->transport = table_for(l->addr.ss_family, type);
-    if (l->transport == NULL)
-        return SS_ENOTSUPPORTED; /* SOCK_SEQPACKET, netlink, ... */
+    if (l->transport == NULL) /* says which: the socket's type (SOCK_SEQPACKET) or family */
+        return table_for(l->addr.ss_family, SOCK_STREAM) != NULL ? -ESOCKTNOSUPPORT : -EAFNOSUPPORT;
     if (!serving(fd, l))
         return SS_ENOTLISTENING;
     l->url.scheme = l->transport->scheme;

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -237,4 +238,13 @@ size_t read_answer(int fd, char *buf, size_t size)
     }
     buf[got] = '\0';
     return got > 0 && buf[got - 1] == '\n' ? got : 0;
+}
+
+void ex_signal(pid_t pid, int sig)
+{
+#ifdef SYS_tgkill
+    assert_int_equal(syscall(SYS_tgkill, pid, pid, sig), 0);
+#else
+    assert_int_equal(kill(pid, sig), 0);
+#endif
 }
