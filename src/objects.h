@@ -326,8 +326,8 @@ struct ss_request {
     int socket_timeout_ms; /* timeout_ms as last set on the socket; -1: none (transport.c) */
     const ss__waiter
         *waiter; /* how its I/O waits: set by the dispatcher as it starts it (io/io.h) */
-    /* How its filters' open waits, if not as waiter (NULL): a forked
-     * child's ends at its parent's drain deadline (dispatch/fork.c). */
+    /* How its filters' open waits, if not as waiter (NULL): sync's reads
+     * a header already sent even once stopped (dispatch/sync.c). */
     const ss__waiter *open_waiter;
     ss__place place;
     atomic_bool timed_out; /* a read or write failed with -ETIMEDOUT */

@@ -68,11 +68,16 @@ SS_API const ss_dispatcher *ss_dispatch_threading(void);
  * request, not even one the application's signal handler requests in the
  * child because the signal went to the whole process group (Ctrl-C,
  * systemd's KillMode=control-group): the child serves its client to the
- * end or to the request timeout, and ss_server_drain's SIGTERM bounds it.
- * A child still opening its filters (waiting for a PROXY header), before
- * any code of the application knows its socket, ends that wait itself at
- * the drain's deadline (or a second stop), refused and counted as the
- * filter's refusal, whether the application catches SIGTERM or not.
+ * end or to the request timeout, and ss_server_drain bounds it: at the
+ * drain's deadline (or a stop during the drain) every wait of the child
+ * in a library call ends with -ECANCELED, as a thread's ends when the
+ * drain shuts its socket down, whether the application catches SIGTERM
+ * or not (a pipe the child polls, written before the SIGTERM): its
+ * filters' open (a PROXY header; refused, counted as the filter's
+ * refusal) and its handler's reads and writes, which then return; the
+ * SIGTERM, and SIGKILL 1 s later, bound a child busy elsewhere. So a
+ * child's waits poll (a read that must wait costs a poll() and a recv()
+ * more than a thread's blocking recv).
  * In the child the listening socket is closed (except for datagram
  * transports, whose requests reply through it) and so is the wake-up pipe,
  * except for the one byte by which the child announces its exit; after

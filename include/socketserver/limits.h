@@ -140,7 +140,8 @@ SS_API int ss_server_set_overload_reply(ss_server *srv, const char *message);
  *      server's request still waiting for the kernel to allow a fork is
  *      refused (handle_error with -ECANCELED), so no handler starts after
  *      the deadline. Then what runs: each child of this server, and no
- *      other process, gets SIGTERM, then SIGKILL if it is still there 1 s
+ *      other process, has its waits in library calls ended (-ECANCELED)
+ *      and gets SIGTERM, then SIGKILL if it is still there 1 s
  *      later, and the sockets of stream requests are shut down
  *      (shutdown(SHUT_RDWR): a handler's reads return 0 and its writes
  *      fail, so it returns). A socket is never touched after its request

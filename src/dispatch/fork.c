@@ -81,7 +81,7 @@ typedef struct forks {
     shared_page *page;     /* shared with the children */
     size_t page_size;      /* bytes mapped */
     int idle_watch[2];     /* drain writes to [1]; children's idle waits poll [0] */
-    int cut_watch[2];      /* drain's deadline writes to [1]; children's filters' open polls [0] */
+    int cut_watch[2];      /* drain's deadline writes to [1]; every wait of a child polls [0] */
     bool cut;              /* that byte was written */
     bool clients_shared;   /* the page's clients_lock is set up */
     int child_slot;        /* in a child: its slot; -1 in the parent */
@@ -321,15 +321,24 @@ static void announce_exit(forks *fs, int slot, int notify_fd, unsigned char mark
  * group (Ctrl-C, systemd's KillMode=control-group), which the
  * application's handler turns into ss_server_request_shutdown in the child
  * too, must not cancel this child's request: its waits are a thread's,
- * which a stop never ends. Drain's SIGTERM, then SIGKILL, bounds a stuck
- * child. No lock: the child has one thread, and a lock another thread of
- * the parent held at the fork would stay held here. */
-static void forget_parents_loop(ss_server *srv, ss_request *req)
+ * which a stop never ends, but for the parent's drain (the cut pipe).
+ * No lock: the child has one thread, and a lock another thread of the
+ * parent held at the fork would stay held here. */
+static void forget_parents_loop(ss_server *srv, ss_request *req, const forks *fs)
 {
     ss__stop_take(&srv->stop);
     atomic_store(&srv->stop.cancel_at, 0);
     srv->serving = false; /* ss_server_shutdown in the child waits for no loop */
-    req->waiter = &ss__waiter_thread;
+    /* Every wait of the request, its filters' open (a PROXY header) and
+     * its handler's reads and writes alike, ends at the drain's deadline
+     * (or a second stop) with -ECANCELED, as a thread's ends when the
+     * drain shuts its socket down: whatever the application does with the
+     * SIGTERM that follows (catches it with SA_RESTART, blocks it, or its
+     * handler never runs: a forked ThreadSanitizer child defers signals to
+     * interceptors it no longer runs). SIGTERM, then SIGKILL, still bounds
+     * a child busy outside the library. */
+    srv->stop.cut_read = fs->cut_watch[0];
+    req->waiter = &ss__waiter_cut;
 }
 
 /* Every listener but the request's own when it replies through it. */
@@ -351,16 +360,11 @@ static void run_child(ss_server *srv, forks *fs, int slot, ss_request *req)
 {
     int notify_fd = srv->stop.wake_write;
     srv->stop.wake_write = -1; /* a shutdown called in the child stays in the child */
-    forget_parents_loop(srv, req);
+    forget_parents_loop(srv, req, fs);
     /* its idle state where the parent's drain can see it, and its pipe */
     req->idle = &fs->page->slot[slot].idle;
     req->closing_idle = &fs->page->closing_idle;
     req->idle_watch = fs->idle_watch[0];
-    /* before its handler starts, nothing of the application's can end
-     * its waits: its filters' open (a PROXY header) ends at the drain's
-     * deadline, whatever the application does with SIGTERM */
-    srv->stop.cut_read = fs->cut_watch[0];
-    req->open_waiter = &ss__waiter_cut;
     fs->child_slot = slot; /* this process's copy of fs: for fork_claim_client */
     ss__close(&srv->stop.wake_read);
     close_listeners_but_own(srv, req);
@@ -458,8 +462,8 @@ static void drop_unforked(ss_server *srv, forks *fs)
     fs->unforked = NULL;
 }
 
-/* Drain's deadline: the cut byte (children still opening their filters
- * end that at once), SIGTERM, then SIGKILL, to our own children only. A pid
+/* Drain's deadline: the cut byte (every wait of every child ends at once
+ * with -ECANCELED), SIGTERM, then SIGKILL, to our own children only. A pid
  * not yet reaped cannot belong to anybody else: even exited, the child
  * keeps it until waitpid. The request still waiting for a fork is refused
  * first, before the core shuts the live sockets down, so the reap step
@@ -468,7 +472,7 @@ static void fork_interrupt_own(ss_server *srv, bool force)
 {
     forks *fs = srv->dispatch_state;
     drop_unforked(srv, fs);
-    if (!fs->cut) { /* first: ends the children's waits before setup */
+    if (!fs->cut) { /* first: ends the children's waits, whatever they do with SIGTERM */
         ssize_t ignored = write(fs->cut_watch[1], "", 1);
         (void)ignored;
         fs->cut = true;

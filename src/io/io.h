@@ -83,8 +83,8 @@ typedef struct ss__waiter {
     bool may_block;
 } ss__waiter;
 
-/* A thread of its own (threading, a forked child, a pool worker without
- * fibers; and the default for a request no dispatcher has started yet):
+/* A thread of its own (threading, a pool worker without fibers; and the
+ * default for a request no dispatcher has started yet):
  * it may block in the kernel, and only its timeout or its client ends a
  * wait; a stop request does not (graceful stop). */
 extern const ss__waiter ss__waiter_thread;
@@ -99,12 +99,13 @@ extern const ss__waiter ss__waiter_sync;
  * its handler, like a client without one, never refused for the stop. */
 extern const ss__waiter ss__waiter_sync_open;
 /* A thread of its own that must not outlive a deadline someone else
- * keeps: a forked child's waits before its handler starts (its filters'
- * open: a PROXY header, a handshake), which its parent's drain ends at
- * its deadline (or a second stop) by a byte in stop->cut_read, left
- * there for every child. Such a wait returns -ECANCELED then, whatever
- * the application does with the SIGTERM that follows. Polls (never
- * blocks in recv): one poll() more per read, only there. */
+ * keeps: a forked child's waits (its filters' open: a PROXY header, a
+ * handshake; its handler's reads and writes), which its parent's drain
+ * ends at its deadline (or a second stop) by a byte in stop->cut_read,
+ * left there for every child. Such a wait returns -ECANCELED then,
+ * whatever the application does with the SIGTERM that follows. Polls
+ * (never blocks in recv): a read that must wait costs a poll() and a
+ * recv() more, only in a forked child. */
 extern const ss__waiter ss__waiter_cut;
 #if SS_HAVE_FIBERS
 /* A fiber of the pool (io/waiter_fiber.c): a wait parks the fiber and
