@@ -5,7 +5,11 @@
  * Request j on connection slot i is the `size` bytes at a per-(i, j) offset
  * of a fixed random pattern (letters of both cases, digits, punctuation,
  * bytes >= 0x80, NUL, newlines), so the expected reply of any byte of the
- * stream is known without keeping copies of what was sent. */
+ * stream is known without keeping copies of what was sent.
+ *
+ * On a tls:// target every connection does a TLS handshake (lg_tls.c)
+ * after connecting, then the same requests go through SSL_write and
+ * SSL_read; in connect-per-request mode each request pays a handshake. */
 #include "lg.h"
 
 #include <errno.h>
@@ -23,24 +27,25 @@
 #define BUSY_RETRY_NS (1 * 1000000LL)  /* a Unix listener's full backlog */
 #define DGRAM_LOST_NS (1000 * 1000000LL)
 
-enum { C_IDLE, C_CONNECTING, C_OPEN };
+enum { C_IDLE, C_CONNECTING, C_HANDSHAKE, C_OPEN };
 
 typedef struct conn {
     int fd;
     int state;
-    uint64_t sent;  /* requests written in full */
-    uint64_t done;  /* requests answered in full */
-    size_t out_off; /* bytes of request `sent` already written */
-    size_t in_off;  /* bytes of the reply to request `done` received */
-    uint64_t first; /* value of `sent` when this connection opened */
-    uint64_t gen;   /* bumps on every state change: stale timers skip */
-    uint32_t epoch; /* bumps when the fd closes: stale events skip */
-    int64_t opened; /* when the connect started (per-request latency) */
-    bool thinking;  /* waiting think_ms before the next request */
-    bool want_out;  /* EPOLLOUT registered */
-    bool answered;  /* a reply byte arrived inside the window */
-    uint16_t hlen;  /* length of the PROXY header it opens with (0: none) */
-    uint16_t hsent; /* bytes of that header written */
+    uint64_t sent;      /* requests written in full */
+    uint64_t done;      /* requests answered in full */
+    size_t out_off;     /* bytes of request `sent` already written */
+    size_t in_off;      /* bytes of the reply to request `done` received */
+    uint64_t first;     /* value of `sent` when this connection opened */
+    uint64_t gen;       /* bumps on every state change: stale timers skip */
+    uint32_t epoch;     /* bumps when the fd closes: stale events skip */
+    int64_t opened;     /* when the connect started (per-request latency) */
+    bool thinking;      /* waiting think_ms before the next request */
+    bool want_out;      /* EPOLLOUT registered */
+    bool answered;      /* a reply byte arrived inside the window */
+    uint16_t hlen;      /* length of the PROXY header it opens with (0: none) */
+    uint16_t hsent;     /* bytes of that header written */
+    struct ssl_st *ssl; /* TLS session on a tls:// target, else NULL */
 } conn;
 
 typedef struct timer {
@@ -58,6 +63,7 @@ typedef struct engine {
     unsigned char *pat, *upat;
     unsigned char *rbuf;
     unsigned char *hdr; /* [slot * LG_PROXY_MAX]: PROXY headers, NULL without */
+    lg_tls *tls;        /* the TLS client context on a tls:// target */
     timer *heap;
     size_t nheap, heap_cap;
     int64_t t_start, t_end;
@@ -166,9 +172,19 @@ static void set_events(engine *e, uint32_t idx, bool want_out)
     c->want_out = want_out;
 }
 
+/* Ends the connection's TLS session: with close_notify after a completed
+ * request, without after a failure. */
+static void tls_end(conn *c, bool clean)
+{
+    if (c->ssl != NULL)
+        lg_tls_close(c->ssl, clean && c->state == C_OPEN);
+    c->ssl = NULL;
+}
+
 static void conn_close(engine *e, uint32_t idx)
 {
     conn *c = &e->conns[idx];
+    tls_end(c, true);
     if (c->fd >= 0)
         close(c->fd);
     c->fd = -1;
@@ -185,6 +201,7 @@ static void conn_close(engine *e, uint32_t idx)
 static void conn_fail(engine *e, uint32_t idx, uint64_t *counter)
 {
     (*counter)++;
+    tls_end(&e->conns[idx], false);
     conn_close(e, idx);
     timer_push(e, idx, lg_now_ns() + RETRY_NS);
 }
@@ -207,15 +224,53 @@ static bool make_header(engine *e, uint32_t idx)
     return true;
 }
 
+static void on_readable_tls(engine *e, uint32_t idx);
+
+static void open_for_requests(engine *e, uint32_t idx)
+{
+    conn *c = &e->conns[idx];
+    c->state = C_OPEN;
+    e->res->connects++;
+    set_events(e, idx, false);
+    write_more(e, idx);
+}
+
+/* One step of the TLS handshake, on every readiness event until done. */
+static void handshake_step(engine *e, uint32_t idx)
+{
+    conn *c = &e->conns[idx];
+    bool resumed = false;
+    int rc = lg_tls_handshake(c->ssl, &resumed);
+    if (rc == LG_TLS_WANT_READ || rc == LG_TLS_WANT_WRITE) {
+        set_events(e, idx, rc == LG_TLS_WANT_WRITE);
+        return;
+    }
+    if (rc != 1) {
+        conn_fail(e, idx, &e->res->connect_errors);
+        return;
+    }
+    e->res->resumed += resumed;
+    open_for_requests(e, idx);
+    if (c->state == C_OPEN && lg_tls_pending(c->ssl))
+        on_readable_tls(e, idx); /* read ahead with the handshake: no event */
+}
+
 static void on_connected(engine *e, uint32_t idx)
 {
     conn *c = &e->conns[idx];
     if (e->hdr != NULL && !make_header(e, idx))
         return;
-    c->state = C_OPEN;
-    e->res->connects++;
-    set_events(e, idx, false);
-    write_more(e, idx);
+    if (e->tls == NULL) {
+        open_for_requests(e, idx);
+        return;
+    }
+    c->ssl = lg_tls_open(e->tls, c->fd, idx);
+    if (c->ssl == NULL) {
+        conn_fail(e, idx, &e->res->connect_errors);
+        return;
+    }
+    c->state = C_HANDSHAKE;
+    handshake_step(e, idx);
 }
 
 static void conn_open(engine *e, uint32_t idx)
@@ -284,6 +339,20 @@ static ssize_t send_after_header(conn *c, const unsigned char *hdr, const unsign
     return n - (ssize_t)of_header;
 }
 
+/* send(), or SSL_write on a TLS connection. Either way errno EAGAIN means
+ * "again when writable": a TLS 1.3 write never waits for the peer's bytes
+ * (no renegotiation), and TLS 1.2 servers here never renegotiate. */
+static ssize_t conn_send(conn *c, const unsigned char *p, size_t n)
+{
+    if (c->ssl == NULL)
+        return send(c->fd, p, n, MSG_NOSIGNAL);
+    ssize_t r = lg_tls_send(c->ssl, p, n);
+    if (r >= 0)
+        return r;
+    errno = r == LG_TLS_FAILED ? ECONNRESET : EAGAIN;
+    return -1;
+}
+
 /* Writes as many requests as the pipeline depth allows. */
 static void pump(engine *e, uint32_t idx)
 {
@@ -294,7 +363,7 @@ static void pump(engine *e, uint32_t idx)
             e->sent_at[(size_t)idx * e->depth + c->sent % e->depth] =
                 e->cfg->per_request ? c->opened : lg_now_ns();
         const unsigned char *msg = request_bytes(e, idx, c->sent, false);
-        ssize_t n = send(c->fd, msg + c->out_off, size - c->out_off, MSG_NOSIGNAL);
+        ssize_t n = conn_send(c, msg + c->out_off, size - c->out_off);
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
             set_events(e, idx, true);
             return;
@@ -425,6 +494,19 @@ static void verify_dgram(engine *e, uint32_t idx, const unsigned char *p, size_t
     e->res->mismatches++;
 }
 
+/* n reply bytes are in rbuf. */
+static void take_reply(engine *e, uint32_t idx, size_t n)
+{
+    conn *c = &e->conns[idx];
+    int64_t now = lg_now_ns();
+    if (e->in_window && now < e->t_end)
+        c->answered = true;
+    if (is_dgram(e))
+        verify_dgram(e, idx, e->rbuf, n, now);
+    else if (!verify_stream(e, idx, e->rbuf, n, now))
+        conn_fail(e, idx, &e->res->mismatches);
+}
+
 static void on_readable(engine *e, uint32_t idx)
 {
     conn *c = &e->conns[idx];
@@ -436,14 +518,33 @@ static void on_readable(engine *e, uint32_t idx)
             conn_fail(e, idx, &e->res->errors); /* reset, or closed early */
             return;
         }
-        int64_t now = lg_now_ns();
-        if (e->in_window && now < e->t_end)
-            c->answered = true;
-        if (is_dgram(e))
-            verify_dgram(e, idx, e->rbuf, (size_t)n, now);
-        else if (!verify_stream(e, idx, e->rbuf, (size_t)n, now))
-            conn_fail(e, idx, &e->res->mismatches);
+        take_reply(e, idx, (size_t)n);
         if ((size_t)n < RBUF_SIZE && !is_dgram(e))
+            return;
+    }
+}
+
+/* SSL_read gives one record at a time; records OpenSSL read ahead from the
+ * socket get no epoll event, so reading goes on while it holds any. Stops
+ * when this connection is replaced (per request: the next one's epoch). */
+static void on_readable_tls(engine *e, uint32_t idx)
+{
+    conn *c = &e->conns[idx];
+    uint32_t epoch = c->epoch;
+    while (c->state == C_OPEN && c->epoch == epoch) {
+        ssize_t n = lg_tls_recv(c->ssl, e->rbuf, RBUF_SIZE);
+        if (n == LG_TLS_WANT_READ)
+            return;
+        if (n == LG_TLS_WANT_WRITE) {
+            set_events(e, idx, true);
+            return;
+        }
+        if (n <= 0) {
+            conn_fail(e, idx, &e->res->errors); /* reset, alert, or closed early */
+            return;
+        }
+        take_reply(e, idx, (size_t)n);
+        if (c->epoch != epoch || c->state != C_OPEN || !lg_tls_pending(c->ssl))
             return;
     }
 }
@@ -459,7 +560,13 @@ static void on_event(engine *e, const struct epoll_event *ev)
             on_connect_done(e, idx);
         return;
     }
-    if (ev->events & (EPOLLIN | EPOLLERR | EPOLLHUP))
+    if (c->state == C_HANDSHAKE) {
+        handshake_step(e, idx);
+        return;
+    }
+    if ((ev->events & (EPOLLIN | EPOLLERR | EPOLLHUP)) && c->ssl != NULL)
+        on_readable_tls(e, idx);
+    else if (ev->events & (EPOLLIN | EPOLLERR | EPOLLHUP))
         on_readable(e, idx);
     if (c->state == C_OPEN && (ev->events & EPOLLOUT))
         write_more(e, idx);
@@ -563,25 +670,28 @@ static int engine_init(engine *e, const lg_config *cfg, lg_result *res)
     *e = (engine){.cfg = cfg, .res = res, .depth = cfg->depth};
     size_t n = (size_t)cfg->connections;
     e->conns = calloc(n, sizeof *e->conns);
+    for (size_t i = 0; e->conns != NULL && i < n; i++)
+        e->conns[i].fd = -1; /* first: engine_free closes what is not -1 */
     e->sent_at = calloc(n * (size_t)e->depth, sizeof *e->sent_at);
     e->rbuf = malloc(RBUF_SIZE);
     e->ep = epoll_create1(EPOLL_CLOEXEC);
+    if (e->ep < 0)
+        return -errno;
     if (cfg->proxy_version != 0 && (e->hdr = malloc(n * LG_PROXY_MAX)) == NULL)
         return -ENOMEM;
     if (e->conns == NULL || e->sent_at == NULL || e->rbuf == NULL || make_pattern(e) < 0)
         return -ENOMEM;
-    if (e->ep < 0)
-        return -errno;
-    for (size_t i = 0; i < n; i++)
-        e->conns[i].fd = -1;
-    return 0;
+    return cfg->target.tls ? lg_tls_create(&e->tls, (unsigned)n, cfg->tls_resume) : 0;
 }
 
 static void engine_free(engine *e)
 {
-    for (int i = 0; i < e->cfg->connections; i++)
-        if (e->conns != NULL && e->conns[i].fd >= 0)
+    for (int i = 0; e->conns != NULL && i < e->cfg->connections; i++) {
+        tls_end(&e->conns[i], false);
+        if (e->conns[i].fd >= 0)
             close(e->conns[i].fd);
+    }
+    lg_tls_free(e->tls);
     if (e->ep >= 0)
         close(e->ep);
     free(e->conns);

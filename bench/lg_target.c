@@ -98,8 +98,10 @@ static int unix_path(const char *path, lg_target *out, char *why, size_t wsize)
 int lg_target_parse(const char *url, lg_target *out, char *why, size_t wsize)
 {
     memset(out, 0, sizeof *out);
-    if (strncmp(url, "tcp://", 6) == 0 || strncmp(url, "udp://", 6) == 0) {
+    if (strncmp(url, "tcp://", 6) == 0 || strncmp(url, "udp://", 6) == 0 ||
+        strncmp(url, "tls://", 6) == 0) {
         out->socktype = url[0] == 't' ? SOCK_STREAM : SOCK_DGRAM;
+        out->tls = url[1] == 'l';
         return resolve_inet(url + 6, out->socktype, out, why, wsize);
     }
     if (strncmp(url, "unix:", 5) == 0) {
@@ -110,7 +112,7 @@ int lg_target_parse(const char *url, lg_target *out, char *why, size_t wsize)
         out->socktype = SOCK_DGRAM;
         return unix_path(url + 9, out, why, wsize);
     }
-    snprintf(why, wsize, "expected tcp://, udp://, unix: or unixgram:");
+    snprintf(why, wsize, "expected tcp://, tls://, udp://, unix: or unixgram:");
     return -1;
 }
 

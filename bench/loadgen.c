@@ -3,7 +3,8 @@
  *
  *   loadgen --target URL [-c CONNS] [-s BYTES] [-d SECONDS] [-w SECONDS]
  *           [--pipeline DEPTH] [--per-request] [--think MS]
- *           [--proxy-v1 | --proxy-v2] [--server-pid PID] [--label TEXT] [--deadline SECONDS]
+ *           [--proxy-v1 | --proxy-v2] [--tls-resume] [--server-pid PID] [--label TEXT]
+ *           [--deadline SECONDS]
  *           [--strict] [--quiet]
  *
  * One process, one epoll loop. Talks only to loopback addresses and Unix
@@ -11,6 +12,7 @@
  * one key=value line on stdout and a summary on stderr. */
 #include "lg.h"
 
+#include <errno.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -29,8 +31,9 @@ typedef struct options {
 static void usage(FILE *out)
 {
     fputs("usage: loadgen --target URL [options]\n"
-          "  --target URL        tcp://127.0.0.1:PORT, tcp://[::1]:PORT, udp://..., unix:/path,\n"
-          "                      unixgram:/path (loopback and Unix sockets only)\n"
+          "  --target URL        tcp://127.0.0.1:PORT, tcp://[::1]:PORT, tls://... (TCP with\n"
+          "                      TLS), udp://..., unix:/path, unixgram:/path (loopback and\n"
+          "                      Unix sockets only)\n"
           "  -c, --connections N concurrent connections (default 10)\n"
           "  -s, --size BYTES    request size (default 64)\n"
           "  -d, --duration S    measured window in seconds (default 3)\n"
@@ -41,6 +44,8 @@ static void usage(FILE *out)
           "  --proxy-v1, --proxy-v2\n"
           "                      open every stream connection with a PROXY protocol header\n"
           "                      (v1 text or v2 binary) naming its own source and destination\n"
+          "  --tls-resume        tls://: each connection offers the session its slot's last\n"
+          "                      connection was given (with --per-request: resumed handshakes)\n"
           "  --server-pid PID    also report the server's CPU, RSS, threads, processes\n"
           "  --label TEXT        copied into the output line\n"
           "  --deadline S        hard limit on the whole run (default warmup+duration+10)\n"
@@ -105,6 +110,8 @@ static int parse(int argc, char **argv, options *o)
             exit(0);
         } else if (strcmp(a, "--per-request") == 0) {
             o->cfg.per_request = true;
+        } else if (strcmp(a, "--tls-resume") == 0) {
+            o->cfg.tls_resume = true;
         } else if (strcmp(a, "--proxy-v1") == 0 || strcmp(a, "--proxy-v2") == 0) {
             o->cfg.proxy_version = a[9] - '0'; /* "--proxy-vN" */
         } else if (strcmp(a, "--strict") == 0 || strcmp(a, "--quiet") == 0) {
@@ -169,7 +176,7 @@ static void print_line(const options *o, const lg_result *r)
            "errors=%llu mismatches=%llu lost=%llu starved=%llu unconnected=%llu connects=%llu "
            "connect_errors=%llu server_cpu_s=%.2f cpu_us_per_req=%.2f server_rss_kb=%ld "
            "server_pss_kb=%ld server_threads=%ld server_procs=%ld client_cpu_pct=%.0f "
-           "proxy=%d\n",
+           "proxy=%d tls=%d resumed=%llu\n",
            o->label, o->url, c->per_request ? "per-request" : "persistent", c->connections, c->size,
            c->depth, c->think_ms, r->window_s, (unsigned long long)r->requests, rps,
            us(lg_samples_pct(&r->lat, 50)), us(lg_samples_pct(&r->lat, 99)),
@@ -179,7 +186,8 @@ static void print_line(const options *o, const lg_result *r)
            (unsigned long long)r->unconnected, (unsigned long long)r->connects,
            (unsigned long long)r->connect_errors, cpu, cpu_per, r->server_end.rss_kb,
            r->server_end.pss_kb, r->server_end.threads, r->server_end.procs,
-           r->window_s > 0 ? 100 * r->client_cpu_s / r->window_s : 0, c->proxy_version);
+           r->window_s > 0 ? 100 * r->client_cpu_s / r->window_s : 0, c->proxy_version,
+           (int)c->target.tls, (unsigned long long)r->resumed);
     fflush(stdout);
 }
 
@@ -225,6 +233,15 @@ int main(int argc, char **argv)
                 o.cfg.proxy_version);
         return 2;
     }
+    if (o.cfg.target.tls && o.cfg.proxy_version != 0) {
+        fprintf(stderr, "loadgen: --proxy-v%d and tls:// together are not supported\n",
+                o.cfg.proxy_version);
+        return 2;
+    }
+    if (o.cfg.tls_resume && !o.cfg.target.tls) {
+        fprintf(stderr, "loadgen: --tls-resume needs a tls:// target\n");
+        return 2;
+    }
     if (o.cfg.target.socktype == SOCK_DGRAM)
         o.cfg.depth = 1; /* datagrams may be lost: one in flight, a timeout */
     if (o.cfg.deadline_s <= 0)
@@ -233,7 +250,10 @@ int main(int argc, char **argv)
     lg_result r = {0};
     int rc = lg_run(&o.cfg, &r);
     if (rc < 0) {
-        fprintf(stderr, "loadgen: cannot run: %s\n", strerror(-rc));
+        fprintf(stderr, "loadgen: cannot run: %s\n",
+                rc == -EPROTONOSUPPORT && o.cfg.target.tls
+                    ? "tls:// targets need loadgen built with OpenSSL (libssl-dev)"
+                    : strerror(-rc));
         return 1;
     }
     lg_samples_sort(&r.lat);

@@ -35,17 +35,30 @@ CELLS = {
     "p100": (["-c", "100"], "persistent, 100 connections, 64 B"),
     "p1000": (["-c", "1000"], "persistent, 1000 connections, 64 B"),
     "4k10": (["-c", "10", "-s", "4096"], "persistent, 10 connections, 4 KiB"),
+    "4k100": (["-c", "100", "-s", "4096"], "persistent, 100 connections, 4 KiB"),
     "cpr1": (["--per-request", "-c", "1"], "connect-per-request, 1 connection"),
     "cpr50": (["--per-request", "-c", "50"], "connect-per-request, 50 connections"),
     "cpr50p": (["--per-request", "-c", "50", "--proxy-v2"],
                "cpr50 with a PROXY v2 header opening every connection (PROXY servers only)"),
     "idle1000": (["-c", "1000", "--think", "1000"], "1000 connections, 1 request/s each"),
     "idle10000": (["-c", "10000", "--think", "1000"], "10000 connections, 1 request/s each"),
+    # TLS (issue 15): run against the -tls servers only, which run only these
+    "tls10": (["-c", "10"], "TLS, persistent, 10 connections, 64 B"),
+    "tls100": (["-c", "100"], "TLS, persistent, 100 connections, 64 B"),
+    "tls4k10": (["-c", "10", "-s", "4096"], "TLS, persistent, 10 connections, 4 KiB"),
+    "tls4k100": (["-c", "100", "-s", "4096"], "TLS, persistent, 100 connections, 4 KiB"),
+    "tlscpr50": (["--per-request", "-c", "50"],
+                 "TLS, connect-per-request, 50 at a time, a full handshake each"),
+    "tlsres50": (["--per-request", "-c", "50", "--tls-resume"],
+                 "TLS, connect-per-request, 50 at a time, each resuming its slot's last session"),
 }
 # Cells measured for memory, not speed: their warm-up is long enough for
 # every connection to be made (10000 connects take a few seconds on 2 busy
 # cores), so the window sees them all idle between their requests.
 IDLE_WARMUP = {"idle10000": 5.0}
+# Each TLS cell's twin without TLS: the same load on the same server's plain twin.
+TLS_TWIN = {"tls10": "p10", "tls100": "p100", "tls4k10": "4k10", "tls4k100": "4k100",
+            "tlscpr50": "cpr50", "tlsres50": "cpr50"}
 MODE_CANDIDATES = ["sync", "threading", "forking", "pool", "prefork"]  # prefork: issue 17
 # Servers that serve one connection at a time: starvation there is by design.
 ONE_AT_A_TIME = {"ss-sync", "py-sync"}
@@ -55,6 +68,9 @@ ONE_AT_A_TIME = {"ss-sync", "py-sync"}
 # connection slot), so that is the range trusted.
 PROXY_MODES = ["pool", "threading"]
 PROXY_FLAGS = ["--proxy-protocol", "--proxy-from", "127.0.0.0/8"]
+# The modes also measured over TLS, as server "ss-MODE-tls" (tls:// URL,
+# --tls-cert and --tls-key), beside bench/ref_tls.c as "epoll-tls".
+TLS_MODES = ["pool", "threading"]
 
 
 def is_proxy_server(name):
@@ -65,10 +81,38 @@ def is_proxy_cell(cell):
     return any(a.startswith("--proxy-v") for a in CELLS[cell][0])
 
 
+def is_tls_server(name):
+    return name.endswith("-tls")
+
+
+def is_tls_cell(cell):
+    return cell in TLS_TWIN
+
+
 def serves(name, cell):
     """A PROXY server refuses a connection without a header, and a plain
-    server would take the header for request bytes: each gets its own cells."""
-    return is_proxy_server(name) == is_proxy_cell(cell)
+    server would take the header for request bytes: each gets its own cells;
+    so do TLS servers."""
+    return is_proxy_server(name) == is_proxy_cell(cell) and is_tls_server(name) == is_tls_cell(cell)
+
+
+def listen_url(name):
+    return "tls://127.0.0.1:0" if is_tls_server(name) else "tcp://127.0.0.1:0"
+
+
+def make_test_cert(directory):
+    """A throwaway self-signed certificate for localhost (ECDSA P-256, a
+    day) made with the openssl tool; returns the flags that give it to a
+    server, or None without the tool."""
+    cert, key = os.path.join(directory, "cert.pem"), os.path.join(directory, "key.pem")
+    tool = shutil.which("openssl")
+    cmd = [tool or "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+           "ec_paramgen_curve:P-256", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+           "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", key, "-out", cert]
+    if tool is None or subprocess.run(cmd, capture_output=True, timeout=30).returncode != 0:
+        log("bench: no openssl tool to make a test certificate: no TLS servers")
+        return None
+    return ["--tls-cert", cert, "--tls-key", key]
 
 
 def log(msg):
@@ -139,8 +183,28 @@ def discover_modes(binary, logf):
     return [n for n in names if try_start([binary, "--mode", n], "tcp://127.0.0.1:0", logf)]
 
 
-def discover_servers(build, logf, want_python=True):
-    """name -> command (without --listen)."""
+def tls_servers(build, modes, upper, tls_flags, logf):
+    """The TLS servers: ref_tls, and uppercase_server in TLS_MODES when it
+    starts on a tls:// URL with the certificate."""
+    servers = {}
+    ref = os.path.join(build, "bench", "ref_tls")
+    if os.access(ref, os.X_OK):
+        servers["epoll-tls"] = [ref] + tls_flags
+    else:
+        log("bench: ref_tls not built (OpenSSL is not installed): skipped")
+    for mode in [m for m in TLS_MODES if m in modes]:
+        cmd = [upper, "--mode", mode] + tls_flags
+        if try_start(cmd, "tls://127.0.0.1:0", logf):
+            servers["ss-%s-tls" % mode] = cmd
+        else:
+            log("bench: uppercase_server does not serve tls:// (built without TLS?): "
+                "no ss-%s-tls" % mode)
+    return servers
+
+
+def discover_servers(build, logf, want_python=True, tls_flags=None):
+    """name -> command (without --listen). With tls_flags (--tls-cert,
+    --tls-key), the TLS servers too."""
     servers = {}
     upper = os.path.join(build, "examples", "uppercase_server")
     modes = discover_modes(upper, logf)
@@ -159,6 +223,8 @@ def discover_servers(build, logf, want_python=True):
             servers[ref] = [path]
         else:
             log("bench: ref_%s not built (its library is not installed): skipped" % ref)
+    if tls_flags:
+        servers.update(tls_servers(build, modes, upper, tls_flags, logf))
     python = shutil.which("python3")
     if want_python and python:
         for mode in ["sync", "threading", "forking"]:
@@ -175,11 +241,15 @@ def parse_line(text):
     return None
 
 
-def run_cell(loadgen, servers, name, cell_args, opts, logf, url="tcp://127.0.0.1:0"):
-    proc, real = start_server(servers[name], url, logf)
+def run_cell(loadgen, servers, name, cell_args, opts, logf, url=None, talk_tls=False):
+    """One run of one cell on a fresh server. talk_tls: loadgen speaks TLS to
+    a tcp:// server (the smoke's check that it is refused)."""
+    proc, real = start_server(servers[name], url or listen_url(name), logf)
     if proc is None:
         return {"server": name, "failure": "did not start"}
     warmup = max(opts.warmup, IDLE_WARMUP.get(cell_name(cell_args), 0))
+    if talk_tls:
+        real = real.replace("tcp://", "tls://", 1)
     cmd = [loadgen, "--target", real, "--server-pid", str(proc.pid), "--label", name,
            "-d", str(opts.duration), "-w", str(warmup), "--quiet"] + cell_args
     try:
@@ -287,7 +357,7 @@ def fmt(v):
 
 RAW_KEYS = ["server", "cell", "run", "rps", "p50_us", "p99_us", "p999_us", "max_us", "requests",
             "errors", "mismatches", "lost", "starved", "unconnected", "connects",
-            "connect_errors", "server_cpu_s", "cpu_us_per_req", "server_rss_kb",
+            "connect_errors", "resumed", "server_cpu_s", "cpu_us_per_req", "server_rss_kb",
             "server_pss_kb", "server_threads", "server_procs", "client_cpu_pct", "window_s",
             "stop_status", "loadavg", "failure"]
 
@@ -352,8 +422,8 @@ def measure(opts):
     """Runs the matrix; returns (rows, info, servers, cells) and keeps the
     run's facts in latest-info.txt so the report can be made again."""
     loadgen = os.path.join(opts.build, "bench", "loadgen")
-    with tempfile.TemporaryFile() as logf:
-        servers = discover_servers(opts.build, logf)
+    with tempfile.TemporaryFile() as logf, tempfile.TemporaryDirectory() as certs:
+        servers = discover_servers(opts.build, logf, tls_flags=make_test_cert(certs))
         if opts.servers:
             keep = opts.servers.split(",")
             servers = {k: v for k, v in servers.items() if k in keep}

@@ -61,7 +61,7 @@ static int listen_unix(const char *name, const char *url, bool nonblocking)
     return fd;
 }
 
-static void print_inet(int fd)
+static void print_inet(int fd, const char *scheme)
 {
     struct sockaddr_storage ss;
     socklen_t len = sizeof ss;
@@ -73,13 +73,13 @@ static void print_inet(int fd)
     int port =
         ntohs(v6 ? ((struct sockaddr_in6 *)&ss)->sin6_port : ((struct sockaddr_in *)&ss)->sin_port);
     inet_ntop(ss.ss_family, a, host, sizeof host);
-    printf(v6 ? "listening on tcp://[%s]:%d\n" : "listening on tcp://%s:%d\n", host, port);
+    printf(v6 ? "listening on %s://[%s]:%d\n" : "listening on %s://%s:%d\n", scheme, host, port);
 }
 
 static int listen_tcp(const char *name, const char *url, bool nonblocking)
 {
     char host[256];
-    const char *rest = url + strlen("tcp://");
+    const char *rest = url + strlen("tcp://"); /* or "tls://" */
     const char *colon = *rest == '[' ? strstr(rest, "]:") : strrchr(rest, ':');
     if (colon == NULL || (size_t)(colon - rest) >= sizeof host)
         return fail(name, url, "expected tcp://HOST:PORT");
@@ -96,8 +96,15 @@ static int listen_tcp(const char *name, const char *url, bool nonblocking)
     freeaddrinfo(ai);
     if (fd < 0)
         return fail(name, url, strerror(err));
-    print_inet(fd);
+    print_inet(fd, strncmp(url, "tls://", 6) == 0 ? "tls" : "tcp");
     return fd;
+}
+
+static bool tls_allowed;
+
+void ref_allow_tls(void)
+{
+    tls_allowed = true;
 }
 
 int ref_listen(int argc, char **argv, const char *name, bool nonblocking)
@@ -111,9 +118,10 @@ int ref_listen(int argc, char **argv, const char *name, bool nonblocking)
             exit(2);
         }
     }
-    int fd = strncmp(url, "unix:", 5) == 0    ? listen_unix(name, url, nonblocking)
-             : strncmp(url, "tcp://", 6) == 0 ? listen_tcp(name, url, nonblocking)
-                                              : fail(name, url, "unsupported URL");
+    bool tcp = strncmp(url, "tcp://", 6) == 0 || (tls_allowed && strncmp(url, "tls://", 6) == 0);
+    int fd = strncmp(url, "unix:", 5) == 0 ? listen_unix(name, url, nonblocking)
+             : tcp                         ? listen_tcp(name, url, nonblocking)
+                                           : fail(name, url, "unsupported URL");
     fflush(stdout);
     return fd;
 }

@@ -14,6 +14,10 @@
  * status 2 on a usage error and 1 if it cannot listen. Returns the fd. */
 int ref_listen(int argc, char **argv, const char *name, bool nonblocking);
 
+/* Makes ref_listen take tls://HOST:PORT too: a TCP listener printed as
+ * "listening on tls://...", for a server that runs TLS on it itself. */
+void ref_allow_tls(void);
+
 /* True if the listening socket is a Unix one (set by ref_listen). */
 bool ref_is_unix(void);
 

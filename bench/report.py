@@ -8,7 +8,13 @@ import tempfile
 
 BEGIN = "<!-- bench-results:begin -->"
 END = "<!-- bench-results:end -->"
-RPS_CELLS = ["p1", "p10", "p100", "p1000", "4k10", "cpr1", "cpr50", "cpr50p"]
+RPS_CELLS = ["p1", "p10", "p100", "p1000", "4k10", "4k100", "cpr1", "cpr50", "cpr50p"]
+TLS_CELLS = ["tls10", "tls100", "tls4k10", "tls4k100", "tlscpr50", "tlsres50"]
+TLS_PERSISTENT = TLS_CELLS[:4]
+TLS_HANDSHAKES = TLS_CELLS[4:]
+# The TLS cells' twins without TLS (bench/matrix.py TLS_TWIN)
+TLS_TWIN = {"tls10": "p10", "tls100": "p100", "tls4k10": "4k10", "tls4k100": "4k100",
+            "tlscpr50": "cpr50", "tlsres50": "cpr50"}
 
 
 def value(agg, server, cell, key):
@@ -98,6 +104,16 @@ def targets(agg, runs):
         check("%s-proxy cpr50p vs %s cpr50" % (m, m),
               pair_ratio(runs, (m + "-proxy", "cpr50p"), (m, "cpr50"), "cpu_us_per_req"),
               1.1, False) for m in conc]))
+    t.append(("TLS: pool CPU per request <= 1.15x the hand-written epoll + OpenSSL server, "
+              "persistent connections (issue 15)", [
+                  check("ss-pool-tls %s vs epoll-tls" % c,
+                        ratio(runs, "ss-pool-tls", "epoll-tls", c, "cpu_us_per_req"), 1.15, False)
+                  for c in TLS_PERSISTENT]))
+    t.append(("TLS: pool CPU per request <= 1.1x the hand-written server, a handshake per "
+              "request (issue 15)", [
+                  check("ss-pool-tls %s vs epoll-tls" % c,
+                        ratio(runs, "ss-pool-tls", "epoll-tls", c, "cpu_us_per_req"), 1.1, False)
+                  for c in TLS_HANDSHAKES]))
     return t
 
 
@@ -159,16 +175,27 @@ def starved_table(agg, servers, cells):
 
 
 def targets_md(agg, runs):
+    """The targets whose servers and cells this run measured (a run of a
+    few cells leaves the others out rather than listing them n/a)."""
     out = ["| target | check | measured | needed | result |", "|---|---|---:|---:|---|"]
     for name, checks in targets(agg, runs):
+        if all(res == "n/a" for _, _, _, res in checks):
+            continue
         for label, got, need, res in checks:
             out.append("| %s | %s | %s | %s | %s |" % (name, label, got, need, res))
             name = ""
     return "\n".join(out) + "\n"
 
 
+def measured(agg, servers, cells):
+    """The servers with a figure in any of cells (TLS servers run only TLS
+    cells, plain ones only plain cells)."""
+    return [s for s in servers if any((s, c) in agg for c in cells)]
+
+
 def markdown(agg, runs, servers, cells, cell_info, info):
     rps_cells = [c for c in cells if c in RPS_CELLS]
+    all_servers, servers = servers, measured(agg, servers, rps_cells)
     parts = [
         "Measured %(date)s on %(machine)s, commit `%(commit)s`. " % info,
         # rows measured again later (matrix.py --replace-from), said so
@@ -178,7 +205,7 @@ def markdown(agg, runs, servers, cells, cell_info, info):
         "(errors and starvation: the worst run). Load average before/after: "
         "%(load_before)s / %(load_after)s.\n\n" % info,
         "Cells: " + "; ".join("**%s** %s" % (c, cell_info[c][1]) for c in cells) + ".\n\n",
-        "### Targets (issues 7, 14 and 17)\n\n",
+        "### Targets (issues 7, 14, 15 and 17)\n\n",
         "Ratios are medians of per-run ratios (the two servers measured in the same "
         "run, minutes apart), so they are steadier than the ratio of the medians below.\n\n",
         targets_md(agg, runs),
@@ -190,6 +217,8 @@ def markdown(agg, runs, servers, cells, cell_info, info):
         starved_table(agg, servers, [c for c in cells if c in ("p10", "p100", "p1000", "4k10",
                                                                "idle1000")]),
     ]
+    if any(c in TLS_CELLS for c in cells):
+        parts.append(tls_md(agg, runs, all_servers, [c for c in TLS_CELLS if c in cells]))
     if "cpr50p" in cells:
         parts += ["\n### PROXY v2 filter, run by run: server CPU per request (µs)\n\n",
                   proxy_runs_table(runs, servers)]
@@ -211,6 +240,67 @@ def proxy_runs_table(runs, servers):
             r = v[a] / v[b] if a in v and b in v and v[b] > 0 else None
             out.append("| %s | %s | %s | %s | %s |" % (s[:-6], run, num(v.get(b), 1),
                                                        num(v.get(a), 1), num(r, 2)))
+    return "\n".join(out) + "\n"
+
+
+def tls_md(agg, runs, servers, cells):
+    """The TLS cells: their own tables, each TLS server against its plain
+    twin, and the target pair run by run."""
+    tls = measured(agg, servers, cells)
+    parts = ["\n### TLS: requests per second\n\n", table(agg, tls, cells, "rps"),
+             "\n### TLS: server CPU per request (µs)\n\n",
+             table(agg, tls, cells, "cpu_us_per_req", 1),
+             "\n### TLS: p99 latency (µs; per request: from connect to the last reply byte)\n\n",
+             table(agg, tls, cells, "p99_us"),
+             "\n### TLS: resumed handshakes per connection made (median run)\n\n",
+             resumed_table(runs, tls, [c for c in cells if c in TLS_HANDSHAKES]),
+             "\n### What TLS costs: CPU per request over the same server without TLS "
+             "(median of per-run ratios)\n\n",
+             twin_table(runs, tls, servers, cells),
+             "\n### TLS target pair, run by run: CPU per request (µs), ss-pool-tls / epoll-tls\n\n",
+             pair_runs_table(runs, ("ss-pool-tls", "epoll-tls"), cells)]
+    return "".join(parts)
+
+
+def resumed_table(runs, servers, cells):
+    head = "| server | " + " | ".join(cells) + " |\n|---|" + "---:|" * len(cells) + "\n"
+    lines = []
+    for s in servers:
+        vals = []
+        for c in cells:
+            got = [int(r["resumed"]) / max(1, int(r["connects"])) for r in runs
+                   if r.get("server") == s and r.get("cell") == c and "failure" not in r
+                   and "resumed" in r]
+            vals.append(num(statistics.median(got), 2) if got else "–")
+        lines.append("| %s | %s |" % (s, " | ".join(vals)))
+    return head + "\n".join(lines) + "\n"
+
+
+def twin_table(runs, tls, servers, cells):
+    head = "| server | " + " | ".join(cells) + " |\n|---|" + "---:|" * len(cells) + "\n"
+    lines = []
+    for s in tls:
+        plain = s[:-4]
+        if plain not in servers:
+            continue
+        vals = [pair_ratio(runs, (s, c), (plain, TLS_TWIN[c]), "cpu_us_per_req") for c in cells]
+        lines.append("| %s vs %s | %s |" % (s, plain, " | ".join(
+            "%sx" % num(v, 2) if v is not None else "–" for v in vals)))
+    return head + "\n".join(lines) + "\n"
+
+
+def pair_runs_table(runs, pair, cells):
+    a, b = pair
+    out = ["| cell | per run: %s / %s | per-run ratios | median |" % (a, b), "|---|---|---|---:|"]
+    for c in cells:
+        byrun = sorted(per_run(runs, (a, c), (b, c), "cpu_us_per_req").items(),
+                       key=lambda kv: int(kv[0]))
+        pairs = [(v.get((a, c)), v.get((b, c))) for _, v in byrun]
+        ratios = [x / y for x, y in pairs if x is not None and y]
+        out.append("| %s | %s | %s | %s |" % (
+            c, ", ".join("%s/%s" % (num(x, 1), num(y, 1)) for x, y in pairs),
+            ", ".join("%.2f" % r for r in ratios),
+            "**%.2fx**" % statistics.median(ratios) if ratios else "–"))
     return "\n".join(out) + "\n"
 
 
@@ -251,6 +341,7 @@ def update_readme(path, text):
 def plot(agg, servers, cells, png, info):
     gnuplot = shutil.which("gnuplot")
     rps_cells = [c for c in cells if c in RPS_CELLS]
+    servers = measured(agg, servers, rps_cells)
     if gnuplot is None or not rps_cells:
         print("bench: gnuplot not installed: no plot", flush=True)
         return
@@ -271,6 +362,7 @@ def plot(agg, servers, cells, png, info):
 # Our modes in blues, the C references in greys and oranges, Python in greens.
 COLORS = {"ss-sync": "#08306b", "ss-threading": "#2171b5", "ss-forking": "#6baed6",
           "ss-pool": "#00a6a6", "ss-threading-proxy": "#9ecae1", "ss-pool-proxy": "#66c2c2",
+          "ss-threading-tls": "#c6dbef", "ss-pool-tls": "#99d8d8", "epoll-tls": "#636363",
           "epoll": "#252525", "threads": "#969696", "libuv": "#e6550d",
           "libevent": "#fdae6b", "py-sync": "#006d2c", "py-threading": "#41ab5d",
           "py-forking": "#a1d99b"}

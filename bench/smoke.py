@@ -11,6 +11,10 @@ or never-connected connection, or server that does not stop cleanly.
     connect-per-request), Unix and UDP when that mode serves them;
   - the PROXY servers (--proxy-protocol) with v2 and v1 headers, and
     refusing a connection without one;
+  - the TLS servers (bench/ref_tls.c, and uppercase_server on tls:// in
+    the TLS_MODES when it has TLS): persistent, a full handshake per
+    request (none resumed) and per request with resumption (resumed), and
+    loadgen's TLS client refused by a plain server;
   - each reference server once (Python's only if python3 is there)."""
 import os
 import shutil
@@ -103,7 +107,8 @@ def ss_cases(mode, tmp):
 
 
 def run_ss(build, loadgen, servers, tally, tmp):
-    for name in [s for s in servers if s.startswith("ss-") and not matrix.is_proxy_server(s)]:
+    for name in [s for s in servers if s.startswith("ss-") and not matrix.is_proxy_server(s)
+                 and not matrix.is_tls_server(s)]:
         for what, url, args in ss_cases(name[3:], tmp):
             with tempfile.TemporaryFile() as logf:
                 if not url.startswith("tcp") and not matrix.try_start(servers[name], url, logf):
@@ -146,6 +151,65 @@ def run_proxy(loadgen, servers, tally):
             tally.record("%s %s %s" % (name, what, " ".join(args)), *verdict)
 
 
+# name -> [(what, loadgen arguments, resumed handshakes expected)]
+TLS_CASES = {
+    "epoll-tls": [("persistent", ["-c", "4", "-s", "4096"], False),
+                  ("per-request resumed", ["--per-request", "-c", "4", "--tls-resume"], True)],
+    "ss-pool-tls": [("persistent", ["-c", "4"], False),
+                    ("per-request", ["--per-request", "-c", "4"], False),
+                    ("per-request resumed", ["--per-request", "-c", "4", "--tls-resume"], True)],
+    "ss-threading-tls": [("persistent", ["-c", "10", "-s", "4096"], False),
+                         ("per-request resumed", ["--per-request", "-c", "4", "--tls-resume"],
+                          True)],
+}
+
+
+def judge_tls(row, clean_stop, resumed):
+    """judge(), and the handshakes resumed (or not) as the case asks."""
+    ok, detail = judge(row, clean_stop)
+    if not ok:
+        return ok, detail
+    n, conns = int(row.get("resumed", "0")), int(row["connects"])
+    if (n > 0) != resumed or row.get("tls") != "1":
+        return False, "tls=%s resumed %d of %d handshakes" % (row.get("tls"), n, conns)
+    return True, "%s, resumed %d of %d handshakes" % (detail, n, conns)
+
+
+def lib_has_tls(build):
+    """uppercase_server names --tls-cert in its --help when TLS is built in."""
+    upper = os.path.join(build, "examples", "uppercase_server")
+    try:
+        text = subprocess.run([upper, "--help"], capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return "--tls-cert" in text.stdout + text.stderr
+
+
+def run_tls(build, loadgen, servers, tally):
+    if "epoll-tls" not in servers:
+        print("skip %-44s (no OpenSSL or no openssl tool)" % "TLS servers")
+        return
+    with tempfile.TemporaryFile() as logf:  # TLS client against a plain server
+        row = matrix.run_cell(loadgen, servers, "epoll", ["-c", "2"], OPTS, logf,
+                              talk_tls=True)
+    ok = "failure" not in row and row["requests"] == "0" and row["connect_errors"] != "0"
+    tally.record("loadgen's TLS client refused by plain epoll", ok,
+                 "requests=%s connect_errors=%s" % (row.get("requests"),
+                                                    row.get("connect_errors", row.get("failure"))))
+    for name, cases in TLS_CASES.items():
+        if name not in servers:
+            if lib_has_tls(build):  # TLS is built in: the server must serve it
+                tally.record(name, False, "uppercase_server did not start on tls://")
+            else:
+                print("skip %-44s (uppercase_server has no TLS)" % name)
+            continue
+        for what, args, resumed in cases:
+            with tempfile.TemporaryFile() as logf:
+                row = matrix.run_cell(loadgen, servers, name, args, OPTS, logf)
+            tally.record("%s %s %s" % (name, what, " ".join(args)),
+                         *judge_tls(row, name.startswith("ss-"), resumed))
+
+
 def run_refs(loadgen, servers, tally):
     for name, args in [("epoll", ["-c", "10"]), ("threads", ["-c", "10"]),
                        ("libuv", ["-c", "10"]), ("libevent", ["-c", "10"]),
@@ -183,13 +247,14 @@ def main():
     tmp = tempfile.mkdtemp(prefix="ss-bench-")
     try:
         with tempfile.TemporaryFile() as logf:
-            servers = matrix.discover_servers(build, logf)
+            servers = matrix.discover_servers(build, logf, tls_flags=matrix.make_test_cert(tmp))
         print("bench smoke: modes %s" % " ".join(s[3:] for s in servers if s.startswith("ss-")))
         refuses(loadgen, tally)
         catches_echo(build, loadgen, tally)
         checks_proxy_headers(loadgen, tally)
         run_ss(build, loadgen, servers, tally, tmp)
         run_proxy(loadgen, servers, tally)
+        run_tls(build, loadgen, servers, tally)
         run_refs(loadgen, servers, tally)
         runs_fiber_switch(build, tally)
     finally:

@@ -31,6 +31,9 @@ static atomic_bool stop_begun;
 /* The stop signals the server's process caught: a second one means "stop
  * now", and the drain cuts off the requests in flight at once. */
 static atomic_int stop_signals;
+/* When the first of them came (CLOCK_MONOTONIC ms; 0: none yet): --drain
+ * counts from there, the sync stop grace and the drain alike. */
+static atomic_llong first_stop_ms;
 /* When the drain's time is up (CLOCK_MONOTONIC ms): from then on, a
  * stream request whose read ends was shut down by the drain. */
 static atomic_llong drain_deadline_ms = LLONG_MAX;
@@ -41,6 +44,7 @@ static atomic_bool child_cut_off;
 static const cli_options *serving_opts; /* for report_error */
 
 static void report_error(ss_server *srv, ss_request *req, int err, void *data);
+static long long now_ms(void);
 static void share_unread_log(void);
 
 /* In a forked child, whose request is its own: the parent's SIGTERM is
@@ -61,6 +65,45 @@ static void cut_off_child(const siginfo_t *info)
     errno = saved;
 }
 
+/* SIGUSR1 asks for the TLS certificate to be read again; the serving
+ * thread does it (service_actions): reading files is not for a signal
+ * handler. (SIGHUP restarts the whole server, cli_deploy.c: the copy
+ * that takes over reads the files afresh as well.) */
+static atomic_bool reload_asked;
+
+static void on_reload_signal(int sig)
+{
+    (void)sig;
+    if (getpid() == serving_pid) /* a forked child leaves it to its parent */
+        atomic_store(&reload_asked, true);
+}
+
+static void reload_if_asked(ss_server *srv, void *data)
+{
+    (void)data;
+    if (!atomic_exchange(&reload_asked, false))
+        return;
+    const cli_options *opts = serving_opts;
+    int rc = ss_server_reload_tls(srv, NULL, NULL);
+    if (rc == 0)
+        cli_log_always(opts, "%s: SIGUSR1: TLS certificate reloaded from %s", opts->name,
+                       opts->tls_cert);
+    else
+        cli_log_always(opts,
+                       "%s: SIGUSR1: TLS certificate not reloaded, serving on with the old "
+                       "one: %s",
+                       opts->name, ss_strerror(rc));
+}
+
+/* With TLS: SIGUSR1 reloads the certificate, from the serving loop. */
+static void install_reload(const cli_options *opts, ss_server *srv)
+{
+    if (opts->tls_cert == NULL)
+        return;
+    ss_server_on_service_actions(srv, reload_if_asked);
+    signal(SIGUSR1, on_reload_signal);
+}
+
 /* docs:begin signal-handler */
 static void on_stop_signal(int sig, siginfo_t *info, void *context)
 {
@@ -70,8 +113,9 @@ static void on_stop_signal(int sig, siginfo_t *info, void *context)
         cut_off_child(info);
         return;
     }
-    atomic_fetch_add(&stop_signals, 1);         /* lock-free: async-signal-safe */
-    ss_server_request_shutdown(running_server); /* async-signal-safe */
+    if (atomic_fetch_add(&stop_signals, 1) == 0) /* lock-free: async-signal-safe */
+        atomic_store(&first_stop_ms, now_ms());  /* clock_gettime: async-signal-safe */
+    ss_server_request_shutdown(running_server);  /* async-signal-safe */
 }
 /* docs:end signal-handler */
 
@@ -80,9 +124,11 @@ static void usage(FILE *out, const char *name)
     fprintf(out,
             "usage: %s [--listen URL]... [--mode MODE] [--workers N] [--processes N]\n"
             "       [--timeout SEC] [--drain SEC] [--proxy-protocol [--proxy-from CIDR]...]\n"
-            "       [--inetd] [--quiet] [--help]\n"
+            "       [--inetd] [--tls-cert FILE --tls-key FILE [--tls-ca FILE]\n"
+            "       [--tls-verify MODE]] [--quiet] [--help]\n"
             "  --listen URL  address to serve (default " CLI_DEFAULT_URL ")\n"
             "                tcp://HOST:PORT, tcp://[::1]:PORT, udp://HOST:PORT,\n"
+            "                tls://HOST:PORT (with --tls-cert and --tls-key),\n"
             "                unix:PATH, unix:@NAME (Linux) or unixgram:PATH; fd:N or\n"
             "                systemd:[NAME] for an inherited or socket-activated socket;\n"
             "                repeat it to serve on several sockets at once\n"
@@ -105,12 +151,23 @@ static void usage(FILE *out, const char *name)
             "                (tcp:// and unix: only)\n"
             "  --proxy-from CIDR  a source trusted to send that header, e.g.\n"
             "                10.0.0.0/8 or 192.0.2.7 (repeat for more, up to 64;\n"
-            "                default: loopback, 127.0.0.0/8 and ::1); see docs/deploy.md\n"
+            "                default: loopback, 127.0.0.0/8 and ::1); 0.0.0.0/0: every\n"
+            "                IPv4 source, ::/0: every source; see docs/deploy.md\n"
             "  --inetd       serve the one connection on stdin and exit (inetd,\n"
             "                tcpserver, systemd-socket-activate --inetd); a connected\n"
             "                socket passed as --listen systemd: (Accept=yes) is served\n"
             "                the same way. SIGHUP restarts the server with no connection\n"
             "                lost: see docs/deploy.md\n"
+            "  --tls-cert FILE  TLS: the server's certificate chain (PEM); with\n"
+            "                --tls-key, tls://HOST:PORT listeners speak TLS (and only\n"
+            "                they); without a tls:// one, every tcp:// and unix: one\n"
+            "                does. SIGUSR1 reloads both files; a SIGHUP restart\n"
+            "                reads them afresh too\n"
+            "  --tls-key FILE   TLS: the certificate's private key (PEM)\n"
+            "  --tls-ca FILE    TLS: the CAs client certificates must chain to\n"
+            "  --tls-verify none|optional|required  ask clients for a certificate\n"
+            "                (default none; optional and required need --tls-ca);\n"
+            "                see docs/tls.md (scripts/make-test-cert.sh makes test ones)\n"
             "  --quiet       no per-connection log on stderr\n"
             "  --help        this text\n"
             "an option's value may also follow '=': --listen=URL\n"
@@ -188,10 +245,16 @@ static int append_value(const cli_options *opts, const char **list, size_t max, 
     return -1;
 }
 
-/* One more --proxy-from (the library checks what it says when the
- * server is set up). */
+/* One more --proxy-from, checked as the library will take it: a bad
+ * one is a usage error that says what is wrong with it. */
 static int add_proxy_from(cli_options *opts, const char *cidr)
 {
+    const char *why;
+    if (ss_proxy_check_trusted(cidr, &why) < 0) {
+        fprintf(stderr, "%s: --proxy-from %s: %s\n", opts->name, cidr, why);
+        usage(stderr, opts->name);
+        return 2;
+    }
     return append_value(opts, opts->proxy_from, CLI_MAX_PROXY_FROM, cidr,
                         "too many --proxy-from (64 at most)");
 }
@@ -204,6 +267,28 @@ static int add_listen(cli_options *opts, const char *url)
         append_value(opts, opts->listens, CLI_MAX_LISTEN, url, "too many --listen (16 at most)");
     opts->listen = opts->listens[0];
     return rc;
+}
+
+/* --tls-cert, --tls-key, --tls-ca, --tls-verify. */
+static int apply_tls_option(cli_options *opts, const char *option, const char *value)
+{
+    static const char *const modes[] = {"none", "optional", "required"};
+    if (strcmp(option, "--tls-cert") == 0) {
+        opts->tls_cert = value;
+    } else if (strcmp(option, "--tls-key") == 0) {
+        opts->tls_key = value;
+    } else if (strcmp(option, "--tls-ca") == 0) {
+        opts->tls_ca = value;
+    } else {
+        for (int i = 0; i < 3; i++)
+            if (strcmp(value, modes[i]) == 0) {
+                opts->tls_verify = i; /* SS_TLS_VERIFY_NONE, _OPTIONAL, _REQUIRED */
+                opts->tls_verify_given = true;
+                return -1;
+            }
+        return usage_error(opts->name, "--tls-verify takes none, optional or required", value);
+    }
+    return -1;
 }
 
 /* Applies one option that takes a value. Returns -1 to go on, else the
@@ -228,6 +313,8 @@ static int apply_option(cli_options *opts, const char *option, const char *value
             return usage_error(name, "--timeout needs seconds from 0 to 1000000", value);
     } else if (strcmp(option, "--proxy-from") == 0) {
         return add_proxy_from(opts, value);
+    } else if (strncmp(option, "--tls-", 6) == 0) {
+        return apply_tls_option(opts, option, value);
     } else if ((opts->drain = parse_number(value, 0, MAX_SECONDS)) < 0) {
         return usage_error(name, "--drain needs seconds from 0 to 1000000", value);
     }
@@ -258,21 +345,71 @@ static int option_error(const char *name, const cli_option *option, const char *
     return 2;
 }
 
+/* A listener that may check its peers' addresses: any but a Unix one
+ * (an inherited fd: or systemd: one is known only once it is open). */
+static bool may_check_addresses(const cli_options *opts)
+{
+    for (size_t i = 0; opts->listens[i] != NULL; i++)
+        if (strncmp(opts->listens[i], "unix", 4) != 0)
+            return true;
+    return false;
+}
+
 /* --proxy-from says whom to trust with a header; without --proxy-protocol
- * no header is read, so it would be silently ignored: refused. */
+ * no header is read, and a Unix listener trusts every peer (its socket
+ * file's mode decides who may connect): either way it would be silently
+ * ignored, so it is refused. */
 static int check_proxy_from(const cli_options *opts)
 {
-    if (opts->proxy_from[0] == NULL || opts->proxy_protocol)
+    const char *why = NULL;
+    if (opts->proxy_from[0] == NULL)
         return -1;
-    fprintf(stderr, "%s: --proxy-from needs --proxy-protocol\n", opts->name);
+    if (!opts->proxy_protocol)
+        why = "--proxy-from needs --proxy-protocol";
+    else if (!may_check_addresses(opts))
+        why = "--proxy-from needs a tcp:// listener: a Unix one trusts every peer (its socket "
+              "file's mode decides who may connect)";
+    if (why == NULL)
+        return -1;
+    fprintf(stderr, "%s: %s\n", opts->name, why);
+    usage(stderr, opts->name);
+    return 2;
+}
+
+/* The TLS options go together: a key with its certificate, a CA or a
+ * verify mode with both, a verify mode that asks for a certificate with
+ * the CA that checks it; tls:// needs them. Anything else would be
+ * silently ignored or fail at the first client: refused here. */
+static const char *tls_options_error(const cli_options *opts)
+{
+    bool any = opts->tls_key != NULL || opts->tls_ca != NULL || opts->tls_verify_given;
+    if ((opts->tls_cert != NULL) != (opts->tls_key != NULL))
+        return "--tls-cert and --tls-key go together";
+    if (any && opts->tls_cert == NULL)
+        return "--tls-ca and --tls-verify need --tls-cert and --tls-key";
+    if (opts->tls_verify != 0 && opts->tls_ca == NULL)
+        return "--tls-verify optional or required needs --tls-ca";
+    for (int i = 0; opts->listens[i] != NULL; i++)
+        if (strncmp(opts->listens[i], "tls://", 6) == 0 && opts->tls_cert == NULL)
+            return "--listen tls://... needs --tls-cert and --tls-key";
+    return NULL;
+}
+
+static int check_tls(const cli_options *opts)
+{
+    const char *why = tls_options_error(opts);
+    if (why == NULL)
+        return -1;
+    fprintf(stderr, "%s: %s\n", opts->name, why);
     usage(stderr, opts->name);
     return 2;
 }
 
 int cli_parse(int argc, char **argv, const char *name, cli_options *opts)
 {
-    static const char *const valued[] = {"--listen",  "--mode",  "--workers",    "--processes",
-                                         "--timeout", "--drain", "--proxy-from", NULL};
+    static const char *const valued[] = {"--listen",  "--mode",   "--workers",    "--processes",
+                                         "--timeout", "--drain",  "--proxy-from", "--tls-cert",
+                                         "--tls-key", "--tls-ca", "--tls-verify", NULL};
     static const char *const flags[] = {"--help",           "-h",      "--quiet",
                                         "--proxy-protocol", "--inetd", NULL};
     *opts = (cli_options){.name = name,
@@ -307,12 +444,17 @@ int cli_parse(int argc, char **argv, const char *name, cli_options *opts)
         if (rc >= 0)
             return rc;
     }
+    if (opts->inetd && opts->listens[0] != NULL)
+        return usage_error(name, "--inetd serves the connection on stdin: it takes no --listen",
+                           NULL);
     if (opts->listens[0] == NULL)
         opts->listens[0] = opts->listen; /* the default */
     if (opts->prefork && opts->processes == 0)
         opts->processes = SS_PROCESSES_PER_CPU;
     int rc = check_workers(opts);
-    return rc >= 0 ? rc : check_proxy_from(opts);
+    if (rc < 0)
+        rc = check_proxy_from(opts);
+    return rc >= 0 ? rc : check_tls(opts);
 }
 
 /* docs:begin install-signals */
@@ -342,14 +484,19 @@ static void ignore_stop_signals(void)
 /* docs:begin drain */
 /* The first signal ended the loop; a second one, caught by the same
  * handler, makes the drain stop at once (ss_server_request_shutdown during
- * ss_server_drain). */
+ * ss_server_drain). --drain bounds the whole stop from that first signal:
+ * with sync, the request the loop was serving may have used part of it
+ * (its stop grace, which ends at the same time), and the drain gets the
+ * rest. */
 static void drain(const cli_options *opts, ss_server *srv)
 {
     cli_log_always(opts,
                    "%s: stopping: finishing requests for up to %d s (signal again to stop now)",
                    opts->name, opts->drain);
-    atomic_store(&drain_deadline_ms, now_ms() + opts->drain * 1000LL);
-    int rc = ss_server_drain(srv, opts->drain * 1000);
+    long long now = now_ms(), stop = atomic_load(&first_stop_ms);
+    long long deadline = (stop != 0 ? stop : now) + opts->drain * 1000LL;
+    atomic_store(&drain_deadline_ms, deadline);
+    int rc = ss_server_drain(srv, deadline > now ? (int)(deadline - now) : 0);
     ignore_stop_signals(); /* the server is about to be freed */
     if (rc < 0)
         cli_log_always(opts, "%s: %s: unfinished requests were interrupted", opts->name,
@@ -357,19 +504,34 @@ static void drain(const cli_options *opts, ss_server *srv)
 }
 /* docs:end drain */
 
-/* Set when --proxy-protocol could not be used: open_server failed on the
- * command line, not on the network. */
-static bool proxy_refused_options;
+/* Set when --proxy-protocol or the TLS options could not be used:
+ * open_server failed on the command line, not on the network. */
+static bool options_refused;
+
+/* An abstract Unix name has no file, hence no mode: any process in the
+ * network namespace may connect and claim any client. Allowed (a test,
+ * a container of one), but said. */
+static void warn_abstract(const cli_options *opts)
+{
+    for (size_t i = 0; opts->listens[i] != NULL; i++)
+        if (strncmp(opts->listens[i], "unix:@", 6) == 0)
+            cli_log_always(opts,
+                           "%s: warning: --proxy-protocol on %s: any process in this network "
+                           "namespace may connect and claim any client; use a socket path "
+                           "(docs/filters.md)",
+                           opts->name, opts->listens[i]);
+}
 
 /* --proxy-protocol and --proxy-from, before activate. */
 static int use_proxy_protocol(const cli_options *opts, ss_server *srv)
 {
     if (!opts->proxy_protocol)
         return 0;
+    warn_abstract(opts);
     ss_proxy_options proxy = {.trusted = opts->proxy_from[0] != NULL ? opts->proxy_from : NULL};
     int rc = ss_server_set_proxy_protocol(srv, &proxy);
-    if (rc == SS_ENOTSUPPORTED || rc == -EINVAL) {
-        proxy_refused_options = true;
+    if (rc == SS_ENOTSTREAM || rc == -EINVAL) {
+        options_refused = true;
         cli_log_always(opts, "%s: %s", opts->name,
                        rc == -EINVAL ? "--proxy-from takes an address or CIDR (10.0.0.0/8, ::1)"
                                      : "--proxy-protocol needs a tcp:// or unix: listener");
@@ -377,13 +539,37 @@ static int use_proxy_protocol(const cli_options *opts, ss_server *srv)
     return rc;
 }
 
+/* --tls-cert and the rest, before activate. A file that does not load is
+ * said by the library's log (stderr): the command line is at fault. */
+static int use_tls(const cli_options *opts, ss_server *srv)
+{
+    if (opts->tls_cert == NULL)
+        return 0;
+    ss_tls_options tls = {.cert_file = opts->tls_cert,
+                          .key_file = opts->tls_key,
+                          .ca_file = opts->tls_ca,
+                          .verify = (ss_tls_verify)opts->tls_verify};
+    int rc = ss_server_set_tls(srv, &tls);
+    if (rc == SS_ENOTSTREAM || rc == SS_ENOTSUPPORTED || rc == SS_ETLSCERT) {
+        options_refused = true;
+        cli_log_always(opts, "%s: %s", opts->name,
+                       rc == SS_ETLSCERT ? "--tls-cert/--tls-key/--tls-ca: cannot use the files "
+                                           "(the line above says why)"
+                       : rc == SS_ENOTSTREAM ? "TLS needs a tcp://, tls:// or unix: listener"
+                                             : "this libsocketserver was built without TLS "
+                                               "(OpenSSL)");
+    }
+    return rc;
+}
+
 /* ss_server_new for every --listen, with --workers applied before
  * activate sizes the pool (the sync and threading dispatchers ignore it),
- * and the PROXY protocol filter when asked. */
+ * and the PROXY protocol and TLS filters when asked. */
 /* docs:begin open_server */
 static int open_server(const cli_options *opts, const ss_handler *handler, void *data,
-                       ss_server **out)
+                       ss_server **out, int *failed)
 {
+    *failed = 0; /* the --listen that failed; -1: the library's log names it */
     int rc = ss_server_create(out, opts->listen, opts->mode, handler, data);
     if (rc < 0)
         return rc;
@@ -391,9 +577,14 @@ static int open_server(const cli_options *opts, const ss_handler *handler, void 
     ss_server_set_max_children(*out, opts->workers);
     ss_server_set_processes(*out, opts->processes); /* parsed: 1-1024, or one per CPU */
     for (int i = 1; rc >= 0 && opts->listens[i] != NULL; i++)
-        rc = ss_server_add_listener(*out, opts->listens[i]); /* index i, or an error */
+        if ((rc = ss_server_add_listener(*out, opts->listens[i])) < 0) /* index i, or an error */
+            *failed = i;
+    if (rc >= 0 && opts->listens[1] != NULL)
+        *failed = -1;
     if (rc >= 0)
         rc = use_proxy_protocol(opts, *out);
+    if (rc == 0)
+        rc = use_tls(opts, *out);
     if (rc == 0)
         rc = ss_server_bind(*out);
     if (rc == 0)
@@ -422,16 +613,29 @@ static void report_proxy_refusals(const cli_options *opts, const ss_server *srv)
                    (unsigned long long)st.proxy_timeouts);
 }
 
-/* Every --listen, separated by ", " (cut short if buf is too small). */
-static const char *join_urls(const cli_options *opts, char *buf, size_t size)
+/* What even the drain could not end (a handler busy computing) is not
+ * waited for: exiting ends its thread. With nothing left, close joins the
+ * idle threads, so none is still running (in OpenSSL, say) as the
+ * process exits. */
+static void close_after_drain(ss_server *srv)
 {
-    size_t used = 0;
-    buf[0] = '\0';
-    for (int i = 0; opts->listens[i] != NULL && used < size; i++) {
-        int n = snprintf(buf + used, size - used, "%s%s", i > 0 ? ", " : "", opts->listens[i]);
-        used += n > 0 ? (size_t)n : 0;
-    }
-    return buf;
+    ss_stats left;
+    ss_server_stats(srv, &left);
+    ss_server_set_block_on_close(srv, left.active == 0);
+    ss_server_free(srv);
+}
+
+/* With TLS, the handshakes that failed (none reaches a handler; the
+ * library logs each at debug level only). */
+static void report_tls_refusals(const cli_options *opts, const ss_server *srv)
+{
+    if (opts->tls_cert == NULL)
+        return;
+    ss_stats st;
+    ss_server_stats(srv, &st);
+    cli_log_always(opts, "%s: TLS: %llu handshakes, %llu failed", opts->name,
+                   (unsigned long long)st.tls_handshakes,
+                   (unsigned long long)st.tls_handshake_failures);
 }
 
 /* "listening on URL", one line per listener, the first first. */
@@ -463,6 +667,7 @@ static void set_up(const cli_options *opts, ss_server *srv)
     ss_server_set_stop_grace(srv, opts->drain * 1000);
     serving_opts = opts;
     ss_server_on_handle_error(srv, report_error);
+    install_reload(opts, srv);
     if (opts->configure != NULL)
         opts->configure(srv);
 }
@@ -470,18 +675,21 @@ static void set_up(const cli_options *opts, ss_server *srv)
 /* Per-connection mode: the one connection fd, then exit. */
 static int serve_connection(const cli_options *opts, const ss_handler *handler, void *data, int fd)
 {
-    ss_server *srv;
+    ss_server *srv = NULL;
     int rc = ss_server_new_connection(&srv, fd, handler, data);
-    if (rc == 0 && (rc = use_proxy_protocol(opts, srv)) < 0)
+    if (rc == 0 && (rc = use_proxy_protocol(opts, srv)) == 0)
+        rc = use_tls(opts, srv);
+    if (rc < 0 && srv != NULL)
         ss_server_free(srv);
     if (rc < 0) {
         cli_log_always(opts, "%s: cannot serve the connection: %s", opts->name, ss_strerror(rc));
-        return proxy_refused_options ? 2 : 1;
+        return options_refused ? 2 : 1;
     }
     set_up(opts, srv);
     running_server = srv;
     serving_pid = getpid();
     install_stop_signals();
+    cli_hangup_per_connection(opts);
     rc = ss_server_serve_connection(srv);
     ignore_stop_signals();
     ss_server_free(srv);
@@ -490,19 +698,23 @@ static int serve_connection(const cli_options *opts, const ss_handler *handler, 
 
 int cli_serve(const cli_options *opts, const ss_handler *handler, void *data)
 {
+    signal(SIGPIPE, SIG_IGN); /* a client, or a log reader, that went away ends no server */
     int connection = cli_connection_fd(opts);
+    cli_stdio_off_sockets(connection);
     if (connection != -1)
         return connection < 0 ? 2 : serve_connection(opts, handler, data, connection);
     ss_server *srv;
-    int rc = open_server(opts, handler, data, &srv);
-    if (rc < 0 && proxy_refused_options)
-        return 2; /* said why */
-    if (rc < 0) {
-        char urls[1024];
-        cli_log_always(opts, "%s: cannot listen on %s: %s", opts->name,
-                       join_urls(opts, urls, sizeof urls), ss_strerror(rc));
+    int failed;
+    int rc = open_server(opts, handler, data, &srv, &failed);
+    if (rc < 0 && options_refused)
+        return 2;             /* said why */
+    if (rc < 0 && failed < 0) /* bind or listen, one of several: the line above names it */
+        cli_log_always(opts, "%s: cannot listen: %s", opts->name, ss_strerror(rc));
+    else if (rc < 0)
+        cli_log_always(opts, "%s: cannot listen on %s: %s", opts->name, opts->listens[failed],
+                       ss_strerror(rc));
+    if (rc < 0)
         return 1;
-    }
     set_up(opts, srv);
     /* Before the "listening" line: a tool that signals as soon as it reads
      * it must find the handler in place, not the default (kill). */
@@ -516,15 +728,14 @@ int cli_serve(const cli_options *opts, const ss_handler *handler, void *data)
     /* docs:begin serve */
     rc = ss_server_serve_forever(srv, 500); /* until the first signal */
     atomic_store(&stop_begun, true);
-    cli_restart_disable();
+    cli_restart_stopping(); /* a hand-over under way gives way to the stop */
     if (opts->stopping != NULL)
         opts->stopping(srv);
     drain(opts, srv);
+    cli_restart_disable(); /* after the drain began: no hand-over is left waiting */
     report_proxy_refusals(opts, srv);
-    /* What even the drain could not end (a handler busy computing) is not
-     * waited for: exiting ends its thread. */
-    ss_server_set_block_on_close(srv, false);
-    ss_server_free(srv);
+    report_tls_refusals(opts, srv);
+    close_after_drain(srv);
     /* docs:end serve */
     if (rc < 0) {
         cli_log_always(opts, "%s: %s", opts->name, ss_strerror(rc));
@@ -542,6 +753,20 @@ const char *cli_peer(const ss_request *req)
 bool cli_is_datagram(const ss_request *req)
 {
     return ss_request_packet(req, NULL) != NULL;
+}
+
+/* A Unix name into out, as the library writes client names: the peer
+ * chose it, so a byte outside printable ASCII (a newline would forge a
+ * log line) or a backslash is written \xHH. */
+static void put_unix_name(char *out, size_t size, const char *name, size_t len)
+{
+    size_t used = 0;
+    for (size_t i = 0; i < len && used + 5 <= size; i++) {
+        unsigned char c = (unsigned char)name[i];
+        bool plain = c >= 0x20 && c < 0x7f && c != '\\';
+        used += (size_t)snprintf(out + used, size - used, plain ? "%c" : "\\x%02x", c);
+    }
+    out[used] = '\0';
 }
 
 /* The proxy's own address as text ("127.0.0.1:5555", "[::1]:5555", a Unix
@@ -568,10 +793,11 @@ static bool proxy_name(const ss_request *req, char *out, size_t size)
                               : 0;
         if (path_len == 0 || (un->sun_path[0] == '\0' && path_len == 1))
             snprintf(out, size, "(unnamed peer)");
-        else if (un->sun_path[0] == '\0') /* abstract (Linux) */
-            snprintf(out, size, "@%.*s", (int)(path_len - 1), un->sun_path + 1);
-        else
-            snprintf(out, size, "%.*s", (int)strnlen(un->sun_path, path_len), un->sun_path);
+        else if (un->sun_path[0] == '\0') { /* abstract (Linux) */
+            out[0] = '@';
+            put_unix_name(out + 1, size - 1, un->sun_path + 1, path_len - 1);
+        } else
+            put_unix_name(out, size, un->sun_path, strnlen(un->sun_path, path_len));
     }
     return true;
 }

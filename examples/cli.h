@@ -1,11 +1,15 @@
 /* The command line shared by the example servers:
  *     NAME [--listen URL]... [--mode MODE] [--workers N] [--processes N] [--timeout SEC]
- *          [--drain SEC] [--proxy-protocol [--proxy-from CIDR]...] [--quiet]
+ *          [--drain SEC] [--proxy-protocol [--proxy-from CIDR]...] [--inetd]
+ *          [--tls-cert FILE --tls-key FILE [--tls-ca FILE]
+ *           [--tls-verify none|optional|required]] [--quiet]
  *          [--help] (each value may also follow '=': --listen=URL)
  * and the run loop around it: listen, print "listening on URL" (one line
  * per listener, in the order given), serve until
  * SIGINT/SIGTERM, let the requests in flight finish (a second signal: stop
- * now), exit 0. */
+ * now), exit 0. SIGHUP restarts it (cli_deploy.h), which reads the TLS
+ * files afresh; with --tls-cert, SIGUSR1 reloads the certificate and key
+ * in place. */
 #ifndef EXAMPLES_CLI_H
 #define EXAMPLES_CLI_H
 
@@ -37,6 +41,12 @@ typedef struct cli_options {
     /* --proxy-from, NULL-terminated: the sources trusted to send one;
      * none given: the library's default (loopback). */
     const char *proxy_from[CLI_MAX_PROXY_FROM + 1];
+    /* --tls-cert, --tls-key, --tls-ca, --tls-verify: TLS on the tls://
+     * listeners (without one: on every tcp:// and unix: listener); NULL:
+     * none given. */
+    const char *tls_cert, *tls_key, *tls_ca;
+    int tls_verify; /* ss_tls_verify; SS_TLS_VERIFY_NONE unless given */
+    bool tls_verify_given;
     bool quiet;
     bool inetd; /* --inetd: serve the one connection on stdin, then exit */
     /* The command line (for the SIGHUP restart, which runs it again). */

@@ -39,7 +39,8 @@ static bool same_file(int a, int b)
 }
 
 /* inetd gives the connection as fds 0 and 1 (and often 2): the server's
- * close must be the last, so 0 and 1 are pointed at /dev/null. */
+ * close must be the last, so 0 is pointed at /dev/null (1 and 2 by
+ * cli_stdio_off_sockets). */
 static int take_stdin(const cli_options *opts)
 {
     if (!connected_stream(0)) {
@@ -52,11 +53,30 @@ static int take_stdin(const cli_options *opts)
         fprintf(stderr, "%s: --inetd: %s\n", opts->name, strerror(errno));
         return -2;
     }
-    if (same_file(1, fd))
-        dup2(null, 1);
     dup2(null, 0);
     close(null);
     return fd;
+}
+
+static bool listening_socket(int fd)
+{
+    int listening = 0;
+    socklen_t len = sizeof listening;
+    return getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) == 0 && listening;
+}
+
+void cli_stdio_off_sockets(int connection)
+{
+    int null = -1;
+    for (int fd = 1; fd <= 2; fd++) {
+        if (!listening_socket(fd) && (connection < 0 || !same_file(fd, connection)))
+            continue;
+        if (null < 0 && (null = open("/dev/null", O_WRONLY | O_CLOEXEC)) < 0)
+            return; /* SIGPIPE is ignored: the log is lost, the server runs */
+        dup2(null, fd);
+    }
+    if (null >= 0)
+        close(null);
 }
 
 /* systemd's Accept=yes: LISTEN_FDS=1 for this process, and fd 3 is a
@@ -79,6 +99,30 @@ int cli_connection_fd(const cli_options *opts)
     return opts->inetd ? take_stdin(opts) : passed_connection(opts);
 }
 
+static char per_connection_line[160];
+
+static void on_hangup_per_connection(int sig)
+{
+    (void)sig;
+    int saved = errno;
+    ssize_t n = write(2, per_connection_line, strlen(per_connection_line)); /* signal-safe */
+    (void)n;
+    errno = saved;
+}
+
+void cli_hangup_per_connection(const cli_options *opts)
+{
+    snprintf(per_connection_line, sizeof per_connection_line,
+             "%s: SIGHUP ignored: serving one connection (no restart in per-connection mode)\n",
+             opts->name);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_hangup_per_connection;
+    sa.sa_flags = SA_RESTART; /* the connection's waits go on */
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGHUP, &sa, NULL);
+}
+
 /* ---- restart on SIGHUP ---- */
 
 static ss_server *restart_server;
@@ -88,9 +132,11 @@ static pid_t restart_pid; /* the server's process: a forked child ignores SIGHUP
 static int wake[2] = {-1, -1};
 static atomic_bool busy;
 static atomic_bool handed_over;
+static atomic_bool stopping; /* the loop has ended: no restart from now on */
 static pthread_t thread;
 static bool thread_started;
 static char ignored_line[128];
+static char stopping_line[128];
 
 static void on_hangup(int sig)
 {
@@ -99,7 +145,8 @@ static void on_hangup(int sig)
         return;
     int saved = errno;
     if (atomic_exchange(&busy, true)) {
-        ssize_t n = write(2, ignored_line, strlen(ignored_line)); /* async-signal-safe */
+        const char *line = atomic_load(&stopping) ? stopping_line : ignored_line;
+        ssize_t n = write(2, line, strlen(line)); /* async-signal-safe */
         (void)n;
     } else {
         ssize_t n = write(wake[1], "r", 1);
@@ -138,6 +185,23 @@ static long long now_ms(void)
     return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
 }
 
+/* Why a restart failed, in the words of a restart: the program that
+ * could not be run, or the readiness the new process never reported. */
+static void report_restart_failure(const char *name, int rc)
+{
+    if (rc == -ETIMEDOUT)
+        cli_log_always(restart_opts,
+                       "%s: restart failed: the new process did not say it was ready within "
+                       "%d s (it was stopped); still serving",
+                       name, CLI_RESTART_TIMEOUT);
+    else if (rc == -ENOENT || rc == -EACCES || rc == -ENOEXEC)
+        cli_log_always(restart_opts, "%s: restart failed: cannot run %s: %s; still serving", name,
+                       successor_argv[0], ss_strerror(rc));
+    else
+        cli_log_always(restart_opts, "%s: restart failed: %s; still serving", name,
+                       ss_strerror(rc));
+}
+
 /* One restart: true once the successor serves. */
 static bool restart_once(void)
 {
@@ -146,9 +210,12 @@ static bool restart_once(void)
     long long started = now_ms();
     pid_t pid = -1;
     int rc = ss_server_hand_over(restart_server, successor_argv, CLI_RESTART_TIMEOUT * 1000, &pid);
+    if (rc < 0 && (rc == -ECANCELED || atomic_load(&stopping))) {
+        cli_log_always(restart_opts, "%s: restart cancelled: the server is stopping", name);
+        return true; /* nothing more to do */
+    }
     if (rc < 0) {
-        cli_log_always(restart_opts, "%s: restart failed: %s; still serving", name,
-                       ss_strerror(rc));
+        report_restart_failure(name, rc);
         return false;
     }
     cli_log_always(restart_opts, "%s: restart: pid %ld serves now (hand-over took %lld ms)", name,
@@ -167,7 +234,7 @@ static void *restart_loop(void *arg)
         ssize_t n = read(wake[0], &c, 1);
         if (n < 0 && errno == EINTR)
             continue;
-        if (n <= 0 || c == 'q')
+        if (n <= 0 || c == 'q' || atomic_load(&stopping))
             return NULL;
         if (restart_once())
             return NULL; /* busy stays set: later SIGHUPs are ignored */
@@ -182,9 +249,22 @@ void cli_restart_enable(const cli_options *opts, ss_server *srv)
     restart_pid = getpid();
     snprintf(ignored_line, sizeof ignored_line,
              "%s: SIGHUP ignored: a restart is already in progress\n", opts->name);
+    snprintf(stopping_line, sizeof stopping_line, "%s: SIGHUP ignored: the server is stopping\n",
+             opts->name);
     successor_argv = successor_command(opts);
-    if (successor_argv == NULL || pipe2(wake, O_CLOEXEC) < 0 ||
-        pthread_create(&thread, NULL, restart_loop, NULL) != 0) {
+    /* The thread blocks the signals the main thread handles: a signal the
+     * kernel gave it would wait for its read to end (ThreadSanitizer
+     * delays handlers so, and left SIGHUP and SIGTERM unanswered). */
+    sigset_t handled, old;
+    sigemptyset(&handled);
+    sigaddset(&handled, SIGHUP);
+    sigaddset(&handled, SIGINT);
+    sigaddset(&handled, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &handled, &old);
+    bool started = successor_argv != NULL && pipe2(wake, O_CLOEXEC) == 0 &&
+                   pthread_create(&thread, NULL, restart_loop, NULL) == 0;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (!started) {
         cli_log_always(opts, "%s: SIGHUP restarts are off: %s", opts->name, strerror(errno));
         return;
     }
@@ -196,9 +276,15 @@ void cli_restart_enable(const cli_options *opts, ss_server *srv)
     sigaction(SIGHUP, &sa, NULL);
 }
 
+void cli_restart_stopping(void)
+{
+    atomic_store(&stopping, true);
+    atomic_store(&busy, true); /* a SIGHUP from now on is ignored */
+}
+
 bool cli_restart_disable(void)
 {
-    atomic_store(&busy, true); /* a SIGHUP from now on is ignored */
+    cli_restart_stopping();
     if (thread_started) {
         ssize_t n = write(wake[1], "q", 1);
         (void)n;

@@ -2,7 +2,13 @@
  * input, send it, print the reply; "q" is sent, its reply read, and then
  * the session ends, so the server sees a clean close on every transport.
  * A line is bytes with a length: NUL bytes in it go out and come back.
- *     uppercase_client [--connect URL] [--help]   (default tcp://localhost:9999) */
+ *     uppercase_client [--connect URL] [--tls-ca FILE | --tls-insecure]
+ *                      [--tls-cert FILE --tls-key FILE] [--help]
+ * (default tcp://localhost:9999). A tls://HOST:PORT URL speaks TLS (with
+ * OpenSSL, when the examples were built with it): the server's
+ * certificate must chain to --tls-ca (else the system's CAs) and name
+ * HOST, unless --tls-insecure; --tls-cert/--tls-key send a client
+ * certificate. */
 #include "cli.h" /* cli_read_option: the servers' command-line rules */
 
 #include <errno.h>
@@ -12,10 +18,30 @@
 #include <string.h>
 #include <unistd.h>
 
+#ifdef EXAMPLES_HAVE_TLS
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#endif
+
 #define DEFAULT_URL CLI_DEFAULT_URL
 
+/* The command line's TLS choices. */
+typedef struct tls_choice {
+    const char *ca, *cert, *key;
+    bool insecure;
+} tls_choice;
+
+/* The connection: a socket, and its TLS session over it when tls://. */
+typedef struct conn {
+    int fd;
+#ifdef EXAMPLES_HAVE_TLS
+    SSL_CTX *ctx;
+    SSL *ssl;
+#endif
+} conn;
+
 /* send() until all len bytes are out (a stream may take them in parts). */
-static int send_all(int fd, const char *buf, size_t len)
+static int send_plain(int fd, const char *buf, size_t len)
 {
     while (len > 0) {
         ssize_t n = send(fd, buf, len, MSG_NOSIGNAL);
@@ -32,7 +58,7 @@ static int send_all(int fd, const char *buf, size_t len)
 /* Reads exactly as many reply bytes as were sent: the server answers
  * byte for byte, but TCP may deliver the answer in pieces (a datagram
  * reply comes whole). */
-static int read_reply(int fd, char *buf, size_t want)
+static int recv_plain(int fd, char *buf, size_t want)
 {
     size_t got = 0;
     while (got < want) {
@@ -47,13 +73,142 @@ static int read_reply(int fd, char *buf, size_t want)
     return 0;
 }
 
+#ifdef EXAMPLES_HAVE_TLS
+
+/* OpenSSL's reason for the last failure, on stderr. */
+static int tls_failed(const char *what)
+{
+    char reason[256] = "no reason given";
+    unsigned long code = ERR_get_error();
+    if (code != 0)
+        ERR_error_string_n(code, reason, sizeof reason);
+    fprintf(stderr, "uppercase_client: %s: %s\n", what, reason);
+    return -EPROTO;
+}
+
+/* A client context: verify the server against --tls-ca (or the system's
+ * CAs) unless --tls-insecure; a client certificate if given. */
+static SSL_CTX *tls_context(const tls_choice *tls)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    if (ctx == NULL)
+        return NULL;
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_verify(ctx, tls->insecure ? SSL_VERIFY_NONE : SSL_VERIFY_PEER, NULL);
+    bool ok = tls->ca != NULL ? SSL_CTX_load_verify_locations(ctx, tls->ca, NULL) == 1
+                              : SSL_CTX_set_default_verify_paths(ctx) == 1;
+    if (ok && tls->cert != NULL)
+        ok = SSL_CTX_use_certificate_chain_file(ctx, tls->cert) == 1 &&
+             SSL_CTX_use_PrivateKey_file(ctx, tls->key, SSL_FILETYPE_PEM) == 1;
+    if (!ok) {
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    return ctx;
+}
+
+/* The handshake over c->fd, checking the certificate names host (SNI
+ * too, unless host is an address). */
+static int tls_start(conn *c, const tls_choice *tls, const char *host)
+{
+    if ((c->ctx = tls_context(tls)) == NULL)
+        return tls_failed("cannot set up TLS (--tls-ca, --tls-cert, --tls-key)");
+    if ((c->ssl = SSL_new(c->ctx)) == NULL || SSL_set_fd(c->ssl, c->fd) != 1)
+        return tls_failed("cannot set up TLS");
+    bool address = strchr(host, ':') != NULL || strspn(host, "0123456789.") == strlen(host);
+    if (!address)
+        SSL_set_tlsext_host_name(c->ssl, host);
+    if (!tls->insecure && (address ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(c->ssl), host)
+                                   : SSL_set1_host(c->ssl, host)) != 1)
+        return tls_failed("cannot check the server's name");
+    if (SSL_connect(c->ssl) != 1)
+        return tls_failed("TLS handshake failed");
+    return 0;
+}
+
+/* "tls://HOST:PORT" -> HOST (brackets removed; "" -> localhost). */
+static void url_host(const char *url, char *host, size_t size)
+{
+    const char *begin = url + strlen("tls://"), *end = strrchr(begin, ':');
+    if (*begin == '[') {
+        begin++;
+        end = strchr(begin, ']');
+    }
+    size_t n = end != NULL ? (size_t)(end - begin) : strlen(begin);
+    snprintf(host, size, "%.*s", (int)n, n > 0 ? begin : "localhost");
+}
+
+#endif
+
+/* Connects to url, and makes the TLS handshake for tls://. */
+static int open_conn(conn *c, const char *url, const tls_choice *tls)
+{
+    memset(c, 0, sizeof *c);
+    c->fd = -1;
+#ifndef EXAMPLES_HAVE_TLS
+    if (strncmp(url, "tls://", 6) == 0) {
+        fprintf(stderr, "uppercase_client: built without TLS (OpenSSL)\n");
+        return SS_ENOTSUPPORTED;
+    }
+#endif
+    c->fd = ss_connect(url); /* tls://: the TCP connection under it */
+    if (c->fd < 0)
+        return c->fd;
+    if (strncmp(url, "tls://", 6) != 0)
+        return 0;
+#ifdef EXAMPLES_HAVE_TLS
+    char host[256];
+    url_host(url, host, sizeof host);
+    return tls_start(c, tls, host);
+#else
+    (void)tls;
+    return 0; /* not reached: refused above */
+#endif
+}
+
+/* Ends the session with close_notify when there is one, then the socket. */
+static void close_conn(conn *c)
+{
+#ifdef EXAMPLES_HAVE_TLS
+    if (c->ssl != NULL && SSL_is_init_finished(c->ssl))
+        SSL_shutdown(c->ssl);
+    SSL_free(c->ssl);
+    SSL_CTX_free(c->ctx);
+#endif
+    if (c->fd >= 0)
+        close(c->fd);
+}
+
+static int send_all(conn *c, const char *buf, size_t len)
+{
+#ifdef EXAMPLES_HAVE_TLS
+    if (c->ssl != NULL) {
+        size_t sent;
+        return len == 0 || SSL_write_ex(c->ssl, buf, len, &sent) == 1 ? 0 : -ECONNRESET;
+    }
+#endif
+    return send_plain(c->fd, buf, len);
+}
+
+static int read_reply(conn *c, char *buf, size_t want)
+{
+#ifdef EXAMPLES_HAVE_TLS
+    for (size_t got = 0, n; c->ssl != NULL && got < want; got += n)
+        if (SSL_read_ex(c->ssl, buf + got, want - got, &n) != 1)
+            return -ECONNRESET;
+    if (c->ssl != NULL)
+        return 0;
+#endif
+    return recv_plain(c->fd, buf, want);
+}
+
 /* Sends one line and reads its answer; prints it unless quitting. */
-static int exchange(int fd, const char *line, size_t len, bool quitting)
+static int exchange(conn *c, const char *line, size_t len, bool quitting)
 {
     char *reply = malloc(len);
-    int rc = reply != NULL ? send_all(fd, line, len) : -ENOMEM;
+    int rc = reply != NULL ? send_all(c, line, len) : -ENOMEM;
     if (rc == 0)
-        rc = read_reply(fd, reply, len);
+        rc = read_reply(c, reply, len);
     if (rc == 0 && !quitting) {
         printf("received: ");
         fwrite(reply, 1, len, stdout);
@@ -64,7 +219,7 @@ static int exchange(int fd, const char *line, size_t len, bool quitting)
 }
 
 /* docs:begin converse */
-static int converse(int fd)
+static int converse(conn *c)
 {
     char *line = NULL;
     size_t size = 0;
@@ -82,7 +237,7 @@ static int converse(int fd)
             continue;
         }
         bool quitting = len == 1 && line[0] == 'q';
-        rc = exchange(fd, line, (size_t)len, quitting); /* len bytes, NULs and all */
+        rc = exchange(c, line, (size_t)len, quitting); /* len bytes, NULs and all */
         if (quitting)
             break; /* its reply read: the server sees a clean close */
     }
@@ -93,18 +248,51 @@ static int converse(int fd)
 
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: uppercase_client [--connect URL] [--help]   (default " DEFAULT_URL ")\n"
-                 "       (or --connect=URL)\n"
+    fprintf(out, "usage: uppercase_client [--connect URL] [--tls-ca FILE | --tls-insecure]\n"
+                 "                        [--tls-cert FILE --tls-key FILE] [--help]\n"
+                 "       (default " DEFAULT_URL "; or --connect=URL)\n"
+                 "  tls://HOST:PORT speaks TLS: the server's certificate must chain to\n"
+                 "  --tls-ca (default: the system's CAs) and name HOST, unless\n"
+                 "  --tls-insecure; --tls-cert and --tls-key send a client certificate\n"
                  "type lines to send; an empty line is refused; q ends the session\n");
+}
+
+/* Where a valued option goes. */
+static const char **choice_for(const char *name, const char **url, tls_choice *tls)
+{
+    if (strcmp(name, "--tls-ca") == 0)
+        return &tls->ca;
+    if (strcmp(name, "--tls-cert") == 0)
+        return &tls->cert;
+    return strcmp(name, "--tls-key") == 0 ? &tls->key : url;
+}
+
+/* TLS options without tls://, or half a client certificate, would be
+ * ignored: refused (2), as the servers refuse theirs. */
+static int check_tls_choice(const char *url, const tls_choice *tls)
+{
+    const char *why = NULL;
+    bool any = tls->ca != NULL || tls->cert != NULL || tls->key != NULL || tls->insecure;
+    if (any && strncmp(url, "tls://", 6) != 0)
+        why = "the --tls-* options need --connect tls://HOST:PORT";
+    else if ((tls->cert != NULL) != (tls->key != NULL))
+        why = "--tls-cert and --tls-key go together";
+    else if (tls->insecure && tls->ca != NULL)
+        why = "--tls-insecure checks nothing: no --tls-ca with it";
+    if (why == NULL)
+        return -1;
+    fprintf(stderr, "uppercase_client: %s\n", why);
+    usage(stderr);
+    return 2;
 }
 
 /* The command line, as the servers read theirs (examples/cli.c): -1 to go
  * on with *url set, else the exit status (0 after --help; 2 after a usage
  * error, which names what is wrong). */
-static int parse(int argc, char **argv, const char **url)
+static int parse(int argc, char **argv, const char **url, tls_choice *tls)
 {
-    static const char *const valued[] = {"--connect", NULL};
-    static const char *const flags[] = {"--help", "-h", NULL};
+    static const char *const valued[] = {"--connect", "--tls-ca", "--tls-cert", "--tls-key", NULL};
+    static const char *const flags[] = {"--help", "-h", "--tls-insecure", NULL};
     for (int i = 1; i < argc; i++) {
         cli_option option;
         const char *why = cli_read_option(argc, argv, &i, valued, flags, &option);
@@ -115,28 +303,33 @@ static int parse(int argc, char **argv, const char **url)
             usage(stderr);
             return 2;
         }
-        if (option.value == NULL) { /* the only flags: --help, -h */
+        if (strcmp(option.name, "--tls-insecure") == 0)
+            tls->insecure = true;
+        else if (option.value == NULL) { /* --help, -h */
             usage(stdout);
             return 0;
-        }
-        *url = option.value;
+        } else
+            *choice_for(option.name, url, tls) = option.value;
     }
-    return -1;
+    return check_tls_choice(*url, tls);
 }
 
 int main(int argc, char **argv)
 {
     const char *url = DEFAULT_URL;
-    int status = parse(argc, argv, &url);
+    tls_choice tls = {0};
+    int status = parse(argc, argv, &url, &tls);
     if (status >= 0)
         return status;
-    int fd = ss_connect(url);
-    if (fd < 0) {
-        fprintf(stderr, "uppercase_client: cannot connect to %s: %s\n", url, ss_strerror(fd));
+    conn c;
+    int rc = open_conn(&c, url, &tls);
+    if (rc < 0) {
+        fprintf(stderr, "uppercase_client: cannot connect to %s: %s\n", url, ss_strerror(rc));
+        close_conn(&c);
         return 1;
     }
-    int rc = converse(fd);
-    close(fd);
+    rc = converse(&c);
+    close_conn(&c);
     if (rc < 0)
         fprintf(stderr, "uppercase_client: %s\n", ss_strerror(rc));
     printf("connection closed\n");

@@ -91,6 +91,8 @@
  *   socketserver/client.h     ss_connect (docs/transports.md)
  *   socketserver/filter.h     filters between the socket and the handler's
  *                             I/O (docs/filters.md)
+ *   socketserver/tls.h        tls:// listeners, certificates, reload, a
+ *                             request's TLS session (docs/tls.md)
  */
 #ifndef SOCKETSERVER_H
 #define SOCKETSERVER_H
@@ -105,6 +107,7 @@
 #include <socketserver/python.h>
 #include <socketserver/client.h>
 #include <socketserver/filter.h>
+#include <socketserver/tls.h>
 #include <socketserver/deploy.h>
 
 #endif /* SOCKETSERVER_H */

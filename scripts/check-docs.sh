@@ -72,7 +72,7 @@ done
 # ---- 2. paths and commands ----
 
 # Tools a reader is expected to have (or to install as the docs say).
-known_tools=" cmake ctest cc gcc clang make git python3 nc socat sudo apt-get pkg-config ldconfig kill echo grep haproxy systemctl systemd-socket-activate "
+known_tools=" cmake ctest cc gcc clang make git python3 nc socat sudo apt-get pkg-config ldconfig kill echo grep haproxy systemctl systemd-socket-activate openssl "
 skipped_build=0
 
 complain() {

@@ -69,9 +69,21 @@ if ! ldconfig -p | grep -q 'libsocketserver\.so'; then
         exit 1
     }
 fi
+# The .pc file says whether TLS is in (the consumer checks the library
+# agrees), and a static link with it needs OpenSSL's libraries.
+tls="$(pkg-config --variable=tls socketserver)"
+case "$tls" in
+yes) expects_tls=1
+     pkg-config --static --libs socketserver | grep -q -- '-lssl' || {
+         echo "check-install: TLS is in, but pkg-config --static --libs lacks OpenSSL" >&2
+         exit 1
+     } ;;
+no) expects_tls=0 ;;
+*) echo "check-install: socketserver.pc has no tls=yes|no variable ('$tls')" >&2; exit 1 ;;
+esac
 # shellcheck disable=SC2046
-cc -Wall -Werror tests/install/consumer.c $(pkg-config --cflags --libs socketserver) \
-   -Wl,-rpath,"$libdir" -o "$tmp/consumer-rpath"
+cc -Wall -Werror -DCONSUMER_EXPECTS_TLS="$expects_tls" tests/install/consumer.c \
+   $(pkg-config --cflags --libs socketserver) -Wl,-rpath,"$libdir" -o "$tmp/consumer-rpath"
 "$tmp/consumer-rpath"
 # Every area header is installed, and compiles on its own from there.
 includedir="$(pkg-config --variable=includedir socketserver)"
@@ -86,7 +98,7 @@ while read -r header; do
     cc -std=c11 -Wall -Wextra -Wpedantic -Werror -I"$includedir" -c "$tmp/alone.c" -o "$tmp/alone.o"
 done <"$tmp/headers-source"
 unset PKG_CONFIG_PATH
-echo "check-install: temporary prefix: find_package, and pkg-config with -Wl,-rpath, both run"
+echo "check-install: temporary prefix: find_package, and pkg-config with -Wl,-rpath, both run (TLS: $tls)"
 
 # ---- 2. /usr/local, as README.md says ----
 if [ "$(id -u)" -ne 0 ]; then

@@ -23,6 +23,9 @@ cmake -S . -B "$out/cmake" -DCMAKE_C_COMPILER=clang -DSS_BUILD_TESTS=OFF \
       -DSS_BUILD_EXAMPLES=OFF >/dev/null
 mapfile -t sources < <(sed -n 's|^ *"file": "\(.*/src/.*\.c\)",\{0,1\}$|\1|p' \
                        "$out/cmake/compile_commands.json")
+# With TLS built in (SS_TLS=AUTO found OpenSSL), OpenSSL's libraries too.
+libs=(-lpthread)
+printf '%s\n' "${sources[@]}" | grep -q '/src/filter/tls_io\.c$' && libs+=(-lssl -lcrypto)
 fibers=0
 grep -q -- '-DSS_HAVE_FIBERS=1' "$out/cmake/compile_commands.json" && fibers=1
 cflags=(-std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE "-DSS_HAVE_FIBERS=$fibers" -g -O1
@@ -32,7 +35,7 @@ status=0
 for target in fuzz/fuzz_*.c; do
     name="$(basename "$target" .c)"
     corpus="fuzz/corpus/${name#fuzz_}"
-    clang "${cflags[@]}" "$target" "${sources[@]}" -lpthread -o "$out/$name"
+    clang "${cflags[@]}" "$target" "${sources[@]}" "${libs[@]}" -o "$out/$name"
     found="$(mktemp -d)"
     echo "== $name: ${seconds}s, corpus $corpus"
     if ! "$out/$name" -max_total_time="$seconds" -timeout=5 -rss_limit_mb=1024 \

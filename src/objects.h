@@ -40,7 +40,8 @@ typedef enum ss__state {
     X(tracked) X(queued) X(cancelled) X(spawn_failures) X(children_failed)       \
     X(lingering_closes) X(linger_overflows)                                      \
     X(filter_refused) X(proxy_invalid) X(proxy_untrusted) X(proxy_timeouts)      \
-    X(idle_closed) X(processes_failed)
+    X(idle_closed)                                                               \
+    X(tls_handshakes) X(tls_handshake_failures) X(processes_failed)
 /* clang-format on */
 
 /* Each is updated where the event happens, by whichever thread sees it. */
@@ -64,10 +65,15 @@ typedef enum ss__late_refusal {
     SS__LATE_PROXY_TIMEOUT,   /* ... no whole header within its timeout */
     SS__LATE_PER_CLIENT,      /* the real client is at max_per_client */
     SS__LATE_VERIFY,          /* verify_request, run after the filters, said no */
-} ss__late_refusal;           /* fits 3 bits (dispatch/fork.c) */
+    SS__LATE_TLS,             /* the TLS handshake failed: tls_handshake_failures */
+} ss__late_refusal;           /* fits 3 bits (dispatch/fork.c): no room for more */
 
 /* A request's PROXY header and the proxy's own address (filter/proxy.c). */
 struct ss__proxy_state;
+/* A request's TLS connection (filter/tls.c), and a server's TLS settings
+ * and current certificate (filter/tls_config.c). */
+struct ss__tls_state;
+struct ss__tls_config;
 
 /* One filter's place in one request's chain (the public ss_filter_ctx). */
 struct ss_filter_ctx {
@@ -169,6 +175,12 @@ typedef struct ss__listener {
     int backlog_left;
     bool arrivals_stopped;
     int arrivals_settle_ms;
+    /* While serve_forever runs, the dispatcher's own threads take this
+     * listener's clients (the pool's workers: dispatch/pool.c) and the
+     * loop polls it only when none of them does. Written by the serving
+     * thread before the dispatcher's accept_start and after its
+     * accept_stop (core/server.c); read by the dispatcher in between. */
+    bool worker_accept;
 } ss__listener;
 
 struct ss_server {
@@ -198,10 +210,13 @@ struct ss_server {
     ss_error_fn handle_error;
     ss_server_fn handle_timeout, service_actions;
 
-    /* accept policy (core/admission.c); touched only by the serving thread */
-    int reserve_fd;           /* given up to shed a client when out of fds */
-    int accept_backoff_ms;    /* 0 = accepting normally */
-    int64_t accept_resume_at; /* monotonic ms */
+    /* accept policy (core/admission.c): whichever thread accepts (the
+     * serving thread, or the pool's workers) reads the back-off without a
+     * lock; the rest changes only under accept_lock, on the error path */
+    pthread_mutex_t accept_lock;
+    int reserve_fd;                /* given up to shed a client when out of fds */
+    atomic_int accept_backoff_ms;  /* 0 = accepting normally */
+    atomic_llong accept_resume_at; /* monotonic ms */
     uint64_t burst_errors;
     ss_log_fn log;        /* NULL = stderr */
     pthread_mutex_t lock; /* guards serving and serving_thread */
@@ -234,6 +249,10 @@ struct ss_server {
      * stops taking clients and drain only closes this process's copies of
      * the listening sockets. */
     atomic_bool handing_over, handed_over;
+    /* Stop requests and drains begun, counted: a hand-over in progress
+     * gives way when it changes (a stop is never lost to one). Bumped by
+     * ss_server_request_shutdown, so lock-free: async-signal-safe. */
+    atomic_uint stop_events;
     /* Per-connection mode (core/connection.c): a server made by
      * ss_server_new_connection (its one listener listens on nothing), and
      * the connected socket it serves, -1 once taken. */
@@ -282,6 +301,10 @@ struct ss_server {
             const ss_filter *filter;
             void *config;
         } links[SS__MAX_FILTERS];
+        /* ss_server_set_tls's settings (also the TLS filter's config, freed
+         * with it); NULL without TLS. Set before activate, then only read:
+         * a reload changes what it points to, under its own lock. */
+        struct ss__tls_config *tls;
     } filters;
 
     /* Worker processes (core/prefork.c): how many were asked for (0:
@@ -312,6 +335,9 @@ struct ss_request {
     int socket_timeout_ms; /* timeout_ms as last set on the socket; -1: none (transport.c) */
     const ss__waiter
         *waiter; /* how its I/O waits: set by the dispatcher as it starts it (io/io.h) */
+    /* How its filters' open waits, if not as waiter (NULL): sync's reads
+     * a header already sent even once stopped (dispatch/sync.c). */
+    const ss__waiter *open_waiter;
     ss__place place;
     atomic_bool timed_out; /* a read or write failed with -ETIMEDOUT */
     atomic_bool cancelled; /* ... with -ECANCELED: a sync wait ended by a stop or by
@@ -338,6 +364,9 @@ struct ss_request {
     bool idle_read;     /* the reader's current socket read is an idle wait (core/bufio.c): a
                            stop ends it at once, without the sync stop grace (transport.c) */
     struct ss__proxy_state *proxy; /* its PROXY header, while that filter is open; else NULL */
+    struct ss__tls_state *tls;     /* its TLS connection, while that filter is open; else NULL */
+    bool tls_established;          /* its TLS handshake completed: a forking child tells its
+                                      parent, which counts tls_handshakes (dispatch/fork.c) */
 
     /* Datagram requests (transport/datagram.c); all zero for stream requests. */
     struct {

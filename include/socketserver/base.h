@@ -58,18 +58,20 @@ enum {
     SS_EFINALFLUSH = -(SS_ERRBASE + 22),  /* output left at the end of a request was lost */
     /* address URLs (ss_server_create, ss_connect): each says what is wrong */
     SS_EURLNOSCHEME = -(SS_ERRBASE + 30),   /* no "scheme:" in front (e.g. "localhost:80") */
-    SS_EURLSCHEME = -(SS_ERRBASE + 31),     /* "word:" not tcp, udp, unix, unixgram, fd, systemd */
-    SS_EURLNOPORT = -(SS_ERRBASE + 32),     /* tcp/udp URL without ":PORT" */
+    SS_EURLSCHEME = -(SS_ERRBASE + 31),     /* "word:" not tcp udp tls unix unixgram fd systemd */
+    SS_EURLNOPORT = -(SS_ERRBASE + 32),     /* tcp/udp/tls URL without ":PORT" */
     SS_EURLPORTSYNTAX = -(SS_ERRBASE + 33), /* port is not a decimal number */
     SS_EURLPORTRANGE = -(SS_ERRBASE + 34),  /* port above 65535 */
     SS_EURLBRACKET = -(SS_ERRBASE + 35),    /* "[" of an IPv6 address without its "]" */
     SS_EURLIPV6BARE = -(SS_ERRBASE + 36),   /* IPv6 address without brackets */
     SS_EURLHOST = -(SS_ERRBASE + 37),       /* host empty in [], or holding / ? # [ ] or space */
     SS_EURLNOPATH = -(SS_ERRBASE + 38),     /* unix:/unixgram: with no path or name */
-    SS_EURLFD = -(SS_ERRBASE + 39),         /* fd: not a number (fd:3); systemd:NAME with ':' */
+    SS_EURLFD = -(SS_ERRBASE + 39),         /* fd: not a descriptor number (fd:3) */
     /* PROXY protocol (a listener behind a load balancer): the connection is refused */
     SS_EPROXY = -(SS_ERRBASE + 40),          /* invalid or missing PROXY protocol header */
     SS_EPROXYUNTRUSTED = -(SS_ERRBASE + 41), /* header from a source not trusted to send one */
+    /* filters (socketserver/filter.h) */
+    SS_ENOTSTREAM = -(SS_ERRBASE + 42), /* filters need a stream listener; all are datagram */
     /* hand-over to a successor (see socketserver/deploy.h) */
     SS_ESUCCESSOR = -(SS_ERRBASE + 60), /* the successor ended before it said it was ready */
     /* adopted listeners (fd:N, systemd:): see ss_server_create */
@@ -79,10 +81,18 @@ enum {
     SS_ELISTENPID = -(SS_ERRBASE + 53),    /* LISTEN_PID is another process's */
     SS_ELISTENENV = -(SS_ERRBASE + 54),    /* LISTEN_PID/LISTEN_FDS/LISTEN_FDNAMES malformed */
     SS_ELISTENFDS = -(SS_ERRBASE + 55),    /* LISTEN_FDS counts descriptors that are not open */
+    /* TLS (see socketserver/tls.h) */
+    SS_ETLS = -(SS_ERRBASE + 70),       /* TLS handshake failed, or the peer broke the protocol */
+    SS_ETLSCERT = -(SS_ERRBASE + 71),   /* certificate, key or CA file unusable (see the log) */
+    SS_ETLSNOCERT = -(SS_ERRBASE + 72), /* tls:// server activated without ss_server_set_tls */
+    /* systemd:NAME with a name systemd refuses (fdname_is_valid): a
+     * control or non-ASCII character, or ':' */
+    SS_EURLFDNAME = -(SS_ERRBASE + 56),
 };
 /* True for every URL error: SS_EBADURL (no URL at all) and SS_EURL*. */
 #define SS_IS_URL_ERROR(err)                                                                       \
-    ((err) == SS_EBADURL || ((err) <= SS_EURLNOSCHEME && (err) >= SS_EURLFD))
+    ((err) == SS_EBADURL || ((err) <= SS_EURLNOSCHEME && (err) >= SS_EURLFD) ||                    \
+     (err) == SS_EURLFDNAME)
 
 /* Describes any value returned by this library (a negative errno or an
  * SS_E* code). Never returns NULL; the string is static. Thread-safe. */

@@ -21,7 +21,9 @@ extern "C" {
 
 /* Connects to a server URL (the same forms the server takes; a tcp:// name
  * tries each resolved address in turn, IPv4 first, an empty host means
- * localhost). udp:// gives a connected UDP socket (send and recv talk to
+ * localhost). tls:// gives the TCP connection under it, as tcp:// would:
+ * the TLS handshake over it is the caller's (OpenSSL's SSL_set_fd, say).
+ * udp:// gives a connected UDP socket (send and recv talk to
  * that server only). unix: gives a connected stream socket. unixgram:
  * gives a connected datagram socket bound to an address of its own, so
  * the server can reply: on Linux an automatic abstract name that vanishes

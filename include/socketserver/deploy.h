@@ -6,7 +6,8 @@
  *
  * Part of <socketserver.h>, which programs include (it includes every area
  * header); this header also compiles on its own. Conventions (errors,
- * ownership, threads, units): <socketserver.h>. Guide: docs/deploy.md
+ * ownership, threads, units): <socketserver.h>; NULL arguments: -EINVAL
+ * (socketserver/server.h, "Several listeners"). Guide: docs/deploy.md
  * (section "systemd", and "Restarting without dropping a connection").
  */
 #ifndef SOCKETSERVER_DEPLOY_H
@@ -43,7 +44,7 @@ extern "C" {
  * Returns 0; -EINVAL (out or handler NULL, a bad handler table, fd < 0, or
  * a listening socket), -EBADF (fd not open), -ENOTSOCK (not a socket),
  * -EPROTOTYPE (not a stream socket), -ENOTCONN (not connected),
- * SS_ENOTSUPPORTED (a socket family other than IPv4, IPv6 or Unix),
+ * -EAFNOSUPPORT (a socket family other than IPv4, IPv6 or Unix),
  * -ENOMEM.
  */
 SS_API int ss_server_new_connection(ss_server **out, int fd, const ss_handler *handler, void *data);
@@ -59,7 +60,8 @@ SS_API int ss_server_new_connection(ss_server **out, int fd, const ss_handler *h
  * when the handler succeeded, the handler's error (already passed to
  * handle_error) otherwise, -ECONNREFUSED if the limits or verify_request
  * refused the client (closed, with the overload reply if one is set),
- * SS_ESTATE if the server is not such a server or was served already.
+ * -EINVAL (srv NULL), SS_ESTATE if the server is not such a server or
+ * was served already.
  */
 SS_API int ss_server_serve_connection(ss_server *srv);
 
@@ -119,16 +121,35 @@ SS_API int ss_notify(const char *state);
  * changes for this server: it keeps serving; the failure is logged
  * (ss_server_set_log) with the successor's exit status, and returned.
  *
+ * A stop wins over a hand-over: ss_server_request_shutdown or
+ * ss_server_shutdown (from any thread, or a signal handler) while this
+ * call runs, a stop still pending when it begins (the loop has not taken
+ * it yet), or ss_server_drain begun on another thread, cancels it within
+ * about 50 ms: the successor, if started, is sent SIGTERM (SIGKILL a
+ * second later) and reaped, this server keeps its sockets and stops as it
+ * would have without the hand-over, and the call returns -ECANCELED (the
+ * stop request itself stays pending for the loop or drain it was made
+ * for). A stop that comes after the successor was found ready (the point
+ * of no return, decided under the lock a drain takes to begin) stops this
+ * server only: the successor serves on.
+ *
  * Any thread may call it while another runs the loop (the loop keeps
- * serving while this call waits); one hand-over at a time. *successor
+ * serving while this call waits); one hand-over at a time. Do not close
+ * or free the server while it runs (join the calling thread first). *successor
  * (if not NULL) receives the successor's pid, also when it failed (it is
  * reaped then), or -1 when none was started. Returns 0;
  * -EINVAL (srv, argv or argv[0] NULL), SS_ESTATE (the server is not
  * active, has no listening socket, or was handed over already),
- * -EALREADY (a hand-over is in progress), -ENOENT (argv[0] not found),
- * -ETIMEDOUT (not ready in time), SS_ESUCCESSOR (the successor ended
- * first: an exec that failed shows as exit status 127 in the log), or
- * the errno of fork or of the notification socket.
+ * -EALREADY (a hand-over is in progress), the errno of the successor's
+ * execve(2) when it cannot become the program (its child reported it
+ * through a close-on-exec pipe; the child is reaped and *successor is its
+ * pid): -ENOENT (argv[0] not found on PATH, or no such file), -EACCES (not
+ * executable, or a directory on the way not searchable), -ENOEXEC (not a
+ * format the kernel runs: a script without "#!"), -E2BIG, ...;
+ * -ETIMEDOUT (started, but not ready in time), -ECANCELED (a stop or
+ * drain, above), SS_ESUCCESSOR (the successor ran and ended before it was
+ * ready; its exit status is in the log), or the errno of fork, pipe or the
+ * notification socket.
  */
 SS_API int ss_server_hand_over(ss_server *srv, char *const argv[], int timeout_ms,
                                pid_t *successor);

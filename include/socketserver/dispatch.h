@@ -28,8 +28,8 @@ extern "C" {
  * until the first request is finished. Since the loop cannot stop before
  * the handler returns, a stop request (ss_server_shutdown or
  * ss_server_request_shutdown, from any thread or signal handler) ends
- * every wait of the handler's request I/O with -ECANCELED (see
- * ss_request_recv). */
+ * every wait of the handler's request I/O with -ECANCELED, but an idle
+ * wait, which reads as end of stream (see ss_request_recv). */
 SS_API const ss_dispatcher *ss_dispatch_sync(void);
 
 /* Looks a dispatcher up by its name ("sync", "threading", "forking",
@@ -68,7 +68,16 @@ SS_API const ss_dispatcher *ss_dispatch_threading(void);
  * request, not even one the application's signal handler requests in the
  * child because the signal went to the whole process group (Ctrl-C,
  * systemd's KillMode=control-group): the child serves its client to the
- * end or to the request timeout, and ss_server_drain's SIGTERM bounds it.
+ * end or to the request timeout, and ss_server_drain bounds it: at the
+ * drain's deadline (or a stop during the drain) every wait of the child
+ * in a library call ends with -ECANCELED, as a thread's ends when the
+ * drain shuts its socket down, whether the application catches SIGTERM
+ * or not (a pipe the child polls, written before the SIGTERM): its
+ * filters' open (a PROXY header; refused, counted as the filter's
+ * refusal) and its handler's reads and writes, which then return; the
+ * SIGTERM, and SIGKILL 1 s later, bound a child busy elsewhere. So a
+ * child's waits poll (a read that must wait costs a poll() and a recv()
+ * more than a thread's blocking recv).
  * In the child the listening socket is closed (except for datagram
  * transports, whose requests reply through it) and so is the wake-up pipe,
  * except for the one byte by which the child announces its exit; after
@@ -98,10 +107,17 @@ SS_API const ss_dispatcher *ss_dispatch_forking(void);
  * A fixed pool of worker threads fed by a bounded queue (not in Python).
  * Handlers run in the workers, with the same rules as with
  * ss_dispatch_threading. The workers start at ss_server_activate
- * (ss_server_set_workers); accepted requests wait in a queue of
- * ss_server_set_queue_size entries, and while it is full the server stops
- * accepting: a burst waits in the kernel backlog and costs this process
- * neither memory nor descriptors.
+ * (ss_server_set_workers). While ss_server_serve_forever runs, the workers
+ * accept new connections themselves, each serving what it accepted on its
+ * own thread (Linux: a listener shared with exclusive wake-ups, epoll's
+ * EPOLLEXCLUSIVE); the limits, per-client counts, accept back-off and
+ * counters apply exactly as when the loop accepts. The loop accepts into a
+ * queue of ss_server_set_queue_size entries where the workers do not:
+ * datagram listeners, a server with a verify_request hook, every worker
+ * full, ss_server_handle_request and ss_server_drain, and where fibers or
+ * epoll are missing. While the queue is full the server stops accepting:
+ * a burst waits in the kernel backlog and costs this process neither
+ * memory nor descriptors.
  *
  * Each worker is an event loop: every request it takes runs on a fiber (a
  * small stack of its own, ss_server_set_thread_stack_size), and when the

@@ -29,7 +29,9 @@ extern "C" {
  * open until close returns. */
 typedef struct ss_filter_ctx ss_filter_ctx;
 
-#define SS_FILTER_VERSION 1
+/* 2 added `pending`; tables of version 1 (without that slot, and so one
+ * pointer shorter) are still accepted, and their pending is never read. */
+#define SS_FILTER_VERSION 2
 
 /*
  * A filter, as a const table the application keeps alive for as long as
@@ -64,6 +66,21 @@ typedef struct ss_filter_ctx ss_filter_ctx;
  *     open succeeded. Free the state here.
  *   free_config(config): when the server is freed, once per
  *     ss_server_add_filter that succeeded.
+ *   pending(ctx) (version 2): whether this filter holds input: bytes it
+ *     has already taken from the layer below and not yet returned to the
+ *     layer above (a read-ahead buffer, the rest of a header's read, a
+ *     decrypted record, SSL_pending's bytes), so that its next recv would
+ *     return data without waiting on the layer below. Drain's idle rule
+ *     (limits.h, "Idle, precisely") asks every open filter of the chain
+ *     before a read that would be an idle wait: a request whose chain
+ *     holds input is busy, not idle, and its read goes on, so a message
+ *     the client already sent is served, never lost. Runs on the
+ *     request's own thread or fiber, between its other slots, only after
+ *     open succeeded; it must not read, write, block or change what recv
+ *     will return (a look at the filter's state only). NULL (and every
+ *     version 1 table) means "holds nothing": a filter whose recv may keep
+ *     bytes back must fill it, or a drain may close its request as idle
+ *     with a message in its buffer.
  */
 typedef struct ss_filter {
     int version; /* SS_FILTER_VERSION */
@@ -73,6 +90,8 @@ typedef struct ss_filter {
     int (*send)(ss_filter_ctx *ctx, const void *buf, size_t size);
     void (*close)(ss_filter_ctx *ctx);
     void (*free_config)(void *config);
+    /* version 2; appended last, so a version 1 table stays valid */
+    bool (*pending)(const ss_filter_ctx *ctx);
 } ss_filter;
 
 /*
@@ -80,10 +99,12 @@ typedef struct ss_filter {
  * with filter->free_config when the server is freed) at the top of the
  * chain: the first filter added is the closest to the socket. At most 16.
  * Before activate, from the thread setting the server up. Returns 0;
- * -EINVAL if filter is NULL or of another version (config is then not
- * taken); SS_ESTATE after activate; SS_ENOTSUPPORTED on a datagram server
- * (udp, unixgram), whose requests are single packets; -E2BIG past 16;
- * -ENOMEM.
+ * -EINVAL if filter is NULL or of a version this library does not know
+ * (not 1 to SS_FILTER_VERSION; config is then not taken); SS_ESTATE
+ * after activate; SS_ENOTSTREAM when every listener of the server is a
+ * datagram one (udp, unixgram), whose requests are single packets (with
+ * both kinds, the filters apply to the stream listeners' requests only);
+ * -E2BIG past 16; -ENOMEM.
  */
 SS_API int ss_server_add_filter(ss_server *srv, const ss_filter *filter, void *config);
 
@@ -125,10 +146,17 @@ typedef struct ss_proxy_options {
     unsigned versions;
     /* The sources allowed to send a header, as CIDRs or addresses
      * ("10.0.0.0/8", "192.0.2.7", "2001:db8::/32", "::1"), NULL-terminated;
-     * NULL: loopback only ("127.0.0.0/8", "::1"). "0.0.0.0/0" and "::/0"
-     * trust every source. An IPv4 peer of a dual-stack listener matches
-     * its IPv4 form. Not used by Unix stream listeners (see below).
-     * Copied during the call. */
+     * NULL: loopback only ("127.0.0.0/8", "::1"). A CIDR is the network's
+     * first address (no bit set past the prefix: "10.0.0.1/8" is refused)
+     * and a plain decimal prefix length ("/08" is refused); see
+     * ss_proxy_check_trusted. IPv4 and IPv6 meet in the IPv4-mapped block
+     * (RFC 4291 2.5.5.2): an IPv4 peer a.b.c.d and the IPv4 peer of a
+     * dual-stack listener, [::ffff:a.b.c.d], are the same source, matched
+     * by IPv4 entries ("192.0.2.0/24") and IPv4-mapped ones
+     * ("::ffff:192.0.2.0/120") alike. So "0.0.0.0/0" trusts every IPv4
+     * source (whichever way it arrives) and no IPv6 one, and "::/0" trusts
+     * every source, IPv4 included. Not used by Unix stream listeners (see
+     * below). Copied during the call. */
     const char *const *trusted;
     /* The most a whole header may take to arrive, in milliseconds, from
      * the start of the handler's turn; 0: 3000. The request timeout, if
@@ -155,7 +183,9 @@ typedef struct ss_proxy_options {
  *     complete a valid header (truncated, oversized, a wrong signature, a
  *     v2 length beyond the data, an unknown family, command or version, a
  *     version not accepted, a v2 LOCAL carrying addresses), are refused
- *     (SS_EPROXY; ss_stats.proxy_invalid); no whole header within
+ *     (SS_EPROXY; ss_stats.proxy_invalid), and so is a stream that fails
+ *     or is cut off by the stop before a whole header (-ECONNRESET,
+ *     -ECANCELED: no valid header came; proxy_invalid too); no whole header within
  *     header_timeout_ms is refused (ss_stats.proxy_timeouts);
  *   - a PROXY header's source becomes the client: ss_request_client_address
  *     and ss_request_client_name give it; a LOCAL (v2) or UNKNOWN (v1)
@@ -177,16 +207,29 @@ typedef struct ss_proxy_options {
  *   - verify_request runs after the header, on the handler's thread or
  *     fiber (several at once under threading and pool; in the child under
  *     forking), and sees the real client; refused: rejected_verify.
- * Every refusal also counts in ss_stats.filter_refused and closes the
- * socket without a word; none calls handle_error.
+ * Every refusal also counts in ss_stats.filter_refused (each in exactly
+ * one of the reasons above) and closes the socket without a word; none
+ * calls handle_error.
  *
  * Before activate, from the thread setting the server up. Returns 0;
- * -EINVAL for unknown version bits, a negative timeout or a CIDR that
- * does not parse; -E2BIG beyond 64 CIDRs or 16 filters; -EEXIST if set
- * already; SS_ESTATE after activate; SS_ENOTSUPPORTED on a datagram
- * server; -ENOMEM.
+ * -EINVAL for unknown version bits, a negative timeout or a trusted
+ * entry ss_proxy_check_trusted refuses; -E2BIG beyond 64 CIDRs or 16
+ * filters; -EEXIST if set already; SS_ESTATE after activate;
+ * SS_ENOTSTREAM on a server with only datagram listeners; -ENOMEM.
  */
 SS_API int ss_server_set_proxy_protocol(ss_server *srv, const ss_proxy_options *opts);
+
+/*
+ * Checks one entry of ss_proxy_options.trusted as
+ * ss_server_set_proxy_protocol does, for a program that reads them from
+ * its command line or configuration and wants to say which one is wrong,
+ * and why, before setting the server up. Returns 0, or -EINVAL (also for
+ * NULL) with *why (if why is not NULL) pointing at a static English
+ * sentence: not an address, a prefix length that is not plain decimal
+ * within the family's bits, or address bits set past the prefix length;
+ * *why is NULL on success. Any thread, any time.
+ */
+SS_API int ss_proxy_check_trusted(const char *cidr, const char **why);
 
 /*
  * The proxy's own address (the connection's peer) when the request came

@@ -83,7 +83,12 @@ SS_API const struct sockaddr *ss_request_client_address(const ss_request *req, s
 
 /* The peer's address as text: "127.0.0.1:5555" or "[::1]:5555"; for Unix
  * peers the path, "@name" for an abstract one, or "" for an unnamed peer
- * (a client socket that was never bound). Formatted on the first call
+ * (a client socket that was never bound). Safe to log: whoever binds a
+ * Unix socket (or sends a PROXY v2 header naming one) chooses its path,
+ * so every byte outside printable ASCII (a newline that would forge a log
+ * line, a terminal's escape sequence) and the backslash are written as
+ * \xHH, a NUL in an abstract name as '@'; a name longer than 127 bytes
+ * once escaped is cut and ends in "...". Formatted on the first call
  * (a request whose handler never asks pays nothing) and kept: later calls
  * return the same string. Any thread may call it, also several at once.
  * Owned by the request: valid until the request ends (after finish). */
@@ -106,7 +111,13 @@ SS_API void ss_request_set_timeout(ss_request *req, int timeout_ms);
  * shutdown ends the call with -ECANCELED, so an idle client cannot keep a
  * stopping server alive: the wait also watches the server's wake-up pipe,
  * so the stop may come from any thread, a signal handler on any thread or
- * a hook; once a stop is pending, every recv returns -ECANCELED at once.
+ * a hook; once a stop is pending, every recv returns -ECANCELED at once
+ * (a busy request's after the stop grace, ss_server_set_stop_grace). An
+ * idle wait (for a new message after a complete exchange,
+ * socketserver/limits.h) is the exception: the stop ends it at once with
+ * 0, as if the peer had closed, counted in ss_stats.idle_closed (and
+ * ss_request_idle_closed is true), unless idle requests are kept
+ * (ss_server_set_drain_close_idle(srv, false): -ECANCELED then).
  * Handlers of other dispatchers (threads, pool fibers, forked children)
  * are never cancelled this way; there ss_server_drain ends an idle wait
  * (for a new message after a complete exchange, socketserver/limits.h)

@@ -140,7 +140,8 @@ SS_API int ss_server_set_overload_reply(ss_server *srv, const char *message);
  *      server's request still waiting for the kernel to allow a fork is
  *      refused (handle_error with -ECANCELED), so no handler starts after
  *      the deadline. Then what runs: each child of this server, and no
- *      other process, gets SIGTERM, then SIGKILL if it is still there 1 s
+ *      other process, has its waits in library calls ended (-ECANCELED)
+ *      and gets SIGTERM, then SIGKILL if it is still there 1 s
  *      later, and the sockets of stream requests are shut down
  *      (shutdown(SHUT_RDWR): a handler's reads return 0 and its writes
  *      fail, so it returns). A socket is never touched after its request
@@ -161,7 +162,9 @@ SS_API int ss_server_set_overload_reply(ss_server *srv, const char *message);
  *     reading the body it announces, nor one that has not yet answered.
  * A request whose client has already sent its next bytes when it begins
  * to wait during a drain is busy, not idle (one MSG_PEEK tells, only
- * while draining). Reads and writes made on ss_request_fileno directly
+ * while draining); so is one whose filters hold bytes received and not
+ * yet read (the PROXY filter's bytes behind its header, a filter's
+ * pending slot: socketserver/filter.h). Reads and writes made on ss_request_fileno directly
  * are not seen: such a handler is never idle. Datagram requests never
  * are. The race every server shares (nginx, Go): a message that arrives
  * just as its connection is closed idle is lost, and its client sees the
@@ -191,7 +194,13 @@ SS_API int ss_server_drain(ss_server *srv, int timeout_ms);
  * for the other dispatchers (idle ends at once, busy gets time, a second
  * stop means now):
  *   - an idle wait (the first byte of a new message after a complete
- *     exchange, defined at ss_server_drain) ends at once;
+ *     exchange, defined at ss_server_drain) ends at once, as drain's step
+ *     1 ends one: its read returns 0 (end of stream), counted in
+ *     ss_stats.idle_closed, so handlers need no code for it; a request
+ *     whose next message is already there (in the socket, or held by a
+ *     filter) is busy instead; with idle requests kept
+ *     (ss_server_set_drain_close_idle(srv, false)) the wait ends with
+ *     -ECANCELED;
  *   - every other wait of a stream request (busy: its client has not sent
  *     its first bytes yet, or it is reading the rest of a message, or
  *     writing) goes on up to grace_ms after the stop was first requested,

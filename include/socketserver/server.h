@@ -35,6 +35,10 @@ extern "C" {
  *                            does); tcp://[::]:PORT is dual-stack.
  *     udp://HOST:PORT        the same hosts, one datagram per request
  *     udp://[IPV6]:PORT
+ *     tls://HOST:PORT        tcp:// whose every connection speaks TLS: it
+ *     tls://[IPV6]:PORT      needs ss_server_set_tls before activate
+ *                            (socketserver/tls.h); SS_ENOTSUPPORTED, with a
+ *                            line in the log, in a library built without TLS
  *     unix:PATH              Unix stream socket at PATH (up to sun_path's
  *                            size less one byte, else -ENAMETOOLONG)
  *     unix:@NAME             Linux abstract name, no file, NAME up to
@@ -67,15 +71,21 @@ extern "C" {
  * descriptors become close-on-exec and the variables are unset, so
  * children do not inherit them; the sockets it adds are listeners 0, 1,
  * ... in LISTEN_FDS order (ss_server_listener_name gives each name). Each
+ * TCP socket named "tls" (what ss_server_hand_over names a tls://
+ * listener) is a tls:// listener. Each
  * descriptor belongs to one server. ss_connect does not take these forms.
  * Their errors: -EBADF (fd:N not open), -ENOTSOCK (not a socket),
  * SS_ENOTLISTENING (a stream socket not listening, such as a connected
- * one; a datagram socket not bound), SS_ENOTSUPPORTED (a family or type
- * no transport serves: SOCK_SEQPACKET, netlink...), -EEXIST (already one
- * of this server's listeners), SS_EURLFD ("fd:x", "systemd:a:b"),
+ * one; a datagram socket not bound), -ESOCKTNOSUPPORT (a socket type no
+ * transport serves: SOCK_SEQPACKET, SOCK_RAW), -EAFNOSUPPORT (a family none
+ * serves: netlink, packet), -EEXIST (already one
+ * of this server's listeners), SS_EURLFD ("fd:x", "fd:-1"),
+ * SS_EURLFDNAME ("systemd:a:b", a control or non-ASCII character),
  * SS_ENOACTIVATION (no LISTEN_PID/LISTEN_FDS), SS_ELISTENPID (LISTEN_PID
  * names another process), SS_ELISTENFDS (LISTEN_FDS counts descriptors that
- * are not open), SS_ELISTENENV (a malformed value), SS_ENOFDNAME (no passed
+ * are not open), SS_ELISTENENV (a malformed value; LISTEN_FDNAMES naming
+ * more or fewer sockets than LISTEN_FDS counts, or a name systemd refuses:
+ * control or non-ASCII characters), SS_ENOFDNAME (no passed
  * socket has that name). A failed adoption leaves the descriptor open and
  * the caller's; for systemd:, every passed socket is checked before any is
  * taken.
@@ -97,7 +107,8 @@ SS_API int ss_server_create(ss_server **out, const char *url, const ss_dispatche
 SS_API int ss_server_bind(ss_server *srv);
 
 /* Starts listening with the configured backlog (Python's server_activate).
- * Returns 0 or a negative errno. */
+ * Returns 0, SS_ETLSNOCERT (a tls:// listener and no ss_server_set_tls),
+ * or a negative errno. */
 SS_API int ss_server_activate(ss_server *srv);
 
 /* create + bind + activate in one call: Python's constructor with
@@ -188,6 +199,7 @@ SS_API void ss_server_free(ss_server *srv);
  *   ss_server_set_queue_size, ss_server_set_thread_stack_size,
  *   ss_server_set_pool_fibers, ss_server_set_processes       dispatch.h
  *   ss_server_set_proxy_protocol (and ss_server_add_filter)  filter.h
+ *   ss_server_set_tls (ss_server_reload_tls: any time)        tls.h
  * Before serving, from the thread that set the server up:
  *   ss_server_on_verify_request, ss_server_on_handle_error,
  *   ss_server_on_handle_timeout, ss_server_on_service_actions,
@@ -229,9 +241,11 @@ SS_API int ss_server_set_backlog(ss_server *srv, int backlog);
 
 /* Return false to refuse a request: it is shut down without the handler
  * running. Default: accept every request. Runs where the loop runs, as
- * the client is accepted; with ss_server_set_proxy_protocol, after the
- * header instead, on the handler's thread or fiber, seeing the real
- * client (socketserver/filter.h). */
+ * the client is accepted (so a pool with this hook accepts on the loop's
+ * thread, not in its workers: ss_dispatch_pool); with
+ * ss_server_set_proxy_protocol, after the header instead, on the
+ * handler's thread or fiber, seeing the real client
+ * (socketserver/filter.h). */
 typedef bool (*ss_verify_fn)(ss_server *srv, ss_request *req, void *data);
 SS_API void ss_server_on_verify_request(ss_server *srv, ss_verify_fn fn);
 
@@ -278,6 +292,10 @@ SS_API int ss_server_port(const ss_server *srv);
 /* Several listeners                                                        */
 /* ------------------------------------------------------------------------ */
 
+/* NULL, for every call of this section and of socketserver/deploy.h (the
+ * calls of issue 16): a NULL server, request, URL or out-pointer is
+ * -EINVAL (a call that returns a pointer returns NULL), never a crash. */
+
 /*
  * Adds one more socket for the server to serve on, each with its own
  * transport: IPv4 and IPv6, TCP and a Unix socket for local tools, or a
@@ -291,36 +309,40 @@ SS_API int ss_server_port(const ss_server *srv);
  * the others follow in LISTEN_FDS order). Call it after create and
  * before bind, from the thread setting the server up; bind and activate
  * then act on every listener in the order they were added (a failed bind
- * can be retried: the listeners already bound are skipped), and close
+ * can be retried: the listeners already bound are skipped; the error is
+ * also logged, SS_LOG_ERROR, naming the listener that failed, since the
+ * returned code cannot: "cannot listen on unix:/run/a.sock: File exists"), and close
  * closes them all. The server-wide options (reuse, backlog, Unix mode,
  * max_packet_size) apply to every listener they concern. The filters
  * (socketserver/filter.h) apply to the stream listeners; a datagram
  * listener's requests, single packets, pass none.
  * Returns the new listener's index (>= 1; the first listener, from
- * ss_server_create, is 0), or: SS_ESTATE after bind; the URL errors of
+ * ss_server_create, is 0), or: -EINVAL (srv or url NULL); SS_ESTATE after bind; the URL errors of
  * ss_server_create; SS_ERESOLVE, -ENOMEM or the errno of socket().
  */
 SS_API int ss_server_add_listener(ss_server *srv, const char *url);
 
-/* How many listeners the server has (>= 1). */
+/* How many listeners the server has (>= 1); -EINVAL for a NULL srv. */
 SS_API int ss_server_listener_count(const ss_server *srv);
 
 /* Listener `index` (0 .. count - 1), as ss_server_fileno,
  * ss_server_address and ss_server_port describe the first: its socket
  * (-1 once closed), its address as a URL (the length written, or -ENOSPC),
- * its bound port (0 if not inet). Each returns -EINVAL for an index out of
- * range. Readable from any thread once the server is set up. */
+ * its bound port (0 if not inet). Each returns -EINVAL for a NULL srv or an
+ * index out of range (the address also for a NULL buf with size > 0).
+ * Readable from any thread once the server is set up. */
 SS_API int ss_server_listener_fileno(const ss_server *srv, int index);
 SS_API int ss_server_listener_address(const ss_server *srv, int index, char *buf, size_t size);
 SS_API int ss_server_listener_port(const ss_server *srv, int index);
 
 /* Listener `index`'s socket-activation name (LISTEN_FDNAMES; "unknown"
- * when systemd gave none), or "" for any other listener; NULL for an index
- * out of range. Owned by the server, valid until ss_server_free. */
+ * when systemd gave none), or "" for any other listener; NULL for a NULL
+ * srv or an index out of range. Owned by the server, valid until ss_server_free. */
 SS_API const char *ss_server_listener_name(const ss_server *srv, int index);
 
 /* The index of the listener the request came on (0 .. count - 1), for a
- * handler that answers differently per socket. Any thread. */
+ * handler that answers differently per socket; -EINVAL for a NULL req.
+ * Any thread. */
 SS_API int ss_request_listener(const ss_request *req);
 
 /* The `data` pointer given at creation. */
@@ -395,6 +417,13 @@ typedef struct ss_stats {
                              idle: waiting for a client's next message after a
                              complete exchange (see ss_server_set_drain_close_idle);
                              forking: counted as the child is reaped */
+    /* TLS (socketserver/tls.h; added after the fields above) */
+    uint64_t tls_handshakes;         /* TLS handshakes completed (the request then ran);
+                                        forking: counted as the child is reaped */
+    uint64_t tls_handshake_failures; /* connections refused because their handshake failed
+                                        (not TLS, refused version, certificate or ALPN, the
+                                        peer gone, or handshake_timeout_ms passed); also in
+                                        filter_refused */
     /* worker processes (ss_server_set_processes; added after the fields above) */
     uint64_t processes_failed; /* workers that ended without being told to (a crash,
                                   a signal, an exit in a handler, a failed start) or

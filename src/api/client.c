@@ -144,6 +144,7 @@ SS_API int ss_connect(const char *url)
         return rc;
     switch (parsed.scheme) {
     case SS__SCHEME_TCP:
+    case SS__SCHEME_TLS: /* the TCP connection; the caller makes the TLS handshake */
         return connect_inet(&parsed, SOCK_STREAM);
     case SS__SCHEME_UDP:
         return connect_inet(&parsed, SOCK_DGRAM);

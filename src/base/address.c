@@ -1,4 +1,5 @@
 /* Address URLs: parsing "tcp://host:port", "tcp://[v6]:port", "udp://...",
+ * "tls://..." (a TCP address whose connections speak TLS),
  * "unix:/path", "unix:@abstract", "unixgram:/path", and formatting socket
  * addresses back into the same forms. No resolution happens here. */
 #include "base/base.h"
@@ -17,15 +18,20 @@ static const struct {
     const char *prefix;
     ss__scheme scheme;
 } schemes[] = {
-    {"tcp://", SS__SCHEME_TCP}, {"udp://", SS__SCHEME_UDP},
-    {"unix:", SS__SCHEME_UNIX}, {"unixgram:", SS__SCHEME_UNIXGRAM},
-    {"fd:", SS__SCHEME_FD},     {"systemd:", SS__SCHEME_SYSTEMD},
+    {"tcp://", SS__SCHEME_TCP},         {"udp://", SS__SCHEME_UDP}, {"unix:", SS__SCHEME_UNIX},
+    {"unixgram:", SS__SCHEME_UNIXGRAM}, {"tls://", SS__SCHEME_TLS}, {"fd:", SS__SCHEME_FD},
+    {"systemd:", SS__SCHEME_SYSTEMD},
 };
 
 const char *ss__scheme_name(ss__scheme scheme)
 {
-    static const char *names[] = {"tcp", "udp", "unix", "unixgram", "fd", "systemd"};
+    static const char *names[] = {"tcp", "udp", "unix", "unixgram", "tls", "fd", "systemd"};
     return names[scheme];
+}
+
+bool ss__scheme_inet(ss__scheme scheme)
+{
+    return scheme == SS__SCHEME_TCP || scheme == SS__SCHEME_UDP || scheme == SS__SCHEME_TLS;
 }
 
 /* Copies [begin, end) into dst (capacity size) if it fits. */
@@ -118,15 +124,25 @@ static int parse_fd(const char *rest, ss__url *out)
     return 0;
 }
 
-/* "systemd:NAME": a LISTEN_FDNAMES name (no ':', at most 255 bytes), or
- * nothing for every passed socket. */
+bool ss__fdname_valid(const char *name, size_t len)
+{
+    if (len > 255)
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)name[i] < 0x20 || (unsigned char)name[i] > 0x7e || name[i] == ':')
+            return false;
+    return true;
+}
+
+/* "systemd:NAME": a LISTEN_FDNAMES name (systemd's rule: printable ASCII
+ * but ':', at most 255 bytes), or nothing for every passed socket. */
 static int parse_fdname(const char *rest, ss__url *out)
 {
     size_t n = strlen(rest);
     if (n >= sizeof out->path)
         return -ENAMETOOLONG;
-    if (strchr(rest, ':') != NULL)
-        return SS_EURLFD; /* systemd separates names with ':' */
+    if (!ss__fdname_valid(rest, n))
+        return SS_EURLFDNAME; /* no socket can have that name */
     memcpy(out->path, rest, n + 1);
     return 0;
 }
@@ -161,6 +177,7 @@ int ss__url_parse(const char *text, ss__url *out)
         switch (out->scheme) {
         case SS__SCHEME_TCP:
         case SS__SCHEME_UDP:
+        case SS__SCHEME_TLS:
             return parse_inet(rest, out);
         case SS__SCHEME_FD:
             return parse_fd(rest, out);
@@ -192,9 +209,38 @@ static int format_inet(const struct sockaddr *sa, char *buf, size_t size)
     return n < 0 || (size_t)n >= size ? -ENOSPC : n;
 }
 
+/* One byte of a Unix name as text, into out (4 bytes at most); returns
+ * the count. A NUL inside an abstract name is shown as '@' (as ss(8)
+ * does), so the text stays one C string. A client's name (`escape`) is
+ * chosen by whoever binds the socket (or sends a PROXY v2 header naming
+ * one) and ends up in logs: a control byte (a newline forging a log
+ * line, an escape sequence reaching a terminal), any byte outside
+ * printable ASCII, and the backslash that starts an escape are written
+ * as \xHH there. A listener's own name stays as it is: it is a path to
+ * use. */
+static size_t name_byte(unsigned char c, bool escape, char *out)
+{
+    static const char hex[] = "0123456789abcdef";
+    if (c == '\0') {
+        out[0] = '@';
+        return 1;
+    }
+    if (!escape || (c >= 0x20 && c < 0x7f && c != '\\')) {
+        out[0] = (char)c;
+        return 1;
+    }
+    out[0] = '\\';
+    out[1] = 'x';
+    out[2] = hex[c >> 4];
+    out[3] = hex[c & 15];
+    return 4;
+}
+
 /* A Unix address as text: the path, "@name" for an abstract one, "" for an
- * unnamed peer (its address has no path bytes at all). */
-static int format_unix(const struct sockaddr *sa, socklen_t len, char *buf, size_t size)
+ * unnamed peer (its address has no path bytes at all); escaped, one
+ * printable line whatever the name holds, if asked. */
+static int format_unix(const struct sockaddr *sa, socklen_t len, char *buf, size_t size,
+                       bool escape)
 {
     const struct sockaddr_un *un = (const struct sockaddr_un *)sa;
     size_t offset = offsetof(struct sockaddr_un, sun_path);
@@ -202,24 +248,29 @@ static int format_unix(const struct sockaddr *sa, socklen_t len, char *buf, size
     if (n > sizeof un->sun_path)
         n = sizeof un->sun_path;
     bool abstract = n > 0 && un->sun_path[0] == '\0';
-    const char *name = un->sun_path + (abstract ? 1 : 0);
+    const unsigned char *name = (const unsigned char *)un->sun_path + (abstract ? 1 : 0);
     size_t name_len = abstract ? n - 1 : strnlen(un->sun_path, n);
-    size_t total = name_len + (abstract ? 1 : 0);
+    size_t total = abstract ? 1 : 0;
     if (total >= size)
         return -ENOSPC;
     if (abstract)
         buf[0] = '@';
-    memcpy(buf + (abstract ? 1 : 0), name, name_len);
+    for (size_t i = 0; i < name_len; i++) {
+        char piece[4];
+        size_t k = name_byte(name[i], escape, piece);
+        if (total + k >= size) {
+            buf[0] = '\0';
+            return -ENOSPC;
+        }
+        memcpy(buf + total, piece, k);
+        total += k;
+    }
     buf[total] = '\0';
-    /* Abstract names may hold NUL bytes; shown as '@' (as ss(8) does) so
-     * the text stays one C string of the returned length. */
-    for (size_t i = 0; abstract && i < total; i++)
-        if (buf[i] == '\0')
-            buf[i] = '@';
     return (int)total;
 }
 
-int ss__format_peer(const struct sockaddr *sa, socklen_t len, char *buf, size_t size)
+static int format_address(const struct sockaddr *sa, socklen_t len, char *buf, size_t size,
+                          bool escape)
 {
     if (size == 0)
         return -ENOSPC;
@@ -231,21 +282,30 @@ int ss__format_peer(const struct sockaddr *sa, socklen_t len, char *buf, size_t 
     case AF_INET6:
         return format_inet(sa, buf, size);
     case AF_UNIX:
-        return format_unix(sa, len, buf, size);
+        return format_unix(sa, len, buf, size, escape);
     default:
         return -EAFNOSUPPORT;
     }
 }
 
+int ss__format_peer(const struct sockaddr *sa, socklen_t len, char *buf, size_t size)
+{
+    return format_address(sa, len, buf, size, true);
+}
+
+int ss__format_address(const struct sockaddr *sa, socklen_t len, char *buf, size_t size)
+{
+    return format_address(sa, len, buf, size, false);
+}
+
 int ss__format_url(ss__scheme scheme, const struct sockaddr *sa, socklen_t len, char *buf,
                    size_t size)
 {
-    bool inet = scheme == SS__SCHEME_TCP || scheme == SS__SCHEME_UDP;
-    const char *sep = inet ? "://" : ":";
+    const char *sep = ss__scheme_inet(scheme) ? "://" : ":";
     int prefix = snprintf(buf, size, "%s%s", ss__scheme_name(scheme), sep);
     if (prefix < 0 || (size_t)prefix >= size)
         return -ENOSPC;
-    int rc = ss__format_peer(sa, len, buf + prefix, size - (size_t)prefix);
+    int rc = ss__format_address(sa, len, buf + prefix, size - (size_t)prefix);
     return rc < 0 ? rc : prefix + rc;
 }
 

@@ -16,13 +16,14 @@ typedef enum ss__scheme {
     SS__SCHEME_UDP,
     SS__SCHEME_UNIX,
     SS__SCHEME_UNIXGRAM,
+    SS__SCHEME_TLS, /* tcp with TLS on every connection (filter/tls.c) */
     /* Adopted sockets (core/listener.c): no transport of their own, the
      * socket says which (its listener's url.scheme becomes that one). */
     SS__SCHEME_FD,      /* "fd:N": path holds N's digits */
     SS__SCHEME_SYSTEMD, /* "systemd:" or "systemd:NAME": path holds NAME ("" = all) */
 } ss__scheme;
 
-/* A parsed URL. For tcp/udp: host (no brackets, "" = any) and port.
+/* A parsed URL. For tcp/udp/tls: host (no brackets, "" = any) and port.
  * For unix/unixgram: path; a leading '@' marks a Linux abstract name. */
 typedef struct ss__url {
     ss__scheme scheme;
@@ -32,10 +33,17 @@ typedef struct ss__url {
 } ss__url;
 
 int ss__url_parse(const char *text, ss__url *out);
+/* tcp, udp and tls: a host and a port, not a path. */
+bool ss__scheme_inet(ss__scheme scheme);
 const char *ss__scheme_name(ss__scheme scheme);
 
-/* "127.0.0.1:5555", "[::1]:5555", a Unix path, or "" (unnamed peer). */
+/* A client's name: "127.0.0.1:5555", "[::1]:5555", a Unix path, or ""
+ * (unnamed peer). It ends up in logs and a Unix name is the client's
+ * choice, so its bytes outside printable ASCII, and '\\', are written
+ * \xHH. */
 int ss__format_peer(const struct sockaddr *sa, socklen_t len, char *buf, size_t size);
+/* The same, a Unix name as it is (a listener's own path, to be used). */
+int ss__format_address(const struct sockaddr *sa, socklen_t len, char *buf, size_t size);
 /* The address as a URL of the scheme: "tcp://[::1]:80", "unix:/run/x". */
 int ss__format_url(ss__scheme scheme, const struct sockaddr *sa, socklen_t len, char *buf,
                    size_t size);
@@ -59,6 +67,11 @@ typedef struct ss__client_key {
 /* An IP client's key ('4' or '6' and its address, the port left out; an
  * IPv4-mapped IPv6 address is its IPv4 one). -ENOTSUP for other families. */
 int ss__ip_client_key(const struct sockaddr_storage *peer, ss__client_key *key);
+
+/* A socket-activation name as systemd accepts one (its fdname_is_valid,
+ * src/basic/fd-util.c): printable ASCII (0x20 to 0x7e) but ':', the
+ * separator of LISTEN_FDNAMES; `len` bytes, at most 255. */
+bool ss__fdname_valid(const char *name, size_t len);
 
 /* base/fd.c: close-on-exec descriptors everywhere. */
 int ss__socket(int domain, int type, int protocol);

@@ -21,7 +21,14 @@
  * than hanging in the backlog), stops polling the listener, and retries
  * after a pause that doubles from 5 ms to 1 s; each retry that fails
  * sheds whoever queued meanwhile. One message marks
- * the start of such a burst and one its end. */
+ * the start of such a burst and one its end.
+ *
+ * Several threads may take clients at once (the pool's workers accept for
+ * themselves while a loop serves): the limits are kept by atomic counts
+ * (core/limits.c), and the accept policy reads its back-off without a
+ * lock and changes it and sheds under accept_lock, on the error path
+ * only. A thread accepting for itself looks at the pause before each
+ * accept (ss__accept_room), as the loop does before it polls. */
 #include "core/core.h"
 
 #include <errno.h>
@@ -108,8 +115,28 @@ static void shed_waiting(ss__listener *l)
     reopen_reserve(srv); /* retried after the burst if it fails now */
 }
 
+/* Caller holds accept_lock. The pause doubles on each failure; the
+ * resume time is stored before the pause, which readers test first. True
+ * if this failure began a burst. */
+static bool back_off(ss_server *srv)
+{
+    int64_t now = ss__now_ms();
+    int ms = atomic_load(&srv->accept_backoff_ms);
+    bool first = ms == 0;
+    if (first)
+        srv->burst_errors = 0;
+    srv->burst_errors++;
+    int next = ms * 2;
+    ms = next == 0 ? BACKOFF_FIRST_MS : next > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : next;
+    atomic_store(&srv->accept_resume_at, (long long)(now + ms));
+    atomic_store(&srv->accept_backoff_ms, ms);
+    return first;
+}
+
 /* Out of descriptors or memory is the process's state, not one
- * listener's: the back-off pauses them all; the one that failed sheds. */
+ * listener's: the back-off pauses them all; the one that failed sheds.
+ * The loop is woken to time the pause (and, while the pool's workers
+ * accept, to have them watch the listeners again after it). */
 static void accept_failed(ss__listener *l, int err)
 {
     ss_server *srv = l->server;
@@ -118,38 +145,47 @@ static void accept_failed(ss__listener *l, int err)
     count_error(srv, err);
     if (!is_resource_error(err))
         return;
-    if (srv->accept_backoff_ms == 0) {
-        srv->burst_errors = 0;
+    pthread_mutex_lock(&srv->accept_lock);
+    bool began = back_off(srv);
+    shed_waiting(l);
+    pthread_mutex_unlock(&srv->accept_lock);
+    if (began)
         ss__log(srv->log, srv, srv->data, SS_LOG_WARNING,
                 "accept: %s; shedding new clients and retrying with back-off", ss_strerror(err));
-    }
-    srv->burst_errors++;
-    shed_waiting(l);
-    int next = srv->accept_backoff_ms * 2;
-    srv->accept_backoff_ms = next == 0               ? BACKOFF_FIRST_MS
-                             : next > BACKOFF_MAX_MS ? BACKOFF_MAX_MS
-                                                     : next;
-    srv->accept_resume_at = ss__now_ms() + srv->accept_backoff_ms;
+    ss__server_wake(srv);
 }
 
 static void accept_succeeded(ss_server *srv)
 {
-    if (srv->accept_backoff_ms == 0)
+    if (atomic_load_explicit(&srv->accept_backoff_ms, memory_order_relaxed) == 0)
         return;
-    ss__log(srv->log, srv, srv->data, SS_LOG_INFO, "accept: resumed after %llu failed attempts",
-            (unsigned long long)srv->burst_errors);
-    srv->accept_backoff_ms = 0;
-    srv->accept_resume_at = 0;
-    if (srv->reserve_fd < 0)
-        reopen_reserve(srv);
+    pthread_mutex_lock(&srv->accept_lock);
+    uint64_t failed = srv->burst_errors;
+    bool ended = atomic_exchange(&srv->accept_backoff_ms, 0) != 0;
+    if (ended) {
+        atomic_store(&srv->accept_resume_at, 0);
+        if (srv->reserve_fd < 0)
+            reopen_reserve(srv);
+    }
+    pthread_mutex_unlock(&srv->accept_lock);
+    if (ended)
+        ss__log(srv->log, srv, srv->data, SS_LOG_INFO, "accept: resumed after %llu failed attempts",
+                (unsigned long long)failed);
 }
 
 int ss__accept_pause_ms(const ss_server *srv)
 {
-    if (srv->accept_backoff_ms == 0)
+    ss_server *s = (ss_server *)srv; /* atomics: read-only use */
+    if (atomic_load(&s->accept_backoff_ms) == 0)
         return 0;
-    int64_t left = srv->accept_resume_at - ss__now_ms();
+    int64_t left = atomic_load(&s->accept_resume_at) - ss__now_ms();
     return left > 0 ? (int)left : 0;
+}
+
+bool ss__accept_room(ss_server *srv)
+{
+    return !ss__server_stop_requested(srv) && !atomic_load(&srv->handed_over) &&
+           ss__accept_pause_ms(srv) == 0 && ss__limits_have_room(srv);
 }
 
 /* ---- the decision ---- */
@@ -164,29 +200,37 @@ static void turn_away(ss_server *srv, ss__arrival *arrival, ss__refusal why)
     atomic_fetch_add(&srv->count.closed, 1);
 }
 
+/* A place no request holds (a refusal, a reservation nobody used) goes
+ * back; the loop is woken if that made room it waits for. */
+static void give_back(ss_server *srv, ss__place *place)
+{
+    if (ss__place_give_back(srv, place))
+        ss__server_wake(srv);
+}
+
 /* No memory for the request: as if the accept itself had failed so
  * (counted, and the accept policy backs off), with the client closed. */
 static void no_room(ss_server *srv, ss__arrival *arrival, ss__place *place)
 {
     ss__listener *l = arrival->listener;
-    ss__place_give_back(srv, place); /* its client's place only: never counted active */
+    give_back(srv, place);
     l->transport->turn_away(l, arrival, NULL, 0);
     accept_failed(l, -ENOMEM);
 }
 
 /* The limits first: they are cheap, verify_request may not be. */
-ss_request *ss__admit(ss_server *srv, ss__arrival *arrival)
+static ss_request *admit_placed(ss_server *srv, ss__arrival *arrival, ss__place *place)
 {
-    ss__place place = {0};
-    ss__refusal why = ss__limits_admit(srv, arrival, &place);
+    ss__refusal why = ss__limits_admit(srv, arrival, place);
     ss_request *req = NULL;
-    if (why == SS__ADMITTED && (req = ss__request_new(srv, arrival, &place)) == NULL) {
-        no_room(srv, arrival, &place);
+    if (why == SS__ADMITTED && (req = ss__request_new(srv, arrival, place)) == NULL) {
+        no_room(srv, arrival, place);
         return NULL;
     }
     accept_succeeded(srv);
     atomic_fetch_add(&srv->count.accepted, 1);
     if (why != SS__ADMITTED) {
+        give_back(srv, place);
         turn_away(srv, arrival, why);
         return NULL;
     }
@@ -197,14 +241,34 @@ ss_request *ss__admit(ss_server *srv, ss__arrival *arrival)
     return NULL;
 }
 
-ss_request *ss__admit_next(ss__listener *l)
+ss_request *ss__admit(ss_server *srv, ss__arrival *arrival)
 {
+    ss__place place = {0};
+    return admit_placed(srv, arrival, &place);
+}
+
+int ss__admit_take(ss__listener *l, ss_request **out)
+{
+    ss_server *srv = l->server;
+    ss__place place = {0};
+    *out = NULL;
+    if (!ss__limits_reserve(srv, &place))
+        return -EBUSY;
     ss__arrival arrival;
     int rc = l->transport->get_request(l, &arrival);
     if (rc < 0) {
+        give_back(srv, &place);
         accept_failed(l, rc);
-        return NULL;
+        return rc == -EWOULDBLOCK ? -EAGAIN : rc;
     }
     arrival.listener = l;
-    return ss__admit(l->server, &arrival);
+    *out = admit_placed(srv, &arrival, &place);
+    return *out != NULL;
+}
+
+ss_request *ss__admit_next(ss__listener *l)
+{
+    ss_request *req;
+    ss__admit_take(l, &req);
+    return req;
 }

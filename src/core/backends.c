@@ -9,6 +9,7 @@ const ss__transport *ss__transport_for(ss__scheme scheme)
 {
     switch (scheme) {
     case SS__SCHEME_TCP:
+    case SS__SCHEME_TLS: /* TCP, with TLS on top (filter/tls.c) */
         return ss__transport_tcp();
     case SS__SCHEME_UDP:
         return ss__transport_udp();

@@ -54,12 +54,16 @@ void ss__bufio_free(ss_request *req)
 /* ---- the idle rule's exchange (include/socketserver/limits.h) ---- */
 
 /* The first byte of a new message is awaited after a complete exchange:
- * bytes were read, then written, and the writer holds nothing. The
- * callers say whether the read starts a message with the reader empty. */
+ * bytes were read, then written, and the writer holds nothing; and no
+ * filter holds bytes already received (a filter's pending slot: what the
+ * PROXY filter read past its header, say), which would come without a
+ * wait. The callers say whether the read starts a message with the
+ * reader empty. */
 static bool idle_wait(const ss_request *req, bool new_message)
 {
     return new_message && !req->dgram.active &&
-           atomic_load_explicit(&req->phase, memory_order_relaxed) == SS__PHASE_ANSWERED;
+           atomic_load_explicit(&req->phase, memory_order_relaxed) == SS__PHASE_ANSWERED &&
+           !ss__filters_pending(req);
 }
 
 static void set_phase(ss_request *req, unsigned char phase)
@@ -75,8 +79,8 @@ void ss__bufio_note_written(ss_request *req)
 }
 
 /* Every socket read of the reader and of ss_request_recv. An idle wait
- * that a drain ends (or that begins after a drain began) reads nothing and
- * returns 0: end of stream, as if the client had closed. */
+ * that a drain or a sync stop ends (or that begins after one) reads
+ * nothing and returns 0: end of stream, as if the client had closed. */
 static ssize_t read_socket(ss_request *req, void *buf, size_t size, void *spill, size_t spill_size,
                            bool new_message)
 {
@@ -84,9 +88,11 @@ static ssize_t read_socket(ss_request *req, void *buf, size_t size, void *spill,
     int go = idle ? ss__idle_begin(req) : 1;
     if (go <= 0)
         return go;
-    req->idle_read = idle;
+    req->idle_read = idle && go == SS__IDLE_READ;
     ssize_t n = ss__filtered_recv(req, buf, size, spill, spill_size);
     req->idle_read = false;
+    if (idle && go == SS__IDLE_READ && n == -ECANCELED && ss__idle_stopped(req))
+        return 0;
     if (idle && !ss__idle_end(req))
         return 0; /* closed while waiting: what came meanwhile is lost (the known race) */
     if (n > 0)

@@ -28,7 +28,7 @@ static int connection_scheme(int fd, ss__scheme *scheme)
         return -errno; /* -ENOTCONN */
     *scheme = peer.ss_family == AF_UNIX ? SS__SCHEME_UNIX : SS__SCHEME_TCP;
     if (peer.ss_family != AF_UNIX && peer.ss_family != AF_INET && peer.ss_family != AF_INET6)
-        return SS_ENOTSUPPORTED;
+        return -EAFNOSUPPORT;
     return 0;
 }
 
@@ -68,7 +68,9 @@ static void arrival_of(ss_server *srv, ss__arrival *arrival)
 
 SS_API int ss_server_serve_connection(ss_server *srv)
 {
-    if (srv == NULL || srv->connection_fd < 0 || srv->state != SS__BOUND)
+    if (srv == NULL)
+        return -EINVAL;
+    if (srv->connection_fd < 0 || srv->state != SS__BOUND)
         return SS_ESTATE;
     ss__arrival arrival;
     arrival_of(srv, &arrival);

@@ -48,8 +48,9 @@ void ss__server_sleep(ss_server *srv, int timeout_ms);
 
 /* core/request.c: one request's life. */
 /* The request for an admitted client: takes the arrival's packet and the
- * place (its client's place), counts it active, links it live. NULL when
- * out of memory (the arrival is then untouched). */
+ * place (counted in active by admission, and its client's place), links
+ * it live. NULL when out of memory (the arrival and the place are then
+ * untouched). */
 ss_request *ss__request_new(ss_server *srv, ss__arrival *arrival, const ss__place *place);
 /* The client's address as text ("" if unnamed), formatted on first use by
  * whichever thread asks; valid while the request lives. Thread-safe. */
@@ -78,10 +79,19 @@ void ss__request_hand_off(ss_request *req, ss__place *place);
 /* core/idle.c: drain's idle close (limits.h says what idle is). */
 void ss__idle_init(ss_request *req); /* BUSY, nothing read, the server's flag */
 /* Before a wait for the first byte of a new message after a complete
- * exchange: 1 to read; 0 if the request must end now (a drain is closing
- * idle requests, or closed this one): the read returns 0; or a negative
+ * exchange: SS__IDLE_READ to read, an idle wait (a sync stop ends it at
+ * once); SS__IDLE_READ_BUSY to read as a busy request (its next message
+ * is already there while idle requests are being closed); 0 if the
+ * request must end now (a drain is closing idle requests, a sync stop is
+ * pending, or this one was closed): the read returns 0; or a negative
  * errno for the read to return (a forked child's watched wait timed out). */
+enum { SS__IDLE_READ = 1, SS__IDLE_READ_BUSY = 2 };
 int ss__idle_begin(ss_request *req);
+/* An idle wait (SS__IDLE_READ) ended with -ECANCELED: a sync stop. True
+ * when that closes the request as idle (counted in idle_closed; the read
+ * returns 0, end of stream, as a drain's idle close); false if the
+ * application keeps idle requests (the read returns -ECANCELED). */
+bool ss__idle_stopped(ss_request *req);
 /* After that wait: false if a drain closed the request meanwhile (the
  * read then returns 0, whatever it got). */
 bool ss__idle_end(ss_request *req);
@@ -104,8 +114,14 @@ void ss__bufio_note_written(ss_request *req);
 
 /* core/admission.c: the next client off the listener, admitted and made
  * a request (NULL: none was waiting, or it was turned away, shed or
- * refused by verify_request: counted and closed). Serving thread only. */
+ * refused by verify_request: counted and closed). Any thread. */
 ss_request *ss__admit_next(ss__listener *l);
+/* The same, saying why there is no request: the host's accept slot
+ * (dispatch/dispatch.h says what it returns). */
+int ss__admit_take(ss__listener *l, ss_request **out);
+/* The host's accept_room: a stop, the hand-over, the accept back-off or
+ * max_connections says no client should be taken now. Any thread. */
+bool ss__accept_room(ss_server *srv);
 /* The same for a client already taken off a socket (per-connection mode,
  * core/connection.c), arrival->listener set: consumes the arrival. */
 ss_request *ss__admit(ss_server *srv, ss__arrival *arrival);
@@ -135,8 +151,16 @@ typedef enum ss__refusal {
 } ss__refusal;
 /* False while at max_connections without an overload reply. */
 bool ss__limits_have_room(ss_server *srv);
+/* Before a client is taken off the socket: with max_connections set and
+ * no overload reply, its place in count.active is taken now (the client
+ * then cannot be refused for the limit once taken, nor can two threads
+ * taking clients at once pass it); false, nothing taken, at the limit.
+ * True otherwise (nothing to reserve). Any thread. */
+bool ss__limits_reserve(ss_server *srv, ss__place *place);
 /* Checks a client, before any request exists, against the limits; on
- * admission *place takes its client's place. */
+ * admission *place holds its place in count.active and its client's
+ * place. On refusal the caller gives back what *place holds (a
+ * reservation). Any thread. */
 ss__refusal ss__limits_admit(ss_server *srv, const ss__arrival *arrival, ss__place *place);
 /* The request's client turned out to be another (named by a filter:
  * PROXY): its place moves to that client's entry. False, the place

@@ -57,16 +57,21 @@ static void interrupt_all(ss_server *srv)
 }
 
 /* Once drained, the server takes no new request: serve_forever and
- * handle_request want SS__ACTIVE. */
+ * handle_request want SS__ACTIVE. Under the lock a hand-over checks the
+ * state with (core/handover.c): one on another thread gives way. */
 static int enter_drain(ss_server *srv)
 {
-    if (srv->state != SS__ACTIVE && srv->state != SS__DRAINED)
-        return SS_ESTATE;
-    if (ss__server_serving(srv))
-        return SS_ESTATE;
-    srv->state = SS__DRAINED;
-    atomic_store(&srv->draining, true);
-    return 0;
+    pthread_mutex_lock(&srv->lock);
+    int rc =
+        (srv->state != SS__ACTIVE && srv->state != SS__DRAINED) || srv->serving ? SS_ESTATE : 0;
+    if (rc == 0) {
+        srv->state = SS__DRAINED;
+        atomic_fetch_add(&srv->stop_events, 1);
+    }
+    pthread_mutex_unlock(&srv->lock);
+    if (rc == 0)
+        atomic_store(&srv->draining, true);
+    return rc;
 }
 
 /* Idle requests end first: their places make room for the backlog. A

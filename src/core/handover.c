@@ -46,8 +46,12 @@ typedef struct successor_plan {
     int fds[MAX_HANDOVER];
     int tmp[MAX_HANDOVER];
     int nfds;
+    unsigned stop_events; /* srv->stop_events when the hand-over began */
     char notify_name[128];
     int notify_fd;
+    /* The child writes exec's errno here if it cannot become the program;
+     * close-on-exec, so an exec that works leaves it at end of file. */
+    int exec_error[2];
 } successor_plan;
 
 /* ---- the server's side ---- */
@@ -172,11 +176,13 @@ static void plan_free(successor_plan *plan)
     free(plan->envp);
     free(plan->strings);
     ss__notify_close(&plan->notify_fd, plan->notify_name);
+    ss__close(&plan->exec_error[0]);
+    ss__close(&plan->exec_error[1]);
 }
 
 static int make_plan(successor_plan *plan, ss_server *srv, char *const argv[])
 {
-    *plan = (successor_plan){.notify_fd = -1};
+    *plan = (successor_plan){.notify_fd = -1, .exec_error = {-1, -1}};
     ss__handover_listener ls[MAX_HANDOVER];
     plan->nfds = handover_listeners(srv, ls, MAX_HANDOVER);
     if (plan->nfds <= 0)
@@ -190,6 +196,8 @@ static int make_plan(successor_plan *plan, ss_server *srv, char *const argv[])
     }
     if (rc == 0)
         rc = build_environment(plan, ls);
+    if (rc == 0)
+        rc = ss__pipe(plan->exec_error);
     if (rc < 0)
         plan_free(plan);
     return rc;
@@ -213,20 +221,32 @@ static void write_pid(char *slot, pid_t pid)
 /* The sockets go to 3, 4, ... in order: first each is copied above that
  * range (so moving one cannot overwrite another), then onto its place,
  * where dup2 leaves it inheritable; the copies are close-on-exec. */
+/* Why the child could not become the successor, for the parent. */
+static _Noreturn void child_failed(int report_fd, int status)
+{
+    int err = errno;
+    ssize_t n = write(report_fd, &err, sizeof err);
+    (void)n;
+    _exit(status);
+}
+
 static _Noreturn void become_successor(successor_plan *plan, char *const argv[])
 {
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL); /* the caller's thread may block some */
     write_pid(plan->pid_slot, getpid());
+    int report = fcntl(plan->exec_error[1], F_DUPFD_CLOEXEC, 3 + plan->nfds); /* out of the way */
+    if (report < 0)
+        _exit(126);
     for (int i = 0; i < plan->nfds; i++)
         if ((plan->tmp[i] = fcntl(plan->fds[i], F_DUPFD_CLOEXEC, 3 + plan->nfds)) < 0)
-            _exit(126);
+            child_failed(report, 126);
     for (int i = 0; i < plan->nfds; i++)
         if (dup2(plan->tmp[i], 3 + i) < 0)
-            _exit(126);
+            child_failed(report, 126);
     execve(plan->path, argv, plan->envp);
-    _exit(127);
+    child_failed(report, 127);
 }
 
 /* ---- waiting for READY=1 ---- */
@@ -252,11 +272,21 @@ static bool successor_ended(pid_t pid, int *status)
     return rc == pid || (rc < 0 && errno == ECHILD);
 }
 
-/* 0 once it said READY=1; SS_ESUCCESSOR if it ended first; -ETIMEDOUT. */
-static int await_ready(const successor_plan *plan, pid_t pid, int timeout_ms, int *status)
+/* A stop was requested, or a drain begun, since the hand-over began. */
+static bool stopping_since(ss_server *srv, unsigned since)
+{
+    return atomic_load(&srv->stop_events) != since;
+}
+
+/* 0 once it said READY=1; SS_ESUCCESSOR if it ended first; -ETIMEDOUT;
+ * -ECANCELED at a stop (seen within CHILD_CHECK_MS). */
+static int await_ready(ss_server *srv, const successor_plan *plan, pid_t pid, int timeout_ms,
+                       int *status)
 {
     int64_t deadline = ss__deadline(timeout_ms);
     for (;;) {
+        if (stopping_since(srv, plan->stop_events))
+            return -ECANCELED;
         int rc = ss__notify_take(plan->notify_fd, pid);
         if (rc > 0)
             return 0;
@@ -292,12 +322,42 @@ static void stop_successor(pid_t pid)
 static void report_failure(ss_server *srv, pid_t pid, int rc, int status)
 {
     char how[96];
+    if (rc == -ECANCELED) {
+        ss__log(srv->log, srv, srv->data, SS_LOG_WARNING,
+                "hand-over cancelled: the server is stopping; successor pid %ld stopped",
+                (long)pid);
+        return;
+    }
     if (rc == -ETIMEDOUT)
         snprintf(how, sizeof how, "was not ready in time (stopped)");
     else
         ss__describe_exit(status, how, sizeof how);
     ss__log(srv->log, srv, srv->data, SS_LOG_ERROR,
             "hand-over failed: successor pid %ld %s; still serving", (long)pid, how);
+}
+
+/* 0 once the child has become the program (the pipe's write end closed
+ * by the exec), else the errno it reported, the child reaped. */
+static int exec_result(ss_server *srv, successor_plan *plan, pid_t pid)
+{
+    ss__close(&plan->exec_error[1]);
+    int err = 0;
+    ssize_t n;
+    for (;;) {
+        struct pollfd p = {.fd = plan->exec_error[0], .events = POLLIN};
+        poll(&p, 1, CHILD_CHECK_MS);
+        n = read(plan->exec_error[0], &err, sizeof err);
+        if (n >= 0 || (errno != EAGAIN && errno != EINTR))
+            break;
+    }
+    if (n != (ssize_t)sizeof err || err <= 0)
+        return 0;
+    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+        ;
+    ss__log(srv->log, srv, srv->data, SS_LOG_ERROR,
+            "hand-over failed: cannot execute %s: %s; still serving", plan->path,
+            ss_strerror(-err));
+    return -err;
 }
 
 /* The service manager this server reports to (systemd, Type=notify)
@@ -312,25 +372,34 @@ static void tell_service_manager(pid_t pid)
     ss__notify_send(upstream, state);
 }
 
-static int run_successor(ss_server *srv, successor_plan *plan, char *const argv[], int timeout_ms,
-                         pid_t *out)
+/* The point of no return, under the lock a drain takes to begin: a stop
+ * or drain that came first cancels the hand-over instead. */
+static int commit(ss_server *srv, const successor_plan *plan)
+{
+    pthread_mutex_lock(&srv->lock);
+    bool go = srv->state == SS__ACTIVE && !stopping_since(srv, plan->stop_events);
+    if (go)
+        ss__listeners_handed_over(srv);
+    pthread_mutex_unlock(&srv->lock);
+    return go ? 0 : -ECANCELED;
+}
+
+static int run_successor(ss_server *srv, successor_plan *plan, pid_t pid, int timeout_ms)
 {
     int64_t started = ss__now_ms();
-    pid_t pid = fork();
-    if (pid < 0)
-        return -errno;
-    if (pid == 0)
-        become_successor(plan, argv);
-    *out = pid;
     int status = 0;
-    int rc = await_ready(plan, pid, timeout_ms, &status);
-    if (rc == -ETIMEDOUT)
+    int rc = exec_result(srv, plan, pid);
+    if (rc < 0)
+        return rc;
+    rc = await_ready(srv, plan, pid, timeout_ms, &status);
+    if (rc == 0)
+        rc = commit(srv, plan);
+    if (rc == -ETIMEDOUT || rc == -ECANCELED)
         stop_successor(pid);
     if (rc < 0) {
         report_failure(srv, pid, rc, status);
         return rc;
     }
-    ss__listeners_handed_over(srv);
     tell_service_manager(pid);
     ss__log(srv->log, srv, srv->data, SS_LOG_INFO,
             "handed %d listening socket%s over to pid %ld in %lld ms; no longer accepting",
@@ -338,19 +407,40 @@ static int run_successor(ss_server *srv, successor_plan *plan, char *const argv[
     return 0;
 }
 
+/* Under the lock a drain takes to begin, so the sockets the child is
+ * given are open until it has them. A stop already pending (the loop has
+ * not taken it yet) cancels at once. */
+static int start_successor(ss_server *srv, successor_plan *plan, char *const argv[], pid_t *pid)
+{
+    pthread_mutex_lock(&srv->lock);
+    int rc = srv->state == SS__ACTIVE && !atomic_load(&srv->handed_over) ? 0 : SS_ESTATE;
+    unsigned stop_events = atomic_load(&srv->stop_events);
+    if (rc == 0 && ss__server_stop_requested(srv))
+        rc = -ECANCELED;
+    if (rc == 0)
+        rc = make_plan(plan, srv, argv);
+    plan->stop_events = stop_events;
+    if (rc == 0 && (*pid = fork()) == 0)
+        become_successor(plan, argv); /* the lock is the parent's business */
+    if (rc == 0 && *pid < 0) {
+        rc = -errno;
+        plan_free(plan);
+    }
+    pthread_mutex_unlock(&srv->lock);
+    return rc;
+}
+
 SS_API int ss_server_hand_over(ss_server *srv, char *const argv[], int timeout_ms, pid_t *successor)
 {
     if (srv == NULL || argv == NULL || argv[0] == NULL)
         return -EINVAL;
-    if (srv->state != SS__ACTIVE || atomic_load(&srv->handed_over))
-        return SS_ESTATE;
     if (atomic_exchange(&srv->handing_over, true))
         return -EALREADY;
     successor_plan plan;
-    int rc = make_plan(&plan, srv, argv);
     pid_t pid = -1;
+    int rc = start_successor(srv, &plan, argv, &pid);
     if (rc == 0) {
-        rc = run_successor(srv, &plan, argv, timeout_ms, &pid);
+        rc = run_successor(srv, &plan, pid, timeout_ms);
         plan_free(&plan);
     }
     if (successor != NULL)

@@ -76,23 +76,46 @@ static int watch_parent(ss_request *req)
     return rc == 2 ? 1 : rc;
 }
 
-/* A request already closed stays closed. One that begins to wait while a
- * drain closes idle requests first looks whether its client has already
- * sent the next message (or closed): then it is busy, not idle, and is
- * served; only while draining does that cost a system call. */
+/* Idle requests are being closed: a drain began, or (sync, whose stop
+ * ends an idle wait at once: limits.h, the stop grace) a stop is pending,
+ * unless the application keeps idle requests. */
+static bool closing(const ss_request *req)
+{
+    if (atomic_load(req->closing_idle))
+        return true;
+    ss_server *srv = req->server;
+    return req->waiter->stop_cancels && !atomic_load(&srv->keep_idle) &&
+           ss__stop_requested(&srv->stop);
+}
+
+/* A request already closed stays closed. One that begins to wait while
+ * idle requests are being closed first looks whether its client has
+ * already sent the next message (or closed): then it is busy, not idle,
+ * and is served; only then does that cost a system call. */
 int ss__idle_begin(ss_request *req)
 {
     unsigned char busy = SS__IDLE_BUSY;
     if (!atomic_compare_exchange_strong(req->idle, &busy, SS__IDLE_WAITING))
         return 0;
-    if (atomic_load(req->closing_idle)) {
+    if (closing(req)) {
         if (ss__io_readable_now(req->fd))
-            return 1; /* still WAITING: the read's ss__idle_end makes it busy */
+            return SS__IDLE_READ_BUSY; /* still WAITING: the read's ss__idle_end makes it busy */
         if (claim(req->idle))
             close_claimed(req);
         return 0;
     }
-    return req->idle_watch >= 0 ? watch_parent(req) : 1;
+    return req->idle_watch >= 0 ? watch_parent(req) : SS__IDLE_READ;
+}
+
+bool ss__idle_stopped(ss_request *req)
+{
+    if (atomic_load(&req->server->keep_idle))
+        return false; /* kept idle: the stop cancels it, as before the idle rule */
+    if (claim(req->idle))
+        close_claimed(req);
+    /* else a drain claimed it meanwhile, and counted it */
+    atomic_store(&req->cancelled, false); /* closed idle, not interrupted */
+    return true;
 }
 
 /* Under the live lock, like ss__requests_interrupt: a request leaves the

@@ -12,8 +12,9 @@
  * created on a client's first request and freed when its count returns to
  * 0, so its size follows the requests in flight (each of which already
  * costs a descriptor and a thread or process) and never the clients seen.
- * Entries are added by the serving thread and removed by whichever thread
- * ends the request, under the table's lock. */
+ * Entries are added by whichever thread admits (the serving thread, or a
+ * pool worker accepting for itself) and removed by whichever thread ends
+ * the request, under the table's lock. */
 #include "core/core.h"
 
 #include <errno.h>
@@ -145,11 +146,40 @@ bool ss__limits_have_room(ss_server *srv)
            atomic_load(&srv->count.active) < (uint_fast64_t)max;
 }
 
-/* Only in overload-reply mode can a client arrive over the limit: without
- * it, the listener is not polled there. The client is not counted in
- * active yet (no request exists), so "over" means max already there.
- * Only the serving thread adds to active, so the count cannot rise
- * between this test and the request's creation. */
+/* Takes a place in count.active unless max_connections is reached
+ * (`capped`) or, uncapped, whatever the count. Several threads admit at
+ * once (the pool's workers accept for themselves), so a capped place is
+ * taken by compare-and-swap: the count never passes the limit. */
+static bool take_active(ss_server *srv, ss__place *place, bool capped)
+{
+    int max = atomic_load(&srv->limits.max_connections);
+    if (!capped || max == 0) {
+        atomic_fetch_add(&srv->count.active, 1);
+        place->active = true;
+        return true;
+    }
+    uint_fast64_t n = atomic_load(&srv->count.active);
+    do {
+        if (n >= (uint_fast64_t)max)
+            return false;
+    } while (!atomic_compare_exchange_weak(&srv->count.active, &n, n + 1));
+    place->active = true;
+    return true;
+}
+
+bool ss__limits_reserve(ss_server *srv, ss__place *place)
+{
+    if (srv->limits.overload_reply != NULL || atomic_load(&srv->limits.max_connections) == 0)
+        return true; /* the place is taken at admission */
+    return take_active(srv, place, true);
+}
+
+/* Only in overload-reply mode is a client refused for max_connections:
+ * without it, the client's place was reserved before it was taken off
+ * the socket (ss__limits_reserve), or the limit was set since, and the
+ * client is admitted as the loop that polled for it meant to. The
+ * overload test comes first and changes nothing, so a client refused
+ * for it was never counted active, not even for a moment. */
 static bool over_limit(ss_server *srv)
 {
     int max = atomic_load(&srv->limits.max_connections);
@@ -157,10 +187,8 @@ static bool over_limit(ss_server *srv)
            atomic_load(&srv->count.active) >= (uint_fast64_t)max;
 }
 
-ss__refusal ss__limits_admit(ss_server *srv, const ss__arrival *arrival, ss__place *place)
+static ss__refusal enter_per_client(ss_server *srv, const ss__arrival *arrival, ss__place *place)
 {
-    if (over_limit(srv))
-        return SS__REFUSE_LIMIT;
     int max = srv->limits.max_per_client;
     ss__client_key key = {0};
     if (max == 0 || ss__names_client(arrival->listener) ||
@@ -171,6 +199,19 @@ ss__refusal ss__limits_admit(ss_server *srv, const ss__arrival *arrival, ss__pla
     place->keyed = true;
     place->key = key;
     return SS__ADMITTED;
+}
+
+ss__refusal ss__limits_admit(ss_server *srv, const ss__arrival *arrival, ss__place *place)
+{
+    if (!place->active && over_limit(srv))
+        return SS__REFUSE_LIMIT;
+    ss__refusal why = enter_per_client(srv, arrival, place);
+    if (why != SS__ADMITTED || place->active)
+        return why;
+    /* capped only with the reply: another thread may have taken the
+     * last place since over_limit looked */
+    return take_active(srv, place, srv->limits.overload_reply != NULL) ? SS__ADMITTED
+                                                                       : SS__REFUSE_LIMIT;
 }
 
 bool ss__place_move(ss_server *srv, ss__place *place, const ss__client_key *key)

@@ -53,11 +53,27 @@ static int keep(ss_server *srv, ss__listener *l, int rc)
     return 0;
 }
 
+/* A tls:// URL in a library built without OpenSSL: refused, saying how
+ * to get it (the server's log is not set yet: the default one). */
+static int tls_missing(const ss__url *url)
+{
+    if (url->scheme != SS__SCHEME_TLS || ss_tls_available())
+        return 0;
+    ss__log(NULL, NULL, NULL, SS_LOG_ERROR,
+            "tls://%s:%s: this libsocketserver was built without TLS (build it with OpenSSL's "
+            "development files and CMake -DSS_TLS=ON)",
+            url->host, url->port);
+    return SS_ENOTSUPPORTED;
+}
+
 static int add_bound_here(ss_server *srv, const ss__url *url)
 {
     const ss__transport *transport = ss__transport_for(url->scheme);
     if (transport == NULL)
         return SS_ENOTSUPPORTED;
+    int rc = tls_missing(url);
+    if (rc < 0)
+        return rc;
     ss__listener *l = new_listener(srv, transport);
     if (l == NULL)
         return -ENOMEM;
@@ -94,6 +110,10 @@ static int adopt(ss_server *srv, int fd, const char *name)
         return rc;
     }
     snprintf(l->name, sizeof l->name, "%s", name);
+    /* "tls", the name a hand-over gives a tls:// listener (core/handover.c):
+     * its connections speak TLS (filter/tls.c) in the successor too. */
+    if (strcmp(name, ss__scheme_name(SS__SCHEME_TLS)) == 0 && l->url.scheme == SS__SCHEME_TCP)
+        l->url.scheme = SS__SCHEME_TLS;
     srv->listeners[srv->nlisteners++] = l;
     return 0;
 }
@@ -179,6 +199,18 @@ int ss__listener_add_parsed(ss_server *srv, const ss__url *url)
     }
 }
 
+/* With several listeners the error alone does not say which one failed:
+ * the log does ("cannot listen on unix:/run/a.sock: File exists"). */
+static int name_failure(ss_server *srv, const ss__listener *l, int rc)
+{
+    char url[300];
+    if (srv->nlisteners > 1 && ss__format_url(l->url.scheme, (const struct sockaddr *)&l->addr,
+                                              l->addr_len, url, sizeof url) > 0)
+        ss__log(srv->log, srv, srv->data, SS_LOG_ERROR, "cannot listen on %s: %s", url,
+                ss_strerror(rc));
+    return rc;
+}
+
 int ss__listeners_bind(ss_server *srv)
 {
     for (int i = 0; i < srv->nlisteners; i++) {
@@ -187,7 +219,7 @@ int ss__listeners_bind(ss_server *srv)
             continue; /* a retry after a later one failed */
         int rc = l->transport->bind(l);
         if (rc < 0)
-            return rc;
+            return name_failure(srv, l, rc);
         l->bound = true;
     }
     return 0;
@@ -199,7 +231,7 @@ int ss__listeners_activate(ss_server *srv)
         ss__listener *l = srv->listeners[i];
         int rc = l->adopted ? 0 : l->transport->activate(l);
         if (rc < 0)
-            return rc;
+            return name_failure(srv, l, rc);
     }
     return 0;
 }
@@ -227,6 +259,8 @@ void ss__listeners_free(ss_server *srv)
 
 SS_API int ss_server_add_listener(ss_server *srv, const char *url)
 {
+    if (srv == NULL || url == NULL)
+        return -EINVAL;
     if (srv->state != SS__CREATED)
         return SS_ESTATE;
     ss__url parsed;
@@ -239,12 +273,12 @@ SS_API int ss_server_add_listener(ss_server *srv, const char *url)
 
 SS_API int ss_server_listener_count(const ss_server *srv)
 {
-    return srv->nlisteners;
+    return srv != NULL ? srv->nlisteners : -EINVAL;
 }
 
 static const ss__listener *listener_at(const ss_server *srv, int index)
 {
-    return index >= 0 && index < srv->nlisteners ? srv->listeners[index] : NULL;
+    return srv != NULL && index >= 0 && index < srv->nlisteners ? srv->listeners[index] : NULL;
 }
 
 SS_API int ss_server_listener_fileno(const ss_server *srv, int index)
@@ -256,7 +290,7 @@ SS_API int ss_server_listener_fileno(const ss_server *srv, int index)
 SS_API int ss_server_listener_address(const ss_server *srv, int index, char *buf, size_t size)
 {
     const ss__listener *l = listener_at(srv, index);
-    if (l == NULL)
+    if (l == NULL || (buf == NULL && size > 0))
         return -EINVAL;
     return ss__format_url(l->url.scheme, (const struct sockaddr *)&l->addr, l->addr_len, buf, size);
 }
@@ -271,7 +305,7 @@ SS_API int ss_server_listener_port(const ss_server *srv, int index)
 
 SS_API int ss_request_listener(const ss_request *req)
 {
-    return req->listener->index;
+    return req != NULL ? req->listener->index : -EINVAL;
 }
 
 SS_API const char *ss_server_listener_name(const ss_server *srv, int index)

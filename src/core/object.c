@@ -26,6 +26,7 @@ static void destroy(ss_server *srv)
         srv->supervisor->free(srv);
     pthread_cond_destroy(&srv->loop_exited);
     pthread_mutex_destroy(&srv->live_lock);
+    pthread_mutex_destroy(&srv->accept_lock);
     pthread_mutex_destroy(&srv->lock);
     free(srv);
 }

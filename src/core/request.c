@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/un.h>
 
 /* The server's list of the requests alive in this process, for drain. */
 static void link_live(ss_request *req)
@@ -52,9 +53,7 @@ ss_request *ss__request_new(ss_server *srv, ss__arrival *arrival, const ss__plac
     ss__idle_init(req);
     ss__bufio_init(req);
     ss__server_ref(srv);
-    req->place = *place;
-    req->place.active = true; /* counted from admission until the request ends */
-    atomic_fetch_add(&srv->count.active, 1);
+    req->place = *place; /* active: counted from admission until the request ends */
     link_live(req);
     return req;
 }
@@ -155,7 +154,12 @@ static ss__late_refusal admit_real_client(ss_request *req)
 static bool open_filters(ss_request *req)
 {
     ss_server *srv = req->server;
-    if (ss__filters_open(req) < 0) {
+    const ss__waiter *serving = req->waiter;
+    if (req->open_waiter != NULL)
+        req->waiter = req->open_waiter;
+    int rc = ss__filters_open(req);
+    req->waiter = serving;
+    if (rc < 0) {
         if (req->late_refusal == SS__LATE_NONE)
             req->late_refusal = SS__LATE_FILTER;
     } else if (ss__names_client(req->listener)) {
@@ -249,6 +253,21 @@ SS_API const struct sockaddr *ss_request_client_address(const ss_request *req, s
     return (const struct sockaddr *)&req->peer;
 }
 
+/* The name, cut to the cache if longer (a Unix name of escaped bytes,
+ * each \xHH) and then ending in "...", so a cut name shows it is one. */
+static void format_name(ss_request *r)
+{
+    const struct sockaddr *sa = (const struct sockaddr *)&r->peer;
+    if (ss__format_peer(sa, r->peer_len, r->peer_name, sizeof r->peer_name) != -ENOSPC)
+        return;
+    char whole[4 * sizeof((struct sockaddr_un *)NULL)->sun_path + 2];
+    if (ss__format_peer(sa, r->peer_len, whole, sizeof whole) < 0)
+        return;
+    size_t keep = sizeof r->peer_name - 4;
+    memcpy(r->peer_name, whole, keep);
+    memcpy(r->peer_name + keep, "...", 4);
+}
+
 /* Formats the name once, whichever thread asks first; another thread
  * asking meanwhile waits the few microseconds it takes. The request is
  * never a const object (calloc'd), so writing its name through a const
@@ -261,8 +280,7 @@ const char *ss__request_peer_name(const ss_request *req)
         return r->peer_name;
     unsigned char unnamed = SS__NAME_UNNAMED;
     if (atomic_compare_exchange_strong(&r->peer_name_state, &unnamed, SS__NAME_FORMATTING)) {
-        ss__format_peer((const struct sockaddr *)&r->peer, r->peer_len, r->peer_name,
-                        sizeof r->peer_name);
+        format_name(r);
         atomic_store_explicit(&r->peer_name_state, SS__NAME_READY, memory_order_release);
         return r->peer_name;
     }

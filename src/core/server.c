@@ -63,6 +63,8 @@ static const ss__host core_host = {
     .ref = ss__server_ref,
     .unref = ss__server_unref,
     .wake = ss__server_wake,
+    .accept = ss__admit_take,
+    .accept_room = ss__accept_room,
 };
 
 /* ---- creation ---- */
@@ -110,6 +112,7 @@ static ss_server *alloc_server(const ss_dispatcher *dispatcher, const ss_handler
     pthread_mutex_init(&srv->lock, NULL);
     pthread_cond_init(&srv->loop_exited, NULL);
     pthread_mutex_init(&srv->live_lock, NULL);
+    pthread_mutex_init(&srv->accept_lock, NULL);
     srv->live.prev = srv->live.next = &srv->live;
     atomic_init(&srv->draining, false);
     return srv;
@@ -186,7 +189,9 @@ SS_API int ss_server_activate(ss_server *srv)
 {
     if (srv->state != SS__BOUND || srv->serves_connection)
         return SS_ESTATE;
-    int rc = ss__listeners_activate(srv);
+    int rc = ss__tls_check_listeners(srv);
+    if (rc == 0)
+        rc = ss__listeners_activate(srv);
     if (rc == 0) /* with worker processes, each starts the dispatcher */
         rc = srv->supervisor != NULL ? srv->supervisor->start(srv) : srv->dispatch->start(srv);
     if (rc == 0)
@@ -243,6 +248,9 @@ static bool take_stop(ss_server *srv)
 SS_API void ss_server_request_shutdown(ss_server *srv)
 {
     ss__stop_request(&srv->stop);
+    /* After the flag: a hand-over reads the count, then the flag, so it
+     * sees any stop that was not taken before it began. */
+    atomic_fetch_add(&srv->stop_events, 1);
 }
 
 SS_API int ss_server_set_stop_grace(ss_server *srv, int grace_ms)
@@ -279,16 +287,67 @@ static bool listener_wanted(ss_server *srv)
 }
 
 /* Fills the poll set: the wake pipe, then each open listener, when
- * wanted. Returns how many entries to poll. */
+ * wanted; a listener the dispatcher's threads take clients from is left
+ * out (fd -1) while they do. Returns how many entries to poll. */
 static nfds_t fill_pollset(ss_server *srv)
 {
     struct pollfd *p = srv->pollset;
     p[0] = (struct pollfd){.fd = srv->stop.wake_read, .events = POLLIN};
     if (!listener_wanted(srv))
         return 1;
-    for (int i = 0; i < srv->nlisteners; i++)
-        p[i + 1] = (struct pollfd){.fd = srv->listeners[i]->fd, .events = POLLIN};
+    int asked = 0; /* 1: they accept, -1: they do not; asked once */
+    for (int i = 0; i < srv->nlisteners; i++) {
+        const ss__listener *l = srv->listeners[i];
+        if (l->worker_accept && asked == 0)
+            asked = srv->dispatch->accepting(srv) ? 1 : -1;
+        bool theirs = l->worker_accept && asked > 0;
+        p[i + 1] = (struct pollfd){.fd = theirs ? -1 : l->fd, .events = POLLIN};
+    }
     return (nfds_t)srv->nlisteners + 1;
+}
+
+/* ---- accepting where the request is served (the pool's workers) ---- */
+
+/* Whose clients a dispatcher's own threads may take while the loop
+ * serves: a stream listener's (a datagram is read by the loop and its
+ * requests reply through the listener), and only with the default
+ * verify_request, which is documented to run where the loop runs. */
+static bool may_accept_elsewhere(const ss_server *srv, const ss__listener *l)
+{
+    return l->fd >= 0 && !l->transport->datagram && srv->verify_request == verify_always;
+}
+
+static void mark_accept_elsewhere(ss_server *srv, bool on)
+{
+    for (int i = 0; i < srv->nlisteners; i++)
+        srv->listeners[i]->worker_accept = on && may_accept_elsewhere(srv, srv->listeners[i]);
+}
+
+/* serve_forever begins: offers the dispatcher the listeners it may take
+ * clients from itself. True if it does. (A table without the slots, from
+ * before they existed, leaves them to the loop.) */
+static bool accept_elsewhere_begin(ss_server *srv)
+{
+    if (srv->dispatch->accept_start == NULL || atomic_load(&srv->handed_over))
+        return false;
+    mark_accept_elsewhere(srv, true);
+    bool taken = false;
+    for (int i = 0; i < srv->nlisteners && !taken; i++)
+        taken = srv->listeners[i]->worker_accept;
+    if (taken && srv->dispatch->accept_start(srv))
+        return true;
+    mark_accept_elsewhere(srv, false);
+    return false;
+}
+
+/* serve_forever ends, or the listeners were handed over: from here on
+ * only the loop (handle_request, drain) takes clients. Returns false, the
+ * new state. */
+static bool accept_elsewhere_end(ss_server *srv)
+{
+    srv->dispatch->accept_stop(srv);
+    mark_accept_elsewhere(srv, false);
+    return false;
 }
 
 /* Waits up to timeout_ms (negative: no limit) for a listener or the
@@ -499,7 +558,10 @@ SS_API int ss_server_serve_forever(ss_server *srv, int poll_interval_ms)
     if (!ss__server_enter_loop(srv))
         return -EBUSY;
     int rc = 0;
+    bool elsewhere = accept_elsewhere_begin(srv);
     while (!ss__server_stop_requested(srv)) {
+        if (elsewhere && atomic_load(&srv->handed_over))
+            elsewhere = accept_elsewhere_end(srv); /* the successor takes them */
         rc = wait_event(srv, poll_interval_ms);
         if (rc < 0 || ss__server_stop_requested(srv))
             break;
@@ -508,6 +570,8 @@ SS_API int ss_server_serve_forever(ss_server *srv, int poll_interval_ms)
         srv->dispatch->reap(srv);
         srv->service_actions(srv, srv->data);
     }
+    if (elsewhere)
+        accept_elsewhere_end(srv);
     ss__server_leave_loop(srv);
     return rc < 0 ? rc : 0;
 }

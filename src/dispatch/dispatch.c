@@ -54,6 +54,23 @@ void ss__dispatch_close_none(ss_server *srv)
     (void)srv;
 }
 
+bool ss__dispatch_accept_start_none(ss_server *srv)
+{
+    (void)srv;
+    return false;
+}
+
+void ss__dispatch_accept_stop_none(ss_server *srv)
+{
+    (void)srv;
+}
+
+bool ss__dispatch_accepting_none(ss_server *srv)
+{
+    (void)srv;
+    return false;
+}
+
 SS_API const char *ss_dispatch_name(const ss_dispatcher *dispatcher)
 {
     /* NULL is what ss_server_create takes for the sync dispatcher (named

@@ -52,6 +52,21 @@ struct ss_dispatcher {
     int (*claim_client)(ss_server *srv, const ss__client_key *key);
     /* server_close: wait for or let go of running requests; free state. */
     void (*close)(ss_server *srv);
+    /* serve_forever begins: the dispatcher's own threads may take clients
+     * off the listeners marked worker_accept, through host->accept, so a
+     * connection is served where it was accepted. True if they do (the
+     * loop then polls those listeners only while `accepting` is false);
+     * false leaves them to the loop. Serving thread. */
+    bool (*accept_start)(ss_server *srv);
+    /* serve_forever ends: once this returns no thread of the dispatcher
+     * takes a client and none watches a listener (drain may close them).
+     * Serving thread; never waits for a handler. */
+    void (*accept_stop)(ss_server *srv);
+    /* Between the two: whether some thread of the dispatcher is taking
+     * clients now. False (all of them full): the loop accepts into the
+     * dispatcher's queue as before. A dispatcher whose last accepting
+     * thread stops wakes the loop (host->wake). Serving thread. */
+    bool (*accepting)(ss_server *srv);
 };
 
 /* What the core lends the dispatchers. A dispatcher sits below the core
@@ -83,6 +98,20 @@ struct ss__host {
     void (*unref)(ss_server *srv);
     /* Wakes the serving loop; async-signal-safe. */
     void (*wake)(const ss_server *srv);
+    /* A dispatcher thread accepting for itself (accept_start): takes the
+     * next client off l through admission (limits, max_per_client,
+     * verify_request, the accept policy, the counters), as the loop
+     * would. 1: *out is an admitted request, to run and end; 0: a client
+     * was taken and turned away, shed or refused (counted, closed);
+     * -EAGAIN: none was waiting; -EBUSY: max_connections is reached
+     * (nobody was taken: wait for room); another negative errno: taking
+     * one failed (counted; out of descriptors or memory starts the
+     * back-off). Any thread. */
+    int (*accept)(ss__listener *l, ss_request **out);
+    /* Whether clients may be taken now: no stop requested, not handed
+     * over, no accept back-off, room under max_connections. A hint for
+     * when to watch the listeners; accept decides exactly. Any thread. */
+    bool (*accept_room)(ss_server *srv);
 };
 
 /* Shared no-op slots for dispatcher tables. */
@@ -94,6 +123,9 @@ void ss__dispatch_interrupt_own_none(ss_server *srv, bool force);
 void ss__dispatch_close_idle_none(ss_server *srv); /* the core sees every request */
 int ss__dispatch_claim_client_none(ss_server *srv, const ss__client_key *key); /* -ENOTSUP */
 void ss__dispatch_close_none(ss_server *srv);
+bool ss__dispatch_accept_start_none(ss_server *srv); /* false: the loop accepts */
+void ss__dispatch_accept_stop_none(ss_server *srv);
+bool ss__dispatch_accepting_none(ss_server *srv); /* false */
 /* Handler-thread attributes: joinable, with the configured stack size. */
 int ss__thread_attr_init(const ss_server *srv, pthread_attr_t *attr);
 /* True unless ss_server_set_block_on_close(srv, false) was called. */

@@ -56,6 +56,7 @@
 /* Bits 2-4: why it was refused before its handler ran (ss__late_refusal). */
 #define EXIT_REFUSAL_SHIFT 2
 #define EXIT_REFUSAL_MASK  7
+#define EXIT_TLS_DONE      32 /* its TLS handshake completed (ss_stats.tls_handshakes) */
 
 /* The page shared with the children (MAP_SHARED: a child writes into the
  * parent's very memory). */
@@ -80,6 +81,8 @@ typedef struct forks {
     shared_page *page;     /* shared with the children */
     size_t page_size;      /* bytes mapped */
     int idle_watch[2];     /* drain writes to [1]; children's idle waits poll [0] */
+    int cut_watch[2];      /* drain's deadline writes to [1]; every wait of a child polls [0] */
+    bool cut;              /* that byte was written */
     bool clients_shared;   /* the page's clients_lock is set up */
     int child_slot;        /* in a child: its slot; -1 in the parent */
     int retry_ms;          /* next look for a marked child, 0 = none marked */
@@ -97,6 +100,8 @@ static void forks_free(forks *fs)
         munmap(fs->page, fs->page_size);
     ss__close(&fs->idle_watch[0]);
     ss__close(&fs->idle_watch[1]);
+    ss__close(&fs->cut_watch[0]);
+    ss__close(&fs->cut_watch[1]);
     free(fs->places);
     free(fs->pids);
     free(fs);
@@ -123,7 +128,7 @@ static int share_clients_lock(pthread_mutex_t *lock)
 }
 
 /* The shared page, its clients' lock if a child will count its real
- * client (PROXY and max_per_client), and the drain's pipe. */
+ * client (PROXY and max_per_client), and the drain's pipes. */
 static int share(ss_server *srv, forks *fs)
 {
     fs->page_size = sizeof *fs->page + (size_t)fs->max * sizeof fs->page->slot[0];
@@ -138,7 +143,8 @@ static int share(ss_server *srv, forks *fs)
             return rc;
         fs->clients_shared = true;
     }
-    return ss__pipe(fs->idle_watch);
+    int rc = ss__pipe(fs->idle_watch);
+    return rc < 0 ? rc : ss__pipe(fs->cut_watch);
 }
 
 static int fork_start(ss_server *srv)
@@ -146,7 +152,7 @@ static int fork_start(ss_server *srv)
     forks *fs = calloc(1, sizeof *fs);
     if (fs == NULL)
         return -ENOMEM;
-    fs->idle_watch[0] = fs->idle_watch[1] = -1;
+    fs->idle_watch[0] = fs->idle_watch[1] = fs->cut_watch[0] = fs->cut_watch[1] = -1;
     fs->child_slot = -1;
     fs->max = srv->dopt.max_children > 0 ? srv->dopt.max_children : SS_DEFAULT_MAX_CHILDREN;
     int rc = -ENOMEM;
@@ -189,6 +195,8 @@ static void account(ss_server *srv, int status, unsigned char marks, unsigned ch
         atomic_fetch_add(&srv->count.handler_errors, 1);
     if (marks & EXIT_TIMED_OUT)
         atomic_fetch_add(&srv->count.request_timeouts, 1);
+    if (marks & EXIT_TLS_DONE)
+        atomic_fetch_add(&srv->count.tls_handshakes, 1);
     atomic_fetch_add(&srv->count.closed, 1);
 }
 
@@ -313,15 +321,24 @@ static void announce_exit(forks *fs, int slot, int notify_fd, unsigned char mark
  * group (Ctrl-C, systemd's KillMode=control-group), which the
  * application's handler turns into ss_server_request_shutdown in the child
  * too, must not cancel this child's request: its waits are a thread's,
- * which a stop never ends. Drain's SIGTERM, then SIGKILL, bounds a stuck
- * child. No lock: the child has one thread, and a lock another thread of
- * the parent held at the fork would stay held here. */
-static void forget_parents_loop(ss_server *srv, ss_request *req)
+ * which a stop never ends, but for the parent's drain (the cut pipe).
+ * No lock: the child has one thread, and a lock another thread of the
+ * parent held at the fork would stay held here. */
+static void forget_parents_loop(ss_server *srv, ss_request *req, const forks *fs)
 {
     ss__stop_take(&srv->stop);
     atomic_store(&srv->stop.cancel_at, 0);
     srv->serving = false; /* ss_server_shutdown in the child waits for no loop */
-    req->waiter = &ss__waiter_thread;
+    /* Every wait of the request, its filters' open (a PROXY header) and
+     * its handler's reads and writes alike, ends at the drain's deadline
+     * (or a second stop) with -ECANCELED, as a thread's ends when the
+     * drain shuts its socket down: whatever the application does with the
+     * SIGTERM that follows (catches it with SA_RESTART, blocks it, or its
+     * handler never runs: a forked ThreadSanitizer child defers signals to
+     * interceptors it no longer runs). SIGTERM, then SIGKILL, still bounds
+     * a child busy outside the library. */
+    srv->stop.cut_read = fs->cut_watch[0];
+    req->waiter = &ss__waiter_cut;
 }
 
 /* Every listener but the request's own when it replies through it. */
@@ -343,7 +360,7 @@ static void run_child(ss_server *srv, forks *fs, int slot, ss_request *req)
 {
     int notify_fd = srv->stop.wake_write;
     srv->stop.wake_write = -1; /* a shutdown called in the child stays in the child */
-    forget_parents_loop(srv, req);
+    forget_parents_loop(srv, req, fs);
     /* its idle state where the parent's drain can see it, and its pipe */
     req->idle = &fs->page->slot[slot].idle;
     req->closing_idle = &fs->page->closing_idle;
@@ -355,6 +372,7 @@ static void run_child(ss_server *srv, forks *fs, int slot, ss_request *req)
     req->linger_in_place = true; /* we exit next, and a lingerer thread with us */
     unsigned char marks = atomic_load(&req->timed_out) ? EXIT_TIMED_OUT : 0;
     marks |= (unsigned char)(req->late_refusal << EXIT_REFUSAL_SHIFT);
+    marks |= req->tls_established ? EXIT_TLS_DONE : 0;
     req->server->host->end(req);
     atomic_store(&fs->page->slot[slot].keyed, false); /* its client's place, given back */
     announce_exit(fs, slot, notify_fd, marks);
@@ -444,7 +462,8 @@ static void drop_unforked(ss_server *srv, forks *fs)
     fs->unforked = NULL;
 }
 
-/* Drain's deadline: SIGTERM, then SIGKILL, to our own children only. A pid
+/* Drain's deadline: the cut byte (every wait of every child ends at once
+ * with -ECANCELED), SIGTERM, then SIGKILL, to our own children only. A pid
  * not yet reaped cannot belong to anybody else: even exited, the child
  * keeps it until waitpid. The request still waiting for a fork is refused
  * first, before the core shuts the live sockets down, so the reap step
@@ -453,6 +472,11 @@ static void fork_interrupt_own(ss_server *srv, bool force)
 {
     forks *fs = srv->dispatch_state;
     drop_unforked(srv, fs);
+    if (!fs->cut) { /* first: ends the children's waits, whatever they do with SIGTERM */
+        ssize_t ignored = write(fs->cut_watch[1], "", 1);
+        (void)ignored;
+        fs->cut = true;
+    }
     for (int slot = 0; slot < fs->max; slot++)
         if (fs->pids[slot] != 0)
             kill(fs->pids[slot], force ? SIGKILL : SIGTERM);
@@ -545,6 +569,9 @@ static const ss_dispatcher forking_dispatcher = {
     .close_idle = fork_close_idle,
     .claim_client = fork_claim_client,
     .close = fork_close,
+    .accept_start = ss__dispatch_accept_start_none,
+    .accept_stop = ss__dispatch_accept_stop_none,
+    .accepting = ss__dispatch_accepting_none,
 };
 
 SS_API const ss_dispatcher *ss_dispatch_forking(void)

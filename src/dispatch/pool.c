@@ -9,7 +9,23 @@
  * there while the worker runs the others. So a worker serves up to
  * `fibers` connections at once, idle ones costing a parked stack, not a
  * thread. Where fibers are not built in, a worker serves one request at a
- * time, start to end. */
+ * time, start to end.
+ *
+ * While a loop serves (serve_forever), the workers take new connections
+ * off the stream listeners themselves: each worker with room watches the
+ * listeners in its own readiness set, with exclusive wake-ups (one
+ * waiting worker woken per arrival, the first to have watched it if it
+ * is idle, so light load stays on one worker), accepts through the
+ * core's admission (srv->host->accept) and starts the request on a fiber
+ * right there: a connection lives its whole life on the thread that
+ * accepted it, with no queue, lock or thread wake-up between. A worker
+ * stops watching when it is full, or when the core says no client may be
+ * taken (a limit, the accept back-off, a stop, the hand-over); the loop's
+ * reap step has it watch again once there is room. The loop and the
+ * queue remain for what the workers do not take: datagram listeners,
+ * handle_request and drain (no loop serving), a verify_request hook
+ * (it runs where the loop runs), every worker full, and readiness sets
+ * without exclusive wake-ups (poll(), no fibers). */
 #include "dispatch/dispatch.h"
 
 #include <errno.h>
@@ -21,6 +37,7 @@
 #define MAX_WORKERS     256
 #define WORKERS_PER_CPU 4
 #define TAKE_BATCH      16 /* requests a worker takes off the queue per lock */
+#define ACCEPT_BATCH    16 /* clients a worker accepts per ready listener per turn */
 /* Where new work goes: to the first worker with room that spent more than
  * a quarter of the last WINDOW_US waiting, so light load packs onto one
  * worker (one thread doing everything, as a hand-written epoll server
@@ -55,6 +72,22 @@ typedef struct worker {
      * whether it has seen close begin */
     size_t reported_live;
     bool saw_closing;
+    /* Its readiness set holds the pool's sources (the listeners it
+     * accepts on): changed under the lock, by the worker or by
+     * accept_start/accept_stop; read by the worker without it. */
+    atomic_bool listening;
+    /* It has room but does not watch the listeners because the core said
+     * no client may be taken: the loop's reap wakes it when that passes.
+     * Written by the worker. */
+    atomic_bool parked;
+    /* Another worker stopped accepting, full, with clients perhaps still
+     * waiting: try every listener once, ready or not (the kernel woke
+     * that worker for them, not this one). */
+    atomic_bool poked;
+    /* Full, or busy past SPILL_PCT in its last window: the next worker
+     * takes new connections too (accepts_now). Written by the worker. */
+    atomic_bool spilling;
+    atomic_bool has_live; /* fibers live as of its last turn: it can be stuck */
 } worker;
 
 struct pool {
@@ -72,6 +105,18 @@ struct pool {
     int shared;              /* requests running that reply through the server's socket */
     pthread_cond_t unshared; /* shared fell to 0 */
     ss_server *srv;
+    /* Workers accepting for themselves, between accept_start and
+     * accept_stop (accept_on). sources[] and nsources change only while
+     * no worker can read them: before accept_on is set, and after it is
+     * cleared and in_accept (workers that may have seen it set) is 0. */
+    ss__listener *sources[SS__MAX_SOURCES]; /* by the id the schedulers know them by */
+    int nsources;
+    atomic_bool accept_on;
+    atomic_int in_accept;
+    pthread_cond_t accept_idle; /* in_accept fell to 0 with accept_on clear */
+    atomic_int listening;       /* workers with listening set */
+    atomic_int parked;          /* workers with parked set */
+    atomic_bool no_sources;     /* the readiness set cannot watch a shared socket */
 };
 
 /* With fibers, more workers than cores only matter for handlers that
@@ -162,6 +207,7 @@ static void pool_unref(pool *p)
         return;
     for (size_t i = 0; i < p->nworkers; i++)
         worker_release(&p->workers[i]); /* those that never ran */
+    pthread_cond_destroy(&p->accept_idle);
     pthread_cond_destroy(&p->unshared);
     pthread_cond_destroy(&p->space);
     pthread_mutex_destroy(&p->lock);
@@ -290,6 +336,7 @@ static void meter(worker *w)
 {
     int64_t now = ss__sched_now_us(w->sched);
     atomic_store_explicit(&w->seen_us, now, memory_order_relaxed);
+    atomic_store_explicit(&w->has_live, ss__sched_live(w->sched) > 0, memory_order_relaxed);
     int64_t span = now - w->window_start_us;
     if (span < WINDOW_US)
         return;
@@ -372,11 +419,192 @@ static void sleep_in_readiness_set(worker *w)
     atomic_store_explicit(&w->waiting, false, memory_order_relaxed);
 }
 
+/* ---- accepting in the workers ---- */
+
+/* Caller holds the lock. All of the sources or none. */
+static int watch_sources(pool *p, worker *w)
+{
+    for (int i = 0; i < p->nsources; i++) {
+        /* an adopted socket may have other processes waiting on it too */
+        bool exclusive = !p->sources[i]->adopted;
+        int rc = ss__sched_watch_source(w->sched, (unsigned)i, p->sources[i]->fd, exclusive);
+        if (rc < 0) {
+            while (i-- > 0)
+                ss__sched_unwatch_source(w->sched, p->sources[i]->fd);
+            return rc;
+        }
+    }
+    atomic_store(&w->listening, true);
+    atomic_fetch_add(&p->listening, 1);
+    return 0;
+}
+
+/* Caller holds the lock. When the last worker stops watching, the loop
+ * is woken (tell_loop) to poll the listeners itself, into the queue. */
+static void unwatch_sources(pool *p, worker *w, bool tell_loop)
+{
+    for (int i = 0; i < p->nsources; i++)
+        ss__sched_unwatch_source(w->sched, p->sources[i]->fd);
+    atomic_store(&w->listening, false);
+    if (atomic_fetch_sub(&p->listening, 1) == 1 && tell_loop)
+        p->srv->host->wake(p->srv);
+}
+
+static void set_parked(pool *p, worker *w, bool parked)
+{
+    if (atomic_load_explicit(&w->parked, memory_order_relaxed) == parked)
+        return;
+    atomic_store(&w->parked, parked);
+    atomic_fetch_add(&p->parked, parked ? 1 : -1);
+}
+
+/* A worker in a handler that blocks its thread: it has fibers, is not
+ * asleep, and has not come round its loop for STUCK_US. */
+static bool stuck(worker *w, int64_t now)
+{
+    return atomic_load_explicit(&w->has_live, memory_order_relaxed) &&
+           !atomic_load_explicit(&w->waiting, memory_order_relaxed) &&
+           now - atomic_load_explicit(&w->seen_us, memory_order_relaxed) > STUCK_US;
+}
+
+/* Whether new connections are this worker's to take: the first worker's
+ * always; another's only while the one before it spills (full, or busy
+ * past SPILL_PCT) or is stuck. So light load packs onto the first worker
+ * (one thread doing everything, as a hand-written epoll server: fewer
+ * wake-ups per request than connections spread over every worker) and
+ * heavier load spreads over as many as it keeps busy, as for queued work
+ * (wake_a_worker). */
+static bool accepts_now(pool *p, worker *w, int64_t now)
+{
+    if (w == &p->workers[0])
+        return true;
+    worker *prev = w - 1;
+    return atomic_load_explicit(&prev->spilling, memory_order_relaxed) || stuck(prev, now);
+}
+
+/* Caller holds the lock. The next worker, asleep perhaps, looks again
+ * at whether new connections are its to take. */
+static void tell_next(pool *p, worker *w)
+{
+    size_t next = (size_t)(w - p->workers) + 1;
+    if (next < p->started && !atomic_load(&p->workers[next].listening))
+        notify(&p->workers[next]);
+}
+
+static void set_spilling(pool *p, worker *w, bool spilling)
+{
+    if (atomic_load_explicit(&w->spilling, memory_order_relaxed) == spilling)
+        return;
+    atomic_store(&w->spilling, spilling);
+    if (!spilling)
+        return; /* the next one stops on its own next turn */
+    pthread_mutex_lock(&p->lock);
+    tell_next(p, w);
+    pthread_mutex_unlock(&p->lock);
+}
+
+/* Once per turn: watch the listeners while accepting is on, the worker
+ * has a fiber free, new connections are its to take and the core lets
+ * clients in; stop otherwise. The lock only when that changes. A
+ * readiness set that cannot watch them (-ENOTSUP) leaves accepting to
+ * the loop for good. */
+static void tune_listening(pool *p, worker *w)
+{
+    bool on = atomic_load(&p->accept_on) && !atomic_load(&p->no_sources);
+    bool full = ss__sched_live(w->sched) >= p->fibers;
+    set_spilling(
+        p, w,
+        on && (full || atomic_load_explicit(&w->busy_pct, memory_order_relaxed) >= SPILL_PCT));
+    bool mine = on && !full && accepts_now(p, w, ss__sched_now_us(w->sched));
+    bool want = mine && p->srv->host->accept_room(p->srv);
+    set_parked(p, w, mine && !want);
+    if (want == atomic_load_explicit(&w->listening, memory_order_relaxed))
+        return;
+    pthread_mutex_lock(&p->lock);
+    if (want && atomic_load(&p->accept_on) && !atomic_load(&w->listening)) {
+        if (watch_sources(p, w) == -ENOTSUP)
+            atomic_store(&p->no_sources, true);
+    } else if (!want && atomic_load(&w->listening)) {
+        unwatch_sources(p, w, true);
+    }
+    pthread_mutex_unlock(&p->lock);
+}
+
+static void leave_accept(pool *p)
+{
+    if (atomic_fetch_sub(&p->in_accept, 1) != 1 || atomic_load(&p->accept_on))
+        return;
+    pthread_mutex_lock(&p->lock);
+    pthread_cond_broadcast(&p->accept_idle);
+    pthread_mutex_unlock(&p->lock);
+}
+
+/* An exclusive wake-up goes to one waiting worker per arrival: a worker
+ * that fills up before taking every client it was woken for passes them
+ * on to another worker that watches the listeners (with none, its own
+ * unwatch_sources wakes the loop, which then takes them). */
+static void pass_on(pool *p, worker *self)
+{
+    pthread_mutex_lock(&p->lock);
+    for (size_t i = 0; i < p->started; i++) {
+        worker *w = &p->workers[i];
+        if (w != self && w->alive && atomic_load(&w->listening)) {
+            atomic_store(&w->poked, true);
+            notify(w);
+            break;
+        }
+    }
+    pthread_mutex_unlock(&p->lock);
+}
+
+/* Up to ACCEPT_BATCH clients off one listener, each started on a fiber
+ * of this worker at once, while it has fibers free and the core lets
+ * clients in (checked before each: a back-off begun by another worker,
+ * a stop). A client refused by admission costs nothing more here. */
+static void accept_from(pool *p, worker *w, ss__listener *l)
+{
+    ss_server *srv = p->srv;
+    for (int n = 0; n < ACCEPT_BATCH; n++) {
+        if (ss__sched_live(w->sched) >= p->fibers) {
+            pass_on(p, w);
+            return;
+        }
+        if (!srv->host->accept_room(srv))
+            return;
+        ss_request *req;
+        int rc = srv->host->accept(l, &req);
+        if (rc < 0)
+            return; /* none waiting, at the limit, or failing: tune_listening sees to it */
+        if (rc > 0)
+            start_request(p, w, req);
+    }
+}
+
+/* The listeners the last poll found ready. Inside in_accept, so that
+ * accept_stop can wait until no worker is still taking a client. */
+static void accept_arrivals(pool *p, worker *w)
+{
+    uint64_t ready = ss__sched_take_sources(w->sched);
+    if (atomic_load_explicit(&w->poked, memory_order_relaxed) && atomic_exchange(&w->poked, false))
+        ready = UINT64_MAX;
+    if (ready == 0)
+        return;
+    atomic_fetch_add(&p->in_accept, 1);
+    if (atomic_load(&p->accept_on))
+        for (int id = 0; id < p->nsources && ready != 0; id++, ready >>= 1)
+            if (ready & 1)
+                accept_from(p, w, p->sources[id]);
+    leave_accept(p);
+}
+
 static void worker_exit(pool *p, worker *w)
 {
     pthread_mutex_lock(&p->lock);
     w->alive = false; /* nobody writes to wake[] any more */
+    if (atomic_load(&w->listening))
+        unwatch_sources(p, w, false); /* closed without accept_stop (from a handler) */
     pthread_mutex_unlock(&p->lock);
+    set_parked(p, w, false);
     worker_release(w);
 }
 
@@ -388,7 +616,9 @@ static void *worker_main(void *arg)
     ss__sched_enter(w->sched);
     w->window_start_us = ss__sched_now_us(w->sched);
     while (take_work(p, w)) {
+        accept_arrivals(p, w);
         ss__sched_run(w->sched);
+        tune_listening(p, w);
         if (may_sleep(p, w))
             sleep_in_readiness_set(w);
     }
@@ -423,6 +653,7 @@ static pool *pool_alloc(ss_server *srv)
     pthread_mutex_init(&p->lock, NULL);
     pthread_cond_init(&p->space, NULL);
     pthread_cond_init(&p->unshared, NULL);
+    pthread_cond_init(&p->accept_idle, NULL);
     p->refs = 1;
     p->srv = srv;
     return p;
@@ -516,6 +747,103 @@ static void pool_process(ss_server *srv, ss_request *req)
     pthread_mutex_unlock(&p->lock);
 }
 
+/* ---- the loop's side of accepting in the workers ---- */
+
+/* serve_forever begins: the workers with room watch the listeners the
+ * core marked (those without room start as they get some). False leaves
+ * them all to the loop: more than a readiness set's sources, or a set
+ * that cannot watch a shared socket. */
+static bool pool_accept_start(ss_server *srv)
+{
+    pool *p = srv->dispatch_state;
+    int n = 0;
+    for (int i = 0; i < srv->nlisteners; i++)
+        n += srv->listeners[i]->worker_accept;
+    if (n > SS__MAX_SOURCES || atomic_load(&p->no_sources))
+        return false;
+    pthread_mutex_lock(&p->lock);
+    p->nsources = 0;
+    for (int i = 0; i < srv->nlisteners; i++)
+        if (srv->listeners[i]->worker_accept)
+            p->sources[p->nsources++] = srv->listeners[i];
+    /* the first worker with room watches now (which also shows whether
+     * the readiness set can); the others look for themselves */
+    int rc = 0;
+    size_t first = 0;
+    while (first < p->started && !(p->workers[first].alive && p->workers[first].room > 0))
+        first++;
+    if (first < p->started)
+        rc = watch_sources(p, &p->workers[first]);
+    if (rc == -ENOTSUP)
+        atomic_store(&p->no_sources, true);
+    atomic_store(&p->accept_on, rc != -ENOTSUP);
+    for (size_t i = 0; i < p->started && rc != -ENOTSUP; i++)
+        if (i != first)
+            notify(&p->workers[i]);
+    pthread_mutex_unlock(&p->lock);
+    return rc != -ENOTSUP;
+}
+
+/* serve_forever ends: no worker takes a client once this returns, and
+ * none watches a listener (drain may close them). Waits only for workers
+ * inside an accept (a handler is never inside one). */
+static void pool_accept_stop(ss_server *srv)
+{
+    pool *p = srv->dispatch_state;
+    if (p == NULL || !atomic_exchange(&p->accept_on, false))
+        return;
+    pthread_mutex_lock(&p->lock);
+    while (atomic_load(&p->in_accept) > 0)
+        pthread_cond_wait(&p->accept_idle, &p->lock);
+    for (size_t i = 0; i < p->started; i++)
+        if (atomic_load(&p->workers[i].listening))
+            unwatch_sources(p, &p->workers[i], false);
+    p->nsources = 0;
+    pthread_mutex_unlock(&p->lock);
+}
+
+/* A parked worker counts: the loop's reap has it watch again as soon as
+ * the core lets clients in, and the client goes to it, not the queue. */
+static bool pool_accepting(ss_server *srv)
+{
+    pool *p = srv->dispatch_state;
+    return atomic_load(&p->listening) + atomic_load(&p->parked) > 0;
+}
+
+/* Each loop turn: workers parked by the core (a limit, the back-off)
+ * watch again once it lets clients in. The loop is woken when a limit
+ * makes room (ss__place_give_back) and times the back-off's pause. */
+static void pool_reap(ss_server *srv)
+{
+    pool *p = srv->dispatch_state;
+    if (!atomic_load(&p->accept_on))
+        return;
+    bool rearm = atomic_load(&p->parked) > 0 && srv->host->accept_room(srv);
+    int64_t now = now_us();
+    pthread_mutex_lock(&p->lock);
+    for (size_t i = 0; i < p->started; i++) {
+        worker *w = &p->workers[i];
+        if (rearm && atomic_load(&w->parked))
+            notify(w);
+        if (atomic_load(&w->listening) && stuck(w, now))
+            tell_next(p, w); /* it cannot take its clients: the next one does */
+    }
+    pthread_mutex_unlock(&p->lock);
+}
+
+/* While a worker that watches the listeners serves fibers, it may get
+ * stuck in a handler: the loop looks every STUCK_US (pool_reap). */
+static int pool_max_wait_ms(ss_server *srv)
+{
+    pool *p = srv->dispatch_state;
+    if (!atomic_load(&p->accept_on))
+        return -1;
+    for (size_t i = 0; i < p->started; i++)
+        if (atomic_load(&p->workers[i].listening) && atomic_load(&p->workers[i].has_live))
+            return STUCK_US / 1000;
+    return -1;
+}
+
 /* ---- close: drain (block_on_close) or cancel ---- */
 
 /* Tells every worker to end: after the queue is empty, or without taking
@@ -603,6 +931,7 @@ static void pool_close(ss_server *srv)
 {
     pool *p = srv->dispatch_state;
     bool block = ss__block_on_close(srv);
+    pool_accept_stop(srv); /* normally done: serve_forever has returned */
     stop_workers(p, block);
     if (!block) {
         cancel_queued(srv, p);
@@ -617,12 +946,15 @@ static const ss_dispatcher pool_dispatcher = {
     .start = pool_start,
     .has_room = pool_has_room,
     .process = pool_process,
-    .reap = ss__dispatch_reap_none,
-    .max_wait_ms = ss__dispatch_max_wait_none,
+    .reap = pool_reap,
+    .max_wait_ms = pool_max_wait_ms,
     .interrupt_own = pool_interrupt_own,
     .close_idle = ss__dispatch_close_idle_none,
     .claim_client = ss__dispatch_claim_client_none,
     .close = pool_close,
+    .accept_start = pool_accept_start,
+    .accept_stop = pool_accept_stop,
+    .accepting = pool_accepting,
 };
 
 SS_API const ss_dispatcher *ss_dispatch_pool(void)

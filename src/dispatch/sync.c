@@ -8,6 +8,7 @@ static void sync_process(ss_server *srv, ss_request *req)
 {
     (void)srv;
     req->waiter = &ss__waiter_sync;
+    req->open_waiter = &ss__waiter_sync_open; /* a header already sent is read */
     req->server->host->run(req);
     req->server->host->end(req);
 }
@@ -23,6 +24,9 @@ static const ss_dispatcher sync_dispatcher = {
     .close_idle = ss__dispatch_close_idle_none,
     .claim_client = ss__dispatch_claim_client_none,
     .close = ss__dispatch_close_none,
+    .accept_start = ss__dispatch_accept_start_none,
+    .accept_stop = ss__dispatch_accept_stop_none,
+    .accepting = ss__dispatch_accepting_none,
 };
 
 SS_API const ss_dispatcher *ss_dispatch_sync(void)

@@ -261,6 +261,9 @@ static const ss_dispatcher threading_dispatcher = {
     .close_idle = ss__dispatch_close_idle_none,
     .claim_client = ss__dispatch_claim_client_none,
     .close = thread_close,
+    .accept_start = ss__dispatch_accept_start_none,
+    .accept_stop = ss__dispatch_accept_stop_none,
+    .accepting = ss__dispatch_accepting_none,
 };
 
 SS_API const ss_dispatcher *ss_dispatch_threading(void)

@@ -14,7 +14,7 @@ SS_API int ss_server_add_filter(ss_server *srv, const ss_filter *filter, void *c
     return ss__filters_add_at(srv, srv->filters.count, filter, config);
 }
 
-static bool has_stream_listener(const ss_server *srv)
+bool ss__has_stream_listener(const ss_server *srv)
 {
     for (int i = 0; i < srv->nlisteners; i++)
         if (!srv->listeners[i]->transport->datagram)
@@ -24,12 +24,12 @@ static bool has_stream_listener(const ss_server *srv)
 
 int ss__filters_add_at(ss_server *srv, int index, const ss_filter *filter, void *config)
 {
-    if (filter == NULL || filter->version != SS_FILTER_VERSION)
+    if (filter == NULL || filter->version < 1 || filter->version > SS_FILTER_VERSION)
         return -EINVAL;
     if (srv->state >= SS__ACTIVE)
         return SS_ESTATE;
-    if (!has_stream_listener(srv))
-        return SS_ENOTSUPPORTED; /* datagram requests are single packets */
+    if (!ss__has_stream_listener(srv))
+        return SS_ENOTSTREAM; /* datagram requests are single packets */
     struct ss__filters *chain = &srv->filters;
     if (chain->count == SS__MAX_FILTERS)
         return -E2BIG;
@@ -59,6 +59,9 @@ void ss__count_late_refusal(ss_server *srv, ss__late_refusal why)
                          : why == SS__LATE_PROXY_UNTRUSTED ? &c->proxy_untrusted
                                                            : &c->proxy_timeouts,
                          1);
+        break;
+    case SS__LATE_TLS:
+        atomic_fetch_add(&c->tls_handshake_failures, 1);
         break;
     case SS__LATE_FILTER:
         break;
@@ -112,6 +115,20 @@ ssize_t ss__chain_recv(ss_request *req, void *buf, size_t size)
 int ss__chain_send_all(ss_request *req, const void *buf, size_t size)
 {
     return send_at(req, req->filters_open - 1, buf, size);
+}
+
+/* A version 1 table ends before `pending`: never read past it. */
+static bool holds_input(const ss_filter *f, const ss_filter_ctx *ctx)
+{
+    return f->version >= 2 && f->pending != NULL && f->pending(ctx);
+}
+
+bool ss__chain_pending(const ss_request *req)
+{
+    for (int i = 0; i < req->filters_open; i++)
+        if (holds_input(filter_at(req, i), &req->filter_ctx[i]))
+            return true;
+    return false;
 }
 
 SS_API ssize_t ss_filter_recv_next(ss_filter_ctx *ctx, void *buf, size_t size)

@@ -22,6 +22,9 @@ static inline bool ss__names_client(const ss__listener *l)
     return l->server->filters.names_client && !l->transport->datagram;
 }
 
+/* Filters need one: datagram requests are single packets. */
+bool ss__has_stream_listener(const ss_server *srv);
+
 /* The chain's slow paths (filter/chain.c), for requests with filters. */
 ssize_t ss__chain_recv(ss_request *req, void *buf, size_t size);
 int ss__chain_send_all(ss_request *req, const void *buf, size_t size);
@@ -44,6 +47,15 @@ static inline int ss__filtered_send_all(ss_request *req, const void *buf, size_t
     return req->listener->transport->send_all(req, buf, size);
 }
 
+/* Some open filter of the request holds input its next recv would return
+ * without waiting on the socket (the filter table's pending slot): the
+ * request is busy, not idle (core/bufio.c). Handler's thread only. */
+bool ss__chain_pending(const ss_request *req);
+static inline bool ss__filters_pending(const ss_request *req)
+{
+    return __builtin_expect(req->filter_ctx != NULL, 0) && ss__chain_pending(req);
+}
+
 /* On the handler's thread, before setup: opens each filter from the
  * socket up. Returns 0 (also without filters), or the first open's
  * negative errno, after closing those below it. -ENOMEM: no contexts. */
@@ -60,5 +72,10 @@ int ss__filters_add_at(ss_server *srv, int index, const ss_filter *filter, void 
 void ss__count_late_refusal(ss_server *srv, ss__late_refusal why);
 /* server_free: each config to its filter's free_config. */
 void ss__filters_free_configs(ss_server *srv);
+/* activate: a server with a tls:// listener must have been given
+ * ss_server_set_tls, and TLS then goes on its tls:// listeners only
+ * (docs/tls.md, "Several listeners"). Returns 0 or SS_ETLSNOCERT
+ * (filter/tls.c; filter/tls_none.c without TLS built in). */
+int ss__tls_check_listeners(ss_server *srv);
 
 #endif /* SS_FILTER_H */

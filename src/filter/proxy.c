@@ -18,10 +18,13 @@
 #define MAX_TRUSTED               64
 #define FIRST_READ                256 /* a whole v1 line, and most v2 headers */
 
+/* A trusted network in IPv6 form: an IPv4 one as its IPv4-mapped block
+ * (a.b.c.d/n is ::ffff:a.b.c.d/(96 + n)), so that one comparison serves
+ * both families, and an IPv4 peer (or one of a dual-stack listener,
+ * ::ffff:a.b.c.d) matches IPv4 and IPv4-mapped entries alike. */
 typedef struct cidr {
-    int family; /* AF_INET or AF_INET6 */
     unsigned char bytes[16];
-    int prefix; /* bits */
+    int prefix; /* bits, 0 to 128 */
 } cidr;
 
 typedef struct proxy_config {
@@ -42,28 +45,82 @@ struct ss__proxy_state {
 
 /* ---- trusted sources ---- */
 
-static int parse_cidr(const char *text, cidr *out)
+static const char bad_address[] = "not an IPv4 or IPv6 address (10.0.0.0/8, 192.0.2.7, ::1)";
+static const char bad_prefix[] =
+    "the prefix length is not a number from 0 to 32 (IPv4) or 128 (IPv6) without leading zeros";
+static const char host_bits[] =
+    "address bits are set past the prefix length: write the network's first address "
+    "(10.0.0.0/8, not 10.0.0.1/8)";
+
+/* The prefix length after the '/': plain decimal (no sign, no leading
+ * zero, no space) up to max; -1 otherwise. */
+static int parse_prefix(const char *text, int max)
+{
+    if (text[0] < '0' || text[0] > '9' || (text[0] == '0' && text[1] != '\0'))
+        return -1;
+    int value = 0;
+    for (const char *p = text; *p != '\0'; p++) {
+        if (*p < '0' || *p > '9' || (value = value * 10 + (*p - '0')) > max)
+            return -1;
+    }
+    return value;
+}
+
+/* An address, as 16 bytes (IPv4: mapped) and its family's bit count. */
+static int parse_address(const char *text, size_t n, unsigned char out[16], int *bits)
 {
     char addr[INET6_ADDRSTRLEN + 1];
-    const char *slash = strchr(text, '/');
-    size_t n = slash != NULL ? (size_t)(slash - text) : strlen(text);
     if (n == 0 || n >= sizeof addr)
         return -EINVAL;
     memcpy(addr, text, n);
     addr[n] = '\0';
-    out->family = strchr(addr, ':') != NULL ? AF_INET6 : AF_INET;
-    int bits = out->family == AF_INET ? 32 : 128;
-    if (inet_pton(out->family, addr, out->bytes) != 1)
-        return -EINVAL;
-    out->prefix = bits;
-    if (slash != NULL) {
-        char *end;
-        long p = strtol(slash + 1, &end, 10);
-        if (slash[1] == '\0' || *end != '\0' || p < 0 || p > bits)
-            return -EINVAL;
-        out->prefix = (int)p;
+    if (strchr(addr, ':') != NULL) {
+        *bits = 128;
+        return inet_pton(AF_INET6, addr, out) == 1 ? 0 : -EINVAL;
     }
+    static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    memcpy(out, mapped, sizeof mapped);
+    *bits = 32;
+    return inet_pton(AF_INET, addr, out + 12) == 1 ? 0 : -EINVAL;
+}
+
+/* True if a bit past the first `bits` is set. */
+static bool bits_past(const unsigned char bytes[16], int bits)
+{
+    for (int i = bits; i < 128; i++)
+        if (bytes[i / 8] & (0x80 >> (i % 8)))
+            return true;
+    return false;
+}
+
+static int parse_cidr(const char *text, cidr *out, const char **why)
+{
+    const char *slash = strchr(text, '/');
+    int bits;
+    *why = bad_address;
+    if (parse_address(text, slash != NULL ? (size_t)(slash - text) : strlen(text), out->bytes,
+                      &bits) < 0)
+        return -EINVAL;
+    int prefix = slash != NULL ? parse_prefix(slash + 1, bits) : bits;
+    *why = bad_prefix;
+    if (prefix < 0)
+        return -EINVAL;
+    out->prefix = prefix + (128 - bits); /* IPv4: within ::ffff:0:0/96 */
+    *why = host_bits;
+    if (bits_past(out->bytes, out->prefix))
+        return -EINVAL;
+    *why = NULL;
     return 0;
+}
+
+SS_API int ss_proxy_check_trusted(const char *cidr_text, const char **why)
+{
+    cidr ignored;
+    const char *reason = bad_address;
+    int rc = cidr_text != NULL ? parse_cidr(cidr_text, &ignored, &reason) : -EINVAL;
+    if (why != NULL)
+        *why = rc < 0 ? reason : NULL;
+    return rc;
 }
 
 static bool prefix_matches(const unsigned char *a, const unsigned char *b, int bits)
@@ -75,25 +132,19 @@ static bool prefix_matches(const unsigned char *a, const unsigned char *b, int b
     return rest == 0 || ((a[whole] ^ b[whole]) & mask) == 0;
 }
 
-/* An IPv4 client of a dual-stack listener ([::ffff:a.b.c.d]) is matched
- * as the IPv4 address it is. */
+/* The peer in the entries' IPv6 form: an IPv4 peer as ::ffff:a.b.c.d,
+ * what a dual-stack listener sees it as anyway. */
 static bool trusted_inet(const proxy_config *cfg, const struct sockaddr_storage *peer)
 {
-    int family = peer->ss_family;
-    const unsigned char *addr;
-    if (family == AF_INET) {
-        addr = (const unsigned char *)&((const struct sockaddr_in *)peer)->sin_addr;
-    } else if (family == AF_INET6) {
-        const struct in6_addr *a6 = &((const struct sockaddr_in6 *)peer)->sin6_addr;
-        bool mapped = IN6_IS_ADDR_V4MAPPED(a6);
-        family = mapped ? AF_INET : AF_INET6;
-        addr = mapped ? a6->s6_addr + 12 : a6->s6_addr;
-    } else {
+    unsigned char addr[16] = {[10] = 0xff, [11] = 0xff};
+    if (peer->ss_family == AF_INET)
+        memcpy(addr + 12, &((const struct sockaddr_in *)peer)->sin_addr, 4);
+    else if (peer->ss_family == AF_INET6)
+        memcpy(addr, &((const struct sockaddr_in6 *)peer)->sin6_addr, 16);
+    else
         return false;
-    }
     for (int i = 0; i < cfg->trusted_count; i++)
-        if (cfg->trusted[i].family == family &&
-            prefix_matches(cfg->trusted[i].bytes, addr, cfg->trusted[i].prefix))
+        if (prefix_matches(cfg->trusted[i].bytes, addr, cfg->trusted[i].prefix))
             return true;
     return false;
 }
@@ -201,6 +252,9 @@ static void take_client(ss_request *req, struct ss__proxy_state *st)
     req->proxy = st;
 }
 
+/* Every refusal counts in one reason (docs/filters.md): a stream that
+ * failed before a whole header (a reset, the stop cutting the wait off,
+ * no memory for it) brought no valid header, as one that ended did. */
 static int check_header(ss_request *req, const proxy_config *cfg, struct ss__proxy_state *st,
                         ssize_t n)
 {
@@ -208,10 +262,11 @@ static int check_header(ss_request *req, const proxy_config *cfg, struct ss__pro
         atomic_store(&req->timed_out, false); /* the header's deadline, not the handler's */
         return refuse(req, SS__LATE_PROXY_TIMEOUT, -ETIMEDOUT);
     }
-    if (n == SS_EPROXY || (n > 0 && (!(cfg->versions & (1u << (st->header.version - 1))) ||
-                                     local_with_addresses(st))))
+    if (n < 0)
+        return refuse(req, SS__LATE_PROXY_INVALID, (int)n);
+    if (!(cfg->versions & (1u << (st->header.version - 1))) || local_with_addresses(st))
         return refuse(req, SS__LATE_PROXY_INVALID, SS_EPROXY);
-    return n < 0 ? (int)n : 0;
+    return 0;
 }
 
 static void free_state(struct ss__proxy_state *st)
@@ -228,7 +283,7 @@ static int proxy_open(ss_filter_ctx *ctx, void *config)
         return refuse(req, SS__LATE_PROXY_UNTRUSTED, SS_EPROXYUNTRUSTED);
     struct ss__proxy_state *st = calloc(1, sizeof *st);
     if (st == NULL)
-        return -ENOMEM;
+        return refuse(req, SS__LATE_PROXY_INVALID, -ENOMEM);
     ssize_t n = read_header(ctx, st, cfg->header_timeout_ms);
     int rc = check_header(req, cfg, st, n);
     if (rc < 0) {
@@ -253,6 +308,14 @@ static ssize_t proxy_recv(ss_filter_ctx *ctx, void *buf, size_t size)
     return (ssize_t)n;
 }
 
+/* Bytes the client sent behind the header, not yet read: the request is
+ * busy, whatever its socket says (the drain's idle rule asks). */
+static bool proxy_pending(const ss_filter_ctx *ctx)
+{
+    const struct ss__proxy_state *st = ctx->state;
+    return st->pos < st->len;
+}
+
 static void proxy_close(ss_filter_ctx *ctx)
 {
     struct ss__proxy_state *st = ctx->state;
@@ -267,6 +330,7 @@ static const ss_filter proxy_filter = {
     .recv = proxy_recv,
     .close = proxy_close,
     .free_config = free,
+    .pending = proxy_pending,
 };
 
 /* ---- options and accessors ---- */
@@ -284,7 +348,8 @@ static int read_options(const ss_proxy_options *opts, proxy_config *cfg)
     for (; *list != NULL; list++) {
         if (cfg->trusted_count == MAX_TRUSTED)
             return -E2BIG;
-        int rc = parse_cidr(*list, &cfg->trusted[cfg->trusted_count++]);
+        const char *why;
+        int rc = parse_cidr(*list, &cfg->trusted[cfg->trusted_count++], &why);
         if (rc < 0)
             return rc;
     }

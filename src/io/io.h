@@ -32,6 +32,9 @@ typedef struct ss__stop {
     atomic_llong requested_at; /* monotonic ms of the pending stop; 0: none */
     atomic_bool now;           /* a stop ends graced waits at once too */
     int wake_read, wake_write;
+    /* Read only by ss__waiter_cut, whose user sets it first (a forked
+     * child): a pipe whose byte, once written, ends every such wait. */
+    int cut_read;
 } ss__stop;
 
 /* Requests a stop: the flag, its time, `now` if one was already pending,
@@ -80,8 +83,8 @@ typedef struct ss__waiter {
     bool may_block;
 } ss__waiter;
 
-/* A thread of its own (threading, a forked child, a pool worker without
- * fibers; and the default for a request no dispatcher has started yet):
+/* A thread of its own (threading, a pool worker without fibers; and the
+ * default for a request no dispatcher has started yet):
  * it may block in the kernel, and only its timeout or its client ends a
  * wait; a stop request does not (graceful stop). */
 extern const ss__waiter ss__waiter_thread;
@@ -89,6 +92,21 @@ extern const ss__waiter ss__waiter_thread;
  * does, so every wait also watches the wake-up pipe and a stop request
  * ends it with -ECANCELED (a graced wait's after the stop grace). */
 extern const ss__waiter ss__waiter_sync;
+/* The sync waiter for a request's filters' open (a PROXY header): waits
+ * end on a stop as ss__waiter_sync's do, but a read that need not wait is
+ * made even once its request's waits are cancelled, so a header already
+ * sent is read (it is bounded) and its client is served, or cut off in
+ * its handler, like a client without one, never refused for the stop. */
+extern const ss__waiter ss__waiter_sync_open;
+/* A thread of its own that must not outlive a deadline someone else
+ * keeps: a forked child's waits (its filters' open: a PROXY header, a
+ * handshake; its handler's reads and writes), which its parent's drain
+ * ends at its deadline (or a second stop) by a byte in stop->cut_read,
+ * left there for every child. Such a wait returns -ECANCELED then,
+ * whatever the application does with the SIGTERM that follows. Polls
+ * (never blocks in recv): a read that must wait costs a poll() and a
+ * recv() more, only in a forked child. */
+extern const ss__waiter ss__waiter_cut;
 #if SS_HAVE_FIBERS
 /* A fiber of the pool (io/waiter_fiber.c): a wait parks the fiber and
  * its worker runs others; the poller's readiness saves a recv per read. */

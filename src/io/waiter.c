@@ -61,6 +61,23 @@ static int wait_or_stop(const ss__stop *stop, bool graced, int fd, short events,
     return rc;
 }
 
+/* Its socket, or the cut pipe (ss__waiter_cut): never drained, so the
+ * byte ends every child's wait. */
+static int wait_or_cut(const ss__stop *stop, bool graced, int fd, short events, int64_t deadline)
+{
+    (void)graced;
+    struct pollfd p[2] = {{.fd = fd, .events = events}, {.fd = stop->cut_read, .events = POLLIN}};
+    for (;;) {
+        int n = poll(p, 2, ss__remaining_ms(deadline)); /* EINTR: the rest only */
+        if (n < 0 && errno != EINTR)
+            return -errno;
+        if (n == 0)
+            return 0;
+        if (n > 0)
+            return p[1].revents != 0 ? -ECANCELED : 1;
+    }
+}
+
 static bool never_known_empty(int fd)
 {
     (void)fd;
@@ -81,11 +98,29 @@ const ss__waiter ss__waiter_thread = {
     .may_block = true,
 };
 
+const ss__waiter ss__waiter_sync_open = {
+    .wait = wait_or_stop,
+    .known_empty = never_known_empty,
+    .emptied = untracked,
+    .stop_cancels = false, /* io.c's check before a read that would not wait */
+    .read_ahead = false,
+    .may_block = false,
+};
+
 const ss__waiter ss__waiter_sync = {
     .wait = wait_or_stop,
     .known_empty = never_known_empty,
     .emptied = untracked,
     .stop_cancels = true,
+    .read_ahead = false,
+    .may_block = false,
+};
+
+const ss__waiter ss__waiter_cut = {
+    .wait = wait_or_cut,
+    .known_empty = never_known_empty,
+    .emptied = untracked,
+    .stop_cancels = false,
     .read_ahead = false,
     .may_block = false,
 };

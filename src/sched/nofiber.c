@@ -7,6 +7,7 @@
 #include "base/clock.h"
 #include "sched/sched.h"
 
+#include <errno.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <time.h>
@@ -71,6 +72,29 @@ bool ss__sched_poll(ss__sched *s)
     s->now_us = clock_us();
     s->slept_us += s->now_us - before;
     return woken;
+}
+
+/* A worker runs one request to its end: it cannot watch a socket while
+ * it does, so the central loop accepts. */
+int ss__sched_watch_source(ss__sched *s, unsigned id, int fd, bool exclusive)
+{
+    (void)s;
+    (void)id;
+    (void)fd;
+    (void)exclusive;
+    return -ENOTSUP;
+}
+
+void ss__sched_unwatch_source(ss__sched *s, int fd)
+{
+    (void)s;
+    (void)fd;
+}
+
+uint64_t ss__sched_take_sources(ss__sched *s)
+{
+    (void)s;
+    return 0;
 }
 
 int64_t ss__sched_now_us(const ss__sched *s)

@@ -5,11 +5,15 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <sys/epoll.h>
 
 struct ss__poller {
     int ep;
+    /* A source's event carries the address of its mark: how the wait
+     * tells a source (its id: the mark's index) from a fiber. */
+    char source_marks[SS__MAX_SOURCES];
 };
 
 ss__poller *ss__poller_open(int wake_fd)
@@ -66,6 +70,39 @@ void ss__poller_forget(ss__poller *p, ss__fiber *f)
     f->fd = -1;
 }
 
+/* Level-triggered: a client left in the queue (the batch ended, the loop
+ * filled up) is reported again on the next wait. Exclusive: an arrival
+ * wakes one of the loops blocked on this socket, the first in the order
+ * they watched it (so light load stays on the first worker), not all of
+ * them; a kernel older than 4.5 ignores the flag and wakes all, which is
+ * slower but still correct: the others find the queue empty (EAGAIN). */
+int ss__poller_watch_source(ss__poller *p, unsigned id, int fd, bool exclusive)
+{
+#ifdef EPOLLEXCLUSIVE
+    uint32_t events = EPOLLIN | (exclusive ? EPOLLEXCLUSIVE : 0);
+    struct epoll_event ev = {.events = events, .data.ptr = &p->source_marks[id]};
+    return epoll_ctl(p->ep, EPOLL_CTL_ADD, fd, &ev) < 0 ? -errno : 0;
+#else
+    (void)p;
+    (void)id;
+    (void)fd;
+    (void)exclusive;
+    return -ENOTSUP;
+#endif
+}
+
+void ss__poller_unwatch_source(ss__poller *p, int fd)
+{
+    epoll_ctl(p->ep, EPOLL_CTL_DEL, fd, NULL);
+}
+
+/* The id of the source whose mark ptr is, or -1 if ptr is a fiber. */
+static int source_id(const ss__poller *p, const void *ptr)
+{
+    uintptr_t at = (uintptr_t)ptr, first = (uintptr_t)p->source_marks;
+    return at >= first && at < first + SS__MAX_SOURCES ? (int)(at - first) : -1;
+}
+
 static short to_poll_events(uint32_t ev)
 {
     short out = 0;
@@ -78,14 +115,18 @@ static short to_poll_events(uint32_t ev)
     return out;
 }
 
-bool ss__poller_wait(ss__poller *p, int timeout_ms, void (*ready)(ss__fiber *f, short revents))
+bool ss__poller_wait(ss__poller *p, int timeout_ms, void (*ready)(ss__fiber *f, short revents),
+                     uint64_t *sources)
 {
     struct epoll_event evs[64];
     int n = epoll_wait(p->ep, evs, 64, timeout_ms);
     bool woken = false;
     for (int i = 0; i < n; i++) {
+        int id = source_id(p, evs[i].data.ptr);
         if (evs[i].data.ptr == NULL)
             woken = true;
+        else if (id >= 0)
+            *sources |= UINT64_C(1) << id;
         else
             ready(evs[i].data.ptr, to_poll_events(evs[i].events));
     }

@@ -75,8 +75,27 @@ void ss__poller_forget(ss__poller *p, ss__fiber *f)
     ss__poller_unwatch(p, f);
 }
 
-bool ss__poller_wait(ss__poller *p, int timeout_ms, void (*ready)(ss__fiber *f, short revents))
+/* poll() has no exclusive wake-ups: every loop polling a shared socket
+ * would wake for each arrival. The central loop accepts instead. */
+int ss__poller_watch_source(ss__poller *p, unsigned id, int fd, bool exclusive)
 {
+    (void)p;
+    (void)id;
+    (void)fd;
+    (void)exclusive;
+    return -ENOTSUP;
+}
+
+void ss__poller_unwatch_source(ss__poller *p, int fd)
+{
+    (void)p;
+    (void)fd;
+}
+
+bool ss__poller_wait(ss__poller *p, int timeout_ms, void (*ready)(ss__fiber *f, short revents),
+                     uint64_t *sources)
+{
+    (void)sources; /* none is ever watched */
     size_t n = p->nwaiting;
     struct pollfd wake = {.fd = p->wake_fd, .events = POLLIN};
     struct pollfd *fds = n > 0 ? p->pfds : &wake;

@@ -30,11 +30,33 @@ int ss__sched_spawn(ss__sched *s, void (*fn)(void *, void *), void *a, void *b);
 #define SS__RUN_BATCH 128
 void ss__sched_run(ss__sched *s);
 /* Waits for readiness, a deadline or the wake fd; makes the fibers
- * concerned runnable; without waiting if some fiber is runnable already.
+ * concerned runnable and notes the sources ready; without waiting if
+ * some fiber is runnable already or a ready source was not taken yet.
  * Reads the clock once when it returns (and once before a wait that may
  * block, to time the wait's deadline). Returns true if the wake fd is
  * readable. */
 bool ss__sched_poll(ss__sched *s);
+/* Listening sockets the loop takes clients from itself (a pool worker
+ * while a server loop serves), each known by an id below SS__MAX_SOURCES:
+ * level-triggered and, when `exclusive`, with exclusive wake-ups (Linux's
+ * EPOLLEXCLUSIVE), so an arrival wakes one of the loops waiting on the
+ * socket rather than all of them; a loop busy elsewhere still sees it on
+ * its next poll. A loop woken so that declines the client has taken the
+ * arrival's one wake-up: only where no other process waits on the socket
+ * may its loops be exclusive (another process's loops would not hear of
+ * that client until the next arrival).
+ * watch returns 0, -ENOTSUP where the readiness set cannot share a socket
+ * so (the poll() backend, no fibers, a kernel without EPOLLEXCLUSIVE), or
+ * a negative errno. watch and unwatch touch only the kernel's readiness
+ * set, never the scheduler's memory: any thread may call them, one at a
+ * time per scheduler (the caller's lock), even while its own thread polls.
+ * unwatch must come before fd is closed. take_sources returns the ids
+ * found ready since the last call (bit id set) and clears them: only the
+ * scheduler's own thread. */
+#define SS__MAX_SOURCES 64
+int ss__sched_watch_source(ss__sched *s, unsigned id, int fd, bool exclusive);
+void ss__sched_unwatch_source(ss__sched *s, int fd);
+uint64_t ss__sched_take_sources(ss__sched *s);
 /* The loop's clock: CLOCK_MONOTONIC in microseconds as ss__sched_poll
  * (or ss__sched_new) last read it: what the loop's own bookkeeping (the
  * pool's load meter) uses instead of reading the clock again. */

@@ -90,10 +90,11 @@ struct ss__sched {
     size_t nspare, live;
     size_t stack_size, guard;
     ss__poller *poller;
-    int64_t now_us;   /* the loop's clock (ss__sched_now_us) */
-    int64_t slept_us; /* blocked in ss__sched_poll, in total */
-    unsigned spawned; /* fibers ever started: varies their stacks' tops */
-    char *scratch;    /* ss__fiber_scratch: allocated once, never moved */
+    int64_t now_us;         /* the loop's clock (ss__sched_now_us) */
+    int64_t slept_us;       /* blocked in ss__sched_poll, in total */
+    unsigned spawned;       /* fibers ever started: varies their stacks' tops */
+    uint64_t sources_ready; /* ss__sched_take_sources: bit id, set by polls */
+    char *scratch;          /* ss__fiber_scratch: allocated once, never moved */
     size_t scratch_size;
 #ifdef SS_ASAN
     void *main_fake_stack;
@@ -148,10 +149,17 @@ int ss__poller_watch(ss__poller *p, ss__fiber *f, int fd, short events);
 void ss__poller_unwatch(ss__poller *p, ss__fiber *f);
 /* f's fd is about to be closed, or f ended: drop it for good. */
 void ss__poller_forget(ss__poller *p, ss__fiber *f);
+/* A listening socket shared with other loops (ss__sched_watch_source):
+ * level-triggered, exclusive wake-ups if asked. 0, -ENOTSUP (the backend
+ * cannot) or -errno. Any thread, one at a time per poller. */
+int ss__poller_watch_source(ss__poller *p, unsigned id, int fd, bool exclusive);
+void ss__poller_unwatch_source(ss__poller *p, int fd);
 /* Waits up to timeout_ms, telling `ready` (the scheduler) of each fiber
- * whose fd reported revents (POLLIN, POLLOUT, POLLHUP, POLLERR); returns
- * true if the wake fd fired. A callback, not a call: the scheduler uses
- * the poller, never the other way round. */
-bool ss__poller_wait(ss__poller *p, int timeout_ms, void (*ready)(ss__fiber *f, short revents));
+ * whose fd reported revents (POLLIN, POLLOUT, POLLHUP, POLLERR) and
+ * setting bit id in *sources for each ready source; returns true if the
+ * wake fd fired. A callback, not a call: the scheduler uses the poller,
+ * never the other way round. */
+bool ss__poller_wait(ss__poller *p, int timeout_ms, void (*ready)(ss__fiber *f, short revents),
+                     uint64_t *sources);
 
 #endif /* SS_SCHED_PRIVATE_H */

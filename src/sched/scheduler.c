@@ -188,6 +188,25 @@ int ss__sched_spawn(ss__sched *s, void (*fn)(void *, void *), void *a, void *b)
     return 0;
 }
 
+int ss__sched_watch_source(ss__sched *s, unsigned id, int fd, bool exclusive)
+{
+    if (id >= SS__MAX_SOURCES)
+        return -EINVAL;
+    return ss__poller_watch_source(s->poller, id, fd, exclusive);
+}
+
+void ss__sched_unwatch_source(ss__sched *s, int fd)
+{
+    ss__poller_unwatch_source(s->poller, fd);
+}
+
+uint64_t ss__sched_take_sources(ss__sched *s)
+{
+    uint64_t ready = s->sources_ready;
+    s->sources_ready = 0;
+    return ready;
+}
+
 int64_t ss__sched_now_us(const ss__sched *s)
 {
     return s->now_us;
@@ -211,20 +230,20 @@ void ss__sched_run(ss__sched *s)
     }
 }
 
-/* With a fiber runnable already, only collects events: no clock read
- * before, no wait. Otherwise the clock read before the wait times it and
- * counts it as sleep; the one after is the loop's clock for the turn. */
+/* With a fiber runnable already, or a ready source not taken yet, only
+ * collects events: no clock read before, no wait. Otherwise the clock read before the wait times it
+ * and counts it as sleep; the one after is the loop's clock for the turn. */
 bool ss__sched_poll(ss__sched *s)
 {
     int64_t before = 0;
     int timeout = 0;
-    if (s->run_head == NULL) {
+    if (s->run_head == NULL && s->sources_ready == 0) {
         before = clock_us();
         timeout = expire(s, before);
         if (s->run_head != NULL)
             timeout = 0; /* a deadline passed: its fiber runs next */
     }
-    bool woken = ss__poller_wait(s->poller, timeout, fd_ready);
+    bool woken = ss__poller_wait(s->poller, timeout, fd_ready, &s->sources_ready);
     s->now_us = clock_us();
     if (timeout != 0)
         s->slept_us += s->now_us - before;

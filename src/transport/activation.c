@@ -61,28 +61,49 @@ static int read_count(const char *text, const char **msg)
     return (int)count;
 }
 
-/* Names from "a:b:c" into list[0..count); missing ones (too few names,
- * or an empty one) are "unknown", as systemd says for an unnamed socket. */
+/* How many names "a:b:c" holds, as systemd splits it (separators not
+ * coalesced: "a::c" is three, "" none). */
+static int count_names(const char *names)
+{
+    int n = names[0] != '\0';
+    for (const char *at = names; *at != '\0'; at++)
+        n += *at == ':';
+    return n;
+}
+
+/* Names from "a:b:c" into list[0..count). systemd's rules
+ * (sd_listen_fds_with_names, fdname_is_valid): if LISTEN_FDNAMES is set
+ * it names every descriptor, no more and no fewer, each name printable
+ * ASCII of at most 255 bytes. An empty name, and every name when the
+ * variable is absent, is "unknown", as systemd calls an unnamed socket. */
 static int read_names(const char *names, ss__activated *list, int count, const char **msg)
 {
     for (int i = 0; i < count; i++)
         strcpy(list[i].name, "unknown");
+    if (names == NULL || count == 0)
+        return 0;
+    int given = count_names(names);
+    if (given != count) {
+        *msg = given > count ? "LISTEN_FDNAMES has more names than LISTEN_FDS has descriptors"
+                             : "LISTEN_FDNAMES has fewer names than LISTEN_FDS has descriptors";
+        return -EINVAL;
+    }
     const char *at = names;
-    for (int i = 0; names && *at != '\0'; i++) {
+    for (int i = 0; i < count; i++, at++) {
         size_t len = strcspn(at, ":");
-        if (i >= count) {
-            *msg = "LISTEN_FDNAMES has more names than LISTEN_FDS has descriptors";
-            return -EINVAL;
-        }
         if (len >= sizeof list[i].name) {
             *msg = "LISTEN_FDNAMES has a name longer than 255 bytes";
+            return -EINVAL;
+        }
+        if (!ss__fdname_valid(at, len)) {
+            *msg = "LISTEN_FDNAMES has a name with a control or non-ASCII character";
             return -EINVAL;
         }
         if (len > 0) {
             memcpy(list[i].name, at, len);
             list[i].name[len] = '\0';
         }
-        at += len + (at[len] == ':');
+        at += len;
     }
     return 0;
 }

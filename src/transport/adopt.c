@@ -55,7 +55,7 @@ static bool serving(int fd, const ss__listener *l)
 static void unix_path(ss__listener *l)
 {
     char text[sizeof l->url.path + 1];
-    int n = ss__format_peer((const struct sockaddr *)&l->addr, l->addr_len, text, sizeof text);
+    int n = ss__format_address((const struct sockaddr *)&l->addr, l->addr_len, text, sizeof text);
     if (n >= 0 && (size_t)n < sizeof l->url.path)
         memcpy(l->url.path, text, (size_t)n + 1);
 }
@@ -72,8 +72,8 @@ int ss__adopt_inspect(int fd, ss__listener *l)
     if (getsockname(fd, (struct sockaddr *)&l->addr, &l->addr_len) < 0)
         return -errno;
     l->transport = table_for(l->addr.ss_family, type);
-    if (l->transport == NULL)
-        return SS_ENOTSUPPORTED; /* SOCK_SEQPACKET, netlink, ... */
+    if (l->transport == NULL) /* says which: the socket's type (SOCK_SEQPACKET) or family */
+        return table_for(l->addr.ss_family, SOCK_STREAM) != NULL ? -ESOCKTNOSUPPORT : -EAFNOSUPPORT;
     if (!serving(fd, l))
         return SS_ENOTLISTENING;
     l->url.scheme = l->transport->scheme;

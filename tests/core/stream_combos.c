@@ -59,4 +59,4 @@ static int gate_open(ss_filter_ctx *ctx, void *config)
     return n == 1 && c == '!' ? 0 : -EPROTO;
 }
 
-const ss_filter combo_gate = {SS_FILTER_VERSION, "gate", gate_open, NULL, NULL, NULL, NULL};
+const ss_filter combo_gate = {SS_FILTER_VERSION, "gate", gate_open, NULL, NULL, NULL, NULL, NULL};

@@ -167,14 +167,14 @@ static void bad_descriptors_are_clear_errors(void **state)
     refused(pair[0], SS_ENOTLISTENING); /* a connected socket (Accept=yes) */
     close(pair[1]);
     assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, pair), 0);
-    refused(pair[0], SS_ENOTSUPPORTED); /* no transport for it */
+    refused(pair[0], -ESOCKTNOSUPPORT); /* no transport for that type: said so */
     close(pair[1]);
     ss_server *srv = (ss_server *)1;
     assert_int_equal(ss_server_new(&srv, "fd:", NULL, &td_echo_line, NULL), SS_EURLFD);
     assert_int_equal(ss_server_new(&srv, "fd:-1", NULL, &td_echo_line, NULL), SS_EURLFD);
     assert_int_equal(ss_server_new(&srv, "fd:3x", NULL, &td_echo_line, NULL), SS_EURLFD);
     assert_int_equal(ss_server_new(&srv, "fd:99999999999", NULL, &td_echo_line, NULL), SS_EURLFD);
-    assert_int_equal(ss_server_new(&srv, "systemd:a:b", NULL, &td_echo_line, NULL), SS_EURLFD);
+    assert_int_equal(ss_server_new(&srv, "systemd:a:b", NULL, &td_echo_line, NULL), SS_EURLFDNAME);
     assert_true(SS_IS_URL_ERROR(SS_EURLFD));
     assert_null(srv);
 }

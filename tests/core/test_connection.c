@@ -211,7 +211,7 @@ static void test_not_a_connection(void **state)
     assert_int_equal(ss_server_new_connection(NULL, s, &answer, NULL), -EINVAL);
     close(s);
     close(c);
-    assert_int_equal(ss_server_serve_connection(NULL), SS_ESTATE);
+    assert_int_equal(ss_server_serve_connection(NULL), -EINVAL);
 }
 
 /* A server made from a URL is not one. */

@@ -66,8 +66,8 @@ static void count_free(void *config)
     atomic_fetch_add(&configs_freed, 1);
 }
 
-static const ss_filter mark = {SS_FILTER_VERSION, "mark",     mark_open, mark_recv,
-                               mark_send,         mark_close, count_free};
+static const ss_filter mark = {SS_FILTER_VERSION, "mark",     mark_open,  mark_recv,
+                               mark_send,         mark_close, count_free, NULL};
 
 static int refuse_open(ss_filter_ctx *ctx, void *config)
 {
@@ -76,7 +76,8 @@ static int refuse_open(ss_filter_ctx *ctx, void *config)
     return -EACCES;
 }
 
-static const ss_filter refuse = {SS_FILTER_VERSION, "refuse", refuse_open, NULL, NULL, NULL, NULL};
+static const ss_filter refuse = {
+    SS_FILTER_VERSION, "refuse", refuse_open, NULL, NULL, NULL, NULL, NULL};
 
 /* One line back, in one send_all, so the tags are predictable. */
 static int echo_once(ss_request *req, void *data)
@@ -223,7 +224,8 @@ static void add_filter_errors(void **state)
     if (rc == SS_ENOTSUPPORTED)
         skip();
     assert_int_equal(rc, 0);
-    assert_int_equal(ss_server_add_filter(srv, &refuse, NULL), SS_ENOTSUPPORTED);
+    assert_int_equal(ss_server_add_filter(srv, &refuse, NULL), SS_ENOTSTREAM);
+    assert_non_null(strstr(ss_strerror(SS_ENOTSTREAM), "need a stream listener"));
     ss_server_free(srv);
 
     assert_int_equal(ss_server_create(&srv, "tcp://127.0.0.1:0", NULL, &echo_once_handler, NULL),

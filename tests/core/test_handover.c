@@ -215,8 +215,8 @@ static void test_successor_not_found(void **state)
     assert_int_equal(ss_server_hand_over(f.srv, missing, 1000, &f.successor), -ENOENT);
     assert_int_equal(f.successor, -1);
     char *not_executable[] = {"/dev/null", NULL};
-    assert_int_equal(ss_server_hand_over(f.srv, not_executable, 20000, NULL), SS_ESUCCESSOR);
-    assert_true(log_has("status 127"));
+    assert_int_equal(ss_server_hand_over(f.srv, not_executable, 20000, NULL), -EACCES);
+    assert_true(log_has("cannot execute /dev/null: Permission denied"));
     expect_still_serving(&f);
     stop_old(&f);
 }
@@ -282,6 +282,11 @@ static void test_one_at_a_time(void **state)
         char *argv[] = {"ss-no-such-program-here", NULL};
         rc = ss_server_hand_over(f.srv, argv, 3000, NULL);
         assert_true(rc == -ENOENT || rc == -EALREADY);
+        /* a probe holds the hand-over for most of its call: probing back
+         * to back, on a busy machine, let the slow call's retries find it
+         * taken for seconds; a pause between probes lets one of them in */
+        if (rc == -ENOENT)
+            usleep(1000);
     }
     assert_int_equal(rc, -EALREADY);
     pthread_join(thread, NULL);

@@ -195,7 +195,7 @@ static void add_listener_rules(void **state)
     assert_int_equal(ss_server_create(&srv, "tcp://127.0.0.1:0", NULL, &td_echo_line, NULL), 0);
     assert_int_equal(ss_server_listener_count(srv), 1);
     assert_int_equal(ss_server_add_listener(srv, "foo:bar"), SS_EURLSCHEME);
-    assert_int_equal(ss_server_add_listener(srv, NULL), SS_EBADURL);
+    assert_int_equal(ss_server_add_listener(srv, NULL), -EINVAL);
     assert_int_equal(ss_server_add_listener(srv, "tcp://127.0.0.1:99999"), SS_EURLPORTRANGE);
     assert_int_equal(ss_server_listener_count(srv), 1); /* nothing half-added */
     assert_int_equal(ss_server_add_listener(srv, "udp://127.0.0.1:0"), 1);
@@ -304,7 +304,7 @@ static void filters_need_a_stream_listener(void **state)
     (void)state;
     ss_server *srv;
     assert_int_equal(ss_server_create(&srv, "udp://127.0.0.1:0", NULL, &tagged, NULL), 0);
-    assert_int_equal(ss_server_add_filter(srv, &counting, NULL), SS_ENOTSUPPORTED);
+    assert_int_equal(ss_server_add_filter(srv, &counting, NULL), SS_ENOTSTREAM);
     assert_int_equal(ss_server_add_listener(srv, "tcp://127.0.0.1:0"), 1);
     assert_int_equal(ss_server_add_filter(srv, &counting, NULL), 0);
     ss_server_free(srv);

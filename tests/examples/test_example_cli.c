@@ -215,7 +215,8 @@ static void check_goings(run *r)
  * there when the time is up is cut off, both logged as the stop; a client
  * that closes during the drain is "disconnected"; in every mode (threads
  * and fibers: the drain shuts their sockets down; forked children: the
- * drain's SIGTERM; sync: the stop cancels the wait). */
+ * drain's cut ends their waits, SIGTERM or not; sync: the stop cancels
+ * the wait). */
 static void test_drain_cut_off_is_logged_as_the_stop(void **state)
 {
     (void)state;

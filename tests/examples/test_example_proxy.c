@@ -218,7 +218,14 @@ static void test_option_errors_and_help(void **state)
     const char *bad_cidr[] = {
         UPPERCASE_SERVER, "--listen", "tcp://127.0.0.1:0", "--proxy-protocol", "--proxy-from",
         "not-an-address", NULL};
-    expect_refusal(bad_cidr, 2, "--proxy-from takes an address or CIDR");
+    expect_refusal(bad_cidr, 2, "--proxy-from not-an-address: not an IPv4 or IPv6 address");
+    const char *host_bits[] = {UPPERCASE_SERVER, "--proxy-protocol", "--proxy-from", "10.0.0.1/8",
+                               NULL};
+    expect_refusal(host_bits, 2, "address bits are set past the prefix length");
+    expect_refusal(host_bits, 2, "\nusage: uppercase_server"); /* like other bad arguments */
+    const char *leading_zero[] = {UPPERCASE_SERVER, "--proxy-protocol", "--proxy-from",
+                                  "10.0.0.0/08", NULL};
+    expect_refusal(leading_zero, 2, "without leading zeros");
     const char *datagram[] = {UPPERCASE_SERVER, "--listen", "udp://127.0.0.1:0", "--proxy-protocol",
                               NULL};
     expect_refusal(datagram, 2, "--proxy-protocol needs a tcp:// or unix: listener");

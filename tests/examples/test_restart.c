@@ -107,20 +107,6 @@ static bool restart_line(child *c, int r, pid_t *pid, long *ms)
     }
 }
 
-/* A server of this run ends with status 0: our child, or our orphan (we
- * are the subreaper), once its parent has exited; bounded. */
-static int exit_status(pid_t pid)
-{
-    long long until = ts_now_ms() + 30000;
-    int status;
-    while (waitpid(pid, &status, WNOHANG) != pid) {
-        if (ts_now_ms() > until)
-            return -1;
-        usleep(20000);
-    }
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
-
 static void start_load(pthread_t *threads)
 {
     atomic_store(&load_on, true);
@@ -171,7 +157,7 @@ static void test_three_restarts_under_load(void **state)
     /* Once the old servers are gone, the socket still takes clients: none
      * of them changed it for its successor on the way out. */
     for (int r = 0; r < RESTARTS; r++) /* drained, exit 0 */
-        assert_int_equal(exit_status(pids[r]), 0);
+        assert_int_equal(ex_exit_status(pids[r], 30000), 0);
     for (int i = 0; i < 20; i++) {
         const char *why = one_request(CLIENTS, i);
         atomic_fetch_add(&made, 1);
@@ -185,7 +171,7 @@ static void test_three_restarts_under_load(void **state)
             "restart figures (%s): %ld connections made, %ld failed; hand-over %ld, %ld, %ld ms\n",
             mode, atomic_load(&made), atomic_load(&failed), ms[0], ms[1], ms[2]);
     assert_int_equal(atomic_load(&failed), 0);
-    assert_int_equal(exit_status(pids[RESTARTS]), 0);
+    assert_int_equal(ex_exit_status(pids[RESTARTS], 30000), 0);
     ex_log_pump(&c, 100);
     close(c.in);
     close(c.out);

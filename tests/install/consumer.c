@@ -12,6 +12,13 @@ static int handle(ss_request *req, void *data)
 
 int main(void)
 {
+#ifdef CONSUMER_EXPECTS_TLS /* what the package (CMake or pkg-config) says of TLS */
+    if (ss_tls_available() != CONSUMER_EXPECTS_TLS) {
+        fprintf(stderr, "consumer: the package says TLS is %s, the library that it is %s\n",
+                CONSUMER_EXPECTS_TLS ? "in" : "out", ss_tls_available() ? "in" : "out");
+        return 1;
+    }
+#endif
     static const ss_handler h = {.version = SS_HANDLER_VERSION, .handle = handle};
     ss_server *srv;
     int rc = ss_server_new(&srv, "tcp://127.0.0.1:0", ss_dispatch_sync(), &h, NULL);

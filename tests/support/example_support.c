@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -51,6 +52,20 @@ int end_leftovers(void **state)
         spawned[i] = 0;
     }
     return 0;
+}
+
+/* Not forgotten by the teardown: its process group may still hold a
+ * successor it started, which the teardown then ends. */
+int ex_exit_status(pid_t pid, int timeout_ms)
+{
+    long long until = ts_now_ms() + timeout_ms;
+    int status;
+    while (waitpid(pid, &status, WNOHANG) != pid) {
+        if (ts_now_ms() > until)
+            return -1;
+        usleep(20000);
+    }
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
 void spawn(child *c, const char *const argv[])
@@ -223,4 +238,13 @@ size_t read_answer(int fd, char *buf, size_t size)
     }
     buf[got] = '\0';
     return got > 0 && buf[got - 1] == '\n' ? got : 0;
+}
+
+void ex_signal(pid_t pid, int sig)
+{
+#ifdef SYS_tgkill
+    assert_int_equal(syscall(SYS_tgkill, pid, pid, sig), 0);
+#else
+    assert_int_equal(kill(pid, sig), 0);
+#endif
 }

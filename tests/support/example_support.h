@@ -48,6 +48,17 @@ void expect(int fd, const char *want);
  * length, or 0 after EOF or 5 s. */
 size_t read_answer(int fd, char *buf, size_t size);
 
+/* The exit status of pid (a child, or an orphan this process reaps as its
+ * subreaper): its code, 128 + the signal that ended it, or -1 if it has
+ * not ended within timeout_ms. Leaves its pipes open (a successor it
+ * started may still write to them). */
+int ex_exit_status(pid_t pid, int timeout_ms);
+/* Sends sig to the program's main thread (Linux; kill(2) elsewhere). With
+ * kill(2) the kernel may pick any thread, ThreadSanitizer's background one
+ * included, where TSan holds the handler back until that thread makes a
+ * call it intercepts, which it never does: the signal would seem lost. */
+void ex_signal(pid_t pid, int sig);
+
 /* cmocka teardown: kills and reaps every example a test left running,
  * with its process group (a forking example's children). */
 int end_leftovers(void **state);

@@ -82,4 +82,11 @@ int ts_run_in_child(void (*body)(void));
 void ts_mkdtemp(char *path, size_t size);
 void ts_rmdir(const char *path);
 
+/* TLS tests: two throwaway authorities made by `script`
+ * (scripts/make-test-cert.sh) in a fresh directory base: base/a and
+ * base/b, each with ca.pem, server.pem/.key and client.pem/.key. Returns
+ * 0, or -1 if the script failed. ts_remove_test_certs removes them. */
+int ts_make_test_certs(const char *script, char *base, size_t size);
+void ts_remove_test_certs(const char *base);
+
 #endif

@@ -123,21 +123,11 @@ static void no_names_at_all(void)
     CHECK(strcmp(list[0].name, "unknown") == 0 && strcmp(list[1].name, "unknown") == 0);
 }
 
-static void fewer_names_than_fds(void)
-{
-    lay_out_sockets(2);
-    set_env("2", "first");
-    const ss__activated *list = NULL;
-    CHECK(ss__activation_fds(&list, NULL) == 2);
-    CHECK(strcmp(list[0].name, "first") == 0 && strcmp(list[1].name, "unknown") == 0);
-}
-
 static void test_missing_names_are_unknown(void **state)
 {
     (void)state;
     assert_int_equal(run_in_child(missing_names_are_unknown), 0);
     assert_int_equal(run_in_child(no_names_at_all), 0);
-    assert_int_equal(run_in_child(fewer_names_than_fds), 0);
 }
 
 static void zero_fds_is_taken(void)
@@ -249,6 +239,14 @@ static void test_malformed_values(void **state)
     for (size_t i = 0; i < sizeof bad_counts / sizeof *bad_counts; i++)
         expect_invalid(me, bad_counts[i], NULL, "LISTEN_FDS");
     expect_invalid(me, "1", "a:b", "more names");
+    /* systemd refuses these too (sd_listen_fds_with_names: one name per
+     * descriptor; fdname_is_valid: printable ASCII) */
+    expect_invalid(me, "2", "first", "fewer names");
+    expect_invalid(me, "3", "a:b", "fewer names");
+    expect_invalid(me, "1", "", "fewer names");
+    expect_invalid(me, "2", "web:ad\tmin", "control or non-ASCII");
+    expect_invalid(me, "1", "caf\xc3\xa9", "control or non-ASCII");
+    expect_invalid(me, "1", "del\x7f", "control or non-ASCII");
     char long_name[300];
     memset(long_name, 'n', 256);
     long_name[256] = '\0';
@@ -278,10 +276,25 @@ static void test_longest_name(void **state)
     assert_int_equal(run_in_child(longest_name), 0);
 }
 
+/* systemd:NAME asks for a name systemd could have given (defect 6). */
+static void test_url_names_follow_systemd(void **state)
+{
+    (void)state;
+    ss__url url;
+    assert_int_equal(ss__url_parse("systemd:web-1.admin", &url), 0);
+    assert_int_equal(ss__url_parse("systemd:a:b", &url), SS_EURLFDNAME);
+    assert_int_equal(ss__url_parse("systemd:we\tb", &url), SS_EURLFDNAME);
+    assert_int_equal(ss__url_parse("systemd:caf\xc3\xa9", &url), SS_EURLFDNAME);
+    assert_true(SS_IS_URL_ERROR(SS_EURLFDNAME));
+    assert_non_null(strstr(ss_strerror(SS_EURLFDNAME), "systemd:NAME"));
+    assert_null(strstr(ss_strerror(SS_EURLFD), "systemd")); /* fd:-1 hears of fd: only */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_reads_named_sockets_once),
+        cmocka_unit_test(test_url_names_follow_systemd),
         cmocka_unit_test(test_missing_names_are_unknown),
         cmocka_unit_test(test_zero_fds),
         cmocka_unit_test(test_absent_variables),

@@ -1,0 +1,267 @@
+/* A server's TLS settings (ss_server_set_tls) and its current SSL_CTX:
+ * the certificate chain, key, CA and verification mode, ALPN, the lowest
+ * version. A reload builds a whole new SSL_CTX from the files and swaps
+ * it in under a write lock; a session takes a reference to the SSL_CTX it
+ * was made from (SSL_new), so those under way keep theirs until they end
+ * and the old one is freed with the last of them. */
+#include "filter/tls_private.h"
+
+#include <errno.h>
+#include <openssl/err.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SESSION_ID_CONTEXT "socketserver"
+
+const char *ss__tls_reason(char *buf, size_t size, const char *otherwise)
+{
+    unsigned long code = ERR_get_error();
+    if (code == 0)
+        snprintf(buf, size, "%s", otherwise);
+    else
+        ERR_error_string_n(code, buf, size);
+    ERR_clear_error();
+    return buf;
+}
+
+static void log_load_failure(ss_server *srv, const char *what, const char *file)
+{
+    char reason[256];
+    ss__tls_reason(reason, sizeof reason, "unknown reason");
+    ss__log(srv->log, srv, srv->data, SS_LOG_ERROR, "TLS: cannot use %s %s: %s", what,
+            file != NULL ? file : "", reason);
+}
+
+/* RFC 7301, section 3.2: the server's first preference the client also
+ * offers; none in common refuses the handshake (no_application_protocol). */
+static int select_alpn(SSL *ssl, const unsigned char **out, unsigned char *out_len,
+                       const unsigned char *in, unsigned int in_len, void *arg)
+{
+    (void)ssl;
+    const struct ss__tls_config *cfg = arg;
+    unsigned char *chosen = NULL;
+    if (SSL_select_next_proto(&chosen, out_len, cfg->alpn, (unsigned)cfg->alpn_len, in, in_len) !=
+        OPENSSL_NPN_NEGOTIATED)
+        return SSL_TLSEXT_ERR_ALERT_FATAL;
+    *out = chosen;
+    return SSL_TLSEXT_ERR_OK;
+}
+
+static int verify_mode(int verify)
+{
+    if (verify == SS_TLS_VERIFY_REQUIRED)
+        return SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT;
+    return verify == SS_TLS_VERIFY_OPTIONAL ? SSL_VERIFY_PEER : SSL_VERIFY_NONE;
+}
+
+/* The CA file verifies client certificates, and its names go in the
+ * CertificateRequest so a client knows which certificate to send. */
+static bool load_ca(ss_server *srv, SSL_CTX *ctx, const char *ca_file)
+{
+    STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(ca_file);
+    if (names == NULL || SSL_CTX_load_verify_locations(ctx, ca_file, NULL) != 1) {
+        sk_X509_NAME_pop_free(names, X509_NAME_free);
+        log_load_failure(srv, "the CA file", ca_file);
+        return false;
+    }
+    SSL_CTX_set_client_CA_list(ctx, names);
+    return true;
+}
+
+static bool load_pair(ss_server *srv, SSL_CTX *ctx, const char *cert_file, const char *key_file)
+{
+    const char *key = key_file != NULL ? key_file : cert_file;
+    if (SSL_CTX_use_certificate_chain_file(ctx, cert_file) != 1) {
+        log_load_failure(srv, "the certificate file", cert_file);
+        return false;
+    }
+    if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
+        log_load_failure(srv, "the key file", key);
+        return false;
+    }
+    if (SSL_CTX_check_private_key(ctx) != 1) {
+        log_load_failure(srv, "the key, which does not match the certificate, in", key);
+        return false;
+    }
+    return true;
+}
+
+/* The settings every SSL_CTX of this server has; renegotiation is refused
+ * (its use is attacks and stalls, not features). */
+static void apply_settings(SSL_CTX *ctx, const struct ss__tls_config *cfg)
+{
+    SSL_CTX_set_min_proto_version(ctx,
+                                  cfg->min_version == SS_TLS_1_3 ? TLS1_3_VERSION : TLS1_2_VERSION);
+    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION);
+    SSL_CTX_set_verify(ctx, verify_mode(cfg->verify), NULL);
+    SSL_CTX_set_session_id_context(ctx, (const unsigned char *)SESSION_ID_CONTEXT,
+                                   sizeof SESSION_ID_CONTEXT - 1);
+    if (cfg->alpn != NULL)
+        SSL_CTX_set_alpn_select_cb(ctx, select_alpn, (void *)cfg);
+}
+
+/* A new SSL_CTX from cfg's settings and these files, or NULL (logged). */
+static SSL_CTX *build_ctx(ss_server *srv, const struct ss__tls_config *cfg, const char *cert_file,
+                          const char *key_file, int *err)
+{
+    ERR_clear_error();
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    *err = -ENOMEM;
+    if (ctx == NULL)
+        return NULL;
+    apply_settings(ctx, cfg);
+    *err = SS_ETLSCERT;
+    if (!load_pair(srv, ctx, cert_file, key_file) ||
+        (cfg->ca_file != NULL && !load_ca(srv, ctx, cfg->ca_file))) {
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    *err = 0;
+    return ctx;
+}
+
+/* ---- options ---- */
+
+static int check_options(const ss_tls_options *o)
+{
+    if (o == NULL || o->cert_file == NULL || o->handshake_timeout_ms < 0)
+        return -EINVAL;
+    if (o->verify != SS_TLS_VERIFY_NONE && o->verify != SS_TLS_VERIFY_OPTIONAL &&
+        o->verify != SS_TLS_VERIFY_REQUIRED)
+        return -EINVAL;
+    if (o->min_version != 0 && o->min_version != SS_TLS_1_2 && o->min_version != SS_TLS_1_3)
+        return -EINVAL;
+    if (o->verify != SS_TLS_VERIFY_NONE && o->ca_file == NULL)
+        return -EINVAL;
+    return 0;
+}
+
+/* "h2", "http/1.1" -> "\x02h2\x08http/1.1" (RFC 7301, section 3.1). */
+static int wire_alpn(const char *const *names, struct ss__tls_config *cfg)
+{
+    size_t total = 0;
+    for (const char *const *n = names; *n != NULL; n++) {
+        size_t len = strlen(*n);
+        if (len == 0 || len > 255)
+            return -EINVAL;
+        total += 1 + len;
+    }
+    if (total == 0)
+        return 0; /* an empty list: no ALPN */
+    if ((cfg->alpn = malloc(total)) == NULL)
+        return -ENOMEM;
+    for (const char *const *n = names; *n != NULL; n++) {
+        size_t len = strlen(*n);
+        cfg->alpn[cfg->alpn_len++] = (unsigned char)len;
+        memcpy(cfg->alpn + cfg->alpn_len, *n, len);
+        cfg->alpn_len += len;
+    }
+    return 0;
+}
+
+/* strdup that keeps NULL; false only when out of memory. */
+static bool copy_name(char **dst, const char *src)
+{
+    *dst = src != NULL ? strdup(src) : NULL;
+    return src == NULL || *dst != NULL;
+}
+
+static int copy_options(const ss_tls_options *o, struct ss__tls_config *cfg)
+{
+    cfg->verify = o->verify;
+    cfg->min_version = o->min_version != 0 ? o->min_version : SS_TLS_1_2;
+    cfg->handshake_timeout_ms = o->handshake_timeout_ms != 0 ? o->handshake_timeout_ms
+                                                             : SS_TLS_DEFAULT_HANDSHAKE_TIMEOUT_MS;
+    if (!copy_name(&cfg->cert_file, o->cert_file) || !copy_name(&cfg->key_file, o->key_file) ||
+        !copy_name(&cfg->ca_file, o->ca_file))
+        return -ENOMEM;
+    return o->alpn != NULL ? wire_alpn(o->alpn, cfg) : 0;
+}
+
+int ss__tls_config_new(ss_server *srv, const ss_tls_options *opts, struct ss__tls_config **out)
+{
+    int rc = check_options(opts);
+    if (rc < 0)
+        return rc;
+    struct ss__tls_config *cfg = calloc(1, sizeof *cfg);
+    if (cfg == NULL)
+        return -ENOMEM;
+    pthread_mutex_init(&cfg->reload_lock, NULL);
+    pthread_rwlock_init(&cfg->ctx_lock, NULL);
+    rc = copy_options(opts, cfg);
+    if (rc == 0)
+        cfg->ctx = build_ctx(srv, cfg, cfg->cert_file, cfg->key_file, &rc);
+    if (rc < 0) {
+        ss__tls_config_free(cfg);
+        return rc;
+    }
+    *out = cfg;
+    return 0;
+}
+
+void ss__tls_config_free(void *config)
+{
+    struct ss__tls_config *cfg = config;
+    SSL_CTX_free(cfg->ctx);
+    free(cfg->cert_file);
+    free(cfg->key_file);
+    free(cfg->ca_file);
+    free(cfg->alpn);
+    pthread_rwlock_destroy(&cfg->ctx_lock);
+    pthread_mutex_destroy(&cfg->reload_lock);
+    free(cfg);
+}
+
+/* ---- reload and sessions ---- */
+
+/* The new names replace the old once their certificate has loaded. */
+static int take_names(struct ss__tls_config *cfg, const char *cert_file, const char *key_file)
+{
+    if (cert_file == NULL)
+        return 0;
+    char *cert = strdup(cert_file), *key = key_file != NULL ? strdup(key_file) : NULL;
+    if (cert == NULL || (key_file != NULL && key == NULL)) {
+        free(cert);
+        free(key);
+        return -ENOMEM;
+    }
+    free(cfg->cert_file);
+    free(cfg->key_file);
+    cfg->cert_file = cert;
+    cfg->key_file = key;
+    return 0;
+}
+
+int ss__tls_config_reload(ss_server *srv, struct ss__tls_config *cfg, const char *cert_file,
+                          const char *key_file)
+{
+    pthread_mutex_lock(&cfg->reload_lock);
+    const char *cert = cert_file != NULL ? cert_file : cfg->cert_file;
+    const char *key = cert_file != NULL ? key_file : cfg->key_file;
+    int rc;
+    SSL_CTX *fresh = build_ctx(srv, cfg, cert, key, &rc);
+    if (fresh != NULL)
+        rc = take_names(cfg, cert_file, key_file);
+    if (rc == 0) {
+        pthread_rwlock_wrlock(&cfg->ctx_lock);
+        SSL_CTX *old = cfg->ctx;
+        cfg->ctx = fresh;
+        pthread_rwlock_unlock(&cfg->ctx_lock);
+        SSL_CTX_free(old); /* sessions made from it hold their own references */
+        ss__log(srv->log, srv, srv->data, SS_LOG_INFO, "TLS: certificate reloaded from %s",
+                cfg->cert_file);
+    } else {
+        SSL_CTX_free(fresh);
+    }
+    pthread_mutex_unlock(&cfg->reload_lock);
+    return rc;
+}
+
+SSL *ss__tls_config_session(struct ss__tls_config *cfg)
+{
+    pthread_rwlock_rdlock(&cfg->ctx_lock);
+    SSL *ssl = SSL_new(cfg->ctx); /* takes a reference to the SSL_CTX */
+    pthread_rwlock_unlock(&cfg->ctx_lock);
+    return ssl;
+}
