@@ -181,6 +181,15 @@ typedef struct ss__listener {
      * thread before the dispatcher's accept_start and after its
      * accept_stop (core/server.c); read by the dispatcher in between. */
     bool worker_accept;
+    /* Other processes wait on this socket too (set in a worker process
+     * of ss_server_set_processes, core/prefork_worker.c, when it has
+     * siblings; an adopted socket is taken to be so as well): the pool's
+     * workers watch it without exclusive wake-ups. The kernel gives one
+     * exclusive wake-up per arrival to a waiting process; one that then
+     * takes no client (killed or stopped before its accept, paused, at a
+     * limit of its own) would leave the client in the backlog while a
+     * sibling with room sleeps on. */
+    bool other_waiters;
 } ss__listener;
 
 struct ss_server {

@@ -61,6 +61,8 @@ static int own_wake_pipe(ss_server *srv)
 static int become_worker(ss_server *srv)
 {
     close_supervisor_fds(srv->prefork);
+    for (int i = 0; i < srv->nlisteners; i++) /* its siblings, and its replacements */
+        srv->listeners[i]->other_waiters = srv->prefork->count > 1;
     srv->prefork = NULL; /* the copy of its memory is left to the exit */
     /* held by another thread of the supervisor at the fork, perhaps */
     pthread_mutex_init(&srv->lock, NULL);

@@ -73,6 +73,7 @@ typedef struct config {
 
 typedef struct shared {
     char address[128]; /* set, then ready */
+    int listen_fd;     /* its descriptor, the same number in every worker */
     atomic_bool ready;
     atomic_int stopped; /* serve_forever returned (how many times) */
     atomic_bool go;     /* the test: serve again */
@@ -91,6 +92,7 @@ static shared *sh;
 static ss_server *supervised;
 static pid_t running_supervisor; /* the test's, until it has exited */
 static pid_t running_successor;  /* a hand-over's, until the test stops it */
+static pid_t stopped_worker;     /* SIGSTOPped by a test, until it continues it */
 
 static void publish_stats(ss_server *srv, void *data)
 {
@@ -135,6 +137,7 @@ static ss_server *supervisor_open(const config *c)
     TS_CHECK(ss_server_bind(srv) == 0);
     TS_CHECK(ss_server_activate(srv) == 0);
     TS_CHECK(ss_server_address(srv, sh->address, sizeof sh->address) > 0);
+    sh->listen_fd = ss_server_fileno(srv);
     ss_server_on_service_actions(srv, service);
     ss_server_on_handle_error(srv, td_quiet_error);
     return srv;
@@ -206,6 +209,9 @@ static void await_supervisor(pid_t pid)
 static int end_supervisor(void **state)
 {
     (void)state;
+    if (stopped_worker > 0)
+        kill(stopped_worker, SIGCONT);
+    stopped_worker = 0;
     if (running_successor > 0)
         kill(running_successor, SIGTERM);
     running_successor = 0;
@@ -429,6 +435,113 @@ static void test_killed_worker_is_replaced_only_its_clients_fail(void **state)
     td_shared_free(sh, sizeof *sh);
 }
 
+/* ---- the shared listener's wake-ups ---- */
+
+#ifdef __linux__
+#include <dirent.h>
+#include <sys/epoll.h>
+
+/* How process pid's epoll sets watch descriptor number fd (its fdinfo:
+ * "tfd: FD events: MASK ..."): 1 if one watches it with EPOLLEXCLUSIVE,
+ * 0 if one watches it and none so, -1 if none watches it. */
+static int watches_exclusively(long pid, int fd)
+{
+    char path[320], line[256];
+    snprintf(path, sizeof path, "/proc/%ld/fdinfo", pid);
+    DIR *dir = opendir(path);
+    if (dir == NULL)
+        return -1;
+    int found = -1;
+    for (struct dirent *e; (e = readdir(dir)) != NULL;) {
+        snprintf(path, sizeof path, "/proc/%ld/fdinfo/%s", pid, e->d_name);
+        FILE *f = fopen(path, "r");
+        while (f != NULL && fgets(line, sizeof line, f) != NULL) {
+            int tfd;
+            unsigned events;
+            if (sscanf(line, "tfd: %d events: %x", &tfd, &events) == 2 && tfd == fd)
+                found = found == 1 || (events & EPOLLEXCLUSIVE) != 0;
+        }
+        if (f != NULL)
+            fclose(f);
+    }
+    closedir(dir);
+    return found;
+}
+
+/* Every thread of process pid has stopped (SIGSTOP takes effect as
+ * each thread next leaves the kernel). */
+static bool all_threads_stopped(void *arg)
+{
+    char path[320], text[512];
+    snprintf(path, sizeof path, "/proc/%ld/task", *(long *)arg);
+    DIR *dir = opendir(path);
+    if (dir == NULL)
+        return false;
+    bool stopped = true;
+    for (struct dirent *e; stopped && (e = readdir(dir)) != NULL;) {
+        if (e->d_name[0] == '.')
+            continue;
+        snprintf(path, sizeof path, "/proc/%ld/task/%s/stat", *(long *)arg, e->d_name);
+        FILE *f = fopen(path, "r");
+        size_t n = f != NULL ? fread(text, 1, sizeof text - 1, f) : 0;
+        if (f != NULL)
+            fclose(f);
+        text[n] = '\0';
+        const char *close_paren = strrchr(text, ')');
+        stopped = close_paren != NULL && (close_paren[2] == 'T' || close_paren[2] == 't');
+    }
+    closedir(dir);
+    return stopped;
+}
+
+/* A client on a fresh connection: the pid that served it, -1 if none
+ * answered within 5 s (its arrival's wake-up lost). */
+static long ask_fresh(void)
+{
+    int fd = ts_connect_url(sh->address);
+    struct timeval tv = {.tv_sec = 5};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    long pid = ask(fd);
+    close(fd);
+    return pid;
+}
+
+/* Two worker processes wait on one listener: each pool watches it
+ * without EPOLLEXCLUSIVE, so no process woken for an arrival can keep
+ * it from the other (stopped or killed before it accepts, paused, at a
+ * limit). And clients are served while one worker is stopped, and
+ * after it is killed. */
+static void test_shared_listener_is_not_watched_exclusively(void **state)
+{
+    (void)state;
+    config c = {"pool", "tcp://127.0.0.1:0", 2, &pid_handler, 5000, false};
+    pid_t sup = start_supervisor(&c);
+    int fds[4 * CLIENTS];
+    long pids[4 * CLIENTS], a, b;
+    int n = open_on_both(fds, pids, &a, &b);
+    for (int i = 0; i < n; i++)
+        close(fds[i]);
+    assert_int_equal(watches_exclusively(a, sh->listen_fd), 0);
+    assert_int_equal(watches_exclusively(b, sh->listen_fd), 0);
+    assert_int_equal(kill((pid_t)a, SIGSTOP), 0);
+    stopped_worker = (pid_t)a;
+    assert_true(ts_wait_until(all_threads_stopped, &a, 5000));
+    for (int i = 0; i < 20; i++)
+        assert_int_equal(ask_fresh(), b);
+    assert_int_equal(kill((pid_t)a, SIGCONT), 0);
+    stopped_worker = 0;
+    assert_int_equal(kill((pid_t)a, SIGKILL), 0);
+    for (int i = 0; i < 20; i++) {
+        long pid = ask_fresh();
+        assert_true(pid > 0 && pid != a);
+        assert_true(served_under(pid, sup));
+    }
+    stop_supervisor(sup);
+    assert_int_equal(read_stats().processes_failed, 1);
+    td_shared_free(sh, sizeof *sh);
+}
+#endif
+
 /* ---- a worker that keeps dying ---- */
 
 /* Each client ends its worker at once. The first replacement comes at
@@ -650,6 +763,9 @@ int main(void)
         cmocka_unit_test_teardown(test_unix_and_udp, end_supervisor),
         cmocka_unit_test_teardown(test_killed_worker_is_replaced_only_its_clients_fail,
                                   end_supervisor),
+#ifdef __linux__
+        cmocka_unit_test_teardown(test_shared_listener_is_not_watched_exclusively, end_supervisor),
+#endif
         cmocka_unit_test_teardown(test_crash_loop_backs_off, end_supervisor),
         cmocka_unit_test_teardown(test_stop_pauses_every_worker, end_supervisor),
         cmocka_unit_test_teardown(test_drain_deadline_reaches_every_worker, end_supervisor),
