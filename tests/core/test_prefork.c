@@ -280,20 +280,26 @@ static long ask(int fd)
 }
 
 /* The parent of process pid, from /proc; -1 if it is gone. */
-static long parent_of(long pid)
+/* A /proc stat file's state letter and parent pid; false if unreadable. */
+static bool read_stat(const char *path, char *state, long *ppid)
 {
-    char path[64], text[512];
-    snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+    char text[512];
     FILE *f = fopen(path, "r");
     if (f == NULL)
-        return -1;
+        return false;
     size_t n = fread(text, 1, sizeof text - 1, f);
     fclose(f);
     text[n] = '\0';
     const char *close_paren = strrchr(text, ')');
-    char state;
+    return close_paren != NULL && sscanf(close_paren + 1, " %c %ld", state, ppid) == 2;
+}
+
+static long parent_of(long pid)
+{
+    char path[64], state;
     long ppid;
-    if (close_paren == NULL || sscanf(close_paren + 1, " %c %ld", &state, &ppid) != 2)
+    snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+    if (!read_stat(path, &state, &ppid))
         return -1;
     return state == 'Z' ? -1 : ppid;
 }
@@ -472,7 +478,8 @@ static int watches_exclusively(long pid, int fd)
  * each thread next leaves the kernel). */
 static bool all_threads_stopped(void *arg)
 {
-    char path[320], text[512];
+    char path[320], state;
+    long ppid;
     snprintf(path, sizeof path, "/proc/%ld/task", *(long *)arg);
     DIR *dir = opendir(path);
     if (dir == NULL)
@@ -482,13 +489,7 @@ static bool all_threads_stopped(void *arg)
         if (e->d_name[0] == '.')
             continue;
         snprintf(path, sizeof path, "/proc/%ld/task/%s/stat", *(long *)arg, e->d_name);
-        FILE *f = fopen(path, "r");
-        size_t n = f != NULL ? fread(text, 1, sizeof text - 1, f) : 0;
-        if (f != NULL)
-            fclose(f);
-        text[n] = '\0';
-        const char *close_paren = strrchr(text, ')');
-        stopped = close_paren != NULL && (close_paren[2] == 'T' || close_paren[2] == 't');
+        stopped = read_stat(path, &state, &ppid) && (state == 'T' || state == 't');
     }
     closedir(dir);
     return stopped;
