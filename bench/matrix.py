@@ -59,7 +59,7 @@ IDLE_WARMUP = {"idle10000": 5.0}
 # Each TLS cell's twin without TLS: the same load on the same server's plain twin.
 TLS_TWIN = {"tls10": "p10", "tls100": "p100", "tls4k10": "4k10", "tls4k100": "4k100",
             "tlscpr50": "cpr50", "tlsres50": "cpr50"}
-MODE_CANDIDATES = ["sync", "threading", "forking", "pool"]
+MODE_CANDIDATES = ["sync", "threading", "forking", "pool", "prefork"]  # prefork: issue 17
 # Servers that serve one connection at a time: starvation there is by design.
 ONE_AT_A_TIME = {"ss-sync", "py-sync"}
 # The modes also measured behind the PROXY protocol filter, as server

@@ -287,6 +287,12 @@ int main(int argc, char **argv)
     int rc = cli_parse(argc, argv, "chat_server", &opts);
     if (rc >= 0)
         return rc;
+    if (opts.processes != 0) {
+        /* each worker process would hold a room of its own */
+        fprintf(stderr, "chat_server: --mode prefork and --processes cannot chat: the clients "
+                        "of one room must share a process\n");
+        return 2;
+    }
     const char *mode = ss_dispatch_name(opts.mode);
     if (strcmp(mode, "sync") == 0 || strcmp(mode, "forking") == 0) {
         /* one client at a time, or each in its own process: nobody to talk to */

@@ -122,20 +122,23 @@ static void on_stop_signal(int sig, siginfo_t *info, void *context)
 static void usage(FILE *out, const char *name)
 {
     fprintf(out,
-            "usage: %s [--listen URL]... [--mode MODE] [--workers N] [--timeout SEC]\n"
-            "       [--drain SEC] [--proxy-protocol [--proxy-from CIDR]...] [--inetd]\n"
-            "       [--tls-cert FILE --tls-key FILE [--tls-ca FILE] [--tls-verify MODE]]\n"
-            "       [--quiet] [--help]\n"
+            "usage: %s [--listen URL]... [--mode MODE] [--workers N] [--processes N]\n"
+            "       [--timeout SEC] [--drain SEC] [--proxy-protocol [--proxy-from CIDR]...]\n"
+            "       [--inetd] [--tls-cert FILE --tls-key FILE [--tls-ca FILE]\n"
+            "       [--tls-verify MODE]] [--quiet] [--help]\n"
             "  --listen URL  address to serve (default " CLI_DEFAULT_URL ")\n"
             "                tcp://HOST:PORT, tcp://[::1]:PORT, udp://HOST:PORT,\n"
             "                tls://HOST:PORT (with --tls-cert and --tls-key),\n"
             "                unix:PATH, unix:@NAME (Linux) or unixgram:PATH; fd:N or\n"
             "                systemd:[NAME] for an inherited or socket-activated socket;\n"
             "                repeat it to serve on several sockets at once\n"
-            "  --mode MODE   concurrency model: sync, threading (default), forking\n"
-            "                or pool; see docs/concurrency.md\n"
+            "  --mode MODE   concurrency model: sync, threading (default), forking, pool\n"
+            "                or prefork (the pool in one process per CPU, as nginx);\n"
+            "                see docs/concurrency.md\n"
             "  --workers N   pool: worker threads; forking: children at once\n"
             "                (default: the library's, see socketserver.h)\n"
+            "  --processes N serve in N worker processes (1-1024), each running\n"
+            "                the mode; a supervisor replaces any that dies\n"
             "  --timeout SEC a client that stalls a read or write this long is\n"
             "                dropped (default %d; 0: never)\n"
             "  --drain SEC   on SIGINT/SIGTERM, requests in flight get this long to\n"
@@ -296,8 +299,12 @@ static int apply_option(cli_options *opts, const char *option, const char *value
     if (strcmp(option, "--listen") == 0) {
         return add_listen(opts, value);
     } else if (strcmp(option, "--mode") == 0) {
-        if ((opts->mode = ss_dispatch_by_name(value)) == NULL)
+        opts->prefork = strcmp(value, "prefork") == 0;
+        if ((opts->mode = ss_dispatch_by_name(opts->prefork ? "pool" : value)) == NULL)
             return usage_error(name, "unknown mode", value);
+    } else if (strcmp(option, "--processes") == 0) {
+        if ((opts->processes = parse_number(value, 1, SS_MAX_PROCESSES)) <= 0)
+            return usage_error(name, "--processes needs a number from 1 to 1024", value);
     } else if (strcmp(option, "--workers") == 0) {
         if ((opts->workers = parse_number(value, 1, 100000)) <= 0)
             return usage_error(name, "--workers needs a number from 1 to 100000", value);
@@ -400,9 +407,9 @@ static int check_tls(const cli_options *opts)
 
 int cli_parse(int argc, char **argv, const char *name, cli_options *opts)
 {
-    static const char *const valued[] = {"--listen", "--mode",       "--workers",  "--timeout",
-                                         "--drain",  "--proxy-from", "--tls-cert", "--tls-key",
-                                         "--tls-ca", "--tls-verify", NULL};
+    static const char *const valued[] = {"--listen",  "--mode",   "--workers",    "--processes",
+                                         "--timeout", "--drain",  "--proxy-from", "--tls-cert",
+                                         "--tls-key", "--tls-ca", "--tls-verify", NULL};
     static const char *const flags[] = {"--help",           "-h",      "--quiet",
                                         "--proxy-protocol", "--inetd", NULL};
     *opts = (cli_options){.name = name,
@@ -442,6 +449,8 @@ int cli_parse(int argc, char **argv, const char *name, cli_options *opts)
                            NULL);
     if (opts->listens[0] == NULL)
         opts->listens[0] = opts->listen; /* the default */
+    if (opts->prefork && opts->processes == 0)
+        opts->processes = SS_PROCESSES_PER_CPU;
     int rc = check_workers(opts);
     if (rc < 0)
         rc = check_proxy_from(opts);
@@ -566,6 +575,7 @@ static int open_server(const cli_options *opts, const ss_handler *handler, void 
         return rc;
     ss_server_set_workers(*out, opts->workers);
     ss_server_set_max_children(*out, opts->workers);
+    ss_server_set_processes(*out, opts->processes); /* parsed: 1-1024, or one per CPU */
     for (int i = 1; rc >= 0 && opts->listens[i] != NULL; i++)
         if ((rc = ss_server_add_listener(*out, opts->listens[i])) < 0) /* index i, or an error */
             *failed = i;

@@ -1,5 +1,5 @@
 /* The command line shared by the example servers:
- *     NAME [--listen URL]... [--mode MODE] [--workers N] [--timeout SEC]
+ *     NAME [--listen URL]... [--mode MODE] [--workers N] [--processes N] [--timeout SEC]
  *          [--drain SEC] [--proxy-protocol [--proxy-from CIDR]...] [--inetd]
  *          [--tls-cert FILE --tls-key FILE [--tls-ca FILE]
  *           [--tls-verify none|optional|required]] [--quiet]
@@ -31,9 +31,13 @@ typedef struct cli_options {
     const char *listens[CLI_MAX_LISTEN + 1];
     const ss_dispatcher *mode; /* default: threading */
     int workers;               /* --workers: pool threads / forking children; 0 = default */
-    int timeout;               /* --timeout: request timeout in seconds; 0 = none */
-    int drain;                 /* --drain: seconds for requests in flight at a stop */
-    bool proxy_protocol;       /* --proxy-protocol: a PROXY header begins every connection */
+    /* --processes: worker processes (ss_server_set_processes); 0: serve in
+     * this one. --mode prefork is the pool with one per CPU unless given. */
+    int processes;
+    bool prefork;        /* --mode prefork */
+    int timeout;         /* --timeout: request timeout in seconds; 0 = none */
+    int drain;           /* --drain: seconds for requests in flight at a stop */
+    bool proxy_protocol; /* --proxy-protocol: a PROXY header begins every connection */
     /* --proxy-from, NULL-terminated: the sources trusted to send one;
      * none given: the library's default (loopback). */
     const char *proxy_from[CLI_MAX_PROXY_FROM + 1];

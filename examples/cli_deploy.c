@@ -135,6 +135,7 @@ static atomic_bool handed_over;
 static atomic_bool stopping; /* the loop has ended: no restart from now on */
 static pthread_t thread;
 static bool thread_started;
+static atomic_bool thread_running; /* restart_loop entered: the thread's start is over */
 static char ignored_line[128];
 static char stopping_line[128];
 
@@ -229,6 +230,7 @@ static bool restart_once(void)
 static void *restart_loop(void *arg)
 {
     (void)arg;
+    atomic_store(&thread_running, true);
     for (;;) {
         char c;
         ssize_t n = read(wake[0], &c, 1);
@@ -269,6 +271,11 @@ void cli_restart_enable(const cli_options *opts, ss_server *srv)
         return;
     }
     thread_started = true;
+    /* Worker processes (--processes) are forked next: a thread still
+     * starting then may hold an allocator's lock (AddressSanitizer's has
+     * no fork handler), which the child could never take. Bounded: 1 s. */
+    for (int i = 0; i < 1000 && !atomic_load(&thread_running); i++)
+        nanosleep(&(struct timespec){.tv_nsec = 1000000}, NULL);
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_hangup;

@@ -41,7 +41,7 @@ typedef enum ss__state {
     X(lingering_closes) X(linger_overflows)                                      \
     X(filter_refused) X(proxy_invalid) X(proxy_untrusted) X(proxy_timeouts)      \
     X(idle_closed)                                                               \
-    X(tls_handshakes) X(tls_handshake_failures)
+    X(tls_handshakes) X(tls_handshake_failures) X(processes_failed)
 /* clang-format on */
 
 /* Each is updated where the event happens, by whichever thread sees it. */
@@ -181,6 +181,15 @@ typedef struct ss__listener {
      * thread before the dispatcher's accept_start and after its
      * accept_stop (core/server.c); read by the dispatcher in between. */
     bool worker_accept;
+    /* Other processes wait on this socket too (set in a worker process
+     * of ss_server_set_processes, core/prefork_worker.c, when it has
+     * siblings; an adopted socket is taken to be so as well): the pool's
+     * workers watch it without exclusive wake-ups. The kernel gives one
+     * exclusive wake-up per arrival to a waiting process; one that then
+     * takes no client (killed or stopped before its accept, paused, at a
+     * limit of its own) would leave the client in the backlog while a
+     * sibling with room sleeps on. */
+    bool other_waiters;
 } ss__listener;
 
 struct ss_server {
@@ -306,6 +315,15 @@ struct ss_server {
          * a reload changes what it points to, under its own lock. */
         struct ss__tls_config *tls;
     } filters;
+
+    /* Worker processes (core/prefork.c): how many were asked for (0:
+     * none, SS_PROCESSES_PER_CPU) and the supervisor's table (NULL
+     * without), set before activate; the supervisor's state from
+     * activate on, NULL in a worker (which serves as a plain server) and
+     * without workers. */
+    int processes;
+    const struct ss__supervisor *supervisor;
+    struct ss__prefork *prefork;
 };
 
 struct ss_request {

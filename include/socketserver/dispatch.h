@@ -218,6 +218,77 @@ SS_API int ss_server_set_thread_stack_size(ss_server *srv, size_t bytes);
 #define SS_DEFAULT_POOL_FIBERS 4096
 SS_API int ss_server_set_pool_fibers(ss_server *srv, int fibers);
 
+/* ------------------------------------------------------------------------ */
+/* Worker processes: one server, several processes (not in Python)          */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Serves with `processes` worker processes instead of in the calling
+ * process: gunicorn's and nginx's model, for using every core with
+ * handlers that are not thread-safe, or whose crashes must not take the
+ * other clients down. Each worker is a fork of the process that calls
+ * ss_server_serve_forever; it runs the server's own dispatcher
+ * (ss_dispatch_pool: an event loop per core, the usual choice; sync for
+ * one request per process at a time) on the very same listening sockets,
+ * inherited, so the kernel hands each new client to one of them. The
+ * calling process, the supervisor, takes no client itself:
+ *   - serve_forever starts the workers and watches them; a worker that
+ *     ends by itself (a crash, SIGKILL, _exit in a handler) is reaped,
+ *     logged (SS_LOG_ERROR), counted in ss_stats.processes_failed and
+ *     replaced at once; one that ends again within 5 s of its start is
+ *     replaced after 100 ms, then 200, 400, ... up to 10 s (back-off).
+ *     Only the clients of the worker that died lose their connection;
+ *     those still in the kernel backlog wait for the others or for the
+ *     replacement. When serve_forever returns (a stop), every worker has
+ *     stopped taking clients; its requests in flight go on, and a further
+ *     serve_forever resumes them all.
+ *   - ss_server_drain drains every worker at once, each as
+ *     ss_server_drain does in one process (the clients waiting in the
+ *     backlog are served, idle requests end at once, the deadline is the
+ *     same instant for all), then reaps them; a stop request during it
+ *     (a second signal) cuts them all off; a worker still there 3 s after
+ *     the deadline is killed. It returns -ETIMEDOUT (-ECANCELED) if any
+ *     worker had to interrupt requests. ss_server_close ends the workers
+ *     that are left (waiting for their requests in flight as
+ *     ss_server_set_block_on_close says) and reaps them: no worker
+ *     outlives close, and none is left a zombie. Only the workers' pids
+ *     are waited for (no SIGCHLD handler, no waitpid(-1)).
+ *   - ss_server_stats, in the supervisor, sums the counters of every
+ *     worker, alive or ended (each worker publishes its own into shared
+ *     memory every 50 ms and as it exits, so a sum may be up to 50 ms
+ *     old while they serve; exact after drain or close). The requests
+ *     still open in a worker that died are counted closed.
+ *   - The listening sockets stay open in the supervisor for as long as
+ *     any worker may need them, for a replacement; Unix socket files are
+ *     removed by the supervisor's close alone. ss_server_hand_over, in
+ *     the supervisor, hands them over as usual; once the successor is
+ *     ready every worker stops taking clients, and no worker is replaced.
+ *     Adopted listeners (fd:N, systemd:) work the same.
+ * In a worker, the server is the worker's own copy: a handler's
+ * ss_server_shutdown (or a signal handler's, since a signal sent to the
+ * process group, Ctrl-C, reaches the workers too) stops that worker's
+ * loop only: it takes no new client until the supervisor's next
+ * serve_forever, drain or close (to stop the server, signal the
+ * supervisor: kill(getppid(), SIGTERM)). The library changes no signal
+ * disposition in the workers either. service_actions runs in the
+ * supervisor's loop only. Options and hooks are what they were when each
+ * worker was forked; limits (ss_server_set_max_connections,
+ * max_per_client, the accept policy) apply per worker process.
+ * ss_server_handle_request returns -ENOTSUP on such a server. A worker
+ * left without its supervisor (killed) stops taking clients and drains
+ * itself within 5 s.
+ * Each worker holds a thread of its own that publishes its counters and
+ * hears the supervisor. Fork from a supervisor without other threads:
+ * a process whose threads hold locks forks at its own risk, as always.
+ * `processes`: 1 to SS_MAX_PROCESSES, SS_PROCESSES_PER_CPU for one per
+ * online CPU, or 0 (the default) to serve in the calling process.
+ * Returns 0; -EINVAL for any other value; SS_ESTATE after activate, or on
+ * a per-connection server (ss_server_new_connection).
+ */
+#define SS_MAX_PROCESSES     1024
+#define SS_PROCESSES_PER_CPU (-1)
+SS_API int ss_server_set_processes(ss_server *srv, int processes);
+
 #ifdef __cplusplus
 }
 #endif

@@ -197,7 +197,7 @@ SS_API void ss_server_free(ss_server *srv);
  *   ss_server_set_max_per_client, ss_server_set_overload_reply   limits.h
  *   ss_server_set_max_children, ss_server_set_workers,
  *   ss_server_set_queue_size, ss_server_set_thread_stack_size,
- *   ss_server_set_pool_fibers                                dispatch.h
+ *   ss_server_set_pool_fibers, ss_server_set_processes       dispatch.h
  *   ss_server_set_proxy_protocol (and ss_server_add_filter)  filter.h
  *   ss_server_set_tls (ss_server_reload_tls: any time)        tls.h
  * Before serving, from the thread that set the server up:
@@ -354,7 +354,9 @@ SS_API void *ss_server_data(const ss_server *srv);
  * the server down; readable at any time from any thread, also after close.
  * A snapshot is not one instant: counters move while it is taken. For the
  * forking dispatcher, what happens inside a child reaches the parent's
- * counters when the child is reaped.
+ * counters when the child is reaped. With worker processes
+ * (ss_server_set_processes), the supervisor's are the sum of its
+ * workers', up to 50 ms old.
  * Each field, and what to watch: docs/production.md.
  */
 typedef struct ss_stats {
@@ -422,6 +424,10 @@ typedef struct ss_stats {
                                         (not TLS, refused version, certificate or ALPN, the
                                         peer gone, or handshake_timeout_ms passed); also in
                                         filter_refused */
+    /* worker processes (ss_server_set_processes; added after the fields above) */
+    uint64_t processes_failed; /* workers that ended without being told to (a crash,
+                                  a signal, an exit in a handler, a failed start) or
+                                  could not be forked; each is replaced */
 } ss_stats;
 /*
  * Copies the server's counters into *out. A macro over

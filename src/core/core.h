@@ -174,6 +174,37 @@ void ss__count_refusal(ss_server *srv, ss__refusal why);
 bool ss__place_give_back(ss_server *srv, ss__place *place);
 void ss__limits_free(ss_server *srv);
 
+/* core/prefork.c: worker processes (ss_server_set_processes), the
+ * supervisor's side. ss_server_set_processes puts this table in
+ * srv->supervisor; the core calls it only through the table (the
+ * supervisor builds on the core's loop, drain and close, which must not
+ * call it back by name). start: at activate, instead of the dispatcher's
+ * start (which each worker runs), making srv->prefork. With srv->prefork
+ * set (in the supervisor, never in a worker): serve is serve_forever's
+ * body, drain ss_server_drain's once enter_drain let it in, close
+ * replaces the dispatcher's close, add_stats adds the workers' counters
+ * into *all. free: with the server's memory. */
+typedef struct ss__supervisor {
+    int (*start)(ss_server *srv);
+    int (*serve)(ss_server *srv, int poll_interval_ms);
+    int (*drain)(ss_server *srv, int timeout_ms);
+    void (*close)(ss_server *srv);
+    void (*add_stats)(const ss_server *srv, ss_stats *all);
+    void (*free)(ss_server *srv);
+} ss__supervisor;
+
+/* core/server.c: the serving flag serve_forever holds (false: another
+ * loop runs; -EBUSY), and its release, which wakes ss_server_shutdown. */
+bool ss__server_enter_loop(ss_server *srv);
+void ss__server_leave_loop(ss_server *srv);
+
+/* core/handover.c: the listeners now belong to a successor: this process
+ * stops taking clients, and drain and close only close its copies. */
+void ss__listeners_handed_over(ss_server *srv);
+/* How a child ended, from waitpid's status (-1: reaped elsewhere), as
+ * words for a log line: "was killed by signal 9", "exited with status 1". */
+void ss__describe_exit(int status, char *buf, size_t size);
+
 /* Default handle_error: one line on stderr. */
 void ss__report_error(ss_server *srv, ss_request *req, int err, void *data);
 

@@ -90,6 +90,8 @@ SS_API int ss_server_drain(ss_server *srv, int timeout_ms)
     int rc = enter_drain(srv);
     if (rc < 0)
         return rc;
+    if (srv->prefork != NULL)
+        return srv->supervisor->drain(srv, timeout_ms); /* each worker drains */
     int64_t deadline = ss__deadline(timeout_ms);
     uint64_t interrupted = atomic_load(&srv->count.interrupted);
     begin(srv, deadline);

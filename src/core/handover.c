@@ -80,7 +80,7 @@ static int handover_listeners(ss_server *srv, ss__handover_listener *out, int ma
  * loop stops polling them (listener_wanted), and neither drain nor close
  * may change them for the successor (no stop_arrivals, no unlink of the
  * socket file): this process only closes its copies. */
-static void listeners_handed_over(ss_server *srv)
+void ss__listeners_handed_over(ss_server *srv)
 {
     for (int i = 0; i < srv->nlisteners; i++) {
         srv->listeners[i]->sockfile.created = false;
@@ -251,7 +251,7 @@ static _Noreturn void become_successor(successor_plan *plan, char *const argv[])
 
 /* ---- waiting for READY=1 ---- */
 
-static void describe_exit(int status, char *buf, size_t size)
+void ss__describe_exit(int status, char *buf, size_t size)
 {
     if (status < 0)
         snprintf(buf, size, "ended (reaped elsewhere)");
@@ -331,7 +331,7 @@ static void report_failure(ss_server *srv, pid_t pid, int rc, int status)
     if (rc == -ETIMEDOUT)
         snprintf(how, sizeof how, "was not ready in time (stopped)");
     else
-        describe_exit(status, how, sizeof how);
+        ss__describe_exit(status, how, sizeof how);
     ss__log(srv->log, srv, srv->data, SS_LOG_ERROR,
             "hand-over failed: successor pid %ld %s; still serving", (long)pid, how);
 }
@@ -379,7 +379,7 @@ static int commit(ss_server *srv, const successor_plan *plan)
     pthread_mutex_lock(&srv->lock);
     bool go = srv->state == SS__ACTIVE && !stopping_since(srv, plan->stop_events);
     if (go)
-        listeners_handed_over(srv);
+        ss__listeners_handed_over(srv);
     pthread_mutex_unlock(&srv->lock);
     return go ? 0 : -ECANCELED;
 }

@@ -22,6 +22,8 @@ static void destroy(ss_server *srv)
     ss__close(&srv->stop.wake_write);
     ss__limits_free(srv);
     ss__filters_free_configs(srv); /* the last request using them has ended */
+    if (srv->supervisor != NULL)
+        srv->supervisor->free(srv);
     pthread_cond_destroy(&srv->loop_exited);
     pthread_mutex_destroy(&srv->live_lock);
     pthread_mutex_destroy(&srv->accept_lock);

@@ -192,8 +192,8 @@ SS_API int ss_server_activate(ss_server *srv)
     int rc = ss__tls_check_listeners(srv);
     if (rc == 0)
         rc = ss__listeners_activate(srv);
-    if (rc == 0)
-        rc = srv->dispatch->start(srv);
+    if (rc == 0) /* with worker processes, each starts the dispatcher */
+        rc = srv->supervisor != NULL ? srv->supervisor->start(srv) : srv->dispatch->start(srv);
     if (rc == 0)
         srv->state = SS__ACTIVE;
     return rc;
@@ -221,7 +221,9 @@ SS_API void ss_server_close(ss_server *srv)
 {
     if (srv == NULL || srv->state == SS__CLOSED)
         return;
-    if (srv->state == SS__ACTIVE || srv->state == SS__DRAINED)
+    if (srv->prefork != NULL)
+        srv->supervisor->close(srv);
+    else if (srv->state == SS__ACTIVE || srv->state == SS__DRAINED)
         srv->dispatch->close(srv);
     ss__listeners_close(srv);
     ss__close(&srv->connection_fd); /* per-connection mode, never served */
@@ -503,6 +505,8 @@ SS_API int ss_server_handle_request(ss_server *srv)
 {
     if (srv->state != SS__ACTIVE)
         return SS_ESTATE;
+    if (srv->prefork != NULL)
+        return -ENOTSUP; /* the workers take the clients */
     int64_t deadline = ss__deadline(atomic_load(&srv->timeout_ms));
     for (;;) {
         int rc = wait_event(srv, ss__remaining_ms(deadline));
@@ -524,7 +528,7 @@ SS_API int ss_server_handle_request(ss_server *srv)
     }
 }
 
-static bool enter_loop(ss_server *srv)
+bool ss__server_enter_loop(ss_server *srv)
 {
     pthread_mutex_lock(&srv->lock);
     bool was_serving = srv->serving;
@@ -536,7 +540,7 @@ static bool enter_loop(ss_server *srv)
     return !was_serving;
 }
 
-static void leave_loop(ss_server *srv)
+void ss__server_leave_loop(ss_server *srv)
 {
     take_stop(srv);
     pthread_mutex_lock(&srv->lock);
@@ -549,7 +553,9 @@ SS_API int ss_server_serve_forever(ss_server *srv, int poll_interval_ms)
 {
     if (srv->state != SS__ACTIVE)
         return SS_ESTATE;
-    if (!enter_loop(srv))
+    if (srv->prefork != NULL)
+        return srv->supervisor->serve(srv, poll_interval_ms);
+    if (!ss__server_enter_loop(srv))
         return -EBUSY;
     int rc = 0;
     bool elsewhere = accept_elsewhere_begin(srv);
@@ -566,7 +572,7 @@ SS_API int ss_server_serve_forever(ss_server *srv, int poll_interval_ms)
     }
     if (elsewhere)
         accept_elsewhere_end(srv);
-    leave_loop(srv);
+    ss__server_leave_loop(srv);
     return rc < 0 ? rc : 0;
 }
 
@@ -703,6 +709,8 @@ SS_API void ss_server_stats_sized(const ss_server *srv, ss_stats *out, size_t si
 #define SS__COPY(name) all.name = atomic_load(&c->name);
     SS__COUNTERS(SS__COPY)
 #undef SS__COPY
+    if (srv->prefork != NULL)
+        srv->supervisor->add_stats(srv, &all);
     size_t known = size < sizeof all ? size : sizeof all;
     memcpy(out, &all, known);
     memset((char *)out + known, 0, size - known); /* a newer header's fields */

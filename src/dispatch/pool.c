@@ -425,8 +425,8 @@ static void sleep_in_readiness_set(worker *w)
 static int watch_sources(pool *p, worker *w)
 {
     for (int i = 0; i < p->nsources; i++) {
-        /* an adopted socket may have other processes waiting on it too */
-        bool exclusive = !p->sources[i]->adopted;
+        const ss__listener *l = p->sources[i];
+        bool exclusive = !l->adopted && !l->other_waiters; /* objects.h says why */
         int rc = ss__sched_watch_source(w->sched, (unsigned)i, p->sources[i]->fd, exclusive);
         if (rc < 0) {
             while (i-- > 0)

@@ -1,0 +1,778 @@
+/* Worker processes (ss_server_set_processes, issue 17 item 3): a
+ * supervisor forks N workers that serve the same listeners with the
+ * server's dispatcher. Each test runs the supervisor in a child of its
+ * own (a process without threads, as fork wants), which reports through
+ * a shared page: its address, its counters (copied by service_actions,
+ * so the test sees what ss_server_stats says in the supervisor), what
+ * drain returned and whether any child was left after drain and close.
+ * The test is the client: the handler answers each message with the pid
+ * of the worker that serves it. */
+#define _GNU_SOURCE
+#include "dispatch_support.h"
+
+#include <errno.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+/* ---- the handlers ---- */
+
+/* Each message gets "<pid>\n" back, but one that begins with 'h',
+ * which keeps the request busy (read, not answered); 0 at the client's
+ * end. */
+static int pid_handle(ss_request *req, void *data)
+{
+    (void)data;
+    char buf[256], reply[32];
+    ssize_t n;
+    while ((n = ss_request_recv(req, buf, sizeof buf)) > 0) {
+        if (buf[0] == 'h')
+            continue;
+        int len = snprintf(reply, sizeof reply, "%ld\n", (long)getpid());
+        int rc = ss_request_send_all(req, reply, (size_t)len);
+        if (rc < 0)
+            return rc;
+        if (ss_request_packet(req, NULL) != NULL)
+            return 0;
+    }
+    return (int)n;
+}
+static const ss_handler pid_handler = {SS_HANDLER_VERSION, NULL, pid_handle, NULL};
+
+/* Ends its worker process at the first byte: a crash loop. */
+static int dying_handle(ss_request *req, void *data)
+{
+    (void)data;
+    char byte;
+    if (ss_request_recv(req, &byte, 1) == 1)
+        _exit(3);
+    return 0;
+}
+static const ss_handler dying_handler = {SS_HANDLER_VERSION, NULL, dying_handle, NULL};
+
+/* ---- the supervisor, in a child ---- */
+
+typedef struct config {
+    const char *dispatcher;
+    const char *url;
+    int processes;
+    const ss_handler *handler;
+    int drain_ms;
+    bool serve_twice; /* serve again once the test says go */
+} config;
+
+typedef struct shared {
+    char address[128]; /* set, then ready */
+    int listen_fd;     /* its descriptor, the same number in every worker */
+    atomic_bool ready;
+    atomic_int stopped; /* serve_forever returned (how many times) */
+    atomic_bool go;     /* the test: serve again */
+    atomic_uint seq;    /* stats: odd while being written */
+    ss_stats stats;
+    int serve_rc, drain_rc;
+    bool children_after_drain, children_after_close; /* waitpid(-1) found one */
+    atomic_bool done;
+    atomic_bool hand_over; /* the test: hand the listeners over now */
+    atomic_bool handed;    /* ... done: */
+    int hand_over_rc;
+    pid_t successor;
+} shared;
+
+static shared *sh;
+static ss_server *supervised;
+static pid_t running_supervisor; /* the test's, until it has exited */
+static pid_t running_successor;  /* a hand-over's, until the test stops it */
+static pid_t stopped_worker;     /* SIGSTOPped by a test, until it continues it */
+
+static void publish_stats(ss_server *srv, void *data)
+{
+    (void)data;
+    atomic_fetch_add(&sh->seq, 1);
+    ss_server_stats(srv, &sh->stats);
+    atomic_fetch_add(&sh->seq, 1);
+}
+
+/* service_actions: the counters, and the hand-over once asked for (on
+ * the supervisor's loop, as the examples' SIGHUP does on a thread). */
+static void service(ss_server *srv, void *data)
+{
+    publish_stats(srv, data);
+    if (!atomic_exchange(&sh->hand_over, false))
+        return;
+    char *argv[] = {(char *)HANDOVER_SUCCESSOR, "serve", NULL};
+    sh->hand_over_rc = ss_server_hand_over(srv, argv, 10000, &sh->successor);
+    atomic_store(&sh->handed, true);
+}
+
+static void on_term(int sig)
+{
+    (void)sig;
+    ss_server_request_shutdown(supervised);
+}
+
+/* A child of this process is left (running or a zombie). */
+static bool any_child(void)
+{
+    errno = 0;
+    return !(waitpid(-1, NULL, WNOHANG) < 0 && errno == ECHILD);
+}
+
+static ss_server *supervisor_open(const config *c)
+{
+    ss_server *srv;
+    TS_CHECK(ss_server_create(&srv, c->url, ss_dispatch_by_name(c->dispatcher), c->handler, NULL) ==
+             0);
+    TS_CHECK(ss_server_set_processes(srv, c->processes) == 0);
+    ss_server_set_workers(srv, 2);
+    TS_CHECK(ss_server_bind(srv) == 0);
+    TS_CHECK(ss_server_activate(srv) == 0);
+    TS_CHECK(ss_server_address(srv, sh->address, sizeof sh->address) > 0);
+    sh->listen_fd = ss_server_fileno(srv);
+    ss_server_on_service_actions(srv, service);
+    ss_server_on_handle_error(srv, td_quiet_error);
+    return srv;
+}
+
+static _Noreturn void supervise(const config *c)
+{
+    ss_server *srv = supervised = supervisor_open(c);
+    struct sigaction sa = {.sa_handler = on_term};
+    sigaction(SIGTERM, &sa, NULL);
+    atomic_store(&sh->ready, true);
+    sh->serve_rc = ss_server_serve_forever(srv, 20);
+    publish_stats(srv, NULL);
+    atomic_fetch_add(&sh->stopped, 1);
+    if (c->serve_twice) {
+        for (long long end = ts_now_ms() + 20000; !atomic_load(&sh->go) && ts_now_ms() < end;)
+            usleep(1000);
+        TS_CHECK(ss_server_serve_forever(srv, 20) == 0);
+        atomic_fetch_add(&sh->stopped, 1);
+    }
+    sh->drain_rc = ss_server_drain(srv, c->drain_ms);
+    sh->children_after_drain = any_child();
+    ss_server_close(srv);
+    sh->children_after_close = any_child();
+    publish_stats(srv, NULL);
+    ss_server_free(srv);
+    atomic_store(&sh->done, true);
+    _exit(0);
+}
+
+static pid_t start_supervisor(const config *c)
+{
+    sh = td_shared_new(sizeof *sh);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0)
+        supervise(c);
+    running_supervisor = pid;
+    long long end = ts_now_ms() + 10000;
+    while (!atomic_load(&sh->ready) && ts_now_ms() < end)
+        usleep(1000);
+    assert_true(atomic_load(&sh->ready));
+    return pid;
+}
+
+/* Waits (bounded) for the supervisor to exit; asserts it exited 0. */
+static void await_supervisor(pid_t pid)
+{
+    int status = 0;
+    pid_t got = 0;
+    for (long long end = ts_now_ms() + 30000; got == 0 && ts_now_ms() < end;) {
+        got = waitpid(pid, &status, WNOHANG);
+        if (got == 0)
+            usleep(2000);
+    }
+    if (got == 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &status, 0);
+        running_supervisor = 0;
+        fail_msg("the supervisor did not exit");
+    }
+    running_supervisor = 0;
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+/* A test that failed half-way leaves its supervisor: stop it (its
+ * workers with it) so that nothing outlives the test. */
+static int end_supervisor(void **state)
+{
+    (void)state;
+    if (stopped_worker > 0)
+        kill(stopped_worker, SIGCONT);
+    stopped_worker = 0;
+    if (running_successor > 0)
+        kill(running_successor, SIGTERM);
+    running_successor = 0;
+    pid_t pid = running_supervisor;
+    if (pid <= 0)
+        return 0;
+    running_supervisor = 0;
+    kill(pid, SIGTERM);
+    kill(pid, SIGTERM); /* a second: the drain cuts requests off */
+    int status;
+    for (long long end = ts_now_ms() + 10000; ts_now_ms() < end;)
+        if (waitpid(pid, &status, WNOHANG) != 0)
+            return 0;
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+    return 0;
+}
+
+static void stop_supervisor(pid_t pid)
+{
+    kill(pid, SIGTERM);
+    await_supervisor(pid);
+}
+
+static ss_stats read_stats(void)
+{
+    ss_stats st;
+    unsigned before, after;
+    do {
+        before = atomic_load(&sh->seq);
+        memcpy(&st, &sh->stats, sizeof st);
+        after = atomic_load(&sh->seq);
+    } while (before != after || (before & 1) != 0);
+    return st;
+}
+
+static bool handled_reaches(void *arg)
+{
+    return read_stats().handled >= *(uint64_t *)arg;
+}
+
+static bool accepted_reaches(void *arg)
+{
+    return read_stats().accepted >= *(uint64_t *)arg;
+}
+
+static bool failures_reach(void *arg)
+{
+    return read_stats().processes_failed >= *(uint64_t *)arg;
+}
+
+/* ---- the client ---- */
+
+/* One message and its answer: the pid that served it, or -1 if the
+ * connection ended (EOF, reset) instead. */
+static long ask(int fd)
+{
+    if (send(fd, "x\n", 2, MSG_NOSIGNAL) != 2)
+        return -1;
+    char buf[32];
+    ssize_t n = recv(fd, buf, sizeof buf - 1, 0);
+    if (n <= 0)
+        return -1;
+    buf[n] = '\0';
+    return strtol(buf, NULL, 10);
+}
+
+/* The parent of process pid, from /proc; -1 if it is gone. */
+/* A /proc stat file's state letter and parent pid; false if unreadable. */
+static bool read_stat(const char *path, char *state, long *ppid)
+{
+    char text[512];
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return false;
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[n] = '\0';
+    const char *close_paren = strrchr(text, ')');
+    return close_paren != NULL && sscanf(close_paren + 1, " %c %ld", state, ppid) == 2;
+}
+
+static long parent_of(long pid)
+{
+    char path[64], state;
+    long ppid;
+    snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+    if (!read_stat(path, &state, &ppid))
+        return -1;
+    return state == 'Z' ? -1 : ppid;
+}
+
+/* pid is sup's child, or (forking: a worker's child serves) grandchild. */
+static bool served_under(long pid, long sup)
+{
+    long parent = parent_of(pid);
+    return parent == sup || (parent > 1 && parent_of(parent) == sup);
+}
+
+/* ---- serving, counting, draining ---- */
+
+/* 12 clients, two messages each, all answered by workers of the
+ * supervisor; the sum of the workers' counters reaches the supervisor
+ * while they serve; drain ends every worker and leaves no child. */
+static void serve_and_drain(const char *dispatcher, const char *url, bool datagram)
+{
+    config c = {dispatcher, url, 2, &pid_handler, 5000, false};
+    pid_t sup = start_supervisor(&c);
+    for (int i = 0; i < 12; i++) {
+        int fd = ts_connect_url(sh->address);
+        for (int k = 0; k < (datagram ? 1 : 2); k++) {
+            long pid = ask(fd);
+            assert_true(pid > 0 && pid != sup);
+            assert_true(served_under(pid, sup));
+        }
+        close(fd);
+    }
+    uint64_t all = 12;
+    assert_true(ts_wait_until(handled_reaches, &all, 5000));
+    stop_supervisor(sup);
+    ss_stats st = read_stats();
+    assert_int_equal(sh->serve_rc, 0);
+    assert_int_equal(sh->drain_rc, 0);
+    assert_false(sh->children_after_drain);
+    assert_false(sh->children_after_close);
+    assert_int_equal(st.accepted, 12);
+    assert_int_equal(st.handled, 12);
+    assert_int_equal(st.closed, 12);
+    assert_int_equal(st.active, 0);
+    assert_int_equal(st.processes_failed, 0);
+    td_shared_free(sh, sizeof *sh);
+}
+
+static void test_every_dispatcher_serves_and_drains(void **state)
+{
+    (void)state;
+    const char *dispatchers[] = {"sync", "threading", "forking", "pool"};
+    for (size_t i = 0; i < sizeof dispatchers / sizeof dispatchers[0]; i++)
+        serve_and_drain(dispatchers[i], "tcp://127.0.0.1:0", false);
+}
+
+static void test_unix_and_udp(void **state)
+{
+    (void)state;
+    char dir[64], url[128];
+    ts_mkdtemp(dir, sizeof dir);
+    snprintf(url, sizeof url, "unix:%s/s", dir);
+    serve_and_drain("pool", url, false);
+    ts_rmdir(dir);
+    serve_and_drain("pool", "udp://127.0.0.1:0", true);
+}
+
+/* ---- a worker killed under load ---- */
+
+#define CLIENTS 24
+
+/* Connections until both workers hold some (the kernel picks). */
+static int open_on_both(int *fds, long *pids, long *a, long *b)
+{
+    int n = 0;
+    *a = *b = 0;
+    while (n < CLIENTS || (*b == 0 && n < 4 * CLIENTS)) {
+        fds[n] = ts_connect_url(sh->address);
+        pids[n] = ask(fds[n]);
+        assert_true(pids[n] > 0);
+        if (*a == 0)
+            *a = pids[n];
+        else if (pids[n] != *a && *b == 0)
+            *b = pids[n];
+        n++;
+    }
+    assert_true(*b != 0);
+    return n;
+}
+
+static void test_killed_worker_is_replaced_only_its_clients_fail(void **state)
+{
+    (void)state;
+    config c = {"pool", "tcp://127.0.0.1:0", 2, &pid_handler, 5000, false};
+    pid_t sup = start_supervisor(&c);
+    int fds[4 * CLIENTS];
+    long pids[4 * CLIENTS], a, b;
+    int n = open_on_both(fds, pids, &a, &b);
+    for (int i = 0; i < n; i++) /* a round trip more: the first message is handled */
+        assert_int_equal(ask(fds[i]), pids[i]);
+    int on_a = 0;
+    for (int i = 0; i < n; i++)
+        on_a += pids[i] == a;
+    /* the dead worker's counters must have reached the shared page */
+    uint64_t all = (uint64_t)n;
+    assert_true(ts_wait_until(accepted_reaches, &all, 5000));
+    assert_int_equal(kill((pid_t)a, SIGKILL), 0);
+    uint64_t one = 1;
+    assert_true(ts_wait_until(failures_reach, &one, 5000));
+    /* every connection of the dead worker is gone; each other one still
+     * answers, from the same worker */
+    int failed = 0;
+    for (int i = 0; i < n; i++) {
+        long pid = ask(fds[i]);
+        if (pids[i] == a)
+            failed += pid == -1;
+        else
+            assert_int_equal(pid, pids[i]);
+    }
+    assert_int_equal(failed, on_a);
+    /* a replacement serves: a pid neither a nor b, the supervisor's child */
+    long fresh = 0;
+    for (long long end = ts_now_ms() + 10000; fresh == 0 && ts_now_ms() < end;) {
+        int fd = ts_connect_url(sh->address);
+        long pid = ask(fd);
+        close(fd);
+        if (pid > 0 && pid != a && pid != b)
+            fresh = pid;
+    }
+    assert_true(fresh > 0);
+    assert_int_equal(parent_of(fresh), sup);
+    for (int i = 0; i < n; i++)
+        close(fds[i]);
+    stop_supervisor(sup);
+    ss_stats st = read_stats();
+    assert_int_equal(sh->drain_rc, 0);
+    assert_false(sh->children_after_drain);
+    assert_int_equal(st.processes_failed, 1);
+    assert_int_equal(st.active, 0);
+    assert_int_equal(st.accepted, st.closed); /* the dead worker's open ones: closed */
+    assert_true(st.accepted >= (uint64_t)n);
+    td_shared_free(sh, sizeof *sh);
+}
+
+/* ---- the shared listener's wake-ups ---- */
+
+#ifdef __linux__
+#include <dirent.h>
+#include <sys/epoll.h>
+
+/* How process pid's epoll sets watch descriptor number fd (its fdinfo:
+ * "tfd: FD events: MASK ..."): 1 if one watches it with EPOLLEXCLUSIVE,
+ * 0 if one watches it and none so, -1 if none watches it. */
+static int watches_exclusively(long pid, int fd)
+{
+    char path[320], line[256];
+    snprintf(path, sizeof path, "/proc/%ld/fdinfo", pid);
+    DIR *dir = opendir(path);
+    if (dir == NULL)
+        return -1;
+    int found = -1;
+    for (struct dirent *e; (e = readdir(dir)) != NULL;) {
+        snprintf(path, sizeof path, "/proc/%ld/fdinfo/%s", pid, e->d_name);
+        FILE *f = fopen(path, "r");
+        while (f != NULL && fgets(line, sizeof line, f) != NULL) {
+            int tfd;
+            unsigned events;
+            if (sscanf(line, "tfd: %d events: %x", &tfd, &events) == 2 && tfd == fd)
+                found = found == 1 || (events & EPOLLEXCLUSIVE) != 0;
+        }
+        if (f != NULL)
+            fclose(f);
+    }
+    closedir(dir);
+    return found;
+}
+
+/* Every thread of process pid has stopped (SIGSTOP takes effect as
+ * each thread next leaves the kernel). */
+static bool all_threads_stopped(void *arg)
+{
+    char path[320], state;
+    long ppid;
+    snprintf(path, sizeof path, "/proc/%ld/task", *(long *)arg);
+    DIR *dir = opendir(path);
+    if (dir == NULL)
+        return false;
+    bool stopped = true;
+    for (struct dirent *e; stopped && (e = readdir(dir)) != NULL;) {
+        if (e->d_name[0] == '.')
+            continue;
+        snprintf(path, sizeof path, "/proc/%ld/task/%s/stat", *(long *)arg, e->d_name);
+        stopped = read_stat(path, &state, &ppid) && (state == 'T' || state == 't');
+    }
+    closedir(dir);
+    return stopped;
+}
+
+/* A client on a fresh connection: the pid that served it, -1 if none
+ * answered within 5 s (its arrival's wake-up lost). */
+static long ask_fresh(void)
+{
+    int fd = ts_connect_url(sh->address);
+    struct timeval tv = {.tv_sec = 5};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    long pid = ask(fd);
+    close(fd);
+    return pid;
+}
+
+/* Two worker processes wait on one listener: each pool watches it
+ * without EPOLLEXCLUSIVE, so no process woken for an arrival can keep
+ * it from the other (stopped or killed before it accepts, paused, at a
+ * limit). And clients are served while one worker is stopped, and
+ * after it is killed. */
+static void test_shared_listener_is_not_watched_exclusively(void **state)
+{
+    (void)state;
+    config c = {"pool", "tcp://127.0.0.1:0", 2, &pid_handler, 5000, false};
+    pid_t sup = start_supervisor(&c);
+    int fds[4 * CLIENTS];
+    long pids[4 * CLIENTS], a, b;
+    int n = open_on_both(fds, pids, &a, &b);
+    for (int i = 0; i < n; i++)
+        close(fds[i]);
+    assert_int_equal(watches_exclusively(a, sh->listen_fd), 0);
+    assert_int_equal(watches_exclusively(b, sh->listen_fd), 0);
+    assert_int_equal(kill((pid_t)a, SIGSTOP), 0);
+    stopped_worker = (pid_t)a;
+    assert_true(ts_wait_until(all_threads_stopped, &a, 5000));
+    for (int i = 0; i < 20; i++)
+        assert_int_equal(ask_fresh(), b);
+    assert_int_equal(kill((pid_t)a, SIGCONT), 0);
+    stopped_worker = 0;
+    assert_int_equal(kill((pid_t)a, SIGKILL), 0);
+    for (int i = 0; i < 20; i++) {
+        long pid = ask_fresh();
+        assert_true(pid > 0 && pid != a);
+        assert_true(served_under(pid, sup));
+    }
+    stop_supervisor(sup);
+    assert_int_equal(read_stats().processes_failed, 1);
+    td_shared_free(sh, sizeof *sh);
+}
+#endif
+
+/* ---- a worker that keeps dying ---- */
+
+/* Each client ends its worker at once. The first replacement comes at
+ * once, then after 100, 200, 400 ms: the gaps between the failures the
+ * supervisor counts are at least that, less what this loop may lag in
+ * seeing them (the 20 ms the counters may lag, a 50 ms client wait);
+ * without the back-off they are a fork's time, a few ms. */
+static void crash_once(void)
+{
+    int fd = ts_connect_url(sh->address);
+    struct timeval tv = {.tv_usec = 50 * 1000};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    char byte;
+    if (send(fd, "x", 1, MSG_NOSIGNAL) == 1)
+        (void)recv(fd, &byte, 1, 0); /* its worker's end, or the timeout */
+    close(fd);
+}
+
+static void test_crash_loop_backs_off(void **state)
+{
+    (void)state;
+    config c = {"pool", "tcp://127.0.0.1:0", 1, &dying_handler, 5000, false};
+    pid_t sup = start_supervisor(&c);
+    long long seen_at[6] = {0};
+    uint64_t seen = 0;
+    for (long long end = ts_now_ms() + 30000; seen < 5 && ts_now_ms() < end;) {
+        crash_once();
+        uint64_t now = read_stats().processes_failed;
+        for (; seen < now && seen < 5; seen++)
+            seen_at[seen + 1] = ts_now_ms();
+    }
+    assert_int_equal(seen, 5);
+    stop_supervisor(sup); /* in the middle of a back-off: nothing to wait for */
+    long long want[] = {0, 0, 0, 100, 200, 400}; /* before failure k's worker started */
+    for (int k = 3; k <= 5; k++)
+        if (seen_at[k] - seen_at[k - 1] < want[k] - 70)
+            fail_msg("failure %d came %lld ms after the one before, not %lld", k,
+                     seen_at[k] - seen_at[k - 1], want[k]);
+    assert_false(sh->children_after_drain);
+    assert_false(sh->children_after_close);
+    td_shared_free(sh, sizeof *sh);
+}
+
+/* ---- stop, serve again; drain's deadline and a second stop ---- */
+
+/* Once serve_forever has returned, no worker takes a client (it waits in
+ * the backlog); the next serve_forever serves it. */
+static void test_stop_pauses_every_worker(void **state)
+{
+    (void)state;
+    config c = {"pool", "tcp://127.0.0.1:0", 2, &pid_handler, 5000, true};
+    pid_t sup = start_supervisor(&c);
+    int fd = ts_connect_url(sh->address);
+    assert_true(ask(fd) > 0);
+    kill(sup, SIGTERM);
+    for (long long end = ts_now_ms() + 10000; !atomic_load(&sh->stopped) && ts_now_ms() < end;)
+        usleep(1000);
+    assert_int_equal(atomic_load(&sh->stopped), 1);
+    assert_true(ask(fd) > 0); /* requests in flight go on */
+    int late = ts_connect_url(sh->address);
+    ts_send(late, "x\n", 2);
+    assert_true(td_quiet_for(late, 300));
+    atomic_store(&sh->go, true);
+    char buf[32];
+    assert_true(recv(late, buf, sizeof buf, 0) > 0);
+    close(late);
+    close(fd);
+    stop_supervisor(sup);
+    assert_int_equal(sh->drain_rc, 0);
+    assert_false(sh->children_after_drain);
+    td_shared_free(sh, sizeof *sh);
+}
+
+/* A client that sent half a message keeps its request busy: the drain's
+ * deadline cuts it off in every worker (-ETIMEDOUT); a second stop
+ * during a long drain cuts it off at once (-ECANCELED). */
+static void busy_client_drain(int drain_ms, bool second_stop, int want)
+{
+    config c = {"pool", "tcp://127.0.0.1:0", 2, &pid_handler, drain_ms, false};
+    pid_t sup = start_supervisor(&c);
+    int fd = ts_connect_url(sh->address);
+    assert_true(ask(fd) > 0);
+    ts_send(fd, "hold", 4); /* read, not answered: busy */
+    assert_true(td_quiet_for(fd, 100));
+    long long started = ts_now_ms();
+    kill(sup, SIGTERM);
+    if (second_stop) {
+        for (long long end = ts_now_ms() + 10000; !atomic_load(&sh->stopped) && ts_now_ms() < end;)
+            usleep(1000);
+        usleep(100 * 1000);
+        kill(sup, SIGTERM);
+    }
+    await_supervisor(sup);
+    assert_int_equal(sh->drain_rc, want);
+    assert_true(ts_now_ms() - started < 8000);
+    assert_true(ts_sees_eof(fd));
+    assert_false(sh->children_after_drain);
+    close(fd);
+    td_shared_free(sh, sizeof *sh);
+}
+
+static void test_drain_deadline_reaches_every_worker(void **state)
+{
+    (void)state;
+    busy_client_drain(300, false, -ETIMEDOUT);
+}
+
+static void test_second_stop_cuts_the_drain_off(void **state)
+{
+    (void)state;
+    busy_client_drain(60000, true, -ECANCELED);
+}
+
+/* ---- the supervisor killed ---- */
+
+static bool gone(long pid)
+{
+    return parent_of(pid) == -1; /* no such process, or a zombie */
+}
+
+static void test_workers_end_without_their_supervisor(void **state)
+{
+    (void)state;
+    config c = {"pool", "tcp://127.0.0.1:0", 2, &pid_handler, 5000, false};
+    pid_t sup = start_supervisor(&c);
+    int fd = ts_connect_url(sh->address);
+    long worker = ask(fd);
+    assert_true(worker > 0);
+    close(fd);
+    kill(sup, SIGKILL);
+    int status;
+    waitpid(sup, &status, 0);
+    long long end = ts_now_ms() + 15000;
+    while (!gone(worker) && ts_now_ms() < end)
+        usleep(5000);
+    assert_true(gone(worker));
+    td_shared_free(sh, sizeof *sh);
+}
+
+/* ---- the hand-over ---- */
+
+/* The answer to a fresh connection: 'o' from a worker (a pid), 'n' from
+ * the successor ("new PID NAME"), 0 if none. */
+static char fresh_answer(void)
+{
+    int fd = ts_connect_url(sh->address);
+    char buf[64] = {0};
+    ssize_t n = send(fd, "x\n", 2, MSG_NOSIGNAL) == 2 ? recv(fd, buf, sizeof buf - 1, 0) : -1;
+    close(fd);
+    if (n <= 0)
+        return 0;
+    return buf[0] == 'n' ? 'n' : (buf[0] >= '1' && buf[0] <= '9' ? 'o' : 0);
+}
+
+/* Once the successor is ready, no worker takes a client (each stopped
+ * when the supervisor told it); a worker's connection goes on; the drain
+ * leaves the sockets to the successor, which serves on after. */
+static void test_hand_over_stops_every_worker(void **state)
+{
+    (void)state;
+    config c = {"pool", "tcp://127.0.0.1:0", 2, &pid_handler, 5000, false};
+    pid_t sup = start_supervisor(&c);
+    int kept = ts_connect_url(sh->address);
+    long worker = ask(kept);
+    assert_true(worker > 0);
+    atomic_store(&sh->hand_over, true);
+    for (long long end = ts_now_ms() + 15000; !atomic_load(&sh->handed) && ts_now_ms() < end;)
+        usleep(1000);
+    assert_true(atomic_load(&sh->handed));
+    assert_int_equal(sh->hand_over_rc, 0);
+    running_successor = sh->successor;
+    char first = 0;
+    for (long long end = ts_now_ms() + 5000; first != 'n' && ts_now_ms() < end;)
+        first = fresh_answer();
+    assert_int_equal(first, 'n');
+    for (int i = 0; i < 20; i++)
+        assert_int_equal(fresh_answer(), 'n');
+    assert_int_equal(ask(kept), worker);
+    stop_supervisor(sup);
+    assert_int_equal(sh->drain_rc, 0);
+    assert_true(ts_sees_eof(kept)); /* idle: closed at once by the drain */
+    close(kept);
+    assert_int_equal(fresh_answer(), 'n');
+    assert_true(gone(worker));
+    kill(sh->successor, SIGTERM);
+    running_successor = 0;
+    td_shared_free(sh, sizeof *sh);
+}
+
+/* ---- the option ---- */
+
+static void test_bad_values_are_refused(void **state)
+{
+    (void)state;
+    ss_server *srv;
+    assert_int_equal(
+        ss_server_create(&srv, "tcp://127.0.0.1:0", ss_dispatch_pool(), &pid_handler, NULL), 0);
+    assert_int_equal(ss_server_set_processes(srv, -2), -EINVAL);
+    assert_int_equal(ss_server_set_processes(srv, INT32_MIN), -EINVAL);
+    assert_int_equal(ss_server_set_processes(srv, SS_MAX_PROCESSES + 1), -EINVAL);
+    assert_int_equal(ss_server_set_processes(srv, SS_PROCESSES_PER_CPU), 0);
+    assert_int_equal(ss_server_set_processes(srv, 0), 0);
+    assert_int_equal(ss_server_set_processes(srv, 3), 0);
+    assert_int_equal(ss_server_bind(srv), 0);
+    assert_int_equal(ss_server_activate(srv), 0);
+    assert_int_equal(ss_server_set_processes(srv, 2), SS_ESTATE);
+    assert_int_equal(ss_server_handle_request(srv), -ENOTSUP);
+    /* never served: no worker to drain, none left */
+    assert_int_equal(ss_server_drain(srv, 1000), 0);
+    ss_server_free(srv);
+    assert_false(any_child());
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(test_bad_values_are_refused, end_supervisor),
+        cmocka_unit_test_teardown(test_every_dispatcher_serves_and_drains, end_supervisor),
+        cmocka_unit_test_teardown(test_unix_and_udp, end_supervisor),
+        cmocka_unit_test_teardown(test_killed_worker_is_replaced_only_its_clients_fail,
+                                  end_supervisor),
+#ifdef __linux__
+        cmocka_unit_test_teardown(test_shared_listener_is_not_watched_exclusively, end_supervisor),
+#endif
+        cmocka_unit_test_teardown(test_crash_loop_backs_off, end_supervisor),
+        cmocka_unit_test_teardown(test_stop_pauses_every_worker, end_supervisor),
+        cmocka_unit_test_teardown(test_drain_deadline_reaches_every_worker, end_supervisor),
+        cmocka_unit_test_teardown(test_second_stop_cuts_the_drain_off, end_supervisor),
+        cmocka_unit_test_teardown(test_workers_end_without_their_supervisor, end_supervisor),
+        cmocka_unit_test_teardown(test_hand_over_stops_every_worker, end_supervisor),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

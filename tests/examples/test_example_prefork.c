@@ -1,0 +1,153 @@
+/* The examples' worker processes (issue 17, item 3): --mode prefork (the
+ * pool in one process per CPU) and --processes N with any mode serve as
+ * the examples always do, from processes that are not the one started,
+ * and SIGTERM drains them all: exit status 0, no error in the log, no
+ * process left. Bad values are refused; chat_server, whose room is one
+ * process's, refuses worker processes. */
+#define _GNU_SOURCE
+#include "example_support.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+typedef struct example {
+    const char *path;
+    const char *ask, *answer;
+} example;
+
+static const example examples[] = {
+    {ECHO_SERVER, "ping\n", "ping\n"},
+    {UPPERCASE_SERVER, "ping\n", "PING\n"},
+    {LINE_SERVER, "UPPER ping\n", "OK PING\n"},
+    {ROBUST_SERVER, "ping\n", "PING\n"},
+};
+
+/* Every process of the example's group (spawn gives it one): the
+ * supervisor and its workers; -1 where /proc is missing. */
+static int group_size(pid_t group)
+{
+    DIR *d = opendir("/proc");
+    if (d == NULL)
+        return -1;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        char path[300], text[512];
+        snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
+        FILE *f = e->d_name[0] >= '1' && e->d_name[0] <= '9' ? fopen(path, "r") : NULL;
+        if (f == NULL)
+            continue;
+        size_t len = fread(text, 1, sizeof text - 1, f);
+        fclose(f);
+        text[len] = '\0';
+        const char *end = strrchr(text, ')');
+        char state;
+        long parent, pgrp;
+        if (end != NULL && sscanf(end + 1, " %c %ld %ld", &state, &parent, &pgrp) == 3)
+            n += pgrp == (long)group && state != 'Z';
+    }
+    closedir(d);
+    return n;
+}
+
+/* Clients at once (two with sync: one per process), each asking twice;
+ * then SIGTERM, exit 0, nothing left of the group. */
+static void serve_with(const example *ex, const char *mode, const char *processes, int group)
+{
+    int clients = strcmp(mode, "sync") == 0 ? 2 : 4;
+    const char *argv[] = {ex->path,
+                          "--listen",
+                          "tcp://127.0.0.1:0",
+                          "--mode",
+                          mode,
+                          "--quiet",
+                          processes ? "--processes" : NULL,
+                          processes,
+                          NULL};
+    child c;
+    char url[128];
+    start_server_argv(&c, argv, url, sizeof url);
+    int fd[4];
+    for (int i = 0; i < clients; i++)
+        fd[i] = ts_connect_url(url);
+    for (int k = 0; k < 2; k++)
+        for (int i = 0; i < clients; i++) {
+            ts_send(fd[i], ex->ask, strlen(ex->ask));
+            expect(fd[i], ex->answer);
+        }
+    /* the supervisor and its workers (and a forking worker's children) */
+    int size = group_size(c.pid);
+    if (size < group)
+        fail_msg("%d processes in the group, not %d or more; log:\n%s", size, group, c.log);
+    kill(c.pid, SIGTERM);
+    for (int i = 0; i < clients; i++)
+        close(fd[i]);
+    assert_int_equal(reap(&c), 0);
+    ex_log_lacks(&c, "error");
+    ex_log_lacks(&c, "worker process");
+    assert_int_equal(group_size(c.pid), 0);
+}
+
+static void test_every_example_in_prefork_mode(void **state)
+{
+    (void)state;
+    for (size_t e = 0; e < sizeof examples / sizeof examples[0]; e++)
+        serve_with(&examples[e], "prefork", "2", 3);
+}
+
+static void test_processes_with_every_mode(void **state)
+{
+    (void)state;
+    const char *modes[] = {"sync", "threading", "forking", "pool"};
+    for (size_t m = 0; m < sizeof modes / sizeof modes[0]; m++)
+        serve_with(&examples[1], modes[m], "2", 3);
+    serve_with(&examples[1], "prefork", NULL, 2); /* one per CPU: at least one */
+}
+
+static void test_bad_processes_are_refused(void **state)
+{
+    (void)state;
+    const char *bad[] = {"0", "1025", "-1", "two", ""};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        const char *argv[] = {UPPERCASE_SERVER, "--processes", bad[i], NULL};
+        expect_refusal(argv, 2, "--processes needs a number from 1 to 1024");
+    }
+    const char *chat[] = {CHAT_SERVER, "--mode", "prefork", NULL};
+    expect_refusal(chat, 2, "cannot chat");
+    const char *chat_processes[] = {CHAT_SERVER, "--processes", "2", NULL};
+    expect_refusal(chat_processes, 2, "cannot chat");
+}
+
+/* The examples' restart thread is running when the workers are forked:
+ * ThreadSanitizer would end a worker as it starts its own threads. */
+static void allow_threads_after_fork(void)
+{
+    const char *old = getenv("TSAN_OPTIONS");
+    char options[1024];
+    snprintf(options, sizeof options, "%s%sdie_after_fork=0", old != NULL ? old : "",
+             old != NULL && old[0] != '\0' ? " " : "");
+    setenv("TSAN_OPTIONS", options, 1);
+}
+
+int main(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    allow_threads_after_fork();
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(test_every_example_in_prefork_mode, end_leftovers),
+        cmocka_unit_test_teardown(test_processes_with_every_mode, end_leftovers),
+        cmocka_unit_test_teardown(test_bad_processes_are_refused, end_leftovers),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
