@@ -56,7 +56,10 @@ int ex_exit_status(pid_t pid, int timeout_ms);
 /* Sends sig to the program's main thread (Linux; kill(2) elsewhere). With
  * kill(2) the kernel may pick any thread, ThreadSanitizer's background one
  * included, where TSan holds the handler back until that thread makes a
- * call it intercepts, which it never does: the signal would seem lost. */
+ * call it intercepts, which it never does: the signal would seem lost.
+ * On Linux it first waits (5 s at most) until that thread sleeps in a
+ * call: ThreadSanitizer loses a signal that comes during the thread's
+ * first blocking call (example_support.c). */
 void ex_signal(pid_t pid, int sig);
 
 /* cmocka teardown: kills and reaps every example a test left running,
