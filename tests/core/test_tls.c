@@ -521,6 +521,30 @@ static void request_timeout_holds(void **state)
     finish_counted(&runner, srv, 1, dir, 1, 0, 1);
 }
 
+/* Records sent back to back arrive in one read from the socket: the ones
+ * not yet decrypted are held in the filter, not in the socket, so the
+ * next read must not wait on the socket for them (a forked child's idle
+ * wait polled it and stalled until the request timeout: issue 15's fresh
+ * pass). A few short lines, then 1 MiB of lines, every reply back. */
+static void pipelined_records(void **state)
+{
+    const combo *c = *state;
+    char dir[256], out[4096];
+    ts_runner runner;
+    ss_server *srv = create_with(c, &who_handler, dir, sizeof dir);
+    set_tls(srv, (ss_tls_options){0});
+    ss_server_set_request_timeout(srv, 3000); /* the stall's bound on the old code */
+    combo_start(srv, &runner);
+    status_is(python(srv, out, sizeof out, "pipeline", "--count", "8", "--size", "6", NULL), 0,
+              out);
+    expect_contains(out, "replies 8\nlast TLSv1.3|-|localhost|-|7XXXX\n");
+    status_is(python(srv, out, sizeof out, "pipeline", "--count", "4096", "--size", "255",
+                     "--version", "1.2", NULL),
+              0, out);
+    expect_contains(out, "replies 4096\nlast TLSv1.2|-|localhost|-|4095X");
+    finish_counted(&runner, srv, 2, dir, 2, 0, 0);
+}
+
 /* ---- one thread reads while another writes ---- */
 
 typedef struct writer_job {
@@ -846,6 +870,7 @@ static void (*const per_combo[])(void **) = {
     request_timeout_holds,
     reader_and_writer_threads,
     proxy_header_then_tls,
+    pipelined_records,
 };
 static const char *const per_combo_names[] = {
     "versions_with_both_clients",
@@ -857,6 +882,7 @@ static const char *const per_combo_names[] = {
     "request_timeout_holds",
     "reader_and_writer_threads",
     "proxy_header_then_tls",
+    "pipelined_records",
 };
 #define PER_COMBO (sizeof per_combo / sizeof per_combo[0])
 /* The cases that make their own listeners: once per dispatcher. */
