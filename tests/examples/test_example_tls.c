@@ -137,6 +137,56 @@ static void test_uppercase_client_over_tls(void **state)
     }
 }
 
+/* The server goes away under a client mid-session: the client's next
+ * line fails with an error on stderr and exit status 1, over tls:// as
+ * over tcp://; never death by SIGPIPE (OpenSSL writes with write(): its
+ * close_notify to a socket the server had reset killed the client, 141).
+ * The client gets SIGPIPE's default action, as from a shell: this test
+ * process ignores it, and exec would pass that on. */
+static void client_outlives_server(const char *scheme, const char *const server_argv[])
+{
+    char url[256], connect[300], out[1024];
+    child server, client;
+    start_server_argv(&server, server_argv, url, sizeof url);
+    snprintf(connect, sizeof connect, "%s://127.0.0.1:%s", scheme, strrchr(url, ':') + 1);
+    const char *argv[] = {UPPERCASE_CLIENT, "--connect", connect, "--tls-insecure", NULL};
+    if (strcmp(scheme, "tls") != 0)
+        argv[3] = NULL;
+    signal(SIGPIPE, SIG_DFL);
+    spawn(&client, argv);
+    signal(SIGPIPE, SIG_IGN);
+    assert_int_equal(write(client.in, "hello\n", 6), 6);
+    read_all(client.out, out, sizeof out, "received: HELLO");
+    assert_non_null(strstr(out, "received: HELLO"));
+    kill(server.pid, SIGTERM);
+    assert_int_equal(reap(&server), 0);
+    assert_int_equal(write(client.in, "again\n", 6), 6);
+    close(client.in);
+    client.in = -1;
+    read_all(client.out, out, sizeof out, NULL);
+    assert_int_equal(reap(&client), 1); /* reap fails the test on a signal */
+    ex_log_has(&client, "uppercase_client: ");
+}
+
+static void test_uppercase_client_outlives_server(void **state)
+{
+    (void)state;
+    char cert[320], key[320];
+    in_dir(a_dir, "server.pem", cert, sizeof cert);
+    in_dir(a_dir, "server.key", key, sizeof key);
+    const char *tls[] = {UPPERCASE_SERVER,
+                         "--listen",
+                         "tls://127.0.0.1:0",
+                         "--tls-cert",
+                         cert,
+                         "--tls-key",
+                         key,
+                         NULL};
+    const char *tcp[] = {UPPERCASE_SERVER, "--listen", "tcp://127.0.0.1:0", NULL};
+    client_outlives_server("tls", tls);
+    client_outlives_server("tcp", tcp);
+}
+
 /* ---- SIGUSR1: reload in place ---- */
 
 static void copy_file(const char *from, const char *to)
@@ -447,6 +497,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_every_server_over_tls, end_leftovers),
         cmocka_unit_test_teardown(test_uppercase_client_over_tls, end_leftovers),
+        cmocka_unit_test_teardown(test_uppercase_client_outlives_server, end_leftovers),
         cmocka_unit_test_teardown(test_sigusr1_reloads_the_certificate, end_leftovers),
         cmocka_unit_test_teardown(test_sighup_restart_keeps_tls, end_leftovers),
         cmocka_unit_test_teardown(test_inetd_over_tls, end_leftovers),
