@@ -20,6 +20,7 @@
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -768,6 +769,66 @@ static void tls_exchange(const char *address, const char *line, const char *want
     expect_contains(out, want);
 }
 
+/* ---- what the log says ---- */
+
+/* The server's messages, one a line, in memory a forked child shares. */
+typedef struct log_capture {
+    atomic_size_t used;
+    char text[16384];
+} log_capture;
+
+static log_capture *captured;
+
+static void capture(ss_server *srv, ss_log_level level, const char *message, void *data)
+{
+    (void)srv;
+    (void)level;
+    (void)data;
+    size_t n = strlen(message) + 1;
+    size_t at = atomic_fetch_add(&captured->used, n);
+    if (at + n < sizeof captured->text) {
+        memcpy(captured->text + at, message, n - 1);
+        captured->text[at + n - 1] = '\n';
+    }
+}
+
+/* A logged line that begins with `begins` holds `holds`. */
+static void logged(const char *begins, const char *holds)
+{
+    for (const char *line = captured->text; (line = strstr(line, begins)) != NULL; line++) {
+        const char *end = strchr(line, '\n');
+        const char *found = strstr(line, holds);
+        if (found != NULL && (end == NULL || found < end))
+            return;
+    }
+    fail_msg("no line \"%s...%s\" in the log:\n%s", begins, holds, captured->text);
+}
+
+/* A failed handshake names its TCP client; a session broken after it
+ * says so, and what broke, apart from a handshake that failed. */
+static void log_names_client_and_stage(void **state)
+{
+    const combo *c = *state;
+    char dir[256], out[4096];
+    ts_runner runner;
+    captured = td_shared_new(sizeof *captured);
+    ss_server *srv = create_with(c, &who_handler, dir, sizeof dir);
+    set_tls(srv, (ss_tls_options){0});
+    ss_server_set_log(srv, capture);
+    ss_server_on_handle_error(srv, NULL); /* the default's line, in the log */
+    combo_start(srv, &runner);
+    status_is(python(srv, out, sizeof out, "plain", NULL), 0, out);
+    status_is(python(srv, out, sizeof out, "midrecord", NULL), 0, out);
+    finish_counted(&runner, srv, 2, dir, 1, 1, 1);
+    logged("TLS handshake with 127.0.0.1:", " failed: ");
+    logged("TLS session with 127.0.0.1:",
+           " broken after the handshake: the peer closed in the middle of a record");
+    logged("error processing request from 127.0.0.1:",
+           ": The peer broke the TLS protocol after the handshake");
+    assert_null(strstr(captured->text, "unnamed peer"));
+    td_shared_free(captured, sizeof *captured);
+}
+
 /* tls:// beside a plain unix: and tcp:// listener in one server: TLS on
  * the tls:// one only; plain text there is refused and counted. */
 static void tls_beside_plain_listeners(void **state)
@@ -889,10 +950,12 @@ static const char *const per_combo_names[] = {
 static void (*const per_mode[])(void **) = {
     tls_beside_plain_listeners,
     tls_on_every_stream_listener,
+    log_names_client_and_stage,
 };
 static const char *const per_mode_names[] = {
     "tls_beside_plain_listeners",
     "tls_on_every_stream_listener",
+    "log_names_client_and_stage",
 };
 #define PER_MODE (sizeof per_mode / sizeof per_mode[0])
 
