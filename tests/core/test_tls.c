@@ -29,6 +29,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <cmocka.h>
@@ -829,6 +830,56 @@ static void log_names_client_and_stage(void **state)
     td_shared_free(captured, sizeof *captured);
 }
 
+/* Files that load but will hurt are warned about, at start and at each
+ * reload: a private key every user may read, a certificate past its
+ * end. A sound pair draws no warning. */
+static void load_warnings(void **state)
+{
+    (void)state;
+    char dir[256], exposed[320], csr[320], old[320], out[1024];
+    char cert[320], key[320], ca[320], ca_key[320];
+    path_in(cert, sizeof cert, a_dir, "server.pem");
+    path_in(key, sizeof key, a_dir, "server.key");
+    path_in(ca, sizeof ca, a_dir, "ca.pem");
+    path_in(ca_key, sizeof ca_key, a_dir, "ca.key");
+    ts_mkdtemp(dir, sizeof dir);
+    path_in(exposed, sizeof exposed, dir, "exposed.key");
+    path_in(csr, sizeof csr, dir, "old.csr");
+    path_in(old, sizeof old, dir, "old.pem");
+    char *copy[] = {"cp", key, exposed, NULL};
+    assert_int_equal(run(copy, NULL, out, sizeof out, 10000), 0);
+    assert_int_equal(chmod(exposed, 0644), 0);
+    char *request[] = {"openssl", "req",           "-new", "-key", key,
+                       "-subj",   "/CN=localhost", "-out", csr,    NULL};
+    assert_int_equal(run(request, NULL, out, sizeof out, 10000), 0);
+    char *sign[] = {"openssl", "x509",        "-req", "-in",   csr,  "-CA",  ca,  "-CAkey",
+                    ca_key,    "-set_serial", "7",    "-days", "-1", "-out", old, NULL};
+    assert_int_equal(run(sign, NULL, out, sizeof out, 10000), 0);
+
+    captured = td_shared_new(sizeof *captured);
+    ss_server *srv;
+    assert_int_equal(ss_server_create(&srv, "tls://127.0.0.1:0", NULL, &who_handler, NULL), 0);
+    ss_server_set_log(srv, capture);
+    assert_int_equal(ss_server_set_tls(srv, &(ss_tls_options){.cert_file = cert, .key_file = key}),
+                     0);
+    assert_null(strstr(captured->text, "TLS: the "));
+    assert_int_equal(ss_server_reload_tls(srv, cert, exposed), 0);
+    logged("TLS: the key file ", "exposed.key is readable by every user (mode 0644)");
+    assert_int_equal(ss_server_reload_tls(srv, old, key), 0);
+    logged("TLS: the certificate in ", "old.pem expired on ");
+    ss_server_free(srv);
+    memset(captured, 0, sizeof *captured);
+    assert_int_equal(ss_server_create(&srv, "tls://127.0.0.1:0", NULL, &who_handler, NULL), 0);
+    ss_server_set_log(srv, capture);
+    assert_int_equal(
+        ss_server_set_tls(srv, &(ss_tls_options){.cert_file = old, .key_file = exposed}), 0);
+    logged("TLS: the key file ", "exposed.key is readable by every user");
+    logged("TLS: the certificate in ", "old.pem expired on ");
+    ss_server_free(srv);
+    td_shared_free(captured, sizeof *captured);
+    ts_rmdir(dir);
+}
+
 /* tls:// beside a plain unix: and tcp:// listener in one server: TLS on
  * the tls:// one only; plain text there is refused and counted. */
 static void tls_beside_plain_listeners(void **state)
@@ -963,11 +1014,12 @@ int main(int argc, char **argv)
 {
     signal(SIGPIPE, SIG_DFL); /* a SIGPIPE raised by the library would end the test */
     const char *mode = argc > 1 ? argv[1] : NULL;
-    struct CMUnitTest tests[3 + PER_COMBO * 8 + PER_MODE * 4];
+    struct CMUnitTest tests[4 + PER_COMBO * 8 + PER_MODE * 4];
     size_t n = 0;
     if (mode == NULL || strcmp(mode, "sync") == 0) {
         tests[n++] = (struct CMUnitTest)cmocka_unit_test(api_errors);
         tests[n++] = (struct CMUnitTest)cmocka_unit_test(adopted_tls_listener);
+        tests[n++] = (struct CMUnitTest)cmocka_unit_test(load_warnings);
     }
     if (mode == NULL || strcmp(mode, "pool") == 0)
         tests[n++] = (struct CMUnitTest)cmocka_unit_test(stalled_handshake_parks_fiber);
