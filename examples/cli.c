@@ -124,11 +124,11 @@ static void usage(FILE *out, const char *name)
     fprintf(out,
             "usage: %s [--listen URL]... [--mode MODE] [--workers N] [--processes N]\n"
             "       [--timeout SEC] [--drain SEC] [--proxy-protocol [--proxy-from CIDR]...]\n"
-            "       [--inetd] [--tls-cert FILE --tls-key FILE [--tls-ca FILE]\n"
+            "       [--inetd] [--tls-cert FILE [--tls-key FILE] [--tls-ca FILE]\n"
             "       [--tls-verify MODE]] [--quiet] [--help]\n"
             "  --listen URL  address to serve (default " CLI_DEFAULT_URL ")\n"
             "                tcp://HOST:PORT, tcp://[::1]:PORT, udp://HOST:PORT,\n"
-            "                tls://HOST:PORT (with --tls-cert and --tls-key),\n"
+            "                tls://HOST:PORT (with --tls-cert),\n"
             "                unix:PATH, unix:@NAME (Linux) or unixgram:PATH; fd:N or\n"
             "                systemd:[NAME] for an inherited or socket-activated socket;\n"
             "                repeat it to serve on several sockets at once\n"
@@ -158,12 +158,13 @@ static void usage(FILE *out, const char *name)
             "                socket passed as --listen systemd: (Accept=yes) is served\n"
             "                the same way. SIGHUP restarts the server with no connection\n"
             "                lost: see docs/deploy.md\n"
-            "  --tls-cert FILE  TLS: the server's certificate chain (PEM); with\n"
-            "                --tls-key, tls://HOST:PORT listeners speak TLS (and only\n"
-            "                they); without a tls:// one, every tcp:// and unix: one\n"
-            "                does. SIGUSR1 reloads both files; a SIGHUP restart\n"
-            "                reads them afresh too\n"
-            "  --tls-key FILE   TLS: the certificate's private key (PEM)\n"
+            "  --tls-cert FILE  TLS: the server's certificate chain (PEM); with it,\n"
+            "                tls://HOST:PORT listeners speak TLS (and only they);\n"
+            "                without a tls:// one, every tcp:// and unix: one does.\n"
+            "                SIGUSR1 reloads the files; a SIGHUP restart reads them\n"
+            "                afresh too. A file that cannot be used: exit status 2\n"
+            "  --tls-key FILE   TLS: the certificate's private key (PEM; default:\n"
+            "                the key in the --tls-cert file, certificate and key in one)\n"
             "  --tls-ca FILE    TLS: the CAs client certificates must chain to\n"
             "  --tls-verify none|optional|required  ask clients for a certificate\n"
             "                (default none; optional and required need --tls-ca);\n"
@@ -376,22 +377,21 @@ static int check_proxy_from(const cli_options *opts)
     return 2;
 }
 
-/* The TLS options go together: a key with its certificate, a CA or a
- * verify mode with both, a verify mode that asks for a certificate with
- * the CA that checks it; tls:// needs them. Anything else would be
- * silently ignored or fail at the first client: refused here. */
+/* The TLS options go together: a key, a CA or a verify mode with the
+ * certificate (whose file may hold the key too: ss_tls_options.key_file),
+ * a verify mode that asks for a certificate with the CA that checks it;
+ * tls:// needs a certificate. Anything else would be silently ignored or
+ * fail at the first client: refused here. */
 static const char *tls_options_error(const cli_options *opts)
 {
     bool any = opts->tls_key != NULL || opts->tls_ca != NULL || opts->tls_verify_given;
-    if ((opts->tls_cert != NULL) != (opts->tls_key != NULL))
-        return "--tls-cert and --tls-key go together";
     if (any && opts->tls_cert == NULL)
-        return "--tls-ca and --tls-verify need --tls-cert and --tls-key";
+        return "--tls-key, --tls-ca and --tls-verify need --tls-cert";
     if (opts->tls_verify != 0 && opts->tls_ca == NULL)
         return "--tls-verify optional or required needs --tls-ca";
     for (int i = 0; opts->listens[i] != NULL; i++)
         if (strncmp(opts->listens[i], "tls://", 6) == 0 && opts->tls_cert == NULL)
-            return "--listen tls://... needs --tls-cert and --tls-key";
+            return "--listen tls://... needs --tls-cert";
     return NULL;
 }
 

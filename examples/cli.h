@@ -1,7 +1,7 @@
 /* The command line shared by the example servers:
  *     NAME [--listen URL]... [--mode MODE] [--workers N] [--processes N] [--timeout SEC]
  *          [--drain SEC] [--proxy-protocol [--proxy-from CIDR]...] [--inetd]
- *          [--tls-cert FILE --tls-key FILE [--tls-ca FILE]
+ *          [--tls-cert FILE [--tls-key FILE] [--tls-ca FILE]
  *           [--tls-verify none|optional|required]] [--quiet]
  *          [--help] (each value may also follow '=': --listen=URL)
  * and the run loop around it: listen, print "listening on URL" (one line

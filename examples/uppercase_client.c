@@ -12,10 +12,13 @@
 #include "cli.h" /* cli_read_option: the servers' command-line rules */
 
 #include <errno.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #ifdef EXAMPLES_HAVE_TLS
@@ -37,6 +40,7 @@ typedef struct conn {
 #ifdef EXAMPLES_HAVE_TLS
     SSL_CTX *ctx;
     SSL *ssl;
+    bool broken; /* a TLS call failed: no close_notify (OpenSSL forbids one then) */
 #endif
 } conn;
 
@@ -74,6 +78,59 @@ static int recv_plain(int fd, char *buf, size_t want)
 }
 
 #ifdef EXAMPLES_HAVE_TLS
+
+/* OpenSSL writes to the socket with write(), which raises SIGPIPE once the
+ * server has gone, killing the client (the plain path's send() says
+ * MSG_NOSIGNAL). Where a socket can be told not to (SO_NOSIGPIPE: macOS,
+ * the BSDs) it is; elsewhere SIGPIPE is held blocked around each OpenSSL
+ * call, and one the call raised is taken back before the mask is
+ * restored, so the call fails with EPIPE instead, as a Python client's
+ * does. Nothing process-wide changes: a closed stdout still ends us. */
+typedef struct pipe_guard {
+    sigset_t saved;
+    bool was_pending; /* someone else's SIGPIPE, left pending */
+} pipe_guard;
+
+static void pipe_only(sigset_t *set)
+{
+    sigemptyset(set);
+    sigaddset(set, SIGPIPE);
+}
+
+static bool sigpipe_pending(void)
+{
+    sigset_t pending;
+    return sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE) == 1;
+}
+
+static void guard_begin(pipe_guard *g)
+{
+#ifndef SO_NOSIGPIPE
+    sigset_t set;
+    pipe_only(&set);
+    g->was_pending = sigpipe_pending();
+    sigprocmask(SIG_BLOCK, &set, &g->saved);
+#else
+    (void)g;
+#endif
+}
+
+static void guard_end(const pipe_guard *g)
+{
+#ifndef SO_NOSIGPIPE
+    int saved_errno = errno; /* the call's EPIPE, for tls_io_error */
+    sigset_t set;
+    pipe_only(&set);
+    struct timespec now = {0, 0};
+    if (!g->was_pending && sigpipe_pending())
+        while (sigtimedwait(&set, NULL, &now) < 0 && errno == EINTR)
+            ;
+    sigprocmask(SIG_SETMASK, &g->saved, NULL);
+    errno = saved_errno;
+#else
+    (void)g;
+#endif
+}
 
 /* OpenSSL's reason for the last failure, on stderr. */
 static int tls_failed(const char *what)
@@ -115,13 +172,22 @@ static int tls_start(conn *c, const tls_choice *tls, const char *host)
         return tls_failed("cannot set up TLS (--tls-ca, --tls-cert, --tls-key)");
     if ((c->ssl = SSL_new(c->ctx)) == NULL || SSL_set_fd(c->ssl, c->fd) != 1)
         return tls_failed("cannot set up TLS");
+#ifdef SO_NOSIGPIPE
+    int on = 1;
+    setsockopt(c->fd, SOL_SOCKET, SO_NOSIGPIPE, &on, sizeof on);
+#endif
     bool address = strchr(host, ':') != NULL || strspn(host, "0123456789.") == strlen(host);
     if (!address)
         SSL_set_tlsext_host_name(c->ssl, host);
     if (!tls->insecure && (address ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(c->ssl), host)
                                    : SSL_set1_host(c->ssl, host)) != 1)
         return tls_failed("cannot check the server's name");
-    if (SSL_connect(c->ssl) != 1)
+    pipe_guard g;
+    guard_begin(&g);
+    int connected = SSL_connect(c->ssl);
+    guard_end(&g);
+    c->broken = connected != 1;
+    if (connected != 1)
         return tls_failed("TLS handshake failed");
     return 0;
 }
@@ -166,12 +232,16 @@ static int open_conn(conn *c, const char *url, const tls_choice *tls)
 #endif
 }
 
-/* Ends the session with close_notify when there is one, then the socket. */
+/* Ends the session with close_notify when it is whole, then the socket. */
 static void close_conn(conn *c)
 {
 #ifdef EXAMPLES_HAVE_TLS
-    if (c->ssl != NULL && SSL_is_init_finished(c->ssl))
+    if (c->ssl != NULL && !c->broken && SSL_is_init_finished(c->ssl)) {
+        pipe_guard g;
+        guard_begin(&g);
         SSL_shutdown(c->ssl);
+        guard_end(&g);
+    }
     SSL_free(c->ssl);
     SSL_CTX_free(c->ctx);
 #endif
@@ -179,13 +249,34 @@ static void close_conn(conn *c)
         close(c->fd);
 }
 
+#ifdef EXAMPLES_HAVE_TLS
+
+/* One SSL_write_ex or SSL_read_ex of up to len bytes, SIGPIPE held off:
+ * 0 and *done, or the error (the socket's errno when it has one, EPIPE
+ * for a server gone; else the server closed or broke the session). */
+static int tls_io(conn *c, bool writing, char *buf, size_t len, size_t *done)
+{
+    pipe_guard g;
+    guard_begin(&g);
+    ERR_clear_error(); /* SSL_get_error reads this thread's queue */
+    int ok = writing ? SSL_write_ex(c->ssl, buf, len, done) : SSL_read_ex(c->ssl, buf, len, done);
+    int verdict = ok == 1 ? SSL_ERROR_NONE : SSL_get_error(c->ssl, ok);
+    int err = errno;
+    guard_end(&g);
+    if (verdict == SSL_ERROR_NONE)
+        return 0;
+    c->broken = verdict != SSL_ERROR_ZERO_RETURN; /* close_notify came: ours may go */
+    return verdict == SSL_ERROR_SYSCALL && err != 0 ? -err : -ECONNRESET;
+}
+
+#endif
+
 static int send_all(conn *c, const char *buf, size_t len)
 {
 #ifdef EXAMPLES_HAVE_TLS
-    if (c->ssl != NULL) {
-        size_t sent;
-        return len == 0 || SSL_write_ex(c->ssl, buf, len, &sent) == 1 ? 0 : -ECONNRESET;
-    }
+    size_t sent;
+    if (c->ssl != NULL)
+        return len == 0 ? 0 : tls_io(c, true, (char *)buf, len, &sent);
 #endif
     return send_plain(c->fd, buf, len);
 }
@@ -193,11 +284,11 @@ static int send_all(conn *c, const char *buf, size_t len)
 static int read_reply(conn *c, char *buf, size_t want)
 {
 #ifdef EXAMPLES_HAVE_TLS
-    for (size_t got = 0, n; c->ssl != NULL && got < want; got += n)
-        if (SSL_read_ex(c->ssl, buf + got, want - got, &n) != 1)
-            return -ECONNRESET;
+    int rc = 0;
+    for (size_t got = 0, n = 0; c->ssl != NULL && got < want && rc == 0; got += n)
+        rc = tls_io(c, false, buf + got, want - got, &n);
     if (c->ssl != NULL)
-        return 0;
+        return rc;
 #endif
     return recv_plain(c->fd, buf, want);
 }

@@ -82,7 +82,7 @@ enum {
     SS_ELISTENENV = -(SS_ERRBASE + 54),    /* LISTEN_PID/LISTEN_FDS/LISTEN_FDNAMES malformed */
     SS_ELISTENFDS = -(SS_ERRBASE + 55),    /* LISTEN_FDS counts descriptors that are not open */
     /* TLS (see socketserver/tls.h) */
-    SS_ETLS = -(SS_ERRBASE + 70),       /* TLS handshake failed, or the peer broke the protocol */
+    SS_ETLS = -(SS_ERRBASE + 70),       /* the peer broke TLS after the handshake */
     SS_ETLSCERT = -(SS_ERRBASE + 71),   /* certificate, key or CA file unusable (see the log) */
     SS_ETLSNOCERT = -(SS_ERRBASE + 72), /* tls:// server activated without ss_server_set_tls */
     /* systemd:NAME with a name systemd refuses (fdname_is_valid): a

@@ -103,7 +103,8 @@ typedef struct ss_tls_options {
  * connection broke. A client that closes without close_notify between
  * records is an end of stream (most clients do); one that stops in the
  * middle of a record, or breaks the protocol, makes the read fail with
- * SS_ETLS. Renegotiation is refused.
+ * SS_ETLS (the server's log says what broke, at SS_LOG_DEBUG, naming the
+ * client). Renegotiation is refused.
  *
  * Before activate, from the thread setting the server up. Returns 0;
  * -EINVAL for a NULL opts or cert_file, an unknown verify or min_version,

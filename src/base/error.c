@@ -43,7 +43,7 @@ static const struct {
     {SS_ELISTENPID, "Socket activation: LISTEN_PID names another process"},
     {SS_ELISTENENV, "Socket activation: LISTEN_PID, LISTEN_FDS or LISTEN_FDNAMES is malformed"},
     {SS_ELISTENFDS, "Socket activation: LISTEN_FDS counts descriptors that are not open"},
-    {SS_ETLS, "TLS handshake failed, or the peer broke the TLS protocol"},
+    {SS_ETLS, "The peer broke the TLS protocol after the handshake"},
     {SS_ETLSCERT, "TLS certificate, key or CA file could not be loaded (see the server's log)"},
     {SS_ETLSNOCERT, "tls:// server has no certificate: call ss_server_set_tls before activate"},
 };

@@ -52,9 +52,6 @@ void ss__server_sleep(ss_server *srv, int timeout_ms);
  * it live. NULL when out of memory (the arrival and the place are then
  * untouched). */
 ss_request *ss__request_new(ss_server *srv, ss__arrival *arrival, const ss__place *place);
-/* The client's address as text ("" if unnamed), formatted on first use by
- * whichever thread asks; valid while the request lives. Thread-safe. */
-const char *ss__request_peer_name(const ss_request *req);
 /* setup -> handle -> finish, routing the first error to handle_error.
  * Returns that error (0 on success). */
 int ss__request_run(ss_request *req);

@@ -5,11 +5,8 @@
 #include "core/core.h"
 
 #include <errno.h>
-#include <sched.h>
-#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/un.h>
 
 /* The server's list of the requests alive in this process, for drain. */
 static void link_live(ss_request *req)
@@ -251,42 +248,6 @@ SS_API const struct sockaddr *ss_request_client_address(const ss_request *req, s
     if (len != NULL)
         *len = req->peer_len;
     return (const struct sockaddr *)&req->peer;
-}
-
-/* The name, cut to the cache if longer (a Unix name of escaped bytes,
- * each \xHH) and then ending in "...", so a cut name shows it is one. */
-static void format_name(ss_request *r)
-{
-    const struct sockaddr *sa = (const struct sockaddr *)&r->peer;
-    if (ss__format_peer(sa, r->peer_len, r->peer_name, sizeof r->peer_name) != -ENOSPC)
-        return;
-    char whole[4 * sizeof((struct sockaddr_un *)NULL)->sun_path + 2];
-    if (ss__format_peer(sa, r->peer_len, whole, sizeof whole) < 0)
-        return;
-    size_t keep = sizeof r->peer_name - 4;
-    memcpy(r->peer_name, whole, keep);
-    memcpy(r->peer_name + keep, "...", 4);
-}
-
-/* Formats the name once, whichever thread asks first; another thread
- * asking meanwhile waits the few microseconds it takes. The request is
- * never a const object (calloc'd), so writing its name through a const
- * pointer is sound: the name is a cache of peer, not part of its value. */
-const char *ss__request_peer_name(const ss_request *req)
-{
-    ss_request *r = (ss_request *)(uintptr_t)req;
-    unsigned char state = atomic_load_explicit(&r->peer_name_state, memory_order_acquire);
-    if (state == SS__NAME_READY)
-        return r->peer_name;
-    unsigned char unnamed = SS__NAME_UNNAMED;
-    if (atomic_compare_exchange_strong(&r->peer_name_state, &unnamed, SS__NAME_FORMATTING)) {
-        format_name(r);
-        atomic_store_explicit(&r->peer_name_state, SS__NAME_READY, memory_order_release);
-        return r->peer_name;
-    }
-    while (atomic_load_explicit(&r->peer_name_state, memory_order_acquire) != SS__NAME_READY)
-        sched_yield();
-    return r->peer_name;
 }
 
 SS_API const char *ss_request_client_name(const ss_request *req)

@@ -57,8 +57,9 @@ static int refuse(ss_request *req, const struct ss__tls_state *st, int err)
     if (err == -ETIMEDOUT)
         atomic_store(&req->timed_out, false); /* the handshake's deadline, not the handler's */
     const char *why = err == SS_ETLS && st != NULL ? st->reason : ss_strerror(err);
+    const char *peer = ss__request_peer_name(req); /* the PROXY header's client, if one came */
     ss__log(srv->log, srv, srv->data, SS_LOG_DEBUG, "TLS handshake with %s failed: %s",
-            req->peer_name[0] != '\0' ? req->peer_name : "(unnamed peer)", why);
+            peer[0] != '\0' ? peer : "(unnamed peer)", why);
     req->late_refusal = SS__LATE_TLS;
     return err;
 }
@@ -97,18 +98,36 @@ static int tls_open(ss_filter_ctx *ctx, void *config)
     return 0;
 }
 
+/* SS_ETLS after the handshake reaches the handler as its read's or
+ * write's error, which says only that; the log says what broke (a bad
+ * record, a renegotiation, an end inside a record), and for whom. */
+static ssize_t broken_session(ss_filter_ctx *ctx, ssize_t rc)
+{
+    if (rc != SS_ETLS)
+        return rc;
+    ss_request *req = ctx->req;
+    ss_server *srv = req->server;
+    char why[sizeof((struct ss__tls_state *)NULL)->reason];
+    ss__tls_io_reason(ctx->state, why, sizeof why);
+    const char *peer = ss__request_peer_name(req);
+    ss__log(srv->log, srv, srv->data, SS_LOG_DEBUG,
+            "TLS session with %s broken after the handshake: %s",
+            peer[0] != '\0' ? peer : "(unnamed peer)", why);
+    return rc;
+}
+
 static ssize_t tls_recv(ss_filter_ctx *ctx, void *buf, size_t size)
 {
     if (ctx->state == NULL)
         return ss_filter_recv_next(ctx, buf, size); /* a plain listener */
-    return ss__tls_io_read(ctx->state, buf, size);
+    return broken_session(ctx, ss__tls_io_read(ctx->state, buf, size));
 }
 
 static int tls_send(ss_filter_ctx *ctx, const void *buf, size_t size)
 {
     if (ctx->state == NULL)
         return ss_filter_send_next(ctx, buf, size);
-    return ss__tls_io_write(ctx->state, buf, size);
+    return (int)broken_session(ctx, ss__tls_io_write(ctx->state, buf, size));
 }
 
 static bool tls_pending(const ss_filter_ctx *ctx)

@@ -8,9 +8,12 @@
 
 #include <errno.h>
 #include <openssl/err.h>
+#include <openssl/x509.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 
 #define SESSION_ID_CONTEXT "socketserver"
 
@@ -101,6 +104,47 @@ static void apply_settings(SSL_CTX *ctx, const struct ss__tls_config *cfg)
         SSL_CTX_set_alpn_select_cb(ctx, select_alpn, (void *)cfg);
 }
 
+/* What loads but will hurt, warned at SS_LOG_WARNING at start and at
+ * each reload. */
+
+/* A private key any user may read is no longer private (Debian keeps
+ * them 0640 root:ssl-cert, make-test-cert.sh 0600). */
+static void warn_if_key_exposed(ss_server *srv, const char *key_file)
+{
+    struct stat st;
+    if (stat(key_file, &st) != 0 || !(st.st_mode & S_IROTH))
+        return;
+    ss__log(srv->log, srv, srv->data, SS_LOG_WARNING,
+            "TLS: the key file %s is readable by every user (mode %04o): chmod o-r it", key_file,
+            (unsigned)(st.st_mode & 07777));
+}
+
+/* "2026-11-29 15:16:02 UTC", or "an unreadable date". */
+static void format_asn1_time(const ASN1_TIME *t, char *buf, size_t size)
+{
+    struct tm tm;
+    if (ASN1_TIME_to_tm(t, &tm) != 1 || strftime(buf, size, "%Y-%m-%d %H:%M:%S UTC", &tm) == 0)
+        snprintf(buf, size, "an unreadable date");
+}
+
+/* Clients refuse a certificate out of its validity period (RFC 5280,
+ * 6.1.3): the server would fail every handshake while looking healthy. */
+static void warn_if_cert_out_of_date(ss_server *srv, SSL_CTX *ctx, const char *cert_file)
+{
+    X509 *cert = SSL_CTX_get0_certificate(ctx);
+    if (cert == NULL)
+        return;
+    const ASN1_TIME *after = X509_get0_notAfter(cert), *before = X509_get0_notBefore(cert);
+    bool expired = X509_cmp_current_time(after) < 0;
+    if (!expired && X509_cmp_current_time(before) <= 0)
+        return;
+    char when[64];
+    format_asn1_time(expired ? after : before, when, sizeof when);
+    ss__log(srv->log, srv, srv->data, SS_LOG_WARNING,
+            "TLS: the certificate in %s %s %s: clients will refuse it", cert_file,
+            expired ? "expired on" : "is not valid before", when);
+}
+
 /* A new SSL_CTX from cfg's settings and these files, or NULL (logged). */
 static SSL_CTX *build_ctx(ss_server *srv, const struct ss__tls_config *cfg, const char *cert_file,
                           const char *key_file, int *err)
@@ -117,6 +161,8 @@ static SSL_CTX *build_ctx(ss_server *srv, const struct ss__tls_config *cfg, cons
         SSL_CTX_free(ctx);
         return NULL;
     }
+    warn_if_key_exposed(srv, key_file != NULL ? key_file : cert_file);
+    warn_if_cert_out_of_date(srv, ctx, cert_file);
     *err = 0;
     return ctx;
 }

@@ -195,6 +195,13 @@ bool ss__tls_io_pending(struct ss__tls_state *st)
     return held;
 }
 
+void ss__tls_io_reason(struct ss__tls_state *st, char *buf, size_t size)
+{
+    pthread_mutex_lock(&st->io);
+    snprintf(buf, size, "%s", st->reason[0] != '\0' ? st->reason : "no reason given");
+    pthread_mutex_unlock(&st->io);
+}
+
 /* ---- the layer below ---- */
 
 /* What is left of deadline, or the request's timeout if shorter. */
@@ -288,9 +295,11 @@ static int drive(struct ss__tls_state *st, call *c, int64_t deadline)
         }
         ssize_t n = fill(st, deadline);
         if (n == 0 && (c->partial || c->kind == CALL_HANDSHAKE)) {
+            pthread_mutex_lock(&st->io);
             snprintf(st->reason, sizeof st->reason, "the peer closed %s",
                      c->kind == CALL_HANDSHAKE ? "during the handshake"
                                                : "in the middle of a record");
+            pthread_mutex_unlock(&st->io);
             atomic_store(&st->broken, true);
             return SS_ETLS;
         }

@@ -100,5 +100,7 @@ void ss__tls_io_shutdown(struct ss__tls_state *st, int64_t deadline);
 /* The filter's pending slot: it holds input the next read returns
  * without waiting (ss_filter.pending). */
 bool ss__tls_io_pending(struct ss__tls_state *st);
+/* A copy of st->reason (why the last call failed), from any thread. */
+void ss__tls_io_reason(struct ss__tls_state *st, char *buf, size_t size);
 
 #endif /* SS_FILTER_TLS_PRIVATE_H */

@@ -1,11 +1,17 @@
 /* The slots the transport tables share: listen/accept and per-connection I/O for stream transports
- * (TCP, Unix stream). Datagram slots live in transport/datagram.c. */
+ * (TCP, Unix stream). Datagram slots live in transport/datagram.c. Also a
+ * request's peer as text, here so that every layer that logs a client
+ * (filters, dispatchers, core) can name it. */
 #include "transport/transport.h"
 
 #include <sys/time.h>
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 int ss__set_nonblocking(int fd)
@@ -166,4 +172,42 @@ int ss__client_key_none(const ss__arrival *arrival, ss__client_key *key)
     (void)arrival;
     (void)key;
     return -ENOTSUP;
+}
+
+/* ---- the peer's name ---- */
+
+/* The name, cut to the cache if longer (a Unix name of escaped bytes,
+ * each \xHH) and then ending in "...", so a cut name shows it is one. */
+static void format_name(ss_request *r)
+{
+    const struct sockaddr *sa = (const struct sockaddr *)&r->peer;
+    if (ss__format_peer(sa, r->peer_len, r->peer_name, sizeof r->peer_name) != -ENOSPC)
+        return;
+    char whole[4 * sizeof((struct sockaddr_un *)NULL)->sun_path + 2];
+    if (ss__format_peer(sa, r->peer_len, whole, sizeof whole) < 0)
+        return;
+    size_t keep = sizeof r->peer_name - 4;
+    memcpy(r->peer_name, whole, keep);
+    memcpy(r->peer_name + keep, "...", 4);
+}
+
+/* Formats the name once, whichever thread asks first; another thread
+ * asking meanwhile waits the few microseconds it takes. The request is
+ * never a const object (calloc'd), so writing its name through a const
+ * pointer is sound: the name is a cache of peer, not part of its value. */
+const char *ss__request_peer_name(const ss_request *req)
+{
+    ss_request *r = (ss_request *)(uintptr_t)req;
+    unsigned char state = atomic_load_explicit(&r->peer_name_state, memory_order_acquire);
+    if (state == SS__NAME_READY)
+        return r->peer_name;
+    unsigned char unnamed = SS__NAME_UNNAMED;
+    if (atomic_compare_exchange_strong(&r->peer_name_state, &unnamed, SS__NAME_FORMATTING)) {
+        format_name(r);
+        atomic_store_explicit(&r->peer_name_state, SS__NAME_READY, memory_order_release);
+        return r->peer_name;
+    }
+    while (atomic_load_explicit(&r->peer_name_state, memory_order_acquire) != SS__NAME_READY)
+        sched_yield();
+    return r->peer_name;
 }

@@ -104,6 +104,10 @@ void ss__stream_interrupt(ss_request *req);
 /* transport/transport.c: notes an I/O result: -ETIMEDOUT marks the request as timed out,
  * -ECANCELED as cancelled. Returns rc. */
 int ss__request_note_io(ss_request *req, int rc);
+/* transport/transport.c: the client's address as text ("" if unnamed),
+ * formatted on first use by whichever thread asks; valid while the
+ * request lives. Thread-safe. */
+const char *ss__request_peer_name(const ss_request *req);
 /* For transports whose peers cannot be told apart: -ENOTSUP. */
 int ss__client_key_none(const ss__arrival *arrival, ss__client_key *key);
 /* stop_arrivals for TCP (transport/inet.c) and Unix stream (transport/unix.c). */

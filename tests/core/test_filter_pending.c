@@ -241,6 +241,28 @@ static void held_message_survives_drain(void **state)
     td_shared_free(sh, sizeof *sh);
 }
 
+/* No drain: the second message, held in the filter, is read at once.
+ * A forked child's wait for the next message polls its socket (and its
+ * parent's drain pipe), and the socket has nothing: only the chain knows
+ * the message is there (it stalled until the request timeout). */
+static void held_message_read_at_once(void **state)
+{
+    const pending_case *c = *state;
+    shared *sh = td_shared_new(sizeof *sh);
+    atomic_store(&sh->release, true);
+    ss_server *srv = server(c, sh);
+    ts_runner runner;
+    ts_start(&runner, srv, 5000);
+    int fd = connect_and_send(srv, c->filter);
+    char got[sizeof MESSAGES] = "";
+    assert_int_equal(ts_recv_exact(fd, got, strlen(MESSAGES)), strlen(MESSAGES));
+    assert_string_equal(got, MESSAGES);
+    shutdown(fd, SHUT_WR); /* a forked child holds a copy of fd: close would not end it */
+    close(fd);
+    td_finish(&runner, srv, 1, AT_ONCE_MS);
+    td_shared_free(sh, sizeof *sh);
+}
+
 /* A version 1 table is taken and serves; the library never reads the
  * slot it does not have (ASan would see the read past its end). */
 static void test_version_1_table_still_accepted(void **state)
@@ -294,6 +316,10 @@ int main(void)
         RUN(held_message_survives_drain, threading, WITH_READ_AHEAD),
         RUN(held_message_survives_drain, forking, WITH_READ_AHEAD),
         RUN(held_message_survives_drain, pool, WITH_READ_AHEAD),
+        RUN(held_message_read_at_once, threading, WITH_PROXY),
+        RUN(held_message_read_at_once, forking, WITH_PROXY),
+        RUN(held_message_read_at_once, pool, WITH_PROXY),
+        RUN(held_message_read_at_once, forking, WITH_READ_AHEAD),
         cmocka_unit_test(test_version_1_table_still_accepted),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -20,6 +20,7 @@
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -28,6 +29,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <cmocka.h>
@@ -521,6 +523,30 @@ static void request_timeout_holds(void **state)
     finish_counted(&runner, srv, 1, dir, 1, 0, 1);
 }
 
+/* Records sent back to back arrive in one read from the socket: the ones
+ * not yet decrypted are held in the filter, not in the socket, so the
+ * next read must not wait on the socket for them (a forked child's idle
+ * wait polled it and stalled until the request timeout: issue 15's fresh
+ * pass). A few short lines, then 1 MiB of lines, every reply back. */
+static void pipelined_records(void **state)
+{
+    const combo *c = *state;
+    char dir[256], out[4096];
+    ts_runner runner;
+    ss_server *srv = create_with(c, &who_handler, dir, sizeof dir);
+    set_tls(srv, (ss_tls_options){0});
+    ss_server_set_request_timeout(srv, 3000); /* the stall's bound on the old code */
+    combo_start(srv, &runner);
+    status_is(python(srv, out, sizeof out, "pipeline", "--count", "8", "--size", "6", NULL), 0,
+              out);
+    expect_contains(out, "replies 8\nlast TLSv1.3|-|localhost|-|7XXXX\n");
+    status_is(python(srv, out, sizeof out, "pipeline", "--count", "4096", "--size", "255",
+                     "--version", "1.2", NULL),
+              0, out);
+    expect_contains(out, "replies 4096\nlast TLSv1.2|-|localhost|-|4095X");
+    finish_counted(&runner, srv, 2, dir, 2, 0, 0);
+}
+
 /* ---- one thread reads while another writes ---- */
 
 typedef struct writer_job {
@@ -744,6 +770,116 @@ static void tls_exchange(const char *address, const char *line, const char *want
     expect_contains(out, want);
 }
 
+/* ---- what the log says ---- */
+
+/* The server's messages, one a line, in memory a forked child shares. */
+typedef struct log_capture {
+    atomic_size_t used;
+    char text[16384];
+} log_capture;
+
+static log_capture *captured;
+
+static void capture(ss_server *srv, ss_log_level level, const char *message, void *data)
+{
+    (void)srv;
+    (void)level;
+    (void)data;
+    size_t n = strlen(message) + 1;
+    size_t at = atomic_fetch_add(&captured->used, n);
+    if (at + n < sizeof captured->text) {
+        memcpy(captured->text + at, message, n - 1);
+        captured->text[at + n - 1] = '\n';
+    }
+}
+
+/* A logged line that begins with `begins` holds `holds`. */
+static void logged(const char *begins, const char *holds)
+{
+    for (const char *line = captured->text; (line = strstr(line, begins)) != NULL; line++) {
+        const char *end = strchr(line, '\n');
+        const char *found = strstr(line, holds);
+        if (found != NULL && (end == NULL || found < end))
+            return;
+    }
+    fail_msg("no line \"%s...%s\" in the log:\n%s", begins, holds, captured->text);
+}
+
+/* A failed handshake names its TCP client; a session broken after it
+ * says so, and what broke, apart from a handshake that failed. */
+static void log_names_client_and_stage(void **state)
+{
+    const combo *c = *state;
+    char dir[256], out[4096];
+    ts_runner runner;
+    captured = td_shared_new(sizeof *captured);
+    ss_server *srv = create_with(c, &who_handler, dir, sizeof dir);
+    set_tls(srv, (ss_tls_options){0});
+    ss_server_set_log(srv, capture);
+    ss_server_on_handle_error(srv, NULL); /* the default's line, in the log */
+    combo_start(srv, &runner);
+    status_is(python(srv, out, sizeof out, "plain", NULL), 0, out);
+    status_is(python(srv, out, sizeof out, "midrecord", NULL), 0, out);
+    finish_counted(&runner, srv, 2, dir, 1, 1, 1);
+    logged("TLS handshake with 127.0.0.1:", " failed: ");
+    logged("TLS session with 127.0.0.1:",
+           " broken after the handshake: the peer closed in the middle of a record");
+    logged("error processing request from 127.0.0.1:",
+           ": The peer broke the TLS protocol after the handshake");
+    assert_null(strstr(captured->text, "unnamed peer"));
+    td_shared_free(captured, sizeof *captured);
+}
+
+/* Files that load but will hurt are warned about, at start and at each
+ * reload: a private key every user may read, a certificate past its
+ * end. A sound pair draws no warning. */
+static void load_warnings(void **state)
+{
+    (void)state;
+    char dir[256], exposed[320], csr[320], old[320], out[1024];
+    char cert[320], key[320], ca[320], ca_key[320];
+    path_in(cert, sizeof cert, a_dir, "server.pem");
+    path_in(key, sizeof key, a_dir, "server.key");
+    path_in(ca, sizeof ca, a_dir, "ca.pem");
+    path_in(ca_key, sizeof ca_key, a_dir, "ca.key");
+    ts_mkdtemp(dir, sizeof dir);
+    path_in(exposed, sizeof exposed, dir, "exposed.key");
+    path_in(csr, sizeof csr, dir, "old.csr");
+    path_in(old, sizeof old, dir, "old.pem");
+    char *copy[] = {"cp", key, exposed, NULL};
+    assert_int_equal(run(copy, NULL, out, sizeof out, 10000), 0);
+    assert_int_equal(chmod(exposed, 0644), 0);
+    char *request[] = {"openssl", "req",           "-new", "-key", key,
+                       "-subj",   "/CN=localhost", "-out", csr,    NULL};
+    assert_int_equal(run(request, NULL, out, sizeof out, 10000), 0);
+    char *sign[] = {"openssl", "x509",        "-req", "-in",   csr,  "-CA",  ca,  "-CAkey",
+                    ca_key,    "-set_serial", "7",    "-days", "-1", "-out", old, NULL};
+    assert_int_equal(run(sign, NULL, out, sizeof out, 10000), 0);
+
+    captured = td_shared_new(sizeof *captured);
+    ss_server *srv;
+    assert_int_equal(ss_server_create(&srv, "tls://127.0.0.1:0", NULL, &who_handler, NULL), 0);
+    ss_server_set_log(srv, capture);
+    assert_int_equal(ss_server_set_tls(srv, &(ss_tls_options){.cert_file = cert, .key_file = key}),
+                     0);
+    assert_null(strstr(captured->text, "TLS: the "));
+    assert_int_equal(ss_server_reload_tls(srv, cert, exposed), 0);
+    logged("TLS: the key file ", "exposed.key is readable by every user (mode 0644)");
+    assert_int_equal(ss_server_reload_tls(srv, old, key), 0);
+    logged("TLS: the certificate in ", "old.pem expired on ");
+    ss_server_free(srv);
+    memset(captured, 0, sizeof *captured);
+    assert_int_equal(ss_server_create(&srv, "tls://127.0.0.1:0", NULL, &who_handler, NULL), 0);
+    ss_server_set_log(srv, capture);
+    assert_int_equal(
+        ss_server_set_tls(srv, &(ss_tls_options){.cert_file = old, .key_file = exposed}), 0);
+    logged("TLS: the key file ", "exposed.key is readable by every user");
+    logged("TLS: the certificate in ", "old.pem expired on ");
+    ss_server_free(srv);
+    td_shared_free(captured, sizeof *captured);
+    ts_rmdir(dir);
+}
+
 /* tls:// beside a plain unix: and tcp:// listener in one server: TLS on
  * the tls:// one only; plain text there is refused and counted. */
 static void tls_beside_plain_listeners(void **state)
@@ -846,6 +982,7 @@ static void (*const per_combo[])(void **) = {
     request_timeout_holds,
     reader_and_writer_threads,
     proxy_header_then_tls,
+    pipelined_records,
 };
 static const char *const per_combo_names[] = {
     "versions_with_both_clients",
@@ -857,16 +994,19 @@ static const char *const per_combo_names[] = {
     "request_timeout_holds",
     "reader_and_writer_threads",
     "proxy_header_then_tls",
+    "pipelined_records",
 };
 #define PER_COMBO (sizeof per_combo / sizeof per_combo[0])
 /* The cases that make their own listeners: once per dispatcher. */
 static void (*const per_mode[])(void **) = {
     tls_beside_plain_listeners,
     tls_on_every_stream_listener,
+    log_names_client_and_stage,
 };
 static const char *const per_mode_names[] = {
     "tls_beside_plain_listeners",
     "tls_on_every_stream_listener",
+    "log_names_client_and_stage",
 };
 #define PER_MODE (sizeof per_mode / sizeof per_mode[0])
 
@@ -874,11 +1014,12 @@ int main(int argc, char **argv)
 {
     signal(SIGPIPE, SIG_DFL); /* a SIGPIPE raised by the library would end the test */
     const char *mode = argc > 1 ? argv[1] : NULL;
-    struct CMUnitTest tests[3 + PER_COMBO * 8 + PER_MODE * 4];
+    struct CMUnitTest tests[4 + PER_COMBO * 8 + PER_MODE * 4];
     size_t n = 0;
     if (mode == NULL || strcmp(mode, "sync") == 0) {
         tests[n++] = (struct CMUnitTest)cmocka_unit_test(api_errors);
         tests[n++] = (struct CMUnitTest)cmocka_unit_test(adopted_tls_listener);
+        tests[n++] = (struct CMUnitTest)cmocka_unit_test(load_warnings);
     }
     if (mode == NULL || strcmp(mode, "pool") == 0)
         tests[n++] = (struct CMUnitTest)cmocka_unit_test(stalled_handshake_parks_fiber);

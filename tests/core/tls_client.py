@@ -23,6 +23,11 @@ Modes:
   vanish      a handshake, "big\\n", then a reset while the reply comes
   listen      a handshake, then two lines read before anything is sent
               (the server writes from another thread), then "bye\\n"
+  pipeline    a handshake, then --count lines of --size bytes (the
+              newline included), one record each, sent back to back in
+              one write while the replies are read; prints "replies N"
+              (lines received before the server closed or --timeout) and
+              "last LINE"
 """
 import argparse
 import os
@@ -30,6 +35,7 @@ import socket
 import ssl
 import struct
 import sys
+import threading
 import time
 
 
@@ -104,7 +110,7 @@ def handshake_in_memory(sock, ctx):
                 raise ConnectionError("closed during the handshake")
             incoming.write(chunk)
     sock.sendall(outgoing.read())
-    return obj, outgoing
+    return obj, incoming, outgoing
 
 
 def mode_lines(sock, args):
@@ -134,7 +140,7 @@ def mode_raw(sock, args):
 
 
 def mode_midrecord(sock, args):
-    obj, outgoing = handshake_in_memory(sock, context(args))
+    obj, _, outgoing = handshake_in_memory(sock, context(args))
     if obj.version() == "TLSv1.3":
         sock.recv(65536)  # the server's session tickets: its handshake is over
     obj.write(b"hello\n")
@@ -168,6 +174,48 @@ def mode_listen(sock, args):
     tls.close()
 
 
+def pipelined_records(obj, outgoing, count, size):
+    """count lines of size bytes ("x..." and a newline), one record each."""
+    for i in range(count):
+        body = b"%d" % i
+        obj.write(body + b"x" * (size - len(body) - 1) + b"\n")
+    return outgoing.read()
+
+
+def read_replies(sock, obj, incoming, count):
+    """Reply lines until count, the server's close or the timeout."""
+    replies, last, partial = 0, b"", b""
+    try:
+        while replies < count:
+            try:
+                data = obj.read(65536)
+                if not data:
+                    break  # the server's close_notify
+                partial += data
+            except ssl.SSLWantReadError:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                incoming.write(chunk)
+                continue
+            *lines, partial = partial.split(b"\n")
+            replies += len(lines)
+            last = lines[-1] if lines else last
+    except (socket.timeout, ConnectionResetError, ssl.SSLError):
+        pass
+    return replies, last
+
+
+def mode_pipeline(sock, args):
+    obj, incoming, outgoing = handshake_in_memory(sock, context(args))
+    records = pipelined_records(obj, outgoing, args.count, args.size)
+    sender = threading.Thread(target=sock.sendall, args=(records,), daemon=True)
+    sender.start()  # the replies are read meanwhile: neither side's buffers fill
+    replies, last = read_replies(sock, obj, incoming, args.count)
+    print("replies %d" % replies)
+    print("last %s" % last.decode(errors="replace"))
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("address")
@@ -181,11 +229,13 @@ def main():
     p.add_argument("--no-sni", dest="sni", action="store_const", const=None)
     p.add_argument("--line", action="append", default=[])
     p.add_argument("--close-notify", action="store_true")
+    p.add_argument("--count", type=int, default=8)
+    p.add_argument("--size", type=int, default=6)
     p.add_argument("--proxy-header", help="a PROXY v1 line sent first, without its CRLF")
     p.add_argument("--timeout", type=float, default=15)
     args = p.parse_args()
     modes = {"lines": mode_lines, "midrecord": mode_midrecord, "idle": mode_idle,
-             "vanish": mode_vanish, "listen": mode_listen}
+             "vanish": mode_vanish, "listen": mode_listen, "pipeline": mode_pipeline}
     try:
         sock = connect(args.address, args.timeout)
         if args.proxy_header:  # a balancer's header comes before the handshake

@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #ifdef __linux__
@@ -137,6 +138,56 @@ static void test_uppercase_client_over_tls(void **state)
     }
 }
 
+/* The server goes away under a client mid-session: the client's next
+ * line fails with an error on stderr and exit status 1, over tls:// as
+ * over tcp://; never death by SIGPIPE (OpenSSL writes with write(): its
+ * close_notify to a socket the server had reset killed the client, 141).
+ * The client gets SIGPIPE's default action, as from a shell: this test
+ * process ignores it, and exec would pass that on. */
+static void client_outlives_server(const char *scheme, const char *const server_argv[])
+{
+    char url[256], connect[300], out[1024];
+    child server, client;
+    start_server_argv(&server, server_argv, url, sizeof url);
+    snprintf(connect, sizeof connect, "%s://127.0.0.1:%s", scheme, strrchr(url, ':') + 1);
+    const char *argv[] = {UPPERCASE_CLIENT, "--connect", connect, "--tls-insecure", NULL};
+    if (strcmp(scheme, "tls") != 0)
+        argv[3] = NULL;
+    signal(SIGPIPE, SIG_DFL);
+    spawn(&client, argv);
+    signal(SIGPIPE, SIG_IGN);
+    assert_int_equal(write(client.in, "hello\n", 6), 6);
+    read_all(client.out, out, sizeof out, "received: HELLO");
+    assert_non_null(strstr(out, "received: HELLO"));
+    kill(server.pid, SIGTERM);
+    assert_int_equal(reap(&server), 0);
+    assert_int_equal(write(client.in, "again\n", 6), 6);
+    close(client.in);
+    client.in = -1;
+    read_all(client.out, out, sizeof out, NULL);
+    assert_int_equal(reap(&client), 1); /* reap fails the test on a signal */
+    ex_log_has(&client, "uppercase_client: ");
+}
+
+static void test_uppercase_client_outlives_server(void **state)
+{
+    (void)state;
+    char cert[320], key[320];
+    in_dir(a_dir, "server.pem", cert, sizeof cert);
+    in_dir(a_dir, "server.key", key, sizeof key);
+    const char *tls[] = {UPPERCASE_SERVER,
+                         "--listen",
+                         "tls://127.0.0.1:0",
+                         "--tls-cert",
+                         cert,
+                         "--tls-key",
+                         key,
+                         NULL};
+    const char *tcp[] = {UPPERCASE_SERVER, "--listen", "tcp://127.0.0.1:0", NULL};
+    client_outlives_server("tls", tls);
+    client_outlives_server("tcp", tcp);
+}
+
 /* ---- SIGUSR1: reload in place ---- */
 
 static void copy_file(const char *from, const char *to)
@@ -174,6 +225,54 @@ static int client_trusting(const char *url, const char *dir)
                           NULL};
     child c;
     return run_to_end(&c, argv, "x\nq\n", out, sizeof out);
+}
+
+/* --tls-cert alone, its file holding the certificate and the key (as
+ * ss_tls_options.key_file NULL allows): served, and reloaded by SIGUSR1;
+ * a key readable by every user is warned about, a private one is not. */
+static void test_certificate_and_key_in_one_file(void **state)
+{
+    (void)state;
+    char live[256], both[320], from[320], url[256], ca[320], out[4096];
+    snprintf(live, sizeof live, "%s/both", certs);
+    ts_mkdtemp(live, sizeof live);
+    in_dir(live, "both.pem", both, sizeof both);
+    copy_file(in_dir(a_dir, "server.pem", from, sizeof from), both);
+    FILE *f = fopen(both, "ab");
+    assert_non_null(f);
+    FILE *key = fopen(in_dir(a_dir, "server.key", from, sizeof from), "rb");
+    assert_non_null(key);
+    char buf[8192];
+    size_t n = fread(buf, 1, sizeof buf, key);
+    assert_int_equal(fwrite(buf, 1, n, f), n);
+    fclose(key);
+    assert_int_equal(fclose(f), 0);
+    assert_int_equal(chmod(both, 0644), 0);
+    child server, client;
+    const char *argv[] = {UPPERCASE_SERVER, "--listen", "tls://127.0.0.1:0",
+                          "--tls-cert",     both,       NULL};
+    start_server_argv(&server, argv, url, sizeof url);
+    assert_true(ex_log_until(&server, "both.pem is readable by every user (mode 0644)", 5000));
+    const char *py[] = {"/usr/bin/env",
+                        "python3",
+                        TLS_CLIENT_PY,
+                        host_port(url),
+                        "lines",
+                        "--ca",
+                        in_dir(a_dir, "ca.pem", ca, sizeof ca),
+                        "--line",
+                        "ping",
+                        NULL};
+    assert_int_equal(run_to_end(&client, py, NULL, out, sizeof out), 0);
+    assert_non_null(strstr(out, "reply PING"));
+    assert_int_equal(chmod(both, 0600), 0);
+    kill(server.pid, SIGUSR1);
+    assert_true(ex_log_until(&server, "SIGUSR1: TLS certificate reloaded from", 5000));
+    kill(server.pid, SIGTERM);
+    assert_int_equal(reap(&server), 0);
+    const char *after = strstr(server.log, "SIGUSR1");
+    assert_null(strstr(after, "readable by every user")); /* private now: no warning */
+    ts_rmdir(live);
 }
 
 static void test_sigusr1_reloads_the_certificate(void **state)
@@ -378,9 +477,9 @@ static void test_option_errors_and_help(void **state)
     in_dir(a_dir, "server.key", key, sizeof key);
     in_dir(a_dir, "ca.pem", ca, sizeof ca);
     const char *key_alone[] = {UPPERCASE_SERVER, "--tls-key", key, NULL};
-    expect_refusal(key_alone, 2, "--tls-cert and --tls-key go together");
+    expect_refusal(key_alone, 2, "--tls-key, --tls-ca and --tls-verify need --tls-cert");
     const char *no_cert[] = {UPPERCASE_SERVER, "--listen", "tls://127.0.0.1:0", NULL};
-    expect_refusal(no_cert, 2, "--listen tls://... needs --tls-cert and --tls-key");
+    expect_refusal(no_cert, 2, "--listen tls://... needs --tls-cert");
     const char *bad_mode[] = {UPPERCASE_SERVER, "--tls-cert", cert, "--tls-key", key,
                               "--tls-verify",   "maybe",      NULL};
     expect_refusal(bad_mode, 2, "--tls-verify takes none, optional or required");
@@ -447,7 +546,9 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_every_server_over_tls, end_leftovers),
         cmocka_unit_test_teardown(test_uppercase_client_over_tls, end_leftovers),
+        cmocka_unit_test_teardown(test_uppercase_client_outlives_server, end_leftovers),
         cmocka_unit_test_teardown(test_sigusr1_reloads_the_certificate, end_leftovers),
+        cmocka_unit_test_teardown(test_certificate_and_key_in_one_file, end_leftovers),
         cmocka_unit_test_teardown(test_sighup_restart_keeps_tls, end_leftovers),
         cmocka_unit_test_teardown(test_inetd_over_tls, end_leftovers),
         cmocka_unit_test_teardown(test_option_errors_and_help, end_leftovers),
