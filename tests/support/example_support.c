@@ -180,6 +180,11 @@ int reap(child *c)
     return WEXITSTATUS(status);
 }
 
+static void wait_until_asleep(pid_t pid);
+
+/* Returns once the server is serving: its first "listening" line read and
+ * its main thread asleep in its loop, so that a signal the test sends next
+ * is never lost (see wait_until_asleep). */
 void start_server_argv(child *c, const char *const argv[], char *url, size_t size)
 {
     spawn(c, argv);
@@ -192,6 +197,7 @@ void start_server_argv(child *c, const char *const argv[], char *url, size_t siz
     }
     line[strcspn(line, "\n")] = '\0';
     snprintf(url, size, "%s", line + sizeof prefix - 1);
+    wait_until_asleep(c->pid);
 }
 
 void start_server(child *c, const char *program, const char *listen, char *url, size_t size)
