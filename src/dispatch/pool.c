@@ -318,8 +318,11 @@ static void serve(void *pool_arg, void *req_arg)
 static void start_request(pool *p, worker *w, ss_request *req)
 {
     int rc = ss__sched_spawn(w->sched, serve, p, req);
-    if (rc == 0)
+    if (rc == 0) {
+        /* it may block its thread before this turn's meter: stuck() must know */
+        atomic_store_explicit(&w->has_live, true, memory_order_relaxed);
         return;
+    }
     bool shared = ss__replies_via_listener(req);
     atomic_fetch_add(&p->srv->count.spawn_failures, 1);
     req->server->host->fail(req, rc);
@@ -831,15 +834,18 @@ static void pool_reap(ss_server *srv)
     pthread_mutex_unlock(&p->lock);
 }
 
-/* While a worker that watches the listeners serves fibers, it may get
- * stuck in a handler: the loop looks every STUCK_US (pool_reap). */
+/* A worker that watches the listeners may get stuck in a handler that
+ * blocks its thread: while one watches, the loop looks every STUCK_US
+ * (pool_reap), 100 wake-ups a second at most. */
 static int pool_max_wait_ms(ss_server *srv)
 {
     pool *p = srv->dispatch_state;
     if (!atomic_load(&p->accept_on))
         return -1;
+    /* Not only while one has fibers: the loop sleeps with the figure it
+     * read, and a fiber started after it must not go unwatched. */
     for (size_t i = 0; i < p->started; i++)
-        if (atomic_load(&p->workers[i].listening) && atomic_load(&p->workers[i].has_live))
+        if (atomic_load(&p->workers[i].listening))
             return STUCK_US / 1000;
     return -1;
 }
