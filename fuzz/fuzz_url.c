@@ -9,7 +9,8 @@
 /* Every parsed URL must satisfy what the transports rely on. */
 static void check_parsed(const ss__url *url)
 {
-    bool inet = url->scheme == SS__SCHEME_TCP || url->scheme == SS__SCHEME_UDP;
+    bool inet = url->scheme == SS__SCHEME_TCP || url->scheme == SS__SCHEME_UDP ||
+                url->scheme == SS__SCHEME_TLS; /* tls:// is TCP underneath */
     if (inet) {
         if (strlen(url->port) == 0 || atoi(url->port) > 65535)
             abort();
