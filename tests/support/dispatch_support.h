@@ -20,7 +20,19 @@ extern const ss_handler td_hold;
 /* Fails at once with -EPROTO, reading nothing. */
 extern const ss_handler td_fail;
 
-/* Echoes one line once *(atomic_bool *)data is true (at most 5 s later). */
+/* A gate td_echo_when_released waits at, and what it says of the handlers
+ * that reached it (in this process: not for forking). */
+typedef struct td_gate {
+    atomic_bool open;
+    atomic_int entered; /* handlers that have started, waiting or not */
+} td_gate;
+void td_gate_init(td_gate *g);
+/* Waits (bounded) until `count` handlers have entered: they run, and are
+ * no longer queued, where ss_stats.active already counts them at
+ * admission. */
+bool td_gate_wait_entered(td_gate *g, int count, int timeout_ms);
+
+/* Echoes one line once its data, a td_gate, is open (at most 5 s later). */
 extern const ss_handler td_echo_when_released;
 
 /* Sends `line` on fd and asserts the same bytes come back. */
