@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -404,6 +405,18 @@ void td_close_waits_for_datagram_handler(const ss_dispatcher *d, void (*configur
     close(fd);
     assert_int_equal(td_stats(srv).handled, 1);
     ss_server_free(srv);
+}
+
+int td_run_per_dispatcher(const char *group, const struct CMUnitTest *tests, size_t count, int argc,
+                          char **argv, const ss_dispatcher **dispatcher)
+{
+    *dispatcher = ss_dispatch_by_name(argc > 1 ? argv[1] : "threading");
+    if (*dispatcher == NULL) {
+        fprintf(stderr, "unknown dispatcher %s\n", argv[1]);
+        return 2;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    return _cmocka_run_group_tests(group, tests, count, NULL, NULL);
 }
 
 void *td_shared_new(size_t size)

@@ -65,6 +65,17 @@ bool td_close_returned(td_closer *c, int timeout_ms);
  * reply through the server's socket. Skips without a UDP transport. */
 void td_close_waits_for_datagram_handler(const ss_dispatcher *d, void (*configure)(ss_server *));
 
+/* The main of a test file run once per dispatcher (ctest's EACH, argv[1]:
+ * a name for ss_dispatch_by_name, threading by default): sets *dispatcher,
+ * ignores SIGPIPE (a client gone mid-reply must not end the test) and runs
+ * the cmocka group `tests`. Returns cmocka's result, or 2 for an unknown
+ * name. */
+struct CMUnitTest;
+int td_run_per_dispatcher(const char *group, const struct CMUnitTest *tests, size_t count, int argc,
+                          char **argv, const ss_dispatcher **dispatcher);
+#define TD_RUN_PER_DISPATCHER(tests, argc, argv, dispatcher)                                       \
+    td_run_per_dispatcher(#tests, tests, sizeof(tests) / sizeof((tests)[0]), argc, argv, dispatcher)
+
 /* Waits (bounded) until the server's counter reaches a value. */
 bool td_wait_closed(ss_server *srv, uint64_t closed, int timeout_ms);
 bool td_wait_accepted(ss_server *srv, uint64_t accepted, int timeout_ms);
