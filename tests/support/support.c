@@ -33,6 +33,8 @@ int ts_echo_handle(ss_request *req, void *data)
 
 const ss_handler ts_echo = {.version = SS_HANDLER_VERSION, .handle = ts_echo_handle};
 
+const char *const ts_dispatchers[TS_DISPATCHERS] = {"sync", "threading", "forking", "pool"};
+
 static void *serve_thread(void *arg)
 {
     ts_runner *r = arg;

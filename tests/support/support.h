@@ -19,6 +19,12 @@
 int ts_echo_handle(ss_request *req, void *data);
 extern const ss_handler ts_echo;
 
+/* Every dispatcher, by its name for ss_dispatch_by_name (and the
+ * examples' --mode), in the order the tests cover them: the one list each
+ * test that runs something over every dispatcher loops over. */
+#define TS_DISPATCHERS 4
+extern const char *const ts_dispatchers[TS_DISPATCHERS];
+
 /* A server running serve_forever() in a thread of its own. */
 typedef struct ts_runner {
     ss_server *server;
