@@ -47,7 +47,11 @@
  *     handlers), ss_server_stats, the setters documented as "any time",
  *     and the queries (fileno, address, port, data, and the same per
  *     listener), which do not change after bind but for fileno, which
- *     becomes -1 when drain or close closes the listener.
+ *     becomes -1 when drain or close closes the listener. The two stop
+ *     calls, stats and the queries take a NULL server without crashing:
+ *     request_shutdown ignores it, stats gives zeros, data and
+ *     listener_name NULL, the others -EINVAL (socketserver/server.h); the
+ *     setters do not.
  *   - Before serving, from the thread that set the server up: hooks and
  *     the other options.
  *   - One thread at a time: ss_server_handle_request, ss_server_serve_forever.

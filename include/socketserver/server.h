@@ -152,14 +152,17 @@ SS_API int ss_server_serve_forever(ss_server *srv, int poll_interval_ms);
  * it cannot deadlock; the loop exits when that request is done. If the loop
  * is not running, the request is remembered and returns at once (during
  * ss_server_drain: stop now).
- * Not for signal handlers: use ss_server_request_shutdown(). Returns 0.
+ * Not for signal handlers: use ss_server_request_shutdown(). Returns 0;
+ * -EINVAL for a NULL srv.
  */
 SS_API int ss_server_shutdown(ss_server *srv);
 
 /*
  * Requests that serve_forever() stop, and returns at once without waiting.
  * Async-signal-safe: meant for SIGINT/SIGTERM handlers. Preserves errno.
- * During ss_server_drain, it means "stop now" (a second Ctrl-C).
+ * During ss_server_drain, it means "stop now" (a second Ctrl-C). A NULL
+ * srv is ignored: a signal handler may run before the program has created
+ * its server, or after it has cleared its pointer.
  */
 SS_API void ss_server_request_shutdown(ss_server *srv);
 
@@ -274,7 +277,9 @@ SS_API void ss_server_set_log(ss_server *srv, ss_log_fn fn);
 /* ------------------------------------------------------------------------ */
 
 /* The listening socket (Python's fileno()), or -1 after close. With
- * several listeners: the first (the URL given to ss_server_create). */
+ * several listeners: the first (the URL given to ss_server_create). These
+ * three queries return -EINVAL for a NULL srv, as the per-listener ones
+ * below. */
 SS_API int ss_server_fileno(const ss_server *srv);
 
 /* Writes the server's address as a URL into buf, e.g. "tcp://127.0.0.1:40123"
@@ -345,7 +350,7 @@ SS_API const char *ss_server_listener_name(const ss_server *srv, int index);
  * Any thread. */
 SS_API int ss_request_listener(const ss_request *req);
 
-/* The `data` pointer given at creation. */
+/* The `data` pointer given at creation; NULL for a NULL srv. */
 SS_API void *ss_server_data(const ss_server *srv);
 
 /*
@@ -437,7 +442,8 @@ typedef struct ss_stats {
  * against a newer header gets zeros in the fields this library lacks.
  * ss_server_stats_sized copies min(size, sizeof(ss_stats)) bytes; the
  * function ss_server_stats (for callers that cannot use the macro) copies
- * this header's whole struct. Any thread, any time, also after close.
+ * this header's whole struct. Any thread, any time, also after close. A
+ * NULL srv gives zeros in every field; a NULL out is ignored.
  */
 SS_API void ss_server_stats_sized(const ss_server *srv, ss_stats *out, size_t size);
 SS_API void ss_server_stats(const ss_server *srv, ss_stats *out);

@@ -247,6 +247,8 @@ static bool take_stop(ss_server *srv)
 
 SS_API void ss_server_request_shutdown(ss_server *srv)
 {
+    if (srv == NULL) /* a signal before the server exists, or after free */
+        return;
     ss__stop_request(&srv->stop);
     /* After the flag: a hand-over reads the count, then the flag, so it
      * sees any stop that was not taken before it began. */
@@ -263,6 +265,8 @@ SS_API int ss_server_set_stop_grace(ss_server *srv, int grace_ms)
 
 SS_API int ss_server_shutdown(ss_server *srv)
 {
+    if (srv == NULL)
+        return -EINVAL;
     ss_server_request_shutdown(srv);
     /* From the serving thread itself (a handler or hook), waiting would
      * wait for ourselves: the request alone ends the loop. */
@@ -692,7 +696,7 @@ SS_API int ss_server_port(const ss_server *srv)
 
 SS_API void *ss_server_data(const ss_server *srv)
 {
-    return srv->data;
+    return srv != NULL ? srv->data : NULL;
 }
 
 /* One field of ss_stats per counter, in the same order, and nothing else:
@@ -704,6 +708,12 @@ static_assert(sizeof(ss_stats) == sizeof(uint64_t) * (0 SS__COUNTERS(SS__ONE)),
 
 SS_API void ss_server_stats_sized(const ss_server *srv, ss_stats *out, size_t size)
 {
+    if (out == NULL)
+        return;
+    if (srv == NULL) {
+        memset(out, 0, size);
+        return;
+    }
     ss__counters *c = (ss__counters *)&srv->count;
     ss_stats all;
 #define SS__COPY(name) all.name = atomic_load(&c->name);

@@ -316,10 +316,6 @@ static void test_bad_calls(void **state)
 
 int main(int argc, char **argv)
 {
-    dispatcher = ss_dispatch_by_name(argc > 1 ? argv[1] : "threading");
-    if (dispatcher == NULL)
-        return 2;
-    signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tcp_handed_over),
         cmocka_unit_test(test_tcp6_handed_over),
@@ -331,5 +327,5 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_one_at_a_time),
         cmocka_unit_test(test_bad_calls),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return TD_RUN_PER_DISPATCHER(tests, argc, argv, &dispatcher);
 }

@@ -155,15 +155,11 @@ static void test_pending_stop_cancels(void **state)
 
 int main(int argc, char **argv)
 {
-    dispatcher = ss_dispatch_by_name(argc > 1 ? argv[1] : "threading");
-    if (dispatcher == NULL)
-        return 2;
-    signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_signal_cancels),
         cmocka_unit_test(test_other_thread_cancels),
         cmocka_unit_test(test_drain_cancels),
         cmocka_unit_test(test_pending_stop_cancels),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return TD_RUN_PER_DISPATCHER(tests, argc, argv, &dispatcher);
 }

@@ -177,11 +177,11 @@ static void test_empty_overload_reply_just_closes(void **state)
 static void test_overload_reply_to_datagram(void **state)
 {
     (void)state;
-    atomic_bool go;
-    atomic_init(&go, false);
+    td_gate gate;
+    td_gate_init(&gate);
     ss_server *srv;
     int rc = ss_server_create(&srv, "udp://127.0.0.1:0", ss_dispatch_threading(),
-                              &td_echo_when_released, &go);
+                              &td_echo_when_released, &gate);
     if (rc == SS_ENOTSUPPORTED)
         skip();
     assert_int_equal(rc, 0);
@@ -196,7 +196,7 @@ static void test_overload_reply_to_datagram(void **state)
     assert_true(td_wait_active(srv, 1, 5000));
     ts_send(fd, "second\n", 7);
     td_expect(fd, "busy\n");
-    atomic_store(&go, true);
+    atomic_store(&gate.open, true);
     td_expect(fd, "first\n");
     close(fd);
     assert_true(td_wait_closed(srv, 2, 5000));

@@ -111,10 +111,10 @@ static void check_first_bytes_after_stop(const char *url, const char *mode)
 static void test_first_bytes_after_stop_are_served(void **state)
 {
     (void)state;
-    const char *modes[] = {"sync", "threading", "forking", "pool"};
+    const char *const *modes = ts_dispatchers;
     char dir[256], url[320];
     ts_mkdtemp(dir, sizeof dir);
-    for (size_t m = 0; m < sizeof modes / sizeof modes[0]; m++) {
+    for (size_t m = 0; m < TS_DISPATCHERS; m++) {
         check_first_bytes_after_stop("tcp://127.0.0.1:0", modes[m]);
         snprintf(url, sizeof url, "unix:%s/%s.sock", dir, modes[m]);
         check_first_bytes_after_stop(url, modes[m]);

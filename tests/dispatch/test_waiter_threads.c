@@ -17,19 +17,6 @@
 #include <unistd.h>
 #include <cmocka.h>
 
-/* ThreadSanitizer cannot start a thread in a child forked from a process
- * that has threads: the forking case runs without it. */
-#if defined(__SANITIZE_THREAD__)
-#define UNDER_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define UNDER_TSAN 1
-#endif
-#endif
-#ifndef UNDER_TSAN
-#define UNDER_TSAN 0
-#endif
-
 /* In the helper thread: waits for the client's line, which the client
  * sends only once it has the handler's "go", and sends it back. */
 static void *echo_in_thread(void *arg)
@@ -93,7 +80,7 @@ static void test_threading(void **state)
 static void test_forking(void **state)
 {
     (void)state;
-    if (UNDER_TSAN)
+    if (TS_UNDER_TSAN)
         skip();
     each_timeout(ss_dispatch_forking());
 }

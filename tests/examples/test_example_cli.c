@@ -32,8 +32,8 @@ static const char *const servers[] = {ECHO_SERVER, UPPERCASE_SERVER, LINE_SERVER
 /* The servers whose clients wait for the drain (chat ends its own at once). */
 #define N_DRAINED 4
 static const char *const asks[N_DRAINED] = {"ping\n", "ping\n", "UPPER ping\n", "ping\n"};
-static const char *const modes[] = {"sync", "threading", "forking", "pool"};
-#define N_MODES (sizeof modes / sizeof modes[0])
+static const char *const *const modes = ts_dispatchers;
+#define N_MODES TS_DISPATCHERS
 
 static void wait_log(child *c, const char *needle)
 {

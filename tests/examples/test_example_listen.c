@@ -87,8 +87,8 @@ static void serve_on_four(const char *program, const char *mode, const char *ask
 static void uppercase_every_mode(void **state)
 {
     (void)state;
-    const char *modes[] = {"sync", "threading", "forking", "pool"};
-    for (size_t m = 0; m < 4; m++)
+    const char *const *modes = ts_dispatchers;
+    for (size_t m = 0; m < TS_DISPATCHERS; m++)
         serve_on_four(UPPERCASE_SERVER, modes[m], "ping\n", "PING\n");
 }
 

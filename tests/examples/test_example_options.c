@@ -201,9 +201,9 @@ static void serve_in_mode(const example *ex, const char *mode, const char *worke
 static void test_every_example_in_every_mode(void **state)
 {
     (void)state;
-    const char *modes[] = {"sync", "threading", "forking", "pool"};
+    const char *const *modes = ts_dispatchers;
     for (size_t e = 0; e < N_EXAMPLES; e++)
-        for (size_t m = 0; m < 4; m++) {
+        for (size_t m = 0; m < TS_DISPATCHERS; m++) {
             bool solo = strcmp(modes[m], "sync") == 0 || strcmp(modes[m], "forking") == 0;
             if (examples[e].chat && solo) {
                 const char *argv[] = {examples[e].path, "--mode", modes[m], NULL};

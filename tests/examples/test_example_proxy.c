@@ -158,8 +158,8 @@ static void test_every_example_names_the_real_client(void **state)
 static void test_every_mode(void **state)
 {
     (void)state;
-    const char *modes[] = {"sync", "threading", "forking", "pool"};
-    for (size_t m = 0; m < sizeof modes / sizeof modes[0]; m++)
+    const char *const *modes = ts_dispatchers;
+    for (size_t m = 0; m < TS_DISPATCHERS; m++)
         serve_behind_proxy(&examples[1], modes[m]);
 }
 

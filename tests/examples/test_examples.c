@@ -166,8 +166,8 @@ static void test_timeout_drops_stalled_client(void **state)
 static void test_every_mode_serves_and_stops_with_idle_client(void **state)
 {
     (void)state;
-    const char *modes[] = {"sync", "threading", "forking", "pool"};
-    for (size_t i = 0; i < 4; i++) {
+    const char *const *modes = ts_dispatchers;
+    for (size_t i = 0; i < TS_DISPATCHERS; i++) {
         bool sized = strcmp(modes[i], "pool") == 0 || strcmp(modes[i], "forking") == 0;
         const char *argv[] = {ECHO_SERVER, "--listen", "tcp://127.0.0.1:0",        "--mode",
                               modes[i],    "--quiet",  sized ? "--workers" : NULL, "2",

@@ -82,9 +82,9 @@ static void stops_at_once(const example *ex, const char *mode)
 static void test_sigterm_with_idle_clients_exits_at_once(void **state)
 {
     (void)state;
-    const char *modes[] = {"sync", "threading", "forking", "pool"};
+    const char *const *modes = ts_dispatchers;
     for (size_t e = 0; e < sizeof examples / sizeof examples[0]; e++)
-        for (size_t m = 0; m < sizeof modes / sizeof modes[0]; m++)
+        for (size_t m = 0; m < TS_DISPATCHERS; m++)
             stops_at_once(&examples[e], modes[m]);
 }
 

@@ -20,7 +20,19 @@ extern const ss_handler td_hold;
 /* Fails at once with -EPROTO, reading nothing. */
 extern const ss_handler td_fail;
 
-/* Echoes one line once *(atomic_bool *)data is true (at most 5 s later). */
+/* A gate td_echo_when_released waits at, and what it says of the handlers
+ * that reached it (in this process: not for forking). */
+typedef struct td_gate {
+    atomic_bool open;
+    atomic_int entered; /* handlers that have started, waiting or not */
+} td_gate;
+void td_gate_init(td_gate *g);
+/* Waits (bounded) until `count` handlers have entered: they run, and are
+ * no longer queued, where ss_stats.active already counts them at
+ * admission. */
+bool td_gate_wait_entered(td_gate *g, int count, int timeout_ms);
+
+/* Echoes one line once its data, a td_gate, is open (at most 5 s later). */
 extern const ss_handler td_echo_when_released;
 
 /* Sends `line` on fd and asserts the same bytes come back. */
@@ -52,6 +64,17 @@ bool td_close_returned(td_closer *c, int timeout_ms);
  * for its handlers at close: close still waits for a handler that will
  * reply through the server's socket. Skips without a UDP transport. */
 void td_close_waits_for_datagram_handler(const ss_dispatcher *d, void (*configure)(ss_server *));
+
+/* The main of a test file run once per dispatcher (ctest's EACH, argv[1]:
+ * a name for ss_dispatch_by_name, threading by default): sets *dispatcher,
+ * ignores SIGPIPE (a client gone mid-reply must not end the test) and runs
+ * the cmocka group `tests`. Returns cmocka's result, or 2 for an unknown
+ * name. */
+struct CMUnitTest;
+int td_run_per_dispatcher(const char *group, const struct CMUnitTest *tests, size_t count, int argc,
+                          char **argv, const ss_dispatcher **dispatcher);
+#define TD_RUN_PER_DISPATCHER(tests, argc, argv, dispatcher)                                       \
+    td_run_per_dispatcher(#tests, tests, sizeof(tests) / sizeof((tests)[0]), argc, argv, dispatcher)
 
 /* Waits (bounded) until the server's counter reaches a value. */
 bool td_wait_closed(ss_server *srv, uint64_t closed, int timeout_ms);

@@ -33,6 +33,8 @@ int ts_echo_handle(ss_request *req, void *data)
 
 const ss_handler ts_echo = {.version = SS_HANDLER_VERSION, .handle = ts_echo_handle};
 
+const char *const ts_dispatchers[TS_DISPATCHERS] = {"sync", "threading", "forking", "pool"};
+
 static void *serve_thread(void *arg)
 {
     ts_runner *r = arg;
@@ -134,24 +136,6 @@ int ts_count_fds(void)
     return count - 1; /* the directory stream's own descriptor */
 }
 
-long long ts_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-bool ts_wait_until(bool (*cond)(void *), void *arg, int timeout_ms)
-{
-    long long end = ts_now_ms() + timeout_ms;
-    while (!cond(arg)) {
-        if (ts_now_ms() >= end)
-            return false;
-        usleep(1000);
-    }
-    return true;
-}
-
 void ts_mkdtemp(char *path, size_t size)
 {
     const char *base = getenv("TMPDIR");
@@ -213,19 +197,4 @@ void ts_remove_test_certs(const char *base)
     snprintf(dir, sizeof dir, "%s/b", base);
     ts_rmdir(dir);
     ts_rmdir(base);
-}
-
-int ts_run_in_child(void (*body)(void))
-{
-    fflush(NULL);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        body();
-        _exit(0);
-    }
-    int status;
-    assert_int_equal(waitpid(pid, &status, 0), pid);
-    assert_true(WIFEXITED(status));
-    return WEXITSTATUS(status);
 }

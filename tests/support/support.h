@@ -5,32 +5,25 @@
 #ifndef TESTS_SUPPORT_H
 #define TESTS_SUPPORT_H
 
+#include "base_support.h"
+
 #include <socketserver.h>
 
 #include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
-#include <stdio.h> /* TS_CHECK */
 #include <sys/types.h>
-#include <unistd.h> /* TS_CHECK */
-
-/* Sanitizer builds shadow every allocation, so memory bounds measured
- * through RSS only mean something without them. */
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define TS_SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-#define TS_SANITIZED 1
-#endif
-#endif
-#ifndef TS_SANITIZED
-#define TS_SANITIZED 0
-#endif
 
 /* The echo protocol the transport tests share: every byte goes back until
  * the client closes. Returns 0 at EOF or the first I/O error. */
 int ts_echo_handle(ss_request *req, void *data);
 extern const ss_handler ts_echo;
+
+/* Every dispatcher, by its name for ss_dispatch_by_name (and the
+ * examples' --mode), in the order the tests cover them: the one list each
+ * test that runs something over every dispatcher loops over. */
+#define TS_DISPATCHERS 4
+extern const char *const ts_dispatchers[TS_DISPATCHERS];
 
 /* A server running serve_forever() in a thread of its own. */
 typedef struct ts_runner {
@@ -59,24 +52,6 @@ bool ts_sees_eof(int fd);
 
 /* Number of open descriptors in this process. */
 int ts_count_fds(void);
-/* True once cond(arg) holds, polling for at most timeout_ms. */
-bool ts_wait_until(bool (*cond)(void *), void *arg, int timeout_ms);
-/* Monotonic milliseconds. */
-long long ts_now_ms(void);
-
-/* Runs body in a forked child (for what a process may do only once, such
- * as reading socket activation) and returns its exit status: 0 if body
- * returned; TS_CHECK in it exits with the failed line. */
-int ts_run_in_child(void (*body)(void));
-/* In such a child (no cmocka there): the first failed check ends it with
- * its line (mod 255, never 0) and says which on stderr. */
-#define TS_CHECK(cond)                                                                             \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "check failed, line %d: %s\n", __LINE__, #cond);                       \
-            _exit(__LINE__ % 255 + 1);                                                             \
-        }                                                                                          \
-    } while (0)
 
 /* A fresh private directory; ts_rmdir removes it and what is in it. */
 void ts_mkdtemp(char *path, size_t size);

@@ -7,8 +7,8 @@
 #include <string.h>
 #include <unistd.h>
 
-static const char *const dispatchers[] = {"sync", "threading", "forking", "pool"};
-#define N_DISPATCHERS (sizeof dispatchers / sizeof dispatchers[0])
+static const char *const *const dispatchers = ts_dispatchers;
+#define N_DISPATCHERS TS_DISPATCHERS
 
 static const char *const transports[] = {"tcp", "tcp6", "unix",
 #ifdef __linux__

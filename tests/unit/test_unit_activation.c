@@ -4,6 +4,7 @@
  * process's life, so each case that succeeds runs in a child of its own,
  * with its descriptors laid out from fd 3, and reports the first check
  * that failed by its line number as its exit status. */
+#include "base_support.h"
 #include "internal.h"
 
 #include <errno.h>
@@ -19,16 +20,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #include <cmocka.h>
-
-/* In a child: the first failed check ends it with its line (mod 256,
- * never 0) and says which on stderr. */
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "check failed, line %d: %s\n", __LINE__, #cond);                       \
-            _exit(__LINE__ % 255 + 1);                                                             \
-        }                                                                                          \
-    } while (0)
 
 static void set_pid_env(pid_t pid)
 {
@@ -53,30 +44,15 @@ static void lay_out_sockets(int count)
 {
     for (int i = 0; i < count; i++) {
         int fd = socket(AF_UNIX, SOCK_STREAM, 0);
-        CHECK(fd >= 0);
+        TS_CHECK(fd >= 0);
         if (fd != 3 + i) {
-            CHECK(dup2(fd, 3 + i) == 3 + i);
+            TS_CHECK(dup2(fd, 3 + i) == 3 + i);
             close(fd);
         }
-        CHECK(fcntl(3 + i, F_SETFD, 0) == 0);
+        TS_CHECK(fcntl(3 + i, F_SETFD, 0) == 0);
     }
     for (int fd = 3 + count; fd < 1024; fd++)
         close(fd);
-}
-
-static int run_in_child(void (*body)(void))
-{
-    fflush(NULL);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        body();
-        _exit(0);
-    }
-    int status;
-    assert_int_equal(waitpid(pid, &status, 0), pid);
-    assert_true(WIFEXITED(status));
-    return WEXITSTATUS(status);
 }
 
 static void reads_named_sockets(void)
@@ -85,23 +61,23 @@ static void reads_named_sockets(void)
     set_env("2", "web:admin");
     const ss__activated *list = NULL;
     const char *msg = NULL;
-    CHECK(ss__activation_fds(&list, &msg) == 2);
-    CHECK(msg != NULL);
-    CHECK(list[0].fd == 3 && strcmp(list[0].name, "web") == 0);
-    CHECK(list[1].fd == 4 && strcmp(list[1].name, "admin") == 0);
-    CHECK(fcntl(3, F_GETFD) == FD_CLOEXEC && fcntl(4, F_GETFD) == FD_CLOEXEC);
-    CHECK(!getenv("LISTEN_PID") && !getenv("LISTEN_FDS") && !getenv("LISTEN_FDNAMES"));
+    TS_CHECK(ss__activation_fds(&list, &msg) == 2);
+    TS_CHECK(msg != NULL);
+    TS_CHECK(list[0].fd == 3 && strcmp(list[0].name, "web") == 0);
+    TS_CHECK(list[1].fd == 4 && strcmp(list[1].name, "admin") == 0);
+    TS_CHECK(fcntl(3, F_GETFD) == FD_CLOEXEC && fcntl(4, F_GETFD) == FD_CLOEXEC);
+    TS_CHECK(!getenv("LISTEN_PID") && !getenv("LISTEN_FDS") && !getenv("LISTEN_FDNAMES"));
     /* Taken once: a new environment changes nothing afterwards. */
     set_env("1", "other");
     const ss__activated *again = NULL;
-    CHECK(ss__activation_fds(&again, NULL) == 2);
-    CHECK(again == list && strcmp(again[1].name, "admin") == 0);
+    TS_CHECK(ss__activation_fds(&again, NULL) == 2);
+    TS_CHECK(again == list && strcmp(again[1].name, "admin") == 0);
 }
 
 static void test_reads_named_sockets_once(void **state)
 {
     (void)state;
-    assert_int_equal(run_in_child(reads_named_sockets), 0);
+    assert_int_equal(ts_run_in_child(reads_named_sockets), 0);
 }
 
 static void missing_names_are_unknown(void)
@@ -109,9 +85,9 @@ static void missing_names_are_unknown(void)
     lay_out_sockets(3);
     set_env("3", "a::c");
     const ss__activated *list = NULL;
-    CHECK(ss__activation_fds(&list, NULL) == 3);
-    CHECK(strcmp(list[0].name, "a") == 0 && strcmp(list[1].name, "unknown") == 0);
-    CHECK(strcmp(list[2].name, "c") == 0);
+    TS_CHECK(ss__activation_fds(&list, NULL) == 3);
+    TS_CHECK(strcmp(list[0].name, "a") == 0 && strcmp(list[1].name, "unknown") == 0);
+    TS_CHECK(strcmp(list[2].name, "c") == 0);
 }
 
 static void no_names_at_all(void)
@@ -119,15 +95,15 @@ static void no_names_at_all(void)
     lay_out_sockets(2);
     set_env("2", NULL);
     const ss__activated *list = NULL;
-    CHECK(ss__activation_fds(&list, NULL) == 2);
-    CHECK(strcmp(list[0].name, "unknown") == 0 && strcmp(list[1].name, "unknown") == 0);
+    TS_CHECK(ss__activation_fds(&list, NULL) == 2);
+    TS_CHECK(strcmp(list[0].name, "unknown") == 0 && strcmp(list[1].name, "unknown") == 0);
 }
 
 static void test_missing_names_are_unknown(void **state)
 {
     (void)state;
-    assert_int_equal(run_in_child(missing_names_are_unknown), 0);
-    assert_int_equal(run_in_child(no_names_at_all), 0);
+    assert_int_equal(ts_run_in_child(missing_names_are_unknown), 0);
+    assert_int_equal(ts_run_in_child(no_names_at_all), 0);
 }
 
 static void zero_fds_is_taken(void)
@@ -135,14 +111,14 @@ static void zero_fds_is_taken(void)
     lay_out_sockets(0);
     set_env("0", NULL);
     const ss__activated *list = NULL;
-    CHECK(ss__activation_fds(&list, NULL) == 0);
-    CHECK(!getenv("LISTEN_PID") && !getenv("LISTEN_FDS"));
+    TS_CHECK(ss__activation_fds(&list, NULL) == 0);
+    TS_CHECK(!getenv("LISTEN_PID") && !getenv("LISTEN_FDS"));
 }
 
 static void test_zero_fds(void **state)
 {
     (void)state;
-    assert_int_equal(run_in_child(zero_fds_is_taken), 0);
+    assert_int_equal(ts_run_in_child(zero_fds_is_taken), 0);
 }
 
 /* No variables: not socket-activated, 0, and nothing is kept (a later
@@ -154,17 +130,17 @@ static void absent_then_present(void)
     unsetenv("LISTEN_FDS");
     const ss__activated *list = NULL;
     const char *msg = NULL;
-    CHECK(ss__activation_fds(&list, &msg) == 0 && msg && strstr(msg, "LISTEN_PID"));
+    TS_CHECK(ss__activation_fds(&list, &msg) == 0 && msg && strstr(msg, "LISTEN_PID"));
     setenv("LISTEN_FDS", "1", 1); /* LISTEN_PID still missing: not for us */
-    CHECK(ss__activation_fds(&list, NULL) == 0);
+    TS_CHECK(ss__activation_fds(&list, NULL) == 0);
     set_env("1", "late");
-    CHECK(ss__activation_fds(&list, NULL) == 1 && strcmp(list[0].name, "late") == 0);
+    TS_CHECK(ss__activation_fds(&list, NULL) == 1 && strcmp(list[0].name, "late") == 0);
 }
 
 static void test_absent_variables(void **state)
 {
     (void)state;
-    assert_int_equal(run_in_child(absent_then_present), 0);
+    assert_int_equal(ts_run_in_child(absent_then_present), 0);
 }
 
 /* Sockets for another process: -ESRCH, the environment left as it was,
@@ -176,18 +152,18 @@ static void other_process(void)
     set_pid_env(getppid());
     const char *msg = NULL;
     const ss__activated *list = NULL;
-    CHECK(ss__activation_fds(&list, &msg) == -ESRCH);
-    CHECK(msg && strstr(msg, "another process"));
-    CHECK(getenv("LISTEN_FDS") && strcmp(getenv("LISTEN_FDS"), "1") == 0);
-    CHECK(fcntl(3, F_GETFD) == 0);
+    TS_CHECK(ss__activation_fds(&list, &msg) == -ESRCH);
+    TS_CHECK(msg && strstr(msg, "another process"));
+    TS_CHECK(getenv("LISTEN_FDS") && strcmp(getenv("LISTEN_FDS"), "1") == 0);
+    TS_CHECK(fcntl(3, F_GETFD) == 0);
     set_pid_env(getpid());
-    CHECK(ss__activation_fds(&list, NULL) == 1);
+    TS_CHECK(ss__activation_fds(&list, NULL) == 1);
 }
 
 static void test_other_process_is_refused(void **state)
 {
     (void)state;
-    assert_int_equal(run_in_child(other_process), 0);
+    assert_int_equal(ts_run_in_child(other_process), 0);
 }
 
 /* LISTEN_FDS = 3 with only fd 3 open: -EBADF, nothing adopted, fd 3
@@ -198,15 +174,15 @@ static void beyond_open_fds(void)
     set_env("3", NULL);
     const char *msg = NULL;
     const ss__activated *list = NULL;
-    CHECK(ss__activation_fds(&list, &msg) == -EBADF);
-    CHECK(msg && strstr(msg, "not open"));
-    CHECK(getenv("LISTEN_PID") != NULL);
+    TS_CHECK(ss__activation_fds(&list, &msg) == -EBADF);
+    TS_CHECK(msg && strstr(msg, "not open"));
+    TS_CHECK(getenv("LISTEN_PID") != NULL);
 }
 
 static void test_count_beyond_open_fds(void **state)
 {
     (void)state;
-    assert_int_equal(run_in_child(beyond_open_fds), 0);
+    assert_int_equal(ts_run_in_child(beyond_open_fds), 0);
 }
 
 static void expect_invalid(const char *pid, const char *fds, const char *names, const char *word)
@@ -267,13 +243,13 @@ static void longest_name(void)
     name[255] = '\0';
     set_env("1", name);
     const ss__activated *list = NULL;
-    CHECK(ss__activation_fds(&list, NULL) == 1 && strcmp(list[0].name, name) == 0);
+    TS_CHECK(ss__activation_fds(&list, NULL) == 1 && strcmp(list[0].name, name) == 0);
 }
 
 static void test_longest_name(void **state)
 {
     (void)state;
-    assert_int_equal(run_in_child(longest_name), 0);
+    assert_int_equal(ts_run_in_child(longest_name), 0);
 }
 
 /* systemd:NAME asks for a name systemd could have given (defect 6). */

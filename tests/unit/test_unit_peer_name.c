@@ -10,6 +10,8 @@
  * threading, pool); a forked child's count is its own, so forking is
  * checked on the name it sends back only. */
 #define _GNU_SOURCE
+#include "base_support.h"
+#include "loop_support.h"
 #include <socketserver.h>
 
 #include <arpa/inet.h>
@@ -41,19 +43,6 @@ int __wrap_ss__format_peer(const struct sockaddr *sa, socklen_t len, char *buf, 
 }
 
 enum { CLIENTS = 6, ASKERS = 4 };
-
-/* ThreadSanitizer cannot start threads in a child forked from a threaded
- * process: the forking case is left out under it. */
-#if defined(__SANITIZE_THREAD__)
-#define UNDER_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define UNDER_TSAN 1
-#endif
-#endif
-#ifndef UNDER_TSAN
-#define UNDER_TSAN 0
-#endif
 
 /* Echoes one message without asking who sent it. */
 static int quiet_handle(ss_request *req, void *data)
@@ -101,12 +90,6 @@ typedef struct served {
     char dir[64]; /* the Unix socket's directory, or "" */
 } served;
 
-static void *serve(void *srv)
-{
-    ss_server_serve_forever(srv, 20);
-    return NULL;
-}
-
 static void start(served *s, const char *url, const ss_dispatcher *mode, const ss_handler *h)
 {
     char unix_url[128];
@@ -118,14 +101,13 @@ static void start(served *s, const char *url, const ss_dispatcher *mode, const s
         url = unix_url;
     }
     assert_int_equal(ss_server_new(&s->srv, url, mode, h, NULL), 0);
-    assert_int_equal(pthread_create(&s->thread, NULL, serve, s->srv), 0);
+    ut_serve_in_thread(s->srv, &s->thread);
 }
 
 /* Shuts down, then closes: close waits for every request (block_on_close). */
 static void stop(served *s)
 {
-    ss_server_shutdown(s->srv);
-    pthread_join(s->thread, NULL);
+    ut_stop_serving(s->srv, s->thread);
     ss_server_close(s->srv);
     ss_server_free(s->srv);
     if (s->dir[0] != '\0') {
@@ -140,16 +122,9 @@ static void stop(served *s)
  * timeouts; fills in the name the server should give it. */
 static int client(ss_server *srv, char *expect, size_t size)
 {
+    int fd = ut_connect_to(srv);
     struct sockaddr_storage a;
     socklen_t len = sizeof a;
-    assert_int_equal(getsockname(ss_server_fileno(srv), (struct sockaddr *)&a, &len), 0);
-    int fd = socket(a.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    assert_true(fd >= 0);
-    struct timeval tv = {.tv_sec = 5};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-    assert_int_equal(connect(fd, (struct sockaddr *)&a, len), 0);
-    len = sizeof a;
     assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
     char host[INET6_ADDRSTRLEN] = "";
     if (a.ss_family == AF_INET) {
@@ -248,7 +223,7 @@ static void test_a_name_asked_by_many_threads_is_formatted_once(void **state)
         asked(urls[u], ss_dispatch_sync(), true);
         asked(urls[u], ss_dispatch_threading(), true);
         asked(urls[u], ss_dispatch_pool(), true);
-        if (!UNDER_TSAN)
+        if (!TS_UNDER_TSAN)
             asked(urls[u], ss_dispatch_forking(), false);
     }
 }

@@ -21,7 +21,9 @@
  * readiness set that can share a listener (epoll on Linux): skipped
  * otherwise, where the loop accepts for the workers. */
 #define _GNU_SOURCE
+#include "base_support.h"
 #include "internal.h"
+#include "loop_support.h"
 #if SS_HAVE_FIBERS
 #include "sched/sched_private.h" /* ss__this_sched: who is a worker */
 #endif
@@ -174,18 +176,6 @@ static ss_server *pool_server(const ss_handler *h, pool_opts o)
     return srv;
 }
 
-static void *serve(void *srv)
-{
-    ss_server_serve_forever(srv, 50);
-    return NULL;
-}
-
-static void stop_serving(ss_server *srv, pthread_t loop)
-{
-    assert_int_equal(ss_server_shutdown(srv), 0);
-    pthread_join(loop, NULL);
-}
-
 static ss_stats stats(ss_server *srv)
 {
     ss_stats st;
@@ -193,33 +183,14 @@ static ss_stats stats(ss_server *srv)
     return st;
 }
 
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Polls the counter named by `field` until it is `want` (5 s at most). */
 #define WAIT_STAT(srv, field, want)                                                                \
     do {                                                                                           \
-        long long end_ = now_ms() + 5000;                                                          \
-        while (stats(srv).field != (uint64_t)(want) && now_ms() < end_)                            \
+        long long end_ = ts_now_ms() + 5000;                                                       \
+        while (stats(srv).field != (uint64_t)(want) && ts_now_ms() < end_)                         \
             usleep(1000);                                                                          \
         assert_int_equal(stats(srv).field, (want));                                                \
     } while (0)
-
-static int connect_to(ss_server *srv)
-{
-    struct sockaddr_storage a;
-    socklen_t len = sizeof a;
-    assert_int_equal(getsockname(ss_server_fileno(srv), (struct sockaddr *)&a, &len), 0);
-    int fd = socket(a.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct timeval tv = {.tv_sec = 5};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    assert_int_equal(connect(fd, (struct sockaddr *)&a, len), 0);
-    return fd;
-}
 
 static bool readable_within(int fd, int ms)
 {
@@ -282,10 +253,10 @@ static void test_connection_lives_on_accepting_worker(void **state)
     (void)state;
     ss_server *srv = pool_server(&held, (pool_opts){.workers = 4});
     pthread_t loop;
-    assert_int_equal(pthread_create(&loop, NULL, serve, srv), 0);
+    ut_serve_in_thread(srv, &loop);
     int fds[CONNS];
     for (int i = 0; i < CONNS; i++) {
-        fds[i] = connect_to(srv);
+        fds[i] = ut_connect_to(srv);
         send_byte(fds[i], (char)('a' + i % 26));
     }
     for (int i = 0; i < CONNS; i++)
@@ -293,7 +264,7 @@ static void test_connection_lives_on_accepting_worker(void **state)
     for (int i = 0; i < CONNS; i++)
         close(fds[i]);
     WAIT_STAT(srv, closed, CONNS);
-    stop_serving(srv, loop);
+    ut_stop_serving(srv, loop);
     assert_int_equal(atomic_load(&handlers.same_thread), CONNS);
     assert_int_equal(atomic_load(&handlers.other_thread), 0);
     assert_int_equal(atomic_load(&accepts.by_worker), CONNS);
@@ -310,10 +281,10 @@ static void test_loop_takes_over_when_every_worker_is_full(void **state)
     (void)state;
     ss_server *srv = pool_server(&held, (pool_opts){.workers = 1, .fibers = 1, .queue = 1});
     pthread_t loop;
-    assert_int_equal(pthread_create(&loop, NULL, serve, srv), 0);
+    ut_serve_in_thread(srv, &loop);
     int c[3];
     for (int i = 0; i < 3; i++)
-        c[i] = connect_to(srv);
+        c[i] = ut_connect_to(srv);
     send_byte(c[0], 'a');
     expect_byte(c[0], 'a');
     send_byte(c[1], 'b');
@@ -329,7 +300,7 @@ static void test_loop_takes_over_when_every_worker_is_full(void **state)
     expect_byte(c[2], 'c');
     close(c[2]);
     WAIT_STAT(srv, closed, 3);
-    stop_serving(srv, loop);
+    ut_stop_serving(srv, loop);
     assert_int_equal(stats(srv).handled, 3);
     ss_server_free(srv);
 }
@@ -341,8 +312,8 @@ enum { LIMIT = 3, ROUNDS = 4 };
 static int replies_within(int *fds, bool *done, int n, int want, int ms)
 {
     int got = 0;
-    long long end = now_ms() + ms;
-    while (got < want && now_ms() < end)
+    long long end = ts_now_ms() + ms;
+    while (got < want && ts_now_ms() < end)
         for (int i = 0; i < n; i++)
             if (!done[i] && readable_within(fds[i], 1)) {
                 expect_byte(fds[i], 'x');
@@ -360,11 +331,11 @@ static void test_max_connections_holds_with_workers_accepting(void **state)
     (void)state;
     ss_server *srv = pool_server(&held, (pool_opts){.workers = 4, .max_connections = LIMIT});
     pthread_t loop;
-    assert_int_equal(pthread_create(&loop, NULL, serve, srv), 0);
+    ut_serve_in_thread(srv, &loop);
     int fds[LIMIT * ROUNDS];
     bool done[LIMIT * ROUNDS] = {0};
     for (int i = 0; i < LIMIT * ROUNDS; i++) {
-        fds[i] = connect_to(srv);
+        fds[i] = ut_connect_to(srv);
         send_byte(fds[i], 'x');
     }
     for (int round = 0; round < ROUNDS; round++) {
@@ -379,7 +350,7 @@ static void test_max_connections_holds_with_workers_accepting(void **state)
                 close(fds[i]);
     }
     WAIT_STAT(srv, closed, LIMIT * ROUNDS);
-    stop_serving(srv, loop);
+    ut_stop_serving(srv, loop);
     assert_int_equal(atomic_load(&handlers.most_running), LIMIT);
     assert_int_equal(atomic_load(&accepts.by_worker), LIMIT * ROUNDS);
     assert_int_equal(atomic_load(&accepts.by_other), 0);
@@ -395,10 +366,10 @@ static void crowd_meets_limit(pool_opts o, int served)
 {
     ss_server *srv = pool_server(&held, o);
     pthread_t loop;
-    assert_int_equal(pthread_create(&loop, NULL, serve, srv), 0);
+    ut_serve_in_thread(srv, &loop);
     int fds[CROWD];
     for (int i = 0; i < CROWD; i++) {
-        fds[i] = connect_to(srv);
+        fds[i] = ut_connect_to(srv);
         send_byte(fds[i], 'x');
     }
     int echoed = 0, refused = 0;
@@ -418,7 +389,7 @@ static void crowd_meets_limit(pool_opts o, int served)
     for (int i = 0; i < CROWD; i++)
         close(fds[i]);
     WAIT_STAT(srv, closed, CROWD);
-    stop_serving(srv, loop);
+    ut_stop_serving(srv, loop);
     ss_stats st = stats(srv);
     assert_int_equal(st.accepted, CROWD);
     assert_int_equal(st.rejected, CROWD - served);
@@ -448,15 +419,15 @@ static void test_backlog_waits_for_drain_after_serving(void **state)
     (void)state;
     ss_server *srv = pool_server(&once, (pool_opts){.workers = 4});
     pthread_t loop;
-    assert_int_equal(pthread_create(&loop, NULL, serve, srv), 0);
-    int first = connect_to(srv);
+    ut_serve_in_thread(srv, &loop);
+    int first = ut_connect_to(srv);
     send_byte(first, '0');
     expect_byte(first, '0');
     close(first);
-    stop_serving(srv, loop);
+    ut_stop_serving(srv, loop);
     int c[3];
     for (int i = 0; i < 3; i++) {
-        c[i] = connect_to(srv);
+        c[i] = ut_connect_to(srv);
         send_byte(c[i], (char)('a' + i));
     }
     assert_false(readable_within(c[0], 300));
@@ -483,9 +454,9 @@ static void test_emfile_on_a_worker_sheds_and_recovers(void **state)
     (void)state;
     ss_server *srv = pool_server(&held, (pool_opts){.workers = 1});
     pthread_t loop;
-    assert_int_equal(pthread_create(&loop, NULL, serve, srv), 0);
+    ut_serve_in_thread(srv, &loop);
     atomic_store(&accepts.fail_next, 1);
-    int shed = connect_to(srv);
+    int shed = ut_connect_to(srv);
     send_byte(shed, 'x');
     expect_refused(shed, "");
     close(shed);
@@ -493,8 +464,9 @@ static void test_emfile_on_a_worker_sheds_and_recovers(void **state)
     /* a client that connects while the burst still sheds is shed too */
     int also_shed = 0;
     char got = 0;
-    for (long long end = now_ms() + 5000; got != 'y' && now_ms() < end; also_shed += got != 'y') {
-        int ok = connect_to(srv);
+    for (long long end = ts_now_ms() + 5000; got != 'y' && ts_now_ms() < end;
+         also_shed += got != 'y') {
+        int ok = ut_connect_to(srv);
         send_byte(ok, 'y');
         if (recv(ok, &got, 1, 0) != 1)
             got = 0;
@@ -502,7 +474,7 @@ static void test_emfile_on_a_worker_sheds_and_recovers(void **state)
     }
     assert_int_equal(got, 'y');
     WAIT_STAT(srv, closed, 2 + also_shed);
-    stop_serving(srv, loop);
+    ut_stop_serving(srv, loop);
     ss_stats st = stats(srv);
     assert_int_equal(st.accept_emfile, 1);
     assert_int_equal(st.shed, 1 + also_shed);
@@ -533,10 +505,6 @@ int main(void)
 
 #else
 
-int main(void)
-{
-    printf("no fibers in this build (or not Linux): skipped\n");
-    return 77;
-}
+UT_SKIPPED_MAIN("no fibers in this build (or not Linux)")
 
 #endif

@@ -23,6 +23,7 @@
  * with fibers. */
 #define _GNU_SOURCE
 #include "internal.h"
+#include "loop_support.h"
 #if SS_HAVE_FIBERS
 #include "sched/sched_private.h" /* ss__this_sched: who is a worker */
 #endif
@@ -108,24 +109,6 @@ static int echo(ss_request *req, void *data)
 
 static const ss_handler echo_handler = {.version = SS_HANDLER_VERSION, .handle = echo};
 
-static void *serve(void *srv)
-{
-    ss_server_serve_forever(srv, 50);
-    return NULL;
-}
-
-static int connect_to(ss_server *srv)
-{
-    struct sockaddr_storage a;
-    socklen_t len = sizeof a;
-    assert_int_equal(getsockname(ss_server_fileno(srv), (struct sockaddr *)&a, &len), 0);
-    int fd = socket(a.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct timeval tv = {.tv_sec = 5};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    assert_int_equal(connect(fd, (struct sockaddr *)&a, len), 0);
-    return fd;
-}
-
 static void round_trips(int fd, int n)
 {
     for (int i = 0; i < n; i++) {
@@ -150,16 +133,15 @@ static void test_round_trip_reads_few_clocks_and_takes_no_lock(void **state)
     assert_int_equal(ss_server_bind(srv), 0);
     assert_int_equal(ss_server_activate(srv), 0);
     pthread_t loop;
-    assert_int_equal(pthread_create(&loop, NULL, serve, srv), 0);
-    int fd = connect_to(srv);
+    ut_serve_in_thread(srv, &loop);
+    int fd = ut_connect_to(srv);
     round_trips(fd, WARM_UP);
     atomic_store(&worker_clock_reads, 0);
     atomic_store(&worker_locks, 0);
     round_trips(fd, TRIPS);
     long reads = atomic_load(&worker_clock_reads), locks = atomic_load(&worker_locks);
     close(fd);
-    ss_server_shutdown(srv);
-    pthread_join(loop, NULL);
+    ut_stop_serving(srv, loop);
     ss_server_free(srv);
     print_message("per round trip: %.2f clock reads, %.2f locks on the worker\n",
                   (double)reads / TRIPS, (double)locks / TRIPS);
@@ -177,14 +159,13 @@ static ss_server *one_worker_pool(size_t *chunk, pthread_t *loop)
     assert_int_equal(ss_server_set_workers(srv, 1), 0);
     assert_int_equal(ss_server_bind(srv), 0);
     assert_int_equal(ss_server_activate(srv), 0);
-    assert_int_equal(pthread_create(loop, NULL, serve, srv), 0);
+    ut_serve_in_thread(srv, loop);
     return srv;
 }
 
 static void stop_pool(ss_server *srv, pthread_t loop)
 {
-    ss_server_shutdown(srv);
-    pthread_join(loop, NULL);
+    ut_stop_serving(srv, loop);
     ss_server_free(srv);
 }
 
@@ -213,7 +194,7 @@ static void test_waiting_connections_hold_no_read_buffer(void **state)
     int fds[IDLE_CONNS];
     atomic_store(&worker_big_allocs, 0);
     for (int i = 0; i < IDLE_CONNS; i++) {
-        fds[i] = connect_to(srv);
+        fds[i] = ut_connect_to(srv);
         round_trips(fds[i], 2);
     }
     long allocs = atomic_load(&worker_big_allocs);
@@ -233,7 +214,7 @@ static void test_spilled_bytes_stay_with_their_connection(void **state)
     pthread_t loop;
     static size_t chunk = 4;
     ss_server *srv = one_worker_pool(&chunk, &loop);
-    int a = connect_to(srv), b = connect_to(srv);
+    int a = ut_connect_to(srv), b = ut_connect_to(srv);
     const char *ma = "AAAAaaaa1111!!!!", *mb = "BBBBbbbb2222????";
     for (int round = 0; round < 20; round++) {
         assert_int_equal(send(a, ma, strlen(ma), MSG_NOSIGNAL), (ssize_t)strlen(ma));
@@ -268,7 +249,7 @@ static void test_one_worker_holds_over_1024_connections(void **state)
     ss_server *srv = one_worker_pool(NULL, &loop);
     static int fds[HELD];
     for (int i = 0; i < HELD; i++) {
-        fds[i] = connect_to(srv);
+        fds[i] = ut_connect_to(srv);
         round_trips(fds[i], 1);
     }
     ss_stats st;
@@ -332,10 +313,6 @@ int main(void)
 
 #else
 
-int main(void)
-{
-    printf("no fibers in this build (or not Linux): skipped\n");
-    return 77;
-}
+UT_SKIPPED_MAIN("no fibers in this build (or not Linux)")
 
 #endif
