@@ -499,8 +499,9 @@ static void set_spilling(pool *p, worker *w, bool spilling)
     if (atomic_load_explicit(&w->spilling, memory_order_relaxed) == spilling)
         return;
     atomic_store(&w->spilling, spilling);
-    if (!spilling)
-        return; /* the next one stops on its own next turn */
+    /* the next one stops on its own next turn; the last has none to tell */
+    if (!spilling || (size_t)(w - p->workers) + 1 >= p->nworkers)
+        return;
     pthread_mutex_lock(&p->lock);
     tell_next(p, w);
     pthread_mutex_unlock(&p->lock);
