@@ -167,17 +167,22 @@ static ss_server *start(const combo *c, int (*handle)(ss_request *, void *), pth
     return srv;
 }
 
+static void remove_socket_file(const combo *c)
+{
+    if (strcmp(c->transport, "unix") != 0)
+        return;
+    char path[160];
+    snprintf(path, sizeof path, "%s/s", tmpdir);
+    unlink(path);
+    rmdir(tmpdir);
+}
+
 static void stop(ss_server *srv, pthread_t loop, const combo *c)
 {
     ss_server_shutdown(srv);
     pthread_join(loop, NULL);
     ss_server_free(srv);
-    if (strcmp(c->transport, "unix") == 0) {
-        char path[160];
-        snprintf(path, sizeof path, "%s/s", tmpdir);
-        unlink(path);
-        rmdir(tmpdir);
-    }
+    remove_socket_file(c);
 }
 
 static int connect_to(ss_server *srv)
@@ -336,12 +341,7 @@ static void drain_ends_the_read(const combo *c, bool idle)
     assert_true(wait_closed(srv, 1));
     ss_server_free(srv);
     close(fd);
-    if (strcmp(c->transport, "unix") == 0) {
-        char path[160];
-        snprintf(path, sizeof path, "%s/s", tmpdir);
-        unlink(path);
-        rmdir(tmpdir);
-    }
+    remove_socket_file(c);
     assert_int_equal(atomic_load(&counts->shut_wr), 1);
 }
 
@@ -363,6 +363,16 @@ static void expect_nodelay(int from, int to, int value)
         assert_int_equal(atomic_load(&counts->nodelay[i]), value);
 }
 
+/* n exchanges: the first, then the rest once the listener has had the
+ * option for longer than its 100 ms to settle. */
+static void first_then_settled(ss_server *srv, int n)
+{
+    exchange_then_end(srv, "first");
+    pause_ms(250);
+    for (int i = 1; i < n; i++)
+        exchange_then_end(srv, "next");
+}
+
 /* Set after the listener listens, as the examples do: every connection
  * has it. A pool's workers accept until the queue is empty, so after the
  * first connections (those the listener may have made before it had the
@@ -377,10 +387,7 @@ static void connections_inherit_nodelay(void **state)
     pthread_t loop;
     ss_server *srv = start(c, note_nodelay, &loop);
     ss_server_set_tcp_nodelay(srv, true);
-    exchange_then_end(srv, "first");
-    pause_ms(250);
-    for (int i = 1; i < CONNS; i++)
-        exchange_then_end(srv, "next");
+    first_then_settled(srv, CONNS);
     assert_true(wait_closed(srv, CONNS));
     int own = atomic_load(&counts->nodelay_conn);
     print_message("%s: TCP_NODELAY set on %d of %d connections, %d time(s) on the listener\n",
@@ -406,10 +413,7 @@ static void changes_reach_every_later_connection(void **state)
         bool on = round != 1;
         ss_server_set_tcp_nodelay(srv, on);
         int own_before = atomic_load(&counts->nodelay_conn);
-        exchange_then_end(srv, "first");
-        pause_ms(250);
-        for (int i = 1; i < 4; i++)
-            exchange_then_end(srv, "next");
+        first_then_settled(srv, 4);
         served += 4;
         assert_true(wait_closed(srv, (uint64_t)served));
         expect_nodelay(served - 4, served, on);
@@ -429,9 +433,7 @@ static void change_reaches_connections_already_queued(void **state)
     pthread_t loop;
     ss_server *srv = start(c, note_nodelay, &loop);
     ss_server_set_tcp_nodelay(srv, true);
-    exchange_then_end(srv, "first");
-    pause_ms(250);
-    exchange_then_end(srv, "settles");
+    first_then_settled(srv, 2);
     atomic_store(&counts->hold, true);
     int busy = connect_to(srv); /* the sync loop serves it, and takes no more */
     while (atomic_load(&counts->seen) < 3)
