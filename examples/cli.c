@@ -7,6 +7,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
 #include <netinet/in.h>
 #include <stdatomic.h>
 #include <stddef.h>
@@ -25,6 +26,9 @@
 
 static ss_server *running_server;
 static pid_t serving_pid; /* the server's process; a forked child is another */
+/* Set in every child that fork() makes of the serving process: what
+ * getpid() != serving_pid tells, without a system call per request. */
+static atomic_bool forked_child;
 /* Set once serve_forever has returned: whatever ends a request from then
  * on is the stop, not the client. */
 static atomic_bool stop_begun;
@@ -46,6 +50,23 @@ static const cli_options *serving_opts; /* for report_error */
 static void report_error(ss_server *srv, ss_request *req, int err, void *data);
 static long long now_ms(void);
 static void share_unread_log(void);
+
+static void note_forked_child(void)
+{
+    atomic_store(&forked_child, true);
+}
+
+/* This process serves: its children (a forking server's, the worker
+ * processes) know they are children from the fork itself
+ * (pthread_atfork), so a request need not ask getpid(). */
+static void become_serving_process(void)
+{
+    static atomic_bool registered;
+    serving_pid = getpid();
+    atomic_store(&forked_child, false);
+    if (!atomic_exchange(&registered, true))
+        pthread_atfork(NULL, NULL, note_forked_child);
+}
 
 /* In a forked child, whose request is its own: the parent's SIGTERM is
  * the drain's deadline (ss_server_drain, step 3), so the child cuts its
@@ -687,7 +708,7 @@ static int serve_connection(const cli_options *opts, const ss_handler *handler, 
     }
     set_up(opts, srv);
     running_server = srv;
-    serving_pid = getpid();
+    become_serving_process();
     install_stop_signals();
     cli_hangup_per_connection(opts);
     rc = ss_server_serve_connection(srv);
@@ -719,7 +740,7 @@ int cli_serve(const cli_options *opts, const ss_handler *handler, void *data)
     /* Before the "listening" line: a tool that signals as soon as it reads
      * it must find the handler in place, not the default (kill). */
     running_server = srv;
-    serving_pid = getpid();
+    become_serving_process();
     share_unread_log();
     install_stop_signals();
     cli_restart_enable(opts, srv);
@@ -810,7 +831,7 @@ void cli_request_begins(const cli_options *opts, const ss_request *req)
         cli_log(opts, "datagram of %zu bytes from %s", len, cli_peer(req));
         return;
     }
-    if (getpid() != serving_pid) /* a forked child: for cut_off_child */
+    if (atomic_load_explicit(&forked_child, memory_order_relaxed)) /* for cut_off_child */
         atomic_store(&child_request_fd, ss_request_fileno(req));
     if (opts->quiet)
         return; /* no line to format (behind a balancer: one per connection) */

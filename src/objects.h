@@ -190,6 +190,13 @@ typedef struct ss__listener {
      * limit of its own) would leave the client in the backlog while a
      * sibling with room sleeps on. */
     bool other_waiters;
+    /* TCP_NODELAY as this process set it on the listener, for the
+     * connections to inherit (transport/inet.c): 0 never set; else bit 0
+     * its value, bit 1 "settled" (every connection queued since has it),
+     * and from bit 2 a count of the changes. nodelay_changed_ms: when the
+     * last change was made (monotonic ms). */
+    atomic_uint nodelay;
+    atomic_llong nodelay_changed_ms;
 } ss__listener;
 
 struct ss_server {
@@ -353,6 +360,11 @@ struct ss_request {
                               drain's deadline (counted interrupted during a drain) */
     bool linger_in_place;  /* a forking child: its lingering close is its own (io/linger.c) */
     bool reply_lost;       /* a send failed: no lingering close, nothing to protect */
+    /* Whether its close may skip the lingering close (transport.c's
+     * close_stream): a read returned the peer's end of stream, ... */
+    atomic_bool peer_ended;
+    atomic_bool shut_here; /* ... not one we caused (a shutdown: drain's interrupt) ... */
+    atomic_bool fd_lent;   /* ... and nobody else may hold the socket (ss_request_fileno) */
     /* Filters (filter/chain.c): one context per filter of the server, set
      * as the chain opens on the handler's thread; NULL without filters,
      * which is the one test the I/O hot path pays. */

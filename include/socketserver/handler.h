@@ -40,10 +40,15 @@ extern "C" {
  * Each returns 0 (or any non-negative value) on success or a negative error
  * code; the first failure is passed once to the server's handle_error hook.
  * Whatever a handler returns, the server then shuts the request down. For
- * a stream (tcp, unix) that is shutdown(SHUT_WR), then close. If the client
- * has not closed yet and input is unread, or (TCP) part of the reply is
- * not yet acknowledged, closing could reset the connection and destroy the
- * end of the reply (a client that sent more than the handler read); such
+ * a stream (tcp, unix) that is shutdown(SHUT_WR), then close; just close
+ * when a read already returned the client's end of stream (nothing can be
+ * unread or arrive then, and close sends our end after the reply all the
+ * same), unless the handler was lent the descriptor (ss_request_fileno: a
+ * copy of it would keep the stream open) or runs in a forked child. If
+ * the client has not closed yet and input is unread, or (TCP) part of the
+ * reply is not yet acknowledged, closing could reset the connection and
+ * destroy the end of the reply (a client that sent more than the handler
+ * read); such
  * a socket is handed to a background thread of the library, which reads
  * and discards until the client closes, at most 2 s without progress,
  * 30 s and 1 MiB in all: a lingering close, as nginx and Apache do

@@ -59,7 +59,14 @@ SS_API int ss_server_set_write_buffer_size(ss_server *srv, size_t size);
  * for the peer to acknowledge earlier data. Turn it on when every send is
  * a complete reply (the writer flushed once per message, or one send_all
  * per answer); a handler that answers in many small pieces then sends
- * many small packets. Default off. Other transports ignore it. Any time. */
+ * many small packets. Default off. Other transports ignore it. Any time.
+ * Linux: a connection takes the option from its listener, so it is set
+ * there (by the first accept after a change) and a pool's connections
+ * need no call of their own; a listener another process shares (adopted,
+ * handed over, worker processes) is left alone, and its connections each
+ * get the option as before (so a successor of ss_server_hand_over with
+ * it off keeps what its predecessor gave the listener: give both the
+ * same value). */
 SS_API void ss_server_set_tcp_nodelay(ss_server *srv, bool on);
 
 /*

@@ -5,6 +5,7 @@
 #include "core/core.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -238,8 +239,14 @@ SS_API ss_server *ss_request_server(const ss_request *req)
     return req->server;
 }
 
+/* A lent descriptor may be duplicated or shut down by its borrower: the
+ * request's close then takes no shortcut (transport.c's close_stream).
+ * The request is never a const object (calloc'd), so the flag may be set
+ * through a const pointer. */
 SS_API int ss_request_fileno(const ss_request *req)
 {
+    ss_request *r = (ss_request *)(uintptr_t)req;
+    atomic_store_explicit(&r->fd_lent, true, memory_order_relaxed);
     return req->fd;
 }
 

@@ -47,6 +47,10 @@
 #define WINDOW_US 10000
 #define SPILL_PCT 75
 #define STUCK_US  10000
+/* Workers that watch the listeners and have slept this long: the loop
+ * stops looking for stuck ones every STUCK_US, and the first of them to
+ * wake wakes it (pool_max_wait_ms). */
+#define QUIET_US 1000000
 
 typedef struct pool pool;
 
@@ -117,6 +121,9 @@ struct pool {
     atomic_int listening;       /* workers with listening set */
     atomic_int parked;          /* workers with parked set */
     atomic_bool no_sources;     /* the readiness set cannot watch a shared socket */
+    /* The loop sleeps without looking for stuck workers: the next worker
+     * that wakes (or watches the listeners, awake) must wake it. */
+    atomic_bool loop_unwatched;
 };
 
 /* With fibers, more workers than cores only matter for handlers that
@@ -315,6 +322,16 @@ static void serve(void *pool_arg, void *req_arg)
     request_done(p, shared);
 }
 
+/* A worker woke, or watches the listeners now, awake: if the loop sleeps
+ * without looking for stuck workers, it must look again (the other half
+ * of pool_max_wait_ms's handshake: both sides store, then load,
+ * sequentially consistent, so one of them sees the other). */
+static void tell_loop_if_unwatched(pool *p)
+{
+    if (atomic_load(&p->loop_unwatched) && atomic_exchange(&p->loop_unwatched, false))
+        p->srv->host->wake(p->srv);
+}
+
 static void start_request(pool *p, worker *w, ss_request *req)
 {
     int rc = ss__sched_spawn(w->sched, serve, p, req);
@@ -415,11 +432,12 @@ static bool may_sleep(pool *p, worker *w)
 
 /* Also with fibers still runnable (the scheduler's starvation guard):
  * then the poll only collects events, without waiting. */
-static void sleep_in_readiness_set(worker *w)
+static void sleep_in_readiness_set(pool *p, worker *w)
 {
     atomic_store_explicit(&w->waiting, true, memory_order_relaxed);
     ss__sched_poll(w->sched);
-    atomic_store_explicit(&w->waiting, false, memory_order_relaxed);
+    atomic_store(&w->waiting, false);
+    tell_loop_if_unwatched(p);
 }
 
 /* ---- accepting in the workers ---- */
@@ -439,6 +457,7 @@ static int watch_sources(pool *p, worker *w)
     }
     atomic_store(&w->listening, true);
     atomic_fetch_add(&p->listening, 1);
+    tell_loop_if_unwatched(p);
     return 0;
 }
 
@@ -624,7 +643,7 @@ static void *worker_main(void *arg)
         ss__sched_run(w->sched);
         tune_listening(p, w);
         if (may_sleep(p, w))
-            sleep_in_readiness_set(w);
+            sleep_in_readiness_set(p, w);
     }
     ss__sched_enter(NULL);
     worker_exit(p, w);
@@ -835,20 +854,45 @@ static void pool_reap(ss_server *srv)
     pthread_mutex_unlock(&p->lock);
 }
 
+/* Whether a worker that watches the listeners is awake (it may be stuck
+ * in a handler), or woke within QUIET_US (it may wake again soon);
+ * *watching: some worker watches them. */
+static bool awake_watchers(pool *p, int64_t quiet_since, bool *watching)
+{
+    for (size_t i = 0; i < p->started; i++) {
+        worker *w = &p->workers[i];
+        if (!atomic_load(&w->listening))
+            continue;
+        *watching = true;
+        if (!atomic_load(&w->waiting) || atomic_load(&w->seen_us) > quiet_since)
+            return true;
+    }
+    return false;
+}
+
 /* A worker that watches the listeners may get stuck in a handler that
- * blocks its thread: while one watches, the loop looks every STUCK_US
- * (pool_reap), 100 wake-ups a second at most. */
+ * blocks its thread: while they work, the loop looks every STUCK_US
+ * (pool_reap), 100 wake-ups a second at most. Once all of them have slept
+ * for QUIET_US, the loop sleeps on (an idle server wakes for nothing)
+ * and says so: the first of them to wake, or to watch awake, wakes it
+ * (tell_loop_if_unwatched). The flag is set before the last look, so a
+ * worker waking meanwhile is seen by one side or the other. */
 static int pool_max_wait_ms(ss_server *srv)
 {
     pool *p = srv->dispatch_state;
+    atomic_store(&p->loop_unwatched, false);
     if (!atomic_load(&p->accept_on))
         return -1;
-    /* Not only while one has fibers: the loop sleeps with the figure it
-     * read, and a fiber started after it must not go unwatched. */
-    for (size_t i = 0; i < p->started; i++)
-        if (atomic_load(&p->workers[i].listening))
-            return STUCK_US / 1000;
-    return -1;
+    bool watching = false;
+    if (awake_watchers(p, now_us() - QUIET_US, &watching))
+        return STUCK_US / 1000;
+    if (!watching)
+        return -1;
+    atomic_store(&p->loop_unwatched, true);
+    if (!awake_watchers(p, INT64_MAX, &watching))
+        return -1;
+    atomic_store(&p->loop_unwatched, false);
+    return STUCK_US / 1000;
 }
 
 /* ---- close: drain (block_on_close) or cancel ---- */

@@ -150,13 +150,17 @@ int ss__io_wait_either(int fd, int watch, int timeout_ms);
  * close: read and discarded until the peer closes, or a bound. That
  * happens in a process-wide background thread, or with in_place (a
  * forking child about to exit) right here. send_queue: TCP, whose
- * unacknowledged bytes a reset destroys; false for Unix streams. fd
- * belongs to this call. */
+ * unacknowledged bytes a reset destroys; false for Unix streams.
+ * peer_ended: a read already returned the peer's end of stream, and no
+ * shutdown of ours caused it: nothing is unread and nothing more can come,
+ * so fd is just closed (no shutdown, no recv; shutdown still with
+ * in_place, where another process may hold the socket). fd belongs to
+ * this call. */
 typedef enum ss__linger_result {
     SS__CLOSED_AT_ONCE, /* nothing to wait for */
     SS__LINGERED,       /* closed or to be closed after lingering */
     SS__LINGER_REFUSED, /* needed it, but the lingerer was full: closed at once */
 } ss__linger_result;
-ss__linger_result ss__linger_close(int fd, bool send_queue, bool in_place);
+ss__linger_result ss__linger_close(int fd, bool send_queue, bool in_place, bool peer_ended);
 
 #endif /* SS_IO_H */

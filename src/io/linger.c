@@ -17,7 +17,23 @@
  * LINGER_TOTAL_MS in all, LINGER_DISCARD_MAX bytes thrown away). So no
  * handler thread, worker or loop waits for a slow client here. A forking
  * child, which exits right after its request, lingers in place instead:
- * a thread would die with it. */
+ * a thread would die with it.
+ *
+ * The commonest case costs only the close: the request's own reads
+ * already returned the peer's end of stream (peer_ended). A recv returns
+ * 0 only once the receive queue is empty and the peer's FIN has been
+ * taken, and a peer sends nothing after its FIN (RFC 793 3.5; a segment
+ * beyond it is not data, Linux drops it), so nothing is unread now and
+ * nothing can be later: Linux's reset on close (data unread, RFC 1122
+ * 4.2.2.13) cannot happen, and close() sends our FIN after the reply
+ * (the peer, half-closed, reads every byte and then the end). The
+ * lingering close would have read that 0 again and closed at once.
+ * shutdown() adds nothing then but where another process may still hold
+ * the socket (a forking parent that has not closed its copy yet, a
+ * service manager): close() alone would not end the stream there. A Unix
+ * stream is the same: its peer cannot write after its shutdown or close.
+ * Pipelined input the handler left in the kernel is not this case: no
+ * recv returned 0. */
 #include "base/base.h"
 #include "base/clock.h"
 #include "sched/sched.h"
@@ -302,8 +318,14 @@ static bool close_now(lingering *e)
     return may_close(e, e->started_ms, got, more);
 }
 
-ss__linger_result ss__linger_close(int fd, bool send_queue, bool in_place)
+ss__linger_result ss__linger_close(int fd, bool send_queue, bool in_place, bool peer_ended)
 {
+    if (peer_ended) {
+        if (in_place)
+            shutdown(fd, SHUT_WR); /* another process may hold the socket */
+        close(fd);
+        return SS__CLOSED_AT_ONCE;
+    }
     bool fin_queued = shutdown(fd, SHUT_WR) == 0;
     int64_t now = ss__now_ms();
     lingering e = {.fd = fd,

@@ -2,6 +2,7 @@
  * the two tables. Stream I/O is in transport/transport.c, datagram I/O in
  * transport/datagram.c. */
 #include "transport/transport.h"
+#include "base/clock.h"
 
 #include <errno.h>
 #ifdef __linux__
@@ -10,6 +11,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <pthread.h>
 #include <string.h>
 
 /* Picks the address to bind from getaddrinfo's list: IPv4 first when a
@@ -120,12 +122,117 @@ static int udp_bind(ss__listener *l)
     return inet_bind(l, SOCK_DGRAM);
 }
 
+/* ---- TCP_NODELAY (ss_server_set_tcp_nodelay) ---- */
+
+#ifdef __linux__
+/* Linux's accepted TCP sockets inherit TCP_NODELAY from their listener:
+ * the kernel makes each connection as a copy of the listening socket,
+ * Nagle's setting included, when its handshake completes. So the option
+ * is set once on the listener, and a connection needs its own call only
+ * while it may have been made before that: from a change of the
+ * listener's value until an accept finds the queue empty (whatever was
+ * queued before the change has been taken) at least SETTLE_MS after it
+ * (a connection the kernel was copying just as the listener changed is
+ * in the queue by then). Only on a listener no other process shares
+ * (adopted, handed over, or a worker process's): another could change
+ * its value under us. */
+#define NODELAY_INHERITED 1
+#define NODELAY_VALUE     1u
+#define NODELAY_SETTLED   2u
+#define NODELAY_CHANGE    4u
+#define SETTLE_MS         100
+
+static pthread_mutex_t nodelay_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static bool inherits(const ss__listener *l)
+{
+    return !l->adopted && !l->shared && !l->other_waiters;
+}
+
+/* The listener takes `want` for the connections made from now on. Under
+ * the lock: the state always says what the last setsockopt set. */
+static void set_on_listener(ss__listener *l, bool want)
+{
+    pthread_mutex_lock(&nodelay_lock);
+    unsigned s = atomic_load(&l->nodelay);
+    if ((s == 0 || (s & NODELAY_VALUE) != want) &&
+        set_option(l->fd, IPPROTO_TCP, TCP_NODELAY, want) == 0) {
+        atomic_store(&l->nodelay_changed_ms, ss__now_ms());
+        atomic_store(&l->nodelay, ((s | 3u) + 1) | (want ? NODELAY_VALUE : 0));
+    }
+    pthread_mutex_unlock(&nodelay_lock);
+}
+
+/* Before an accept: the state an empty queue would settle, or 0. */
+static unsigned settles(const ss__listener *l)
+{
+    unsigned s = atomic_load(&l->nodelay);
+    if (s == 0 || (s & NODELAY_SETTLED))
+        return 0;
+    return ss__now_ms() - atomic_load(&l->nodelay_changed_ms) >= SETTLE_MS ? s : 0;
+}
+
+/* The accept found the queue empty: if the listener has not changed
+ * since `s` was read (before that accept), its connections have its value. */
+static void settle(ss__listener *l, unsigned s)
+{
+    if (s != 0)
+        atomic_compare_exchange_strong(&l->nodelay, &s, s | NODELAY_SETTLED);
+}
+
+/* Whether a connection just accepted came with the value wanted; if
+ * not, the listener gets it for the next ones. */
+static bool inherited(ss__listener *l, bool want)
+{
+    if (!inherits(l))
+        return false;
+    unsigned s = atomic_load(&l->nodelay);
+    if (s != 0 && (s & NODELAY_VALUE) == want)
+        return (s & NODELAY_SETTLED) != 0;
+    if (s != 0 || want)
+        set_on_listener(l, want);
+    return false;
+}
+#else
+#define NODELAY_INHERITED 0
+static unsigned settles(const ss__listener *l)
+{
+    (void)l;
+    return 0;
+}
+static void settle(ss__listener *l, unsigned s)
+{
+    (void)l;
+    (void)s;
+}
+static bool inherited(ss__listener *l, bool want)
+{
+    (void)l;
+    (void)want;
+    return false;
+}
+#endif
+
+/* A hint: failure is harmless. Set explicitly when the listener's value
+ * may differ (a connection's own default is off). */
+static void nodelay_for(ss__listener *l, int fd)
+{
+    bool want = atomic_load(&l->server->tcp_nodelay);
+    if (inherited(l, want))
+        return;
+    if (want || (NODELAY_INHERITED && atomic_load(&l->nodelay) != 0))
+        set_option(fd, IPPROTO_TCP, TCP_NODELAY, want);
+}
+
 /* The shared accept, plus what only TCP connections have. */
 static int tcp_get_request(ss__listener *l, ss__arrival *out)
 {
+    unsigned settling = settles(l);
     int rc = ss__stream_get_request(l, out);
-    if (rc == 0 && atomic_load(&l->server->tcp_nodelay))
-        set_option(out->fd, IPPROTO_TCP, TCP_NODELAY, 1); /* a hint: failure is harmless */
+    if (rc == 0)
+        nodelay_for(l, out->fd);
+    else if (rc == -EAGAIN)
+        settle(l, settling);
     return rc;
 }
 

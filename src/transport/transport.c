@@ -104,6 +104,8 @@ ssize_t ss__stream_recv(ss_request *req, void *buf, size_t size, void *spill, si
     bool timed = kernel_timed(req);
     ssize_t n = ss__io_recv(req->fd, buf, size, spill, spill_size, req->timeout_ms, timed,
                             req->waiter, &req->server->stop, !req->idle_read);
+    if (n == 0 && size + spill_size > 0)
+        atomic_store_explicit(&req->peer_ended, true, memory_order_relaxed);
     return n < 0 ? ss__request_note_io(req, (int)n) : n;
 }
 
@@ -127,7 +129,7 @@ int ss__stream_flush_reply(ss_request *req)
  * sending, or a reset would destroy the end of our reply (io/linger.c). A
  * reply already lost (a send failed or timed out) has nothing left to
  * protect: lingering would only hold a client that does not read. */
-static void close_stream(ss__listener *l, int *fd, bool reply_lost, bool in_place)
+static void close_stream(ss__listener *l, int *fd, bool reply_lost, bool in_place, bool peer_ended)
 {
     if (*fd < 0)
         return;
@@ -135,7 +137,7 @@ static void close_stream(ss__listener *l, int *fd, bool reply_lost, bool in_plac
         ss__close(fd);
         return;
     }
-    ss__linger_result how = ss__linger_close(*fd, l->transport->acked_sends, in_place);
+    ss__linger_result how = ss__linger_close(*fd, l->transport->acked_sends, in_place, peer_ended);
     ss_server *srv = l->server;
     *fd = -1;
     if (how == SS__LINGERED)
@@ -144,9 +146,23 @@ static void close_stream(ss__listener *l, int *fd, bool reply_lost, bool in_plac
         atomic_fetch_add(&srv->count.linger_overflows, 1);
 }
 
+/* A read of the request returned the peer's end of stream, so nothing is
+ * left unread and nothing more can come (io/linger.c says why that makes
+ * a plain close safe). Not when the 0 may have been ours: the drain's
+ * interrupt shuts the socket down for reading too, and the peer may still
+ * be sending; nor once the application had the descriptor, which it may
+ * have read from, shut down or duplicated (then only shutdown() sends
+ * our FIN now). */
+static bool peer_ended(const ss_request *req)
+{
+    return atomic_load_explicit(&req->peer_ended, memory_order_relaxed) &&
+           !atomic_load(&req->shut_here) &&
+           !atomic_load_explicit(&req->fd_lent, memory_order_relaxed);
+}
+
 void ss__stream_end_request(ss_request *req)
 {
-    close_stream(req->listener, &req->fd, req->reply_lost, req->linger_in_place);
+    close_stream(req->listener, &req->fd, req->reply_lost, req->linger_in_place, peer_ended(req));
 }
 
 /* The refusal is sent with a timeout of 0: whatever the socket takes at
@@ -156,7 +172,7 @@ void ss__stream_turn_away(ss__listener *l, ss__arrival *arrival, const char *rep
 {
     bool lost =
         len > 0 && ss__io_send_all(arrival->fd, reply, len, 0, &ss__waiter_thread, NULL, false) < 0;
-    close_stream(l, &arrival->fd, lost, false);
+    close_stream(l, &arrival->fd, lost, false, false);
 }
 
 /* Both directions: a blocked recv returns 0 (also a blocking one with no
@@ -164,6 +180,7 @@ void ss__stream_turn_away(ss__listener *l, ss__arrival *arrival, const char *rep
  * descriptor stays open for the request to close as usual. */
 void ss__stream_interrupt(ss_request *req)
 {
+    atomic_store(&req->shut_here, true); /* before: a read's 0 may be ours from now on */
     shutdown(req->fd, SHUT_RDWR);
 }
 
