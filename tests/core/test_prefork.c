@@ -87,6 +87,8 @@ typedef struct shared {
     atomic_bool handed;    /* ... done: */
     int hand_over_rc;
     pid_t successor;
+    atomic_llong term_ms;  /* the first SIGTERM came (ts_now_ms) */
+    atomic_llong serve_ms; /* serve_forever returned first */
 } shared;
 
 static shared *sh;
@@ -119,6 +121,8 @@ static void service(ss_server *srv, void *data)
 static void on_term(int sig)
 {
     (void)sig;
+    long long zero = 0;
+    atomic_compare_exchange_strong(&sh->term_ms, &zero, ts_now_ms());
     ss_server_request_shutdown(supervised);
 }
 
@@ -152,6 +156,7 @@ static _Noreturn void supervise(const config *c)
     sigaction(SIGTERM, &sa, NULL);
     atomic_store(&sh->ready, true);
     sh->serve_rc = ss_server_serve_forever(srv, 20);
+    atomic_store(&sh->serve_ms, ts_now_ms());
     publish_stats(srv, NULL);
     atomic_fetch_add(&sh->stopped, 1);
     if (c->serve_twice) {
@@ -282,6 +287,18 @@ static long ask(int fd)
         return -1;
     buf[n] = '\0';
     return strtol(buf, NULL, 10);
+}
+
+/* A client on a fresh connection: the pid that served it, -1 if none
+ * answered within 5 s (its arrival's wake-up lost). */
+static long ask_fresh(void)
+{
+    int fd = ts_connect_url(sh->address);
+    struct timeval tv = {.tv_sec = 5};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    long pid = ask(fd);
+    close(fd);
+    return pid;
 }
 
 /* The parent of process pid, from /proc; -1 if it is gone. */
@@ -544,18 +561,6 @@ static int watches_exclusively(long pid, int fd)
     }
     closedir(dir);
     return found;
-}
-
-/* A client on a fresh connection: the pid that served it, -1 if none
- * answered within 5 s (its arrival's wake-up lost). */
-static long ask_fresh(void)
-{
-    int fd = ts_connect_url(sh->address);
-    struct timeval tv = {.tv_sec = 5};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    long pid = ask(fd);
-    close(fd);
-    return pid;
 }
 
 /* The worker process of supervisor sup other than pid (0: none). */
@@ -873,10 +878,8 @@ static void test_workers_end_without_their_supervisor(void **state)
     (void)state;
     config c = {"pool", "tcp://127.0.0.1:0", 2, &pid_handler, 5000, false};
     pid_t sup = start_supervisor(&c);
-    int fd = ts_connect_url(sh->address);
-    long worker = ask(fd);
+    long worker = ask_fresh();
     assert_true(worker > 0);
-    close(fd);
     kill(sup, SIGKILL);
     int status;
     waitpid(sup, &status, 0);
@@ -902,6 +905,18 @@ static char fresh_answer(void)
     return buf[0] == 'n' ? 'n' : (buf[0] >= '1' && buf[0] <= '9' ? 'o' : 0);
 }
 
+/* The supervisor hands its listeners over (on its loop: service); the
+ * test stops the successor once done with it. */
+static void hand_over_now(void)
+{
+    atomic_store(&sh->hand_over, true);
+    for (long long end = ts_now_ms() + 15000; !atomic_load(&sh->handed) && ts_now_ms() < end;)
+        usleep(1000);
+    assert_true(atomic_load(&sh->handed));
+    assert_int_equal(sh->hand_over_rc, 0);
+    running_successor = sh->successor;
+}
+
 /* Once the successor is ready, the workers stop taking clients as soon as
  * the supervisor's word reaches them (every client is answered meanwhile);
  * a worker's connection goes on; the drain
@@ -914,12 +929,7 @@ static void test_hand_over_stops_every_worker(void **state)
     int kept = ts_connect_url(sh->address);
     long worker = ask(kept);
     assert_true(worker > 0);
-    atomic_store(&sh->hand_over, true);
-    for (long long end = ts_now_ms() + 15000; !atomic_load(&sh->handed) && ts_now_ms() < end;)
-        usleep(1000);
-    assert_true(atomic_load(&sh->handed));
-    assert_int_equal(sh->hand_over_rc, 0);
-    running_successor = sh->successor;
+    hand_over_now();
     /* The workers hear of the hand-over asynchronously: until they have,
      * one may still take (and serve) a client. Every client is answered;
      * within the bound, only the successor answers, 20 times in a row. */
@@ -937,6 +947,34 @@ static void test_hand_over_stops_every_worker(void **state)
     close(kept);
     assert_int_equal(fresh_answer(), 'n');
     assert_true(gone(worker));
+    kill(sh->successor, SIGTERM);
+    running_successor = 0;
+    td_shared_free(sh, sizeof *sh);
+}
+
+/* The restart's stop after a hand-over does not wait for a worker that
+ * cannot answer (stopped here): serve_forever returns at once, and the
+ * drain ends it at its deadline (killed 3 s after). serve_forever used
+ * to wait 5 s for its pause first. */
+static void test_hand_over_waits_for_no_stopped_worker(void **state)
+{
+    (void)state;
+    config c = {"pool", "tcp://127.0.0.1:0", 2, &pid_handler, 300, false};
+    pid_t sup = start_supervisor(&c);
+    long worker = ask_fresh();
+    assert_true(worker > 0);
+    assert_int_equal(kill((pid_t)worker, SIGSTOP), 0);
+    stopped_worker = (pid_t)worker;
+    await_stopped(worker);
+    hand_over_now();
+    assert_int_equal(fresh_answer(), 'n');
+    stop_supervisor(sup);
+    stopped_worker = 0; /* killed by the drain */
+    long long stop_took = atomic_load(&sh->serve_ms) - atomic_load(&sh->term_ms);
+    if (stop_took > 1500)
+        fail_msg("serve_forever returned %lld ms after the stop", stop_took);
+    assert_int_equal(sh->drain_rc, -ETIMEDOUT); /* the stopped worker was killed */
+    assert_true(gone(worker));                  /* and reaped (the successor is a child too) */
     kill(sh->successor, SIGTERM);
     running_successor = 0;
     td_shared_free(sh, sizeof *sh);
@@ -983,6 +1021,7 @@ int main(void)
         cmocka_unit_test_teardown(test_second_stop_cuts_the_drain_off, end_supervisor),
         cmocka_unit_test_teardown(test_workers_end_without_their_supervisor, end_supervisor),
         cmocka_unit_test_teardown(test_hand_over_stops_every_worker, end_supervisor),
+        cmocka_unit_test_teardown(test_hand_over_waits_for_no_stopped_worker, end_supervisor),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
