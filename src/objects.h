@@ -181,14 +181,17 @@ typedef struct ss__listener {
      * thread before the dispatcher's accept_start and after its
      * accept_stop (core/server.c); read by the dispatcher in between. */
     bool worker_accept;
-    /* Other processes wait on this socket too (set in a worker process
-     * of ss_server_set_processes, core/prefork_worker.c, when it has
-     * siblings; an adopted socket is taken to be so as well): the pool's
-     * workers watch it without exclusive wake-ups. The kernel gives one
-     * exclusive wake-up per arrival to a waiting process; one that then
-     * takes no client (killed or stopped before its accept, paused, at a
-     * limit of its own) would leave the client in the backlog while a
-     * sibling with room sleeps on. */
+    /* Sibling worker processes wait on this socket too (set in a worker
+     * process of ss_server_set_processes, core/prefork_worker.c, when it
+     * has siblings). The pool's workers watch it with exclusive wake-ups
+     * all the same, and the loop also looks at it every few ms
+     * (dispatch/pool.c, look_for_stranded): the kernel gives one
+     * exclusive wake-up per arrival to one waiting process, and one that
+     * then takes no client (killed or stopped before its accept, paused,
+     * at a limit of its own) leaves the client in the backlog, with no
+     * wake-up for a sibling until the next arrival. (An adopted socket,
+     * which a process that is not ours may wait on, is watched without
+     * exclusive wake-ups.) */
     bool other_waiters;
     /* TCP_NODELAY as this process set it on the listener, for the
      * connections to inherit (transport/inet.c): 0 never set; else bit 0

@@ -347,10 +347,16 @@ static bool all_paused(const ss__prefork *pf)
 }
 
 /* The loop has stopped: so must the workers' loops, before serve_forever
- * returns (ss_server_shutdown's promise: no new client after it). */
+ * returns (ss_server_shutdown's promise: no new client after it). Not
+ * after a hand-over: the successor takes the clients, and each worker
+ * stops taking them as that word reaches it (follow_hand_over); waiting
+ * there for a worker that cannot answer (stopped, or a handler holding
+ * its loop) would only hold up the drain a restart begins next. */
 static void pause_workers(ss_server *srv)
 {
     tell_running(srv->prefork, SS__WORKER_PAUSE, -1);
+    if (atomic_load(&srv->handed_over))
+        return;
     int64_t deadline = ss__deadline(PAUSE_WAIT_MS);
     while (!all_paused(srv->prefork) && ss__remaining_ms(deadline) > 0)
         wait_workers(srv, ss__remaining_ms(deadline));

@@ -29,6 +29,7 @@
 #include "dispatch/dispatch.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <time.h>
 #include <unistd.h>
@@ -51,6 +52,11 @@
  * stops looking for stuck ones every STUCK_US, and the first of them to
  * wake wakes it (pool_max_wait_ms). */
 #define QUIET_US 1000000
+/* How often a worker process's loop looks for a client left in the
+ * backlog of a listener its siblings share (look_for_stranded): at most
+ * every LOOK_US, and, since its wait is bounded by STUCK_US while a
+ * worker watches, at least every STUCK_US + LOOK_US. */
+#define LOOK_US 5000
 
 typedef struct pool pool;
 
@@ -124,6 +130,11 @@ struct pool {
     /* The loop sleeps without looking for stuck workers: the next worker
      * that wakes (or watches the listeners, awake) must wake it. */
     atomic_bool loop_unwatched;
+    /* A source other processes wait on too (other_waiters): the loop
+     * looks at the sources every LOOK_US (look_for_stranded), when it
+     * last did. Set by accept_start; the loop's own. */
+    bool shared_sources;
+    int64_t looked_us;
 };
 
 /* With fibers, more workers than cores only matter for handlers that
@@ -447,7 +458,7 @@ static int watch_sources(pool *p, worker *w)
 {
     for (int i = 0; i < p->nsources; i++) {
         const ss__listener *l = p->sources[i];
-        bool exclusive = !l->adopted && !l->other_waiters; /* objects.h says why */
+        bool exclusive = !l->adopted; /* objects.h says why */
         int rc = ss__sched_watch_source(w->sched, (unsigned)i, p->sources[i]->fd, exclusive);
         if (rc < 0) {
             while (i-- > 0)
@@ -565,7 +576,8 @@ static void leave_accept(pool *p)
 /* An exclusive wake-up goes to one waiting worker per arrival: a worker
  * that fills up before taking every client it was woken for passes them
  * on to another worker that watches the listeners (with none, its own
- * unwatch_sources wakes the loop, which then takes them). */
+ * unwatch_sources wakes the loop, which then takes them). self NULL (the
+ * loop, look_for_stranded): the first worker that watches. */
 static void pass_on(pool *p, worker *self)
 {
     pthread_mutex_lock(&p->lock);
@@ -583,24 +595,37 @@ static void pass_on(pool *p, worker *self)
 /* Up to ACCEPT_BATCH clients off one listener, each started on a fiber
  * of this worker at once, while it has fibers free and the core lets
  * clients in (checked before each: a back-off begun by another worker,
- * a stop). A client refused by admission costs nothing more here. */
-static void accept_from(pool *p, worker *w, ss__listener *l)
+ * a stop). A client refused by admission costs nothing more here.
+ * Returns true if it stopped at the batch's end: more may be waiting. */
+static bool accept_from(pool *p, worker *w, ss__listener *l)
 {
     ss_server *srv = p->srv;
     for (int n = 0; n < ACCEPT_BATCH; n++) {
         if (ss__sched_live(w->sched) >= p->fibers) {
             pass_on(p, w);
-            return;
+            return false;
         }
         if (!srv->host->accept_room(srv))
-            return;
+            return false;
         ss_request *req;
         int rc = srv->host->accept(l, &req);
         if (rc < 0)
-            return; /* none waiting, at the limit, or failing: tune_listening sees to it */
+            return false; /* none waiting, at the limit, or failing: tune_listening sees to it */
         if (rc > 0)
             start_request(p, w, req);
     }
+    return true;
+}
+
+/* A poke's clients were more than a batch: the worker pokes itself, so
+ * that it goes on next turn (no wake-up of the kernel's will come for
+ * them: they arrived while another worker, or process, was woken). */
+static void poke_again(pool *p, worker *w)
+{
+    pthread_mutex_lock(&p->lock);
+    atomic_store(&w->poked, true);
+    notify(w);
+    pthread_mutex_unlock(&p->lock);
 }
 
 /* The listeners the last poll found ready. Inside in_accept, so that
@@ -608,16 +633,21 @@ static void accept_from(pool *p, worker *w, ss__listener *l)
 static void accept_arrivals(pool *p, worker *w)
 {
     uint64_t ready = ss__sched_take_sources(w->sched);
-    if (atomic_load_explicit(&w->poked, memory_order_relaxed) && atomic_exchange(&w->poked, false))
+    bool poked =
+        atomic_load_explicit(&w->poked, memory_order_relaxed) && atomic_exchange(&w->poked, false);
+    if (poked)
         ready = UINT64_MAX;
     if (ready == 0)
         return;
+    bool more = false;
     atomic_fetch_add(&p->in_accept, 1);
     if (atomic_load(&p->accept_on))
         for (int id = 0; id < p->nsources && ready != 0; id++, ready >>= 1)
             if (ready & 1)
-                accept_from(p, w, p->sources[id]);
+                more |= accept_from(p, w, p->sources[id]);
     leave_accept(p);
+    if (poked && more)
+        poke_again(p, w);
 }
 
 static void worker_exit(pool *p, worker *w)
@@ -786,9 +816,13 @@ static bool pool_accept_start(ss_server *srv)
         return false;
     pthread_mutex_lock(&p->lock);
     p->nsources = 0;
-    for (int i = 0; i < srv->nlisteners; i++)
-        if (srv->listeners[i]->worker_accept)
-            p->sources[p->nsources++] = srv->listeners[i];
+    p->shared_sources = false;
+    for (int i = 0; i < srv->nlisteners; i++) {
+        if (!srv->listeners[i]->worker_accept)
+            continue;
+        p->sources[p->nsources++] = srv->listeners[i];
+        p->shared_sources |= srv->listeners[i]->other_waiters;
+    }
     /* the first worker with room watches now (which also shows whether
      * the readiness set can); the others look for themselves */
     int rc = 0;
@@ -833,6 +867,28 @@ static bool pool_accepting(ss_server *srv)
     return atomic_load(&p->listening) + atomic_load(&p->parked) > 0;
 }
 
+/* Sibling worker processes (ss_server_set_processes) watch a shared
+ * listener with exclusive wake-ups too: the kernel wakes one waiting
+ * loop of one process per arrival. A process woken that then takes no
+ * client (stopped or killed before its accept, paused, at its own limit,
+ * its worker full) leaves it in the backlog, and no other wake-up comes
+ * for it until the next arrival. So while a worker here watches, the
+ * loop looks at the sources every LOOK_US to STUCK_US + LOOK_US; a client
+ * waiting in one gets a watching worker poked, which tries each source
+ * (EAGAIN if another took it meanwhile). docs/internals.md has the
+ * argument that no client waits longer while a process watches. */
+static void look_for_stranded(pool *p, int64_t now)
+{
+    if (!p->shared_sources || now - p->looked_us < LOOK_US)
+        return;
+    p->looked_us = now;
+    struct pollfd fds[SS__MAX_SOURCES];
+    for (int i = 0; i < p->nsources; i++)
+        fds[i] = (struct pollfd){.fd = p->sources[i]->fd, .events = POLLIN};
+    if (poll(fds, (nfds_t)p->nsources, 0) > 0)
+        pass_on(p, NULL);
+}
+
 /* Each loop turn: workers parked by the core (a limit, the back-off)
  * watch again once it lets clients in. The loop is woken when a limit
  * makes room (ss__place_give_back) and times the back-off's pause. */
@@ -852,6 +908,7 @@ static void pool_reap(ss_server *srv)
             tell_next(p, w); /* it cannot take its clients: the next one does */
     }
     pthread_mutex_unlock(&p->lock);
+    look_for_stranded(p, now);
 }
 
 /* Whether a worker that watches the listeners is awake (it may be stuck
@@ -888,6 +945,8 @@ static int pool_max_wait_ms(ss_server *srv)
         return STUCK_US / 1000;
     if (!watching)
         return -1;
+    if (p->shared_sources)
+        return STUCK_US / 1000; /* a sibling process may strand a client: look_for_stranded */
     atomic_store(&p->loop_unwatched, true);
     if (!awake_watchers(p, INT64_MAX, &watching))
         return -1;

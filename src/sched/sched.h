@@ -42,9 +42,10 @@ bool ss__sched_poll(ss__sched *s);
  * EPOLLEXCLUSIVE), so an arrival wakes one of the loops waiting on the
  * socket rather than all of them; a loop busy elsewhere still sees it on
  * its next poll. A loop woken so that declines the client has taken the
- * arrival's one wake-up: only where no other process waits on the socket
- * may its loops be exclusive (another process's loops would not hear of
- * that client until the next arrival).
+ * arrival's one wake-up: no other loop hears of that client until the
+ * next arrival, so whoever shares a socket so must have a way to find
+ * such a client (the pool's pass_on within a process, look_for_stranded
+ * across worker processes, dispatch/pool.c).
  * watch returns 0, -ENOTSUP where the readiness set cannot share a socket
  * so (the poll() backend, no fibers, a kernel without EPOLLEXCLUSIVE), or
  * a negative errno. watch and unwatch touch only the kernel's readiness

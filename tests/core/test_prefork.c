@@ -24,6 +24,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #include <cmocka.h>
+#include <dirent.h>
 
 /* ---- the handlers ---- */
 
@@ -86,6 +87,8 @@ typedef struct shared {
     atomic_bool handed;    /* ... done: */
     int hand_over_rc;
     pid_t successor;
+    atomic_llong term_ms;  /* the first SIGTERM came (ts_now_ms) */
+    atomic_llong serve_ms; /* serve_forever returned first */
 } shared;
 
 static shared *sh;
@@ -93,6 +96,7 @@ static ss_server *supervised;
 static pid_t running_supervisor; /* the test's, until it has exited */
 static pid_t running_successor;  /* a hand-over's, until the test stops it */
 static pid_t stopped_worker;     /* SIGSTOPped by a test, until it continues it */
+static pid_t traced_worker;      /* one of its threads traced by a test, until detached */
 
 static void publish_stats(ss_server *srv, void *data)
 {
@@ -117,6 +121,8 @@ static void service(ss_server *srv, void *data)
 static void on_term(int sig)
 {
     (void)sig;
+    long long zero = 0;
+    atomic_compare_exchange_strong(&sh->term_ms, &zero, ts_now_ms());
     ss_server_request_shutdown(supervised);
 }
 
@@ -150,6 +156,7 @@ static _Noreturn void supervise(const config *c)
     sigaction(SIGTERM, &sa, NULL);
     atomic_store(&sh->ready, true);
     sh->serve_rc = ss_server_serve_forever(srv, 20);
+    atomic_store(&sh->serve_ms, ts_now_ms());
     publish_stats(srv, NULL);
     atomic_fetch_add(&sh->stopped, 1);
     if (c->serve_twice) {
@@ -212,6 +219,9 @@ static int end_supervisor(void **state)
     if (stopped_worker > 0)
         kill(stopped_worker, SIGCONT);
     stopped_worker = 0;
+    if (traced_worker > 0)
+        kill(traced_worker, SIGKILL); /* a thread held by ptrace: the supervisor replaces it */
+    traced_worker = 0;
     if (running_successor > 0)
         kill(running_successor, SIGTERM);
     running_successor = 0;
@@ -277,6 +287,18 @@ static long ask(int fd)
         return -1;
     buf[n] = '\0';
     return strtol(buf, NULL, 10);
+}
+
+/* A client on a fresh connection: the pid that served it, -1 if none
+ * answered within 5 s (its arrival's wake-up lost). */
+static long ask_fresh(void)
+{
+    int fd = ts_connect_url(sh->address);
+    struct timeval tv = {.tv_sec = 5};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    long pid = ask(fd);
+    close(fd);
+    return pid;
 }
 
 /* The parent of process pid, from /proc; -1 if it is gone. */
@@ -368,23 +390,83 @@ static void test_unix_and_udp(void **state)
 
 #define CLIENTS 24
 
-/* Connections until both workers hold some (the kernel picks). */
+#ifdef __linux__
+/* Every thread of process pid is in one of the states `states` (its
+ * stat's letter). */
+static bool all_threads_in(long pid, const char *states)
+{
+    char path[320], state;
+    long ppid;
+    snprintf(path, sizeof path, "/proc/%ld/task", pid);
+    DIR *dir = opendir(path);
+    if (dir == NULL)
+        return false;
+    bool all = true;
+    for (struct dirent *e; all && (e = readdir(dir)) != NULL;) {
+        if (e->d_name[0] == '.')
+            continue;
+        snprintf(path, sizeof path, "/proc/%ld/task/%s/stat", pid, e->d_name);
+        all = read_stat(path, &state, &ppid) && strchr(states, state) != NULL;
+    }
+    closedir(dir);
+    return all;
+}
+
+/* Every thread of process pid has stopped (SIGSTOP takes effect as
+ * each thread next leaves the kernel). */
+static bool all_threads_stopped(void *arg)
+{
+    return all_threads_in(*(long *)arg, "Tt");
+}
+
+/* Every thread of both processes sleeps (their loops wait). */
+static bool both_asleep(void *arg)
+{
+    const long *pids = arg;
+    return all_threads_in(pids[0], "S") && all_threads_in(pids[1], "S");
+}
+#endif
+
+/* Waits until process pid has stopped (a SIGSTOP sent);
+ * where /proc has no task states, a moment. */
+static void await_stopped(long pid)
+{
+#ifdef __linux__
+    assert_true(ts_wait_until(all_threads_stopped, &pid, 5000));
+#else
+    (void)pid;
+    usleep(200 * 1000);
+#endif
+}
+
+/* CLIENTS connections, each asked once, until both workers hold some.
+ * With exclusive wake-ups the kernel gives each arrival to the same
+ * idle worker: if the first half all went to one, it is stopped while
+ * the next client connects and is answered, so the other takes that. */
 static int open_on_both(int *fds, long *pids, long *a, long *b)
 {
-    int n = 0;
     *a = *b = 0;
-    while (n < CLIENTS || (*b == 0 && n < 4 * CLIENTS)) {
+    for (int n = 0; n < CLIENTS; n++) {
+        bool nudge = n == CLIENTS / 2 && *b == 0;
+        if (nudge) {
+            assert_int_equal(kill((pid_t)*a, SIGSTOP), 0);
+            stopped_worker = (pid_t)*a;
+            await_stopped(*a);
+        }
         fds[n] = ts_connect_url(sh->address);
         pids[n] = ask(fds[n]);
+        if (nudge) {
+            assert_int_equal(kill((pid_t)*a, SIGCONT), 0);
+            stopped_worker = 0;
+        }
         assert_true(pids[n] > 0);
         if (*a == 0)
             *a = pids[n];
         else if (pids[n] != *a && *b == 0)
             *b = pids[n];
-        n++;
     }
     assert_true(*b != 0);
-    return n;
+    return CLIENTS;
 }
 
 static void test_killed_worker_is_replaced_only_its_clients_fail(void **state)
@@ -392,8 +474,8 @@ static void test_killed_worker_is_replaced_only_its_clients_fail(void **state)
     (void)state;
     config c = {"pool", "tcp://127.0.0.1:0", 2, &pid_handler, 5000, false};
     pid_t sup = start_supervisor(&c);
-    int fds[4 * CLIENTS];
-    long pids[4 * CLIENTS], a, b;
+    int fds[CLIENTS];
+    long pids[CLIENTS], a, b;
     int n = open_on_both(fds, pids, &a, &b);
     for (int i = 0; i < n; i++) /* a round trip more: the first message is handled */
         assert_int_equal(ask(fds[i]), pids[i]);
@@ -444,7 +526,14 @@ static void test_killed_worker_is_replaced_only_its_clients_fail(void **state)
 /* ---- the shared listener's wake-ups ---- */
 
 #ifdef __linux__
-#include <dirent.h>
+#include <sys/ptrace.h>
+#include <sys/syscall.h>
+#ifdef SYS_epoll_wait
+#define SYS_EPOLL_WAIT_NR SYS_epoll_wait
+#else
+#define SYS_EPOLL_WAIT_NR (-1)
+#endif
+#include <netinet/in.h>
 #include <sys/epoll.h>
 
 /* How process pid's epoll sets watch descriptor number fd (its fdinfo:
@@ -474,56 +563,162 @@ static int watches_exclusively(long pid, int fd)
     return found;
 }
 
-/* Every thread of process pid has stopped (SIGSTOP takes effect as
- * each thread next leaves the kernel). */
-static bool all_threads_stopped(void *arg)
+/* The worker process of supervisor sup other than pid (0: none). */
+static long other_worker(long sup, long pid)
+{
+    DIR *dir = opendir("/proc");
+    long found = 0;
+    for (struct dirent *e; dir != NULL && found == 0 && (e = readdir(dir)) != NULL;) {
+        long p = strtol(e->d_name, NULL, 10);
+        if (p > 0 && p != pid && parent_of(p) == sup)
+            found = p;
+    }
+    if (dir != NULL)
+        closedir(dir);
+    return found;
+}
+
+/* The thread of process pid that waits in epoll_wait on an epoll set
+ * watching descriptor fd (its /proc syscall line: number, then the
+ * arguments, the set first); 0 if none does. */
+static pid_t thread_waiting_on(long pid, int fd)
+{
+    char path[320], line[512], watch[32];
+    snprintf(path, sizeof path, "/proc/%ld/task", pid);
+    snprintf(watch, sizeof watch, "tfd: %8d ", fd);
+    DIR *dir = opendir(path);
+    pid_t found = 0;
+    for (struct dirent *e; dir != NULL && found == 0 && (e = readdir(dir)) != NULL;) {
+        long tid = strtol(e->d_name, NULL, 10), nr = -1;
+        unsigned long epfd = 0;
+        snprintf(path, sizeof path, "/proc/%ld/task/%ld/syscall", pid, tid);
+        FILE *f = tid > 0 ? fopen(path, "r") : NULL;
+        if (f != NULL && fgets(line, sizeof line, f) != NULL)
+            sscanf(line, "%ld %lx", &nr, &epfd);
+        if (f != NULL)
+            fclose(f);
+        if (nr != SYS_epoll_pwait && !(SYS_EPOLL_WAIT_NR >= 0 && nr == SYS_EPOLL_WAIT_NR))
+            continue;
+        snprintf(path, sizeof path, "/proc/%ld/fdinfo/%lu", pid, epfd);
+        f = fopen(path, "r");
+        while (f != NULL && found == 0 && fgets(line, sizeof line, f) != NULL)
+            if (strncmp(line, watch, strlen(watch)) == 0)
+                found = (pid_t)tid;
+        if (f != NULL)
+            fclose(f);
+    }
+    if (dir != NULL)
+        closedir(dir);
+    return found;
+}
+
+/* The next ptrace stop of thread tid within ms; its wait status, -1 if
+ * none came. */
+static int next_stop_within(pid_t tid, int ms)
+{
+    int status = 0;
+    for (long long end = ts_now_ms() + ms; ts_now_ms() < end;) {
+        if (waitpid(tid, &status, __WALL | WNOHANG) == tid)
+            return status;
+        usleep(1000);
+    }
+    return -1;
+}
+
+static int next_stop(pid_t tid)
+{
+    int status = next_stop_within(tid, 5000);
+    if (status == -1)
+        fail_msg("thread %ld did not stop", (long)tid);
+    return status;
+}
+
+static bool syscall_stop(int status)
+{
+    return WIFSTOPPED(status) && WSTOPSIG(status) == (SIGTRAP | 0x80);
+}
+
+/* Thread tid, traced, stopped as it enters its next epoll_wait. */
+static void trace_to_wait_entry(long pid, pid_t tid, int fd)
+{
+    assert_int_equal(ptrace(PTRACE_SEIZE, tid, 0, PTRACE_O_TRACESYSGOOD), 0);
+    traced_worker = (pid_t)pid;
+    assert_int_equal(ptrace(PTRACE_INTERRUPT, tid, 0, 0), 0);
+    next_stop(tid);
+    for (int i = 0; i < 100; i++) { /* an enter stop, then its exit stop, ... */
+        assert_int_equal(ptrace(PTRACE_SYSCALL, tid, 0, 0), 0);
+        assert_true(syscall_stop(next_stop(tid)));
+        if (thread_waiting_on(pid, fd) == tid)
+            return;
+        assert_int_equal(ptrace(PTRACE_SYSCALL, tid, 0, 0), 0);
+        assert_true(syscall_stop(next_stop(tid)));
+    }
+    fail_msg("thread %ld never waited on the listener", (long)tid);
+}
+
+static bool thread_asleep(void *arg)
 {
     char path[320], state;
     long ppid;
-    snprintf(path, sizeof path, "/proc/%ld/task", *(long *)arg);
-    DIR *dir = opendir(path);
-    if (dir == NULL)
-        return false;
-    bool stopped = true;
-    for (struct dirent *e; stopped && (e = readdir(dir)) != NULL;) {
-        if (e->d_name[0] == '.')
-            continue;
-        snprintf(path, sizeof path, "/proc/%ld/task/%s/stat", *(long *)arg, e->d_name);
-        stopped = read_stat(path, &state, &ppid) && (state == 'T' || state == 't');
-    }
-    closedir(dir);
-    return stopped;
+    const long *ids = arg;
+    snprintf(path, sizeof path, "/proc/%ld/task/%ld/stat", ids[0], ids[1]);
+    return read_stat(path, &state, &ppid) && state == 'S';
 }
 
-/* A client on a fresh connection: the pid that served it, -1 if none
- * answered within 5 s (its arrival's wake-up lost). */
-static long ask_fresh(void)
+/* The thread of worker process `first` that waits on the listener is
+ * traced and held as its epoll_wait returns: if the kernel woke it for a
+ * client's arrival, it has taken that arrival's one exclusive wake-up
+ * and will not accept the client (as a process stopped or killed
+ * between its wake-up and its accept). Whoever answers the client within
+ * 3 s is in *answered (-1: nobody). Returns whether the round counts: the
+ * held thread was the one woken (else the other process was, first in
+ * the kernel's order, and the round proves nothing). The thread goes on. */
+static bool strand_attempt(long first, long *answered)
 {
+    pid_t tid = thread_waiting_on(first, sh->listen_fd);
+    assert_true(tid > 0);
+    trace_to_wait_entry(first, tid, sh->listen_fd);
+    assert_int_equal(ptrace(PTRACE_SYSCALL, tid, 0, 0), 0);
+    long ids[2] = {first, tid};
+    assert_true(ts_wait_until(thread_asleep, ids, 5000)); /* in the wait */
     int fd = ts_connect_url(sh->address);
-    struct timeval tv = {.tv_sec = 5};
+    int status = next_stop_within(tid, 1000);
+    bool woken = status != -1;
+    if (woken)
+        assert_true(syscall_stop(status)); /* it returns from the wait: held */
+    struct timeval tv = {.tv_sec = 3};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    long pid = ask(fd);
+    *answered = ask(fd);
     close(fd);
-    return pid;
+    if (!woken) {
+        assert_int_equal(ptrace(PTRACE_INTERRUPT, tid, 0, 0), 0);
+        next_stop(tid);
+    }
+    assert_int_equal(ptrace(PTRACE_DETACH, tid, 0, 0), 0);
+    traced_worker = 0;
+    return woken;
 }
 
-/* Two worker processes wait on one listener: each pool watches it
- * without EPOLLEXCLUSIVE, so no process woken for an arrival can keep
- * it from the other (stopped or killed before it accepts, paused, at a
- * limit). And clients are served while one worker is stopped, and
- * after it is killed. */
-static void test_shared_listener_is_not_watched_exclusively(void **state)
+/* Two worker processes wait on one listener, each pool with exclusive
+ * wake-ups (EPOLLEXCLUSIVE in its fdinfo): one arrival wakes one
+ * process. Clients are served while one worker is stopped, and after it
+ * is killed. And a process woken that then takes no client (stopped or
+ * killed before its accept; as well paused, at a limit of its own) does
+ * not strand it: the other process, running, answers within a bound,
+ * since each process that watches the listener also looks at it every
+ * 10 ms. A naive exclusive design leaves it in the backlog. */
+static void test_shared_listener_strands_nobody(void **state)
 {
     (void)state;
     config c = {"pool", "tcp://127.0.0.1:0", 2, &pid_handler, 5000, false};
     pid_t sup = start_supervisor(&c);
-    int fds[4 * CLIENTS];
-    long pids[4 * CLIENTS], a, b;
+    int fds[CLIENTS];
+    long pids[CLIENTS], a, b;
     int n = open_on_both(fds, pids, &a, &b);
     for (int i = 0; i < n; i++)
         close(fds[i]);
-    assert_int_equal(watches_exclusively(a, sh->listen_fd), 0);
-    assert_int_equal(watches_exclusively(b, sh->listen_fd), 0);
+    assert_int_equal(watches_exclusively(a, sh->listen_fd), 1);
+    assert_int_equal(watches_exclusively(b, sh->listen_fd), 1);
     assert_int_equal(kill((pid_t)a, SIGSTOP), 0);
     stopped_worker = (pid_t)a;
     assert_true(ts_wait_until(all_threads_stopped, &a, 5000));
@@ -537,6 +732,21 @@ static void test_shared_listener_is_not_watched_exclusively(void **state)
         assert_true(pid > 0 && pid != a);
         assert_true(served_under(pid, sup));
     }
+    int counted = 0;
+    for (int round = 0; round < 12 && counted < 3; round++) {
+        long first = 0, other = 0, answered;
+        for (long long end = ts_now_ms() + 10000; other == 0 && ts_now_ms() < end;) {
+            first = ask_fresh(); /* both idle: the one the kernel wakes first */
+            other = first > 0 ? other_worker(sup, first) : 0;
+        }
+        assert_true(first > 0 && other > 0);
+        long both[2] = {first, other};
+        assert_true(ts_wait_until(both_asleep, both, 5000));
+        bool counts = strand_attempt(first, &answered);
+        assert_int_equal(answered, other);
+        counted += counts;
+    }
+    assert_true(counted >= 3);
     stop_supervisor(sup);
     assert_int_equal(read_stats().processes_failed, 1);
     td_shared_free(sh, sizeof *sh);
@@ -668,10 +878,8 @@ static void test_workers_end_without_their_supervisor(void **state)
     (void)state;
     config c = {"pool", "tcp://127.0.0.1:0", 2, &pid_handler, 5000, false};
     pid_t sup = start_supervisor(&c);
-    int fd = ts_connect_url(sh->address);
-    long worker = ask(fd);
+    long worker = ask_fresh();
     assert_true(worker > 0);
-    close(fd);
     kill(sup, SIGKILL);
     int status;
     waitpid(sup, &status, 0);
@@ -697,6 +905,18 @@ static char fresh_answer(void)
     return buf[0] == 'n' ? 'n' : (buf[0] >= '1' && buf[0] <= '9' ? 'o' : 0);
 }
 
+/* The supervisor hands its listeners over (on its loop: service); the
+ * test stops the successor once done with it. */
+static void hand_over_now(void)
+{
+    atomic_store(&sh->hand_over, true);
+    for (long long end = ts_now_ms() + 15000; !atomic_load(&sh->handed) && ts_now_ms() < end;)
+        usleep(1000);
+    assert_true(atomic_load(&sh->handed));
+    assert_int_equal(sh->hand_over_rc, 0);
+    running_successor = sh->successor;
+}
+
 /* Once the successor is ready, the workers stop taking clients as soon as
  * the supervisor's word reaches them (every client is answered meanwhile);
  * a worker's connection goes on; the drain
@@ -709,12 +929,7 @@ static void test_hand_over_stops_every_worker(void **state)
     int kept = ts_connect_url(sh->address);
     long worker = ask(kept);
     assert_true(worker > 0);
-    atomic_store(&sh->hand_over, true);
-    for (long long end = ts_now_ms() + 15000; !atomic_load(&sh->handed) && ts_now_ms() < end;)
-        usleep(1000);
-    assert_true(atomic_load(&sh->handed));
-    assert_int_equal(sh->hand_over_rc, 0);
-    running_successor = sh->successor;
+    hand_over_now();
     /* The workers hear of the hand-over asynchronously: until they have,
      * one may still take (and serve) a client. Every client is answered;
      * within the bound, only the successor answers, 20 times in a row. */
@@ -732,6 +947,34 @@ static void test_hand_over_stops_every_worker(void **state)
     close(kept);
     assert_int_equal(fresh_answer(), 'n');
     assert_true(gone(worker));
+    kill(sh->successor, SIGTERM);
+    running_successor = 0;
+    td_shared_free(sh, sizeof *sh);
+}
+
+/* The restart's stop after a hand-over does not wait for a worker that
+ * cannot answer (stopped here): serve_forever returns at once, and the
+ * drain ends it at its deadline (killed 3 s after). serve_forever used
+ * to wait 5 s for its pause first. */
+static void test_hand_over_waits_for_no_stopped_worker(void **state)
+{
+    (void)state;
+    config c = {"pool", "tcp://127.0.0.1:0", 2, &pid_handler, 300, false};
+    pid_t sup = start_supervisor(&c);
+    long worker = ask_fresh();
+    assert_true(worker > 0);
+    assert_int_equal(kill((pid_t)worker, SIGSTOP), 0);
+    stopped_worker = (pid_t)worker;
+    await_stopped(worker);
+    hand_over_now();
+    assert_int_equal(fresh_answer(), 'n');
+    stop_supervisor(sup);
+    stopped_worker = 0; /* killed by the drain */
+    long long stop_took = atomic_load(&sh->serve_ms) - atomic_load(&sh->term_ms);
+    if (stop_took > 1500)
+        fail_msg("serve_forever returned %lld ms after the stop", stop_took);
+    assert_int_equal(sh->drain_rc, -ETIMEDOUT); /* the stopped worker was killed */
+    assert_true(gone(worker));                  /* and reaped (the successor is a child too) */
     kill(sh->successor, SIGTERM);
     running_successor = 0;
     td_shared_free(sh, sizeof *sh);
@@ -770,7 +1013,7 @@ int main(void)
         cmocka_unit_test_teardown(test_killed_worker_is_replaced_only_its_clients_fail,
                                   end_supervisor),
 #ifdef __linux__
-        cmocka_unit_test_teardown(test_shared_listener_is_not_watched_exclusively, end_supervisor),
+        cmocka_unit_test_teardown(test_shared_listener_strands_nobody, end_supervisor),
 #endif
         cmocka_unit_test_teardown(test_crash_loop_backs_off, end_supervisor),
         cmocka_unit_test_teardown(test_stop_pauses_every_worker, end_supervisor),
@@ -778,6 +1021,7 @@ int main(void)
         cmocka_unit_test_teardown(test_second_stop_cuts_the_drain_off, end_supervisor),
         cmocka_unit_test_teardown(test_workers_end_without_their_supervisor, end_supervisor),
         cmocka_unit_test_teardown(test_hand_over_stops_every_worker, end_supervisor),
+        cmocka_unit_test_teardown(test_hand_over_waits_for_no_stopped_worker, end_supervisor),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
