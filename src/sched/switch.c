@@ -44,22 +44,24 @@ _Thread_local ss__sched *ss__this_sched SS__TLS_FAST;
 /* The record's size rounded up to whole cache lines. */
 #define RECORD_SIZE ((sizeof(ss__fiber) + CACHE_LINE - 1) / CACHE_LINE * CACHE_LINE)
 
-static inline char *stack_bottom(const ss__sched *s, const ss__fiber *f)
-{
-    return f->map + s->guard;
-}
-
 /* The fiber's stack ends where its record begins: a cache-line boundary,
  * so the 16-byte alignment both ABIs ask of a stack pointer holds. */
-static inline char *stack_top(const ss__fiber *f)
+static char *stack_top(const ss__fiber *f)
 {
     return (char *)f;
 }
 
-static inline size_t stack_bytes(const ss__sched *s, const ss__fiber *f)
+#if defined(SS_ASAN) || !defined(SS__SWITCH_ASM) /* told to ASan, or to makecontext */
+static char *stack_bottom(const ss__sched *s, const ss__fiber *f)
+{
+    return f->map + s->guard;
+}
+
+static size_t stack_bytes(const ss__sched *s, const ss__fiber *f)
 {
     return (size_t)(stack_top(f) - stack_bottom(s, f));
 }
+#endif
 
 /* ---- the switch of our own: x86_64 and aarch64 ----
  *
