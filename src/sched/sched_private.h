@@ -10,9 +10,6 @@
 #include "base/clock.h"
 #include "sched/sched.h"
 
-#include <setjmp.h>
-#include <ucontext.h>
-
 /* Which sanitizer must hear about stack switches. */
 #if defined(__SANITIZE_ADDRESS__)
 #define SS_ASAN 1
@@ -29,14 +26,39 @@
 #endif
 #endif
 
-/* After a fiber's first entry (setcontext), switches use sigsetjmp /
- * siglongjmp without a saved mask: glibc's swapcontext saves and restores
- * the signal mask with a system call on every switch, two per park.
- * ThreadSanitizer keeps setjmp buffers per thread (per fiber) and does not
- * follow a jump to one saved on another fiber: under it, every switch is
- * a swapcontext. */
-#ifndef SS_TSAN
+/* How a fiber is entered and switched (sched/switch.c).
+ *
+ * SS__SWITCH_ASM: a few instructions of our own per architecture (x86_64,
+ * aarch64; ELF): a switch saves the callee-saved registers and the
+ * floating-point control words on the stack it leaves, keeps that stack
+ * pointer in the record, and loads the other's; a fiber's first entry sets
+ * the stack pointer to the top of its stack and calls its entry function.
+ * No system call, no signal mask, no ucontext_t. Not where the compiler
+ * builds for x86 CET (-fcf-protection: a shadow stack, whose return
+ * addresses a switch to another stack would have to carry along, as
+ * glibc's ucontext does, and indirect-branch tracking, which the x86_64
+ * switch's jump back would not pass) nor arm64's GCS shadow stack.
+ *
+ * Otherwise (another architecture, a shadow stack, or -DSS_FIBER_UCONTEXT
+ * to test this path on one of ours) the portable ucontext path: a fiber's
+ * first entry is a makecontext'd context entered with setcontext, and
+ * after it switches use sigsetjmp / siglongjmp without a saved mask
+ * (FAST_SWITCH): glibc's swapcontext saves and restores the signal mask
+ * with a system call on every switch, two per park. ThreadSanitizer keeps
+ * setjmp buffers per thread (per fiber) and does not follow a jump to one
+ * saved on another fiber: under it, on that path, every switch is a
+ * swapcontext. */
+#if defined(__ELF__) && !defined(SS_FIBER_UCONTEXT) &&                                             \
+    ((defined(__x86_64__) && !defined(__CET__)) ||                                                 \
+     (defined(__aarch64__) && !defined(__ARM_FEATURE_GCS_DEFAULT)))
+#define SS__SWITCH_ASM 1
+#elif !defined(SS_TSAN)
 #define FAST_SWITCH 1
+#endif
+
+#ifndef SS__SWITCH_ASM
+#include <setjmp.h>
+#include <ucontext.h>
 #endif
 
 #if defined(__GNUC__)
@@ -48,10 +70,16 @@
 typedef struct ss__fiber ss__fiber;
 typedef struct ss__poller ss__poller; /* the readiness set: one per backend */
 
+/* A fiber's record lives in its own stack mapping, just above the top of
+ * its stack (sched/switch.c): no heap bytes per fiber. */
 struct ss__fiber {
+#ifdef SS__SWITCH_ASM
+    void *sp; /* where it parked (its saved registers); NULL: never entered */
+#else
     ucontext_t ctx;
+#endif
     ss__sched *sched;
-    char *map; /* guard page + stack */
+    char *map; /* guard page + stack (and this record) */
     void (*fn)(void *, void *);
     void *a, *b;
     ss__fiber *next;          /* run queue or spare list */
@@ -62,10 +90,10 @@ struct ss__fiber {
     short want;    /* POLLIN / POLLOUT waited for; 0 = not parked on an fd */
     bool readable; /* fd: no short read since its last readiness report */
     bool ended;    /* fd: a hang-up, end of stream or error was reported */
-    int result;    /* what ss__fiber_wait returns: 1 ready, 0 timed out */
-    int fd;        /* registered with the readiness set, -1 if none */
-    size_t slot;   /* the poller's own index for this fiber, if it keeps one */
     bool done;
+    int result;  /* what ss__fiber_wait returns: 1 ready, 0 timed out */
+    int fd;      /* registered with the readiness set, -1 if none */
+    size_t slot; /* the poller's own index for this fiber, if it keeps one */
 #ifdef FAST_SWITCH
     bool started;  /* entered once: resume with jb */
     sigjmp_buf jb; /* where it parked */
@@ -79,7 +107,11 @@ struct ss__fiber {
 };
 
 struct ss__sched {
+#ifdef SS__SWITCH_ASM
+    void *main_sp; /* where the loop waits for the fiber to park */
+#else
     ucontext_t main_ctx;
+#endif
 #ifdef FAST_SWITCH
     sigjmp_buf main_jb; /* where run_fiber waits for the fiber to park */
 #endif
@@ -92,7 +124,7 @@ struct ss__sched {
     ss__poller *poller;
     int64_t now_us;         /* the loop's clock (ss__sched_now_us) */
     int64_t slept_us;       /* blocked in ss__sched_poll, in total */
-    unsigned spawned;       /* fibers ever started: varies their stacks' tops */
+    unsigned mapped;        /* stacks ever mapped: varies their tops */
     uint64_t sources_ready; /* ss__sched_take_sources: bit id, set by polls */
     char *scratch;          /* ss__fiber_scratch: allocated once, never moved */
     size_t scratch_size;
