@@ -167,6 +167,14 @@ void ss__stream_interrupt(ss_request *req)
     shutdown(req->fd, SHUT_RDWR);
 }
 
+/* The read side only: Linux wakes a blocked recv, poll and epoll
+ * (EPOLLIN | EPOLLRDHUP) on TCP and Unix stream sockets alike, and the
+ * kernel still sends what is written afterwards, then the FIN at close. */
+void ss__stream_end_reads(ss_request *req)
+{
+    shutdown(req->fd, SHUT_RD);
+}
+
 int ss__client_key_none(const ss__arrival *arrival, ss__client_key *key)
 {
     (void)arrival;

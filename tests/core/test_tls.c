@@ -6,7 +6,8 @@
  * garbage, a truncated ClientHello, a stalled or silent handshake, a
  * peer that stops in the middle of a record or resets during a reply:
  * each refused (or failed) and counted, the server serving on, its
- * descriptors back where they were. Also the request timeout and a
+ * descriptors back where they were; close_notify to a client a drain
+ * closes as idle. Also the request timeout and a
  * parked fiber under TLS, one thread reading while another writes, and
  * the API's errors. The certificates come from scripts/make-test-cert.sh.
  * The handler reports what it sees on the socket, so the checks hold in a
@@ -53,12 +54,14 @@ static void path_in(char *out, size_t size, const char *dir, const char *file)
 
 /* ---- running a client ---- */
 
-/* Reads fd into out (NUL-terminated) until EOF, a full buffer or
- * deadline (ts_now_ms). */
-static void read_until(int fd, char *out, size_t size, long long deadline)
+/* Reads fd into out (NUL-terminated), after the `got` bytes it holds,
+ * until EOF, a full buffer, deadline (ts_now_ms) or, when want is not
+ * NULL, until out holds want. Returns the length of out. */
+static size_t read_until(int fd, char *out, size_t got, size_t size, const char *want,
+                         long long deadline)
 {
-    size_t got = 0;
-    for (;;) {
+    out[got] = '\0';
+    while (want == NULL || strstr(out, want) == NULL) {
         long long left = deadline - ts_now_ms();
         struct pollfd p = {.fd = fd, .events = POLLIN};
         if (left <= 0 || poll(&p, 1, (int)left) <= 0)
@@ -67,15 +70,20 @@ static void read_until(int fd, char *out, size_t size, long long deadline)
         if (n <= 0)
             break;
         got += (size_t)n;
+        out[got] = '\0';
     }
-    out[got] = '\0';
+    return got;
 }
 
-/* Runs argv (PATH searched) with `input` on its stdin (NULL: none),
- * collecting its stdout into out (NUL-terminated) for at most timeout_ms;
- * stderr goes to ours. Returns its exit status, or -1 if it had to be
- * killed. */
-static int run(char *const argv[], const char *input, char *out, size_t size, int timeout_ms)
+/* A client running: its pid and the read end of its stdout. */
+typedef struct client_run {
+    pid_t pid;
+    int out;
+} client_run;
+
+/* Starts argv (PATH searched) with `input` on its stdin (NULL: none);
+ * stderr goes to ours. */
+static client_run start_client(char *const argv[], const char *input)
 {
     int in[2], pipe_out[2];
     assert_int_equal(pipe(in), 0);
@@ -100,16 +108,30 @@ static int run(char *const argv[], const char *input, char *out, size_t size, in
     if (input != NULL && write(in[1], input, strlen(input)) < 0)
         fail_msg("cannot feed %s", argv[0]);
     close(in[1]);
-    long long deadline = ts_now_ms() + timeout_ms;
-    read_until(pipe_out[0], out, size, deadline);
-    close(pipe_out[0]);
-    bool late = ts_now_ms() >= deadline;
+    return (client_run){pid, pipe_out[0]};
+}
+
+/* Its exit status, or -1 if it is late (then killed). */
+static int end_client(client_run *c, bool late)
+{
+    close(c->out);
     if (late)
-        kill(pid, SIGKILL);
+        kill(c->pid, SIGKILL);
     int status;
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+    while (waitpid(c->pid, &status, 0) < 0 && errno == EINTR)
         ;
     return late ? -1 : WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/* Runs argv with `input` on its stdin (NULL: none), collecting its stdout
+ * into out (NUL-terminated) for at most timeout_ms. Returns its exit
+ * status, or -1 if it had to be killed. */
+static int run(char *const argv[], const char *input, char *out, size_t size, int timeout_ms)
+{
+    client_run c = start_client(argv, input);
+    long long deadline = ts_now_ms() + timeout_ms;
+    read_until(c.out, out, 0, size, NULL, deadline);
+    return end_client(&c, ts_now_ms() >= deadline);
 }
 
 /* The server's address for the clients: "127.0.0.1:PORT" or "unix:PATH". */
@@ -521,6 +543,38 @@ static void request_timeout_holds(void **state)
     assert_true(td_wait_closed(srv, 1, 10000));
     assert_int_equal(td_stats(srv).request_timeouts, 1);
     finish_counted(&runner, srv, 1, dir, 1, 0, 1);
+}
+
+/* A client idle when the server drains (sync: stops, which ends its idle
+ * wait) gets close_notify before the end of the connection (RFC 8446,
+ * section 6.1): the idle close shuts the read side only, so the filter's
+ * close can still send it. tls_client.py goodbye, with Python's
+ * suppress_ragged_eofs off, tells the alert from a bare end ("end eof":
+ * the old code, whose idle close shut both sides first). */
+static void idle_client_gets_close_notify(void **state)
+{
+    const combo *c = *state;
+    char dir[256], out[4096], address[320], ca[320];
+    ts_runner runner;
+    ss_server *srv = serve(c, (ss_tls_options){0}, dir, sizeof dir, &runner);
+    client_address(srv, address, sizeof address);
+    path_in(ca, sizeof ca, a_dir, "ca.pem");
+    char *argv[] = {"python3", TLS_CLIENT_PY, address, "goodbye", "--ca",
+                    ca,        "--line",      "hello", NULL};
+    client_run client = start_client(argv, NULL);
+    long long deadline = ts_now_ms() + 30000;
+    size_t got = read_until(client.out, out, 0, sizeof out, "|HELLO\n", deadline);
+    expect_contains(out, "reply TLSv1.3|-|localhost|-|HELLO\n"); /* answered: now idle */
+    assert_int_equal(ts_stop(&runner), 0);
+    assert_int_equal(ss_server_drain(srv, 20000), 0);
+    read_until(client.out, out, got, sizeof out, NULL, deadline);
+    status_is(end_client(&client, ts_now_ms() >= deadline), 0, out);
+    expect_contains(out, "end close_notify");
+    assert_int_equal(td_stats(srv).idle_closed, 1);
+    counts_are(srv, 1, 0, 0);
+    ss_server_free(srv);
+    if (dir[0] != '\0')
+        ts_rmdir(dir);
 }
 
 /* Records sent back to back arrive in one read from the socket: the ones
@@ -980,6 +1034,7 @@ static void (*const per_combo[])(void **) = {
     bad_clients,
     peer_breaks_off,
     request_timeout_holds,
+    idle_client_gets_close_notify,
     reader_and_writer_threads,
     proxy_header_then_tls,
     pipelined_records,
@@ -992,6 +1047,7 @@ static const char *const per_combo_names[] = {
     "bad_clients",
     "peer_breaks_off",
     "request_timeout_holds",
+    "idle_client_gets_close_notify",
     "reader_and_writer_threads",
     "proxy_header_then_tls",
     "pipelined_records",

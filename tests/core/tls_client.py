@@ -20,6 +20,10 @@ Modes:
   silent      nothing at all; prints "closed after MS"
   midrecord   a handshake, then part of a record, then close
   idle        a handshake, then nothing; prints "closed after MS"
+  goodbye     a handshake, each --line and its reply, then nothing; prints
+              how the server ended the connection: "end close_notify" (its
+              close_notify alert, RFC 8446 6.1), "end eof" (a bare end of
+              the connection), "end reset" or "end timeout"
   vanish      a handshake, "big\\n", then a reset while the reply comes
   listen      a handshake, then two lines read before anything is sent
               (the server writes from another thread), then "bye\\n"
@@ -156,6 +160,23 @@ def mode_idle(sock, args):
     print("closed after %d" % wait_close(tls, started))
 
 
+def mode_goodbye(sock, args):
+    tls = context(args).wrap_socket(sock, server_hostname=args.sni, suppress_ragged_eofs=False)
+    for line in args.line:
+        tls.sendall(line.encode() + b"\n")
+        print("reply", read_line(tls), flush=True)
+    try:
+        while tls.recv(4096):
+            pass
+        print("end close_notify")  # recv returns b"" only after the alert
+    except ssl.SSLEOFError:
+        print("end eof")
+    except ConnectionResetError:
+        print("end reset")
+    except socket.timeout:
+        print("end timeout")
+
+
 def mode_vanish(sock, args):
     tls = context(args).wrap_socket(sock, server_hostname=args.sni)
     tls.sendall(b"big\n")
@@ -235,7 +256,8 @@ def main():
     p.add_argument("--timeout", type=float, default=15)
     args = p.parse_args()
     modes = {"lines": mode_lines, "midrecord": mode_midrecord, "idle": mode_idle,
-             "vanish": mode_vanish, "listen": mode_listen, "pipeline": mode_pipeline}
+             "goodbye": mode_goodbye, "vanish": mode_vanish, "listen": mode_listen,
+             "pipeline": mode_pipeline}
     try:
         sock = connect(args.address, args.timeout)
         if args.proxy_header:  # a balancer's header comes before the handshake
