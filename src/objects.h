@@ -41,7 +41,8 @@ typedef enum ss__state {
     X(lingering_closes) X(linger_overflows)                                      \
     X(filter_refused) X(proxy_invalid) X(proxy_untrusted) X(proxy_timeouts)      \
     X(idle_closed)                                                               \
-    X(tls_handshakes) X(tls_handshake_failures) X(processes_failed)
+    X(tls_handshakes) X(tls_handshake_failures) X(processes_failed)         \
+    X(tls_reload_failures)
 /* clang-format on */
 
 /* Each is updated where the event happens, by whichever thread sees it. */

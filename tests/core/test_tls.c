@@ -971,6 +971,105 @@ static void tls_on_every_stream_listener(void **state)
 /* In a child: a TCP socket passed by socket activation under the name
  * "tls" (what a hand-over names a tls:// listener) is a tls:// listener:
  * named so, refused without a certificate, TLS with one. */
+/* dir/name -> target, replaced in one step (rename), as certbot's
+ * live/ links are. */
+static void link_to(const char *dir, const char *name, const char *target)
+{
+    char link[320], tmp[330];
+    path_in(link, sizeof link, dir, name);
+    snprintf(tmp, sizeof tmp, "%s.new", link);
+    unlink(tmp);
+    assert_int_equal(symlink(target, tmp), 0);
+    assert_int_equal(rename(tmp, link), 0);
+}
+
+/* dir/cert.pem and dir/key.pem -> set's server pair. */
+static void live_pair(const char *dir, const char *set)
+{
+    char cert[320], key[320];
+    path_in(cert, sizeof cert, set, "server.pem");
+    path_in(key, sizeof key, set, "server.key");
+    link_to(dir, "cert.pem", cert);
+    link_to(dir, "key.pem", key);
+}
+
+/* A fork of the server that serves one connection once `go` is
+ * readable, then exits 0 if it counted `want_failures` reload failures
+ * and one handshake. */
+static pid_t fork_server(ss_server *srv, int go, int want_failures)
+{
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid > 0)
+        return pid;
+    char byte;
+    TS_CHECK(read(go, &byte, 1) == 1);
+    TS_CHECK(ss_server_handle_request(srv) == 0);
+    ss_stats st;
+    ss_server_stats(srv, &st);
+    TS_CHECK(st.tls_handshakes == 1);
+    TS_CHECK(st.tls_reload_failures == (uint64_t)want_failures);
+    _exit(0);
+}
+
+static void served_by_fork(const ss_server *srv, pid_t pid, int go, const char *ca,
+                           const char *want)
+{
+    char out[4096];
+    assert_int_equal(write(go, "", 1), 1);
+    status_is(python(srv, out, sizeof out, "lines", "--ca", ca, "--line", "forked", NULL), 0, out);
+    expect_contains(out, want);
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+/* Worker processes and forking's children are forks of the process that
+ * reloads (the supervisor): a fork made before a reload uses the new pair
+ * from its next handshake on; one that cannot load the files the reload
+ * loaded (replaced meanwhile by a dangling link) keeps the pair it had,
+ * logs why and counts it in tls_reload_failures. */
+static void forks_follow_reloads(void **state)
+{
+    (void)state;
+    char dir[256], cert[320], key[320], a_ca[320], b_ca[320];
+    ts_mkdtemp(dir, sizeof dir);
+    path_in(cert, sizeof cert, dir, "cert.pem");
+    path_in(key, sizeof key, dir, "key.pem");
+    path_in(a_ca, sizeof a_ca, a_dir, "ca.pem");
+    path_in(b_ca, sizeof b_ca, b_dir, "ca.pem");
+    live_pair(dir, a_dir);
+    captured = td_shared_new(sizeof *captured);
+    ss_server *srv;
+    assert_int_equal(ss_server_create(&srv, "tls://127.0.0.1:0", NULL, &who_handler, NULL), 0);
+    ss_server_set_log(srv, capture);
+    assert_int_equal(ss_server_set_tls(srv, &(ss_tls_options){.cert_file = cert, .key_file = key}),
+                     0);
+    assert_int_equal(ss_server_bind(srv), 0);
+    assert_int_equal(ss_server_activate(srv), 0);
+    int go[2];
+    assert_int_equal(pipe(go), 0);
+    pid_t pid = fork_server(srv, go[0], 0);
+    live_pair(dir, b_dir); /* renewed, then reloaded here */
+    assert_int_equal(ss_server_reload_tls(srv, NULL, NULL), 0);
+    served_by_fork(srv, pid, go[1], b_ca, "reply TLSv1.3|-|localhost|-|FORKED");
+    pid = fork_server(srv, go[0], 1);
+    live_pair(dir, a_dir);
+    assert_int_equal(ss_server_reload_tls(srv, NULL, NULL), 0);
+    link_to(dir, "cert.pem", "/nonexistent/cert.pem"); /* gone before the fork follows */
+    served_by_fork(srv, pid, go[1], b_ca, "reply TLSv1.3|-|localhost|-|FORKED"); /* still B's */
+    logged("TLS: process ", "could not reload the certificate another process of the server");
+    assert_int_equal(td_stats(srv).tls_reload_failures, 0); /* the fork's, not ours */
+    assert_int_equal(ss_server_reload_tls(srv, NULL, NULL), SS_ETLSCERT);
+    assert_int_equal(td_stats(srv).tls_reload_failures, 1);
+    close(go[0]);
+    close(go[1]);
+    ss_server_free(srv);
+    td_shared_free(captured, sizeof *captured);
+    ts_rmdir(dir);
+}
+
 static void adopted_tls_listener_body(void)
 {
     int made = socket(AF_INET, SOCK_STREAM, 0);
@@ -1076,6 +1175,7 @@ int main(int argc, char **argv)
         tests[n++] = (struct CMUnitTest)cmocka_unit_test(api_errors);
         tests[n++] = (struct CMUnitTest)cmocka_unit_test(adopted_tls_listener);
         tests[n++] = (struct CMUnitTest)cmocka_unit_test(load_warnings);
+        tests[n++] = (struct CMUnitTest)cmocka_unit_test(forks_follow_reloads);
     }
     if (mode == NULL || strcmp(mode, "pool") == 0)
         tests[n++] = (struct CMUnitTest)cmocka_unit_test(stalled_handshake_parks_fiber);
