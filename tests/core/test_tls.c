@@ -884,6 +884,17 @@ static void log_names_client_and_stage(void **state)
     td_shared_free(captured, sizeof *captured);
 }
 
+/* A sync tls:// server with cert and key, its log captured. */
+static ss_server *logging_server(const char *cert, const char *key)
+{
+    ss_server *srv;
+    assert_int_equal(ss_server_create(&srv, "tls://127.0.0.1:0", NULL, &who_handler, NULL), 0);
+    ss_server_set_log(srv, capture);
+    assert_int_equal(ss_server_set_tls(srv, &(ss_tls_options){.cert_file = cert, .key_file = key}),
+                     0);
+    return srv;
+}
+
 /* Files that load but will hurt are warned about, at start and at each
  * reload: a private key every user may read, a certificate past its
  * end. A sound pair draws no warning. */
@@ -911,11 +922,7 @@ static void load_warnings(void **state)
     assert_int_equal(run(sign, NULL, out, sizeof out, 10000), 0);
 
     captured = td_shared_new(sizeof *captured);
-    ss_server *srv;
-    assert_int_equal(ss_server_create(&srv, "tls://127.0.0.1:0", NULL, &who_handler, NULL), 0);
-    ss_server_set_log(srv, capture);
-    assert_int_equal(ss_server_set_tls(srv, &(ss_tls_options){.cert_file = cert, .key_file = key}),
-                     0);
+    ss_server *srv = logging_server(cert, key);
     assert_null(strstr(captured->text, "TLS: the "));
     assert_int_equal(ss_server_reload_tls(srv, cert, exposed), 0);
     logged("TLS: the key file ", "exposed.key is readable by every user (mode 0644)");
@@ -1041,11 +1048,7 @@ static void forks_follow_reloads(void **state)
     path_in(b_ca, sizeof b_ca, b_dir, "ca.pem");
     live_pair(dir, a_dir);
     captured = td_shared_new(sizeof *captured);
-    ss_server *srv;
-    assert_int_equal(ss_server_create(&srv, "tls://127.0.0.1:0", NULL, &who_handler, NULL), 0);
-    ss_server_set_log(srv, capture);
-    assert_int_equal(ss_server_set_tls(srv, &(ss_tls_options){.cert_file = cert, .key_file = key}),
-                     0);
+    ss_server *srv = logging_server(cert, key);
     assert_int_equal(ss_server_bind(srv), 0);
     assert_int_equal(ss_server_activate(srv), 0);
     int go[2];
