@@ -258,7 +258,16 @@ static int flush(struct ss__tls_state *st, int64_t deadline)
 
 /* Reads from below into st->in. Only one reader at a time (the request's
  * reader, or the handshake): it alone adds bytes, past in.end, so it may
- * do so unlocked. Returns the count, 0 at the end, or a negative errno. */
+ * do so unlocked. Returns the count, 0 at the end, or a negative errno.
+ * st->in is empty whenever this runs, so each read starts at 0 with the
+ * whole buffer: OpenSSL's record layer (no read-ahead) asks for a record's
+ * header, then exactly the rest of its body, and takes every byte the BIO
+ * has into its own buffer before it says SSL_ERROR_WANT_READ; a header
+ * announcing more than a record may hold (RFC 8446 5.1, RFC 5246 6.2.3)
+ * fails with record_overflow before its body is read. A full buffer
+ * (-ENOBUFS) would mean OpenSSL asked for more while leaving 32 KiB
+ * unread, which OpenSSL 3.0 never does (4 MiB of pipelined 16 KiB records,
+ * TLS 1.2 and 1.3, and the tests' pipelined_records: never a byte left). */
 static ssize_t fill(struct ss__tls_state *st, int64_t deadline)
 {
     ss__tls_bytes *in = &st->in;
