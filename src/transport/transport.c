@@ -102,8 +102,10 @@ static bool kernel_timed(ss_request *req)
 ssize_t ss__stream_recv(ss_request *req, void *buf, size_t size, void *spill, size_t spill_size)
 {
     bool timed = kernel_timed(req);
+    bool wait_first = req->recv_wait_first; /* one read's hint (filter/tls_io.c) */
+    req->recv_wait_first = false;
     ssize_t n = ss__io_recv(req->fd, buf, size, spill, spill_size, req->timeout_ms, timed,
-                            req->waiter, &req->server->stop, !req->idle_read);
+                            req->waiter, &req->server->stop, !req->idle_read, wait_first);
     return n < 0 ? ss__request_note_io(req, (int)n) : n;
 }
 

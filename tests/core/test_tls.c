@@ -33,6 +33,9 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#ifdef __linux__
+#include <linux/tcp.h> /* struct tcp_info with tcpi_data_segs_out, TCP_INFO */
+#endif
 #include <cmocka.h>
 
 #include "stream_combos.h" /* after cmocka: its EACH uses it */
@@ -230,6 +233,22 @@ static int send_big(ss_request *req)
     return rc;
 }
 
+/* Linux's count of the TCP segments with data a socket has sent
+ * (tcpi_data_segs_out, 4.6 and later); -1 where there is none. */
+static long data_segments_out(int fd)
+{
+#ifdef __linux__
+    struct tcp_info info;
+    socklen_t len = sizeof info;
+    if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &len) == 0 &&
+        len >= offsetof(struct tcp_info, tcpi_data_segs_out) + sizeof info.tcpi_data_segs_out)
+        return (long)info.tcpi_data_segs_out;
+#else
+    (void)fd;
+#endif
+    return -1;
+}
+
 static int who(ss_request *req, void *data)
 {
     (void)data;
@@ -245,6 +264,8 @@ static int who(ss_request *req, void *data)
             return send_big(req);
         if (strcmp(line, "who") == 0) /* the client, as a PROXY header may name it */
             snprintf(line, sizeof line, "%s", ss_request_client_name(req));
+        if (strcmp(line, "segments") == 0) /* TCP segments with data sent so far */
+            snprintf(line, sizeof line, "segments %ld", data_segments_out(ss_request_fileno(req)));
         upper(line);
         int len =
             snprintf(out, sizeof out, "%s|%s|%s|%s|%s\n", ss_request_tls_version(req),
@@ -575,6 +596,26 @@ static void idle_client_gets_close_notify(void **state)
     ss_server_free(srv);
     if (dir[0] != '\0')
         ts_rmdir(dir);
+}
+
+/* A TLS 1.3 client whose first request comes with its Finished (one
+ * write): the server's session tickets wait for the reply and leave with
+ * it, so before the reply the server has sent one segment with data, its
+ * handshake flight (TCP_NODELAY: a send is a segment). The old code sent
+ * the tickets on their own as the handshake ended: 2. A client that sends
+ * nothing more gets them at once (peer_breaks_off, bad_clients). */
+static void tickets_leave_with_the_reply(void **state)
+{
+    const combo *c = *state;
+    char dir[256], out[4096];
+    ts_runner runner;
+    ss_server *srv = serve(c, (ss_tls_options){0}, dir, sizeof dir, &runner);
+    status_is(python(srv, out, sizeof out, "oneflight", "--line", "segments", NULL), 0, out);
+    if (strcmp(c->scheme, "tcp") == 0)
+        expect_contains(out, "replies 1\nlast TLSv1.3|-|localhost|-|SEGMENTS 1\n");
+    else
+        expect_contains(out, "replies 1\nlast TLSv1.3|-|localhost|-|SEGMENTS -1\n");
+    finish_counted(&runner, srv, 1, dir, 1, 0, 0);
 }
 
 /* Records sent back to back arrive in one read from the socket: the ones
@@ -1137,6 +1178,7 @@ static void (*const per_combo[])(void **) = {
     peer_breaks_off,
     request_timeout_holds,
     idle_client_gets_close_notify,
+    tickets_leave_with_the_reply,
     reader_and_writer_threads,
     proxy_header_then_tls,
     pipelined_records,
@@ -1150,6 +1192,7 @@ static const char *const per_combo_names[] = {
     "peer_breaks_off",
     "request_timeout_holds",
     "idle_client_gets_close_notify",
+    "tickets_leave_with_the_reply",
     "reader_and_writer_threads",
     "proxy_header_then_tls",
     "pipelined_records",
