@@ -8,11 +8,13 @@
  * A sequence lock: a writer makes seq odd, writes the names, makes it
  * even again (two more than before); a reader copies the names between
  * two loads of seq and keeps the copy only if both are the same even
- * value. No lock that a killed process could leave held: a writer's
- * section is two copies of a few KiB, and one that never ends (its
- * process killed in it) is taken over after SPIN_LIMIT yields. Within
- * one process readers and writers are serialized by the config's
- * reload_lock, so the plain copies race only with other processes. */
+ * value. The names are atomic bytes, stored with release and loaded with
+ * acquire, so a reader that sees any byte of a write also sees its odd
+ * seq (no fence: ThreadSanitizer has none). No lock that a killed process
+ * could leave held: a writer's section is two copies of a few KiB, and
+ * one that never ends (its process killed in it) is taken over after
+ * SPIN_LIMIT yields. Within one process readers and writers are also
+ * serialized by the config's reload_lock. */
 #include "filter/tls_private.h"
 
 #include <errno.h>
@@ -29,9 +31,9 @@
 #define SPIN_LIMIT 100000
 
 struct ss__tls_shared {
-    atomic_uint seq;          /* even: stable; odd: being written */
-    char cert_file[PATH_MAX]; /* the names the last reload loaded */
-    char key_file[PATH_MAX];  /* "": the key is in cert_file */
+    atomic_uint seq;                 /* even: stable; odd: being written */
+    atomic_char cert_file[PATH_MAX]; /* the names the last reload loaded */
+    atomic_char key_file[PATH_MAX];  /* "": the key is in cert_file */
 };
 
 bool ss__tls_shared_fits(const char *cert_file, const char *key_file)
@@ -39,10 +41,30 @@ bool ss__tls_shared_fits(const char *cert_file, const char *key_file)
     return strlen(cert_file) < PATH_MAX && (key_file == NULL || strlen(key_file) < PATH_MAX);
 }
 
+/* src and its NUL (shorter than PATH_MAX: ss__tls_shared_fits). */
+static void store_name(atomic_char *dst, const char *src)
+{
+    size_t i = 0;
+    do
+        atomic_store_explicit(&dst[i], src[i], memory_order_release);
+    while (src[i++] != '\0');
+}
+
 static void write_names(struct ss__tls_shared *sh, const char *cert_file, const char *key_file)
 {
-    strcpy(sh->cert_file, cert_file);
-    strcpy(sh->key_file, key_file != NULL ? key_file : "");
+    store_name(sh->cert_file, cert_file);
+    store_name(sh->key_file, key_file != NULL ? key_file : "");
+}
+
+/* Up to its NUL, or PATH_MAX - 1 bytes of a name torn by a writer (the
+ * caller's second look at seq rejects it). */
+static void load_name(char *dst, const atomic_char *src)
+{
+    size_t i = 0;
+    while (i < PATH_MAX - 1 &&
+           (dst[i] = atomic_load_explicit(&src[i], memory_order_acquire)) != '\0')
+        i++;
+    dst[i] = '\0';
 }
 
 int ss__tls_shared_new(struct ss__tls_shared **out, const char *cert_file, const char *key_file)
@@ -83,8 +105,7 @@ static unsigned begin_write(struct ss__tls_shared *sh)
 unsigned ss__tls_shared_publish(struct ss__tls_shared *sh, const char *cert_file,
                                 const char *key_file)
 {
-    unsigned odd = begin_write(sh);
-    atomic_thread_fence(memory_order_release);
+    unsigned odd = begin_write(sh); /* sequentially consistent: no byte moves above it */
     write_names(sh, cert_file, key_file);
     atomic_store_explicit(&sh->seq, odd + 1, memory_order_release);
     return odd + 1;
@@ -96,9 +117,8 @@ static bool copy_once(const struct ss__tls_shared *sh, char *buf, unsigned *seq)
     unsigned before = atomic_load_explicit(&sh->seq, memory_order_acquire);
     if (before & 1)
         return false;
-    memcpy(buf, sh->cert_file, PATH_MAX);
-    memcpy(buf + PATH_MAX, sh->key_file, PATH_MAX);
-    atomic_thread_fence(memory_order_acquire);
+    load_name(buf, sh->cert_file); /* acquire loads: the last look at seq stays after them */
+    load_name(buf + PATH_MAX, sh->key_file);
     *seq = before;
     return atomic_load_explicit(&sh->seq, memory_order_relaxed) == before;
 }
@@ -116,7 +136,6 @@ int ss__tls_shared_names(const struct ss__tls_shared *sh, char **cert_file, char
         free(buf);
         return -EAGAIN;
     }
-    buf[PATH_MAX - 1] = buf[2 * PATH_MAX - 1] = '\0';
     *cert_file = strdup(buf);
     *key_file = buf[PATH_MAX] != '\0' ? strdup(buf + PATH_MAX) : NULL;
     bool copied = *cert_file != NULL && (buf[PATH_MAX] == '\0' || *key_file != NULL);

@@ -600,9 +600,21 @@ static int remove_certs(void **state)
     return 0;
 }
 
+/* --processes: ThreadSanitizer would end each worker process as it
+ * starts threads after a fork made while the example's restart thread
+ * ran (test_example_prefork.c says the same). */
+static void tsan_allows_threads_after_fork(void)
+{
+    static char env[1100];
+    const char *old = getenv("TSAN_OPTIONS");
+    snprintf(env, sizeof env, "TSAN_OPTIONS=%s die_after_fork=0", old != NULL ? old : "");
+    putenv(env);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
+    tsan_allows_threads_after_fork();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_every_server_over_tls, end_leftovers),
         cmocka_unit_test_teardown(test_uppercase_client_over_tls, end_leftovers),
