@@ -41,7 +41,8 @@ typedef enum ss__state {
     X(lingering_closes) X(linger_overflows)                                      \
     X(filter_refused) X(proxy_invalid) X(proxy_untrusted) X(proxy_timeouts)      \
     X(idle_closed)                                                               \
-    X(tls_handshakes) X(tls_handshake_failures) X(processes_failed)
+    X(tls_handshakes) X(tls_handshake_failures) X(processes_failed)         \
+    X(tls_reload_failures)
 /* clang-format on */
 
 /* Each is updated where the event happens, by whichever thread sees it. */
@@ -391,6 +392,10 @@ struct ss_request {
     struct ss__tls_state *tls;     /* its TLS connection, while that filter is open; else NULL */
     bool tls_established;          /* its TLS handshake completed: a forking child tells its
                                       parent, which counts tls_handshakes (dispatch/fork.c) */
+    /* The next socket read waits for readiness before it tries: the peer's
+     * bytes cannot be there yet (a TLS handshake flight was just sent,
+     * filter/tls_io.c). The stream transport clears it. */
+    bool recv_wait_first;
 
     /* Datagram requests (transport/datagram.c); all zero for stream requests. */
     struct {

@@ -63,7 +63,13 @@ typedef struct ss_filter_ctx ss_filter_ctx;
  *     negative errno. Pass bytes on with ss_filter_send_next.
  *   close(ctx): after finish and the final flush, before the socket is
  *     shut down, from the top of the chain down; for each filter whose
- *     open succeeded. Free the state here.
+ *     open succeeded. Free the state here. What it sends with
+ *     ss_filter_send_next still reaches the client (a goodbye: TLS's
+ *     close_notify, RFC 8446 section 6.1), also after a drain closed the
+ *     request as idle, which ends the socket's read side only
+ *     (ss_request_idle_closed(ss_filter_request(ctx)) tells it so); not
+ *     after the client reset the connection, nor after drain's deadline
+ *     (step 4 of ss_server_drain shuts both sides).
  *   free_config(config): when the server is freed, once per
  *     ss_server_add_filter that succeeded.
  *   pending(ctx) (version 2): whether this filter holds input: bytes it

@@ -99,8 +99,11 @@ SS_API int ss_server_set_overload_reply(ss_server *srv, const char *message);
  *      default): their handler's read returns 0, end of stream, as if the
  *      client had closed, so handlers need no code for it; counted in
  *      ss_stats.idle_closed. A request that becomes idle later during the
- *      drain (or after it) ends as it begins to wait. What idle means is
- *      said below.
+ *      drain (or after it) ends as it begins to wait. Only the socket's
+ *      read side is shut (shutdown(SHUT_RD)): what the request sends as
+ *      it ends still goes out, so a TLS connection sends close_notify
+ *      before its close (RFC 8446, section 6.1; a filter's close slot,
+ *      socketserver/filter.h). What idle means is said below.
  *   2. No new request is taken after those already queued: the clients
  *      waiting in the listen backlog (connected, not yet accepted) are
  *      accepted through the limits as usual and served like any other

@@ -433,6 +433,12 @@ typedef struct ss_stats {
     uint64_t processes_failed; /* workers that ended without being told to (a crash,
                                   a signal, an exit in a handler, a failed start) or
                                   could not be forked; each is replaced */
+    /* TLS reloads (socketserver/tls.h; added after the fields above) */
+    uint64_t tls_reload_failures; /* certificate reloads that failed: an
+                                     ss_server_reload_tls that returned an error, and,
+                                     under worker processes, a worker's load of the files
+                                     a reload in the supervisor loaded (it keeps the
+                                     pair it had); each also logged at SS_LOG_ERROR */
 } ss_stats;
 /*
  * Copies the server's counters into *out. A macro over

@@ -107,7 +107,8 @@ typedef struct ss_tls_options {
  * client). Renegotiation is refused.
  *
  * Before activate, from the thread setting the server up. Returns 0;
- * -EINVAL for a NULL opts or cert_file, an unknown verify or min_version,
+ * -EINVAL for a NULL opts or cert_file (or a file name of PATH_MAX bytes
+ * or more), an unknown verify or min_version,
  * a negative timeout, an ALPN name of 0 or more than 255 bytes, or a
  * verify mode without ca_file; SS_ETLSCERT if a file cannot be read or
  * parsed, or the key does not match the certificate (the reason goes to
@@ -130,10 +131,28 @@ SS_API int ss_server_set_tls(ss_server *srv, const ss_tls_options *opts);
  *
  * Any time after ss_server_set_tls, from any thread (not from a signal
  * handler: it reads files and allocates), also while serving; reloads
- * from several threads at once are serialized. A forking server's
- * children forked afterwards get the new pair. Returns 0; SS_ETLSCERT
- * (reason in the log, as above); SS_ESTATE if the server has no TLS;
- * SS_ENOTSUPPORTED without TLS built in; -ENOMEM.
+ * from several threads at once are serialized. Under forking or worker
+ * processes, from the serving loop's thread (its service_actions hook,
+ * as the examples' SIGUSR1 does): that thread forks, and a fork made
+ * while another thread is inside a reload would copy its locks held.
+ *
+ * Every process of the server sees it. A forking server's children
+ * forked afterwards get the new pair. With worker processes
+ * (ss_server_set_processes) the supervisor's reload reaches every
+ * worker: each loads the same files itself before its next handshake
+ * (the reload's names and a generation number sit in memory the
+ * processes share, made at ss_server_set_tls), and a worker started
+ * later is forked with the new pair. A worker that cannot load them (the
+ * files changed or went away in between) keeps the pair it had, logs why
+ * at SS_LOG_ERROR and counts it in ss_stats.tls_reload_failures (summed
+ * into the supervisor's counters); it tries again at the next reload.
+ * NULL names are those of the last reload of any of the server's
+ * processes.
+ *
+ * Returns 0; SS_ETLSCERT (reason in the log, as above; also a name of
+ * PATH_MAX bytes or more); SS_ESTATE if the server has no TLS;
+ * SS_ENOTSUPPORTED without TLS built in; -ENOMEM. Each failure also
+ * counts in ss_stats.tls_reload_failures.
  */
 SS_API int ss_server_reload_tls(ss_server *srv, const char *cert_file, const char *key_file);
 

@@ -9,13 +9,13 @@
  * flag; the drain sets the flag, then walks the live requests claiming
  * each WAITING one. Whichever comes second sees the other; the one whose
  * compare-and-swap moves WAITING -> CLOSED counts the close and shuts the
- * socket down (shutdown(): a blocked recv returns 0, a parked fiber
- * wakes). A forked child's waits are out of its parent's sight: there the
- * state and the flag sit in the page they share, and the child's idle
- * waits poll a pipe the parent's drain writes to (dispatch/fork.c). What
- * stays is the race every server has: a message arriving
- * just as its connection is closed is lost, and its client sees the
- * connection end without a reply. */
+ * socket's read side down (shutdown(SHUT_RD): a blocked recv returns 0, a
+ * parked fiber wakes; writes still go out, so a filter's close can say
+ * goodbye, as TLS's close_notify does). A forked child's waits are out of its parent's sight: there
+ * the state and the flag sit in the page they share, and the child's idle waits poll a pipe the
+ * parent's drain writes to (dispatch/fork.c). What stays is the race every server has: a message
+ * arriving just as its connection is closed is lost, and its client sees the connection end without
+ * a reply. */
 #include "core/core.h"
 
 #include <errno.h>
@@ -45,10 +45,13 @@ static bool claim(atomic_uchar *idle)
     return atomic_compare_exchange_strong(idle, &waiting, SS__IDLE_CLOSED);
 }
 
+/* The read side only: the request then closes as usual, its filters'
+ * close slots first, and a filter's goodbye (TLS's close_notify: RFC
+ * 8446, section 6.1) must still reach the client. */
 static void close_claimed(ss_request *req)
 {
     atomic_fetch_add(&req->server->count.idle_closed, 1);
-    req->listener->transport->interrupt(req);
+    req->listener->transport->end_reads(req);
 }
 
 bool ss__idle_end(ss_request *req)

@@ -381,8 +381,13 @@ static int wait_event(ss_server *srv, int timeout_ms)
 static void handle_one(ss__listener *l)
 {
     ss_request *req = ss__admit_next(l);
-    if (req != NULL)
-        l->server->dispatch->process(l->server, req);
+    if (req == NULL)
+        return;
+    /* a reload in another process (worker processes' supervisor), followed
+     * here, on the thread that forks forking's children: before the fork,
+     * once, rather than in each child (filter/tls_config.c) */
+    ss__tls_follow_reload(l->server);
+    l->server->dispatch->process(l->server, req);
 }
 
 /* The next ready listener in turn, starting after the one served last,

@@ -77,5 +77,14 @@ void ss__filters_free_configs(ss_server *srv);
  * (docs/tls.md, "Several listeners"). Returns 0 or SS_ETLSNOCERT
  * (filter/tls.c; filter/tls_none.c without TLS built in). */
 int ss__tls_check_listeners(ss_server *srv);
+/* When the server's certificate was reloaded in another of its
+ * processes (the supervisor of worker processes, on
+ * ss_server_reload_tls), loads the same files in this one, so that its
+ * next handshakes use them; each handshake does it too. For the serving
+ * loop, before a request is dispatched (and forking forks its child).
+ * One atomic load when nothing changed. A failure keeps the old pair:
+ * logged, counted in tls_reload_failures (filter/tls_config.c). No-op
+ * without TLS. Any thread. */
+void ss__tls_follow_reload(ss_server *srv);
 
 #endif /* SS_FILTER_H */

@@ -79,7 +79,7 @@ static int tls_open(ss_filter_ctx *ctx, void *config)
         return 0;
     int64_t deadline = ss__now_ms() + cfg->handshake_timeout_ms;
     struct ss__tls_state *st = calloc(1, sizeof *st);
-    SSL *ssl = st != NULL ? ss__tls_config_session(cfg) : NULL;
+    SSL *ssl = st != NULL ? ss__tls_config_session(req->server, cfg) : NULL;
     if (ssl == NULL || ss__tls_io_init(st, ctx, ssl) < 0) {
         free(st);
         return refuse(req, NULL, -ENOMEM);
@@ -195,6 +195,12 @@ SS_API int ss_server_reload_tls(ss_server *srv, const char *cert_file, const cha
 SS_API bool ss_tls_available(void)
 {
     return true;
+}
+
+void ss__tls_follow_reload(ss_server *srv)
+{
+    if (srv->filters.tls != NULL)
+        ss__tls_config_follow(srv, srv->filters.tls);
 }
 
 int ss__tls_check_listeners(ss_server *srv)

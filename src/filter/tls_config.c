@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #define SESSION_ID_CONTEXT "socketserver"
 
@@ -236,6 +237,10 @@ int ss__tls_config_new(ss_server *srv, const ss_tls_options *opts, struct ss__tl
     pthread_mutex_init(&cfg->reload_lock, NULL);
     pthread_rwlock_init(&cfg->ctx_lock, NULL);
     rc = copy_options(opts, cfg);
+    if (rc == 0 && !ss__tls_shared_fits(cfg->cert_file, cfg->key_file))
+        rc = -EINVAL; /* no file the system can open has such a name */
+    if (rc == 0)
+        rc = ss__tls_shared_new(&cfg->shared, cfg->cert_file, cfg->key_file);
     if (rc == 0)
         cfg->ctx = build_ctx(srv, cfg, cfg->cert_file, cfg->key_file, &rc);
     if (rc < 0) {
@@ -250,6 +255,7 @@ void ss__tls_config_free(void *config)
 {
     struct ss__tls_config *cfg = config;
     SSL_CTX_free(cfg->ctx);
+    ss__tls_shared_free(cfg->shared);
     free(cfg->cert_file);
     free(cfg->key_file);
     free(cfg->ca_file);
@@ -261,21 +267,56 @@ void ss__tls_config_free(void *config)
 
 /* ---- reload and sessions ---- */
 
-/* The new names replace the old once their certificate has loaded. */
-static int take_names(struct ss__tls_config *cfg, const char *cert_file, const char *key_file)
+/* Copies of the names a reload is given (key_file NULL: in cert_file). */
+static int copy_pair(const char *cert_file, const char *key_file, char **cert, char **key)
 {
-    if (cert_file == NULL)
+    *cert = strdup(cert_file);
+    *key = key_file != NULL ? strdup(key_file) : NULL;
+    if (*cert != NULL && (key_file == NULL || *key != NULL))
         return 0;
-    char *cert = strdup(cert_file), *key = key_file != NULL ? strdup(key_file) : NULL;
-    if (cert == NULL || (key_file != NULL && key == NULL)) {
-        free(cert);
-        free(key);
-        return -ENOMEM;
-    }
+    free(*cert);
+    free(*key);
+    return -ENOMEM;
+}
+
+/* Under reload_lock: fresh, loaded from cert and key (taken), becomes
+ * the certificate of new sessions. */
+static void install(ss_server *srv, struct ss__tls_config *cfg, SSL_CTX *fresh, char *cert,
+                    char *key, const char *how)
+{
     free(cfg->cert_file);
     free(cfg->key_file);
     cfg->cert_file = cert;
     cfg->key_file = key;
+    pthread_rwlock_wrlock(&cfg->ctx_lock);
+    SSL_CTX *old = cfg->ctx;
+    cfg->ctx = fresh;
+    pthread_rwlock_unlock(&cfg->ctx_lock);
+    SSL_CTX_free(old); /* sessions made from it hold their own references */
+    ss__log(srv->log, srv, srv->data, SS_LOG_INFO, "TLS: certificate reloaded from %s%s", cert,
+            how);
+}
+
+/* Under reload_lock. Without names: those the last reload of any of the
+ * server's processes loaded (this one's own, unless another reloaded). */
+static int reload_locked(ss_server *srv, struct ss__tls_config *cfg, const char *cert_file,
+                         const char *key_file)
+{
+    char *cert = NULL, *key = NULL;
+    unsigned seq;
+    int rc = cert_file != NULL ? copy_pair(cert_file, key_file, &cert, &key)
+                               : ss__tls_shared_names(cfg->shared, &cert, &key, &seq);
+    if (rc == 0 && !ss__tls_shared_fits(cert, key))
+        rc = -ENAMETOOLONG;
+    SSL_CTX *fresh = rc == 0 ? build_ctx(srv, cfg, cert, key, &rc) : NULL;
+    if (fresh == NULL) {
+        free(cert);
+        free(key);
+        return rc == -ENAMETOOLONG ? SS_ETLSCERT : rc;
+    }
+    /* the server's other processes follow (ss__tls_config_follow) */
+    atomic_store(&cfg->seen, ss__tls_shared_publish(cfg->shared, cert, key));
+    install(srv, cfg, fresh, cert, key, "");
     return 0;
 }
 
@@ -283,29 +324,53 @@ int ss__tls_config_reload(ss_server *srv, struct ss__tls_config *cfg, const char
                           const char *key_file)
 {
     pthread_mutex_lock(&cfg->reload_lock);
-    const char *cert = cert_file != NULL ? cert_file : cfg->cert_file;
-    const char *key = cert_file != NULL ? key_file : cfg->key_file;
-    int rc;
-    SSL_CTX *fresh = build_ctx(srv, cfg, cert, key, &rc);
-    if (fresh != NULL)
-        rc = take_names(cfg, cert_file, key_file);
-    if (rc == 0) {
-        pthread_rwlock_wrlock(&cfg->ctx_lock);
-        SSL_CTX *old = cfg->ctx;
-        cfg->ctx = fresh;
-        pthread_rwlock_unlock(&cfg->ctx_lock);
-        SSL_CTX_free(old); /* sessions made from it hold their own references */
-        ss__log(srv->log, srv, srv->data, SS_LOG_INFO, "TLS: certificate reloaded from %s",
-                cfg->cert_file);
-    } else {
-        SSL_CTX_free(fresh);
-    }
+    int rc = reload_locked(srv, cfg, cert_file, key_file);
+    if (rc < 0)
+        atomic_fetch_add(&srv->count.tls_reload_failures, 1);
     pthread_mutex_unlock(&cfg->reload_lock);
     return rc;
 }
 
-SSL *ss__tls_config_session(struct ss__tls_config *cfg)
+/* Under reload_lock: one attempt per published reload, failed or not (a
+ * failure would fail again at every handshake). */
+static void follow_locked(ss_server *srv, struct ss__tls_config *cfg)
 {
+    unsigned seq = ss__tls_shared_seq(cfg->shared);
+    if (seq == atomic_load(&cfg->seen))
+        return; /* another thread of this process followed it meanwhile */
+    char *cert = NULL, *key = NULL;
+    int rc = ss__tls_shared_names(cfg->shared, &cert, &key, &seq);
+    if (rc == -EAGAIN)
+        return; /* a writer is in its section: the next look */
+    atomic_store(&cfg->seen, seq);
+    SSL_CTX *fresh = rc == 0 ? build_ctx(srv, cfg, cert, key, &rc) : NULL;
+    if (fresh != NULL) {
+        install(srv, cfg, fresh, cert, key, ", as another process of the server did");
+        return;
+    }
+    free(cert);
+    free(key);
+    atomic_fetch_add(&srv->count.tls_reload_failures, 1);
+    ss__log(srv->log, srv, srv->data, SS_LOG_ERROR,
+            "TLS: process %ld could not reload the certificate another process of the server "
+            "reloaded: %s; it serves on with the one it had",
+            (long)getpid(),
+            rc == SS_ETLSCERT ? "the files did not load here (the line above says why)"
+                              : ss_strerror(rc));
+}
+
+void ss__tls_config_follow(ss_server *srv, struct ss__tls_config *cfg)
+{
+    if (ss__tls_shared_seq(cfg->shared) == atomic_load_explicit(&cfg->seen, memory_order_relaxed))
+        return;
+    pthread_mutex_lock(&cfg->reload_lock);
+    follow_locked(srv, cfg);
+    pthread_mutex_unlock(&cfg->reload_lock);
+}
+
+SSL *ss__tls_config_session(ss_server *srv, struct ss__tls_config *cfg)
+{
+    ss__tls_config_follow(srv, cfg);
     pthread_rwlock_rdlock(&cfg->ctx_lock);
     SSL *ssl = SSL_new(cfg->ctx); /* takes a reference to the SSL_CTX */
     pthread_rwlock_unlock(&cfg->ctx_lock);

@@ -258,8 +258,24 @@ static int flush(struct ss__tls_state *st, int64_t deadline)
 
 /* Reads from below into st->in. Only one reader at a time (the request's
  * reader, or the handshake): it alone adds bytes, past in.end, so it may
- * do so unlocked. Returns the count, 0 at the end, or a negative errno. */
-static ssize_t fill(struct ss__tls_state *st, int64_t deadline)
+ * do so unlocked. Returns the count, 0 at the end, or a negative errno.
+ * st->in is empty whenever this runs, so each read starts at 0 with the
+ * whole buffer: OpenSSL's record layer (no read-ahead) asks for a record's
+ * header, then exactly the rest of its body, and takes every byte the BIO
+ * has into its own buffer before it says SSL_ERROR_WANT_READ; a header
+ * announcing more than a record may hold (RFC 8446 5.1, RFC 5246 6.2.3)
+ * fails with record_overflow before its body is read. A full buffer
+ * (-ENOBUFS) would mean OpenSSL asked for more while leaving 32 KiB
+ * unread, which OpenSSL 3.0 never does (4 MiB of pipelined 16 KiB records,
+ * TLS 1.2 and 1.3, and the tests' pipelined_records: never a byte left).
+ * expect_wait: the peer's bytes cannot be there yet (its next handshake
+ * flight answers the one just sent), so the read waits for them before
+ * trying the socket (one recv that fails with EAGAIN less), unless the
+ * layer below (the PROXY filter, while this one opens) holds bytes
+ * already. Not for the ClientHello: it usually is there by the time the
+ * connection's turn comes, and a wait that is not needed costs a pool
+ * worker another turn of its event loop. */
+static ssize_t fill(struct ss__tls_state *st, int64_t deadline, bool expect_wait)
 {
     ss__tls_bytes *in = &st->in;
     pthread_mutex_lock(&st->io);
@@ -269,7 +285,10 @@ static ssize_t fill(struct ss__tls_state *st, int64_t deadline)
     pthread_mutex_unlock(&st->io);
     if (end == in->cap)
         return -ENOBUFS; /* a record cannot be this long: OpenSSL said so already */
+    ss_request *req = ss_filter_request(st->ctx);
+    req->recv_wait_first = expect_wait && !ss__filters_pending(req);
     ssize_t n = below(st, false, in->data + end, in->cap - end, deadline);
+    req->recv_wait_first = false; /* unused if a filter below answered */
     pthread_mutex_lock(&st->io);
     if (n > 0)
         in->end += (size_t)n;
@@ -278,22 +297,44 @@ static ssize_t fill(struct ss__tls_state *st, int64_t deadline)
     return n;
 }
 
+/* Whether the records c left may wait in st->out for the next send (the
+ * handler's reply: one send for both) or the next wait for the peer,
+ * which flushes first. So they may after a read that returned bytes, and
+ * after a handshake whose client has already sent its first request
+ * (TLS 1.3's session tickets then leave with the reply). Not after a
+ * handshake with nothing more from the client: a client gone at once is
+ * then a failed handshake, and one that waits for the server's first
+ * words (a ticket, say) gets them. Alerts and close_notify never wait. */
+static bool may_hold(struct ss__tls_state *st, const call *c)
+{
+    if (c->verdict != SSL_ERROR_NONE || c->kind == CALL_SHUTDOWN)
+        return false;
+    if (c->kind != CALL_HANDSHAKE)
+        return true;
+    pthread_mutex_lock(&st->io);
+    bool held = SSL_has_pending(st->ssl) || st->in.start != st->in.end;
+    pthread_mutex_unlock(&st->io);
+    return held;
+}
+
 /* Makes c until it is done, feeding OpenSSL from below and sending what
- * it writes. Returns 0 when done, 1 at a clean end of the stream (a
- * close_notify, or the end between records), SS_ETLS, or the layer
- * below's negative errno. */
+ * it writes before each wait (and at the end, unless may_hold). Returns 0
+ * when done, 1 at a clean end of the stream (a close_notify, or the end
+ * between records), SS_ETLS, or the layer below's negative errno. */
 static int drive(struct ss__tls_state *st, call *c, int64_t deadline)
 {
     for (;;) {
         step(st, c);
-        int rc = c->output ? flush(st, deadline) : 0; /* alerts too: the peer learns why */
+        bool send = c->output && !may_hold(st, c); /* alerts too: the peer learns why */
+        int rc = send ? flush(st, deadline) : 0;
         if (c->verdict == SSL_ERROR_NONE || c->verdict == SSL_ERROR_ZERO_RETURN)
             return rc < 0 ? rc : c->verdict == SSL_ERROR_NONE ? 0 : 1;
         if (c->verdict != SSL_ERROR_WANT_READ || rc < 0) {
             atomic_store(&st->broken, true);
             return rc < 0 ? rc : SS_ETLS;
         }
-        ssize_t n = fill(st, deadline);
+        /* a handshake flight just sent: the peer's answer cannot be there yet */
+        ssize_t n = fill(st, deadline, send && c->kind == CALL_HANDSHAKE);
         if (n == 0 && (c->partial || c->kind == CALL_HANDSHAKE)) {
             pthread_mutex_lock(&st->io);
             snprintf(st->reason, sizeof st->reason, "the peer closed %s",

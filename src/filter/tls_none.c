@@ -29,6 +29,11 @@ int ss__tls_check_listeners(ss_server *srv)
     return 0; /* a tls:// listener is never created here */
 }
 
+void ss__tls_follow_reload(ss_server *srv)
+{
+    (void)srv; /* no certificate to reload */
+}
+
 SS_API bool ss_request_tls(const ss_request *req)
 {
     (void)req;

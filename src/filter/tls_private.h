@@ -24,6 +24,9 @@
 
 /* ---- tls_config.c: a server's settings and certificate ---- */
 
+/* What every process forked from the server shares (tls_config.c). */
+struct ss__tls_shared;
+
 struct ss__tls_config {
     pthread_mutex_t reload_lock;          /* one reload at a time; guards the file names */
     pthread_rwlock_t ctx_lock;            /* guards ctx: new sessions read it, a reload swaps it */
@@ -38,6 +41,13 @@ struct ss__tls_config {
     bool tls_listeners_only;
     unsigned char *alpn; /* the offered protocols in wire form (RFC 7301); NULL: none */
     size_t alpn_len;
+    /* Worker processes and forking's children are forks of the process
+     * that reloads: each reload's file names and generation go in memory
+     * they all share (made before any fork), and a process whose ctx is
+     * of an older generation loads the files again before its next
+     * session (ss__tls_config_follow). */
+    struct ss__tls_shared *shared;
+    atomic_uint seen; /* shared->seq when this process's ctx was loaded */
 };
 
 /* Checks opts and builds the config with its first SSL_CTX. Returns 0 and
@@ -47,10 +57,37 @@ int ss__tls_config_new(ss_server *srv, const ss_tls_options *opts, struct ss__tl
  * when it loads. Returns 0, SS_ETLSCERT (logged) or -ENOMEM. */
 int ss__tls_config_reload(ss_server *srv, struct ss__tls_config *cfg, const char *cert_file,
                           const char *key_file);
-/* A new session on the current certificate, or NULL (out of memory). */
-SSL *ss__tls_config_session(struct ss__tls_config *cfg);
+/* A new session on the current certificate, or NULL (out of memory); a
+ * reload made by another process is followed first. */
+SSL *ss__tls_config_session(ss_server *srv, struct ss__tls_config *cfg);
+/* When another process (the supervisor of worker processes) has reloaded
+ * since this one last loaded, loads the files it loaded; on failure keeps
+ * the certificate it has, logs why and counts tls_reload_failures. One
+ * atomic load when nothing changed. Any thread. */
+void ss__tls_config_follow(ss_server *srv, struct ss__tls_config *cfg);
 /* The filter's free_config. */
 void ss__tls_config_free(void *config);
+
+/* ---- tls_shared.c: the reloads all of a server's processes see ---- */
+
+/* The mapping, with the first names (key_file NULL: in cert_file).
+ * Returns 0 or -ENOMEM. */
+int ss__tls_shared_new(struct ss__tls_shared **out, const char *cert_file, const char *key_file);
+void ss__tls_shared_free(struct ss__tls_shared *sh);
+/* Whether the names fit (each shorter than PATH_MAX, as a path the
+ * system can open is). */
+bool ss__tls_shared_fits(const char *cert_file, const char *key_file);
+/* Its sequence number now: a change says another reload was published. */
+unsigned ss__tls_shared_seq(const struct ss__tls_shared *sh);
+/* Publishes the names a reload has just loaded; returns the new sequence
+ * number (two more than the last). */
+unsigned ss__tls_shared_publish(struct ss__tls_shared *sh, const char *cert_file,
+                                const char *key_file);
+/* Copies of the names last published (*key_file NULL: in the
+ * certificate file) and their sequence number. Returns 0, -ENOMEM, or
+ * -EAGAIN while a writer stays in its section (its process killed). */
+int ss__tls_shared_names(const struct ss__tls_shared *sh, char **cert_file, char **key_file,
+                         unsigned *seq);
 /* OpenSSL's reason for the last failure on this thread (its error queue,
  * then emptied), or `otherwise` when the queue is empty. */
 const char *ss__tls_reason(char *buf, size_t size, const char *otherwise);

@@ -135,9 +135,11 @@ static ssize_t receive(int fd, void *buf, size_t size, void *spill, size_t spill
 /* A thread's cheapest read is one blocking recv() (kernel-timed or with no
  * timeout); otherwise MSG_DONTWAIT first, so data already there costs one
  * system call, and a wait only on EAGAIN. A fiber whose socket is known to
- * be empty parks before trying. */
+ * be empty parks before trying, and so does any call that would not block
+ * whose caller says the bytes cannot be there yet (wait_first). */
 ssize_t ss__io_recv(int fd, void *buf, size_t size, void *spill, size_t spill_size, int timeout_ms,
-                    bool kernel_timed, const ss__waiter *waiter, const ss__stop *stop, bool graced)
+                    bool kernel_timed, const ss__waiter *waiter, const ss__stop *stop, bool graced,
+                    bool wait_first)
 {
     waiting w = begin(timeout_ms, kernel_timed, waiter, stop, graced);
     /* a stop ends even a read that would not wait: a client that keeps
@@ -145,7 +147,7 @@ ssize_t ss__io_recv(int fd, void *buf, size_t size, void *spill, size_t spill_si
      * read: once the grace is over) */
     if (waiter->stop_cancels && ss__stop_cancelled(stop, graced))
         return -ECANCELED;
-    int step = waiter->known_empty(fd);
+    int step = waiter->known_empty(fd) || (wait_first && !w.blocking);
     for (;;) {
         if (step > 0 && (step = wait_for(&w, fd, POLLIN)) < 0)
             return step;

@@ -123,9 +123,14 @@ extern const ss__waiter ss__waiter_fiber;
  * recv reads up to size bytes into buf, and with spill_size > 0 on into
  * spill in the same call; returns the total, or a negative errno.
  * kernel_timed: the socket carries timeout_ms as SO_RCVTIMEO, so a
- * may_block waiter may block in the first recv itself. */
+ * may_block waiter may block in the first recv itself. wait_first: the
+ * caller knows the peer's next bytes cannot have come yet (it has just
+ * sent what they answer: a TLS handshake flight), so a call that would
+ * not block in the kernel waits for readiness before its first recv
+ * rather than after one that fails with EAGAIN. */
 ssize_t ss__io_recv(int fd, void *buf, size_t size, void *spill, size_t spill_size, int timeout_ms,
-                    bool kernel_timed, const ss__waiter *waiter, const ss__stop *stop, bool graced);
+                    bool kernel_timed, const ss__waiter *waiter, const ss__stop *stop, bool graced,
+                    bool wait_first);
 int ss__io_send_all(int fd, const void *buf, size_t size, int timeout_ms, const ss__waiter *waiter,
                     const ss__stop *stop, bool graced);
 /* Sleeps ms milliseconds the waiter's way (a fiber parks). Returns 0, or

@@ -301,6 +301,7 @@ static const ss__transport tcp_transport = {
     .client_key = inet_client_key,
     .stop_arrivals = ss__tcp_stop_arrivals,
     .interrupt = ss__stream_interrupt,
+    .end_reads = ss__stream_end_reads,
     .close = inet_close,
 };
 
@@ -320,6 +321,7 @@ static const ss__transport udp_transport = {
     .end_request = ss__dgram_end_request,
     .client_key = inet_client_key,
     .interrupt = ss__dgram_interrupt,
+    .end_reads = ss__dgram_interrupt, /* never idle: nothing to end */
     .close = inet_close,
 };
 

@@ -102,8 +102,10 @@ static bool kernel_timed(ss_request *req)
 ssize_t ss__stream_recv(ss_request *req, void *buf, size_t size, void *spill, size_t spill_size)
 {
     bool timed = kernel_timed(req);
+    bool wait_first = req->recv_wait_first; /* one read's hint (filter/tls_io.c) */
+    req->recv_wait_first = false;
     ssize_t n = ss__io_recv(req->fd, buf, size, spill, spill_size, req->timeout_ms, timed,
-                            req->waiter, &req->server->stop, !req->idle_read);
+                            req->waiter, &req->server->stop, !req->idle_read, wait_first);
     if (n == 0 && size + spill_size > 0)
         atomic_store_explicit(&req->peer_ended, true, memory_order_relaxed);
     return n < 0 ? ss__request_note_io(req, (int)n) : n;
@@ -182,6 +184,15 @@ void ss__stream_interrupt(ss_request *req)
 {
     atomic_store(&req->shut_here, true); /* before: a read's 0 may be ours from now on */
     shutdown(req->fd, SHUT_RDWR);
+}
+
+/* The read side only: Linux wakes a blocked recv, poll and epoll
+ * (EPOLLIN | EPOLLRDHUP) on TCP and Unix stream sockets alike, and the
+ * kernel still sends what is written afterwards, then the FIN at close. */
+void ss__stream_end_reads(ss_request *req)
+{
+    atomic_store(&req->shut_here, true); /* the read's 0 is ours: the peer may still send */
+    shutdown(req->fd, SHUT_RD);
 }
 
 int ss__client_key_none(const ss__arrival *arrival, ss__client_key *key)

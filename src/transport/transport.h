@@ -74,6 +74,12 @@ typedef struct ss__transport {
     /* Drain: make a handler blocked in this request's I/O return now.
      * Called under the live-request lock, so before end_request. */
     void (*interrupt)(ss_request *req);
+    /* Drain's idle close (core/idle.c): make a read blocked in this
+     * request return 0, end of stream, and leave its writes alone, so
+     * what goes out after (a filter's goodbye: TLS's close_notify, RFC
+     * 8446 section 6.1) still reaches the client. Any thread; before
+     * end_request (under the live-request lock, or on the request's own). */
+    void (*end_reads)(ss_request *req);
     /* server_close: release what open/bind created (fd, socket file; an
      * adopted listener's socket file is never removed). */
     void (*close)(ss__listener *l);
@@ -101,6 +107,8 @@ int ss__stream_flush_reply(ss_request *req);
 void ss__stream_end_request(ss_request *req);
 /* shutdown(SHUT_RDWR): blocked reads return 0, writes fail. */
 void ss__stream_interrupt(ss_request *req);
+/* shutdown(SHUT_RD): blocked reads return 0 (their poll wakes), writes go on. */
+void ss__stream_end_reads(ss_request *req);
 /* transport/transport.c: notes an I/O result: -ETIMEDOUT marks the request as timed out,
  * -ECANCELED as cancelled. Returns rc. */
 int ss__request_note_io(ss_request *req, int rc);

@@ -315,6 +315,7 @@ static const ss__transport unix_transport = {
     .client_key = unix_client_key,
     .stop_arrivals = ss__unix_stop_arrivals,
     .interrupt = ss__stream_interrupt,
+    .end_reads = ss__stream_end_reads,
     .close = unix_close,
 };
 
@@ -335,6 +336,7 @@ static const ss__transport unixgram_transport = {
     .end_request = ss__dgram_end_request,
     .client_key = ss__client_key_none,
     .interrupt = ss__dgram_interrupt,
+    .end_reads = ss__dgram_interrupt, /* never idle: nothing to end */
     .close = unix_close,
 };
 

@@ -6,7 +6,8 @@
  * garbage, a truncated ClientHello, a stalled or silent handshake, a
  * peer that stops in the middle of a record or resets during a reply:
  * each refused (or failed) and counted, the server serving on, its
- * descriptors back where they were. Also the request timeout and a
+ * descriptors back where they were; close_notify to a client a drain
+ * closes as idle. Also the request timeout and a
  * parked fiber under TLS, one thread reading while another writes, and
  * the API's errors. The certificates come from scripts/make-test-cert.sh.
  * The handler reports what it sees on the socket, so the checks hold in a
@@ -32,6 +33,9 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#ifdef __linux__
+#include <linux/tcp.h> /* struct tcp_info with tcpi_data_segs_out, TCP_INFO */
+#endif
 #include <cmocka.h>
 
 #include "stream_combos.h" /* after cmocka: its EACH uses it */
@@ -53,12 +57,14 @@ static void path_in(char *out, size_t size, const char *dir, const char *file)
 
 /* ---- running a client ---- */
 
-/* Reads fd into out (NUL-terminated) until EOF, a full buffer or
- * deadline (ts_now_ms). */
-static void read_until(int fd, char *out, size_t size, long long deadline)
+/* Reads fd into out (NUL-terminated), after the `got` bytes it holds,
+ * until EOF, a full buffer, deadline (ts_now_ms) or, when want is not
+ * NULL, until out holds want. Returns the length of out. */
+static size_t read_until(int fd, char *out, size_t got, size_t size, const char *want,
+                         long long deadline)
 {
-    size_t got = 0;
-    for (;;) {
+    out[got] = '\0';
+    while (want == NULL || strstr(out, want) == NULL) {
         long long left = deadline - ts_now_ms();
         struct pollfd p = {.fd = fd, .events = POLLIN};
         if (left <= 0 || poll(&p, 1, (int)left) <= 0)
@@ -67,15 +73,20 @@ static void read_until(int fd, char *out, size_t size, long long deadline)
         if (n <= 0)
             break;
         got += (size_t)n;
+        out[got] = '\0';
     }
-    out[got] = '\0';
+    return got;
 }
 
-/* Runs argv (PATH searched) with `input` on its stdin (NULL: none),
- * collecting its stdout into out (NUL-terminated) for at most timeout_ms;
- * stderr goes to ours. Returns its exit status, or -1 if it had to be
- * killed. */
-static int run(char *const argv[], const char *input, char *out, size_t size, int timeout_ms)
+/* A client running: its pid and the read end of its stdout. */
+typedef struct client_run {
+    pid_t pid;
+    int out;
+} client_run;
+
+/* Starts argv (PATH searched) with `input` on its stdin (NULL: none);
+ * stderr goes to ours. */
+static client_run start_client(char *const argv[], const char *input)
 {
     int in[2], pipe_out[2];
     assert_int_equal(pipe(in), 0);
@@ -100,16 +111,30 @@ static int run(char *const argv[], const char *input, char *out, size_t size, in
     if (input != NULL && write(in[1], input, strlen(input)) < 0)
         fail_msg("cannot feed %s", argv[0]);
     close(in[1]);
-    long long deadline = ts_now_ms() + timeout_ms;
-    read_until(pipe_out[0], out, size, deadline);
-    close(pipe_out[0]);
-    bool late = ts_now_ms() >= deadline;
+    return (client_run){pid, pipe_out[0]};
+}
+
+/* Its exit status, or -1 if it is late (then killed). */
+static int end_client(client_run *c, bool late)
+{
+    close(c->out);
     if (late)
-        kill(pid, SIGKILL);
+        kill(c->pid, SIGKILL);
     int status;
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+    while (waitpid(c->pid, &status, 0) < 0 && errno == EINTR)
         ;
     return late ? -1 : WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/* Runs argv with `input` on its stdin (NULL: none), collecting its stdout
+ * into out (NUL-terminated) for at most timeout_ms. Returns its exit
+ * status, or -1 if it had to be killed. */
+static int run(char *const argv[], const char *input, char *out, size_t size, int timeout_ms)
+{
+    client_run c = start_client(argv, input);
+    long long deadline = ts_now_ms() + timeout_ms;
+    read_until(c.out, out, 0, size, NULL, deadline);
+    return end_client(&c, ts_now_ms() >= deadline);
 }
 
 /* The server's address for the clients: "127.0.0.1:PORT" or "unix:PATH". */
@@ -208,6 +233,22 @@ static int send_big(ss_request *req)
     return rc;
 }
 
+/* Linux's count of the TCP segments with data a socket has sent
+ * (tcpi_data_segs_out, 4.6 and later); -1 where there is none. */
+static long data_segments_out(int fd)
+{
+#ifdef __linux__
+    struct tcp_info info;
+    socklen_t len = sizeof info;
+    if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &len) == 0 &&
+        len >= offsetof(struct tcp_info, tcpi_data_segs_out) + sizeof info.tcpi_data_segs_out)
+        return (long)info.tcpi_data_segs_out;
+#else
+    (void)fd;
+#endif
+    return -1;
+}
+
 static int who(ss_request *req, void *data)
 {
     (void)data;
@@ -223,6 +264,8 @@ static int who(ss_request *req, void *data)
             return send_big(req);
         if (strcmp(line, "who") == 0) /* the client, as a PROXY header may name it */
             snprintf(line, sizeof line, "%s", ss_request_client_name(req));
+        if (strcmp(line, "segments") == 0) /* TCP segments with data sent so far */
+            snprintf(line, sizeof line, "segments %ld", data_segments_out(ss_request_fileno(req)));
         upper(line);
         int len =
             snprintf(out, sizeof out, "%s|%s|%s|%s|%s\n", ss_request_tls_version(req),
@@ -521,6 +564,58 @@ static void request_timeout_holds(void **state)
     assert_true(td_wait_closed(srv, 1, 10000));
     assert_int_equal(td_stats(srv).request_timeouts, 1);
     finish_counted(&runner, srv, 1, dir, 1, 0, 1);
+}
+
+/* A client idle when the server drains (sync: stops, which ends its idle
+ * wait) gets close_notify before the end of the connection (RFC 8446,
+ * section 6.1): the idle close shuts the read side only, so the filter's
+ * close can still send it. tls_client.py goodbye, with Python's
+ * suppress_ragged_eofs off, tells the alert from a bare end ("end eof":
+ * the old code, whose idle close shut both sides first). */
+static void idle_client_gets_close_notify(void **state)
+{
+    const combo *c = *state;
+    char dir[256], out[4096], address[320], ca[320];
+    ts_runner runner;
+    ss_server *srv = serve(c, (ss_tls_options){0}, dir, sizeof dir, &runner);
+    client_address(srv, address, sizeof address);
+    path_in(ca, sizeof ca, a_dir, "ca.pem");
+    char *argv[] = {"python3", TLS_CLIENT_PY, address, "goodbye", "--ca",
+                    ca,        "--line",      "hello", NULL};
+    client_run client = start_client(argv, NULL);
+    long long deadline = ts_now_ms() + 30000;
+    size_t got = read_until(client.out, out, 0, sizeof out, "|HELLO\n", deadline);
+    expect_contains(out, "reply TLSv1.3|-|localhost|-|HELLO\n"); /* answered: now idle */
+    assert_int_equal(ts_stop(&runner), 0);
+    assert_int_equal(ss_server_drain(srv, 20000), 0);
+    read_until(client.out, out, got, sizeof out, NULL, deadline);
+    status_is(end_client(&client, ts_now_ms() >= deadline), 0, out);
+    expect_contains(out, "end close_notify");
+    assert_int_equal(td_stats(srv).idle_closed, 1);
+    counts_are(srv, 1, 0, 0);
+    ss_server_free(srv);
+    if (dir[0] != '\0')
+        ts_rmdir(dir);
+}
+
+/* A TLS 1.3 client whose first request comes with its Finished (one
+ * write): the server's session tickets wait for the reply and leave with
+ * it, so before the reply the server has sent one segment with data, its
+ * handshake flight (TCP_NODELAY: a send is a segment). The old code sent
+ * the tickets on their own as the handshake ended: 2. A client that sends
+ * nothing more gets them at once (peer_breaks_off, bad_clients). */
+static void tickets_leave_with_the_reply(void **state)
+{
+    const combo *c = *state;
+    char dir[256], out[4096];
+    ts_runner runner;
+    ss_server *srv = serve(c, (ss_tls_options){0}, dir, sizeof dir, &runner);
+    status_is(python(srv, out, sizeof out, "oneflight", "--line", "segments", NULL), 0, out);
+    if (strcmp(c->scheme, "tcp") == 0)
+        expect_contains(out, "replies 1\nlast TLSv1.3|-|localhost|-|SEGMENTS 1\n");
+    else
+        expect_contains(out, "replies 1\nlast TLSv1.3|-|localhost|-|SEGMENTS -1\n");
+    finish_counted(&runner, srv, 1, dir, 1, 0, 0);
 }
 
 /* Records sent back to back arrive in one read from the socket: the ones
@@ -830,6 +925,17 @@ static void log_names_client_and_stage(void **state)
     td_shared_free(captured, sizeof *captured);
 }
 
+/* A sync tls:// server with cert and key, its log captured. */
+static ss_server *logging_server(const char *cert, const char *key)
+{
+    ss_server *srv;
+    assert_int_equal(ss_server_create(&srv, "tls://127.0.0.1:0", NULL, &who_handler, NULL), 0);
+    ss_server_set_log(srv, capture);
+    assert_int_equal(ss_server_set_tls(srv, &(ss_tls_options){.cert_file = cert, .key_file = key}),
+                     0);
+    return srv;
+}
+
 /* Files that load but will hurt are warned about, at start and at each
  * reload: a private key every user may read, a certificate past its
  * end. A sound pair draws no warning. */
@@ -857,11 +963,7 @@ static void load_warnings(void **state)
     assert_int_equal(run(sign, NULL, out, sizeof out, 10000), 0);
 
     captured = td_shared_new(sizeof *captured);
-    ss_server *srv;
-    assert_int_equal(ss_server_create(&srv, "tls://127.0.0.1:0", NULL, &who_handler, NULL), 0);
-    ss_server_set_log(srv, capture);
-    assert_int_equal(ss_server_set_tls(srv, &(ss_tls_options){.cert_file = cert, .key_file = key}),
-                     0);
+    ss_server *srv = logging_server(cert, key);
     assert_null(strstr(captured->text, "TLS: the "));
     assert_int_equal(ss_server_reload_tls(srv, cert, exposed), 0);
     logged("TLS: the key file ", "exposed.key is readable by every user (mode 0644)");
@@ -917,6 +1019,101 @@ static void tls_on_every_stream_listener(void **state)
 /* In a child: a TCP socket passed by socket activation under the name
  * "tls" (what a hand-over names a tls:// listener) is a tls:// listener:
  * named so, refused without a certificate, TLS with one. */
+/* dir/name -> target, replaced in one step (rename), as certbot's
+ * live/ links are. */
+static void link_to(const char *dir, const char *name, const char *target)
+{
+    char link[320], tmp[330];
+    path_in(link, sizeof link, dir, name);
+    snprintf(tmp, sizeof tmp, "%s.new", link);
+    unlink(tmp);
+    assert_int_equal(symlink(target, tmp), 0);
+    assert_int_equal(rename(tmp, link), 0);
+}
+
+/* dir/cert.pem and dir/key.pem -> set's server pair. */
+static void live_pair(const char *dir, const char *set)
+{
+    char cert[320], key[320];
+    path_in(cert, sizeof cert, set, "server.pem");
+    path_in(key, sizeof key, set, "server.key");
+    link_to(dir, "cert.pem", cert);
+    link_to(dir, "key.pem", key);
+}
+
+/* A fork of the server that serves one connection once `go` is
+ * readable, then exits 0 if it counted `want_failures` reload failures
+ * and one handshake. */
+static pid_t fork_server(ss_server *srv, int go, int want_failures)
+{
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid > 0)
+        return pid;
+    char byte;
+    TS_CHECK(read(go, &byte, 1) == 1);
+    TS_CHECK(ss_server_handle_request(srv) == 0);
+    ss_stats st;
+    ss_server_stats(srv, &st);
+    TS_CHECK(st.tls_handshakes == 1);
+    TS_CHECK(st.tls_reload_failures == (uint64_t)want_failures);
+    _exit(0);
+}
+
+static void served_by_fork(const ss_server *srv, pid_t pid, int go, const char *ca,
+                           const char *want)
+{
+    char out[4096];
+    assert_int_equal(write(go, "", 1), 1);
+    status_is(python(srv, out, sizeof out, "lines", "--ca", ca, "--line", "forked", NULL), 0, out);
+    expect_contains(out, want);
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+/* Worker processes and forking's children are forks of the process that
+ * reloads (the supervisor): a fork made before a reload uses the new pair
+ * from its next handshake on; one that cannot load the files the reload
+ * loaded (replaced meanwhile by a dangling link) keeps the pair it had,
+ * logs why and counts it in tls_reload_failures. */
+static void forks_follow_reloads(void **state)
+{
+    (void)state;
+    char dir[256], cert[320], key[320], a_ca[320], b_ca[320];
+    ts_mkdtemp(dir, sizeof dir);
+    path_in(cert, sizeof cert, dir, "cert.pem");
+    path_in(key, sizeof key, dir, "key.pem");
+    path_in(a_ca, sizeof a_ca, a_dir, "ca.pem");
+    path_in(b_ca, sizeof b_ca, b_dir, "ca.pem");
+    live_pair(dir, a_dir);
+    captured = td_shared_new(sizeof *captured);
+    ss_server *srv = logging_server(cert, key);
+    assert_int_equal(ss_server_bind(srv), 0);
+    assert_int_equal(ss_server_activate(srv), 0);
+    int go[2];
+    assert_int_equal(pipe(go), 0);
+    pid_t pid = fork_server(srv, go[0], 0);
+    live_pair(dir, b_dir); /* renewed, then reloaded here */
+    assert_int_equal(ss_server_reload_tls(srv, NULL, NULL), 0);
+    served_by_fork(srv, pid, go[1], b_ca, "reply TLSv1.3|-|localhost|-|FORKED");
+    pid = fork_server(srv, go[0], 1);
+    live_pair(dir, a_dir);
+    assert_int_equal(ss_server_reload_tls(srv, NULL, NULL), 0);
+    link_to(dir, "cert.pem", "/nonexistent/cert.pem"); /* gone before the fork follows */
+    served_by_fork(srv, pid, go[1], b_ca, "reply TLSv1.3|-|localhost|-|FORKED"); /* still B's */
+    logged("TLS: process ", "could not reload the certificate another process of the server");
+    assert_int_equal(td_stats(srv).tls_reload_failures, 0); /* the fork's, not ours */
+    assert_int_equal(ss_server_reload_tls(srv, NULL, NULL), SS_ETLSCERT);
+    assert_int_equal(td_stats(srv).tls_reload_failures, 1);
+    close(go[0]);
+    close(go[1]);
+    ss_server_free(srv);
+    td_shared_free(captured, sizeof *captured);
+    ts_rmdir(dir);
+}
+
 static void adopted_tls_listener_body(void)
 {
     int made = socket(AF_INET, SOCK_STREAM, 0);
@@ -980,6 +1177,8 @@ static void (*const per_combo[])(void **) = {
     bad_clients,
     peer_breaks_off,
     request_timeout_holds,
+    idle_client_gets_close_notify,
+    tickets_leave_with_the_reply,
     reader_and_writer_threads,
     proxy_header_then_tls,
     pipelined_records,
@@ -992,6 +1191,8 @@ static const char *const per_combo_names[] = {
     "bad_clients",
     "peer_breaks_off",
     "request_timeout_holds",
+    "idle_client_gets_close_notify",
+    "tickets_leave_with_the_reply",
     "reader_and_writer_threads",
     "proxy_header_then_tls",
     "pipelined_records",
@@ -1020,6 +1221,7 @@ int main(int argc, char **argv)
         tests[n++] = (struct CMUnitTest)cmocka_unit_test(api_errors);
         tests[n++] = (struct CMUnitTest)cmocka_unit_test(adopted_tls_listener);
         tests[n++] = (struct CMUnitTest)cmocka_unit_test(load_warnings);
+        tests[n++] = (struct CMUnitTest)cmocka_unit_test(forks_follow_reloads);
     }
     if (mode == NULL || strcmp(mode, "pool") == 0)
         tests[n++] = (struct CMUnitTest)cmocka_unit_test(stalled_handshake_parks_fiber);

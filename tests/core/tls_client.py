@@ -20,9 +20,16 @@ Modes:
   silent      nothing at all; prints "closed after MS"
   midrecord   a handshake, then part of a record, then close
   idle        a handshake, then nothing; prints "closed after MS"
+  goodbye     a handshake, each --line and its reply, then nothing; prints
+              how the server ended the connection: "end close_notify" (its
+              close_notify alert, RFC 8446 6.1), "end eof" (a bare end of
+              the connection), "end reset" or "end timeout"
   vanish      a handshake, "big\\n", then a reset while the reply comes
   listen      a handshake, then two lines read before anything is sent
               (the server writes from another thread), then "bye\\n"
+  oneflight   a handshake whose last client flight (Finished) goes out in
+              one write with the --line lines; prints "replies N" and
+              "last LINE" as pipeline does
   pipeline    a handshake, then --count lines of --size bytes (the
               newline included), one record each, sent back to back in
               one write while the replies are read; prints "replies N"
@@ -95,8 +102,10 @@ def client_hello(ctx):
     return outgoing.read()
 
 
-def handshake_in_memory(sock, ctx):
-    """A handshake through memory BIOs, so a test can cut records itself."""
+def handshake_in_memory(sock, ctx, with_finished=()):
+    """A handshake through memory BIOs, so a test can cut records itself;
+    the lines with_finished go in the same write as the client's last
+    flight."""
     incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
     obj = ctx.wrap_bio(incoming, outgoing, server_hostname="localhost")
     while True:
@@ -109,6 +118,8 @@ def handshake_in_memory(sock, ctx):
             if not chunk:
                 raise ConnectionError("closed during the handshake")
             incoming.write(chunk)
+    for line in with_finished:
+        obj.write(line.encode() + b"\n")
     sock.sendall(outgoing.read())
     return obj, incoming, outgoing
 
@@ -154,6 +165,23 @@ def mode_idle(sock, args):
     tls = context(args).wrap_socket(sock, server_hostname=args.sni)
     started = time.monotonic()
     print("closed after %d" % wait_close(tls, started))
+
+
+def mode_goodbye(sock, args):
+    tls = context(args).wrap_socket(sock, server_hostname=args.sni, suppress_ragged_eofs=False)
+    for line in args.line:
+        tls.sendall(line.encode() + b"\n")
+        print("reply", read_line(tls), flush=True)
+    try:
+        while tls.recv(4096):
+            pass
+        print("end close_notify")  # recv returns b"" only after the alert
+    except ssl.SSLEOFError:
+        print("end eof")
+    except ConnectionResetError:
+        print("end reset")
+    except socket.timeout:
+        print("end timeout")
 
 
 def mode_vanish(sock, args):
@@ -206,6 +234,13 @@ def read_replies(sock, obj, incoming, count):
     return replies, last
 
 
+def mode_oneflight(sock, args):
+    obj, incoming, _ = handshake_in_memory(sock, context(args), args.line)
+    replies, last = read_replies(sock, obj, incoming, len(args.line))
+    print("replies %d" % replies)
+    print("last %s" % last.decode(errors="replace"))
+
+
 def mode_pipeline(sock, args):
     obj, incoming, outgoing = handshake_in_memory(sock, context(args))
     records = pipelined_records(obj, outgoing, args.count, args.size)
@@ -235,7 +270,8 @@ def main():
     p.add_argument("--timeout", type=float, default=15)
     args = p.parse_args()
     modes = {"lines": mode_lines, "midrecord": mode_midrecord, "idle": mode_idle,
-             "vanish": mode_vanish, "listen": mode_listen, "pipeline": mode_pipeline}
+             "goodbye": mode_goodbye, "vanish": mode_vanish, "listen": mode_listen,
+             "pipeline": mode_pipeline, "oneflight": mode_oneflight}
     try:
         sock = connect(args.address, args.timeout)
         if args.proxy_header:  # a balancer's header comes before the handshake

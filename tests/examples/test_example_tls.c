@@ -1,7 +1,8 @@
 /* The examples over TLS, driven as a user drives them: --tls-cert and
  * --tls-key on every server (tls:// and unix:), uppercase_client
  * --connect tls:// with --tls-ca or --tls-insecure, a SIGUSR1 that reloads
- * the certificate (and one that cannot, leaving the old in place), a
+ * the certificate (and one that cannot, leaving the old in place), in
+ * every worker process too (--processes), a
  * SIGHUP restart of a server with a tls:// and a plain unix: listener
  * (the successor serves both as before, with the renewed certificate; a
  * certificate that does not load fails the restart, not the server),
@@ -410,6 +411,65 @@ static void test_sighup_restart_keeps_tls(void **state)
 #endif
 }
 
+/* ---- SIGUSR1 with worker processes ---- */
+
+/* Appends c's stdout to out until it holds want, or 30 s. */
+static bool stdout_has(child *c, char *out, size_t size, const char *want)
+{
+    for (int i = 0; i < 6 && strstr(out, want) == NULL; i++) {
+        size_t len = strlen(out);
+        if (read_all(c->out, out + len, size - len, want) == 0 && i > 0)
+            break; /* its end */
+    }
+    return strstr(out, want) != NULL;
+}
+
+/* --processes 2, sync in each (a worker in a request takes no other
+ * client): a SIGUSR1 to the supervisor reaches both workers. A client
+ * that one worker keeps, and the next one, which the other worker must
+ * take, both see the renewed certificate (the supervisor alone reloaded
+ * before); the kept one, idle at the SIGTERM, gets close_notify. */
+static void test_sigusr1_reaches_every_worker_process(void **state)
+{
+    (void)state;
+    char live[256], cert[320], key[320], url[256], ca[320], hostport[64], out[2048] = "";
+    snprintf(live, sizeof live, "%s/workers", certs);
+    ts_mkdtemp(live, sizeof live);
+    install_pair(a_dir, live, cert, key, sizeof cert);
+    const char *argv[] = {UPPERCASE_SERVER, "--listen", "tls://localhost:0", "--tls-cert", cert,
+                          "--tls-key",      key,        "--processes",       "2",          "--mode",
+                          "sync",           NULL};
+    child server, kept;
+    start_server_argv(&server, argv, url, sizeof url);
+    assert_int_equal(client_trusting(url, a_dir), 0);
+    install_pair(b_dir, live, cert, key, sizeof cert);
+    ex_signal(server.pid, SIGUSR1);
+    assert_true(ex_log_until(&server, "SIGUSR1: TLS certificate reloaded from", 5000));
+    snprintf(hostport, sizeof hostport, "localhost:%s", strrchr(url, ':') + 1);
+    const char *py[] = {"/usr/bin/env",
+                        "python3",
+                        TLS_CLIENT_PY,
+                        hostport,
+                        "goodbye",
+                        "--ca",
+                        in_dir(b_dir, "ca.pem", ca, sizeof ca),
+                        "--line",
+                        "kept",
+                        NULL};
+    spawn(&kept, py);
+    if (!stdout_has(&kept, out, sizeof out, "reply KEPT\n"))
+        fail_msg("the first worker kept the old certificate:\n%s", out);
+    assert_int_equal(client_trusting(url, b_dir), 0); /* the other worker */
+    assert_int_equal(client_trusting(url, a_dir), 1);
+    ex_signal(server.pid, SIGTERM);
+    assert_int_equal(reap(&server), 0);
+    if (!stdout_has(&kept, out, sizeof out, "end close_notify"))
+        fail_msg("no close_notify at the drain:\n%s", out);
+    assert_int_equal(reap(&kept), 0);
+    ex_log_has(&server, ": TLS: 3 handshakes, 1 failed");
+    ts_rmdir(live);
+}
+
 /* ---- --inetd: one connection, TLS too ---- */
 
 #define ACTIVATE "/usr/bin/systemd-socket-activate"
@@ -540,15 +600,28 @@ static int remove_certs(void **state)
     return 0;
 }
 
+/* --processes: ThreadSanitizer would end each worker process as it
+ * starts threads after a fork made while the example's restart thread
+ * ran (test_example_prefork.c says the same). */
+static void tsan_allows_threads_after_fork(void)
+{
+    static char env[1100];
+    const char *old = getenv("TSAN_OPTIONS");
+    snprintf(env, sizeof env, "TSAN_OPTIONS=%s die_after_fork=0", old != NULL ? old : "");
+    putenv(env);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
+    tsan_allows_threads_after_fork();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_every_server_over_tls, end_leftovers),
         cmocka_unit_test_teardown(test_uppercase_client_over_tls, end_leftovers),
         cmocka_unit_test_teardown(test_uppercase_client_outlives_server, end_leftovers),
         cmocka_unit_test_teardown(test_sigusr1_reloads_the_certificate, end_leftovers),
         cmocka_unit_test_teardown(test_certificate_and_key_in_one_file, end_leftovers),
+        cmocka_unit_test_teardown(test_sigusr1_reaches_every_worker_process, end_leftovers),
         cmocka_unit_test_teardown(test_sighup_restart_keeps_tls, end_leftovers),
         cmocka_unit_test_teardown(test_inetd_over_tls, end_leftovers),
         cmocka_unit_test_teardown(test_option_errors_and_help, end_leftovers),
