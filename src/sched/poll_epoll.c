@@ -37,21 +37,40 @@ void ss__poller_close(ss__poller *p)
     free(p);
 }
 
-/* Registered once per request, edge-triggered for both directions: the
- * caller always tries its recv/send first and parks only on EAGAIN, so
- * the next edge is the one it needs, and a park costs no system call. */
+/* Edge-triggered, registered once per request for reading, and for
+ * writing too from its first wait to send: a new socket is writable at
+ * once, so watching that from the start cost a wake-up for nothing on
+ * every connection whose first wait is for its request. The caller always
+ * tries its recv/send first and parks only on EAGAIN, so the next edge is
+ * the one it needs, and a park costs no system call. (Adding writability
+ * later loses nothing: epoll_ctl reports a socket already writable.) */
+static uint32_t epoll_events(bool out)
+{
+    return EPOLLIN | EPOLLRDHUP | EPOLLET | (out ? EPOLLOUT : 0);
+}
+
+static int watch_writes(ss__poller *p, ss__fiber *f)
+{
+    struct epoll_event ev = {.events = epoll_events(true), .data.ptr = f};
+    if (epoll_ctl(p->ep, EPOLL_CTL_MOD, f->fd, &ev) < 0)
+        return -errno;
+    f->out_watched = true;
+    return 0;
+}
+
 int ss__poller_watch(ss__poller *p, ss__fiber *f, int fd, short events)
 {
-    (void)events;
+    bool out = (events & POLLOUT) != 0;
     if (f->fd == fd)
-        return 0;
+        return out && !f->out_watched ? watch_writes(p, f) : 0;
     if (f->fd >= 0)
         epoll_ctl(p->ep, EPOLL_CTL_DEL, f->fd, NULL);
     f->fd = -1;
-    struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, .data.ptr = f};
+    struct epoll_event ev = {.events = epoll_events(out), .data.ptr = f};
     if (epoll_ctl(p->ep, EPOLL_CTL_ADD, fd, &ev) < 0)
         return -errno;
     f->fd = fd;
+    f->out_watched = out;
     f->readable = true; /* a new socket: nothing known about it yet */
     f->ended = false;
     return 0;

@@ -85,11 +85,12 @@ struct ss__fiber {
     ss__fiber *next;          /* run queue or spare list */
     ss__fiber *tprev, *tnext; /* deadline list, earliest first */
     int64_t deadline;
-    bool timed;    /* on the deadline list */
-    bool runnable; /* on the run queue */
-    short want;    /* POLLIN / POLLOUT waited for; 0 = not parked on an fd */
-    bool readable; /* fd: no short read since its last readiness report */
-    bool ended;    /* fd: a hang-up, end of stream or error was reported */
+    bool timed;       /* on the deadline list */
+    bool runnable;    /* on the run queue */
+    short want;       /* POLLIN / POLLOUT waited for; 0 = not parked on an fd */
+    bool readable;    /* fd: no short read since its last readiness report */
+    bool ended;       /* fd: a hang-up, end of stream or error was reported */
+    bool out_watched; /* epoll: fd registered for writability too */
     bool done;
     int result;  /* what ss__fiber_wait returns: 1 ready, 0 timed out */
     int fd;      /* registered with the readiness set, -1 if none */
