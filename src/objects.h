@@ -155,8 +155,9 @@ typedef struct ss__listener {
     bool adopted; /* never bound, listened on or unlinked by this library */
     /* Another process holds this socket too (an adopted one: systemd, a
      * parent): drain must not change the socket (stop_arrivals), only
-     * close this process's descriptor; the backlog stays theirs. */
-    bool shared;
+     * close this process's descriptor; the backlog stays theirs. Atomic:
+     * a hand-over sets it while workers accept (transport/inet.c reads it). */
+    atomic_bool shared;
     char name[256]; /* its socket-activation name (LISTEN_FDNAMES), else "" */
     /* The socket file a Unix listener's bind created (transport/unix.c):
      * close removes it if it is still this very file (device and inode)
