@@ -207,8 +207,9 @@ typedef struct ss__listener {
     /* Sibling worker processes wait on this socket too (set in a worker
      * process of ss_server_set_processes, core/prefork_worker.c, when it
      * has siblings). The pool's workers watch it with exclusive wake-ups
-     * all the same, and the loop also looks at it every few ms
-     * (dispatch/pool.c, look_for_stranded): the kernel gives one
+     * all the same, the processes taking turns (srv->seat), and the loop
+     * also looks at it every few ms (dispatch/pool.c, look_for_stranded):
+     * the kernel gives one
      * exclusive wake-up per arrival to one waiting process, and one that
      * then takes no client (killed or stopped before its accept, paused,
      * at a limit of its own) leaves the client in the backlog, with no

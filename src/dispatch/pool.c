@@ -25,7 +25,8 @@
  * queue remain for what the workers do not take: datagram listeners,
  * handle_request and drain (no loop serving), a verify_request hook
  * (it runs where the loop runs), every worker full, and readiness sets
- * without exclusive wake-ups (poll(), no fibers). */
+ * without exclusive wake-ups (poll(), no fibers). Sibling worker
+ * processes take turns the same way (srv->seat, accepts_now). */
 #include "dispatch/dispatch.h"
 
 #include <errno.h>
@@ -60,8 +61,9 @@
 /* A sibling worker process whose loop has not come round for this long
  * (its loop turns at least every STUCK_US while it serves) is stopped,
  * killed or being replaced: the next process takes its clients
- * (accepts_now, srv->seat). Two turns missed, and a look's span. */
-#define SEAT_STALE_US (2 * STUCK_US + LOOK_US)
+ * (accepts_now, srv->seat). Four turns missed, and a look's span: a
+ * loop late on a busy machine only lets the next process watch too. */
+#define SEAT_STALE_US (4 * STUCK_US + LOOK_US)
 
 typedef struct pool pool;
 
@@ -541,8 +543,9 @@ static void seat_mark(const pool *p, unsigned bits, bool set)
 
 /* The same across worker processes (srv->seat): a process's first worker
  * takes new connections only while the process before it passes them on
- * (its first worker spills, it does not accept, a worker it poked for a
- * waiting client is held) or has not come round its loop for
+ * (its last worker spills or is stuck, it is parked or does not accept,
+ * a worker it poked for a waiting client is held) or has not come round
+ * its loop for
  * SEAT_STALE_US (stopped, killed, being replaced). */
 static bool accepts_now(pool *p, worker *w, int64_t now)
 {
@@ -604,7 +607,7 @@ static void tune_listening(pool *p, worker *w)
     set_parked(p, w, mine && !want);
     if (w == &p->workers[0])
         publish_pass(p, &p->seat_parked, SS__PASS_PARKED, mine && !want);
-    if (w == &p->workers[p->started - 1])
+    if (w == &p->workers[p->nworkers - 1])
         publish_pass(p, &p->seat_spill, SS__PASS_SPILL,
                      atomic_load_explicit(&w->spilling, memory_order_relaxed));
     if (want == atomic_load_explicit(&w->listening, memory_order_relaxed))
@@ -953,8 +956,11 @@ static bool sources_readable(const pool *p)
  * for it until the next arrival. So while a worker here watches, the
  * loop looks at the sources every LOOK_US to STUCK_US + LOOK_US; a client
  * waiting in one gets a watching worker poked, which tries each source
- * (EAGAIN if another took it meanwhile). docs/internals.md has the
- * argument that no client waits longer while a process watches. */
+ * (EAGAIN if another took it meanwhile). If that worker has not come
+ * round its loop by the next look (held between its wake-up and its
+ * accept), the process passes its turn (SS__PASS_HELD) until it has, and
+ * the next process takes the client. docs/internals.md has the argument
+ * that no client waits longer while a process watches. */
 static void look_for_stranded(pool *p, int64_t now)
 {
     if (!p->shared_sources || now - p->looked_us < LOOK_US)
@@ -987,7 +993,7 @@ static void take_turn(pool *p, int64_t now)
     atomic_store_explicit(&p->srv->seat->seen_us, now, memory_order_relaxed);
     if (p->started == 0)
         return;
-    worker *last = &p->workers[p->started - 1];
+    worker *last = &p->workers[p->nworkers - 1];
     publish_pass(p, &p->seat_stuck, SS__PASS_STUCK,
                  atomic_load(&last->listening) && stuck(last, now));
     worker *first = &p->workers[0];

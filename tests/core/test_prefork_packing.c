@@ -29,7 +29,7 @@
 #ifdef __linux__         /* packing needs exclusive wake-ups; a stop is seen in /proc */
 #define CONNECTIONS 200  /* one after the other, each asked once */
 #define MAX_MOVES   10   /* of them served by another process than the last: noise */
-#define TAKEOVER_MS 1000 /* designed ~25-35 ms; the machine is shared */
+#define TAKEOVER_MS 1000 /* designed 45-55 ms; the machine is shared */
 
 static int pid_handle(ss_request *req, void *data)
 {
