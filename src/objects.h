@@ -137,6 +137,28 @@ struct ss__reply_budget {
     } peers[32];
 };
 
+/* A worker process's place in the order in which sibling worker
+ * processes (ss_server_set_processes) take new clients off a listener
+ * they share: process k's pool watches it only while process k-1 passes
+ * (dispatch/pool.c, accepts_now), as within a pool worker k watches only
+ * while worker k-1 spills. In the supervisor's shared page, one per slot
+ * (core/prefork.h); a replacement takes its slot's seat. */
+typedef struct ss__seat {
+    /* CLOCK_MONOTONIC microseconds of its loop's last turn (at most
+     * every 10 ms while it serves); 0 before it serves. Older than the
+     * pool's SEAT_STALE_US: stopped, killed or stuck, and it passes. */
+    atomic_llong seen_us;
+    atomic_uint passing; /* SS__PASS_* bits: the next process takes clients too */
+} ss__seat;
+
+enum {
+    SS__PASS_SPILL = 1,  /* its last worker spills: every worker is busy, full or stuck */
+    SS__PASS_PARKED = 2, /* the core lets it take no client (its limit, the back-off) */
+    SS__PASS_OFF = 4,    /* its workers do not accept (not serving, paused, starting) */
+    SS__PASS_HELD = 8,   /* a worker poked for a waiting client did not come round */
+    SS__PASS_STUCK = 16, /* its last worker is stuck in a handler */
+};
+
 /* One socket a server serves on, with its own transport: bound from a
  * URL, or adopted (an inherited descriptor, "fd:N", or one passed by
  * socket activation, "systemd:"). Every listener of a server feeds the
@@ -186,8 +208,9 @@ typedef struct ss__listener {
     /* Sibling worker processes wait on this socket too (set in a worker
      * process of ss_server_set_processes, core/prefork_worker.c, when it
      * has siblings). The pool's workers watch it with exclusive wake-ups
-     * all the same, and the loop also looks at it every few ms
-     * (dispatch/pool.c, look_for_stranded): the kernel gives one
+     * all the same, the processes taking turns (srv->seat), and the loop
+     * also looks at it every few ms (dispatch/pool.c, look_for_stranded):
+     * the kernel gives one
      * exclusive wake-up per arrival to one waiting process, and one that
      * then takes no client (killed or stopped before its accept, paused,
      * at a limit of its own) leaves the client in the backlog, with no
@@ -336,6 +359,11 @@ struct ss_server {
     int processes;
     const struct ss__supervisor *supervisor;
     struct ss__prefork *prefork;
+    /* In a worker process with siblings (set by core/prefork_worker.c
+     * before its dispatcher starts, then only read): its own seat, and
+     * the one before it (NULL for the first process, which always takes
+     * clients). Both NULL elsewhere. Read and written by dispatch/pool.c. */
+    ss__seat *seat, *seat_before;
 };
 
 struct ss_request {

@@ -281,6 +281,8 @@ static int spawn(ss_server *srv, int i, int command)
         return rc;
     ss__worker_slot *slot = &pf->page->slot[i];
     atomic_store(&slot->done, 0);
+    atomic_store(&slot->seat.passing, SS__PASS_OFF); /* until its pool accepts */
+    atomic_store(&slot->seat.seen_us, 0);
     w->control = control[1];
     w->events = events[0];
     tell(pf, i, command, -1);

@@ -45,6 +45,7 @@ typedef struct ss__worker_slot {
     atomic_llong deadline_ms; /* DRAIN: monotonic ms (one clock for all processes); -1: none;
                                  written before order */
     ss__counters count;       /* the worker's counters, as it last published them */
+    ss__seat seat;            /* where it takes new clients (objects.h); reset at each fork */
 } ss__worker_slot;
 
 typedef struct ss__prefork_page {

@@ -58,11 +58,16 @@ static int own_wake_pipe(ss_server *srv)
 
 /* The supervisor's loop state, hooks and counters stay with it: this
  * copy serves as a plain server, from zero. */
-static int become_worker(ss_server *srv)
+static int become_worker(ss_server *srv, int index)
 {
-    close_supervisor_fds(srv->prefork);
+    ss__prefork *pf = srv->prefork;
+    close_supervisor_fds(pf);
     for (int i = 0; i < srv->nlisteners; i++) /* its siblings, and its replacements */
-        srv->listeners[i]->other_waiters = srv->prefork->count > 1;
+        srv->listeners[i]->other_waiters = pf->count > 1;
+    if (pf->count > 1) { /* the pool packs new clients onto the first processes */
+        srv->seat = &pf->page->slot[index].seat;
+        srv->seat_before = index > 0 ? &pf->page->slot[index - 1].seat : NULL;
+    }
     srv->prefork = NULL; /* the copy of its memory is left to the exit */
     /* held by another thread of the supervisor at the fork, perhaps */
     pthread_mutex_init(&srv->lock, NULL);
@@ -252,7 +257,7 @@ _Noreturn void ss__worker_run(ss_server *srv, int index, int control, int events
     };
     pthread_mutex_init(&ctx.lock, NULL);
     pthread_cond_init(&ctx.changed, NULL);
-    int rc = become_worker(srv);
+    int rc = become_worker(srv, index);
     if (rc == 0)
         rc = srv->dispatch->start(srv);
     if (rc == 0)

@@ -25,7 +25,8 @@
  * queue remain for what the workers do not take: datagram listeners,
  * handle_request and drain (no loop serving), a verify_request hook
  * (it runs where the loop runs), every worker full, and readiness sets
- * without exclusive wake-ups (poll(), no fibers). */
+ * without exclusive wake-ups (poll(), no fibers). Sibling worker
+ * processes take turns the same way (srv->seat, accepts_now). */
 #include "dispatch/dispatch.h"
 
 #include <errno.h>
@@ -57,6 +58,12 @@
  * every LOOK_US, and, since its wait is bounded by STUCK_US while a
  * worker watches, at least every STUCK_US + LOOK_US. */
 #define LOOK_US 5000
+/* A sibling worker process whose loop has not come round for this long
+ * (its loop turns at least every STUCK_US while it serves) is stopped,
+ * killed or being replaced: the next process takes its clients
+ * (accepts_now, srv->seat). Four turns missed, and a look's span: a
+ * loop late on a busy machine only lets the next process watch too. */
+#define SEAT_STALE_US (4 * STUCK_US + LOOK_US)
 
 typedef struct pool pool;
 
@@ -135,6 +142,14 @@ struct pool {
      * last did. Set by accept_start; the loop's own. */
     bool shared_sources;
     int64_t looked_us;
+    /* The worker look_for_stranded last poked, and when: if it has not
+     * come round its loop since by the next look, the process passes
+     * (SS__PASS_HELD). The loop's own. */
+    worker *poked_worker;
+    int64_t poked_us;
+    bool seat_spill;  /* SS__PASS_SPILL as the last worker last set it: its own */
+    bool seat_parked; /* SS__PASS_PARKED as the first worker last set it: its own */
+    bool seat_stuck;  /* SS__PASS_STUCK as the loop last set it: its own */
 };
 
 /* With fibers, more workers than cores only matter for handlers that
@@ -507,10 +522,35 @@ static bool stuck(worker *w, int64_t now)
  * wake-ups per request than connections spread over every worker) and
  * heavier load spreads over as many as it keeps busy, as for queued work
  * (wake_a_worker). */
+static bool seat_passes(const ss__seat *seat, int64_t now)
+{
+    return atomic_load_explicit(&seat->passing, memory_order_relaxed) != 0 ||
+           now - atomic_load_explicit(&seat->seen_us, memory_order_relaxed) > SEAT_STALE_US;
+}
+
+/* Sets or clears bits of this process's seat (a worker process with
+ * siblings only). */
+static void seat_mark(const pool *p, unsigned bits, bool set)
+{
+    ss__seat *seat = p->srv->seat;
+    if (seat == NULL)
+        return;
+    if (set)
+        atomic_fetch_or(&seat->passing, bits);
+    else
+        atomic_fetch_and(&seat->passing, ~bits);
+}
+
+/* The same across worker processes (srv->seat): a process's first worker
+ * takes new connections only while the process before it passes them on
+ * (its last worker spills or is stuck, it is parked or does not accept,
+ * a worker it poked for a waiting client is held) or has not come round
+ * its loop for
+ * SEAT_STALE_US (stopped, killed, being replaced). */
 static bool accepts_now(pool *p, worker *w, int64_t now)
 {
     if (w == &p->workers[0])
-        return true;
+        return p->srv->seat_before == NULL || seat_passes(p->srv->seat_before, now);
     worker *prev = w - 1;
     return atomic_load_explicit(&prev->spilling, memory_order_relaxed) || stuck(prev, now);
 }
@@ -537,6 +577,19 @@ static void set_spilling(pool *p, worker *w, bool spilling)
     pthread_mutex_unlock(&p->lock);
 }
 
+/* Tells the next worker process whether it takes clients too: the
+ * last worker whether it spills (so does every worker before it, or is
+ * stuck: the whole process is busy), the first whether the core lets no
+ * client in, the loop whether the last is stuck. The atomic only when
+ * that changes; *cache is the writer's own. */
+static void publish_pass(pool *p, bool *cache, unsigned bit, bool on)
+{
+    if (p->srv->seat == NULL || on == *cache)
+        return;
+    *cache = on;
+    seat_mark(p, bit, on);
+}
+
 /* Once per turn: watch the listeners while accepting is on, the worker
  * has a fiber free, new connections are its to take and the core lets
  * clients in; stop otherwise. The lock only when that changes. A
@@ -552,6 +605,11 @@ static void tune_listening(pool *p, worker *w)
     bool mine = on && !full && accepts_now(p, w, ss__sched_now_us(w->sched));
     bool want = mine && p->srv->host->accept_room(p->srv);
     set_parked(p, w, mine && !want);
+    if (w == &p->workers[0])
+        publish_pass(p, &p->seat_parked, SS__PASS_PARKED, mine && !want);
+    if (w == &p->workers[p->nworkers - 1])
+        publish_pass(p, &p->seat_spill, SS__PASS_SPILL,
+                     atomic_load_explicit(&w->spilling, memory_order_relaxed));
     if (want == atomic_load_explicit(&w->listening, memory_order_relaxed))
         return;
     pthread_mutex_lock(&p->lock);
@@ -578,18 +636,20 @@ static void leave_accept(pool *p)
  * on to another worker that watches the listeners (with none, its own
  * unwatch_sources wakes the loop, which then takes them). self NULL (the
  * loop, look_for_stranded): the first worker that watches. */
-static void pass_on(pool *p, worker *self)
+static worker *pass_on(pool *p, worker *self)
 {
+    worker *poked = NULL;
     pthread_mutex_lock(&p->lock);
-    for (size_t i = 0; i < p->started; i++) {
+    for (size_t i = 0; i < p->started && poked == NULL; i++) {
         worker *w = &p->workers[i];
         if (w != self && w->alive && atomic_load(&w->listening)) {
             atomic_store(&w->poked, true);
             notify(w);
-            break;
+            poked = w;
         }
     }
     pthread_mutex_unlock(&p->lock);
+    return poked;
 }
 
 /* Up to ACCEPT_BATCH clients off one listener, each started on a fiber
@@ -838,6 +898,10 @@ static bool pool_accept_start(ss_server *srv)
         if (i != first)
             notify(&p->workers[i]);
     pthread_mutex_unlock(&p->lock);
+    if (rc != -ENOTSUP && p->srv->seat != NULL) {
+        atomic_store(&p->srv->seat->seen_us, now_us());
+        seat_mark(p, SS__PASS_OFF | SS__PASS_HELD, false);
+    }
     return rc != -ENOTSUP;
 }
 
@@ -849,6 +913,7 @@ static void pool_accept_stop(ss_server *srv)
     pool *p = srv->dispatch_state;
     if (p == NULL || !atomic_exchange(&p->accept_on, false))
         return;
+    seat_mark(p, SS__PASS_OFF, true); /* the next process takes the clients now */
     pthread_mutex_lock(&p->lock);
     while (atomic_load(&p->in_accept) > 0)
         pthread_cond_wait(&p->accept_idle, &p->lock);
@@ -859,12 +924,28 @@ static void pool_accept_stop(ss_server *srv)
     pthread_mutex_unlock(&p->lock);
 }
 
-/* A parked worker counts: the loop's reap has it watch again as soon as
+/* Another worker process takes the clients (accepts_now): this one's
+ * loop must not poll the listener itself either. */
+static bool off_duty(pool *p, int64_t now)
+{
+    return atomic_load(&p->accept_on) && !accepts_now(p, &p->workers[0], now);
+}
+
+/* A parked worker counts, and so does a process whose turn has not come:
+ * the loop's reap has it watch again as soon as
  * the core lets clients in, and the client goes to it, not the queue. */
 static bool pool_accepting(ss_server *srv)
 {
     pool *p = srv->dispatch_state;
-    return atomic_load(&p->listening) + atomic_load(&p->parked) > 0;
+    return atomic_load(&p->listening) + atomic_load(&p->parked) > 0 || off_duty(p, now_us());
+}
+
+static bool sources_readable(const pool *p)
+{
+    struct pollfd fds[SS__MAX_SOURCES];
+    for (int i = 0; i < p->nsources; i++)
+        fds[i] = (struct pollfd){.fd = p->sources[i]->fd, .events = POLLIN};
+    return poll(fds, (nfds_t)p->nsources, 0) > 0;
 }
 
 /* Sibling worker processes (ss_server_set_processes) watch a shared
@@ -875,18 +956,56 @@ static bool pool_accepting(ss_server *srv)
  * for it until the next arrival. So while a worker here watches, the
  * loop looks at the sources every LOOK_US to STUCK_US + LOOK_US; a client
  * waiting in one gets a watching worker poked, which tries each source
- * (EAGAIN if another took it meanwhile). docs/internals.md has the
- * argument that no client waits longer while a process watches. */
+ * (EAGAIN if another took it meanwhile). If that worker has not come
+ * round its loop by the next look (held between its wake-up and its
+ * accept), the process passes its turn (SS__PASS_HELD) until it has, and
+ * the next process takes the client. docs/internals.md has the argument
+ * that no client waits longer while a process watches. */
 static void look_for_stranded(pool *p, int64_t now)
 {
     if (!p->shared_sources || now - p->looked_us < LOOK_US)
         return;
     p->looked_us = now;
-    struct pollfd fds[SS__MAX_SOURCES];
-    for (int i = 0; i < p->nsources; i++)
-        fds[i] = (struct pollfd){.fd = p->sources[i]->fd, .events = POLLIN};
-    if (poll(fds, (nfds_t)p->nsources, 0) > 0)
-        pass_on(p, NULL);
+    worker *poked = p->poked_worker;
+    bool held = poked != NULL && atomic_load(&poked->listening) &&
+                atomic_load_explicit(&poked->seen_us, memory_order_relaxed) < p->poked_us;
+    if (!held)
+        p->poked_worker = NULL;
+    if (atomic_load(&p->listening) == 0 || !sources_readable(p)) {
+        seat_mark(p, SS__PASS_HELD, false);
+        return;
+    }
+    seat_mark(p, SS__PASS_HELD, held); /* then the next process takes the client */
+    if (!held) {
+        p->poked_worker = pass_on(p, NULL);
+        p->poked_us = now;
+    }
+}
+
+/* A worker process with siblings: says it is alive (its seat), and has
+ * its first worker look again when its turn to take clients came or
+ * went with the process before it (no wake-up crosses processes: this
+ * look, every STUCK_US at most, is the bound). */
+static void take_turn(pool *p, int64_t now)
+{
+    if (p->srv->seat == NULL)
+        return;
+    atomic_store_explicit(&p->srv->seat->seen_us, now, memory_order_relaxed);
+    if (p->started == 0)
+        return;
+    worker *last = &p->workers[p->nworkers - 1];
+    publish_pass(p, &p->seat_stuck, SS__PASS_STUCK,
+                 atomic_load(&last->listening) && stuck(last, now));
+    worker *first = &p->workers[0];
+    if (p->srv->seat_before == NULL)
+        return;
+    bool turn = accepts_now(p, first, now);
+    bool idle = !atomic_load(&first->spilling) && !atomic_load(&first->parked);
+    if (turn != atomic_load(&first->listening) && (!turn || idle)) {
+        pthread_mutex_lock(&p->lock);
+        notify(first);
+        pthread_mutex_unlock(&p->lock);
+    }
 }
 
 /* Each loop turn: workers parked by the core (a limit, the back-off)
@@ -908,6 +1027,7 @@ static void pool_reap(ss_server *srv)
             tell_next(p, w); /* it cannot take its clients: the next one does */
     }
     pthread_mutex_unlock(&p->lock);
+    take_turn(p, now);
     look_for_stranded(p, now);
 }
 
@@ -940,6 +1060,8 @@ static int pool_max_wait_ms(ss_server *srv)
     atomic_store(&p->loop_unwatched, false);
     if (!atomic_load(&p->accept_on))
         return -1;
+    if (srv->seat != NULL)
+        return STUCK_US / 1000; /* its seat says it is alive; its turn: take_turn */
     bool watching = false;
     if (awake_watchers(p, now_us() - QUIET_US, &watching))
         return STUCK_US / 1000;
