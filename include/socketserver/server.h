@@ -212,7 +212,10 @@ SS_API void ss_server_free(ss_server *srv);
  *   ss_server_on_verify_request, ss_server_on_handle_error,
  *   ss_server_on_handle_timeout, ss_server_on_service_actions,
  *   ss_server_set_log                                        server.h
- * Any time (a request accepted afterwards gets the new value):
+ * Any time (a request accepted afterwards gets the new value; with worker
+ * processes a change after serving starts reaches only workers forked
+ * afterwards: each keeps the options it was forked with, dispatch.h; set
+ * these before serving there):
  *   ss_server_set_timeout, ss_server_set_request_timeout,
  *   ss_server_set_max_connections (also from any thread),
  *   ss_server_set_drain_close_idle (read as a drain begins),
