@@ -107,6 +107,8 @@ def ss_cases(mode, tmp):
     if mode == "threading":
         cases.append(("tcp 100 conns", "tcp://127.0.0.1:0", ["-c", "100"]))
     cases.append(("unix", "unix:" + os.path.join(tmp, mode + ".sock"), many))
+    if sys.platform.startswith("linux"):  # loadgen once took "@name" for a file path
+        cases.append(("unix abstract", "unix:@%s-%s" % (os.path.basename(tmp), mode), many))
     cases.append(("udp", "udp://127.0.0.1:0", ["-c", "4"]))
     return cases
 
