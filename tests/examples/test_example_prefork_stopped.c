@@ -78,6 +78,7 @@ static void stop_with_a_stopped_worker_is_bounded(void **state)
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
+    ex_allow_threads_after_fork();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(stop_with_a_stopped_worker_is_bounded, end_leftovers),
     };
