@@ -456,24 +456,49 @@ static void complete(engine *e, uint32_t idx, int64_t now)
     think_or_pump(e, idx);
 }
 
-/* Checks a chunk of the reply stream; false after a mismatch. */
+/* Whether a chunk of the reply stream is what the requests sent so far
+ * should get next: it changes nothing, so that a chunk is judged whole
+ * before completions act on it. */
+static bool stream_matches(const engine *e, const conn *c, const unsigned char *p, size_t n)
+{
+    size_t size = e->cfg->size;
+    uint64_t done = c->done;
+    size_t in_off = c->in_off;
+    while (n > 0) {
+        if (done >= c->sent + (c->out_off > 0))
+            return false; /* more bytes than were asked for */
+        size_t k = size - in_off < n ? size - in_off : n;
+        if (memcmp(p, request_bytes(e, (uint32_t)(c - e->conns), done, true) + in_off, k) != 0)
+            return false;
+        in_off += k;
+        p += k;
+        n -= k;
+        if (in_off == size) {
+            done++;
+            in_off = 0;
+        }
+    }
+    return true;
+}
+
+/* Checks a chunk of the reply stream, then counts the replies it
+ * completes; false after a mismatch. A completion may end the connection
+ * (a send that failed while pumping the next requests, counted there
+ * once; or a request per connection): the rest of the chunk was checked
+ * already, as a prefix of the replies due, and is dropped uncounted. */
 static bool verify_stream(engine *e, uint32_t idx, const unsigned char *p, size_t n, int64_t now)
 {
     conn *c = &e->conns[idx];
+    if (!stream_matches(e, c, p, n))
+        return false;
     size_t size = e->cfg->size;
-    while (n > 0) {
-        if (c->done >= c->sent + (c->out_off > 0))
-            return false; /* more bytes than were asked for */
+    uint32_t epoch = c->epoch;
+    while (n > 0 && c->epoch == epoch) {
         size_t k = size - c->in_off < n ? size - c->in_off : n;
-        if (memcmp(p, request_bytes(e, idx, c->done, true) + c->in_off, k) != 0)
-            return false;
         c->in_off += k;
-        p += k;
         n -= k;
         if (c->in_off == size)
             complete(e, idx, now);
-        if (c->state != C_OPEN)
-            return n == 0;
     }
     return true;
 }

@@ -9,6 +9,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
+#include <stddef.h>
 #include <string.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -81,9 +82,38 @@ static int resolve_inet(const char *rest, int socktype, lg_target *out, char *wh
     return 0;
 }
 
+/* "@name": Linux's abstract namespace, as the library's URLs spell it (no
+ * file; the name is its bytes after a leading NUL, so the address is as
+ * long as the name, not the whole sun_path). */
+static int unix_abstract(const char *name, lg_target *out, char *why, size_t wsize)
+{
+#ifdef __linux__
+    struct sockaddr_un *sun = (struct sockaddr_un *)&out->addr;
+    size_t n = strlen(name);
+    if (n == 0 || n + 1 > sizeof sun->sun_path) {
+        snprintf(why, wsize, "bad abstract Unix socket name (1-%zu bytes after '@')",
+                 sizeof sun->sun_path - 1);
+        return -1;
+    }
+    sun->sun_family = AF_UNIX;
+    sun->sun_path[0] = '\0';
+    memcpy(sun->sun_path + 1, name, n);
+    out->family = AF_UNIX;
+    out->len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + n);
+    return 0;
+#else
+    (void)name;
+    (void)out;
+    snprintf(why, wsize, "abstract Unix socket names (@name) exist on Linux only");
+    return -1;
+#endif
+}
+
 static int unix_path(const char *path, lg_target *out, char *why, size_t wsize)
 {
     struct sockaddr_un *sun = (struct sockaddr_un *)&out->addr;
+    if (path[0] == '@')
+        return unix_abstract(path + 1, out, why, wsize);
     if (*path == '\0' || strlen(path) >= sizeof sun->sun_path) {
         snprintf(why, wsize, "bad Unix socket path");
         return -1;

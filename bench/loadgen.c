@@ -32,8 +32,8 @@ static void usage(FILE *out)
 {
     fputs("usage: loadgen --target URL [options]\n"
           "  --target URL        tcp://127.0.0.1:PORT, tcp://[::1]:PORT, tls://... (TCP with\n"
-          "                      TLS), udp://..., unix:/path, unixgram:/path (loopback and\n"
-          "                      Unix sockets only)\n"
+          "                      TLS), udp://..., unix:/path, unixgram:/path, unix:@name\n"
+          "                      (Linux abstract) (loopback and Unix sockets only)\n"
           "  -c, --connections N concurrent connections (default 10)\n"
           "  -s, --size BYTES    request size (default 64)\n"
           "  -d, --duration S    measured window in seconds (default 3)\n"

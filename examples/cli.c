@@ -164,7 +164,8 @@ static void usage(FILE *out, const char *name)
             "                dropped (default %d; 0: never)\n"
             "  --drain SEC   on SIGINT/SIGTERM, requests in flight get this long to\n"
             "                finish (default %d); a second signal stops at once;\n"
-            "                idle keep-alive clients are closed at once\n"
+            "                idle keep-alive clients are closed at once; SIGHUP\n"
+            "                restarts the server with no connection lost (docs/deploy.md)\n"
             "  --proxy-protocol  behind a load balancer (HAProxy send-proxy-v2, nginx\n"
             "                proxy_protocol on): every connection must begin with a\n"
             "                PROXY v1 or v2 header, and the log names the client it\n"
@@ -177,8 +178,7 @@ static void usage(FILE *out, const char *name)
             "  --inetd       serve the one connection on stdin and exit (inetd,\n"
             "                tcpserver, systemd-socket-activate --inetd); a connected\n"
             "                socket passed as --listen systemd: (Accept=yes) is served\n"
-            "                the same way. SIGHUP restarts the server with no connection\n"
-            "                lost: see docs/deploy.md\n"
+            "                the same way\n"
             "  --tls-cert FILE  TLS: the server's certificate chain (PEM); with it,\n"
             "                tls://HOST:PORT listeners speak TLS (and only they);\n"
             "                without a tls:// one, every tcp:// and unix: one does.\n"
@@ -583,6 +583,24 @@ static int use_tls(const cli_options *opts, ss_server *srv)
     return rc;
 }
 
+/* With several listeners the library's log names the one that failed
+ * ("cannot listen on unix:/run/a.sock: ..."): kept here so that the
+ * program prints it as its own one line (README: one line that says why),
+ * not as a second line under the library's. Other messages go out as the
+ * default log prints them. */
+static char listen_failure[400];
+
+static void keep_listen_failure(ss_server *srv, ss_log_level level, const char *message, void *data)
+{
+    (void)srv;
+    (void)data;
+    static const char prefix[] = "cannot listen on ";
+    if (strncmp(message, prefix, sizeof prefix - 1) == 0 && listen_failure[0] == '\0')
+        snprintf(listen_failure, sizeof listen_failure, "%s", message);
+    else if (level >= SS_LOG_WARNING)
+        fprintf(stderr, "socketserver: %s\n", message);
+}
+
 /* ss_server_new for every --listen, with --workers applied before
  * activate sizes the pool (the sync and threading dispatchers ignore it),
  * and the PROXY protocol and TLS filters when asked. */
@@ -606,10 +624,12 @@ static int open_server(const cli_options *opts, const ss_handler *handler, void 
         rc = use_proxy_protocol(opts, *out);
     if (rc == 0)
         rc = use_tls(opts, *out);
+    ss_server_set_log(*out, keep_listen_failure);
     if (rc == 0)
         rc = ss_server_bind(*out);
     if (rc == 0)
         rc = ss_server_activate(*out);
+    ss_server_set_log(*out, NULL);
     if (rc < 0) {
         ss_server_free(*out);
         *out = NULL;
@@ -728,8 +748,10 @@ int cli_serve(const cli_options *opts, const ss_handler *handler, void *data)
     int failed;
     int rc = open_server(opts, handler, data, &srv, &failed);
     if (rc < 0 && options_refused)
-        return 2;             /* said why */
-    if (rc < 0 && failed < 0) /* bind or listen, one of several: the line above names it */
+        return 2;                                          /* said why */
+    if (rc < 0 && failed < 0 && listen_failure[0] != '\0') /* one of several: named */
+        cli_log_always(opts, "%s: %s", opts->name, listen_failure);
+    else if (rc < 0 && failed < 0)
         cli_log_always(opts, "%s: cannot listen: %s", opts->name, ss_strerror(rc));
     else if (rc < 0)
         cli_log_always(opts, "%s: cannot listen on %s: %s", opts->name, opts->listens[failed],

@@ -240,8 +240,11 @@ SS_API int ss_server_set_pool_fibers(ss_server *srv, int fibers);
  *     Only the clients of the worker that died lose their connection;
  *     those still in the kernel backlog wait for the others or for the
  *     replacement. When serve_forever returns (a stop), every worker has
- *     stopped taking clients; its requests in flight go on, and a further
- *     serve_forever resumes them all.
+ *     stopped taking clients (it waits for their word up to the stop
+ *     grace past the stop request, ss_server_set_stop_grace, at least
+ *     250 ms, at most 5 s; one that cannot answer, e.g. SIGSTOPped, is
+ *     left to the drain's kill); its requests in flight go on, and a
+ *     further serve_forever resumes them all.
  *   - ss_server_drain drains every worker at once, each as
  *     ss_server_drain does in one process (the clients waiting in the
  *     backlog are served, idle requests end at once, the deadline is the

@@ -134,6 +134,11 @@ SS_API int ss_server_handle_request(ss_server *srv);
  * negative means only when something happens). Unlike Python, a shutdown
  * request wakes the loop at once, whatever the poll interval. A shutdown
  * requested before the loop starts makes it return immediately.
+ * With worker processes (ss_server_set_processes, dispatch.h) the first
+ * call forks the workers and the loop watches them; before it returns it
+ * waits for every worker to stop taking clients, up to the stop grace past
+ * the stop request (ss_server_set_stop_grace), at least 250 ms and at most
+ * 5 s: a worker that cannot answer (stopped) delays it no more than that.
  * Returns 0 after a shutdown, SS_ESTATE if not activated, -EBUSY if the loop
  * is already running in another thread.
  */
@@ -207,7 +212,10 @@ SS_API void ss_server_free(ss_server *srv);
  *   ss_server_on_verify_request, ss_server_on_handle_error,
  *   ss_server_on_handle_timeout, ss_server_on_service_actions,
  *   ss_server_set_log                                        server.h
- * Any time (a request accepted afterwards gets the new value):
+ * Any time (a request accepted afterwards gets the new value; with worker
+ * processes a change after serving starts reaches only workers forked
+ * afterwards: each keeps the options it was forked with, dispatch.h; set
+ * these before serving there):
  *   ss_server_set_timeout, ss_server_set_request_timeout,
  *   ss_server_set_max_connections (also from any thread),
  *   ss_server_set_drain_close_idle (read as a drain begins),

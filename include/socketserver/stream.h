@@ -66,7 +66,10 @@ SS_API int ss_server_set_write_buffer_size(ss_server *srv, size_t size);
  * handed over, worker processes) is left alone, and its connections each
  * get the option as before (so a successor of ss_server_hand_over with
  * it off keeps what its predecessor gave the listener: give both the
- * same value). */
+ * same value). With worker processes (ss_server_set_processes) a change
+ * made once serve_forever has forked them does not reach them: each keeps
+ * the options it was forked with (dispatch.h), and only a replacement
+ * forked afterwards gets the new value; set it before serving. */
 SS_API void ss_server_set_tcp_nodelay(ss_server *srv, bool on);
 
 /*

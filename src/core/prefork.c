@@ -15,10 +15,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define STABLE_MS        5000  /* a worker that lived this long was not crash-looping */
-#define BACKOFF_FIRST_MS 100   /* the first delayed replacement; doubled each time */
-#define BACKOFF_MAX_MS   10000 /* ... up to this */
-#define PAUSE_WAIT_MS    5000  /* longest serve_forever waits for the workers to pause */
+#define STABLE_MS         5000  /* a worker that lived this long was not crash-looping */
+#define BACKOFF_FIRST_MS  100   /* the first delayed replacement; doubled each time */
+#define BACKOFF_MAX_MS    10000 /* ... up to this */
+#define PAUSE_WAIT_MS     5000  /* longest serve_forever waits for the workers to pause */
+#define PAUSE_WAIT_MIN_MS 250   /* ... and shortest, even with no stop grace */
 #define KILL_AFTER_MS                                                                              \
     3000 /* past the drain's deadline (a worker's own drain cuts its                               \
             requests off within 2 s of it), or close's without                                     \
@@ -348,6 +349,19 @@ static bool all_paused(const ss__prefork *pf)
     return true;
 }
 
+/* How long the pause may be waited for: up to the stop grace past the
+ * stop request (ss_server_set_stop_grace, the time a request in flight
+ * may hold a loop; the examples set it to --drain), so that a worker that
+ * cannot answer (stopped, or a handler holding its loop) does not add its
+ * wait to the drain's time; never past PAUSE_WAIT_MS, and a paused worker
+ * answers within milliseconds, so never under PAUSE_WAIT_MIN_MS. */
+static int64_t pause_deadline(const ss_server *srv)
+{
+    int64_t graced = ss__stop_deadline(&srv->stop, true, ss__deadline(PAUSE_WAIT_MS));
+    int64_t shortest = ss__deadline(PAUSE_WAIT_MIN_MS);
+    return graced > shortest ? graced : shortest;
+}
+
 /* The loop has stopped: so must the workers' loops, before serve_forever
  * returns (ss_server_shutdown's promise: no new client after it). Not
  * after a hand-over: the successor takes the clients, and each worker
@@ -359,7 +373,7 @@ static void pause_workers(ss_server *srv)
     tell_running(srv->prefork, SS__WORKER_PAUSE, -1);
     if (atomic_load(&srv->handed_over))
         return;
-    int64_t deadline = ss__deadline(PAUSE_WAIT_MS);
+    int64_t deadline = pause_deadline(srv);
     while (!all_paused(srv->prefork) && ss__remaining_ms(deadline) > 0)
         wait_workers(srv, ss__remaining_ms(deadline));
 }

@@ -129,21 +129,10 @@ static void test_bad_processes_are_refused(void **state)
     expect_refusal(chat_processes, 2, "cannot chat");
 }
 
-/* The examples' restart thread is running when the workers are forked:
- * ThreadSanitizer would end a worker as it starts its own threads. */
-static void allow_threads_after_fork(void)
-{
-    const char *old = getenv("TSAN_OPTIONS");
-    char options[1024];
-    snprintf(options, sizeof options, "%s%sdie_after_fork=0", old != NULL ? old : "",
-             old != NULL && old[0] != '\0' ? " " : "");
-    setenv("TSAN_OPTIONS", options, 1);
-}
-
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
-    allow_threads_after_fork();
+    ex_allow_threads_after_fork();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_every_example_in_prefork_mode, end_leftovers),
         cmocka_unit_test_teardown(test_processes_with_every_mode, end_leftovers),

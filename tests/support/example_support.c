@@ -293,3 +293,12 @@ void ex_signal(pid_t pid, int sig)
     assert_int_equal(kill(pid, sig), 0);
 #endif
 }
+
+void ex_allow_threads_after_fork(void)
+{
+    const char *old = getenv("TSAN_OPTIONS");
+    char options[1024];
+    snprintf(options, sizeof options, "%s%sdie_after_fork=0", old != NULL ? old : "",
+             old != NULL && old[0] != '\0' ? " " : "");
+    setenv("TSAN_OPTIONS", options, 1);
+}

@@ -66,4 +66,9 @@ void ex_signal(pid_t pid, int sig);
  * with its process group (a forking example's children). */
 int end_leftovers(void **state);
 
+/* Worker processes (--processes, --mode prefork) start their threads
+ * after the fork: ThreadSanitizer would end each one as it does unless
+ * TSAN_OPTIONS says die_after_fork=0. Call first in main. */
+void ex_allow_threads_after_fork(void);
+
 #endif

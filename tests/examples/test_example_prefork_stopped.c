@@ -1,0 +1,86 @@
+/* A stop with a worker process that cannot answer (SIGSTOPped) is bounded
+ * by --drain plus the 3 s after which the supervisor kills a worker still
+ * there (docs/production.md, docs/concurrency.md). Before, serve_forever
+ * waited up to 5 s for every worker to confirm its pause and only then
+ * began the drain: 8 s whatever --drain was. */
+#include "example_support.h"
+
+#include <dirent.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#define DRAIN_S  1
+#define KILL_S   3    /* the supervisor's kill, past the drain's deadline */
+#define BOUND_MS 6500 /* (DRAIN_S + KILL_S) s plus slack; the old code took 8 s */
+
+/* A child of `parent` (its first found in /proc), or -1. */
+static pid_t child_of(pid_t parent)
+{
+    DIR *d = opendir("/proc");
+    if (d == NULL)
+        return -1;
+    pid_t found = -1;
+    struct dirent *e;
+    while (found < 0 && (e = readdir(d)) != NULL) {
+        char path[300], text[512];
+        snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
+        FILE *f = e->d_name[0] >= '1' && e->d_name[0] <= '9' ? fopen(path, "r") : NULL;
+        if (f == NULL)
+            continue;
+        size_t len = fread(text, 1, sizeof text - 1, f);
+        fclose(f);
+        text[len] = '\0';
+        const char *end = strrchr(text, ')');
+        char state;
+        long ppid;
+        if (end != NULL && sscanf(end + 1, " %c %ld", &state, &ppid) == 2 && ppid == (long)parent &&
+            state != 'Z')
+            found = (pid_t)atol(e->d_name);
+    }
+    closedir(d);
+    return found;
+}
+
+static void stop_with_a_stopped_worker_is_bounded(void **state)
+{
+    (void)state;
+    const char *argv[] = {
+        UPPERCASE_SERVER, "--listen", "tcp://127.0.0.1:0", "--mode", "prefork", "--processes", "2",
+        "--drain",        "1",        "--quiet",           NULL};
+    child c;
+    char url[256];
+    start_server_argv(&c, argv, url, sizeof url);
+    int fd = ts_connect_url(url); /* a reply: the workers are serving */
+    ts_send(fd, "ping\n", 5);
+    expect(fd, "PING\n");
+    close(fd);
+    pid_t worker = child_of(c.pid);
+    assert_true(worker > 0);
+    kill(worker, SIGSTOP);
+    long long start = ts_now_ms();
+    kill(c.pid, SIGTERM);
+    assert_int_equal(reap(&c), 0);
+    long long took = ts_now_ms() - start;
+    kill(worker, SIGKILL); /* if the supervisor left it (it must not) */
+    if (took > BOUND_MS)
+        fail_msg("--drain %d with a stopped worker: stopped in %lld ms", DRAIN_S, took);
+    print_message("stopped in %lld ms\n", took);
+}
+
+int main(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    ex_allow_threads_after_fork();
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(stop_with_a_stopped_worker_is_bounded, end_leftovers),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
