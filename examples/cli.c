@@ -674,9 +674,10 @@ static void report_tls_refusals(const cli_options *opts, const ss_server *srv)
         return;
     ss_stats st;
     ss_server_stats(srv, &st);
-    cli_log_always(opts, "%s: TLS: %llu handshakes, %llu failed", opts->name,
+    cli_log_always(opts, "%s: TLS: %llu handshakes, %llu failed, %llu failed reloads", opts->name,
                    (unsigned long long)st.tls_handshakes,
-                   (unsigned long long)st.tls_handshake_failures);
+                   (unsigned long long)st.tls_handshake_failures,
+                   (unsigned long long)st.tls_reload_failures);
 }
 
 /* "listening on URL", one line per listener, the first first. */

@@ -81,7 +81,12 @@ static bool load_pair(ss_server *srv, SSL_CTX *ctx, const char *cert_file, const
         return false;
     }
     if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
-        log_load_failure(srv, "the key file", key);
+        /* without a key file, the key was looked for beside the certificate */
+        log_load_failure(srv,
+                         key_file != NULL ? "the key file"
+                                          : "a private key (no key file given) from the "
+                                            "certificate file",
+                         key);
         return false;
     }
     if (SSL_CTX_check_private_key(ctx) != 1) {

@@ -996,7 +996,14 @@ static void test_hand_over_waits_for_no_stopped_worker(void **state)
     stopped_worker = (pid_t)worker;
     await_stopped(worker);
     hand_over_now();
-    assert_int_equal(fresh_answer(), 'n');
+    /* the running worker may take a client or two before it hears of the
+     * hand-over (asynchronously, as in test_hand_over_stops_every_worker) */
+    char who = 0;
+    for (long long end = ts_now_ms() + 5000; who != 'n' && ts_now_ms() < end;) {
+        who = fresh_answer();
+        assert_true(who == 'n' || who == 'o');
+    }
+    assert_int_equal(who, 'n');
     stop_supervisor(sup);
     stopped_worker = 0; /* killed by the drain */
     long long stop_took = atomic_load(&sh->serve_ms) - atomic_load(&sh->term_ms);

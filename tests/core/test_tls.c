@@ -973,6 +973,10 @@ static void load_warnings(void **state)
     memset(captured, 0, sizeof *captured);
     assert_int_equal(ss_server_create(&srv, "tls://127.0.0.1:0", NULL, &who_handler, NULL), 0);
     ss_server_set_log(srv, capture);
+    /* no key file, and no key beside the certificate: say which is missing */
+    assert_int_equal(ss_server_set_tls(srv, &(ss_tls_options){.cert_file = cert}), SS_ETLSCERT);
+    logged("TLS: cannot use a private key (no key file given) from the certificate file ",
+           "server.pem");
     assert_int_equal(
         ss_server_set_tls(srv, &(ss_tls_options){.cert_file = old, .key_file = exposed}), 0);
     logged("TLS: the key file ", "exposed.key is readable by every user");
