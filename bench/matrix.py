@@ -466,11 +466,14 @@ def replace_rows(opts, rows, info):
     """Rows of the servers measured in opts.replace_from take the place of
     the same server, cell and run in rows; writes the merged runs back."""
     newer, newer_info, newer_servers, _ = load_previous(opts.replace_from)
-    by_key = {(r["server"], r["cell"], r["run"]): r for r in newer}
-    merged = [by_key.get((r["server"], r["cell"], r["run"]), r) for r in rows]
+    key = lambda r: (r["server"], r["cell"], r["run"])  # noqa: E731
+    by_key = {key(r): r for r in newer}
+    merged = [by_key.pop(key(r), r) for r in rows]
+    merged += [r for r in newer if key(r) in by_key]  # servers or cells new to OUT
     write_csv(os.path.join(opts.out, "latest-runs.csv"), merged, RAW_KEYS)
-    info["remeasured"] = "Rows of %s: measured again %s, commit `%s`, %d runs" % (
+    note = "Rows of %s: measured again %s, commit `%s`, %d runs" % (
         ", ".join(newer_servers), newer_info["date"], newer_info["commit"], newer_info["runs"])
+    info["remeasured"] = "; ".join(filter(None, [info.get("remeasured"), note]))
     with open(os.path.join(opts.out, "latest-info.txt"), "w") as f:
         f.writelines("%s=%s\n" % kv for kv in info.items())
     return merged
@@ -484,6 +487,8 @@ def main():
         rows, info, servers, cells = load_previous(opts.out)
         if opts.replace_from:
             rows = replace_rows(opts, rows, info)
+            servers = list(dict.fromkeys(r["server"] for r in rows))
+            cells = list(dict.fromkeys(r["cell"] for r in rows))
     else:
         rows, info, servers, cells = measure(opts)
     agg = aggregate(rows)
