@@ -180,7 +180,8 @@ int ss__listener_add_connection(ss_server *srv, ss__scheme scheme, int fd)
     if (l == NULL)
         return -ENOMEM;
     l->url.scheme = scheme;
-    l->bound = l->adopted = l->shared = true; /* nothing of it is ours to change */
+    l->bound = l->adopted = true; /* nothing of it is ours to change */
+    atomic_store(&l->shared, true);
     l->addr_len = sizeof l->addr;
     if (getsockname(fd, (struct sockaddr *)&l->addr, &l->addr_len) < 0)
         l->addr_len = 0;

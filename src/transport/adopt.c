@@ -91,6 +91,7 @@ int ss__adopt_take(int fd, ss__listener *l)
     if (rc < 0)
         return rc;
     l->fd = fd;
-    l->adopted = l->bound = l->shared = true;
+    l->adopted = l->bound = true;
+    atomic_store(&l->shared, true);
     return 0;
 }
