@@ -61,14 +61,6 @@ static void test_options(void **state)
     ss_server_free(srv);
 }
 
-static bool queued_is(ss_server *srv, uint64_t n)
-{
-    long long end = ts_now_ms() + 5000;
-    while (td_stats(srv).queued != n && ts_now_ms() < end)
-        usleep(1000);
-    return td_stats(srv).queued == n;
-}
-
 /* One worker, a queue of one: the third client waits in the backlog, is
  * not accepted, and is served once there is room. */
 static void test_full_queue_stops_accepting(void **state)
@@ -81,7 +73,7 @@ static void test_full_queue_stops_accepting(void **state)
     td_round_trip(c1, "one\n");
     int c2 = ts_connect(srv);
     ts_send(c2, "two\n", 4);
-    assert_true(queued_is(srv, 1));
+    assert_true(td_wait_queued(srv, 1, 5000));
     int c3 = ts_connect(srv); /* connects: the kernel backlog holds it */
     ts_send(c3, "six\n", 4);
     assert_true(td_quiet_for(c3, 300));
@@ -142,7 +134,7 @@ static void busy_with_two_queued(ss_server *srv, ts_runner *runner, int fds[3])
     ts_send(fds[1], "two\n", 4);
     fds[2] = ts_connect(srv);
     ts_send(fds[2], "six\n", 4);
-    assert_true(queued_is(srv, 2));
+    assert_true(td_wait_queued(srv, 2, 5000));
     assert_int_equal(ts_stop(runner), 0);
 }
 

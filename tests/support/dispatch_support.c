@@ -260,6 +260,18 @@ bool td_wait_active(ss_server *srv, uint64_t active, int timeout_ms)
     return ts_wait_until(active_is, &a, timeout_ms);
 }
 
+static bool queued_is(void *arg)
+{
+    awaited *a = arg;
+    return td_stats(a->srv).queued == a->value;
+}
+
+bool td_wait_queued(ss_server *srv, uint64_t queued, int timeout_ms)
+{
+    awaited a = {srv, queued};
+    return ts_wait_until(queued_is, &a, timeout_ms);
+}
+
 void td_quiet_error(ss_server *srv, ss_request *req, int err, void *data)
 {
     (void)srv;

@@ -81,6 +81,9 @@ bool td_wait_closed(ss_server *srv, uint64_t closed, int timeout_ms);
 bool td_wait_accepted(ss_server *srv, uint64_t accepted, int timeout_ms);
 bool td_wait_tracked(ss_server *srv, uint64_t tracked, int timeout_ms);
 bool td_wait_active(ss_server *srv, uint64_t active, int timeout_ms);
+/* The pool counts a request accepted before it is queued: a test that
+ * expects a queued request waits for the gauge, not for the accept. */
+bool td_wait_queued(ss_server *srv, uint64_t queued, int timeout_ms);
 ss_stats td_stats(const ss_server *srv);
 /* The usual end of a test: `handled` requests closed (waiting at most
  * timeout_ms), the runner stopped cleanly, each request counted as
