@@ -323,6 +323,7 @@ static ss__fiber *fiber_alloc(ss__sched *s)
     ss__fiber *f = (ss__fiber *)(map + s->guard + s->stack_size - offset - RECORD_SIZE);
     f->map = map;
     f->sched = s;
+    f->top = (char *)f;
     return f;
 }
 
@@ -350,10 +351,11 @@ static ss__fiber *cached_or_new(ss__sched *s)
 static void *carve_below_record(ss__fiber *f, size_t carve)
 {
     size_t bytes = (carve + CACHE_LINE - 1) / CACHE_LINE * CACHE_LINE;
-    f->top = (char *)f - bytes;
 #ifdef SS_ASAN
-    ASAN_UNPOISON_MEMORY_REGION(f->top, bytes);
+    /* a recycled stack's last carving, poisoned by fiber_put, may now be stack */
+    ASAN_UNPOISON_MEMORY_REGION(f->top, (size_t)((char *)f - f->top));
 #endif
+    f->top = (char *)f - bytes;
     memset(f->top, 0, bytes);
     return bytes > 0 ? f->top : NULL;
 }
