@@ -369,74 +369,36 @@ struct ss_server {
 struct ss_request {
     ss__link link; /* first: in srv->live while the request is alive */
     ss_server *server;
-    ss__listener *listener; /* the socket it came on: its transport serves it */
-    int fd;
-    struct sockaddr_storage peer;
-    socklen_t peer_len;
-    /* peer as text, formatted on first use (ss__request_peer_name): most
-     * requests never ask, and formatting costs ~2,900 instructions. A
-     * filter that changes peer (PROXY) sets the state back to UNNAMED
-     * on the handler's thread before any handler code can ask. */
-    atomic_uchar peer_name_state; /* SS__NAME_* */
-    char peer_name[128];
-    void *data;
-    int timeout_ms;
-    int socket_timeout_ms; /* timeout_ms as last set on the socket; -1: none (transport.c) */
-    const ss__waiter
-        *waiter; /* how its I/O waits: set by the dispatcher as it starts it (io/io.h) */
-    /* How its filters' open waits, if not as waiter (NULL): sync's reads
-     * a header already sent even once stopped (dispatch/sync.c). */
-    const ss__waiter *open_waiter;
-    ss__place place;
-    atomic_bool timed_out; /* a read or write failed with -ETIMEDOUT */
-    atomic_bool cancelled; /* ... with -ECANCELED: a sync wait ended by a stop or by
-                              drain's deadline (counted interrupted during a drain) */
-    bool linger_in_place;  /* a forking child: its lingering close is its own (io/linger.c) */
-    bool reply_lost;       /* a send failed: no lingering close, nothing to protect */
-    /* Whether its close may skip the lingering close (transport.c's
-     * close_stream): a read returned the peer's end of stream, ... */
-    atomic_bool peer_ended;
-    atomic_bool shut_here; /* ... not one we caused (a shutdown: drain's interrupt) ... */
-    atomic_bool fd_lent;   /* ... and nobody else may hold the socket (ss_request_fileno) */
+    /* What every request's read and write touch comes first, in the
+     * fewest cache lines (with 1000 connections each request's lines are
+     * cold: each one more is a miss): */
+    ss__listener *listener;   /* the socket it came on: its transport serves it */
+    const ss__waiter *waiter; /* how its I/O waits: set by the dispatcher as it starts it
+                                 (io/io.h) */
     /* Filters (filter/chain.c): one context per filter of the server, set
      * as the chain opens on the handler's thread; NULL without filters,
      * which is the one test the I/O hot path pays. */
     ss_filter_ctx *filter_ctx;
-    int filters_open;              /* how many opened: closed in reverse */
-    ss__late_refusal late_refusal; /* set by the handler's thread before setup */
     /* Drain's idle close (core/idle.c): the request's SS__IDLE_* state
      * and the flag that says a drain is closing idle requests; they point
      * at idle_own and the server's closing_idle, or into the page a
      * forked child shares with its parent (dispatch/fork.c). */
-    atomic_uchar idle_own;
     atomic_uchar *idle;
     const atomic_bool *closing_idle;
-    int idle_watch;     /* -1, or a forked child's: readable once its parent's drain
-                           closes idle requests (its idle waits poll it too) */
+    int fd;
+    int timeout_ms;
     atomic_uchar phase; /* SS__PHASE_*: written by reads and writes, which may be
                            on two threads; only ever a hint, hence atomic */
     bool idle_read;     /* the reader's current socket read is an idle wait (core/bufio.c): a
                            stop ends it at once, without the sync stop grace (transport.c) */
-    struct ss__proxy_state *proxy; /* its PROXY header, while that filter is open; else NULL */
-    struct ss__tls_state *tls;     /* its TLS connection, while that filter is open; else NULL */
-    bool tls_established;          /* its TLS handshake completed: a forking child tells its
-                                      parent, which counts tls_handshakes (dispatch/fork.c) */
     /* The next socket read waits for readiness before it tries: the peer's
      * bytes cannot be there yet (a TLS handshake flight was just sent,
      * filter/tls_io.c). The stream transport clears it. */
     bool recv_wait_first;
-
-    /* Datagram requests (transport/datagram.c); all zero for stream requests. */
-    struct {
-        bool active;
-        bool truncated;   /* the datagram was longer than max_packet_size */
-        bool force_reply; /* send a reply even if it is empty */
-        unsigned char *packet;
-        size_t packet_len, read_pos;
-        unsigned char *reply;
-        size_t reply_len, reply_cap;
-    } dgram;
-
+    /* In the top page of its fiber's stack (ss__sched_carve), not on the
+     * heap: freed with that fiber, not by free(). */
+    bool carved;
+    atomic_uchar idle_own; /* see idle */
     /* Buffered stream I/O (core/bufio.c), over the transport's recv/send_all.
      * Buffers are allocated on first use and freed with the request. The
      * reader and writer share nothing: one thread may read while another
@@ -452,6 +414,50 @@ struct ss_request {
         size_t cap, len;
         int err; /* sticky: buffered output was lost */
     } out;
+    /* Datagram requests (transport/datagram.c); all zero for stream requests. */
+    struct {
+        bool active;
+        bool truncated;   /* the datagram was longer than max_packet_size */
+        bool force_reply; /* send a reply even if it is empty */
+        unsigned char *packet;
+        size_t packet_len, read_pos;
+        unsigned char *reply;
+        size_t reply_len, reply_cap;
+    } dgram;
+
+    /* The rest: once per connection, or seldom. */
+    struct sockaddr_storage peer;
+    socklen_t peer_len;
+    /* peer as text, formatted on first use (ss__request_peer_name): most
+     * requests never ask, and formatting costs ~2,900 instructions. A
+     * filter that changes peer (PROXY) sets the state back to UNNAMED
+     * on the handler's thread before any handler code can ask. */
+    atomic_uchar peer_name_state; /* SS__NAME_* */
+    char peer_name[128];
+    void *data;
+    int socket_timeout_ms; /* timeout_ms as last set on the socket; -1: none (transport.c) */
+    /* How its filters' open waits, if not as waiter (NULL): sync's reads
+     * a header already sent even once stopped (dispatch/sync.c). */
+    const ss__waiter *open_waiter;
+    ss__place place;
+    atomic_bool timed_out; /* a read or write failed with -ETIMEDOUT */
+    atomic_bool cancelled; /* ... with -ECANCELED: a sync wait ended by a stop or by
+                              drain's deadline (counted interrupted during a drain) */
+    bool linger_in_place;  /* a forking child: its lingering close is its own (io/linger.c) */
+    bool reply_lost;       /* a send failed: no lingering close, nothing to protect */
+    /* Whether its close may skip the lingering close (transport.c's
+     * close_stream): a read returned the peer's end of stream, ... */
+    atomic_bool peer_ended;
+    atomic_bool shut_here;         /* ... not one we caused (a shutdown: drain's interrupt) ... */
+    atomic_bool fd_lent;           /* ... and nobody else may hold the socket (ss_request_fileno) */
+    int filters_open;              /* how many opened: closed in reverse */
+    ss__late_refusal late_refusal; /* set by the handler's thread before setup */
+    int idle_watch;                /* -1, or a forked child's: readable once its parent's drain
+                                      closes idle requests (its idle waits poll it too) */
+    struct ss__proxy_state *proxy; /* its PROXY header, while that filter is open; else NULL */
+    struct ss__tls_state *tls;     /* its TLS connection, while that filter is open; else NULL */
+    bool tls_established;          /* its TLS handshake completed: a forking child tells its
+                                      parent, which counts tls_handshakes (dispatch/fork.c) */
 };
 
 #endif /* SS_OBJECTS_H */

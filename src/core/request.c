@@ -36,9 +36,22 @@ static void take_arrival(ss_request *req, ss__arrival *arrival)
     arrival->packet = NULL;
 }
 
+/* On a pool worker's own loop (it accepted the client and starts it on a
+ * fiber at once), the request lives in the top page of that fiber's
+ * stack (ss__sched_carve); anywhere else, on the heap. */
+static ss_request *request_alloc(void)
+{
+    ss_request *req = ss__sched_carve(sizeof *req);
+    if (req != NULL) {
+        req->carved = true;
+        return req;
+    }
+    return calloc(1, sizeof *req);
+}
+
 ss_request *ss__request_new(ss_server *srv, ss__arrival *arrival, const ss__place *place)
 {
-    ss_request *req = calloc(1, sizeof *req);
+    ss_request *req = request_alloc();
     if (req == NULL)
         return NULL;
     req->server = srv;
@@ -202,7 +215,10 @@ static void request_free(ss_request *req)
     ss_server *srv = req->server;
     ss__filters_close(req); /* a request whose handler never ran, or a refused one */
     ss__bufio_free(req);
-    free(req);
+    if (req->carved)
+        ss__sched_uncarve(req); /* unless its fiber runs: it goes with that */
+    else
+        free(req);
     ss__server_unref(srv);
 }
 

@@ -119,3 +119,14 @@ void *ss__fiber_scratch(size_t want, size_t *size)
 void ss__fiber_forget_fd(void)
 {
 }
+
+void *ss__sched_carve(size_t size)
+{
+    (void)size;
+    return NULL; /* no fiber stacks to carve from */
+}
+
+void ss__sched_uncarve(void *mem)
+{
+    (void)mem;
+}

@@ -21,8 +21,23 @@ ss__sched *ss__sched_new(size_t stack_size, int wake_fd);
 void ss__sched_free(ss__sched *s);  /* with no fiber live */
 void ss__sched_enter(ss__sched *s); /* this thread runs s (NULL: none) */
 size_t ss__sched_live(const ss__sched *s);
-/* A fiber that will run fn(a, b). Returns 0 or -ENOMEM. */
+/* A fiber that will run fn(a, b). Returns 0 or -ENOMEM. When b is memory
+ * this thread's ss__sched_carve returned, the fiber is the one it lies in
+ * (which cannot fail). */
 int ss__sched_spawn(ss__sched *s, void (*fn)(void *, void *), void *a, void *b);
+/* Memory for the object the next fiber of this thread's scheduler will
+ * serve (the pool's request), carved from the top page of that fiber's
+ * stack, just below its record: the page a parked fiber keeps anyway, so
+ * an idle connection holds no heap bytes for it, and a request touches
+ * one page fewer. `size` bytes (at most 1 KiB), zeroed; NULL (the caller
+ * allocates elsewhere) off a scheduler's own loop (no scheduler on this
+ * thread, or on a fiber), with a carving not yet spawned or given back,
+ * out of memory, or built without fibers. The memory lives until the
+ * fiber ends: spawn the fiber with it as b, or give it back with
+ * ss__sched_uncarve on the same thread before that. Uncarve on memory
+ * already spawned does nothing (the fiber's end frees it). */
+void *ss__sched_carve(size_t size);
+void ss__sched_uncarve(void *mem);
 /* Runs runnable fibers until each has parked or ended, or SS__RUN_BATCH
  * of them have run: the starvation guard, so that a crowd of ready fibers
  * (or fibers that keep waking each other) cannot keep the loop from

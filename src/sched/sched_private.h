@@ -80,6 +80,7 @@ struct ss__fiber {
 #endif
     ss__sched *sched;
     char *map; /* guard page + stack (and this record) */
+    char *top; /* where its stack starts: the record, or below what was carved under it */
     void (*fn)(void *, void *);
     void *a, *b;
     ss__fiber *next;          /* run queue or spare list */
@@ -121,6 +122,10 @@ struct ss__sched {
     ss__fiber *timers, *timers_tail;
     ss__fiber *spare;
     size_t nspare, live;
+    /* A fiber taken for ss__sched_carve and not yet spawned or given
+     * back: its carved memory is `carved`. */
+    ss__fiber *reserved;
+    void *carved;
     size_t stack_size, guard;
     ss__poller *poller;
     int64_t now_us;         /* the loop's clock (ss__sched_now_us) */
@@ -159,8 +164,11 @@ extern _Thread_local ss__sched *ss__this_sched SS__SCHED_HIDDEN SS__TLS_FAST;
 /* Page-rounds the stack size and sets the guard size. */
 void ss__stack_sizes(ss__sched *s, size_t stack_size);
 /* A fiber with a fresh context that will run f->fn, from the stack cache
- * or newly mapped; NULL when out of memory. */
-ss__fiber *ss__fiber_get(ss__sched *s);
+ * or newly mapped, whose stack starts `carve` bytes (rounded up to whole
+ * cache lines) below its record: that memory, zeroed, is *carved (NULL
+ * when carve is 0). NULL when out of memory. */
+#define SS__CARVE_MAX 1024
+ss__fiber *ss__fiber_get(ss__sched *s, size_t carve, void **carved);
 /* An ended fiber's stack back to the cache (or unmapped past its cap). */
 void ss__fiber_put(ss__sched *s, ss__fiber *f);
 void ss__stacks_free(ss__sched *s); /* the whole cache */

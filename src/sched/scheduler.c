@@ -153,6 +153,8 @@ void ss__sched_free(ss__sched *s)
 {
     if (s == NULL)
         return;
+    if (s->reserved != NULL)
+        ss__fiber_put(s, s->reserved); /* carved, never spawned: a caller's bug */
     ss__stacks_free(s);
     ss__poller_close(s->poller);
     free(s->scratch);
@@ -171,9 +173,43 @@ size_t ss__sched_live(const ss__sched *s)
     return s->live;
 }
 
+/* The fiber reserved for carved memory `mem` (ss__sched_carve), taken
+ * off the reservation; NULL if mem is not that memory. */
+static ss__fiber *take_reserved(ss__sched *s, const void *mem)
+{
+    ss__fiber *f = s->reserved;
+    if (f == NULL || mem != s->carved)
+        return NULL;
+    s->reserved = NULL;
+    s->carved = NULL;
+    return f;
+}
+
+void *ss__sched_carve(size_t size)
+{
+    ss__sched *s = ss__this_sched;
+    if (s == NULL || s->current != NULL || s->reserved != NULL || size == 0)
+        return NULL;
+    void *mem = NULL;
+    s->reserved = ss__fiber_get(s, size, &mem);
+    s->carved = mem;
+    return mem;
+}
+
+void ss__sched_uncarve(void *mem)
+{
+    ss__sched *s = ss__this_sched;
+    ss__fiber *f = s != NULL ? take_reserved(s, mem) : NULL;
+    if (f != NULL)
+        ss__fiber_put(s, f);
+}
+
 int ss__sched_spawn(ss__sched *s, void (*fn)(void *, void *), void *a, void *b)
 {
-    ss__fiber *f = ss__fiber_get(s);
+    void *no_carve;
+    ss__fiber *f = take_reserved(s, b);
+    if (f == NULL)
+        f = ss__fiber_get(s, 0, &no_carve);
     if (f == NULL)
         return -ENOMEM;
     f->fn = fn;

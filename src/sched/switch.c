@@ -13,10 +13,12 @@
 #include "sched/sched_private.h"
 
 #include <stdlib.h>
+#include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
 #ifdef SS_ASAN
+#include <sanitizer/asan_interface.h>
 #include <sanitizer/common_interface_defs.h>
 #endif
 #ifdef SS_TSAN
@@ -44,11 +46,12 @@ _Thread_local ss__sched *ss__this_sched SS__TLS_FAST;
 /* The record's size rounded up to whole cache lines. */
 #define RECORD_SIZE ((sizeof(ss__fiber) + CACHE_LINE - 1) / CACHE_LINE * CACHE_LINE)
 
-/* The fiber's stack ends where its record begins: a cache-line boundary,
- * so the 16-byte alignment both ABIs ask of a stack pointer holds. */
+/* The fiber's stack ends where its record begins, or below the memory
+ * carved under the record: a cache-line boundary either way, so the
+ * 16-byte alignment both ABIs ask of a stack pointer holds. */
 static char *stack_top(const ss__fiber *f)
 {
-    return (char *)f;
+    return f->top;
 }
 
 #if defined(SS_ASAN) || !defined(SS__SWITCH_ASM) /* told to ASan, or to makecontext */
@@ -320,11 +323,15 @@ static ss__fiber *fiber_alloc(ss__sched *s)
     ss__fiber *f = (ss__fiber *)(map + s->guard + s->stack_size - offset - RECORD_SIZE);
     f->map = map;
     f->sched = s;
+    f->top = (char *)f;
     return f;
 }
 
 static void fiber_free(ss__sched *s, ss__fiber *f)
 {
+#ifdef SS_ASAN
+    ASAN_UNPOISON_MEMORY_REGION(f->top, (size_t)((char *)f - f->top)); /* for the next mmap */
+#endif
     munmap(f->map, s->guard + s->stack_size);
 }
 
@@ -338,12 +345,30 @@ static ss__fiber *cached_or_new(ss__sched *s)
     return f;
 }
 
-ss__fiber *ss__fiber_get(ss__sched *s)
+/* The memory just below the record, `carve` bytes rounded up to whole
+ * lines, zeroed (a cached stack keeps its last fiber's bytes); the stack
+ * starts below it. ASan sees it as memory of its own, not as stack. */
+static void *carve_below_record(ss__fiber *f, size_t carve)
 {
+    size_t bytes = (carve + CACHE_LINE - 1) / CACHE_LINE * CACHE_LINE;
+#ifdef SS_ASAN
+    /* a recycled stack's last carving, poisoned by fiber_put, may now be stack */
+    ASAN_UNPOISON_MEMORY_REGION(f->top, (size_t)((char *)f - f->top));
+#endif
+    f->top = (char *)f - bytes;
+    memset(f->top, 0, bytes);
+    return bytes > 0 ? f->top : NULL;
+}
+
+ss__fiber *ss__fiber_get(ss__sched *s, size_t carve, void **carved)
+{
+    if (carve > SS__CARVE_MAX)
+        return NULL;
     ss__fiber *f = cached_or_new(s);
     if (f == NULL)
         return NULL;
     f->done = false;
+    *carved = carve_below_record(f, carve);
     prepare_entry(s, f);
 #ifdef SS_ASAN
     f->fake_stack = NULL;
@@ -358,6 +383,10 @@ void ss__fiber_put(ss__sched *s, ss__fiber *f)
 {
 #ifdef SS_TSAN
     __tsan_destroy_fiber(f->tsan);
+#endif
+#ifdef SS_ASAN
+    /* what was carved (a request) is dead with its fiber: ASan says so */
+    ASAN_POISON_MEMORY_REGION(f->top, (size_t)((char *)f - f->top));
 #endif
     if (s->nspare >= SPARE_STACKS) {
         fiber_free(s, f);

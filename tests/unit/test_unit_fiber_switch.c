@@ -79,7 +79,8 @@ static void sched_down(ss__sched *s)
 /* A fiber to run fn(a, b), entered only by the test itself. */
 static ss__fiber *fiber_for(ss__sched *s, void (*fn)(void *, void *), void *a, void *b)
 {
-    ss__fiber *f = ss__fiber_get(s);
+    void *no_carve;
+    ss__fiber *f = ss__fiber_get(s, 0, &no_carve);
     assert_non_null(f);
     f->fn = fn;
     f->a = a;
