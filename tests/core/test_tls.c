@@ -9,7 +9,7 @@
  * descriptors back where they were; close_notify to a client a drain
  * closes as idle. Also the request timeout and a
  * parked fiber under TLS, one thread reading while another writes, and
- * the API's errors. The certificates come from scripts/make-test-cert.sh.
+ * the API's errors. The certificates are the test support's ts_certs.
  * The handler reports what it sees on the socket, so the checks hold in a
  * forked child too. */
 #include "dispatch_support.h"
@@ -40,15 +40,9 @@
 
 #include "stream_combos.h" /* after cmocka: its EACH uses it */
 
-#ifndef MAKE_TEST_CERT
-#error "MAKE_TEST_CERT: the path of scripts/make-test-cert.sh (tests/core/CMakeLists.txt)"
-#endif
 #ifndef TLS_CLIENT_PY
 #error "TLS_CLIENT_PY: the path of tests/core/tls_client.py (tests/core/CMakeLists.txt)"
 #endif
-
-/* Two authorities, each with a server and a client certificate. */
-static char certs[256], a_dir[300], b_dir[300];
 
 static void path_in(char *out, size_t size, const char *dir, const char *file)
 {
@@ -152,7 +146,7 @@ static void client_address(const ss_server *srv, char *out, size_t size)
 static int python_v(const char *address, char *out, size_t size, const char *mode, va_list ap)
 {
     char ca[320];
-    path_in(ca, sizeof ca, a_dir, "ca.pem");
+    path_in(ca, sizeof ca, ts_certs.a, "ca.pem");
     char *argv[32] = {"python3", TLS_CLIENT_PY, (char *)address, (char *)mode, "--ca", ca};
     int argc = 6;
     for (char *arg; argc < 31 && (arg = va_arg(ap, char *)) != NULL;)
@@ -188,7 +182,7 @@ static int s_client(const ss_server *srv, const char *input, char *out, size_t s
 {
     char address[320], ca[320], port[16];
     client_address(srv, address, sizeof address);
-    path_in(ca, sizeof ca, a_dir, "ca.pem");
+    path_in(ca, sizeof ca, ts_certs.a, "ca.pem");
     bool unix_socket = strncmp(address, "unix:", 5) == 0;
     snprintf(port, sizeof port, "127.0.0.1:%d", ss_server_port(srv));
     char *argv[32] = {"openssl",
@@ -300,8 +294,8 @@ static ss_server *create_with(const combo *c, const ss_handler *h, char *dir, si
 static void set_tls(ss_server *srv, ss_tls_options opts)
 {
     static char cert[320], key[320];
-    path_in(cert, sizeof cert, a_dir, "server.pem");
-    path_in(key, sizeof key, a_dir, "server.key");
+    path_in(cert, sizeof cert, ts_certs.a, "server.pem");
+    path_in(key, sizeof key, ts_certs.a, "server.key");
     if (opts.cert_file == NULL) {
         opts.cert_file = cert;
         opts.key_file = key;
@@ -390,11 +384,11 @@ static void client_certificates(void **state)
 {
     const combo *c = *state;
     char dir[256], out[4096], ca[320], a_cert[320], a_key[320], b_cert[320], b_key[320];
-    path_in(ca, sizeof ca, a_dir, "ca.pem");
-    path_in(a_cert, sizeof a_cert, a_dir, "client.pem");
-    path_in(a_key, sizeof a_key, a_dir, "client.key");
-    path_in(b_cert, sizeof b_cert, b_dir, "client.pem");
-    path_in(b_key, sizeof b_key, b_dir, "client.key");
+    path_in(ca, sizeof ca, ts_certs.a, "ca.pem");
+    path_in(a_cert, sizeof a_cert, ts_certs.a, "client.pem");
+    path_in(a_key, sizeof a_key, ts_certs.a, "client.key");
+    path_in(b_cert, sizeof b_cert, ts_certs.b, "client.pem");
+    path_in(b_key, sizeof b_key, ts_certs.b, "client.key");
     ts_runner runner;
     ss_server *srv = serve(c, (ss_tls_options){.ca_file = ca, .verify = SS_TLS_VERIFY_REQUIRED},
                            dir, sizeof dir, &runner);
@@ -453,10 +447,10 @@ static void reload(void **state)
 {
     const combo *c = *state;
     char dir[256], out[4096], b_ca[320], b_cert[320], b_key[320], a_key[320];
-    path_in(b_ca, sizeof b_ca, b_dir, "ca.pem");
-    path_in(b_cert, sizeof b_cert, b_dir, "server.pem");
-    path_in(b_key, sizeof b_key, b_dir, "server.key");
-    path_in(a_key, sizeof a_key, a_dir, "server.key");
+    path_in(b_ca, sizeof b_ca, ts_certs.b, "ca.pem");
+    path_in(b_cert, sizeof b_cert, ts_certs.b, "server.pem");
+    path_in(b_key, sizeof b_key, ts_certs.b, "server.key");
+    path_in(a_key, sizeof a_key, ts_certs.a, "server.key");
     ts_runner runner;
     ss_server *srv = serve(c, (ss_tls_options){0}, dir, sizeof dir, &runner);
     status_is(python(srv, out, sizeof out, "lines", "--line", "a", NULL), 0, out);
@@ -579,7 +573,7 @@ static void idle_client_gets_close_notify(void **state)
     ts_runner runner;
     ss_server *srv = serve(c, (ss_tls_options){0}, dir, sizeof dir, &runner);
     client_address(srv, address, sizeof address);
-    path_in(ca, sizeof ca, a_dir, "ca.pem");
+    path_in(ca, sizeof ca, ts_certs.a, "ca.pem");
     char *argv[] = {"python3", TLS_CLIENT_PY, address, "goodbye", "--ca",
                     ca,        "--line",      "hello", NULL};
     client_run client = start_client(argv, NULL);
@@ -730,10 +724,10 @@ static void api_errors(void **state)
 {
     (void)state;
     char cert[320], key[320], other_key[320], ca[320], url[128];
-    path_in(cert, sizeof cert, a_dir, "server.pem");
-    path_in(key, sizeof key, a_dir, "server.key");
-    path_in(other_key, sizeof other_key, b_dir, "server.key");
-    path_in(ca, sizeof ca, a_dir, "ca.pem");
+    path_in(cert, sizeof cert, ts_certs.a, "server.pem");
+    path_in(key, sizeof key, ts_certs.a, "server.key");
+    path_in(other_key, sizeof other_key, ts_certs.b, "server.key");
+    path_in(ca, sizeof ca, ts_certs.a, "ca.pem");
     assert_true(ss_tls_available());
     ss_server *srv;
     assert_int_equal(ss_server_create(&srv, "tls://127.0.0.1:0", NULL, &who_handler, NULL), 0);
@@ -944,10 +938,10 @@ static void load_warnings(void **state)
     (void)state;
     char dir[256], exposed[320], csr[320], old[320], out[1024];
     char cert[320], key[320], ca[320], ca_key[320];
-    path_in(cert, sizeof cert, a_dir, "server.pem");
-    path_in(key, sizeof key, a_dir, "server.key");
-    path_in(ca, sizeof ca, a_dir, "ca.pem");
-    path_in(ca_key, sizeof ca_key, a_dir, "ca.key");
+    path_in(cert, sizeof cert, ts_certs.a, "server.pem");
+    path_in(key, sizeof key, ts_certs.a, "server.key");
+    path_in(ca, sizeof ca, ts_certs.a, "ca.pem");
+    path_in(ca_key, sizeof ca_key, ts_certs.a, "ca.key");
     ts_mkdtemp(dir, sizeof dir);
     path_in(exposed, sizeof exposed, dir, "exposed.key");
     path_in(csr, sizeof csr, dir, "old.csr");
@@ -1089,9 +1083,9 @@ static void forks_follow_reloads(void **state)
     ts_mkdtemp(dir, sizeof dir);
     path_in(cert, sizeof cert, dir, "cert.pem");
     path_in(key, sizeof key, dir, "key.pem");
-    path_in(a_ca, sizeof a_ca, a_dir, "ca.pem");
-    path_in(b_ca, sizeof b_ca, b_dir, "ca.pem");
-    live_pair(dir, a_dir);
+    path_in(a_ca, sizeof a_ca, ts_certs.a, "ca.pem");
+    path_in(b_ca, sizeof b_ca, ts_certs.b, "ca.pem");
+    live_pair(dir, ts_certs.a);
     captured = td_shared_new(sizeof *captured);
     ss_server *srv = logging_server(cert, key);
     assert_int_equal(ss_server_bind(srv), 0);
@@ -1099,11 +1093,11 @@ static void forks_follow_reloads(void **state)
     int go[2];
     assert_int_equal(pipe(go), 0);
     pid_t pid = fork_server(srv, go[0], 0);
-    live_pair(dir, b_dir); /* renewed, then reloaded here */
+    live_pair(dir, ts_certs.b); /* renewed, then reloaded here */
     assert_int_equal(ss_server_reload_tls(srv, NULL, NULL), 0);
     served_by_fork(srv, pid, go[1], b_ca, "reply TLSv1.3|-|localhost|-|FORKED");
     pid = fork_server(srv, go[0], 1);
-    live_pair(dir, a_dir);
+    live_pair(dir, ts_certs.a);
     assert_int_equal(ss_server_reload_tls(srv, NULL, NULL), 0);
     link_to(dir, "cert.pem", "/nonexistent/cert.pem"); /* gone before the fork follows */
     served_by_fork(srv, pid, go[1], b_ca, "reply TLSv1.3|-|localhost|-|FORKED"); /* still B's */
@@ -1134,8 +1128,8 @@ static void adopted_tls_listener_body(void)
              0);
     TS_CHECK(ss_server_address(srv, url, sizeof url) > 0 && strncmp(url, "tls://", 6) == 0);
     TS_CHECK(ss_server_bind(srv) == 0 && ss_server_activate(srv) == SS_ETLSNOCERT);
-    path_in(cert, sizeof cert, a_dir, "server.pem");
-    path_in(key, sizeof key, a_dir, "server.key");
+    path_in(cert, sizeof cert, ts_certs.a, "server.pem");
+    path_in(key, sizeof key, ts_certs.a, "server.key");
     TS_CHECK(ss_server_set_tls(srv, &(ss_tls_options){.cert_file = cert, .key_file = key}) == 0);
     TS_CHECK(ss_server_activate(srv) == 0);
     ts_runner runner;
@@ -1152,24 +1146,6 @@ static void adopted_tls_listener(void **state)
 {
     (void)state;
     assert_int_equal(ts_run_in_child(adopted_tls_listener_body), 0);
-}
-
-/* ---- certificates for the whole file ---- */
-
-static int make_certs(void **state)
-{
-    (void)state;
-    int rc = ts_make_test_certs(MAKE_TEST_CERT, certs, sizeof certs);
-    snprintf(a_dir, sizeof a_dir, "%s/a", certs);
-    snprintf(b_dir, sizeof b_dir, "%s/b", certs);
-    return rc;
-}
-
-static int remove_certs(void **state)
-{
-    (void)state;
-    ts_remove_test_certs(certs);
-    return 0;
 }
 
 /* The cases run over every combo, or (argv[1]) one dispatcher's. */
@@ -1239,5 +1215,5 @@ int main(int argc, char **argv)
             if (mode == NULL || strcmp(mode, combos[k].mode) == 0)
                 tests[n++] = (struct CMUnitTest){per_mode_names[t], per_mode[t], NULL, NULL,
                                                  (void *)&combos[k]};
-    return _cmocka_run_group_tests("test_tls", tests, n, make_certs, remove_certs);
+    return _cmocka_run_group_tests("test_tls", tests, n, ts_certs_setup, ts_certs_teardown);
 }

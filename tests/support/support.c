@@ -160,15 +160,19 @@ void ts_rmdir(const char *path)
     rmdir(path);
 }
 
-/* One run of the script into dir, its output thrown away. */
-static int make_cert_set(const char *script, const char *dir)
+#ifndef MAKE_TEST_CERT
+#error "MAKE_TEST_CERT: the path of scripts/make-test-cert.sh (tests/support/CMakeLists.txt)"
+#endif
+
+/* One run of scripts/make-test-cert.sh into dir, its output thrown away. */
+static int make_cert_set(const char *dir)
 {
     pid_t pid = fork();
     if (pid == 0) {
         int null = open("/dev/null", O_WRONLY);
         if (null >= 0)
             dup2(null, 1);
-        execl("/bin/sh", "sh", script, dir, (char *)NULL);
+        execl("/bin/sh", "sh", MAKE_TEST_CERT, dir, (char *)NULL);
         _exit(127);
     }
     int status = 0;
@@ -177,24 +181,24 @@ static int make_cert_set(const char *script, const char *dir)
     return pid > 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;
 }
 
-int ts_make_test_certs(const char *script, char *base, size_t size)
+ts_cert_dirs ts_certs;
+
+int ts_certs_setup(void **state)
 {
-    char dir[4096];
-    ts_mkdtemp(base, size);
-    for (const char *set = "a"; set != NULL; set = set[0] == 'a' ? "b" : NULL) {
-        snprintf(dir, sizeof dir, "%s/%s", base, set);
-        if (make_cert_set(script, dir) < 0)
-            return -1;
-    }
+    (void)state;
+    ts_mkdtemp(ts_certs.base, sizeof ts_certs.base);
+    snprintf(ts_certs.a, sizeof ts_certs.a, "%s/a", ts_certs.base);
+    snprintf(ts_certs.b, sizeof ts_certs.b, "%s/b", ts_certs.base);
+    if (make_cert_set(ts_certs.a) < 0 || make_cert_set(ts_certs.b) < 0)
+        return -1;
     return 0;
 }
 
-void ts_remove_test_certs(const char *base)
+int ts_certs_teardown(void **state)
 {
-    char dir[4096];
-    snprintf(dir, sizeof dir, "%s/a", base);
-    ts_rmdir(dir);
-    snprintf(dir, sizeof dir, "%s/b", base);
-    ts_rmdir(dir);
-    ts_rmdir(base);
+    (void)state;
+    ts_rmdir(ts_certs.a);
+    ts_rmdir(ts_certs.b);
+    ts_rmdir(ts_certs.base);
+    return 0;
 }

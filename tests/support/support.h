@@ -57,11 +57,19 @@ int ts_count_fds(void);
 void ts_mkdtemp(char *path, size_t size);
 void ts_rmdir(const char *path);
 
-/* TLS tests: two throwaway authorities made by `script`
- * (scripts/make-test-cert.sh) in a fresh directory base: base/a and
- * base/b, each with ca.pem, server.pem/.key and client.pem/.key. Returns
- * 0, or -1 if the script failed. ts_remove_test_certs removes them. */
-int ts_make_test_certs(const char *script, char *base, size_t size);
-void ts_remove_test_certs(const char *base);
+/* TLS tests: two throwaway authorities made by scripts/make-test-cert.sh,
+ * in ts_certs.a and ts_certs.b, each with ca.pem/.key, server.pem/.key and
+ * client.pem/.key. One pair of them serves a whole test executable:
+ * ts_certs_setup (0, or -1 if the script failed) and ts_certs_teardown
+ * are its cmocka group setup and teardown. A global, not the group's
+ * state: cmocka gives a test with a state of its own (test_tls.c's
+ * combos) that one instead. */
+typedef struct ts_cert_dirs {
+    char base[200]; /* the temp dir holding a and b */
+    char a[256], b[256];
+} ts_cert_dirs;
+extern ts_cert_dirs ts_certs;
+int ts_certs_setup(void **state);
+int ts_certs_teardown(void **state);
 
 #endif
