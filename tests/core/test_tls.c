@@ -305,13 +305,38 @@ static void set_tls(ss_server *srv, ss_tls_options opts)
         fail_msg("ss_server_set_tls: %s", ss_strerror(rc));
 }
 
-static ss_server *serve(const combo *c, ss_tls_options opts, char *dir, size_t size,
-                        ts_runner *runner)
+/* A case's server with what it takes to end it: the runner serving it
+ * and its Unix socket's temp dir ("" over TCP). One struct, so that each
+ * case names its server once and ends it in one call. */
+typedef struct tls_server {
+    ss_server *srv;
+    ts_runner runner;
+    char dir[256];
+} tls_server;
+
+/* Combo c's server with handler h, given TLS opts, not serving yet: for
+ * a case that sets more before combo_start(srv, &s->runner). */
+static ss_server *prepare(tls_server *s, const combo *c, const ss_handler *h, ss_tls_options opts)
 {
-    ss_server *srv = create_with(c, &who_handler, dir, size);
-    set_tls(srv, opts);
-    combo_start(srv, runner);
-    return srv;
+    s->srv = create_with(c, h, s->dir, sizeof s->dir);
+    set_tls(s->srv, opts);
+    return s->srv;
+}
+
+/* The same with the "who" handler, serving. */
+static ss_server *serve(tls_server *s, const combo *c, ss_tls_options opts)
+{
+    prepare(s, c, &who_handler, opts);
+    combo_start(s->srv, &s->runner);
+    return s->srv;
+}
+
+/* The server freed (stopped first), its temp dir removed. */
+static void release(tls_server *s)
+{
+    ss_server_free(s->srv);
+    if (s->dir[0] != '\0')
+        ts_rmdir(s->dir);
 }
 
 /* A client's exit status (0: it did what it was asked; 1: it failed), with
@@ -339,15 +364,13 @@ static void counts_are(const ss_server *srv, uint64_t handshakes, uint64_t failu
 }
 
 /* The counters are read before the server is freed: a finish of our own. */
-static void finish_counted(ts_runner *runner, ss_server *srv, uint64_t closed, const char *dir,
-                           uint64_t handshakes, uint64_t failures, uint64_t handler_errors)
+static void finish_counted(tls_server *s, uint64_t closed, uint64_t handshakes, uint64_t failures,
+                           uint64_t handler_errors)
 {
-    assert_true(td_wait_closed(srv, closed, 15000));
-    assert_int_equal(ts_stop(runner), 0);
-    counts_are(srv, handshakes, failures, handler_errors);
-    ss_server_free(srv);
-    if (dir[0] != '\0')
-        ts_rmdir(dir);
+    assert_true(td_wait_closed(s->srv, closed, 15000));
+    assert_int_equal(ts_stop(&s->runner), 0);
+    counts_are(s->srv, handshakes, failures, handler_errors);
+    release(s);
 }
 
 /* ---- tests ---- */
@@ -356,9 +379,9 @@ static void finish_counted(ts_runner *runner, ss_server *srv, uint64_t closed, c
 static void versions_with_both_clients(void **state)
 {
     const combo *c = *state;
-    char dir[256], out[4096];
-    ts_runner runner;
-    ss_server *srv = serve(c, (ss_tls_options){0}, dir, sizeof dir, &runner);
+    char out[4096];
+    tls_server s;
+    ss_server *srv = serve(&s, c, (ss_tls_options){0});
     status_is(python(srv, out, sizeof out, "lines", "--version", "1.2", "--line", "hello", "--line",
                      "bye", NULL),
               0, out);
@@ -375,7 +398,7 @@ static void versions_with_both_clients(void **state)
                        "other.example", NULL),
               0, out);
     expect_contains(out, "TLSv1.3|-|other.example|-|HELLO\n");
-    finish_counted(&runner, srv, 4, dir, 4, 0, 0);
+    finish_counted(&s, 4, 4, 0, 0);
 }
 
 /* Required: a client certificate of CA A is served and named; none, or
@@ -383,15 +406,15 @@ static void versions_with_both_clients(void **state)
 static void client_certificates(void **state)
 {
     const combo *c = *state;
-    char dir[256], out[4096], ca[320], a_cert[320], a_key[320], b_cert[320], b_key[320];
+    char out[4096], ca[320], a_cert[320], a_key[320], b_cert[320], b_key[320];
     path_in(ca, sizeof ca, ts_certs.a, "ca.pem");
     path_in(a_cert, sizeof a_cert, ts_certs.a, "client.pem");
     path_in(a_key, sizeof a_key, ts_certs.a, "client.key");
     path_in(b_cert, sizeof b_cert, ts_certs.b, "client.pem");
     path_in(b_key, sizeof b_key, ts_certs.b, "client.key");
-    ts_runner runner;
-    ss_server *srv = serve(c, (ss_tls_options){.ca_file = ca, .verify = SS_TLS_VERIFY_REQUIRED},
-                           dir, sizeof dir, &runner);
+    tls_server s;
+    ss_server *srv =
+        serve(&s, c, (ss_tls_options){.ca_file = ca, .verify = SS_TLS_VERIFY_REQUIRED});
     status_is(python(srv, out, sizeof out, "lines", "--cert", a_cert, "--key", a_key, "--line",
                      "me", NULL),
               0, out);
@@ -405,16 +428,15 @@ static void client_certificates(void **state)
     assert_int_equal(
         s_client(srv, "me\nbye\n", out, sizeof out, "-cert", a_cert, "-key", a_key, NULL), 0);
     expect_contains(out, "|CN=client,O=socketserver test|ME\n");
-    finish_counted(&runner, srv, 5, dir, 2, 3, 0);
+    finish_counted(&s, 5, 2, 3, 0);
 
-    srv = serve(c, (ss_tls_options){.ca_file = ca, .verify = SS_TLS_VERIFY_OPTIONAL}, dir,
-                sizeof dir, &runner);
+    srv = serve(&s, c, (ss_tls_options){.ca_file = ca, .verify = SS_TLS_VERIFY_OPTIONAL});
     status_is(python(srv, out, sizeof out, "lines", "--line", "anon", NULL), 0, out);
     expect_contains(out, "|-|ANON");
     status_is(python(srv, out, sizeof out, "lines", "--cert", b_cert, "--key", b_key, "--line",
                      "me", NULL),
               1, out);
-    finish_counted(&runner, srv, 2, dir, 1, 1, 0);
+    finish_counted(&s, 2, 1, 1, 0);
 }
 
 /* The server's preference among what the client offers; nothing in
@@ -422,10 +444,10 @@ static void client_certificates(void **state)
 static void alpn(void **state)
 {
     const combo *c = *state;
-    char dir[256], out[4096];
-    ts_runner runner;
-    ss_server *srv = serve(c, (ss_tls_options){.alpn = (const char *[]){"h2", "http/1.1", NULL}},
-                           dir, sizeof dir, &runner);
+    char out[4096];
+    tls_server s;
+    ss_server *srv =
+        serve(&s, c, (ss_tls_options){.alpn = (const char *[]){"h2", "http/1.1", NULL}});
     assert_int_equal(
         python(srv, out, sizeof out, "lines", "--alpn", "http/1.1,h2", "--line", "x", NULL), 0);
     expect_contains(out, "|h2|localhost|-|X");
@@ -436,7 +458,7 @@ static void alpn(void **state)
     expect_contains(out, "no application protocol");
     status_is(python(srv, out, sizeof out, "lines", "--line", "x", NULL), 0, out);
     expect_contains(out, "|-|localhost|-|X");
-    finish_counted(&runner, srv, 4, dir, 3, 1, 0);
+    finish_counted(&s, 4, 3, 1, 0);
 }
 
 /* Clients of CA A are served; after a reload with CA B's server
@@ -446,13 +468,13 @@ static void alpn(void **state)
 static void reload(void **state)
 {
     const combo *c = *state;
-    char dir[256], out[4096], b_ca[320], b_cert[320], b_key[320], a_key[320];
+    char out[4096], b_ca[320], b_cert[320], b_key[320], a_key[320];
     path_in(b_ca, sizeof b_ca, ts_certs.b, "ca.pem");
     path_in(b_cert, sizeof b_cert, ts_certs.b, "server.pem");
     path_in(b_key, sizeof b_key, ts_certs.b, "server.key");
     path_in(a_key, sizeof a_key, ts_certs.a, "server.key");
-    ts_runner runner;
-    ss_server *srv = serve(c, (ss_tls_options){0}, dir, sizeof dir, &runner);
+    tls_server s;
+    ss_server *srv = serve(&s, c, (ss_tls_options){0});
     status_is(python(srv, out, sizeof out, "lines", "--line", "a", NULL), 0, out);
     assert_int_equal(ss_server_reload_tls(srv, b_cert, b_key), 0);
     status_is(python(srv, out, sizeof out, "lines", "--line", "a", NULL), 1, out);
@@ -465,7 +487,7 @@ static void reload(void **state)
     status_is(s_client(srv, "b\nbye\n", out, sizeof out, "-CAfile", b_ca, NULL), 0, out);
     expect_contains(out, "|B\n");
     /* the client refuses the server: the server sees a failed handshake */
-    finish_counted(&runner, srv, 4, dir, 3, 1, 0);
+    finish_counted(&s, 4, 3, 1, 0);
 }
 
 /* What is not a TLS client is refused and counted, within the handshake
@@ -474,11 +496,10 @@ static void reload(void **state)
 static void bad_clients(void **state)
 {
     const combo *c = *state;
-    char dir[256], out[4096];
-    ts_runner runner;
+    char out[4096];
+    tls_server s;
     int fds = ts_count_fds();
-    ss_server *srv =
-        serve(c, (ss_tls_options){.handshake_timeout_ms = 700}, dir, sizeof dir, &runner);
+    ss_server *srv = serve(&s, c, (ss_tls_options){.handshake_timeout_ms = 700});
     static const char *const refused[] = {"plain", "garbage", "truncated"};
     for (size_t i = 0; i < 3; i++) {
         status_is(python(srv, out, sizeof out, refused[i], NULL), 0, out);
@@ -493,7 +514,7 @@ static void bad_clients(void **state)
     assert_true(took < 2 * 700 * 10); /* ... and let go then */
     status_is(python(srv, out, sizeof out, "lines", "--line", "still", NULL), 0, out);
     expect_contains(out, "|STILL");
-    finish_counted(&runner, srv, 6, dir, 1, 5, 0);
+    finish_counted(&s, 6, 1, 5, 0);
     assert_true(td_wait_fds(fds, 5000));
 }
 
@@ -503,14 +524,14 @@ static void bad_clients(void **state)
 static void peer_breaks_off(void **state)
 {
     const combo *c = *state;
-    char dir[256], out[4096];
-    ts_runner runner;
-    ss_server *srv = serve(c, (ss_tls_options){0}, dir, sizeof dir, &runner);
+    char out[4096];
+    tls_server s;
+    ss_server *srv = serve(&s, c, (ss_tls_options){0});
     status_is(python(srv, out, sizeof out, "midrecord", NULL), 0, out);
     status_is(python(srv, out, sizeof out, "vanish", NULL), 0, out);
     status_is(python(srv, out, sizeof out, "lines", "--line", "next", NULL), 0, out);
     expect_contains(out, "|NEXT");
-    finish_counted(&runner, srv, 3, dir, 3, 0, 2);
+    finish_counted(&s, 3, 3, 0, 2);
 }
 
 /* Behind a balancer: the PROXY header comes first, then the handshake,
@@ -518,26 +539,23 @@ static void peer_breaks_off(void **state)
 static void proxy_header_then_tls(void **state)
 {
     const combo *c = *state;
-    char dir[256], out[4096];
-    ts_runner runner;
-    ss_server *srv = create_with(c, &who_handler, dir, sizeof dir);
-    set_tls(srv, (ss_tls_options){0});
+    char out[4096];
+    tls_server s;
+    ss_server *srv = prepare(&s, c, &who_handler, (ss_tls_options){0});
     assert_int_equal(ss_server_set_proxy_protocol(srv, NULL), 0);
-    combo_start(srv, &runner);
+    combo_start(srv, &s.runner);
     status_is(python(srv, out, sizeof out, "lines", "--proxy-header",
                      "PROXY TCP4 192.0.2.1 127.0.0.1 56324 443", "--line", "who", NULL),
               0, out);
     expect_contains(out, "|192.0.2.1:56324");
     status_is(python(srv, out, sizeof out, "lines", "--line", "who", NULL), 1, out); /* no header */
     assert_true(td_wait_closed(srv, 2, 15000));
-    assert_int_equal(ts_stop(&runner), 0);
+    assert_int_equal(ts_stop(&s.runner), 0);
     ss_stats st = td_stats(srv);
     assert_int_equal(st.tls_handshakes, 1);
     assert_int_equal(st.proxy_invalid, 1); /* refused before any handshake */
     assert_int_equal(st.tls_handshake_failures, 0);
-    ss_server_free(srv);
-    if (dir[0] != '\0')
-        ts_rmdir(dir);
+    release(&s);
 }
 
 /* The request timeout holds under TLS: a client that completes its
@@ -545,19 +563,18 @@ static void proxy_header_then_tls(void **state)
 static void request_timeout_holds(void **state)
 {
     const combo *c = *state;
-    char dir[256], out[4096];
-    ts_runner runner;
-    ss_server *srv = create_with(c, &who_handler, dir, sizeof dir);
-    set_tls(srv, (ss_tls_options){0});
+    char out[4096];
+    tls_server s;
+    ss_server *srv = prepare(&s, c, &who_handler, (ss_tls_options){0});
     ss_server_set_request_timeout(srv, 500);
-    combo_start(srv, &runner);
+    combo_start(srv, &s.runner);
     status_is(python(srv, out, sizeof out, "idle", NULL), 0, out);
     int ms = -1;
     assert_int_equal(sscanf(out, "closed after %d", &ms), 1);
     assert_true(ms >= 450 && ms < 5000);
     assert_true(td_wait_closed(srv, 1, 10000));
     assert_int_equal(td_stats(srv).request_timeouts, 1);
-    finish_counted(&runner, srv, 1, dir, 1, 0, 1);
+    finish_counted(&s, 1, 1, 0, 1);
 }
 
 /* A client idle when the server drains (sync: stops, which ends its idle
@@ -569,9 +586,9 @@ static void request_timeout_holds(void **state)
 static void idle_client_gets_close_notify(void **state)
 {
     const combo *c = *state;
-    char dir[256], out[4096], address[320], ca[320];
-    ts_runner runner;
-    ss_server *srv = serve(c, (ss_tls_options){0}, dir, sizeof dir, &runner);
+    char out[4096], address[320], ca[320];
+    tls_server s;
+    ss_server *srv = serve(&s, c, (ss_tls_options){0});
     client_address(srv, address, sizeof address);
     path_in(ca, sizeof ca, ts_certs.a, "ca.pem");
     char *argv[] = {"python3", TLS_CLIENT_PY, address, "goodbye", "--ca",
@@ -580,16 +597,14 @@ static void idle_client_gets_close_notify(void **state)
     long long deadline = ts_now_ms() + 30000;
     size_t got = read_until(client.out, out, 0, sizeof out, "|HELLO\n", deadline);
     expect_contains(out, "reply TLSv1.3|-|localhost|-|HELLO\n"); /* answered: now idle */
-    assert_int_equal(ts_stop(&runner), 0);
+    assert_int_equal(ts_stop(&s.runner), 0);
     assert_int_equal(ss_server_drain(srv, 20000), 0);
     read_until(client.out, out, got, sizeof out, NULL, deadline);
     status_is(end_client(&client, ts_now_ms() >= deadline), 0, out);
     expect_contains(out, "end close_notify");
     assert_int_equal(td_stats(srv).idle_closed, 1);
     counts_are(srv, 1, 0, 0);
-    ss_server_free(srv);
-    if (dir[0] != '\0')
-        ts_rmdir(dir);
+    release(&s);
 }
 
 /* A TLS 1.3 client whose first request comes with its Finished (one
@@ -601,15 +616,15 @@ static void idle_client_gets_close_notify(void **state)
 static void tickets_leave_with_the_reply(void **state)
 {
     const combo *c = *state;
-    char dir[256], out[4096];
-    ts_runner runner;
-    ss_server *srv = serve(c, (ss_tls_options){0}, dir, sizeof dir, &runner);
+    char out[4096];
+    tls_server s;
+    ss_server *srv = serve(&s, c, (ss_tls_options){0});
     status_is(python(srv, out, sizeof out, "oneflight", "--line", "segments", NULL), 0, out);
     if (strcmp(c->scheme, "tcp") == 0)
         expect_contains(out, "replies 1\nlast TLSv1.3|-|localhost|-|SEGMENTS 1\n");
     else
         expect_contains(out, "replies 1\nlast TLSv1.3|-|localhost|-|SEGMENTS -1\n");
-    finish_counted(&runner, srv, 1, dir, 1, 0, 0);
+    finish_counted(&s, 1, 1, 0, 0);
 }
 
 /* Records sent back to back arrive in one read from the socket: the ones
@@ -620,12 +635,11 @@ static void tickets_leave_with_the_reply(void **state)
 static void pipelined_records(void **state)
 {
     const combo *c = *state;
-    char dir[256], out[4096];
-    ts_runner runner;
-    ss_server *srv = create_with(c, &who_handler, dir, sizeof dir);
-    set_tls(srv, (ss_tls_options){0});
+    char out[4096];
+    tls_server s;
+    ss_server *srv = prepare(&s, c, &who_handler, (ss_tls_options){0});
     ss_server_set_request_timeout(srv, 3000); /* the stall's bound on the old code */
-    combo_start(srv, &runner);
+    combo_start(srv, &s.runner);
     status_is(python(srv, out, sizeof out, "pipeline", "--count", "8", "--size", "6", NULL), 0,
               out);
     expect_contains(out, "replies 8\nlast TLSv1.3|-|localhost|-|7XXXX\n");
@@ -633,7 +647,7 @@ static void pipelined_records(void **state)
                      "--version", "1.2", NULL),
               0, out);
     expect_contains(out, "replies 4096\nlast TLSv1.2|-|localhost|-|4095X");
-    finish_counted(&runner, srv, 2, dir, 2, 0, 0);
+    finish_counted(&s, 2, 2, 0, 0);
 }
 
 /* ---- one thread reads while another writes ---- */
@@ -680,14 +694,13 @@ static void reader_and_writer_threads(void **state)
         skip();
 #endif
     static const ss_handler h = {SS_HANDLER_VERSION, NULL, read_while_writing, NULL};
-    char dir[256], out[4096];
-    ts_runner runner;
-    ss_server *srv = create_with(c, &h, dir, sizeof dir);
-    set_tls(srv, (ss_tls_options){0});
-    combo_start(srv, &runner);
+    char out[4096];
+    tls_server s;
+    ss_server *srv = prepare(&s, c, &h, (ss_tls_options){0});
+    combo_start(srv, &s.runner);
     status_is(python(srv, out, sizeof out, "listen", NULL), 0, out);
     expect_contains(out, "first one\nsecond two\nlast done\n");
-    finish_counted(&runner, srv, 1, dir, 1, 0, 0);
+    finish_counted(&s, 1, 1, 0, 0);
 }
 
 /* ---- the pool: a handshake waiting parks its fiber ---- */
@@ -698,13 +711,13 @@ static void stalled_handshake_parks_fiber(void **state)
 {
     (void)state;
     char out[4096];
-    ss_server *srv;
+    tls_server s = {.dir = ""};
     assert_int_equal(
-        ss_server_create(&srv, "tls://127.0.0.1:0", ss_dispatch_pool(), &who_handler, NULL), 0);
+        ss_server_create(&s.srv, "tls://127.0.0.1:0", ss_dispatch_pool(), &who_handler, NULL), 0);
+    ss_server *srv = s.srv;
     assert_int_equal(ss_server_set_workers(srv, 1), 0);
     set_tls(srv, (ss_tls_options){.handshake_timeout_ms = 20000});
-    ts_runner runner;
-    combo_start(srv, &runner);
+    combo_start(srv, &s.runner);
     int stalled = ts_connect(srv); /* sends nothing */
     assert_true(td_wait_active(srv, 1, 5000));
     long long before = ts_now_ms();
@@ -712,7 +725,7 @@ static void stalled_handshake_parks_fiber(void **state)
     expect_contains(out, "|MEANWHILE");
     assert_true(ts_now_ms() - before < 15000); /* not after the stalled one's 20 s */
     close(stalled);
-    finish_counted(&runner, srv, 2, "", 1, 1, 0);
+    finish_counted(&s, 2, 1, 1, 0);
 }
 
 /* ---- the API ---- */
@@ -837,17 +850,17 @@ static ss_server *create_where(const combo *c, const char *url)
 }
 
 /* A server of `first`, unix:DIR/s and `third` (listeners 0, 1, 2), given
- * TLS, serving; sock gets the unix: URL, dir its temp dir. */
-static ss_server *serve_three(const combo *c, const char *first, const char *third, char *dir,
-                              char *sock, size_t size, ts_runner *runner)
+ * TLS, serving; sock gets the unix: URL, s->dir its temp dir. */
+static ss_server *serve_three(tls_server *s, const combo *c, const char *first, const char *third,
+                              char *sock, size_t size)
 {
-    ts_mkdtemp(dir, 256);
-    snprintf(sock, size, "unix:%s/s", dir);
-    ss_server *srv = create_where(c, first);
+    ts_mkdtemp(s->dir, sizeof s->dir);
+    snprintf(sock, size, "unix:%s/s", s->dir);
+    ss_server *srv = s->srv = create_where(c, first);
     assert_int_equal(ss_server_add_listener(srv, sock), 1);
     assert_int_equal(ss_server_add_listener(srv, third), 2);
     set_tls(srv, (ss_tls_options){0});
-    combo_start(srv, runner);
+    combo_start(srv, &s->runner);
     return srv;
 }
 
@@ -899,17 +912,16 @@ static void logged(const char *begins, const char *holds)
 static void log_names_client_and_stage(void **state)
 {
     const combo *c = *state;
-    char dir[256], out[4096];
-    ts_runner runner;
+    char out[4096];
+    tls_server s;
     captured = td_shared_new(sizeof *captured);
-    ss_server *srv = create_with(c, &who_handler, dir, sizeof dir);
-    set_tls(srv, (ss_tls_options){0});
+    ss_server *srv = prepare(&s, c, &who_handler, (ss_tls_options){0});
     ss_server_set_log(srv, capture);
     ss_server_on_handle_error(srv, NULL); /* the default's line, in the log */
-    combo_start(srv, &runner);
+    combo_start(srv, &s.runner);
     status_is(python(srv, out, sizeof out, "plain", NULL), 0, out);
     status_is(python(srv, out, sizeof out, "midrecord", NULL), 0, out);
-    finish_counted(&runner, srv, 2, dir, 1, 1, 1);
+    finish_counted(&s, 2, 1, 1, 1);
     logged("TLS handshake with 127.0.0.1:", " failed: ");
     logged("TLS session with 127.0.0.1:",
            " broken after the handshake: the peer closed in the middle of a record");
@@ -984,10 +996,10 @@ static void load_warnings(void **state)
  * the tls:// one only; plain text there is refused and counted. */
 static void tls_beside_plain_listeners(void **state)
 {
-    char dir[256], sock[320], address[64], out[4096];
-    ts_runner runner;
-    ss_server *srv = serve_three(*state, "tls://127.0.0.1:0", "tcp://127.0.0.1:0", dir, sock,
-                                 sizeof sock, &runner);
+    char sock[320], address[64], out[4096];
+    tls_server s;
+    ss_server *srv =
+        serve_three(&s, *state, "tls://127.0.0.1:0", "tcp://127.0.0.1:0", sock, sizeof sock);
     tls_exchange(inet_address(srv, 0, address, sizeof address), "secret", "L0 tls SECRET");
     plain_exchange(srv, 1, "open\n", out, sizeof out);
     assert_string_equal(out, "L1 plain OPEN\n");
@@ -995,7 +1007,7 @@ static void tls_beside_plain_listeners(void **state)
     assert_string_equal(out, "L2 plain ALSO\n");
     plain_exchange(srv, 0, "hello\n", out, sizeof out); /* not TLS: refused */
     assert_string_equal(out, "");
-    finish_counted(&runner, srv, 4, dir, 1, 1, 0);
+    finish_counted(&s, 4, 1, 1, 0);
 }
 
 /* No tls:// listener: ss_server_set_tls puts TLS on every stream
@@ -1003,15 +1015,15 @@ static void tls_beside_plain_listeners(void **state)
  * them stays plain. */
 static void tls_on_every_stream_listener(void **state)
 {
-    char dir[256], sock[320], address[64], out[4096];
-    ts_runner runner;
-    ss_server *srv = serve_three(*state, "tcp://127.0.0.1:0", "udp://127.0.0.1:0", dir, sock,
-                                 sizeof sock, &runner);
+    char sock[320], address[64], out[4096];
+    tls_server s;
+    ss_server *srv =
+        serve_three(&s, *state, "tcp://127.0.0.1:0", "udp://127.0.0.1:0", sock, sizeof sock);
     tls_exchange(inet_address(srv, 0, address, sizeof address), "one", "L0 tls ONE");
     tls_exchange(sock, "two", "L1 tls TWO");
     plain_exchange(srv, 2, "three\n", out, sizeof out);
     assert_string_equal(out, "L2 plain THREE\n");
-    finish_counted(&runner, srv, 3, dir, 2, 0, 0);
+    finish_counted(&s, 3, 2, 0, 0);
 }
 
 /* In a child: a TCP socket passed by socket activation under the name
