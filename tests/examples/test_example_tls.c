@@ -55,6 +55,24 @@ static const char *host_port(const char *url)
     return url + strlen("tls://");
 }
 
+/* uppercase_server on tls://localhost:0 with cert and key, and the
+ * options that follow (NULL-ended), started; its URL into url. The
+ * server most cases here start: one call, with what varies in view. */
+static void start_uppercase_tls(child *server, const char *cert, const char *key, char *url,
+                                size_t size, ...)
+{
+    const char *argv[16] = {UPPERCASE_SERVER, "--listen", "tls://localhost:0", "--tls-cert", cert,
+                            "--tls-key",      key};
+    size_t argc = 7;
+    va_list ap;
+    va_start(ap, size);
+    for (const char *arg; argc < 15 && (arg = va_arg(ap, const char *)) != NULL;)
+        argv[argc++] = arg;
+    va_end(ap);
+    argv[argc] = NULL;
+    start_server_argv(server, argv, url, size);
+}
+
 /* ---- every server ---- */
 
 typedef struct example {
@@ -108,17 +126,7 @@ static void test_uppercase_client_over_tls(void **state)
     in_dir(ts_certs.b, "ca.pem", b_ca, sizeof b_ca);
     for (size_t m = 0; m < 4; m++) {
         child server, client;
-        const char *argv[] = {UPPERCASE_SERVER,
-                              "--listen",
-                              "tls://localhost:0",
-                              "--tls-cert",
-                              cert,
-                              "--tls-key",
-                              key,
-                              "--mode",
-                              modes[m],
-                              NULL};
-        start_server_argv(&server, argv, url, sizeof url);
+        start_uppercase_tls(&server, cert, key, url, sizeof url, "--mode", modes[m], NULL);
         char connect[300];
         snprintf(connect, sizeof connect, "tls://localhost:%s", strrchr(url, ':') + 1);
         const char *verified[] = {UPPERCASE_CLIENT, "--connect", connect, "--tls-ca", ca, NULL};
@@ -202,6 +210,16 @@ static void copy_file(const char *from, const char *to)
     assert_int_equal(fclose(out), 0);
 }
 
+/* Certificate set `set`'s server pair copied into dir/cert.pem, key.pem. */
+static void install_pair(const char *set, const char *dir, char *cert, char *key, size_t size)
+{
+    char from[320];
+    in_dir(dir, "cert.pem", cert, size);
+    in_dir(dir, "key.pem", key, size);
+    copy_file(in_dir(set, "server.pem", from, sizeof from), cert);
+    copy_file(in_dir(set, "server.key", from, sizeof from), key);
+}
+
 /* A certificate file cut short, as one being written. */
 static void half_write(const char *cert)
 {
@@ -277,27 +295,14 @@ static void test_certificate_and_key_in_one_file(void **state)
 static void test_sigusr1_reloads_the_certificate(void **state)
 {
     (void)state;
-    char live[256], cert[320], key[320], from[320], url[256];
+    char live[256], cert[320], key[320], url[256];
     snprintf(live, sizeof live, "%s/live", ts_certs.base);
     ts_mkdtemp(live, sizeof live);
-    in_dir(live, "cert.pem", cert, sizeof cert);
-    in_dir(live, "key.pem", key, sizeof key);
-    copy_file(in_dir(ts_certs.a, "server.pem", from, sizeof from), cert);
-    copy_file(in_dir(ts_certs.a, "server.key", from, sizeof from), key);
+    install_pair(ts_certs.a, live, cert, key, sizeof cert);
     child server;
-    const char *argv[] = {UPPERCASE_SERVER,
-                          "--listen",
-                          "tls://localhost:0",
-                          "--tls-cert",
-                          cert,
-                          "--tls-key",
-                          key,
-                          NULL};
-    start_server_argv(&server, argv, url, sizeof url);
+    start_uppercase_tls(&server, cert, key, url, sizeof url, NULL);
     assert_int_equal(client_trusting(url, ts_certs.a), 0);
-    /* renewed in place, as certbot does */
-    copy_file(in_dir(ts_certs.b, "server.pem", from, sizeof from), cert);
-    copy_file(in_dir(ts_certs.b, "server.key", from, sizeof from), key);
+    install_pair(ts_certs.b, live, cert, key, sizeof cert); /* renewed in place, as certbot does */
     kill(server.pid, SIGUSR1);
     assert_true(ex_log_until(&server, "SIGUSR1: TLS certificate reloaded from", 5000));
     assert_int_equal(client_trusting(url, ts_certs.b), 0);
@@ -314,16 +319,6 @@ static void test_sigusr1_reloads_the_certificate(void **state)
 }
 
 /* ---- SIGHUP: a restart keeps TLS ---- */
-
-/* Certificate set `set`'s server pair copied into dir/cert.pem, key.pem. */
-static void install_pair(const char *set, const char *dir, char *cert, char *key, size_t size)
-{
-    char from[320];
-    in_dir(dir, "cert.pem", cert, size);
-    in_dir(dir, "key.pem", key, size);
-    copy_file(in_dir(set, "server.pem", from, sizeof from), cert);
-    copy_file(in_dir(set, "server.key", from, sizeof from), key);
-}
 
 /* One line in plain text to url; the answer must be want. */
 static void plain_exchange(const char *url, const char *line, const char *want)
@@ -358,20 +353,9 @@ static void restart_keeps_tls(const char *mode)
     ts_mkdtemp(live, sizeof live);
     install_pair(ts_certs.a, live, cert, key, sizeof cert);
     snprintf(plain, sizeof plain, "unix:%s/plain", live);
-    const char *argv[] = {UPPERCASE_SERVER,
-                          "--listen",
-                          "tls://localhost:0",
-                          "--listen",
-                          plain,
-                          "--tls-cert",
-                          cert,
-                          "--tls-key",
-                          key,
-                          "--mode",
-                          mode,
-                          NULL};
     child server;
-    start_server_argv(&server, argv, url, sizeof url);
+    start_uppercase_tls(&server, cert, key, url, sizeof url, "--listen", plain, "--mode", mode,
+                        NULL);
     read_all(server.out, line, sizeof line, "\n"); /* "listening on unix:..." */
     assert_int_equal(client_trusting(url, ts_certs.a), 0);
     plain_exchange(plain, "plain\n", "PLAIN\n");
@@ -434,11 +418,9 @@ static void test_sigusr1_reaches_every_worker_process(void **state)
     snprintf(live, sizeof live, "%s/workers", ts_certs.base);
     ts_mkdtemp(live, sizeof live);
     install_pair(ts_certs.a, live, cert, key, sizeof cert);
-    const char *argv[] = {UPPERCASE_SERVER, "--listen", "tls://localhost:0", "--tls-cert", cert,
-                          "--tls-key",      key,        "--processes",       "2",          "--mode",
-                          "sync",           NULL};
     child server, kept;
-    start_server_argv(&server, argv, url, sizeof url);
+    start_uppercase_tls(&server, cert, key, url, sizeof url, "--processes", "2", "--mode", "sync",
+                        NULL);
     assert_int_equal(client_trusting(url, ts_certs.a), 0);
     install_pair(ts_certs.b, live, cert, key, sizeof cert);
     ex_signal(server.pid, SIGUSR1);
