@@ -280,6 +280,18 @@ void td_quiet_error(ss_server *srv, ss_request *req, int err, void *data)
     (void)data;
 }
 
+ss_server *td_proxy_server(const char *mode, const ss_handler *h, const ss_proxy_options *opts)
+{
+    ss_server *srv;
+    assert_int_equal(
+        ss_server_create(&srv, "tcp://127.0.0.1:0", ss_dispatch_by_name(mode), h, NULL), 0);
+    assert_int_equal(ss_server_set_proxy_protocol(srv, opts), 0);
+    ss_server_on_handle_error(srv, td_quiet_error);
+    assert_int_equal(ss_server_bind(srv), 0);
+    assert_int_equal(ss_server_activate(srv), 0);
+    return srv;
+}
+
 /* ---- the test's own child ---- */
 
 static pid_t own_child;

@@ -94,6 +94,12 @@ void td_finish(ts_runner *runner, ss_server *srv, uint64_t handled, int timeout_
  * meant to fail (timed out, interrupted): keeps their output clean. */
 void td_quiet_error(ss_server *srv, ss_request *req, int err, void *data);
 
+/* A tcp://127.0.0.1:0 server on dispatcher `mode` (ss_dispatch_by_name)
+ * with handler h behind the PROXY filter (opts NULL: its defaults),
+ * failing handlers unreported, bound and activated: the server the PROXY
+ * tests give clients with a header, half of one or none. */
+ss_server *td_proxy_server(const char *mode, const ss_handler *h, const ss_proxy_options *opts);
+
 /* Zeroed memory shared with forked children (a handler's findings, seen
  * by the test in the parent); fails the test if none can be mapped. */
 void *td_shared_new(size_t size);
