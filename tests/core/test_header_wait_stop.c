@@ -106,17 +106,12 @@ static void test_sync_second_stop_ends_header_wait(void **state)
     ss_server_free(srv);
 }
 
-#define MODE_TEST(f, mode)                                                                         \
-    {                                                                                              \
-#f "/" mode, f, NULL, NULL, (void *)mode                                                   \
-    }
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        MODE_TEST(drain_deadline_ends_header_wait, "threading"),
-        MODE_TEST(drain_deadline_ends_header_wait, "pool"),
-        MODE_TEST(drain_deadline_ends_header_wait, "forking"),
+        TS_MODE_TEST(drain_deadline_ends_header_wait, "threading"),
+        TS_MODE_TEST(drain_deadline_ends_header_wait, "pool"),
+        TS_MODE_TEST(drain_deadline_ends_header_wait, "forking"),
         cmocka_unit_test(test_sync_second_stop_ends_header_wait),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

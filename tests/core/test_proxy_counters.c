@@ -137,18 +137,13 @@ static void test_sync_queued_headers_reach_handlers(void **state)
     ss_server_free(srv);
 }
 
-#define MODE_TEST(f, mode)                                                                         \
-    {                                                                                              \
-#f "/" mode, f, NULL, NULL, (void *)mode                                                   \
-    }
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        MODE_TEST(reset_during_header_is_invalid, "sync"),
-        MODE_TEST(reset_during_header_is_invalid, "threading"),
-        MODE_TEST(reset_during_header_is_invalid, "forking"),
-        MODE_TEST(reset_during_header_is_invalid, "pool"),
+        TS_MODE_TEST(reset_during_header_is_invalid, "sync"),
+        TS_MODE_TEST(reset_during_header_is_invalid, "threading"),
+        TS_MODE_TEST(reset_during_header_is_invalid, "forking"),
+        TS_MODE_TEST(reset_during_header_is_invalid, "pool"),
         cmocka_unit_test(test_sync_queued_headers_reach_handlers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -25,6 +25,14 @@ extern const ss_handler ts_echo;
 #define TS_DISPATCHERS 4
 extern const char *const ts_dispatchers[TS_DISPATCHERS];
 
+/* A cmocka test named "f/mode" run with the dispatcher's name `mode` (a
+ * string literal) as its state: for a test that runs once per dispatcher
+ * in a single executable. */
+#define TS_MODE_TEST(f, mode)                                                                      \
+    {                                                                                              \
+#f "/" mode, f, NULL, NULL, (void *)(mode)                                                 \
+    }
+
 /* A server running serve_forever() in a thread of its own. */
 typedef struct ts_runner {
     ss_server *server;
