@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -117,6 +118,44 @@ bool ts_sees_eof(int fd)
             continue;
         return n == 0 || (n < 0 && errno == ECONNRESET);
     }
+}
+
+int ts_count_answers(const int *fds, int n, const char *want)
+{
+    struct pollfd *p = calloc((size_t)n, sizeof *p);
+    assert_non_null(p);
+    for (int i = 0; i < n; i++)
+        p[i] = (struct pollfd){.fd = fds[i], .events = POLLIN};
+    char got[64];
+    size_t len = strlen(want);
+    assert_true(len < sizeof got);
+    int right = 0, open = n;
+    for (long long deadline = ts_now_ms() + 60000; open > 0 && ts_now_ms() < deadline;) {
+        if (poll(p, (nfds_t)n, 1000) <= 0)
+            continue;
+        for (int i = 0; i < n; i++) {
+            if (p[i].fd < 0 || p[i].revents == 0)
+                continue;
+            right += ts_recv_exact(p[i].fd, got, len) == len && memcmp(got, want, len) == 0;
+            p[i].fd = -1;
+            open--;
+        }
+    }
+    free(p);
+    return right;
+}
+
+bool ts_raise_fd_limit(rlim_t want)
+{
+    struct rlimit lim;
+    if (getrlimit(RLIMIT_NOFILE, &lim) != 0)
+        return false;
+    if (lim.rlim_cur >= want)
+        return true;
+    if (lim.rlim_max != RLIM_INFINITY && lim.rlim_max < want)
+        return false;
+    lim.rlim_cur = want;
+    return setrlimit(RLIMIT_NOFILE, &lim) == 0;
 }
 
 int ts_count_fds(void)

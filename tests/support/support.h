@@ -12,6 +12,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/resource.h>
 #include <sys/types.h>
 
 /* The echo protocol the transport tests share: every byte goes back until
@@ -58,8 +59,17 @@ size_t ts_recv_exact(int fd, void *buf, size_t size);
 /* True if the peer closed (recv returns 0) within the socket timeout. */
 bool ts_sees_eof(int fd);
 
+/* Many clients at once: waits (60 s at the most in all) for `want` on
+ * each of fds, reading exactly its length from each as it comes; returns
+ * on how many it came. The descriptors stay open. */
+int ts_count_answers(const int *fds, int n, const char *want);
+
 /* Number of open descriptors in this process. */
 int ts_count_fds(void);
+/* Raises this process's descriptor limit (RLIMIT_NOFILE) to at least
+ * want, for a test with thousands of connections; false if the hard
+ * limit forbids it (the test skips then). */
+bool ts_raise_fd_limit(rlim_t want);
 
 /* A fresh private directory; ts_rmdir removes it and what is in it. */
 void ts_mkdtemp(char *path, size_t size);
