@@ -122,6 +122,16 @@ void td_release(int fd)
     close(fd);
 }
 
+int td_held_past_stop(ss_server *srv)
+{
+    ts_runner runner;
+    ts_start(&runner, srv, 5000);
+    int fd = ts_connect(srv);
+    td_round_trip(fd, "hi\n");
+    assert_int_equal(ts_stop(&runner), 0);
+    return fd;
+}
+
 bool td_quiet_for(int fd, int ms)
 {
     struct pollfd p = {.fd = fd, .events = POLLIN};

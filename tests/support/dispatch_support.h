@@ -39,6 +39,11 @@ extern const ss_handler td_echo_when_released;
 void td_round_trip(int fd, const char *line);
 /* Ends a td_hold request: "bye\n", then close. */
 void td_release(int fd);
+/* Serves srv (a td_hold server) until a client has had one answer, then
+ * stops serving: its request still runs, held, for a test of what close
+ * or free does with a request that outlives the serving loop. Returns
+ * the client's descriptor (td_release or close ends the request). */
+int td_held_past_stop(ss_server *srv);
 /* True if nothing arrives on fd for `ms` milliseconds. */
 bool td_quiet_for(int fd, int ms);
 
