@@ -229,46 +229,10 @@ static void test_10000_sequential_pool(void **state)
     sequential("pool", 8);
 }
 
-static bool raise_fd_limit(rlim_t want)
-{
-    struct rlimit lim;
-    if (getrlimit(RLIMIT_NOFILE, &lim) != 0)
-        return false;
-    if (lim.rlim_cur >= want)
-        return true;
-    lim.rlim_cur = lim.rlim_max == RLIM_INFINITY || lim.rlim_max >= want ? want : lim.rlim_max;
-    return setrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur >= want;
-}
-
-/* Reads every client's answer as it comes; returns how many were right. */
-static int collect_answers(int *fds, int n)
-{
-    struct pollfd *p = calloc((size_t)n, sizeof *p);
-    for (int i = 0; i < n; i++)
-        p[i] = (struct pollfd){.fd = fds[i], .events = POLLIN};
-    int answered = 0, open = n;
-    long long deadline = ts_now_ms() + 60000;
-    while (open > 0 && ts_now_ms() < deadline) {
-        if (poll(p, (nfds_t)n, 1000) <= 0)
-            continue;
-        for (int i = 0; i < n; i++) {
-            if (p[i].fd < 0 || p[i].revents == 0)
-                continue;
-            char got[8] = {0};
-            answered += ts_recv_exact(p[i].fd, got, 5) == 5 && memcmp(got, "ping\n", 5) == 0;
-            close(p[i].fd);
-            p[i].fd = -1;
-            open--;
-        }
-    }
-    free(p);
-    return answered;
-}
-
 static void concurrent(const char *mode, int workers)
 {
     enum { N = 1000 };
-    if (!raise_fd_limit(2 * N + 256))
+    if (!ts_raise_fd_limit(2 * N + 256))
         skip(); /* the hard limit leaves no room for both ends */
     ts_runner runner;
     ss_server *srv = start(&runner, mode, one_line, workers, 30000);
@@ -278,7 +242,9 @@ static void concurrent(const char *mode, int workers)
         fds[i] = ts_connect(srv); /* all connected before any is answered */
     for (int i = 0; i < N; i++)
         ts_send(fds[i], "ping\n", 5);
-    assert_int_equal(collect_answers(fds, N), N);
+    assert_int_equal(ts_count_answers(fds, N, "ping\n"), N);
+    for (int i = 0; i < N; i++)
+        close(fds[i]);
     assert_true(ts_wait_until(all_requests_over, srv, 10000));
     assert_int_equal(ts_count_fds(), fds_before);
     stop(&runner, srv);

@@ -160,12 +160,9 @@ static void test_listener_address_kept(void **state)
     ts_rmdir(dir);
 }
 
-#define MODE_TEST(f, mode)                                                                         \
-    {                                                                                              \
-#f "/" mode, f, NULL, NULL, (void *)mode                                                   \
-    }
 #define EVERY_MODE(f)                                                                              \
-    MODE_TEST(f, "sync"), MODE_TEST(f, "threading"), MODE_TEST(f, "forking"), MODE_TEST(f, "pool")
+    TS_MODE_TEST(f, "sync"), TS_MODE_TEST(f, "threading"), TS_MODE_TEST(f, "forking"),             \
+        TS_MODE_TEST(f, "pool")
 
 int main(void)
 {

@@ -416,11 +416,8 @@ static void test_unix_listeners(void **state)
 #endif
 }
 
-#define MODE_TEST(f, mode)                                                                         \
-    {                                                                                              \
-#f "/" mode, f, NULL, NULL, (void *)mode                                                   \
-    }
-#define EVERY_CONCURRENT(f) MODE_TEST(f, "threading"), MODE_TEST(f, "pool"), MODE_TEST(f, "forking")
+#define EVERY_CONCURRENT(f)                                                                        \
+    TS_MODE_TEST(f, "threading"), TS_MODE_TEST(f, "pool"), TS_MODE_TEST(f, "forking")
 
 int main(void)
 {
@@ -431,7 +428,7 @@ int main(void)
         EVERY_CONCURRENT(mid_message_interrupted_at_deadline),
         EVERY_CONCURRENT(next_message_waiting_is_served),
         EVERY_CONCURRENT(silent_client_is_served),
-        MODE_TEST(backlog_is_served, "sync"),
+        TS_MODE_TEST(backlog_is_served, "sync"),
         EVERY_CONCURRENT(backlog_is_served),
         cmocka_unit_test(test_sync_backlog_client_ends_at_deadline),
         cmocka_unit_test(test_unix_listeners),

@@ -20,28 +20,11 @@
 
 #define AT_ONCE_MS 5000
 
-static int echo(ss_request *req, void *data)
-{
-    (void)data;
-    char buf[64];
-    ssize_t n = ss_request_recv(req, buf, sizeof buf);
-    return n > 0 ? ss_request_send_all(req, buf, (size_t)n) : (int)n;
-}
-
-static const ss_handler echo_handler = {.version = SS_HANDLER_VERSION, .handle = echo};
-
+/* The handler never runs here (no client completes its header). */
 static ss_server *proxy_server(const char *mode)
 {
-    ss_server *srv;
-    assert_int_equal(
-        ss_server_create(&srv, "tcp://127.0.0.1:0", ss_dispatch_by_name(mode), &echo_handler, NULL),
-        0);
     ss_proxy_options opts = {.header_timeout_ms = 60000}; /* the stop must end it, not this */
-    assert_int_equal(ss_server_set_proxy_protocol(srv, &opts), 0);
-    ss_server_on_handle_error(srv, td_quiet_error);
-    assert_int_equal(ss_server_bind(srv), 0);
-    assert_int_equal(ss_server_activate(srv), 0);
-    return srv;
+    return td_proxy_server(mode, &td_echo_line, &opts);
 }
 
 /* What the examples do: catch SIGTERM (a forked child inherits it) and
@@ -123,17 +106,12 @@ static void test_sync_second_stop_ends_header_wait(void **state)
     ss_server_free(srv);
 }
 
-#define MODE_TEST(f, mode)                                                                         \
-    {                                                                                              \
-#f "/" mode, f, NULL, NULL, (void *)mode                                                   \
-    }
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        MODE_TEST(drain_deadline_ends_header_wait, "threading"),
-        MODE_TEST(drain_deadline_ends_header_wait, "pool"),
-        MODE_TEST(drain_deadline_ends_header_wait, "forking"),
+        TS_MODE_TEST(drain_deadline_ends_header_wait, "threading"),
+        TS_MODE_TEST(drain_deadline_ends_header_wait, "pool"),
+        TS_MODE_TEST(drain_deadline_ends_header_wait, "forking"),
         cmocka_unit_test(test_sync_second_stop_ends_header_wait),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

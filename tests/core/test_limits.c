@@ -310,24 +310,21 @@ static void test_options(void **state)
     ss_server_free(srv);
 }
 
-/* A test run with a dispatcher's name as its state, named after both. */
-#define MODE_TEST(f, mode)                                                                         \
-    {                                                                                              \
-#f "/" mode, f, NULL, NULL, (void *)mode                                                   \
-    }
-#define FOR_MODES(f) MODE_TEST(f, "threading"), MODE_TEST(f, "pool"), MODE_TEST(f, "forking")
+/* The test on each concurrent dispatcher. */
+#define FOR_MODES(f)                                                                               \
+    TS_MODE_TEST(f, "threading"), TS_MODE_TEST(f, "pool"), TS_MODE_TEST(f, "forking")
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        MODE_TEST(extra_clients_wait, "sync"),
+        TS_MODE_TEST(extra_clients_wait, "sync"),
         FOR_MODES(extra_clients_wait),
         cmocka_unit_test(test_raising_limit_takes_effect_at_once),
         FOR_MODES(overload_reply),
         cmocka_unit_test(test_empty_overload_reply_just_closes),
         cmocka_unit_test(test_overload_reply_to_datagram),
-        MODE_TEST(per_client_ip, "threading"),
-        MODE_TEST(per_client_ip, "forking"),
+        TS_MODE_TEST(per_client_ip, "threading"),
+        TS_MODE_TEST(per_client_ip, "forking"),
         cmocka_unit_test(test_per_client_unix_uid),
         cmocka_unit_test(test_options),
     };

@@ -302,28 +302,10 @@ static long ask_fresh(void)
 }
 
 /* The parent of process pid, from /proc; -1 if it is gone. */
-/* A /proc stat file's state letter and parent pid; false if unreadable. */
-static bool read_stat(const char *path, char *state, long *ppid)
-{
-    char text[512];
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return false;
-    size_t n = fread(text, 1, sizeof text - 1, f);
-    fclose(f);
-    text[n] = '\0';
-    const char *close_paren = strrchr(text, ')');
-    return close_paren != NULL && sscanf(close_paren + 1, " %c %ld", state, ppid) == 2;
-}
-
 static long parent_of(long pid)
 {
-    char path[64], state;
-    long ppid;
-    snprintf(path, sizeof path, "/proc/%ld/stat", pid);
-    if (!read_stat(path, &state, &ppid))
-        return -1;
-    return state == 'Z' ? -1 : ppid;
+    ts_proc_stat st;
+    return ts_proc_stat_read(pid, 0, &st) && st.state != 'Z' ? st.ppid : -1;
 }
 
 /* pid is sup's child, or (forking: a worker's child serves) grandchild. */
@@ -391,39 +373,18 @@ static void test_unix_and_udp(void **state)
 #define CLIENTS 24
 
 #ifdef __linux__
-/* Every thread of process pid is in one of the states `states` (its
- * stat's letter). */
-static bool all_threads_in(long pid, const char *states)
-{
-    char path[320], state;
-    long ppid;
-    snprintf(path, sizeof path, "/proc/%ld/task", pid);
-    DIR *dir = opendir(path);
-    if (dir == NULL)
-        return false;
-    bool all = true;
-    for (struct dirent *e; all && (e = readdir(dir)) != NULL;) {
-        if (e->d_name[0] == '.')
-            continue;
-        snprintf(path, sizeof path, "/proc/%ld/task/%s/stat", pid, e->d_name);
-        all = read_stat(path, &state, &ppid) && strchr(states, state) != NULL;
-    }
-    closedir(dir);
-    return all;
-}
-
 /* Every thread of process pid has stopped (SIGSTOP takes effect as
  * each thread next leaves the kernel). */
 static bool all_threads_stopped(void *arg)
 {
-    return all_threads_in(*(long *)arg, "Tt");
+    return ts_proc_threads_in(*(long *)arg, "Tt");
 }
 
 /* Every thread of both processes sleeps (their loops wait). */
 static bool both_asleep(void *arg)
 {
     const long *pids = arg;
-    return all_threads_in(pids[0], "S") && all_threads_in(pids[1], "S");
+    return ts_proc_threads_in(pids[0], "S") && ts_proc_threads_in(pids[1], "S");
 }
 #endif
 
@@ -590,19 +551,23 @@ static bool watched_only_exclusively(void *arg)
     return first != 0 && second != 0 && (first == 1 || second == 1);
 }
 
+/* ts_proc_find's match for other_worker: a child of `parent` but
+ * `except`. */
+typedef struct sibling {
+    long parent, except;
+} sibling;
+
+static bool is_sibling(const ts_proc_stat *st, void *arg)
+{
+    const sibling *want = arg;
+    return st->ppid == want->parent && st->pid != want->except;
+}
+
 /* The worker process of supervisor sup other than pid (0: none). */
 static long other_worker(long sup, long pid)
 {
-    DIR *dir = opendir("/proc");
-    long found = 0;
-    for (struct dirent *e; dir != NULL && found == 0 && (e = readdir(dir)) != NULL;) {
-        long p = strtol(e->d_name, NULL, 10);
-        if (p > 0 && p != pid && parent_of(p) == sup)
-            found = p;
-    }
-    if (dir != NULL)
-        closedir(dir);
-    return found;
+    long found = ts_proc_find(is_sibling, &(sibling){sup, pid});
+    return found > 0 ? found : 0;
 }
 
 /* The thread of process pid that waits in epoll_wait on an epoll set
@@ -685,11 +650,9 @@ static void trace_to_wait_entry(long pid, pid_t tid, int fd)
 
 static bool thread_asleep(void *arg)
 {
-    char path[320], state;
-    long ppid;
     const long *ids = arg;
-    snprintf(path, sizeof path, "/proc/%ld/task/%ld/stat", ids[0], ids[1]);
-    return read_stat(path, &state, &ppid) && state == 'S';
+    ts_proc_stat st;
+    return ts_proc_stat_read(ids[0], ids[1], &st) && st.state == 'S';
 }
 
 /* The thread of worker process `first` that waits on the listener is

@@ -23,7 +23,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #include <cmocka.h>
-#include <dirent.h>
 #include <string.h>
 
 #ifdef __linux__         /* packing needs exclusive wake-ups; a stop is seen in /proc */
@@ -195,26 +194,7 @@ static void test_one_client_stays_on_one_process(void **state)
  * thread next leaves the kernel: until then it may still accept). */
 static bool all_threads_stopped(void *arg)
 {
-    char path[320];
-    snprintf(path, sizeof path, "/proc/%ld/task", *(long *)arg);
-    DIR *dir = opendir(path);
-    if (dir == NULL)
-        return false;
-    bool all = true;
-    for (struct dirent *e; all && (e = readdir(dir)) != NULL;) {
-        if (e->d_name[0] == '.')
-            continue;
-        char stat[512] = "";
-        snprintf(path, sizeof path, "/proc/%ld/task/%s/stat", *(long *)arg, e->d_name);
-        FILE *f = fopen(path, "r");
-        all = f != NULL && fgets(stat, sizeof stat, f) != NULL;
-        const char *state = strrchr(stat, ')');
-        all = all && state != NULL && (state[2] == 'T' || state[2] == 't');
-        if (f != NULL)
-            fclose(f);
-    }
-    closedir(dir);
-    return all;
+    return ts_proc_threads_in(*(long *)arg, "Tt");
 }
 
 static bool answered_by(void *arg)

@@ -40,14 +40,8 @@ static const ss_handler lines = {.version = SS_HANDLER_VERSION, .handle = echo_l
 
 static ss_server *proxy_server(const char *mode)
 {
-    ss_server *srv;
-    assert_int_equal(
-        ss_server_create(&srv, "tcp://127.0.0.1:0", ss_dispatch_by_name(mode), &lines, NULL), 0);
-    assert_int_equal(ss_server_set_proxy_protocol(srv, NULL), 0);
+    ss_server *srv = td_proxy_server(mode, &lines, NULL);
     ss_server_set_request_timeout(srv, 20000); /* a failed test's child still ends */
-    ss_server_on_handle_error(srv, td_quiet_error);
-    assert_int_equal(ss_server_bind(srv), 0);
-    assert_int_equal(ss_server_activate(srv), 0);
     return srv;
 }
 
@@ -143,18 +137,13 @@ static void test_sync_queued_headers_reach_handlers(void **state)
     ss_server_free(srv);
 }
 
-#define MODE_TEST(f, mode)                                                                         \
-    {                                                                                              \
-#f "/" mode, f, NULL, NULL, (void *)mode                                                   \
-    }
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        MODE_TEST(reset_during_header_is_invalid, "sync"),
-        MODE_TEST(reset_during_header_is_invalid, "threading"),
-        MODE_TEST(reset_during_header_is_invalid, "forking"),
-        MODE_TEST(reset_during_header_is_invalid, "pool"),
+        TS_MODE_TEST(reset_during_header_is_invalid, "sync"),
+        TS_MODE_TEST(reset_during_header_is_invalid, "threading"),
+        TS_MODE_TEST(reset_during_header_is_invalid, "forking"),
+        TS_MODE_TEST(reset_during_header_is_invalid, "pool"),
         cmocka_unit_test(test_sync_queued_headers_reach_handlers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -9,7 +9,7 @@
  * descriptors back where they were; close_notify to a client a drain
  * closes as idle. Also the request timeout and a
  * parked fiber under TLS, one thread reading while another writes, and
- * the API's errors. The certificates come from scripts/make-test-cert.sh.
+ * the API's errors. The certificates are the test support's ts_certs.
  * The handler reports what it sees on the socket, so the checks hold in a
  * forked child too. */
 #include "dispatch_support.h"
@@ -40,15 +40,9 @@
 
 #include "stream_combos.h" /* after cmocka: its EACH uses it */
 
-#ifndef MAKE_TEST_CERT
-#error "MAKE_TEST_CERT: the path of scripts/make-test-cert.sh (tests/core/CMakeLists.txt)"
-#endif
 #ifndef TLS_CLIENT_PY
 #error "TLS_CLIENT_PY: the path of tests/core/tls_client.py (tests/core/CMakeLists.txt)"
 #endif
-
-/* Two authorities, each with a server and a client certificate. */
-static char certs[256], a_dir[300], b_dir[300];
 
 static void path_in(char *out, size_t size, const char *dir, const char *file)
 {
@@ -152,7 +146,7 @@ static void client_address(const ss_server *srv, char *out, size_t size)
 static int python_v(const char *address, char *out, size_t size, const char *mode, va_list ap)
 {
     char ca[320];
-    path_in(ca, sizeof ca, a_dir, "ca.pem");
+    path_in(ca, sizeof ca, ts_certs.a, "ca.pem");
     char *argv[32] = {"python3", TLS_CLIENT_PY, (char *)address, (char *)mode, "--ca", ca};
     int argc = 6;
     for (char *arg; argc < 31 && (arg = va_arg(ap, char *)) != NULL;)
@@ -188,7 +182,7 @@ static int s_client(const ss_server *srv, const char *input, char *out, size_t s
 {
     char address[320], ca[320], port[16];
     client_address(srv, address, sizeof address);
-    path_in(ca, sizeof ca, a_dir, "ca.pem");
+    path_in(ca, sizeof ca, ts_certs.a, "ca.pem");
     bool unix_socket = strncmp(address, "unix:", 5) == 0;
     snprintf(port, sizeof port, "127.0.0.1:%d", ss_server_port(srv));
     char *argv[32] = {"openssl",
@@ -300,8 +294,8 @@ static ss_server *create_with(const combo *c, const ss_handler *h, char *dir, si
 static void set_tls(ss_server *srv, ss_tls_options opts)
 {
     static char cert[320], key[320];
-    path_in(cert, sizeof cert, a_dir, "server.pem");
-    path_in(key, sizeof key, a_dir, "server.key");
+    path_in(cert, sizeof cert, ts_certs.a, "server.pem");
+    path_in(key, sizeof key, ts_certs.a, "server.key");
     if (opts.cert_file == NULL) {
         opts.cert_file = cert;
         opts.key_file = key;
@@ -311,13 +305,38 @@ static void set_tls(ss_server *srv, ss_tls_options opts)
         fail_msg("ss_server_set_tls: %s", ss_strerror(rc));
 }
 
-static ss_server *serve(const combo *c, ss_tls_options opts, char *dir, size_t size,
-                        ts_runner *runner)
+/* A case's server with what it takes to end it: the runner serving it
+ * and its Unix socket's temp dir ("" over TCP). One struct, so that each
+ * case names its server once and ends it in one call. */
+typedef struct tls_server {
+    ss_server *srv;
+    ts_runner runner;
+    char dir[256];
+} tls_server;
+
+/* Combo c's server with handler h, given TLS opts, not serving yet: for
+ * a case that sets more before combo_start(srv, &s->runner). */
+static ss_server *prepare(tls_server *s, const combo *c, const ss_handler *h, ss_tls_options opts)
 {
-    ss_server *srv = create_with(c, &who_handler, dir, size);
-    set_tls(srv, opts);
-    combo_start(srv, runner);
-    return srv;
+    s->srv = create_with(c, h, s->dir, sizeof s->dir);
+    set_tls(s->srv, opts);
+    return s->srv;
+}
+
+/* The same with the "who" handler, serving. */
+static ss_server *serve(tls_server *s, const combo *c, ss_tls_options opts)
+{
+    prepare(s, c, &who_handler, opts);
+    combo_start(s->srv, &s->runner);
+    return s->srv;
+}
+
+/* The server freed (stopped first), its temp dir removed. */
+static void release(tls_server *s)
+{
+    ss_server_free(s->srv);
+    if (s->dir[0] != '\0')
+        ts_rmdir(s->dir);
 }
 
 /* A client's exit status (0: it did what it was asked; 1: it failed), with
@@ -345,15 +364,13 @@ static void counts_are(const ss_server *srv, uint64_t handshakes, uint64_t failu
 }
 
 /* The counters are read before the server is freed: a finish of our own. */
-static void finish_counted(ts_runner *runner, ss_server *srv, uint64_t closed, const char *dir,
-                           uint64_t handshakes, uint64_t failures, uint64_t handler_errors)
+static void finish_counted(tls_server *s, uint64_t closed, uint64_t handshakes, uint64_t failures,
+                           uint64_t handler_errors)
 {
-    assert_true(td_wait_closed(srv, closed, 15000));
-    assert_int_equal(ts_stop(runner), 0);
-    counts_are(srv, handshakes, failures, handler_errors);
-    ss_server_free(srv);
-    if (dir[0] != '\0')
-        ts_rmdir(dir);
+    assert_true(td_wait_closed(s->srv, closed, 15000));
+    assert_int_equal(ts_stop(&s->runner), 0);
+    counts_are(s->srv, handshakes, failures, handler_errors);
+    release(s);
 }
 
 /* ---- tests ---- */
@@ -362,9 +379,9 @@ static void finish_counted(ts_runner *runner, ss_server *srv, uint64_t closed, c
 static void versions_with_both_clients(void **state)
 {
     const combo *c = *state;
-    char dir[256], out[4096];
-    ts_runner runner;
-    ss_server *srv = serve(c, (ss_tls_options){0}, dir, sizeof dir, &runner);
+    char out[4096];
+    tls_server s;
+    ss_server *srv = serve(&s, c, (ss_tls_options){0});
     status_is(python(srv, out, sizeof out, "lines", "--version", "1.2", "--line", "hello", "--line",
                      "bye", NULL),
               0, out);
@@ -381,7 +398,7 @@ static void versions_with_both_clients(void **state)
                        "other.example", NULL),
               0, out);
     expect_contains(out, "TLSv1.3|-|other.example|-|HELLO\n");
-    finish_counted(&runner, srv, 4, dir, 4, 0, 0);
+    finish_counted(&s, 4, 4, 0, 0);
 }
 
 /* Required: a client certificate of CA A is served and named; none, or
@@ -389,15 +406,15 @@ static void versions_with_both_clients(void **state)
 static void client_certificates(void **state)
 {
     const combo *c = *state;
-    char dir[256], out[4096], ca[320], a_cert[320], a_key[320], b_cert[320], b_key[320];
-    path_in(ca, sizeof ca, a_dir, "ca.pem");
-    path_in(a_cert, sizeof a_cert, a_dir, "client.pem");
-    path_in(a_key, sizeof a_key, a_dir, "client.key");
-    path_in(b_cert, sizeof b_cert, b_dir, "client.pem");
-    path_in(b_key, sizeof b_key, b_dir, "client.key");
-    ts_runner runner;
-    ss_server *srv = serve(c, (ss_tls_options){.ca_file = ca, .verify = SS_TLS_VERIFY_REQUIRED},
-                           dir, sizeof dir, &runner);
+    char out[4096], ca[320], a_cert[320], a_key[320], b_cert[320], b_key[320];
+    path_in(ca, sizeof ca, ts_certs.a, "ca.pem");
+    path_in(a_cert, sizeof a_cert, ts_certs.a, "client.pem");
+    path_in(a_key, sizeof a_key, ts_certs.a, "client.key");
+    path_in(b_cert, sizeof b_cert, ts_certs.b, "client.pem");
+    path_in(b_key, sizeof b_key, ts_certs.b, "client.key");
+    tls_server s;
+    ss_server *srv =
+        serve(&s, c, (ss_tls_options){.ca_file = ca, .verify = SS_TLS_VERIFY_REQUIRED});
     status_is(python(srv, out, sizeof out, "lines", "--cert", a_cert, "--key", a_key, "--line",
                      "me", NULL),
               0, out);
@@ -411,16 +428,15 @@ static void client_certificates(void **state)
     assert_int_equal(
         s_client(srv, "me\nbye\n", out, sizeof out, "-cert", a_cert, "-key", a_key, NULL), 0);
     expect_contains(out, "|CN=client,O=socketserver test|ME\n");
-    finish_counted(&runner, srv, 5, dir, 2, 3, 0);
+    finish_counted(&s, 5, 2, 3, 0);
 
-    srv = serve(c, (ss_tls_options){.ca_file = ca, .verify = SS_TLS_VERIFY_OPTIONAL}, dir,
-                sizeof dir, &runner);
+    srv = serve(&s, c, (ss_tls_options){.ca_file = ca, .verify = SS_TLS_VERIFY_OPTIONAL});
     status_is(python(srv, out, sizeof out, "lines", "--line", "anon", NULL), 0, out);
     expect_contains(out, "|-|ANON");
     status_is(python(srv, out, sizeof out, "lines", "--cert", b_cert, "--key", b_key, "--line",
                      "me", NULL),
               1, out);
-    finish_counted(&runner, srv, 2, dir, 1, 1, 0);
+    finish_counted(&s, 2, 1, 1, 0);
 }
 
 /* The server's preference among what the client offers; nothing in
@@ -428,10 +444,10 @@ static void client_certificates(void **state)
 static void alpn(void **state)
 {
     const combo *c = *state;
-    char dir[256], out[4096];
-    ts_runner runner;
-    ss_server *srv = serve(c, (ss_tls_options){.alpn = (const char *[]){"h2", "http/1.1", NULL}},
-                           dir, sizeof dir, &runner);
+    char out[4096];
+    tls_server s;
+    ss_server *srv =
+        serve(&s, c, (ss_tls_options){.alpn = (const char *[]){"h2", "http/1.1", NULL}});
     assert_int_equal(
         python(srv, out, sizeof out, "lines", "--alpn", "http/1.1,h2", "--line", "x", NULL), 0);
     expect_contains(out, "|h2|localhost|-|X");
@@ -442,7 +458,7 @@ static void alpn(void **state)
     expect_contains(out, "no application protocol");
     status_is(python(srv, out, sizeof out, "lines", "--line", "x", NULL), 0, out);
     expect_contains(out, "|-|localhost|-|X");
-    finish_counted(&runner, srv, 4, dir, 3, 1, 0);
+    finish_counted(&s, 4, 3, 1, 0);
 }
 
 /* Clients of CA A are served; after a reload with CA B's server
@@ -452,13 +468,13 @@ static void alpn(void **state)
 static void reload(void **state)
 {
     const combo *c = *state;
-    char dir[256], out[4096], b_ca[320], b_cert[320], b_key[320], a_key[320];
-    path_in(b_ca, sizeof b_ca, b_dir, "ca.pem");
-    path_in(b_cert, sizeof b_cert, b_dir, "server.pem");
-    path_in(b_key, sizeof b_key, b_dir, "server.key");
-    path_in(a_key, sizeof a_key, a_dir, "server.key");
-    ts_runner runner;
-    ss_server *srv = serve(c, (ss_tls_options){0}, dir, sizeof dir, &runner);
+    char out[4096], b_ca[320], b_cert[320], b_key[320], a_key[320];
+    path_in(b_ca, sizeof b_ca, ts_certs.b, "ca.pem");
+    path_in(b_cert, sizeof b_cert, ts_certs.b, "server.pem");
+    path_in(b_key, sizeof b_key, ts_certs.b, "server.key");
+    path_in(a_key, sizeof a_key, ts_certs.a, "server.key");
+    tls_server s;
+    ss_server *srv = serve(&s, c, (ss_tls_options){0});
     status_is(python(srv, out, sizeof out, "lines", "--line", "a", NULL), 0, out);
     assert_int_equal(ss_server_reload_tls(srv, b_cert, b_key), 0);
     status_is(python(srv, out, sizeof out, "lines", "--line", "a", NULL), 1, out);
@@ -471,7 +487,7 @@ static void reload(void **state)
     status_is(s_client(srv, "b\nbye\n", out, sizeof out, "-CAfile", b_ca, NULL), 0, out);
     expect_contains(out, "|B\n");
     /* the client refuses the server: the server sees a failed handshake */
-    finish_counted(&runner, srv, 4, dir, 3, 1, 0);
+    finish_counted(&s, 4, 3, 1, 0);
 }
 
 /* What is not a TLS client is refused and counted, within the handshake
@@ -480,11 +496,10 @@ static void reload(void **state)
 static void bad_clients(void **state)
 {
     const combo *c = *state;
-    char dir[256], out[4096];
-    ts_runner runner;
+    char out[4096];
+    tls_server s;
     int fds = ts_count_fds();
-    ss_server *srv =
-        serve(c, (ss_tls_options){.handshake_timeout_ms = 700}, dir, sizeof dir, &runner);
+    ss_server *srv = serve(&s, c, (ss_tls_options){.handshake_timeout_ms = 700});
     static const char *const refused[] = {"plain", "garbage", "truncated"};
     for (size_t i = 0; i < 3; i++) {
         status_is(python(srv, out, sizeof out, refused[i], NULL), 0, out);
@@ -499,7 +514,7 @@ static void bad_clients(void **state)
     assert_true(took < 2 * 700 * 10); /* ... and let go then */
     status_is(python(srv, out, sizeof out, "lines", "--line", "still", NULL), 0, out);
     expect_contains(out, "|STILL");
-    finish_counted(&runner, srv, 6, dir, 1, 5, 0);
+    finish_counted(&s, 6, 1, 5, 0);
     assert_true(td_wait_fds(fds, 5000));
 }
 
@@ -509,14 +524,14 @@ static void bad_clients(void **state)
 static void peer_breaks_off(void **state)
 {
     const combo *c = *state;
-    char dir[256], out[4096];
-    ts_runner runner;
-    ss_server *srv = serve(c, (ss_tls_options){0}, dir, sizeof dir, &runner);
+    char out[4096];
+    tls_server s;
+    ss_server *srv = serve(&s, c, (ss_tls_options){0});
     status_is(python(srv, out, sizeof out, "midrecord", NULL), 0, out);
     status_is(python(srv, out, sizeof out, "vanish", NULL), 0, out);
     status_is(python(srv, out, sizeof out, "lines", "--line", "next", NULL), 0, out);
     expect_contains(out, "|NEXT");
-    finish_counted(&runner, srv, 3, dir, 3, 0, 2);
+    finish_counted(&s, 3, 3, 0, 2);
 }
 
 /* Behind a balancer: the PROXY header comes first, then the handshake,
@@ -524,26 +539,23 @@ static void peer_breaks_off(void **state)
 static void proxy_header_then_tls(void **state)
 {
     const combo *c = *state;
-    char dir[256], out[4096];
-    ts_runner runner;
-    ss_server *srv = create_with(c, &who_handler, dir, sizeof dir);
-    set_tls(srv, (ss_tls_options){0});
+    char out[4096];
+    tls_server s;
+    ss_server *srv = prepare(&s, c, &who_handler, (ss_tls_options){0});
     assert_int_equal(ss_server_set_proxy_protocol(srv, NULL), 0);
-    combo_start(srv, &runner);
+    combo_start(srv, &s.runner);
     status_is(python(srv, out, sizeof out, "lines", "--proxy-header",
                      "PROXY TCP4 192.0.2.1 127.0.0.1 56324 443", "--line", "who", NULL),
               0, out);
     expect_contains(out, "|192.0.2.1:56324");
     status_is(python(srv, out, sizeof out, "lines", "--line", "who", NULL), 1, out); /* no header */
     assert_true(td_wait_closed(srv, 2, 15000));
-    assert_int_equal(ts_stop(&runner), 0);
+    assert_int_equal(ts_stop(&s.runner), 0);
     ss_stats st = td_stats(srv);
     assert_int_equal(st.tls_handshakes, 1);
     assert_int_equal(st.proxy_invalid, 1); /* refused before any handshake */
     assert_int_equal(st.tls_handshake_failures, 0);
-    ss_server_free(srv);
-    if (dir[0] != '\0')
-        ts_rmdir(dir);
+    release(&s);
 }
 
 /* The request timeout holds under TLS: a client that completes its
@@ -551,19 +563,18 @@ static void proxy_header_then_tls(void **state)
 static void request_timeout_holds(void **state)
 {
     const combo *c = *state;
-    char dir[256], out[4096];
-    ts_runner runner;
-    ss_server *srv = create_with(c, &who_handler, dir, sizeof dir);
-    set_tls(srv, (ss_tls_options){0});
+    char out[4096];
+    tls_server s;
+    ss_server *srv = prepare(&s, c, &who_handler, (ss_tls_options){0});
     ss_server_set_request_timeout(srv, 500);
-    combo_start(srv, &runner);
+    combo_start(srv, &s.runner);
     status_is(python(srv, out, sizeof out, "idle", NULL), 0, out);
     int ms = -1;
     assert_int_equal(sscanf(out, "closed after %d", &ms), 1);
     assert_true(ms >= 450 && ms < 5000);
     assert_true(td_wait_closed(srv, 1, 10000));
     assert_int_equal(td_stats(srv).request_timeouts, 1);
-    finish_counted(&runner, srv, 1, dir, 1, 0, 1);
+    finish_counted(&s, 1, 1, 0, 1);
 }
 
 /* A client idle when the server drains (sync: stops, which ends its idle
@@ -575,27 +586,25 @@ static void request_timeout_holds(void **state)
 static void idle_client_gets_close_notify(void **state)
 {
     const combo *c = *state;
-    char dir[256], out[4096], address[320], ca[320];
-    ts_runner runner;
-    ss_server *srv = serve(c, (ss_tls_options){0}, dir, sizeof dir, &runner);
+    char out[4096], address[320], ca[320];
+    tls_server s;
+    ss_server *srv = serve(&s, c, (ss_tls_options){0});
     client_address(srv, address, sizeof address);
-    path_in(ca, sizeof ca, a_dir, "ca.pem");
+    path_in(ca, sizeof ca, ts_certs.a, "ca.pem");
     char *argv[] = {"python3", TLS_CLIENT_PY, address, "goodbye", "--ca",
                     ca,        "--line",      "hello", NULL};
     client_run client = start_client(argv, NULL);
     long long deadline = ts_now_ms() + 30000;
     size_t got = read_until(client.out, out, 0, sizeof out, "|HELLO\n", deadline);
     expect_contains(out, "reply TLSv1.3|-|localhost|-|HELLO\n"); /* answered: now idle */
-    assert_int_equal(ts_stop(&runner), 0);
+    assert_int_equal(ts_stop(&s.runner), 0);
     assert_int_equal(ss_server_drain(srv, 20000), 0);
     read_until(client.out, out, got, sizeof out, NULL, deadline);
     status_is(end_client(&client, ts_now_ms() >= deadline), 0, out);
     expect_contains(out, "end close_notify");
     assert_int_equal(td_stats(srv).idle_closed, 1);
     counts_are(srv, 1, 0, 0);
-    ss_server_free(srv);
-    if (dir[0] != '\0')
-        ts_rmdir(dir);
+    release(&s);
 }
 
 /* A TLS 1.3 client whose first request comes with its Finished (one
@@ -607,15 +616,15 @@ static void idle_client_gets_close_notify(void **state)
 static void tickets_leave_with_the_reply(void **state)
 {
     const combo *c = *state;
-    char dir[256], out[4096];
-    ts_runner runner;
-    ss_server *srv = serve(c, (ss_tls_options){0}, dir, sizeof dir, &runner);
+    char out[4096];
+    tls_server s;
+    ss_server *srv = serve(&s, c, (ss_tls_options){0});
     status_is(python(srv, out, sizeof out, "oneflight", "--line", "segments", NULL), 0, out);
     if (strcmp(c->scheme, "tcp") == 0)
         expect_contains(out, "replies 1\nlast TLSv1.3|-|localhost|-|SEGMENTS 1\n");
     else
         expect_contains(out, "replies 1\nlast TLSv1.3|-|localhost|-|SEGMENTS -1\n");
-    finish_counted(&runner, srv, 1, dir, 1, 0, 0);
+    finish_counted(&s, 1, 1, 0, 0);
 }
 
 /* Records sent back to back arrive in one read from the socket: the ones
@@ -626,12 +635,11 @@ static void tickets_leave_with_the_reply(void **state)
 static void pipelined_records(void **state)
 {
     const combo *c = *state;
-    char dir[256], out[4096];
-    ts_runner runner;
-    ss_server *srv = create_with(c, &who_handler, dir, sizeof dir);
-    set_tls(srv, (ss_tls_options){0});
+    char out[4096];
+    tls_server s;
+    ss_server *srv = prepare(&s, c, &who_handler, (ss_tls_options){0});
     ss_server_set_request_timeout(srv, 3000); /* the stall's bound on the old code */
-    combo_start(srv, &runner);
+    combo_start(srv, &s.runner);
     status_is(python(srv, out, sizeof out, "pipeline", "--count", "8", "--size", "6", NULL), 0,
               out);
     expect_contains(out, "replies 8\nlast TLSv1.3|-|localhost|-|7XXXX\n");
@@ -639,7 +647,7 @@ static void pipelined_records(void **state)
                      "--version", "1.2", NULL),
               0, out);
     expect_contains(out, "replies 4096\nlast TLSv1.2|-|localhost|-|4095X");
-    finish_counted(&runner, srv, 2, dir, 2, 0, 0);
+    finish_counted(&s, 2, 2, 0, 0);
 }
 
 /* ---- one thread reads while another writes ---- */
@@ -686,14 +694,13 @@ static void reader_and_writer_threads(void **state)
         skip();
 #endif
     static const ss_handler h = {SS_HANDLER_VERSION, NULL, read_while_writing, NULL};
-    char dir[256], out[4096];
-    ts_runner runner;
-    ss_server *srv = create_with(c, &h, dir, sizeof dir);
-    set_tls(srv, (ss_tls_options){0});
-    combo_start(srv, &runner);
+    char out[4096];
+    tls_server s;
+    ss_server *srv = prepare(&s, c, &h, (ss_tls_options){0});
+    combo_start(srv, &s.runner);
     status_is(python(srv, out, sizeof out, "listen", NULL), 0, out);
     expect_contains(out, "first one\nsecond two\nlast done\n");
-    finish_counted(&runner, srv, 1, dir, 1, 0, 0);
+    finish_counted(&s, 1, 1, 0, 0);
 }
 
 /* ---- the pool: a handshake waiting parks its fiber ---- */
@@ -704,13 +711,13 @@ static void stalled_handshake_parks_fiber(void **state)
 {
     (void)state;
     char out[4096];
-    ss_server *srv;
+    tls_server s = {.dir = ""};
     assert_int_equal(
-        ss_server_create(&srv, "tls://127.0.0.1:0", ss_dispatch_pool(), &who_handler, NULL), 0);
+        ss_server_create(&s.srv, "tls://127.0.0.1:0", ss_dispatch_pool(), &who_handler, NULL), 0);
+    ss_server *srv = s.srv;
     assert_int_equal(ss_server_set_workers(srv, 1), 0);
     set_tls(srv, (ss_tls_options){.handshake_timeout_ms = 20000});
-    ts_runner runner;
-    combo_start(srv, &runner);
+    combo_start(srv, &s.runner);
     int stalled = ts_connect(srv); /* sends nothing */
     assert_true(td_wait_active(srv, 1, 5000));
     long long before = ts_now_ms();
@@ -718,7 +725,7 @@ static void stalled_handshake_parks_fiber(void **state)
     expect_contains(out, "|MEANWHILE");
     assert_true(ts_now_ms() - before < 15000); /* not after the stalled one's 20 s */
     close(stalled);
-    finish_counted(&runner, srv, 2, "", 1, 1, 0);
+    finish_counted(&s, 2, 1, 1, 0);
 }
 
 /* ---- the API ---- */
@@ -730,10 +737,10 @@ static void api_errors(void **state)
 {
     (void)state;
     char cert[320], key[320], other_key[320], ca[320], url[128];
-    path_in(cert, sizeof cert, a_dir, "server.pem");
-    path_in(key, sizeof key, a_dir, "server.key");
-    path_in(other_key, sizeof other_key, b_dir, "server.key");
-    path_in(ca, sizeof ca, a_dir, "ca.pem");
+    path_in(cert, sizeof cert, ts_certs.a, "server.pem");
+    path_in(key, sizeof key, ts_certs.a, "server.key");
+    path_in(other_key, sizeof other_key, ts_certs.b, "server.key");
+    path_in(ca, sizeof ca, ts_certs.a, "ca.pem");
     assert_true(ss_tls_available());
     ss_server *srv;
     assert_int_equal(ss_server_create(&srv, "tls://127.0.0.1:0", NULL, &who_handler, NULL), 0);
@@ -843,17 +850,17 @@ static ss_server *create_where(const combo *c, const char *url)
 }
 
 /* A server of `first`, unix:DIR/s and `third` (listeners 0, 1, 2), given
- * TLS, serving; sock gets the unix: URL, dir its temp dir. */
-static ss_server *serve_three(const combo *c, const char *first, const char *third, char *dir,
-                              char *sock, size_t size, ts_runner *runner)
+ * TLS, serving; sock gets the unix: URL, s->dir its temp dir. */
+static ss_server *serve_three(tls_server *s, const combo *c, const char *first, const char *third,
+                              char *sock, size_t size)
 {
-    ts_mkdtemp(dir, 256);
-    snprintf(sock, size, "unix:%s/s", dir);
-    ss_server *srv = create_where(c, first);
+    ts_mkdtemp(s->dir, sizeof s->dir);
+    snprintf(sock, size, "unix:%s/s", s->dir);
+    ss_server *srv = s->srv = create_where(c, first);
     assert_int_equal(ss_server_add_listener(srv, sock), 1);
     assert_int_equal(ss_server_add_listener(srv, third), 2);
     set_tls(srv, (ss_tls_options){0});
-    combo_start(srv, runner);
+    combo_start(srv, &s->runner);
     return srv;
 }
 
@@ -905,17 +912,16 @@ static void logged(const char *begins, const char *holds)
 static void log_names_client_and_stage(void **state)
 {
     const combo *c = *state;
-    char dir[256], out[4096];
-    ts_runner runner;
+    char out[4096];
+    tls_server s;
     captured = td_shared_new(sizeof *captured);
-    ss_server *srv = create_with(c, &who_handler, dir, sizeof dir);
-    set_tls(srv, (ss_tls_options){0});
+    ss_server *srv = prepare(&s, c, &who_handler, (ss_tls_options){0});
     ss_server_set_log(srv, capture);
     ss_server_on_handle_error(srv, NULL); /* the default's line, in the log */
-    combo_start(srv, &runner);
+    combo_start(srv, &s.runner);
     status_is(python(srv, out, sizeof out, "plain", NULL), 0, out);
     status_is(python(srv, out, sizeof out, "midrecord", NULL), 0, out);
-    finish_counted(&runner, srv, 2, dir, 1, 1, 1);
+    finish_counted(&s, 2, 1, 1, 1);
     logged("TLS handshake with 127.0.0.1:", " failed: ");
     logged("TLS session with 127.0.0.1:",
            " broken after the handshake: the peer closed in the middle of a record");
@@ -944,10 +950,10 @@ static void load_warnings(void **state)
     (void)state;
     char dir[256], exposed[320], csr[320], old[320], out[1024];
     char cert[320], key[320], ca[320], ca_key[320];
-    path_in(cert, sizeof cert, a_dir, "server.pem");
-    path_in(key, sizeof key, a_dir, "server.key");
-    path_in(ca, sizeof ca, a_dir, "ca.pem");
-    path_in(ca_key, sizeof ca_key, a_dir, "ca.key");
+    path_in(cert, sizeof cert, ts_certs.a, "server.pem");
+    path_in(key, sizeof key, ts_certs.a, "server.key");
+    path_in(ca, sizeof ca, ts_certs.a, "ca.pem");
+    path_in(ca_key, sizeof ca_key, ts_certs.a, "ca.key");
     ts_mkdtemp(dir, sizeof dir);
     path_in(exposed, sizeof exposed, dir, "exposed.key");
     path_in(csr, sizeof csr, dir, "old.csr");
@@ -990,10 +996,10 @@ static void load_warnings(void **state)
  * the tls:// one only; plain text there is refused and counted. */
 static void tls_beside_plain_listeners(void **state)
 {
-    char dir[256], sock[320], address[64], out[4096];
-    ts_runner runner;
-    ss_server *srv = serve_three(*state, "tls://127.0.0.1:0", "tcp://127.0.0.1:0", dir, sock,
-                                 sizeof sock, &runner);
+    char sock[320], address[64], out[4096];
+    tls_server s;
+    ss_server *srv =
+        serve_three(&s, *state, "tls://127.0.0.1:0", "tcp://127.0.0.1:0", sock, sizeof sock);
     tls_exchange(inet_address(srv, 0, address, sizeof address), "secret", "L0 tls SECRET");
     plain_exchange(srv, 1, "open\n", out, sizeof out);
     assert_string_equal(out, "L1 plain OPEN\n");
@@ -1001,7 +1007,7 @@ static void tls_beside_plain_listeners(void **state)
     assert_string_equal(out, "L2 plain ALSO\n");
     plain_exchange(srv, 0, "hello\n", out, sizeof out); /* not TLS: refused */
     assert_string_equal(out, "");
-    finish_counted(&runner, srv, 4, dir, 1, 1, 0);
+    finish_counted(&s, 4, 1, 1, 0);
 }
 
 /* No tls:// listener: ss_server_set_tls puts TLS on every stream
@@ -1009,15 +1015,15 @@ static void tls_beside_plain_listeners(void **state)
  * them stays plain. */
 static void tls_on_every_stream_listener(void **state)
 {
-    char dir[256], sock[320], address[64], out[4096];
-    ts_runner runner;
-    ss_server *srv = serve_three(*state, "tcp://127.0.0.1:0", "udp://127.0.0.1:0", dir, sock,
-                                 sizeof sock, &runner);
+    char sock[320], address[64], out[4096];
+    tls_server s;
+    ss_server *srv =
+        serve_three(&s, *state, "tcp://127.0.0.1:0", "udp://127.0.0.1:0", sock, sizeof sock);
     tls_exchange(inet_address(srv, 0, address, sizeof address), "one", "L0 tls ONE");
     tls_exchange(sock, "two", "L1 tls TWO");
     plain_exchange(srv, 2, "three\n", out, sizeof out);
     assert_string_equal(out, "L2 plain THREE\n");
-    finish_counted(&runner, srv, 3, dir, 2, 0, 0);
+    finish_counted(&s, 3, 2, 0, 0);
 }
 
 /* In a child: a TCP socket passed by socket activation under the name
@@ -1089,9 +1095,9 @@ static void forks_follow_reloads(void **state)
     ts_mkdtemp(dir, sizeof dir);
     path_in(cert, sizeof cert, dir, "cert.pem");
     path_in(key, sizeof key, dir, "key.pem");
-    path_in(a_ca, sizeof a_ca, a_dir, "ca.pem");
-    path_in(b_ca, sizeof b_ca, b_dir, "ca.pem");
-    live_pair(dir, a_dir);
+    path_in(a_ca, sizeof a_ca, ts_certs.a, "ca.pem");
+    path_in(b_ca, sizeof b_ca, ts_certs.b, "ca.pem");
+    live_pair(dir, ts_certs.a);
     captured = td_shared_new(sizeof *captured);
     ss_server *srv = logging_server(cert, key);
     assert_int_equal(ss_server_bind(srv), 0);
@@ -1099,11 +1105,11 @@ static void forks_follow_reloads(void **state)
     int go[2];
     assert_int_equal(pipe(go), 0);
     pid_t pid = fork_server(srv, go[0], 0);
-    live_pair(dir, b_dir); /* renewed, then reloaded here */
+    live_pair(dir, ts_certs.b); /* renewed, then reloaded here */
     assert_int_equal(ss_server_reload_tls(srv, NULL, NULL), 0);
     served_by_fork(srv, pid, go[1], b_ca, "reply TLSv1.3|-|localhost|-|FORKED");
     pid = fork_server(srv, go[0], 1);
-    live_pair(dir, a_dir);
+    live_pair(dir, ts_certs.a);
     assert_int_equal(ss_server_reload_tls(srv, NULL, NULL), 0);
     link_to(dir, "cert.pem", "/nonexistent/cert.pem"); /* gone before the fork follows */
     served_by_fork(srv, pid, go[1], b_ca, "reply TLSv1.3|-|localhost|-|FORKED"); /* still B's */
@@ -1134,8 +1140,8 @@ static void adopted_tls_listener_body(void)
              0);
     TS_CHECK(ss_server_address(srv, url, sizeof url) > 0 && strncmp(url, "tls://", 6) == 0);
     TS_CHECK(ss_server_bind(srv) == 0 && ss_server_activate(srv) == SS_ETLSNOCERT);
-    path_in(cert, sizeof cert, a_dir, "server.pem");
-    path_in(key, sizeof key, a_dir, "server.key");
+    path_in(cert, sizeof cert, ts_certs.a, "server.pem");
+    path_in(key, sizeof key, ts_certs.a, "server.key");
     TS_CHECK(ss_server_set_tls(srv, &(ss_tls_options){.cert_file = cert, .key_file = key}) == 0);
     TS_CHECK(ss_server_activate(srv) == 0);
     ts_runner runner;
@@ -1152,24 +1158,6 @@ static void adopted_tls_listener(void **state)
 {
     (void)state;
     assert_int_equal(ts_run_in_child(adopted_tls_listener_body), 0);
-}
-
-/* ---- certificates for the whole file ---- */
-
-static int make_certs(void **state)
-{
-    (void)state;
-    int rc = ts_make_test_certs(MAKE_TEST_CERT, certs, sizeof certs);
-    snprintf(a_dir, sizeof a_dir, "%s/a", certs);
-    snprintf(b_dir, sizeof b_dir, "%s/b", certs);
-    return rc;
-}
-
-static int remove_certs(void **state)
-{
-    (void)state;
-    ts_remove_test_certs(certs);
-    return 0;
 }
 
 /* The cases run over every combo, or (argv[1]) one dispatcher's. */
@@ -1239,5 +1227,5 @@ int main(int argc, char **argv)
             if (mode == NULL || strcmp(mode, combos[k].mode) == 0)
                 tests[n++] = (struct CMUnitTest){per_mode_names[t], per_mode[t], NULL, NULL,
                                                  (void *)&combos[k]};
-    return _cmocka_run_group_tests("test_tls", tests, n, make_certs, remove_certs);
+    return _cmocka_run_group_tests("test_tls", tests, n, ts_certs_setup, ts_certs_teardown);
 }

@@ -183,19 +183,6 @@ static int threads_now(void)
     return n;
 }
 
-static bool raise_fd_limit(rlim_t want)
-{
-    struct rlimit lim;
-    if (getrlimit(RLIMIT_NOFILE, &lim) != 0)
-        return false;
-    if (lim.rlim_cur >= want)
-        return true;
-    if (lim.rlim_max != RLIM_INFINITY && lim.rlim_max < want)
-        return false;
-    lim.rlim_cur = want;
-    return setrlimit(RLIMIT_NOFILE, &lim) == 0;
-}
-
 #if SS_HAVE_FIBERS
 #define NEED_FIBERS() ((void)0)
 #else
@@ -203,31 +190,6 @@ static bool raise_fd_limit(rlim_t want)
 #endif
 
 /* ---- many connections, few workers ---- */
-
-/* Waits for one reply line on each fd; returns how many were right. */
-static int answers(const int *fds, int n, const char *want)
-{
-    struct pollfd *p = calloc((size_t)n, sizeof *p);
-    for (int i = 0; i < n; i++)
-        p[i] = (struct pollfd){.fd = fds[i], .events = POLLIN};
-    size_t len = strlen(want);
-    int right = 0, open = n;
-    long long deadline = ts_now_ms() + 60000;
-    while (open > 0 && ts_now_ms() < deadline) {
-        if (poll(p, (nfds_t)n, 1000) <= 0)
-            continue;
-        for (int i = 0; i < n; i++) {
-            if (p[i].fd < 0 || p[i].revents == 0)
-                continue;
-            char got[16] = {0};
-            right += ts_recv_exact(p[i].fd, got, len) == len && memcmp(got, want, len) == 0;
-            p[i].fd = -1;
-            open--;
-        }
-    }
-    free(p);
-    return right;
-}
 
 /* 1000 persistent clients, 2 workers: all connect and sit idle, then all
  * speak at once. Every one is answered (a worker per connection would
@@ -237,7 +199,7 @@ static void test_1000_connections_2_workers(void **state)
     (void)state;
     NEED_FIBERS();
     enum { N = 1000 };
-    if (!raise_fd_limit(2 * N + 256))
+    if (!ts_raise_fd_limit(2 * N + 256))
         skip(); /* the hard limit leaves no room for both ends */
     ss_server *srv = fiber_pool(&lines_handler, 2, 0);
     activate(srv);
@@ -250,7 +212,7 @@ static void test_1000_connections_2_workers(void **state)
     for (int round = 0; round < 2; round++) {
         for (int i = 0; i < N; i++)
             ts_send(fds[i], "ping\n", 5);
-        assert_int_equal(answers(fds, N, "ping\n"), N);
+        assert_int_equal(ts_count_answers(fds, N, "ping\n"), N);
     }
     assert_int_equal(td_stats(srv).tracked, 2); /* still two threads */
     for (int i = 0; i < N; i++)

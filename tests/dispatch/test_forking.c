@@ -190,11 +190,7 @@ static void test_close_waits_for_children(void **state)
 {
     (void)state;
     ss_server *srv = forking_server(&td_hold, NULL, 0);
-    ts_runner runner;
-    ts_start(&runner, srv, 5000);
-    int fd = ts_connect(srv);
-    td_round_trip(fd, "hi\n");
-    assert_int_equal(ts_stop(&runner), 0);
+    int fd = td_held_past_stop(srv);
     td_closer c;
     td_close_start(&c, srv);
     assert_false(td_close_returned(&c, 300));
@@ -213,11 +209,7 @@ static void test_close_without_block_leaves_child_to_application(void **state)
     (void)state;
     ss_server *srv = forking_server(&td_hold, NULL, 0);
     ss_server_set_block_on_close(srv, false);
-    ts_runner runner;
-    ts_start(&runner, srv, 5000);
-    int fd = ts_connect(srv);
-    td_round_trip(fd, "hi\n");
-    assert_int_equal(ts_stop(&runner), 0);
+    int fd = td_held_past_stop(srv);
     long long start = ts_now_ms();
     ss_server_close(srv);
     assert_true(ts_now_ms() - start < 1000);

@@ -146,11 +146,7 @@ static void close_lets_handler_go(void (*configure)(ss_server *))
 {
     ss_server *srv = threading_server(&td_hold, NULL);
     configure(srv);
-    ts_runner runner;
-    ts_start(&runner, srv, 5000);
-    int fd = ts_connect(srv);
-    td_round_trip(fd, "hi\n");
-    assert_int_equal(ts_stop(&runner), 0);
+    int fd = td_held_past_stop(srv);
     long long start = ts_now_ms();
     ss_server_close(srv);
     assert_true(ts_now_ms() - start < 1000);
@@ -198,11 +194,7 @@ static void test_free_while_daemon_handler_runs(void **state)
     int fds = ts_count_fds();
     ss_server *srv = threading_server(&td_hold, NULL);
     ss_server_set_daemon_threads(srv, true);
-    ts_runner runner;
-    ts_start(&runner, srv, 5000);
-    int fd = ts_connect(srv);
-    td_round_trip(fd, "hi\n");
-    assert_int_equal(ts_stop(&runner), 0);
+    int fd = td_held_past_stop(srv);
     ss_server_free(srv);
     assert_true(ts_count_fds() >= fds + 3); /* our client, the server's wake pipe */
     close(fd);                              /* the handler returns now, into a closed server */

@@ -7,7 +7,6 @@
 #define _GNU_SOURCE
 #include "example_support.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -33,32 +32,21 @@ static const example examples[] = {
     {ROBUST_SERVER, "ping\n", "PING\n"},
 };
 
+/* ts_proc_find's match: counts the processes of group *arg[0] into
+ * arg[1], never stopping the search. */
+static bool count_in_group(const ts_proc_stat *st, void *arg)
+{
+    long *group_count = arg;
+    group_count[1] += st->pgrp == group_count[0];
+    return false;
+}
+
 /* Every process of the example's group (spawn gives it one): the
  * supervisor and its workers; -1 where /proc is missing. */
 static int group_size(pid_t group)
 {
-    DIR *d = opendir("/proc");
-    if (d == NULL)
-        return -1;
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        char path[300], text[512];
-        snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
-        FILE *f = e->d_name[0] >= '1' && e->d_name[0] <= '9' ? fopen(path, "r") : NULL;
-        if (f == NULL)
-            continue;
-        size_t len = fread(text, 1, sizeof text - 1, f);
-        fclose(f);
-        text[len] = '\0';
-        const char *end = strrchr(text, ')');
-        char state;
-        long parent, pgrp;
-        if (end != NULL && sscanf(end + 1, " %c %ld %ld", &state, &parent, &pgrp) == 3)
-            n += pgrp == (long)group && state != 'Z';
-    }
-    closedir(d);
-    return n;
+    long group_count[2] = {group, 0};
+    return ts_proc_find(count_in_group, group_count) < 0 ? -1 : (int)group_count[1];
 }
 
 /* Clients at once (two with sync: one per process), each asking twice;

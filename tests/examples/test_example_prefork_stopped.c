@@ -5,7 +5,6 @@
  * began the drain: 8 s whatever --drain was. */
 #include "example_support.h"
 
-#include <dirent.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -21,32 +20,18 @@
 #define KILL_S   3    /* the supervisor's kill, past the drain's deadline */
 #define BOUND_MS 6500 /* (DRAIN_S + KILL_S) s plus slack; the old code took 8 s */
 
+/* ts_proc_find's match: a process whose parent is *parent. */
+static bool is_child(const ts_proc_stat *st, void *parent)
+{
+    return st->ppid == *(long *)parent;
+}
+
 /* A child of `parent` (its first found in /proc), or -1. */
 static pid_t child_of(pid_t parent)
 {
-    DIR *d = opendir("/proc");
-    if (d == NULL)
-        return -1;
-    pid_t found = -1;
-    struct dirent *e;
-    while (found < 0 && (e = readdir(d)) != NULL) {
-        char path[300], text[512];
-        snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
-        FILE *f = e->d_name[0] >= '1' && e->d_name[0] <= '9' ? fopen(path, "r") : NULL;
-        if (f == NULL)
-            continue;
-        size_t len = fread(text, 1, sizeof text - 1, f);
-        fclose(f);
-        text[len] = '\0';
-        const char *end = strrchr(text, ')');
-        char state;
-        long ppid;
-        if (end != NULL && sscanf(end + 1, " %c %ld", &state, &ppid) == 2 && ppid == (long)parent &&
-            state != 'Z')
-            found = (pid_t)atol(e->d_name);
-    }
-    closedir(d);
-    return found;
+    long p = parent;
+    long found = ts_proc_find(is_child, &p);
+    return found > 0 ? (pid_t)found : -1;
 }
 
 static void stop_with_a_stopped_worker_is_bounded(void **state)

@@ -29,8 +29,6 @@
 #endif
 #include <cmocka.h>
 
-static char certs[200], a_dir[256], b_dir[256];
-
 /* DIR/FILE in a static buffer of its own per call site's slot. */
 static const char *in_dir(const char *dir, const char *file, char *out, size_t size)
 {
@@ -57,6 +55,24 @@ static const char *host_port(const char *url)
     return url + strlen("tls://");
 }
 
+/* uppercase_server on tls://localhost:0 with cert and key, and the
+ * options that follow (NULL-ended), started; its URL into url. The
+ * server most cases here start: one call, with what varies in view. */
+static void start_uppercase_tls(child *server, const char *cert, const char *key, char *url,
+                                size_t size, ...)
+{
+    const char *argv[16] = {UPPERCASE_SERVER, "--listen", "tls://localhost:0", "--tls-cert", cert,
+                            "--tls-key",      key};
+    size_t argc = 7;
+    va_list ap;
+    va_start(ap, size);
+    for (const char *arg; argc < 15 && (arg = va_arg(ap, const char *)) != NULL;)
+        argv[argc++] = arg;
+    va_end(ap);
+    argv[argc] = NULL;
+    start_server_argv(server, argv, url, size);
+}
+
 /* ---- every server ---- */
 
 typedef struct example {
@@ -75,9 +91,9 @@ static void test_every_server_over_tls(void **state)
 {
     (void)state;
     char cert[320], key[320], ca[320], url[256], out[4096];
-    in_dir(a_dir, "server.pem", cert, sizeof cert);
-    in_dir(a_dir, "server.key", key, sizeof key);
-    in_dir(a_dir, "ca.pem", ca, sizeof ca);
+    in_dir(ts_certs.a, "server.pem", cert, sizeof cert);
+    in_dir(ts_certs.a, "server.key", key, sizeof key);
+    in_dir(ts_certs.a, "ca.pem", ca, sizeof ca);
     for (size_t i = 0; i < sizeof examples / sizeof examples[0]; i++) {
         const example *ex = &examples[i];
         child server, client;
@@ -104,23 +120,13 @@ static void test_uppercase_client_over_tls(void **state)
     (void)state;
     static const char *const modes[] = {"sync", "threading", "forking", "pool"};
     char cert[320], key[320], ca[320], b_ca[320], url[256], out[4096];
-    in_dir(a_dir, "server.pem", cert, sizeof cert);
-    in_dir(a_dir, "server.key", key, sizeof key);
-    in_dir(a_dir, "ca.pem", ca, sizeof ca);
-    in_dir(b_dir, "ca.pem", b_ca, sizeof b_ca);
+    in_dir(ts_certs.a, "server.pem", cert, sizeof cert);
+    in_dir(ts_certs.a, "server.key", key, sizeof key);
+    in_dir(ts_certs.a, "ca.pem", ca, sizeof ca);
+    in_dir(ts_certs.b, "ca.pem", b_ca, sizeof b_ca);
     for (size_t m = 0; m < 4; m++) {
         child server, client;
-        const char *argv[] = {UPPERCASE_SERVER,
-                              "--listen",
-                              "tls://localhost:0",
-                              "--tls-cert",
-                              cert,
-                              "--tls-key",
-                              key,
-                              "--mode",
-                              modes[m],
-                              NULL};
-        start_server_argv(&server, argv, url, sizeof url);
+        start_uppercase_tls(&server, cert, key, url, sizeof url, "--mode", modes[m], NULL);
         char connect[300];
         snprintf(connect, sizeof connect, "tls://localhost:%s", strrchr(url, ':') + 1);
         const char *verified[] = {UPPERCASE_CLIENT, "--connect", connect, "--tls-ca", ca, NULL};
@@ -174,8 +180,8 @@ static void test_uppercase_client_outlives_server(void **state)
 {
     (void)state;
     char cert[320], key[320];
-    in_dir(a_dir, "server.pem", cert, sizeof cert);
-    in_dir(a_dir, "server.key", key, sizeof key);
+    in_dir(ts_certs.a, "server.pem", cert, sizeof cert);
+    in_dir(ts_certs.a, "server.key", key, sizeof key);
     const char *tls[] = {UPPERCASE_SERVER,
                          "--listen",
                          "tls://127.0.0.1:0",
@@ -202,6 +208,16 @@ static void copy_file(const char *from, const char *to)
         assert_int_equal(fwrite(buf, 1, n, out), n);
     fclose(in);
     assert_int_equal(fclose(out), 0);
+}
+
+/* Certificate set `set`'s server pair copied into dir/cert.pem, key.pem. */
+static void install_pair(const char *set, const char *dir, char *cert, char *key, size_t size)
+{
+    char from[320];
+    in_dir(dir, "cert.pem", cert, size);
+    in_dir(dir, "key.pem", key, size);
+    copy_file(in_dir(set, "server.pem", from, sizeof from), cert);
+    copy_file(in_dir(set, "server.key", from, sizeof from), key);
 }
 
 /* A certificate file cut short, as one being written. */
@@ -235,13 +251,13 @@ static void test_certificate_and_key_in_one_file(void **state)
 {
     (void)state;
     char live[256], both[320], from[320], url[256], ca[320], out[4096];
-    snprintf(live, sizeof live, "%s/both", certs);
+    snprintf(live, sizeof live, "%s/both", ts_certs.base);
     ts_mkdtemp(live, sizeof live);
     in_dir(live, "both.pem", both, sizeof both);
-    copy_file(in_dir(a_dir, "server.pem", from, sizeof from), both);
+    copy_file(in_dir(ts_certs.a, "server.pem", from, sizeof from), both);
     FILE *f = fopen(both, "ab");
     assert_non_null(f);
-    FILE *key = fopen(in_dir(a_dir, "server.key", from, sizeof from), "rb");
+    FILE *key = fopen(in_dir(ts_certs.a, "server.key", from, sizeof from), "rb");
     assert_non_null(key);
     char buf[8192];
     size_t n = fread(buf, 1, sizeof buf, key);
@@ -260,7 +276,7 @@ static void test_certificate_and_key_in_one_file(void **state)
                         host_port(url),
                         "lines",
                         "--ca",
-                        in_dir(a_dir, "ca.pem", ca, sizeof ca),
+                        in_dir(ts_certs.a, "ca.pem", ca, sizeof ca),
                         "--line",
                         "ping",
                         NULL};
@@ -279,35 +295,22 @@ static void test_certificate_and_key_in_one_file(void **state)
 static void test_sigusr1_reloads_the_certificate(void **state)
 {
     (void)state;
-    char live[256], cert[320], key[320], from[320], url[256];
-    snprintf(live, sizeof live, "%s/live", certs);
+    char live[256], cert[320], key[320], url[256];
+    snprintf(live, sizeof live, "%s/live", ts_certs.base);
     ts_mkdtemp(live, sizeof live);
-    in_dir(live, "cert.pem", cert, sizeof cert);
-    in_dir(live, "key.pem", key, sizeof key);
-    copy_file(in_dir(a_dir, "server.pem", from, sizeof from), cert);
-    copy_file(in_dir(a_dir, "server.key", from, sizeof from), key);
+    install_pair(ts_certs.a, live, cert, key, sizeof cert);
     child server;
-    const char *argv[] = {UPPERCASE_SERVER,
-                          "--listen",
-                          "tls://localhost:0",
-                          "--tls-cert",
-                          cert,
-                          "--tls-key",
-                          key,
-                          NULL};
-    start_server_argv(&server, argv, url, sizeof url);
-    assert_int_equal(client_trusting(url, a_dir), 0);
-    /* renewed in place, as certbot does */
-    copy_file(in_dir(b_dir, "server.pem", from, sizeof from), cert);
-    copy_file(in_dir(b_dir, "server.key", from, sizeof from), key);
+    start_uppercase_tls(&server, cert, key, url, sizeof url, NULL);
+    assert_int_equal(client_trusting(url, ts_certs.a), 0);
+    install_pair(ts_certs.b, live, cert, key, sizeof cert); /* renewed in place, as certbot does */
     kill(server.pid, SIGUSR1);
     assert_true(ex_log_until(&server, "SIGUSR1: TLS certificate reloaded from", 5000));
-    assert_int_equal(client_trusting(url, b_dir), 0);
-    assert_int_equal(client_trusting(url, a_dir), 1); /* the old one is gone */
-    half_write(cert);                                 /* the reload fails, the server keeps B's */
+    assert_int_equal(client_trusting(url, ts_certs.b), 0);
+    assert_int_equal(client_trusting(url, ts_certs.a), 1); /* the old one is gone */
+    half_write(cert); /* the reload fails, the server keeps B's */
     kill(server.pid, SIGUSR1);
     assert_true(ex_log_until(&server, "SIGUSR1: TLS certificate not reloaded", 5000));
-    assert_int_equal(client_trusting(url, b_dir), 0);
+    assert_int_equal(client_trusting(url, ts_certs.b), 0);
     kill(server.pid, SIGTERM);
     assert_int_equal(reap(&server), 0);
     ex_log_has(&server, ": TLS: 3 handshakes, 1 failed, 1 failed reloads");
@@ -316,16 +319,6 @@ static void test_sigusr1_reloads_the_certificate(void **state)
 }
 
 /* ---- SIGHUP: a restart keeps TLS ---- */
-
-/* Certificate set `set`'s server pair copied into dir/cert.pem, key.pem. */
-static void install_pair(const char *set, const char *dir, char *cert, char *key, size_t size)
-{
-    char from[320];
-    in_dir(dir, "cert.pem", cert, size);
-    in_dir(dir, "key.pem", key, size);
-    copy_file(in_dir(set, "server.pem", from, sizeof from), cert);
-    copy_file(in_dir(set, "server.key", from, sizeof from), key);
-}
 
 /* One line in plain text to url; the answer must be want. */
 static void plain_exchange(const char *url, const char *line, const char *want)
@@ -356,38 +349,27 @@ static pid_t successor_pid(child *server)
 static void restart_keeps_tls(const char *mode)
 {
     char live[256], cert[320], key[320], url[256], plain[300], line[300];
-    snprintf(live, sizeof live, "%s/restart", certs);
+    snprintf(live, sizeof live, "%s/restart", ts_certs.base);
     ts_mkdtemp(live, sizeof live);
-    install_pair(a_dir, live, cert, key, sizeof cert);
+    install_pair(ts_certs.a, live, cert, key, sizeof cert);
     snprintf(plain, sizeof plain, "unix:%s/plain", live);
-    const char *argv[] = {UPPERCASE_SERVER,
-                          "--listen",
-                          "tls://localhost:0",
-                          "--listen",
-                          plain,
-                          "--tls-cert",
-                          cert,
-                          "--tls-key",
-                          key,
-                          "--mode",
-                          mode,
-                          NULL};
     child server;
-    start_server_argv(&server, argv, url, sizeof url);
+    start_uppercase_tls(&server, cert, key, url, sizeof url, "--listen", plain, "--mode", mode,
+                        NULL);
     read_all(server.out, line, sizeof line, "\n"); /* "listening on unix:..." */
-    assert_int_equal(client_trusting(url, a_dir), 0);
+    assert_int_equal(client_trusting(url, ts_certs.a), 0);
     plain_exchange(plain, "plain\n", "PLAIN\n");
     half_write(cert); /* the copy cannot start: the old one serves on */
     assert_int_equal(kill(server.pid, SIGHUP), 0);
     assert_true(ex_log_until(&server, "restart failed", 30000));
-    assert_int_equal(client_trusting(url, a_dir), 0);
-    install_pair(b_dir, live, cert, key, sizeof cert); /* renewed, then the restart */
+    assert_int_equal(client_trusting(url, ts_certs.a), 0);
+    install_pair(ts_certs.b, live, cert, key, sizeof cert); /* renewed, then the restart */
     assert_int_equal(kill(server.pid, SIGHUP), 0);
     pid_t next = successor_pid(&server);
     assert_true(next > 0 && next != server.pid);
     assert_int_equal(ex_exit_status(server.pid, 30000), 0); /* drained */
-    assert_int_equal(client_trusting(url, b_dir), 0);
-    assert_int_equal(client_trusting(url, a_dir), 1); /* the old certificate is gone */
+    assert_int_equal(client_trusting(url, ts_certs.b), 0);
+    assert_int_equal(client_trusting(url, ts_certs.a), 1); /* the old certificate is gone */
     plain_exchange(plain, "still\n", "STILL\n");
     assert_int_equal(kill(next, SIGTERM), 0);
     assert_int_equal(ex_exit_status(next, 30000), 0);
@@ -433,16 +415,14 @@ static void test_sigusr1_reaches_every_worker_process(void **state)
 {
     (void)state;
     char live[256], cert[320], key[320], url[256], ca[320], hostport[64], out[2048] = "";
-    snprintf(live, sizeof live, "%s/workers", certs);
+    snprintf(live, sizeof live, "%s/workers", ts_certs.base);
     ts_mkdtemp(live, sizeof live);
-    install_pair(a_dir, live, cert, key, sizeof cert);
-    const char *argv[] = {UPPERCASE_SERVER, "--listen", "tls://localhost:0", "--tls-cert", cert,
-                          "--tls-key",      key,        "--processes",       "2",          "--mode",
-                          "sync",           NULL};
+    install_pair(ts_certs.a, live, cert, key, sizeof cert);
     child server, kept;
-    start_server_argv(&server, argv, url, sizeof url);
-    assert_int_equal(client_trusting(url, a_dir), 0);
-    install_pair(b_dir, live, cert, key, sizeof cert);
+    start_uppercase_tls(&server, cert, key, url, sizeof url, "--processes", "2", "--mode", "sync",
+                        NULL);
+    assert_int_equal(client_trusting(url, ts_certs.a), 0);
+    install_pair(ts_certs.b, live, cert, key, sizeof cert);
     ex_signal(server.pid, SIGUSR1);
     assert_true(ex_log_until(&server, "SIGUSR1: TLS certificate reloaded from", 5000));
     snprintf(hostport, sizeof hostport, "localhost:%s", strrchr(url, ':') + 1);
@@ -452,15 +432,15 @@ static void test_sigusr1_reaches_every_worker_process(void **state)
                         hostport,
                         "goodbye",
                         "--ca",
-                        in_dir(b_dir, "ca.pem", ca, sizeof ca),
+                        in_dir(ts_certs.b, "ca.pem", ca, sizeof ca),
                         "--line",
                         "kept",
                         NULL};
     spawn(&kept, py);
     if (!stdout_has(&kept, out, sizeof out, "reply KEPT\n"))
         fail_msg("the first worker kept the old certificate:\n%s", out);
-    assert_int_equal(client_trusting(url, b_dir), 0); /* the other worker */
-    assert_int_equal(client_trusting(url, a_dir), 1);
+    assert_int_equal(client_trusting(url, ts_certs.b), 0); /* the other worker */
+    assert_int_equal(client_trusting(url, ts_certs.a), 1);
     ex_signal(server.pid, SIGTERM);
     assert_int_equal(reap(&server), 0);
     if (!stdout_has(&kept, out, sizeof out, "end close_notify"))
@@ -483,7 +463,7 @@ static void test_inetd_over_tls(void **state)
     if (access(ACTIVATE, X_OK) != 0)
         fail_msg("needs %s: apt-get install systemd (scripts/test.sh does)", ACTIVATE);
     char dir[256], path[320], address[330], cert[320], key[320], ca[320], out[4096];
-    snprintf(dir, sizeof dir, "%s/inetd", certs);
+    snprintf(dir, sizeof dir, "%s/inetd", ts_certs.base);
     ts_mkdtemp(dir, sizeof dir);
     in_dir(dir, "s", path, sizeof path);
     snprintf(address, sizeof address, "unix:%s", path);
@@ -495,9 +475,9 @@ static void test_inetd_over_tls(void **state)
                           UPPERCASE_SERVER,
                           "--inetd",
                           "--tls-cert",
-                          in_dir(a_dir, "server.pem", cert, sizeof cert),
+                          in_dir(ts_certs.a, "server.pem", cert, sizeof cert),
                           "--tls-key",
-                          in_dir(a_dir, "server.key", key, sizeof key),
+                          in_dir(ts_certs.a, "server.key", key, sizeof key),
                           NULL};
     child activator, client;
     spawn(&activator, argv);
@@ -508,7 +488,7 @@ static void test_inetd_over_tls(void **state)
                         address,
                         "lines",
                         "--ca",
-                        in_dir(a_dir, "ca.pem", ca, sizeof ca),
+                        in_dir(ts_certs.a, "ca.pem", ca, sizeof ca),
                         "--line",
                         "inetd",
                         NULL};
@@ -533,9 +513,9 @@ static void test_option_errors_and_help(void **state)
 {
     (void)state;
     char cert[320], key[320], ca[320];
-    in_dir(a_dir, "server.pem", cert, sizeof cert);
-    in_dir(a_dir, "server.key", key, sizeof key);
-    in_dir(a_dir, "ca.pem", ca, sizeof ca);
+    in_dir(ts_certs.a, "server.pem", cert, sizeof cert);
+    in_dir(ts_certs.a, "server.key", key, sizeof key);
+    in_dir(ts_certs.a, "ca.pem", ca, sizeof ca);
     const char *key_alone[] = {UPPERCASE_SERVER, "--tls-key", key, NULL};
     expect_refusal(key_alone, 2, "--tls-key, --tls-ca and --tls-verify need --tls-cert");
     const char *no_cert[] = {UPPERCASE_SERVER, "--listen", "tls://127.0.0.1:0", NULL};
@@ -582,24 +562,6 @@ static void more_option_errors(const char *cert, const char *key, const char *ca
     assert_non_null(strstr(out, "--tls-verify none|optional|required"));
 }
 
-/* ---- certificates ---- */
-
-static int make_certs(void **state)
-{
-    (void)state;
-    int rc = ts_make_test_certs(MAKE_TEST_CERT, certs, sizeof certs);
-    snprintf(a_dir, sizeof a_dir, "%s/a", certs);
-    snprintf(b_dir, sizeof b_dir, "%s/b", certs);
-    return rc;
-}
-
-static int remove_certs(void **state)
-{
-    (void)state;
-    ts_remove_test_certs(certs);
-    return 0;
-}
-
 /* --processes: ThreadSanitizer would end each worker process as it
  * starts threads after a fork made while the example's restart thread
  * ran (test_example_prefork.c says the same). */
@@ -626,5 +588,5 @@ int main(void)
         cmocka_unit_test_teardown(test_inetd_over_tls, end_leftovers),
         cmocka_unit_test_teardown(test_option_errors_and_help, end_leftovers),
     };
-    return cmocka_run_group_tests(tests, make_certs, remove_certs);
+    return cmocka_run_group_tests(tests, ts_certs_setup, ts_certs_teardown);
 }

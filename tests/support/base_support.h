@@ -1,5 +1,5 @@
 /* The part of the test support that needs no library: sanitizer flags,
- * forked children, the clock and bounded waits. Unit tests link it with
+ * forked children, the clock, bounded waits and /proc. Unit tests link it with
  * their static copy of the library (tests/unit/), every other test
  * through support.h. */
 #ifndef TESTS_BASE_SUPPORT_H
@@ -53,5 +53,26 @@ int ts_run_in_child(void (*body)(void));
             _exit(__LINE__ % 255 + 1);                                                             \
         }                                                                                          \
     } while (0)
+
+/* What the process tests read in a /proc stat line (proc(5)): the fields
+ * after the command name, which may itself hold ") ". One parser for
+ * every test that looks for a server's worker processes or their
+ * threads' states. Linux only: elsewhere nothing can be read. */
+typedef struct ts_proc_stat {
+    long pid;
+    char state; /* 'S' asleep, 'T' stopped, 't' traced, 'Z' zombie, ... */
+    long ppid;
+    long pgrp;
+} ts_proc_stat;
+
+/* Process pid's stat (tid 0) or its thread tid's; false if it cannot be
+ * read (gone, or no /proc). */
+bool ts_proc_stat_read(long pid, long tid, ts_proc_stat *st);
+/* Calls match with the stat of every process but zombies until it
+ * returns true: that process's id; 0 if it never did, -1 without /proc. */
+long ts_proc_find(bool (*match)(const ts_proc_stat *st, void *arg), void *arg);
+/* Every thread of process pid is in one of `states` (stat letters);
+ * false if its threads cannot be read. */
+bool ts_proc_threads_in(long pid, const char *states);
 
 #endif

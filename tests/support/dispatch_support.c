@@ -122,6 +122,16 @@ void td_release(int fd)
     close(fd);
 }
 
+int td_held_past_stop(ss_server *srv)
+{
+    ts_runner runner;
+    ts_start(&runner, srv, 5000);
+    int fd = ts_connect(srv);
+    td_round_trip(fd, "hi\n");
+    assert_int_equal(ts_stop(&runner), 0);
+    return fd;
+}
+
 bool td_quiet_for(int fd, int ms)
 {
     struct pollfd p = {.fd = fd, .events = POLLIN};
@@ -278,6 +288,18 @@ void td_quiet_error(ss_server *srv, ss_request *req, int err, void *data)
     (void)req;
     (void)err;
     (void)data;
+}
+
+ss_server *td_proxy_server(const char *mode, const ss_handler *h, const ss_proxy_options *opts)
+{
+    ss_server *srv;
+    assert_int_equal(
+        ss_server_create(&srv, "tcp://127.0.0.1:0", ss_dispatch_by_name(mode), h, NULL), 0);
+    assert_int_equal(ss_server_set_proxy_protocol(srv, opts), 0);
+    ss_server_on_handle_error(srv, td_quiet_error);
+    assert_int_equal(ss_server_bind(srv), 0);
+    assert_int_equal(ss_server_activate(srv), 0);
+    return srv;
 }
 
 /* ---- the test's own child ---- */

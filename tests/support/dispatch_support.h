@@ -39,6 +39,11 @@ extern const ss_handler td_echo_when_released;
 void td_round_trip(int fd, const char *line);
 /* Ends a td_hold request: "bye\n", then close. */
 void td_release(int fd);
+/* Serves srv (a td_hold server) until a client has had one answer, then
+ * stops serving: its request still runs, held, for a test of what close
+ * or free does with a request that outlives the serving loop. Returns
+ * the client's descriptor (td_release or close ends the request). */
+int td_held_past_stop(ss_server *srv);
 /* True if nothing arrives on fd for `ms` milliseconds. */
 bool td_quiet_for(int fd, int ms);
 
@@ -93,6 +98,12 @@ void td_finish(ts_runner *runner, ss_server *srv, uint64_t handled, int timeout_
 /* A handle_error hook that reports nothing, for tests whose handlers are
  * meant to fail (timed out, interrupted): keeps their output clean. */
 void td_quiet_error(ss_server *srv, ss_request *req, int err, void *data);
+
+/* A tcp://127.0.0.1:0 server on dispatcher `mode` (ss_dispatch_by_name)
+ * with handler h behind the PROXY filter (opts NULL: its defaults),
+ * failing handlers unreported, bound and activated: the server the PROXY
+ * tests give clients with a header, half of one or none. */
+ss_server *td_proxy_server(const char *mode, const ss_handler *h, const ss_proxy_options *opts);
 
 /* Zeroed memory shared with forked children (a handler's findings, seen
  * by the test in the parent); fails the test if none can be mapped. */

@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -119,6 +120,44 @@ bool ts_sees_eof(int fd)
     }
 }
 
+int ts_count_answers(const int *fds, int n, const char *want)
+{
+    struct pollfd *p = calloc((size_t)n, sizeof *p);
+    assert_non_null(p);
+    for (int i = 0; i < n; i++)
+        p[i] = (struct pollfd){.fd = fds[i], .events = POLLIN};
+    char got[64];
+    size_t len = strlen(want);
+    assert_true(len < sizeof got);
+    int right = 0, open = n;
+    for (long long deadline = ts_now_ms() + 60000; open > 0 && ts_now_ms() < deadline;) {
+        if (poll(p, (nfds_t)n, 1000) <= 0)
+            continue;
+        for (int i = 0; i < n; i++) {
+            if (p[i].fd < 0 || p[i].revents == 0)
+                continue;
+            right += ts_recv_exact(p[i].fd, got, len) == len && memcmp(got, want, len) == 0;
+            p[i].fd = -1;
+            open--;
+        }
+    }
+    free(p);
+    return right;
+}
+
+bool ts_raise_fd_limit(rlim_t want)
+{
+    struct rlimit lim;
+    if (getrlimit(RLIMIT_NOFILE, &lim) != 0)
+        return false;
+    if (lim.rlim_cur >= want)
+        return true;
+    if (lim.rlim_max != RLIM_INFINITY && lim.rlim_max < want)
+        return false;
+    lim.rlim_cur = want;
+    return setrlimit(RLIMIT_NOFILE, &lim) == 0;
+}
+
 int ts_count_fds(void)
 {
     DIR *d = opendir("/proc/self/fd");
@@ -160,15 +199,19 @@ void ts_rmdir(const char *path)
     rmdir(path);
 }
 
-/* One run of the script into dir, its output thrown away. */
-static int make_cert_set(const char *script, const char *dir)
+#ifndef MAKE_TEST_CERT
+#error "MAKE_TEST_CERT: the path of scripts/make-test-cert.sh (tests/support/CMakeLists.txt)"
+#endif
+
+/* One run of scripts/make-test-cert.sh into dir, its output thrown away. */
+static int make_cert_set(const char *dir)
 {
     pid_t pid = fork();
     if (pid == 0) {
         int null = open("/dev/null", O_WRONLY);
         if (null >= 0)
             dup2(null, 1);
-        execl("/bin/sh", "sh", script, dir, (char *)NULL);
+        execl("/bin/sh", "sh", MAKE_TEST_CERT, dir, (char *)NULL);
         _exit(127);
     }
     int status = 0;
@@ -177,24 +220,24 @@ static int make_cert_set(const char *script, const char *dir)
     return pid > 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;
 }
 
-int ts_make_test_certs(const char *script, char *base, size_t size)
+ts_cert_dirs ts_certs;
+
+int ts_certs_setup(void **state)
 {
-    char dir[4096];
-    ts_mkdtemp(base, size);
-    for (const char *set = "a"; set != NULL; set = set[0] == 'a' ? "b" : NULL) {
-        snprintf(dir, sizeof dir, "%s/%s", base, set);
-        if (make_cert_set(script, dir) < 0)
-            return -1;
-    }
+    (void)state;
+    ts_mkdtemp(ts_certs.base, sizeof ts_certs.base);
+    snprintf(ts_certs.a, sizeof ts_certs.a, "%s/a", ts_certs.base);
+    snprintf(ts_certs.b, sizeof ts_certs.b, "%s/b", ts_certs.base);
+    if (make_cert_set(ts_certs.a) < 0 || make_cert_set(ts_certs.b) < 0)
+        return -1;
     return 0;
 }
 
-void ts_remove_test_certs(const char *base)
+int ts_certs_teardown(void **state)
 {
-    char dir[4096];
-    snprintf(dir, sizeof dir, "%s/a", base);
-    ts_rmdir(dir);
-    snprintf(dir, sizeof dir, "%s/b", base);
-    ts_rmdir(dir);
-    ts_rmdir(base);
+    (void)state;
+    ts_rmdir(ts_certs.a);
+    ts_rmdir(ts_certs.b);
+    ts_rmdir(ts_certs.base);
+    return 0;
 }

@@ -12,6 +12,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/resource.h>
 #include <sys/types.h>
 
 /* The echo protocol the transport tests share: every byte goes back until
@@ -24,6 +25,14 @@ extern const ss_handler ts_echo;
  * test that runs something over every dispatcher loops over. */
 #define TS_DISPATCHERS 4
 extern const char *const ts_dispatchers[TS_DISPATCHERS];
+
+/* A cmocka test named "f/mode" run with the dispatcher's name `mode` (a
+ * string literal) as its state: for a test that runs once per dispatcher
+ * in a single executable. */
+#define TS_MODE_TEST(f, mode)                                                                      \
+    {                                                                                              \
+#f "/" mode, f, NULL, NULL, (void *)(mode)                                                 \
+    }
 
 /* A server running serve_forever() in a thread of its own. */
 typedef struct ts_runner {
@@ -50,18 +59,35 @@ size_t ts_recv_exact(int fd, void *buf, size_t size);
 /* True if the peer closed (recv returns 0) within the socket timeout. */
 bool ts_sees_eof(int fd);
 
+/* Many clients at once: waits (60 s at the most in all) for `want` on
+ * each of fds, reading exactly its length from each as it comes; returns
+ * on how many it came. The descriptors stay open. */
+int ts_count_answers(const int *fds, int n, const char *want);
+
 /* Number of open descriptors in this process. */
 int ts_count_fds(void);
+/* Raises this process's descriptor limit (RLIMIT_NOFILE) to at least
+ * want, for a test with thousands of connections; false if the hard
+ * limit forbids it (the test skips then). */
+bool ts_raise_fd_limit(rlim_t want);
 
 /* A fresh private directory; ts_rmdir removes it and what is in it. */
 void ts_mkdtemp(char *path, size_t size);
 void ts_rmdir(const char *path);
 
-/* TLS tests: two throwaway authorities made by `script`
- * (scripts/make-test-cert.sh) in a fresh directory base: base/a and
- * base/b, each with ca.pem, server.pem/.key and client.pem/.key. Returns
- * 0, or -1 if the script failed. ts_remove_test_certs removes them. */
-int ts_make_test_certs(const char *script, char *base, size_t size);
-void ts_remove_test_certs(const char *base);
+/* TLS tests: two throwaway authorities made by scripts/make-test-cert.sh,
+ * in ts_certs.a and ts_certs.b, each with ca.pem/.key, server.pem/.key and
+ * client.pem/.key. One pair of them serves a whole test executable:
+ * ts_certs_setup (0, or -1 if the script failed) and ts_certs_teardown
+ * are its cmocka group setup and teardown. A global, not the group's
+ * state: cmocka gives a test with a state of its own (test_tls.c's
+ * combos) that one instead. */
+typedef struct ts_cert_dirs {
+    char base[200]; /* the temp dir holding a and b */
+    char a[256], b[256];
+} ts_cert_dirs;
+extern ts_cert_dirs ts_certs;
+int ts_certs_setup(void **state);
+int ts_certs_teardown(void **state);
 
 #endif
