@@ -251,7 +251,6 @@ static void test_certificate_and_key_in_one_file(void **state)
 {
     (void)state;
     char live[256], both[320], from[320], url[256], ca[320], out[4096];
-    snprintf(live, sizeof live, "%s/both", ts_certs.base);
     ts_mkdtemp(live, sizeof live);
     in_dir(live, "both.pem", both, sizeof both);
     copy_file(in_dir(ts_certs.a, "server.pem", from, sizeof from), both);
@@ -296,7 +295,6 @@ static void test_sigusr1_reloads_the_certificate(void **state)
 {
     (void)state;
     char live[256], cert[320], key[320], url[256];
-    snprintf(live, sizeof live, "%s/live", ts_certs.base);
     ts_mkdtemp(live, sizeof live);
     install_pair(ts_certs.a, live, cert, key, sizeof cert);
     child server;
@@ -349,7 +347,6 @@ static pid_t successor_pid(child *server)
 static void restart_keeps_tls(const char *mode)
 {
     char live[256], cert[320], key[320], url[256], plain[300], line[300];
-    snprintf(live, sizeof live, "%s/restart", ts_certs.base);
     ts_mkdtemp(live, sizeof live);
     install_pair(ts_certs.a, live, cert, key, sizeof cert);
     snprintf(plain, sizeof plain, "unix:%s/plain", live);
@@ -415,7 +412,6 @@ static void test_sigusr1_reaches_every_worker_process(void **state)
 {
     (void)state;
     char live[256], cert[320], key[320], url[256], ca[320], hostport[64], out[2048] = "";
-    snprintf(live, sizeof live, "%s/workers", ts_certs.base);
     ts_mkdtemp(live, sizeof live);
     install_pair(ts_certs.a, live, cert, key, sizeof cert);
     child server, kept;
