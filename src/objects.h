@@ -268,7 +268,13 @@ struct ss_server {
     bool serving;
     pthread_t serving_thread;
 
-    ss__counters count;
+    /* The counters (ss_server_stats): own_count, or in a worker process
+     * (ss_server_set_processes) its slot of the supervisor's shared page,
+     * so that the supervisor sums them as they change, with nothing
+     * published (core/prefork_worker.c); a forked child of the forking
+     * dispatcher counts in its own copy again (ss__count_privately). */
+    ss__counters *count;
+    ss__counters own_count;
 
     /* Limits (core/limits.c). max_connections may change any time; the rest is
      * set before activate and freed with the server's memory, since a

@@ -163,7 +163,7 @@ static int backoff_ms(int failures)
  * when it ended soon after its start, again). */
 static void worker_failed(ss_server *srv, ss__worker *w, int index, pid_t pid, int status)
 {
-    atomic_fetch_add(&srv->count.processes_failed, 1);
+    atomic_fetch_add(&srv->count->processes_failed, 1);
     int64_t now = ss__now_ms();
     w->failures = now - w->started_ms < STABLE_MS ? w->failures + 1 : 1;
     int delay = backoff_ms(w->failures);
@@ -309,8 +309,8 @@ static int spawn(ss_server *srv, int i, int command)
  * again later, backing off as from a worker that died at once. */
 static void spawn_failed(ss_server *srv, ss__worker *w, int index, int err)
 {
-    atomic_fetch_add(&srv->count.spawn_failures, 1);
-    atomic_fetch_add(&srv->count.processes_failed, 1);
+    atomic_fetch_add(&srv->count->spawn_failures, 1);
+    atomic_fetch_add(&srv->count->processes_failed, 1);
     w->failures++;
     int delay = backoff_ms(w->failures + 1); /* never at once: the kernel said no */
     w->respawn_at = ss__now_ms() + delay;

@@ -3,8 +3,9 @@
  * as a server serving in its own process would, and does what its
  * supervisor says (core/prefork.h). Two threads of its own: the main one
  * carries the commands out (serve, pause, drain, close); the control
- * thread hears the supervisor, stops the loop when a command needs it,
- * and publishes the counters into the shared page. */
+ * thread hears the supervisor and stops the loop when a command needs
+ * it. The counters are the slot's own (become_worker): the supervisor
+ * reads them as they change. */
 #include "core/prefork.h"
 
 #include <errno.h>
@@ -13,7 +14,6 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#define PUBLISH_MS      50   /* how old the supervisor's sum of the counters may be */
 #define ORPHAN_DRAIN_MS 5000 /* a worker whose supervisor is gone drains this long */
 
 typedef struct worker_ctx {
@@ -75,23 +75,15 @@ static int become_worker(ss_server *srv, int index)
     srv->serving = false;
     ss__stop_take(&srv->stop);
     ss_server_on_service_actions(srv, NULL); /* the supervisor's loop runs it */
-#define SS__ZERO(name) atomic_store(&srv->count.name, 0);
+    /* it counts straight into its slot, where the supervisor sums */
+    srv->count = &pf->page->slot[index].count;
+#define SS__ZERO(name) atomic_store(&srv->count->name, 0);
     SS__COUNTERS(SS__ZERO)
 #undef SS__ZERO
     return own_wake_pipe(srv);
 }
 
 /* ---- the control thread ---- */
-
-static void publish(worker_ctx *ctx)
-{
-#define SS__PUBLISH(name)                                                                          \
-    atomic_store_explicit(&ctx->slot->count.name,                                                  \
-                          atomic_load_explicit(&ctx->srv->count.name, memory_order_relaxed),       \
-                          memory_order_relaxed);
-    SS__COUNTERS(SS__PUBLISH)
-#undef SS__PUBLISH
-}
 
 /* Once the supervisor handed the listeners over, this worker takes no
  * more clients either, and its drain leaves the sockets to the successor. */
@@ -153,8 +145,7 @@ static void *control_loop(void *arg)
     take_command(ctx); /* the first, given before the fork */
     for (;;) {
         struct pollfd p = {.fd = ctx->control, .events = POLLIN};
-        int rc = poll(&p, 1, PUBLISH_MS);
-        publish(ctx);
+        int rc = poll(&p, 1, -1);
         if (rc > 0 && !ss__pipe_read_all(ctx->control)) {
             orphaned(ctx);
             return NULL;
@@ -267,7 +258,5 @@ _Noreturn void ss__worker_run(ss_server *srv, int index, int control, int events
                 index, ss_strerror(rc));
         _exit(SS__WORKER_EXIT_FAILED);
     }
-    int status = run_commands(&ctx);
-    publish(&ctx);
-    _exit(status);
+    _exit(run_commands(&ctx));
 }

@@ -256,7 +256,7 @@ static void push(pool *p, ss_request *req)
     p->queue[(p->head + p->len) % p->cap] = req;
     p->len++;
     atomic_store_explicit(&p->queued, p->len, memory_order_relaxed);
-    atomic_fetch_add(&p->srv->count.queued, 1);
+    atomic_fetch_add(&p->srv->count->queued, 1);
 }
 
 static ss_request *pop(pool *p)
@@ -265,7 +265,7 @@ static ss_request *pop(pool *p)
     p->head = (p->head + 1) % p->cap;
     p->len--;
     atomic_store_explicit(&p->queued, p->len, memory_order_relaxed);
-    atomic_fetch_sub(&p->srv->count.queued, 1);
+    atomic_fetch_sub(&p->srv->count->queued, 1);
     return req;
 }
 
@@ -367,7 +367,7 @@ static void start_request(pool *p, worker *w, ss_request *req)
         return;
     }
     bool shared = ss__replies_via_listener(req);
-    atomic_fetch_add(&p->srv->count.spawn_failures, 1);
+    atomic_fetch_add(&p->srv->count->spawn_failures, 1);
     req->server->host->fail(req, rc);
     req->server->host->end(req);
     request_done(p, shared);
@@ -737,7 +737,7 @@ static void *worker_main(void *arg)
     }
     ss__sched_enter(NULL);
     worker_exit(p, w);
-    atomic_fetch_sub(&srv->count.tracked, 1);
+    atomic_fetch_sub(&srv->count->tracked, 1);
     pool_unref(p);
     srv->host->unref(srv);
     return NULL;
@@ -791,13 +791,13 @@ static int start_worker(ss_server *srv, pool *p, const pthread_attr_t *attr, wor
     pthread_mutex_unlock(&p->lock);
     atomic_store(&w->seen_us, now_us()); /* not "stuck" before it first runs */
     srv->host->ref(srv);
-    atomic_fetch_add(&srv->count.tracked, 1);
+    atomic_fetch_add(&srv->count->tracked, 1);
     rc = pthread_create(&w->thread, attr, worker_main, w);
     if (rc == 0)
         return 0;
     w->alive = false;
-    atomic_fetch_sub(&srv->count.tracked, 1);
-    atomic_fetch_add(&srv->count.spawn_failures, 1);
+    atomic_fetch_sub(&srv->count->tracked, 1);
+    atomic_fetch_add(&srv->count->spawn_failures, 1);
     srv->host->unref(srv);
     pool_unref(p); /* never the last: the caller holds one */
     return -rc;
@@ -1115,7 +1115,7 @@ static void cancel_queued(ss_server *srv, pool *p)
         pthread_mutex_unlock(&p->lock);
         if (req == NULL)
             return;
-        atomic_fetch_add(&srv->count.cancelled, 1);
+        atomic_fetch_add(&srv->count->cancelled, 1);
         req->server->host->end(req);
     }
 }
