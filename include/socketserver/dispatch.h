@@ -281,7 +281,10 @@ SS_API int ss_server_set_pool_fibers(ss_server *srv, int fibers);
  * ss_server_handle_request returns -ENOTSUP on such a server. A worker
  * left without its supervisor (killed) stops taking clients and drains
  * itself within 5 s.
- * Each worker holds a thread of its own that hears the supervisor. Fork from a supervisor without other threads:
+ * Each worker holds a thread of its own that hears the supervisor and,
+ * with the pool, wakes the worker's loop for the first client after it
+ * rested: an idle worker process (no client for a second) makes no
+ * wake-up at all (docs/concurrency.md). Fork from a supervisor without other threads:
  * a process whose threads hold locks forks at its own risk, as always.
  * `processes`: 1 to SS_MAX_PROCESSES, SS_PROCESSES_PER_CPU for one per
  * online CPU, or 0 (the default) to serve in the calling process.

@@ -4,8 +4,10 @@
  * supervisor says (core/prefork.h). Two threads of its own: the main one
  * carries the commands out (serve, pause, drain, close); the control
  * thread hears the supervisor and stops the loop when a command needs
- * it. The counters are the slot's own (become_worker): the supervisor
- * reads them as they change. */
+ * it, and, while the pool's loop rests (no turn to take: dispatch/pool.c,
+ * seat_rest), wakes it for the next arrival. The counters are the slot's
+ * own (become_worker): the supervisor reads them as they change. So an
+ * idle worker process sleeps, every thread of it. */
 #include "core/prefork.h"
 
 #include <errno.h>
@@ -22,6 +24,13 @@ typedef struct worker_ctx {
     ss__worker_slot *slot;
     int control; /* read end: the supervisor's bytes; end of file once it is gone */
     int events;  /* write end: a byte once a command is carried out */
+    /* With siblings (a seat): the read end of the pipe by which the
+     * pool's loop says it began or ended a rest (srv->seat_rest), -1
+     * without; and, the control thread's own, whether it watches the
+     * listeners for the resting loop, in its poll set of 2 + nlisteners. */
+    int rest;
+    bool watching;
+    struct pollfd *pollset;
     pthread_mutex_t lock;
     pthread_cond_t changed;
     unsigned order;   /* the latest command (number << 4 | command), under lock */
@@ -52,6 +61,26 @@ static int own_wake_pipe(ss_server *srv)
     if (rc == 0) {
         srv->stop.wake_read = fds[0];
         srv->stop.wake_write = fds[1];
+    }
+    return rc;
+}
+
+/* With a seat, the pipe by which the pool's loop tells the control
+ * thread it rests (objects.h, seat_rest), and the control thread's poll
+ * set. */
+static int rest_pipe(worker_ctx *ctx)
+{
+    ss_server *srv = ctx->srv;
+    if (srv->seat == NULL)
+        return 0;
+    ctx->pollset = calloc((size_t)srv->nlisteners + 2, sizeof *ctx->pollset);
+    if (ctx->pollset == NULL)
+        return -ENOMEM;
+    int fds[2];
+    int rc = ss__pipe(fds);
+    if (rc == 0) {
+        ctx->rest = fds[0];
+        srv->seat_rest = fds[1];
     }
     return rc;
 }
@@ -139,14 +168,69 @@ bool ss__pipe_read_all(int fd)
     }
 }
 
+/* The control thread's poll set: the control pipe; with a seat, the
+ * rest pipe and, while the loop rests, every stream listener, watched
+ * without exclusive wake-ups, so that an arrival wakes this thread
+ * whichever worker of which process the kernel wakes for it. Returns
+ * how many entries. */
+static nfds_t fill_pollset(worker_ctx *ctx, struct pollfd *p)
+{
+    p[0] = (struct pollfd){.fd = ctx->control, .events = POLLIN};
+    if (ctx->rest < 0)
+        return 1;
+    p[1] = (struct pollfd){.fd = ctx->rest, .events = POLLIN};
+    nfds_t n = 2;
+    for (int i = 0; ctx->watching && i < ctx->srv->nlisteners; i++) {
+        const ss__listener *l = ctx->srv->listeners[i];
+        int fd = ss__read_published(&l->fd); /* closed by a drain: -1 */
+        if (fd >= 0 && !l->transport->datagram)
+            p[n++] = (struct pollfd){.fd = fd, .events = POLLIN};
+    }
+    return n;
+}
+
+/* A client arrived while the loop rested. Its seat runs on the clock
+ * again, and so does the one before it if that rests too: should that
+ * process not come round (stopped at rest), its seat goes stale and this
+ * one takes its turn. The loop wakes to take its turns; watching stops
+ * until it rests again (the client may wait a while: no wake per poll). */
+static void arrival(worker_ctx *ctx)
+{
+    int64_t now_us = ss__now_ms() * 1000;
+    ss__seat_stamp_resting(ctx->srv->seat, now_us);
+    if (ctx->srv->seat_before != NULL)
+        ss__seat_stamp_resting(ctx->srv->seat_before, now_us);
+    ctx->watching = false;
+    ss__server_wake(ctx->srv);
+}
+
+/* What woke the control thread, from the poll set of n entries. False
+ * once the supervisor is gone. */
+static bool heard(worker_ctx *ctx, const struct pollfd *p, nfds_t n)
+{
+    if (p[0].revents != 0 && !ss__pipe_read_all(ctx->control))
+        return false;
+    if (n > 1 && p[1].revents != 0) { /* the loop began or ended a rest */
+        ss__pipe_read_all(ctx->rest);
+        ctx->watching = atomic_load(&ctx->srv->seat->seen_us) == SS__SEAT_RESTING;
+    }
+    bool arrived = false;
+    for (nfds_t i = 2; i < n; i++)
+        arrived |= p[i].revents != 0;
+    if (arrived && ctx->watching)
+        arrival(ctx);
+    return true;
+}
+
 static void *control_loop(void *arg)
 {
     worker_ctx *ctx = arg;
+    struct pollfd one;
+    struct pollfd *p = ctx->pollset != NULL ? ctx->pollset : &one;
     take_command(ctx); /* the first, given before the fork */
     for (;;) {
-        struct pollfd p = {.fd = ctx->control, .events = POLLIN};
-        int rc = poll(&p, 1, -1);
-        if (rc > 0 && !ss__pipe_read_all(ctx->control)) {
+        nfds_t n = fill_pollset(ctx, p);
+        if (poll(p, n, -1) > 0 && !heard(ctx, p, n)) {
             orphaned(ctx);
             return NULL;
         }
@@ -245,10 +329,13 @@ _Noreturn void ss__worker_run(ss_server *srv, int index, int control, int events
         .slot = &srv->prefork->page->slot[index],
         .control = control,
         .events = events,
+        .rest = -1,
     };
     pthread_mutex_init(&ctx.lock, NULL);
     pthread_cond_init(&ctx.changed, NULL);
     int rc = become_worker(srv, index);
+    if (rc == 0)
+        rc = rest_pipe(&ctx);
     if (rc == 0)
         rc = srv->dispatch->start(srv);
     if (rc == 0)
