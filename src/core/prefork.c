@@ -192,6 +192,9 @@ static void worker_ended(ss_server *srv, int i, int status)
     ss__worker *w = &pf->workers[i];
     pid_t pid = w->pid;
     w->pid = 0;
+    /* the next process takes its clients now, rather than once its seat
+       goes stale (or, resting, once an arrival stamps it) */
+    atomic_fetch_or(&pf->page->slot[i].seat.passing, SS__PASS_OFF);
     retire_counters(pf, i);
     ss__close(&w->control);
     ss__close(&w->events);

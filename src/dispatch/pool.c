@@ -1008,7 +1008,6 @@ static void stamp_resting_before(pool *p, int64_t now)
  * the loop rests it does not look: its control thread wakes it for the
  * next arrival (seat_rest). docs/internals.md has the argument that no
  * client waits longer while a process watches. */
-
 static void look_for_stranded(pool *p, int64_t now)
 {
     if (!p->shared_sources || now - p->looked_us < LOOK_US)
