@@ -145,11 +145,27 @@ struct ss__reply_budget {
  * (core/prefork.h); a replacement takes its slot's seat. */
 typedef struct ss__seat {
     /* CLOCK_MONOTONIC microseconds of its loop's last turn (at most
-     * every 10 ms while it serves); 0 before it serves. Older than the
-     * pool's SEAT_STALE_US: stopped, killed or stuck, and it passes. */
+     * every 10 ms while it works); 0 before it serves; SS__SEAT_RESTING
+     * while its loop rests (nothing to do: it wakes for the next arrival,
+     * its control thread watching the listeners). Older than the pool's
+     * SEAT_STALE_US: stopped, killed or stuck, and it passes. A resting
+     * seat is never stale by its clock: the next process, seeing a client
+     * wait, stamps it with its own clock (ss__seat_stamp_resting), so that
+     * it goes stale unless it comes round (stopped while at rest). */
     atomic_llong seen_us;
     atomic_uint passing; /* SS__PASS_* bits: the next process takes clients too */
 } ss__seat;
+
+#define SS__SEAT_RESTING INT64_MAX
+
+/* Seat `seat` rests, yet a client waits (an arrival woke the caller):
+ * gives it the clock `now_us`, from which it goes stale unless its loop
+ * comes round. */
+static inline void ss__seat_stamp_resting(ss__seat *seat, int64_t now_us)
+{
+    long long resting = SS__SEAT_RESTING;
+    atomic_compare_exchange_strong(&seat->seen_us, &resting, now_us);
+}
 
 enum {
     SS__PASS_SPILL = 1,  /* its last worker spills: every worker is busy, full or stuck */
@@ -268,7 +284,13 @@ struct ss_server {
     bool serving;
     pthread_t serving_thread;
 
-    ss__counters count;
+    /* The counters (ss_server_stats): own_count, or in a worker process
+     * (ss_server_set_processes) its slot of the supervisor's shared page,
+     * so that the supervisor sums them as they change, with nothing
+     * published (core/prefork_worker.c); a forked child of the forking
+     * dispatcher counts in its own copy again (ss__count_privately). */
+    ss__counters *count;
+    ss__counters own_count;
 
     /* Limits (core/limits.c). max_connections may change any time; the rest is
      * set before activate and freed with the server's memory, since a
@@ -362,8 +384,13 @@ struct ss_server {
     /* In a worker process with siblings (set by core/prefork_worker.c
      * before its dispatcher starts, then only read): its own seat, and
      * the one before it (NULL for the first process, which always takes
-     * clients). Both NULL elsewhere. Read and written by dispatch/pool.c. */
+     * clients). Both NULL elsewhere. Read and written by dispatch/pool.c.
+     * seat_rest, with a seat only: the write end of a pipe whose byte
+     * tells the worker process's control thread that its loop began or
+     * ended a rest (SS__SEAT_RESTING): at rest, that thread watches the
+     * listeners for the loop. */
     ss__seat *seat, *seat_before;
+    int seat_rest;
 };
 
 struct ss_request {

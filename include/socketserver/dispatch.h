@@ -257,9 +257,10 @@ SS_API int ss_server_set_pool_fibers(ss_server *srv, int fibers);
  *     outlives close, and none is left a zombie. Only the workers' pids
  *     are waited for (no SIGCHLD handler, no waitpid(-1)).
  *   - ss_server_stats, in the supervisor, sums the counters of every
- *     worker, alive or ended (each worker publishes its own into shared
- *     memory every 50 ms and as it exits, so a sum may be up to 50 ms
- *     old while they serve; exact after drain or close). The requests
+ *     worker, alive or ended: each worker counts straight into shared
+ *     memory the supervisor reads, so the sum is as current as a single
+ *     process's counters (a snapshot is not one instant; exact after
+ *     drain or close), with nothing published periodically. The requests
  *     still open in a worker that died are counted closed.
  *   - The listening sockets stay open in the supervisor for as long as
  *     any worker may need them, for a replacement; Unix socket files are
@@ -280,8 +281,10 @@ SS_API int ss_server_set_pool_fibers(ss_server *srv, int fibers);
  * ss_server_handle_request returns -ENOTSUP on such a server. A worker
  * left without its supervisor (killed) stops taking clients and drains
  * itself within 5 s.
- * Each worker holds a thread of its own that publishes its counters and
- * hears the supervisor. Fork from a supervisor without other threads:
+ * Each worker holds a thread of its own that hears the supervisor and,
+ * with the pool, wakes the worker's loop for the first client after it
+ * rested: an idle worker process (no client for a second) makes no
+ * wake-up at all (docs/concurrency.md). Fork from a supervisor without other threads:
  * a process whose threads hold locks forks at its own risk, as always.
  * `processes`: 1 to SS_MAX_PROCESSES, SS_PROCESSES_PER_CPU for one per
  * online CPU, or 0 (the default) to serve in the calling process.

@@ -369,7 +369,7 @@ SS_API void *ss_server_data(const ss_server *srv);
  * forking dispatcher, what happens inside a child reaches the parent's
  * counters when the child is reaped. With worker processes
  * (ss_server_set_processes), the supervisor's are the sum of its
- * workers', up to 50 ms old.
+ * workers', which count in shared memory (as current as its own).
  * Each field, and what to watch: docs/production.md.
  */
 typedef struct ss_stats {

@@ -69,7 +69,7 @@ static bool is_resource_error(int err)
 
 static void count_error(ss_server *srv, int err)
 {
-    ss__counters *c = &srv->count;
+    ss__counters *c = srv->count;
     atomic_fetch_add(&c->accept_errors, 1);
     atomic_uint_fast64_t *by_errno = err == -EMFILE    ? &c->accept_emfile
                                      : err == -ENFILE  ? &c->accept_enfile
@@ -107,10 +107,10 @@ static void shed_waiting(ss__listener *l)
         ss__arrival arrival;
         if (l->transport->get_request(l, &arrival) != 0)
             break; /* EAGAIN: none left; or still out of resources */
-        atomic_fetch_add(&srv->count.shed, 1);
-        atomic_fetch_add(&srv->count.accepted, 1);
+        atomic_fetch_add(&srv->count->shed, 1);
+        atomic_fetch_add(&srv->count->accepted, 1);
         l->transport->turn_away(l, &arrival, NULL, 0);
-        atomic_fetch_add(&srv->count.closed, 1);
+        atomic_fetch_add(&srv->count->closed, 1);
     }
     reopen_reserve(srv); /* retried after the burst if it fails now */
 }
@@ -197,7 +197,7 @@ static void turn_away(ss_server *srv, ss__arrival *arrival, ss__refusal why)
     ss__count_refusal(srv, why);
     arrival->listener->transport->turn_away(arrival->listener, arrival, srv->limits.overload_reply,
                                             srv->limits.overload_reply_len);
-    atomic_fetch_add(&srv->count.closed, 1);
+    atomic_fetch_add(&srv->count->closed, 1);
 }
 
 /* A place no request holds (a refusal, a reservation nobody used) goes
@@ -228,7 +228,7 @@ static ss_request *admit_placed(ss_server *srv, ss__arrival *arrival, ss__place 
         return NULL;
     }
     accept_succeeded(srv);
-    atomic_fetch_add(&srv->count.accepted, 1);
+    atomic_fetch_add(&srv->count->accepted, 1);
     if (why != SS__ADMITTED) {
         give_back(srv, place);
         turn_away(srv, arrival, why);

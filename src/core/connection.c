@@ -74,7 +74,7 @@ SS_API int ss_server_serve_connection(ss_server *srv)
         return SS_ESTATE;
     ss__arrival arrival;
     arrival_of(srv, &arrival);
-    uint64_t handled = atomic_load(&srv->count.handled);
+    uint64_t handled = atomic_load(&srv->count->handled);
     ss_request *req = ss__admit(srv, &arrival); /* as if accepted */
     if (req == NULL)
         return -ECONNREFUSED;
@@ -85,5 +85,5 @@ SS_API int ss_server_serve_connection(ss_server *srv)
     ss__request_end(req);
     if (rc < 0)
         return rc;
-    return refused_late || atomic_load(&srv->count.handled) == handled ? -ECONNREFUSED : 0;
+    return refused_late || atomic_load(&srv->count->handled) == handled ? -ECONNREFUSED : 0;
 }

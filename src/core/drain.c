@@ -26,7 +26,7 @@ static bool wait_idle(ss_server *srv, int64_t deadline, bool stoppable)
          * interrupted (the listener's close resets it) */
         bool late = left == 0 || (stoppable && ss__server_stop_requested(srv));
         bool served = late || ss__drain_listeners(srv);
-        if (served && atomic_load(&srv->count.active) == 0)
+        if (served && atomic_load(&srv->count->active) == 0)
             return true;
         if (late)
             return false;
@@ -47,7 +47,7 @@ static void interrupt_all(ss_server *srv)
 {
     ss__close_listeners(srv); /* whoever still waits in the backlog is too late */
     atomic_store(&srv->stop.requested, false);
-    atomic_fetch_add(&srv->count.interrupted, atomic_load(&srv->count.active));
+    atomic_fetch_add(&srv->count->interrupted, atomic_load(&srv->count->active));
     srv->dispatch->interrupt_own(srv, false);
     ss__requests_interrupt(srv);
     if (wait_idle(srv, ss__deadline(GRACE_MS), true))
@@ -93,10 +93,10 @@ SS_API int ss_server_drain(ss_server *srv, int timeout_ms)
     if (srv->prefork != NULL)
         return srv->supervisor->drain(srv, timeout_ms); /* each worker drains */
     int64_t deadline = ss__deadline(timeout_ms);
-    uint64_t interrupted = atomic_load(&srv->count.interrupted);
+    uint64_t interrupted = atomic_load(&srv->count->interrupted);
     begin(srv, deadline);
     bool on_their_own = wait_idle(srv, deadline, true);
-    if (!on_their_own || atomic_load(&srv->count.interrupted) != interrupted)
+    if (!on_their_own || atomic_load(&srv->count->interrupted) != interrupted)
         rc = ss__server_stop_requested(srv) ? -ECANCELED : -ETIMEDOUT;
     if (!on_their_own)
         interrupt_all(srv);

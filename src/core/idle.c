@@ -50,7 +50,7 @@ static bool claim(atomic_uchar *idle)
  * 8446, section 6.1) must still reach the client. */
 static void close_claimed(ss_request *req)
 {
-    atomic_fetch_add(&req->server->count.idle_closed, 1);
+    atomic_fetch_add(&req->server->count->idle_closed, 1);
     req->listener->transport->end_reads(req);
 }
 

@@ -143,7 +143,7 @@ bool ss__limits_have_room(ss_server *srv)
 {
     int max = atomic_load(&srv->limits.max_connections);
     return max == 0 || srv->limits.overload_reply != NULL ||
-           atomic_load(&srv->count.active) < (uint_fast64_t)max;
+           atomic_load(&srv->count->active) < (uint_fast64_t)max;
 }
 
 /* Takes a place in count.active unless max_connections is reached
@@ -154,15 +154,15 @@ static bool take_active(ss_server *srv, ss__place *place, bool capped)
 {
     int max = atomic_load(&srv->limits.max_connections);
     if (!capped || max == 0) {
-        atomic_fetch_add(&srv->count.active, 1);
+        atomic_fetch_add(&srv->count->active, 1);
         place->active = true;
         return true;
     }
-    uint_fast64_t n = atomic_load(&srv->count.active);
+    uint_fast64_t n = atomic_load(&srv->count->active);
     do {
         if (n >= (uint_fast64_t)max)
             return false;
-    } while (!atomic_compare_exchange_weak(&srv->count.active, &n, n + 1));
+    } while (!atomic_compare_exchange_weak(&srv->count->active, &n, n + 1));
     place->active = true;
     return true;
 }
@@ -184,7 +184,7 @@ static bool over_limit(ss_server *srv)
 {
     int max = atomic_load(&srv->limits.max_connections);
     return max > 0 && srv->limits.overload_reply != NULL &&
-           atomic_load(&srv->count.active) >= (uint_fast64_t)max;
+           atomic_load(&srv->count->active) >= (uint_fast64_t)max;
 }
 
 static ss__refusal enter_per_client(ss_server *srv, const ss__arrival *arrival, ss__place *place)
@@ -229,7 +229,7 @@ bool ss__place_move(ss_server *srv, ss__place *place, const ss__client_key *key)
 
 void ss__count_refusal(ss_server *srv, ss__refusal why)
 {
-    ss__counters *c = &srv->count;
+    ss__counters *c = srv->count;
     atomic_fetch_add(&c->rejected, 1);
     atomic_fetch_add(why == SS__REFUSE_VERIFY  ? &c->rejected_verify
                      : why == SS__REFUSE_LIMIT ? &c->rejected_limit
@@ -245,7 +245,7 @@ bool ss__place_give_back(ss_server *srv, ss__place *place)
     if (place->keyed)
         leave_client(srv->limits.clients, &place->key);
     if (place->active) {
-        uint_fast64_t before = atomic_fetch_sub(&srv->count.active, 1);
+        uint_fast64_t before = atomic_fetch_sub(&srv->count->active, 1);
         int max = atomic_load(&srv->limits.max_connections);
         /* the loop sleeps without the listener at the limit: room now */
         wake = (max > 0 && before >= (uint_fast64_t)max) || atomic_load(&srv->draining);

@@ -163,7 +163,7 @@ static int backoff_ms(int failures)
  * when it ended soon after its start, again). */
 static void worker_failed(ss_server *srv, ss__worker *w, int index, pid_t pid, int status)
 {
-    atomic_fetch_add(&srv->count.processes_failed, 1);
+    atomic_fetch_add(&srv->count->processes_failed, 1);
     int64_t now = ss__now_ms();
     w->failures = now - w->started_ms < STABLE_MS ? w->failures + 1 : 1;
     int delay = backoff_ms(w->failures);
@@ -192,6 +192,9 @@ static void worker_ended(ss_server *srv, int i, int status)
     ss__worker *w = &pf->workers[i];
     pid_t pid = w->pid;
     w->pid = 0;
+    /* the next process takes its clients now, rather than once its seat
+       goes stale (or, resting, once an arrival stamps it) */
+    atomic_fetch_or(&pf->page->slot[i].seat.passing, SS__PASS_OFF);
     retire_counters(pf, i);
     ss__close(&w->control);
     ss__close(&w->events);
@@ -309,8 +312,8 @@ static int spawn(ss_server *srv, int i, int command)
  * again later, backing off as from a worker that died at once. */
 static void spawn_failed(ss_server *srv, ss__worker *w, int index, int err)
 {
-    atomic_fetch_add(&srv->count.spawn_failures, 1);
-    atomic_fetch_add(&srv->count.processes_failed, 1);
+    atomic_fetch_add(&srv->count->spawn_failures, 1);
+    atomic_fetch_add(&srv->count->processes_failed, 1);
     w->failures++;
     int delay = backoff_ms(w->failures + 1); /* never at once: the kernel said no */
     w->respawn_at = ss__now_ms() + delay;

@@ -18,6 +18,8 @@
 
 #include "core/core.h"
 
+#include <stdalign.h>
+
 /* What the supervisor tells a worker. Each command replaces the one
  * before (they are states to be in, not a queue), and is numbered. */
 enum {
@@ -44,8 +46,11 @@ typedef struct ss__worker_slot {
     atomic_uint done;         /* the latest order the worker carried out (serve, pause) */
     atomic_llong deadline_ms; /* DRAIN: monotonic ms (one clock for all processes); -1: none;
                                  written before order */
-    ss__counters count;       /* the worker's counters, as it last published them */
-    ss__seat seat;            /* where it takes new clients (objects.h); reset at each fork */
+    /* The worker's counters: its srv->count points here, so the
+     * supervisor sums them as they change (on their own cache lines: every
+     * thread of the worker writes them, the next worker reads its seat). */
+    alignas(64) ss__counters count;
+    alignas(64) ss__seat seat; /* where it takes new clients (objects.h); reset at each fork */
 } ss__worker_slot;
 
 typedef struct ss__prefork_page {

@@ -3,8 +3,11 @@
  * as a server serving in its own process would, and does what its
  * supervisor says (core/prefork.h). Two threads of its own: the main one
  * carries the commands out (serve, pause, drain, close); the control
- * thread hears the supervisor, stops the loop when a command needs it,
- * and publishes the counters into the shared page. */
+ * thread hears the supervisor and stops the loop when a command needs
+ * it, and, while the pool's loop rests (no turn to take: dispatch/pool.c,
+ * seat_rest), wakes it for the next arrival. The counters are the slot's
+ * own (become_worker): the supervisor reads them as they change. So an
+ * idle worker process sleeps, every thread of it. */
 #include "core/prefork.h"
 
 #include <errno.h>
@@ -13,7 +16,6 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#define PUBLISH_MS      50   /* how old the supervisor's sum of the counters may be */
 #define ORPHAN_DRAIN_MS 5000 /* a worker whose supervisor is gone drains this long */
 
 typedef struct worker_ctx {
@@ -22,6 +24,13 @@ typedef struct worker_ctx {
     ss__worker_slot *slot;
     int control; /* read end: the supervisor's bytes; end of file once it is gone */
     int events;  /* write end: a byte once a command is carried out */
+    /* With siblings (a seat): the read end of the pipe by which the
+     * pool's loop says it began or ended a rest (srv->seat_rest), -1
+     * without; and, the control thread's own, whether it watches the
+     * listeners for the resting loop, in its poll set of 2 + nlisteners. */
+    int rest;
+    bool watching;
+    struct pollfd *pollset;
     pthread_mutex_t lock;
     pthread_cond_t changed;
     unsigned order;   /* the latest command (number << 4 | command), under lock */
@@ -56,6 +65,26 @@ static int own_wake_pipe(ss_server *srv)
     return rc;
 }
 
+/* With a seat, the pipe by which the pool's loop tells the control
+ * thread it rests (objects.h, seat_rest), and the control thread's poll
+ * set. */
+static int rest_pipe(worker_ctx *ctx)
+{
+    ss_server *srv = ctx->srv;
+    if (srv->seat == NULL)
+        return 0;
+    ctx->pollset = calloc((size_t)srv->nlisteners + 2, sizeof *ctx->pollset);
+    if (ctx->pollset == NULL)
+        return -ENOMEM;
+    int fds[2];
+    int rc = ss__pipe(fds);
+    if (rc == 0) {
+        ctx->rest = fds[0];
+        srv->seat_rest = fds[1];
+    }
+    return rc;
+}
+
 /* The supervisor's loop state, hooks and counters stay with it: this
  * copy serves as a plain server, from zero. */
 static int become_worker(ss_server *srv, int index)
@@ -75,23 +104,15 @@ static int become_worker(ss_server *srv, int index)
     srv->serving = false;
     ss__stop_take(&srv->stop);
     ss_server_on_service_actions(srv, NULL); /* the supervisor's loop runs it */
-#define SS__ZERO(name) atomic_store(&srv->count.name, 0);
+    /* it counts straight into its slot, where the supervisor sums */
+    srv->count = &pf->page->slot[index].count;
+#define SS__ZERO(name) atomic_store(&srv->count->name, 0);
     SS__COUNTERS(SS__ZERO)
 #undef SS__ZERO
     return own_wake_pipe(srv);
 }
 
 /* ---- the control thread ---- */
-
-static void publish(worker_ctx *ctx)
-{
-#define SS__PUBLISH(name)                                                                          \
-    atomic_store_explicit(&ctx->slot->count.name,                                                  \
-                          atomic_load_explicit(&ctx->srv->count.name, memory_order_relaxed),       \
-                          memory_order_relaxed);
-    SS__COUNTERS(SS__PUBLISH)
-#undef SS__PUBLISH
-}
 
 /* Once the supervisor handed the listeners over, this worker takes no
  * more clients either, and its drain leaves the sockets to the successor. */
@@ -147,15 +168,69 @@ bool ss__pipe_read_all(int fd)
     }
 }
 
+/* The control thread's poll set: the control pipe; with a seat, the
+ * rest pipe and, while the loop rests, every stream listener, watched
+ * without exclusive wake-ups, so that an arrival wakes this thread
+ * whichever worker of which process the kernel wakes for it. Returns
+ * how many entries. */
+static nfds_t fill_pollset(worker_ctx *ctx, struct pollfd *p)
+{
+    p[0] = (struct pollfd){.fd = ctx->control, .events = POLLIN};
+    if (ctx->rest < 0)
+        return 1;
+    p[1] = (struct pollfd){.fd = ctx->rest, .events = POLLIN};
+    nfds_t n = 2;
+    for (int i = 0; ctx->watching && i < ctx->srv->nlisteners; i++) {
+        const ss__listener *l = ctx->srv->listeners[i];
+        int fd = ss__read_published(&l->fd); /* closed by a drain: -1 */
+        if (fd >= 0 && !l->transport->datagram)
+            p[n++] = (struct pollfd){.fd = fd, .events = POLLIN};
+    }
+    return n;
+}
+
+/* A client arrived while the loop rested. Its seat runs on the clock
+ * again, and so does the one before it if that rests too: should that
+ * process not come round (stopped at rest), its seat goes stale and this
+ * one takes its turn. The loop wakes to take its turns; watching stops
+ * until it rests again (the client may wait a while: no wake per poll). */
+static void arrival(worker_ctx *ctx)
+{
+    int64_t now_us = ss__now_ms() * 1000;
+    ss__seat_stamp_resting(ctx->srv->seat, now_us);
+    if (ctx->srv->seat_before != NULL)
+        ss__seat_stamp_resting(ctx->srv->seat_before, now_us);
+    ctx->watching = false;
+    ss__server_wake(ctx->srv);
+}
+
+/* What woke the control thread, from the poll set of n entries. False
+ * once the supervisor is gone. */
+static bool heard(worker_ctx *ctx, const struct pollfd *p, nfds_t n)
+{
+    if (p[0].revents != 0 && !ss__pipe_read_all(ctx->control))
+        return false;
+    if (n > 1 && p[1].revents != 0) { /* the loop began or ended a rest */
+        ss__pipe_read_all(ctx->rest);
+        ctx->watching = atomic_load(&ctx->srv->seat->seen_us) == SS__SEAT_RESTING;
+    }
+    bool arrived = false;
+    for (nfds_t i = 2; i < n; i++)
+        arrived |= p[i].revents != 0;
+    if (arrived && ctx->watching)
+        arrival(ctx);
+    return true;
+}
+
 static void *control_loop(void *arg)
 {
     worker_ctx *ctx = arg;
+    struct pollfd one;
+    struct pollfd *p = ctx->pollset != NULL ? ctx->pollset : &one;
     take_command(ctx); /* the first, given before the fork */
     for (;;) {
-        struct pollfd p = {.fd = ctx->control, .events = POLLIN};
-        int rc = poll(&p, 1, PUBLISH_MS);
-        publish(ctx);
-        if (rc > 0 && !ss__pipe_read_all(ctx->control)) {
+        nfds_t n = fill_pollset(ctx, p);
+        if (poll(p, n, -1) > 0 && !heard(ctx, p, n)) {
             orphaned(ctx);
             return NULL;
         }
@@ -254,10 +329,13 @@ _Noreturn void ss__worker_run(ss_server *srv, int index, int control, int events
         .slot = &srv->prefork->page->slot[index],
         .control = control,
         .events = events,
+        .rest = -1,
     };
     pthread_mutex_init(&ctx.lock, NULL);
     pthread_cond_init(&ctx.changed, NULL);
     int rc = become_worker(srv, index);
+    if (rc == 0)
+        rc = rest_pipe(&ctx);
     if (rc == 0)
         rc = srv->dispatch->start(srv);
     if (rc == 0)
@@ -267,7 +345,5 @@ _Noreturn void ss__worker_run(ss_server *srv, int index, int control, int events
                 index, ss_strerror(rc));
         _exit(SS__WORKER_EXIT_FAILED);
     }
-    int status = run_commands(&ctx);
-    publish(&ctx);
-    _exit(status);
+    _exit(run_commands(&ctx));
 }

@@ -95,7 +95,7 @@ void ss__requests_interrupt(ss_server *srv)
 static void report(ss_request *req, int err)
 {
     ss_server *srv = req->server;
-    atomic_fetch_add(&srv->count.handler_errors, 1);
+    atomic_fetch_add(&srv->count->handler_errors, 1);
     srv->handle_error(srv, req, err, srv->data);
 }
 
@@ -119,7 +119,7 @@ static void final_flush(ss_request *req, int handler_err)
 static void count_timeout(ss_request *req)
 {
     if (atomic_load(&req->timed_out))
-        atomic_fetch_add(&req->server->count.request_timeouts, 1);
+        atomic_fetch_add(&req->server->count->request_timeouts, 1);
 }
 
 /* Who the client is for the per-client limit, once a filter has named it
@@ -206,7 +206,7 @@ int ss__request_run(ss_request *req)
         report(req, err);
         return err;
     }
-    atomic_fetch_add(&req->server->count.handled, 1);
+    atomic_fetch_add(&req->server->count->handled, 1);
     return 0;
 }
 
@@ -227,11 +227,11 @@ void ss__request_end(ss_request *req)
     ss_server *srv = req->server;
     unlink_live(req);
     req->listener->transport->end_request(req);
-    atomic_fetch_add(&srv->count.closed, 1);
+    atomic_fetch_add(&srv->count->closed, 1);
     /* sync: a handler the drain ran itself, cut short by its deadline or a
      * second stop (the other dispatchers' are counted as drain interrupts) */
     if (atomic_load(&req->cancelled) && atomic_load(&srv->draining))
-        atomic_fetch_add(&srv->count.interrupted, 1);
+        atomic_fetch_add(&srv->count->interrupted, 1);
     if (ss__place_give_back(srv, &req->place))
         ss__server_wake(srv);
     request_free(req);

@@ -92,6 +92,7 @@ static ss_server *alloc_server(const ss_dispatcher *dispatcher, const ss_handler
     if (srv == NULL)
         return NULL;
     atomic_init(&srv->refs, 1);
+    srv->count = &srv->own_count;
     srv->state = SS__CREATED;
     copy_handler(srv, handler);
     srv->data = data;
@@ -530,7 +531,7 @@ SS_API int ss_server_handle_request(ss_server *srv)
             return 0;
         }
         if (deadline >= 0 && ss__now_ms() >= deadline) {
-            atomic_fetch_add(&srv->count.timeouts, 1);
+            atomic_fetch_add(&srv->count->timeouts, 1);
             srv->handle_timeout(srv, srv->data);
             return 0;
         }
@@ -719,7 +720,7 @@ SS_API void ss_server_stats_sized(const ss_server *srv, ss_stats *out, size_t si
         memset(out, 0, size);
         return;
     }
-    ss__counters *c = (ss__counters *)&srv->count;
+    ss__counters *c = srv->count;
     ss_stats all;
 #define SS__COPY(name) all.name = atomic_load(&c->name);
     SS__COUNTERS(SS__COPY)

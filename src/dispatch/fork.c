@@ -182,22 +182,22 @@ static bool fork_has_room(ss_server *srv)
 static void account(ss_server *srv, int status, unsigned char marks, unsigned char idle)
 {
     if (idle == SS__IDLE_CLOSED)
-        atomic_fetch_add(&srv->count.idle_closed, 1);
+        atomic_fetch_add(&srv->count->idle_closed, 1);
     bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
     ss__late_refusal refused = (marks >> EXIT_REFUSAL_SHIFT) & EXIT_REFUSAL_MASK;
     if (ok && refused != SS__LATE_NONE)
         ss__count_late_refusal(srv, refused); /* refused: not handled */
     else if (ok)
-        atomic_fetch_add(&srv->count.handled, 1);
+        atomic_fetch_add(&srv->count->handled, 1);
     else
-        atomic_fetch_add(&srv->count.children_failed, 1);
+        atomic_fetch_add(&srv->count->children_failed, 1);
     if (WIFEXITED(status) && WEXITSTATUS(status) == 1)
-        atomic_fetch_add(&srv->count.handler_errors, 1);
+        atomic_fetch_add(&srv->count->handler_errors, 1);
     if (marks & EXIT_TIMED_OUT)
-        atomic_fetch_add(&srv->count.request_timeouts, 1);
+        atomic_fetch_add(&srv->count->request_timeouts, 1);
     if (marks & EXIT_TLS_DONE)
-        atomic_fetch_add(&srv->count.tls_handshakes, 1);
-    atomic_fetch_add(&srv->count.closed, 1);
+        atomic_fetch_add(&srv->count->tls_handshakes, 1);
+    atomic_fetch_add(&srv->count->closed, 1);
 }
 
 /* The child is gone (or no longer ours to track): its request has ended,
@@ -207,7 +207,7 @@ static void forget(ss_server *srv, forks *fs, int slot)
     atomic_store(&fs->page->slot[slot].keyed, false); /* a killed child could not */
     fs->pids[slot] = 0;
     fs->count--;
-    atomic_fetch_sub(&srv->count.tracked, 1);
+    atomic_fetch_sub(&srv->count->tracked, 1);
     srv->host->give_back(srv, &fs->places[slot]);
 }
 
@@ -227,7 +227,7 @@ static bool reap_slot(ss_server *srv, forks *fs, int slot, int flags)
         account(srv, status, atomic_load(&fs->page->slot[slot].exiting),
                 atomic_load(&fs->page->slot[slot].idle));
     else
-        atomic_fetch_add(&srv->count.closed, 1);
+        atomic_fetch_add(&srv->count->closed, 1);
     forget(srv, fs, slot);
     return true;
 }
@@ -324,8 +324,23 @@ static void announce_exit(forks *fs, int slot, int notify_fd, unsigned char mark
  * which a stop never ends, but for the parent's drain (the cut pipe).
  * No lock: the child has one thread, and a lock another thread of the
  * parent held at the fork would stay held here. */
+/* The parent counts this child's request from how it exits (fork_reap).
+ * In a worker process (ss_server_set_processes) the counters live in the
+ * supervisor's shared page, which the child shares too: it counts in a
+ * copy of its own from here on, which dies with it. */
+static void count_privately(ss_server *srv)
+{
+    if (srv->count == &srv->own_count)
+        return;
+#define SS__COPY(name) atomic_store(&srv->own_count.name, atomic_load(&srv->count->name));
+    SS__COUNTERS(SS__COPY)
+#undef SS__COPY
+    srv->count = &srv->own_count;
+}
+
 static void forget_parents_loop(ss_server *srv, ss_request *req, const forks *fs)
 {
+    count_privately(srv);
     ss__stop_take(&srv->stop);
     atomic_store(&srv->stop.cancel_at, 0);
     srv->serving = false; /* ss_server_shutdown in the child waits for no loop */
@@ -389,7 +404,7 @@ static int free_slot(const forks *fs)
 
 static void refuse(ss_server *srv, ss_request *req, int err)
 {
-    atomic_fetch_add(&srv->count.spawn_failures, 1);
+    atomic_fetch_add(&srv->count->spawn_failures, 1);
     req->server->host->fail(req, err);
     req->server->host->end(req);
 }
@@ -404,13 +419,13 @@ static int spawn(ss_server *srv, forks *fs, ss_request *req)
     atomic_store(&fs->page->slot[slot].idle, SS__IDLE_BUSY);
     atomic_store(&fs->page->slot[slot].keyed, false);
     /* counted first: the child may answer before fork returns here */
-    atomic_fetch_add(&srv->count.tracked, 1);
+    atomic_fetch_add(&srv->count->tracked, 1);
     pid_t pid = fork();
     if (pid == 0)
         run_child(srv, fs, slot, req);
     if (pid < 0) {
         int err = -errno;
-        atomic_fetch_sub(&srv->count.tracked, 1);
+        atomic_fetch_sub(&srv->count->tracked, 1);
         return err;
     }
     srv->host->hand_off(req, &fs->places[slot]); /* given back when reaped */

@@ -55,8 +55,10 @@
 #define QUIET_US 1000000
 /* How often a worker process's loop looks for a client left in the
  * backlog of a listener its siblings share (look_for_stranded): at most
- * every LOOK_US, and, since its wait is bounded by STUCK_US while a
- * worker watches, at least every STUCK_US + LOOK_US. */
+ * every LOOK_US, and, since its wait is bounded by STUCK_US while it
+ * works, at least every STUCK_US + LOOK_US. It rests (no turn at all:
+ * seat_may_rest) once its workers have slept for QUIET_US and nothing
+ * woke it for as long. */
 #define LOOK_US 5000
 /* A sibling worker process whose loop has not come round for this long
  * (its loop turns at least every STUCK_US while it serves) is stopped,
@@ -147,6 +149,10 @@ struct pool {
      * (SS__PASS_HELD). The loop's own. */
     worker *poked_worker;
     int64_t poked_us;
+    /* A worker process's loop rests (SS__SEAT_RESTING): its seat, and
+     * when it last woke from a rest (or began serving). The loop's own. */
+    bool resting;
+    int64_t woke_us;
     bool seat_spill;  /* SS__PASS_SPILL as the last worker last set it: its own */
     bool seat_parked; /* SS__PASS_PARKED as the first worker last set it: its own */
     bool seat_stuck;  /* SS__PASS_STUCK as the loop last set it: its own */
@@ -256,7 +262,7 @@ static void push(pool *p, ss_request *req)
     p->queue[(p->head + p->len) % p->cap] = req;
     p->len++;
     atomic_store_explicit(&p->queued, p->len, memory_order_relaxed);
-    atomic_fetch_add(&p->srv->count.queued, 1);
+    atomic_fetch_add(&p->srv->count->queued, 1);
 }
 
 static ss_request *pop(pool *p)
@@ -265,7 +271,7 @@ static ss_request *pop(pool *p)
     p->head = (p->head + 1) % p->cap;
     p->len--;
     atomic_store_explicit(&p->queued, p->len, memory_order_relaxed);
-    atomic_fetch_sub(&p->srv->count.queued, 1);
+    atomic_fetch_sub(&p->srv->count->queued, 1);
     return req;
 }
 
@@ -367,7 +373,7 @@ static void start_request(pool *p, worker *w, ss_request *req)
         return;
     }
     bool shared = ss__replies_via_listener(req);
-    atomic_fetch_add(&p->srv->count.spawn_failures, 1);
+    atomic_fetch_add(&p->srv->count->spawn_failures, 1);
     req->server->host->fail(req, rc);
     req->server->host->end(req);
     request_done(p, shared);
@@ -737,7 +743,7 @@ static void *worker_main(void *arg)
     }
     ss__sched_enter(NULL);
     worker_exit(p, w);
-    atomic_fetch_sub(&srv->count.tracked, 1);
+    atomic_fetch_sub(&srv->count->tracked, 1);
     pool_unref(p);
     srv->host->unref(srv);
     return NULL;
@@ -791,13 +797,13 @@ static int start_worker(ss_server *srv, pool *p, const pthread_attr_t *attr, wor
     pthread_mutex_unlock(&p->lock);
     atomic_store(&w->seen_us, now_us()); /* not "stuck" before it first runs */
     srv->host->ref(srv);
-    atomic_fetch_add(&srv->count.tracked, 1);
+    atomic_fetch_add(&srv->count->tracked, 1);
     rc = pthread_create(&w->thread, attr, worker_main, w);
     if (rc == 0)
         return 0;
     w->alive = false;
-    atomic_fetch_sub(&srv->count.tracked, 1);
-    atomic_fetch_add(&srv->count.spawn_failures, 1);
+    atomic_fetch_sub(&srv->count->tracked, 1);
+    atomic_fetch_add(&srv->count->spawn_failures, 1);
     srv->host->unref(srv);
     pool_unref(p); /* never the last: the caller holds one */
     return -rc;
@@ -862,6 +868,29 @@ static void pool_process(ss_server *srv, ss_request *req)
 
 /* ---- the loop's side of accepting in the workers ---- */
 
+/* Tells a worker process's control thread (core/prefork_worker.c) to
+ * look at the seat again: resting, it watches the listeners for the
+ * loop, and wakes it for the next arrival; else not. */
+static void tell_control(const pool *p)
+{
+    char byte = 1;
+    if (write(p->srv->seat_rest, &byte, 1) < 0) {
+        /* full: it has a byte to read already */
+    }
+}
+
+/* The loop works again (it woke, or stops serving): its seat runs on its
+ * clock, and its control thread stops watching the listeners. */
+static void end_rest(pool *p, int64_t now)
+{
+    if (!p->resting)
+        return;
+    p->resting = false;
+    p->woke_us = now;
+    atomic_store(&p->srv->seat->seen_us, now);
+    tell_control(p);
+}
+
 /* serve_forever begins: the workers with room watch the listeners the
  * core marked (those without room start as they get some). False leaves
  * them all to the loop: more than a readiness set's sources, or a set
@@ -899,7 +928,9 @@ static bool pool_accept_start(ss_server *srv)
             notify(&p->workers[i]);
     pthread_mutex_unlock(&p->lock);
     if (rc != -ENOTSUP && p->srv->seat != NULL) {
-        atomic_store(&p->srv->seat->seen_us, now_us());
+        p->woke_us = now_us();
+        p->resting = false;
+        atomic_store(&p->srv->seat->seen_us, p->woke_us);
         seat_mark(p, SS__PASS_OFF | SS__PASS_HELD, false);
     }
     return rc != -ENOTSUP;
@@ -914,6 +945,7 @@ static void pool_accept_stop(ss_server *srv)
     if (p == NULL || !atomic_exchange(&p->accept_on, false))
         return;
     seat_mark(p, SS__PASS_OFF, true); /* the next process takes the clients now */
+    end_rest(p, now_us());            /* its control thread stops watching */
     pthread_mutex_lock(&p->lock);
     while (atomic_load(&p->in_accept) > 0)
         pthread_cond_wait(&p->accept_idle, &p->lock);
@@ -948,6 +980,18 @@ static bool sources_readable(const pool *p)
     return poll(fds, (nfds_t)p->nsources, 0) > 0;
 }
 
+/* This process does not watch, and the one before it rests: if a client
+ * waits all the same, that process's control thread should have woken
+ * its loop for it. Stamped with this clock, its seat goes stale within
+ * SEAT_STALE_US unless its loop comes round (stopped while at rest), and
+ * this process takes its turn. */
+static void stamp_resting_before(pool *p, int64_t now)
+{
+    ss__seat *before = p->srv->seat_before;
+    if (before != NULL && atomic_load(&before->seen_us) == SS__SEAT_RESTING && sources_readable(p))
+        ss__seat_stamp_resting(before, now);
+}
+
 /* Sibling worker processes (ss_server_set_processes) watch a shared
  * listener with exclusive wake-ups too: the kernel wakes one waiting
  * loop of one process per arrival. A process woken that then takes no
@@ -959,8 +1003,11 @@ static bool sources_readable(const pool *p)
  * (EAGAIN if another took it meanwhile). If that worker has not come
  * round its loop by the next look (held between its wake-up and its
  * accept), the process passes its turn (SS__PASS_HELD) until it has, and
- * the next process takes the client. docs/internals.md has the argument
- * that no client waits longer while a process watches. */
+ * the next process takes the client. A process that does not watch
+ * looks too while the one before it rests (stamp_resting_before). While
+ * the loop rests it does not look: its control thread wakes it for the
+ * next arrival (seat_rest). docs/internals.md has the argument that no
+ * client waits longer while a process watches. */
 static void look_for_stranded(pool *p, int64_t now)
 {
     if (!p->shared_sources || now - p->looked_us < LOOK_US)
@@ -971,7 +1018,12 @@ static void look_for_stranded(pool *p, int64_t now)
                 atomic_load_explicit(&poked->seen_us, memory_order_relaxed) < p->poked_us;
     if (!held)
         p->poked_worker = NULL;
-    if (atomic_load(&p->listening) == 0 || !sources_readable(p)) {
+    if (atomic_load(&p->listening) == 0) {
+        seat_mark(p, SS__PASS_HELD, false);
+        stamp_resting_before(p, now);
+        return;
+    }
+    if (!sources_readable(p)) {
         seat_mark(p, SS__PASS_HELD, false);
         return;
     }
@@ -985,7 +1037,8 @@ static void look_for_stranded(pool *p, int64_t now)
 /* A worker process with siblings: says it is alive (its seat), and has
  * its first worker look again when its turn to take clients came or
  * went with the process before it (no wake-up crosses processes: this
- * look, every STUCK_US at most, is the bound). */
+ * look, every STUCK_US at most while the loop works, is the bound; an
+ * arrival wakes a resting loop, its control thread watching). */
 static void take_turn(pool *p, int64_t now)
 {
     if (p->srv->seat == NULL)
@@ -1016,8 +1069,10 @@ static void pool_reap(ss_server *srv)
     pool *p = srv->dispatch_state;
     if (!atomic_load(&p->accept_on))
         return;
-    bool rearm = atomic_load(&p->parked) > 0 && srv->host->accept_room(srv);
     int64_t now = now_us();
+    if (srv->seat != NULL)
+        end_rest(p, now);
+    bool rearm = atomic_load(&p->parked) > 0 && srv->host->accept_room(srv);
     pthread_mutex_lock(&p->lock);
     for (size_t i = 0; i < p->started; i++) {
         worker *w = &p->workers[i];
@@ -1047,6 +1102,42 @@ static bool awake_watchers(pool *p, int64_t quiet_since, bool *watching)
     return false;
 }
 
+/* A worker process's loop turns every STUCK_US while it works, for its
+ * seat (take_turn) and its looks (look_for_stranded). It may rest once
+ * neither has anything to do: its workers that watch the listeners have
+ * slept for QUIET_US and nothing woke the loop for as long, no worker is
+ * parked (the reap rearms it) or poked for a waiting client, it passes
+ * its turn for no worker held or stuck, and no client waits in a
+ * listener. */
+static bool seat_may_rest(pool *p, int64_t now)
+{
+    bool watching = false;
+    unsigned held = SS__PASS_HELD | SS__PASS_STUCK;
+    return now - p->woke_us >= QUIET_US && p->poked_worker == NULL &&
+           atomic_load(&p->parked) == 0 && (atomic_load(&p->srv->seat->passing) & held) == 0 &&
+           !awake_watchers(p, now - QUIET_US, &watching) && !sources_readable(p);
+}
+
+/* The loop rests: no turn until something wakes it. Its seat says so
+ * (the next process then never finds it stale by its clock), its control
+ * thread watches the listeners and wakes it for the next arrival, and,
+ * as without a seat, the first worker to wake or watch awake wakes it
+ * (the flag set before the last look). Returns the loop's wait. */
+static int seat_rest(pool *p)
+{
+    atomic_store(&p->loop_unwatched, true);
+    atomic_store(&p->srv->seat->seen_us, SS__SEAT_RESTING);
+    bool watching = false;
+    if (awake_watchers(p, INT64_MAX, &watching)) {
+        atomic_store(&p->loop_unwatched, false);
+        atomic_store(&p->srv->seat->seen_us, now_us());
+        return STUCK_US / 1000;
+    }
+    p->resting = true;
+    tell_control(p);
+    return -1;
+}
+
 /* A worker that watches the listeners may get stuck in a handler that
  * blocks its thread: while they work, the loop looks every STUCK_US
  * (pool_reap), 100 wake-ups a second at most. Once all of them have slept
@@ -1061,14 +1152,12 @@ static int pool_max_wait_ms(ss_server *srv)
     if (!atomic_load(&p->accept_on))
         return -1;
     if (srv->seat != NULL)
-        return STUCK_US / 1000; /* its seat says it is alive; its turn: take_turn */
+        return seat_may_rest(p, now_us()) ? seat_rest(p) : STUCK_US / 1000;
     bool watching = false;
     if (awake_watchers(p, now_us() - QUIET_US, &watching))
         return STUCK_US / 1000;
     if (!watching)
         return -1;
-    if (p->shared_sources)
-        return STUCK_US / 1000; /* a sibling process may strand a client: look_for_stranded */
     atomic_store(&p->loop_unwatched, true);
     if (!awake_watchers(p, INT64_MAX, &watching))
         return -1;
@@ -1115,7 +1204,7 @@ static void cancel_queued(ss_server *srv, pool *p)
         pthread_mutex_unlock(&p->lock);
         if (req == NULL)
             return;
-        atomic_fetch_add(&srv->count.cancelled, 1);
+        atomic_fetch_add(&srv->count->cancelled, 1);
         req->server->host->end(req);
     }
 }

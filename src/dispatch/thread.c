@@ -129,7 +129,7 @@ static void worker_done(ss_server *srv, worker *w)
     threads *ts = w->owner;
     pthread_mutex_lock(&ts->lock);
     unlink_worker(w);
-    atomic_fetch_sub(&srv->count.tracked, 1);
+    atomic_fetch_sub(&srv->count->tracked, 1);
     /* Outside drain and close nobody may come to join it (handle_request
      * runs no loop between calls): it lets itself go. `draining` covers
      * a drain that has not run its first reap step yet. */
@@ -170,7 +170,7 @@ static void *worker_main(void *arg)
  * up first: a client may see its answer before pthread_create returns. */
 static int spawn(ss_server *srv, threads *ts, worker *w)
 {
-    atomic_fetch_add(&srv->count.tracked, 1);
+    atomic_fetch_add(&srv->count->tracked, 1);
     pthread_mutex_lock(&ts->lock);
     int rc = pthread_create(&w->tid, &ts->attr, worker_main, w);
     if (rc == 0) {
@@ -183,7 +183,7 @@ static int spawn(ss_server *srv, threads *ts, worker *w)
     }
     pthread_mutex_unlock(&ts->lock);
     if (rc != 0)
-        atomic_fetch_sub(&srv->count.tracked, 1);
+        atomic_fetch_sub(&srv->count->tracked, 1);
     return -rc;
 }
 
@@ -207,7 +207,7 @@ static void thread_process(ss_server *srv, ss_request *req)
         free(w);
         srv->host->unref(srv);
     }
-    atomic_fetch_add(&srv->count.spawn_failures, 1);
+    atomic_fetch_add(&srv->count->spawn_failures, 1);
     req->server->host->fail(req, rc);
     req->server->host->end(req);
 }

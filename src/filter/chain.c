@@ -43,7 +43,7 @@ int ss__filters_add_at(ss_server *srv, int index, const ss_filter *filter, void 
 
 void ss__count_late_refusal(ss_server *srv, ss__late_refusal why)
 {
-    ss__counters *c = &srv->count;
+    ss__counters *c = srv->count;
     switch (why) {
     case SS__LATE_NONE:
         return;

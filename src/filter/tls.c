@@ -93,7 +93,7 @@ static int tls_open(ss_filter_ctx *ctx, void *config)
     read_session_facts(st);
     req->tls = st;
     req->tls_established = true;
-    atomic_fetch_add(&req->server->count.tls_handshakes, 1);
+    atomic_fetch_add(&req->server->count->tls_handshakes, 1);
     ss_filter_set_state(ctx, st);
     return 0;
 }

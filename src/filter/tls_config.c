@@ -331,7 +331,7 @@ int ss__tls_config_reload(ss_server *srv, struct ss__tls_config *cfg, const char
     pthread_mutex_lock(&cfg->reload_lock);
     int rc = reload_locked(srv, cfg, cert_file, key_file);
     if (rc < 0)
-        atomic_fetch_add(&srv->count.tls_reload_failures, 1);
+        atomic_fetch_add(&srv->count->tls_reload_failures, 1);
     pthread_mutex_unlock(&cfg->reload_lock);
     return rc;
 }
@@ -355,7 +355,7 @@ static void follow_locked(ss_server *srv, struct ss__tls_config *cfg)
     }
     free(cert);
     free(key);
-    atomic_fetch_add(&srv->count.tls_reload_failures, 1);
+    atomic_fetch_add(&srv->count->tls_reload_failures, 1);
     ss__log(srv->log, srv, srv->data, SS_LOG_ERROR,
             "TLS: process %ld could not reload the certificate another process of the server "
             "reloaded: %s; it serves on with the one it had",

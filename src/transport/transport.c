@@ -143,9 +143,9 @@ static void close_stream(ss__listener *l, int *fd, bool reply_lost, bool in_plac
     ss_server *srv = l->server;
     *fd = -1;
     if (how == SS__LINGERED)
-        atomic_fetch_add(&srv->count.lingering_closes, 1);
+        atomic_fetch_add(&srv->count->lingering_closes, 1);
     else if (how == SS__LINGER_REFUSED)
-        atomic_fetch_add(&srv->count.linger_overflows, 1);
+        atomic_fetch_add(&srv->count->linger_overflows, 1);
 }
 
 /* A read of the request returned the peer's end of stream, so nothing is

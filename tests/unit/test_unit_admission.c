@@ -64,7 +64,7 @@ static void fake_turn_away(ss__listener *l, ss__arrival *arrival, const char *re
 {
     ss_server *srv = l->server;
     script.turned_away++;
-    script.active_at_turn_away = atomic_load(&srv->count.active);
+    script.active_at_turn_away = atomic_load(&srv->count->active);
     script.last_turned_fd = arrival->fd;
     if (len > 0) {
         script.replies++;
