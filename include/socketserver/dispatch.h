@@ -237,6 +237,12 @@ SS_API int ss_server_set_pool_fibers(ss_server *srv, int fibers);
  *     logged (SS_LOG_ERROR), counted in ss_stats.processes_failed and
  *     replaced at once; one that ends again within 5 s of its start is
  *     replaced after 100 ms, then 200, 400, ... up to 10 s (back-off).
+ *     A worker that cannot start (its dispatcher's start failed: EMFILE,
+ *     ENOMEM; or the fork was refused) is retried the same way once a
+ *     worker has served; until then, if every worker fails to start,
+ *     serve_forever logs it and returns that start's -errno, as activate
+ *     does for the same failure in one process (a server that answers
+ *     nobody must not look up to a health check).
  *     Only the clients of the worker that died lose their connection;
  *     those still in the kernel backlog wait for the others or for the
  *     replacement. When serve_forever returns (a stop), every worker has
@@ -284,7 +290,8 @@ SS_API int ss_server_set_pool_fibers(ss_server *srv, int fibers);
  * Each worker holds a thread of its own that hears the supervisor and,
  * with the pool, wakes the worker's loop for the first client after it
  * rested: an idle worker process (no client for a second) makes no
- * wake-up at all (docs/concurrency.md). Fork from a supervisor without other threads:
+ * wake-up at all (docs/concurrency.md); the supervisor wakes once per
+ * serve_forever poll interval, as any serving loop does. Fork from a supervisor without other threads:
  * a process whose threads hold locks forks at its own risk, as always.
  * `processes`: 1 to SS_MAX_PROCESSES, SS_PROCESSES_PER_CPU for one per
  * online CPU, or 0 (the default) to serve in the calling process.

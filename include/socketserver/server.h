@@ -140,7 +140,8 @@ SS_API int ss_server_handle_request(ss_server *srv);
  * the stop request (ss_server_set_stop_grace), at least 250 ms and at most
  * 5 s: a worker that cannot answer (stopped) delays it no more than that.
  * Returns 0 after a shutdown, SS_ESTATE if not activated, -EBUSY if the loop
- * is already running in another thread.
+ * is already running in another thread; with worker processes, the
+ * -errno of their start (e.g. -EMFILE) when none of them could start.
  */
 SS_API int ss_server_serve_forever(ss_server *srv, int poll_interval_ms);
 

@@ -186,12 +186,22 @@ static int drain_outcome(int status)
     return 1;
 }
 
+/* A worker that carried out a command has started: it ran its
+ * dispatcher's start and heard the supervisor. */
+static void note_started(ss__prefork *pf, int i)
+{
+    if (atomic_load(&pf->page->slot[i].done) != 0)
+        pf->started = true;
+}
+
 static void worker_ended(ss_server *srv, int i, int status)
 {
     ss__prefork *pf = srv->prefork;
     ss__worker *w = &pf->workers[i];
     pid_t pid = w->pid;
     w->pid = 0;
+    note_started(pf, i);
+    w->start_error = atomic_load(&pf->page->slot[i].start_error);
     /* the next process takes its clients now, rather than once its seat
        goes stale (or, resting, once an arrival stamps it) */
     atomic_fetch_or(&pf->page->slot[i].seat.passing, SS__PASS_OFF);
@@ -237,6 +247,7 @@ static void wait_workers(ss_server *srv, int timeout_ms)
     for (int i = 0; i < pf->count; i++) {
         if (pf->workers[i].pid <= 0)
             continue;
+        note_started(pf, i);
         if (p[i + 1].revents != 0 && !ss__pipe_read_all(pf->workers[i].events))
             reap(srv, i, true); /* its last descriptor is closed: it is exiting */
         else
@@ -285,6 +296,7 @@ static int spawn(ss_server *srv, int i, int command)
         return rc;
     ss__worker_slot *slot = &pf->page->slot[i];
     atomic_store(&slot->done, 0);
+    atomic_store(&slot->start_error, 0);
     atomic_store(&slot->seat.passing, SS__PASS_OFF); /* until its pool accepts */
     atomic_store(&slot->seat.seen_us, 0);
     w->control = control[1];
@@ -315,6 +327,7 @@ static void spawn_failed(ss_server *srv, ss__worker *w, int index, int err)
     atomic_fetch_add(&srv->count->spawn_failures, 1);
     atomic_fetch_add(&srv->count->processes_failed, 1);
     w->failures++;
+    w->start_error = err;
     int delay = backoff_ms(w->failures + 1); /* never at once: the kernel said no */
     w->respawn_at = ss__now_ms() + delay;
     ss__log(srv->log, srv, srv->data, SS_LOG_ERROR,
@@ -381,6 +394,28 @@ static void pause_workers(ss_server *srv)
         wait_workers(srv, ss__remaining_ms(deadline));
 }
 
+static void cancel_respawns(ss__prefork *pf)
+{
+    for (int i = 0; i < pf->count; i++)
+        pf->workers[i].respawn_at = -1;
+}
+
+/* Until a worker has started serving, a start that fails in every
+ * worker (EMFILE, ENOMEM, a fork refused) fails serve_forever, as the
+ * same failure in one process fails activate: a server that answers
+ * nobody must not look healthy to a TCP health check. Once one has
+ * served, a worker that cannot start is retried (back-off), as one that
+ * died. Returns the last start's -errno, or 0. */
+static int cannot_start(const ss__prefork *pf)
+{
+    if (pf->started)
+        return 0;
+    for (int i = 0; i < pf->count; i++)
+        if (pf->workers[i].pid > 0 || pf->workers[i].start_error == 0)
+            return 0;
+    return pf->workers[pf->count - 1].start_error;
+}
+
 static int supervisor_serve(ss_server *srv, int poll_interval_ms)
 {
     if (!ss__server_enter_loop(srv))
@@ -388,25 +423,25 @@ static int supervisor_serve(ss_server *srv, int poll_interval_ms)
     ss__prefork *pf = srv->prefork;
     pf->serving = true;
     tell_running(pf, SS__WORKER_SERVE, -1); /* paused by an earlier stop */
-    while (!ss__server_stop_requested(srv)) {
+    int rc = 0;
+    while (!ss__server_stop_requested(srv) && (rc = cannot_start(pf)) == 0) {
         follow_hand_over(srv);
         int due = spawn_due(srv);
         wait_workers(srv, ss__min_wait(poll_interval_ms, due));
         srv->service_actions(srv, srv->data);
     }
+    if (rc < 0) {
+        cancel_respawns(pf);
+        ss__log(srv->log, srv, srv->data, SS_LOG_ERROR, "no worker process could start: %s",
+                ss_strerror(rc));
+    }
     pf->serving = false;
     pause_workers(srv);
     ss__server_leave_loop(srv);
-    return 0;
+    return rc;
 }
 
 /* ---- drain, close, counters ---- */
-
-static void cancel_respawns(ss__prefork *pf)
-{
-    for (int i = 0; i < pf->count; i++)
-        pf->workers[i].respawn_at = -1;
-}
 
 /* Every worker drains to the same deadline; a stop request meanwhile
  * cuts them all off (as a second stop does ss_server_drain's). */

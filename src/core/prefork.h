@@ -46,6 +46,7 @@ typedef struct ss__worker_slot {
     atomic_uint done;         /* the latest order the worker carried out (serve, pause) */
     atomic_llong deadline_ms; /* DRAIN: monotonic ms (one clock for all processes); -1: none;
                                  written before order */
+    atomic_int start_error;   /* a worker that could not start: why (-errno), before it exits */
     /* The worker's counters: its srv->count points here, so the
      * supervisor sums them as they change (on their own cache lines: every
      * thread of the worker writes them, the next worker reads its seat). */
@@ -67,6 +68,7 @@ typedef struct ss__worker {
     int64_t respawn_at; /* when a replacement is due (monotonic ms); -1: none wanted */
     int failures;       /* ended on its own soon after its start, in a row */
     bool told_to_end;   /* drain or close told it to exit */
+    int start_error;    /* its last attempt could not start (-errno), or 0 */
 } ss__worker;
 
 typedef struct ss__prefork {
@@ -76,6 +78,7 @@ typedef struct ss__prefork {
     ss__worker *workers;
     struct pollfd *pollset; /* the wake pipe, then each worker's events pipe */
     bool serving;           /* the supervisor's loop runs: workers are to serve */
+    bool started;           /* a worker has started serving, once: see cannot_start */
     int worst_end;          /* a drain's: 0 each ended fine, 1 one cut requests off
                                at the deadline (or was killed), 2 ... at a stop */
     ss__counters retired;   /* what the workers that have ended counted */

@@ -341,6 +341,7 @@ _Noreturn void ss__worker_run(ss_server *srv, int index, int control, int events
     if (rc == 0)
         rc = start_control(&ctx);
     if (rc < 0) {
+        atomic_store(&ctx.slot->start_error, rc); /* the supervisor's cannot_start */
         ss__log(srv->log, srv, srv->data, SS_LOG_ERROR, "worker process %d could not start: %s",
                 index, ss_strerror(rc));
         _exit(SS__WORKER_EXIT_FAILED);
