@@ -511,13 +511,15 @@ static void ignore_stop_signals(void)
  * rest. */
 static void drain(const cli_options *opts, ss_server *srv)
 {
-    cli_log_always(opts,
-                   "%s: stopping: finishing requests for up to %d s (signal again to stop now)",
-                   opts->name, opts->drain);
     long long now = now_ms(), stop = atomic_load(&first_stop_ms);
     long long deadline = (stop != 0 ? stop : now) + opts->drain * 1000LL;
+    int left_ms = deadline > now ? (int)(deadline - now) : 0;
+    /* what is left of --drain: less when serve_forever waited on a worker */
+    cli_log_always(opts,
+                   "%s: stopping: finishing requests for up to %d s (signal again to stop now)",
+                   opts->name, (left_ms + 999) / 1000);
     atomic_store(&drain_deadline_ms, deadline);
-    int rc = ss_server_drain(srv, deadline > now ? (int)(deadline - now) : 0);
+    int rc = ss_server_drain(srv, left_ms);
     ignore_stop_signals(); /* the server is about to be freed */
     if (rc < 0)
         cli_log_always(opts, "%s: %s: unfinished requests were interrupted", opts->name,
