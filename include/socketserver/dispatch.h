@@ -267,7 +267,8 @@ SS_API int ss_server_set_pool_fibers(ss_server *srv, int fibers);
  *     memory the supervisor reads, so the sum is as current as a single
  *     process's counters (a snapshot is not one instant; exact after
  *     drain or close), with nothing published periodically. The requests
- *     still open in a worker that died are counted closed.
+ *     still open in a worker that died are counted closed; in one the
+ *     drain killed, interrupted too (cut off past the deadline).
  *   - The listening sockets stay open in the supervisor for as long as
  *     any worker may need them, for a replacement; Unix socket files are
  *     removed by the supervisor's close alone. ss_server_hand_over, in

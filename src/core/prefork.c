@@ -134,7 +134,7 @@ static bool gauge(const char *name)
            strcmp(name, "queued") == 0;
 }
 
-static void retire_counters(ss__prefork *pf, int i)
+static uint64_t retire_counters(ss__prefork *pf, int i)
 {
     ss__counters *c = &pf->page->slot[i].count;
     uint64_t open = atomic_load(&c->active);
@@ -147,6 +147,7 @@ static void retire_counters(ss__prefork *pf, int i)
     SS__COUNTERS(SS__RETIRE)
 #undef SS__RETIRE
     atomic_fetch_add(&pf->retired.closed, open);
+    return open;
 }
 
 static int backoff_ms(int failures)
@@ -205,7 +206,9 @@ static void worker_ended(ss_server *srv, int i, int status)
     /* the next process takes its clients now, rather than once its seat
        goes stale (or, resting, once an arrival stamps it) */
     atomic_fetch_or(&pf->page->slot[i].seat.passing, SS__PASS_OFF);
-    retire_counters(pf, i);
+    uint64_t open = retire_counters(pf, i);
+    if (w->told_to_end && pf->draining) /* killed past the deadline: cut off */
+        atomic_fetch_add(&pf->retired.interrupted, open);
     ss__close(&w->control);
     ss__close(&w->events);
     if (!w->told_to_end) {
@@ -454,6 +457,7 @@ static int supervisor_drain(ss_server *srv, int timeout_ms)
     follow_hand_over(srv);
     cancel_respawns(pf);
     pf->worst_end = 0;
+    pf->draining = true;
     tell_running(pf, SS__WORKER_DRAIN, deadline);
     while (running(pf) > 0) {
         if (!cut_off && ss__stop_take(&srv->stop)) {
@@ -466,6 +470,7 @@ static int supervisor_drain(ss_server *srv, int timeout_ms)
         else
             wait_workers(srv, ss__remaining_ms(kill_at));
     }
+    pf->draining = false;
     ss__close_listeners(srv); /* this process's copies; the backlog was the workers' */
     if (cut_off || pf->worst_end == 2)
         return -ECANCELED;

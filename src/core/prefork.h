@@ -79,6 +79,7 @@ typedef struct ss__prefork {
     struct pollfd *pollset; /* the wake pipe, then each worker's events pipe */
     bool serving;           /* the supervisor's loop runs: workers are to serve */
     bool started;           /* a worker has started serving, once: see cannot_start */
+    bool draining;          /* in supervisor_drain: a worker's open requests are cut off */
     int worst_end;          /* a drain's: 0 each ended fine, 1 one cut requests off
                                at the deadline (or was killed), 2 ... at a stop */
     ss__counters retired;   /* what the workers that have ended counted */

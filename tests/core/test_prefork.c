@@ -489,6 +489,35 @@ static void test_killed_worker_is_replaced_only_its_clients_fail(void **state)
     td_shared_free(sh, sizeof *sh);
 }
 
+/* A worker that cannot answer the drain (stopped) is killed 3 s past its
+ * deadline: the requests it still had open were cut off by the drain, and
+ * count as interrupted (ss_stats), as a drain in one process counts them;
+ * they were counted closed only. */
+static void test_drain_kill_counts_requests_interrupted(void **state)
+{
+    (void)state;
+    config c = {"pool", "tcp://127.0.0.1:0", 2, &pid_handler, 300, false};
+    pid_t sup = start_supervisor(&c);
+    int fds[CLIENTS];
+    long pids[CLIENTS], a, b;
+    int n = open_on_both(fds, pids, &a, &b);
+    uint64_t on_a = 0;
+    for (int i = 0; i < n; i++)
+        on_a += pids[i] == a;
+    assert_int_equal(kill((pid_t)a, SIGSTOP), 0);
+    stopped_worker = (pid_t)a;
+    await_stopped(a);
+    stop_supervisor(sup);
+    stopped_worker = 0; /* killed by the drain */
+    ss_stats st = read_stats();
+    assert_int_equal(sh->drain_rc, -ETIMEDOUT);
+    assert_int_equal(st.interrupted, on_a); /* b's, idle, were closed at once */
+    assert_int_equal(st.accepted, st.closed);
+    for (int i = 0; i < n; i++)
+        close(fds[i]);
+    td_shared_free(sh, sizeof *sh);
+}
+
 /* ---- the shared listener's wake-ups ---- */
 
 #ifdef __linux__
@@ -1026,6 +1055,7 @@ int main(void)
         cmocka_unit_test_teardown(test_unix_and_udp, end_supervisor),
         cmocka_unit_test_teardown(test_killed_worker_is_replaced_only_its_clients_fail,
                                   end_supervisor),
+        cmocka_unit_test_teardown(test_drain_kill_counts_requests_interrupted, end_supervisor),
 #ifdef __linux__
         cmocka_unit_test_teardown(test_shared_listener_strands_nobody, end_supervisor),
 #endif
