@@ -292,8 +292,9 @@ SS_API int ss_server_set_pool_fibers(ss_server *srv, int fibers);
  * with the pool, wakes the worker's loop for the first client after it
  * rested: an idle worker process (no client for a second) makes no
  * wake-up at all (docs/concurrency.md); the supervisor wakes once per
- * serve_forever poll interval, as any serving loop does. Fork from a supervisor without other threads:
- * a process whose threads hold locks forks at its own risk, as always.
+ * serve_forever poll interval, as any serving loop does.
+ * Fork from a supervisor without other threads: a process whose threads
+ * hold locks forks at its own risk, as always.
  * `processes`: 1 to SS_MAX_PROCESSES, SS_PROCESSES_PER_CPU for one per
  * online CPU, or 0 (the default) to serve in the calling process.
  * Returns 0; -EINVAL for any other value; SS_ESTATE after activate, or on
